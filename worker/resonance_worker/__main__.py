@@ -1,0 +1,78 @@
+"""``resonance-worker``: start one worker process."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import signal
+import sys
+import time
+
+from aiohttp import web
+from pydantic import SecretStr, ValidationError
+
+from resonance_worker.log import configure_logging
+from resonance_worker.settings import WorkerSettings
+from resonance_worker.tokens import mint_connection_token
+from resonance_worker.transport.app import create_app
+
+
+def load_settings() -> WorkerSettings:
+    """Settings from the environment; a random JWT secret when none is set."""
+    settings = WorkerSettings()
+    if settings.jwt_secret is None:
+        settings = settings.model_copy(update={"jwt_secret": SecretStr(secrets.token_urlsafe(32))})
+    return settings
+
+
+def banner(settings: WorkerSettings, port: int) -> str:
+    """How to connect, with a demo token, printed once the server listens."""
+    assert settings.jwt_secret is not None
+    token = mint_connection_token(settings.jwt_secret.get_secret_value(), sub="demo", now=time.time())
+    base = f"{settings.host}:{port}"
+    return "\n".join(
+        [
+            f"resonance-worker listening on http://{base} (engine: {settings.engine.value})",
+            f"  health:    http://{base}/health   ready: http://{base}/ready   metrics: http://{base}/metrics",
+            f"  websocket: ws://{base}/connection/websocket",
+            f"  demo token (user 'demo', valid 1 h): {token}",
+        ]
+    )
+
+
+async def serve(settings: WorkerSettings) -> None:
+    """Serve until SIGINT or SIGTERM, then clean up."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(create_app(settings), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    port = runner.addresses[0][1] if runner.addresses else settings.port
+    print(banner(settings, port), flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+    except ValidationError as exc:
+        print(f"resonance-worker: invalid settings:\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency everywhere but Windows
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    runner(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""HTTP and WebSocket transport: the only package that imports aiohttp."""
