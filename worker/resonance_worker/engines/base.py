@@ -95,3 +95,88 @@ class Engine(Protocol):
 
     async def ping(self) -> None:
         """Return if the engine can serve now; raise ``EngineError`` if not."""
+
+    # -- fan-out --------------------------------------------------------------
+
+    async def subscribe(self, channel: str) -> None:
+        """Start receiving this channel's events on this node (first local subscriber)."""
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Stop receiving this channel's events on this node (last local subscriber left)."""
+
+    async def publish(
+        self,
+        channel: str,
+        data: bytes,
+        *,
+        info: ClientInfo | None = None,
+        tags: dict[str, str] | None = None,
+        history: HistoryOptions | None = None,
+        idempotency_key: str | None = None,
+        idempotency_ttl_seconds: float = 300.0,
+    ) -> PublishResult:
+        """Store (when ``history`` keeps any) and then fan out to every node.
+
+        Returns only once the publication is stored, so an acknowledged publish
+        is never lost while its history lives. A repeated ``idempotency_key``
+        within its TTL returns the first result with ``duplicate=True`` and
+        neither stores nor sends anything.
+        """
+        ...
+
+    async def publish_join(self, channel: str, info: ClientInfo) -> None:
+        """Tell every node that ``info`` joined ``channel``."""
+
+    async def publish_leave(self, channel: str, info: ClientInfo) -> None:
+        """Tell every node that ``info`` left ``channel``."""
+
+    async def publish_control(self, payload: bytes) -> None:
+        """Send a node-to-node command to every node (including this one)."""
+
+    # -- history ----------------------------------------------------------------
+
+    async def history(
+        self,
+        channel: str,
+        *,
+        since: StreamPosition | None = None,
+        limit: int = 0,
+        reverse: bool = False,
+        meta_ttl_seconds: float = 0.0,
+    ) -> tuple[list[Publication], StreamPosition]:
+        """Publications of a channel and its current top position.
+
+        ``since`` returns those after that offset (oldest first), for recovery;
+        ``limit == 0`` returns only the top position, ``limit < 0`` everything
+        kept. A ``since`` whose epoch differs from the current one returns no
+        publications: the caller must report "not recovered".
+        """
+        ...
+
+    async def remove_history(self, channel: str) -> None:
+        """Drop a channel's stream (its next publication starts a new epoch)."""
+
+    # -- presence ---------------------------------------------------------------
+
+    async def add_presence(self, channel: str, info: ClientInfo, *, ttl_seconds: float) -> None:
+        """Record (or refresh) a client in a channel; it expires after ``ttl_seconds``."""
+
+    async def remove_presence(self, channel: str, client_id: str) -> None:
+        """Remove a client from a channel's presence."""
+
+    async def presence(self, channel: str) -> dict[str, ClientInfo]:
+        """Clients present in a channel, by client id (expired ones excluded)."""
+        ...
+
+    async def presence_stats(self, channel: str) -> tuple[int, int]:
+        """Number of clients and of distinct users present in a channel."""
+        ...
+
+    # -- cluster-wide limits ------------------------------------------------------
+
+    async def take_token(self, key: str, *, rate_per_second: float, burst: int) -> float:
+        """Take one token from a token bucket shared by every node.
+
+        Returns 0.0 when a token was taken, else the seconds until one is free.
+        """
+        ...
