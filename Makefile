@@ -1,0 +1,70 @@
+# Resonance Liminal — the two commands are `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export UV_PYTHON_DOWNLOADS := never
+export PATH := $(HOME)/.local/bin:$(PATH)
+
+VENV      := .venv
+PY        := $(VENV)/bin/python
+CLUSTER   := e2e/cluster
+RUN_DIR   := .run
+COV_FAIL_UNDER := 90
+
+.PHONY: help
+help:  ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+.PHONY: deps
+deps:  ## Install system prerequisites (Debian packages, uv, Node packages), idempotently
+	@.ci/deps
+
+$(VENV)/.synced: pyproject.toml uv.lock
+	@command -v uv >/dev/null || python3 -m pip install --quiet --user uv
+	uv sync --frozen --all-extras
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.synced  ## Create the virtualenv from the lock file
+
+.PHONY: run
+run: venv  ## Start a worker on localhost with the in-memory engine
+	RESONANCE_LOG_JSON=$${RESONANCE_LOG_JSON:-false} $(VENV)/bin/resonance-worker
+
+.PHONY: lint
+lint: venv  ## ruff, mypy (both packages) and the import-linter contracts
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+.PHONY: binaries
+binaries:  ## Build (or reuse cached) etcd, Kubernetes, kwok, kubectl and helm
+	$(CLUSTER)/build-binaries >/dev/null
+
+.PHONY: cluster-up cluster-down
+cluster-up: binaries  ## Start the real control plane on loopback (prints KUBECONFIG)
+	$(CLUSTER)/up
+cluster-down:  ## Stop the control plane
+	$(CLUSTER)/down
+
+.PHONY: test
+test: deps venv lint binaries  ## Lint, then unit, integration and e2e tests on real services, with coverage
+	@scripts/test-all
+
+.PHONY: e2e
+e2e: venv  ## e2e tests only, against the cluster in $KUBECONFIG (kind, k3d, or `make cluster-up`)
+	@test -n "$$KUBECONFIG" || { echo "set KUBECONFIG=... (or run make cluster-up)"; exit 2; }
+	RESONANCE_REQUIRE_K8S=1 $(PY) -m pytest e2e
+
+.PHONY: bench
+bench: venv  ## A reduced benchmark set (a few minutes)
+	$(PY) -m bench.run --quick
+
+.PHONY: bench-bio
+bench-bio: venv  ## The biometrics accuracy benchmark
+	$(PY) -m bench.biometrics.run
+
+.PHONY: clean
+clean:  ## Remove the virtualenv, run state and caches in the repo (not the binary cache)
+	-$(CLUSTER)/down 2>/dev/null
+	rm -rf $(VENV) $(RUN_DIR) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov

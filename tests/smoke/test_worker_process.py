@@ -1,0 +1,55 @@
+"""What `make run` starts: the `resonance-worker` console script on the
+in-memory engine answers /health, /ready and /metrics and prints a working
+demo token."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import urllib.request
+from pathlib import Path
+
+import jwt
+
+from tests.harness.processes import ServiceProcess, free_port
+
+
+def _get(url: str) -> tuple[int, str, str]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.status, response.headers.get("Content-Type", ""), response.read().decode()
+
+
+def test_console_script_serves_probes_and_prints_demo_token(tmp_path: Path) -> None:
+    script = shutil.which("resonance-worker", path=str(Path(sys.executable).parent))
+    assert script is not None, "the resonance-worker console script is not installed"
+    port = free_port()
+    secret = "smoke-test-secret-of-sufficient-length"
+    worker = ServiceProcess(
+        "worker",
+        [script],
+        log_path=tmp_path / "worker.log",
+        env={"RESONANCE_PORT": str(port), "RESONANCE_JWT_SECRET": secret, "RESONANCE_LOG_JSON": "false"},
+    ).start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        worker.wait_until(lambda: "demo token" in worker.log_tail(), timeout=30, what="banner")
+        assert _get(base + "/health")[0] == 200
+        status, _, body = _get(base + "/ready")
+        assert status == 200
+        assert '"memory"' in body
+        status, content_type, text = _get(base + "/metrics")
+        assert status == 200
+        assert content_type.startswith("text/plain")
+        assert "resonance_connections" in text
+
+        banner = worker.log_tail()
+        assert f"ws://127.0.0.1:{port}/connection/websocket" in banner
+        token = re.search(r"demo token[^:]*: (\S+)", banner)
+        assert token is not None
+        claims = jwt.decode(token.group(1), secret, algorithms=["HS256"])
+        assert claims["sub"] == "demo"
+        assert claims["exp"] > claims["iat"]
+    finally:
+        code = worker.stop()
+    assert code == 0, worker.log_tail()
