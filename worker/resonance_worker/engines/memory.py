@@ -1,8 +1,74 @@
-"""The in-memory engine: all state in this process, for single-node use."""
+"""The in-memory engine: all channel state in this process, for single-node use.
+
+It is a real engine, not a test double: ``make run`` serves from it. Fan-out
+only reaches this process, so it must not be used by more than one pod.
+
+Delivery: the ``EngineEventHandler`` is called **synchronously**, inside
+``publish`` / ``publish_join`` / ``publish_leave`` / ``publish_control``, after
+the publication is stored and before the call returns. A publisher therefore
+sees its own publication pushed before its publish reply.
+
+Time comes from two injectable clocks so tests can drive expiry without
+sleeping: ``clock`` (monotonic seconds) for every TTL and the token buckets,
+``wall_clock`` (Unix seconds) only for ``Publication.time_ms``.
+
+Expired state is dropped lazily when touched and by ``sweep()``, which the
+engine runs every ``sweep_interval`` seconds between ``start`` and ``close``.
+"""
 
 from __future__ import annotations
 
-from resonance_worker.engines.base import EngineEventHandler
+import asyncio
+import contextlib
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from resonance_worker.engines.base import (
+    ClientInfo,
+    EngineEventHandler,
+    HistoryOptions,
+    Publication,
+    PublishResult,
+    StreamPosition,
+)
+
+DEFAULT_META_TTL_SECONDS = 30 * 24 * 3600.0
+"""How long a channel's epoch and top offset outlive its last publication when
+the caller does not say (as Centrifugo: long enough for any offline client)."""
+
+
+def new_epoch() -> str:
+    """A random name for one life of a stream."""
+    return secrets.token_hex(4)
+
+
+def validate_bucket(rate_per_second: float, burst: int) -> None:
+    """Token bucket parameters every engine accepts."""
+    if not rate_per_second > 0:
+        raise ValueError(f"token bucket rate must be positive, got {rate_per_second!r}")
+    if burst < 1:
+        raise ValueError(f"token bucket burst must be at least 1, got {burst!r}")
+
+
+@dataclass(slots=True)
+class _Stream:
+    """One channel's stream: its epoch, top offset and the publications kept."""
+
+    epoch: str
+    meta_expires_at: float
+    top_offset: int = 0
+    items_expire_at: float = 0.0  # the kept publications all go at once, ttl after the last publish
+    items: deque[Publication] = field(default_factory=deque)
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated_at: float
+    full_at: float  # when it will hold ``burst`` tokens again
 
 
 class MemoryEngine:
@@ -10,11 +76,230 @@ class MemoryEngine:
 
     name = "memory"
 
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        default_meta_ttl_seconds: float = DEFAULT_META_TTL_SECONDS,
+        sweep_interval: float = 10.0,
+    ) -> None:
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._default_meta_ttl = default_meta_ttl_seconds
+        self._sweep_interval = sweep_interval
+        self._handler: EngineEventHandler | None = None
+        self._subscribed: set[str] = set()
+        self._streams: dict[str, _Stream] = {}
+        self._idempotency: dict[tuple[str, str], tuple[PublishResult, float]] = {}
+        self._presence: dict[str, dict[str, tuple[ClientInfo, float]]] = {}
+        self._buckets: dict[str, _Bucket] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # -- lifecycle ----------------------------------------------------------------
+
     async def start(self, handler: EngineEventHandler | None = None) -> None:
-        return None
+        self._handler = handler
+        if self._sweeper is None and self._sweep_interval > 0:
+            self._sweeper = asyncio.create_task(self._sweep_forever(), name="memory-engine-sweep")
 
     async def close(self) -> None:
-        return None
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+        self._handler = None
 
     async def ping(self) -> None:
         return None
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_interval)
+            self.sweep()
+
+    def sweep(self) -> None:
+        """Drop everything that has expired (streams, idempotency keys, presence, full buckets)."""
+        now = self._clock()
+        for channel in [c for c, s in self._streams.items() if s.meta_expires_at <= now]:
+            del self._streams[channel]
+        for stream in self._streams.values():
+            if stream.items and stream.items_expire_at <= now:
+                stream.items.clear()
+        for key in [k for k, (_, expires_at) in self._idempotency.items() if expires_at <= now]:
+            del self._idempotency[key]
+        for channel in list(self._presence):
+            self._live_presence(channel, now)
+        # A bucket that has refilled completely is the same as no bucket.
+        for bucket_key in [k for k, b in self._buckets.items() if b.full_at <= now]:
+            del self._buckets[bucket_key]
+
+    def state_sizes(self) -> dict[str, int]:
+        """How much state is held (for metrics and to check that expiry frees memory)."""
+        return {
+            "streams": len(self._streams),
+            "kept_publications": sum(len(s.items) for s in self._streams.values()),
+            "idempotency_keys": len(self._idempotency),
+            "presence_channels": len(self._presence),
+            "token_buckets": len(self._buckets),
+        }
+
+    # -- fan-out --------------------------------------------------------------------
+
+    async def subscribe(self, channel: str) -> None:
+        self._subscribed.add(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._subscribed.discard(channel)
+
+    async def publish(
+        self,
+        channel: str,
+        data: bytes,
+        *,
+        info: ClientInfo | None = None,
+        tags: dict[str, str] | None = None,
+        history: HistoryOptions | None = None,
+        idempotency_key: str | None = None,
+        idempotency_ttl_seconds: float = 300.0,
+    ) -> PublishResult:
+        now = self._clock()
+        if idempotency_key is not None:
+            previous = self._idempotency.get((channel, idempotency_key))
+            if previous is not None and previous[1] > now:
+                return PublishResult(previous[0].position, duplicate=True)
+        publication = Publication(
+            data=data, info=info, tags=dict(tags or {}), time_ms=int(self._wall_clock() * 1000)
+        )
+        if history is not None and history.size > 0:
+            stream = self._stream(channel, now, history.meta_ttl_seconds, create=True)
+            assert stream is not None
+            stream.top_offset += 1
+            publication = Publication(
+                data=data,
+                offset=stream.top_offset,
+                info=info,
+                tags=publication.tags,
+                time_ms=publication.time_ms,
+            )
+            if stream.items_expire_at <= now:
+                stream.items.clear()
+            stream.items.append(publication)
+            while len(stream.items) > history.size:
+                stream.items.popleft()
+            stream.items_expire_at = now + history.ttl_seconds
+            meta_ttl = history.meta_ttl_seconds or self._default_meta_ttl
+            stream.meta_expires_at = max(stream.meta_expires_at, now + max(meta_ttl, history.ttl_seconds))
+            position = StreamPosition(stream.top_offset, stream.epoch)
+        else:
+            position = StreamPosition(0, "")
+        result = PublishResult(position)
+        if idempotency_key is not None:
+            self._idempotency[(channel, idempotency_key)] = (result, now + idempotency_ttl_seconds)
+        if self._handler is not None and channel in self._subscribed:
+            self._handler.on_publication(channel, publication, position)
+        return result
+
+    async def publish_join(self, channel: str, info: ClientInfo) -> None:
+        if self._handler is not None and channel in self._subscribed:
+            self._handler.on_join(channel, info)
+
+    async def publish_leave(self, channel: str, info: ClientInfo) -> None:
+        if self._handler is not None and channel in self._subscribed:
+            self._handler.on_leave(channel, info)
+
+    async def publish_control(self, payload: bytes) -> None:
+        if self._handler is not None:
+            self._handler.on_control(payload)
+
+    # -- history --------------------------------------------------------------------
+
+    def _stream(self, channel: str, now: float, meta_ttl_seconds: float, *, create: bool) -> _Stream | None:
+        stream = self._streams.get(channel)
+        if stream is not None and stream.meta_expires_at <= now:
+            del self._streams[channel]
+            stream = None
+        if stream is None and create:
+            meta_ttl = meta_ttl_seconds or self._default_meta_ttl
+            stream = self._streams[channel] = _Stream(epoch=new_epoch(), meta_expires_at=now + meta_ttl)
+        return stream
+
+    async def history(
+        self,
+        channel: str,
+        *,
+        since: StreamPosition | None = None,
+        limit: int = 0,
+        reverse: bool = False,
+        meta_ttl_seconds: float = 0.0,
+    ) -> tuple[list[Publication], StreamPosition]:
+        now = self._clock()
+        # Reading a stream fixes its epoch, so a subscriber's position stays meaningful.
+        stream = self._stream(channel, now, meta_ttl_seconds, create=True)
+        assert stream is not None
+        if meta_ttl_seconds > 0:
+            stream.meta_expires_at = max(stream.meta_expires_at, now + meta_ttl_seconds)
+        top = StreamPosition(stream.top_offset, stream.epoch)
+        if stream.items and stream.items_expire_at <= now:
+            stream.items.clear()
+        if limit == 0 or (since is not None and since.epoch != stream.epoch):
+            return [], top
+        items: list[Publication]
+        if reverse:
+            items = [p for p in reversed(stream.items) if since is None or p.offset < since.offset]
+        else:
+            items = [p for p in stream.items if since is None or p.offset > since.offset]
+        if limit > 0:
+            items = items[:limit]
+        return items, top
+
+    async def remove_history(self, channel: str) -> None:
+        self._streams.pop(channel, None)
+
+    # -- presence ---------------------------------------------------------------------
+
+    def _live_presence(self, channel: str, now: float) -> dict[str, tuple[ClientInfo, float]]:
+        clients = self._presence.get(channel)
+        if clients is None:
+            return {}
+        for client_id in [c for c, (_, expires_at) in clients.items() if expires_at <= now]:
+            del clients[client_id]
+        if not clients:
+            del self._presence[channel]
+        return clients
+
+    async def add_presence(self, channel: str, info: ClientInfo, *, ttl_seconds: float) -> None:
+        self._presence.setdefault(channel, {})[info.client] = (info, self._clock() + ttl_seconds)
+
+    async def remove_presence(self, channel: str, client_id: str) -> None:
+        clients = self._presence.get(channel)
+        if clients is not None:
+            clients.pop(client_id, None)
+            if not clients:
+                del self._presence[channel]
+
+    async def presence(self, channel: str) -> dict[str, ClientInfo]:
+        return {client: info for client, (info, _) in self._live_presence(channel, self._clock()).items()}
+
+    async def presence_stats(self, channel: str) -> tuple[int, int]:
+        clients = self._live_presence(channel, self._clock())
+        return len(clients), len({info.user for info, _ in clients.values()})
+
+    # -- cluster-wide limits ---------------------------------------------------------------
+
+    async def take_token(self, key: str, *, rate_per_second: float, burst: int) -> float:
+        validate_bucket(rate_per_second, burst)
+        now = self._clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(tokens=float(burst), updated_at=now, full_at=now)
+        else:
+            elapsed = max(0.0, now - bucket.updated_at)
+            bucket.tokens = min(float(burst), bucket.tokens + elapsed * rate_per_second)
+            bucket.updated_at = now
+        if bucket.tokens < 1.0:
+            return (1.0 - bucket.tokens) / rate_per_second
+        bucket.tokens -= 1.0
+        bucket.full_at = now + (burst - bucket.tokens) / rate_per_second
+        return 0.0
