@@ -37,3 +37,40 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redi
         yield client
     finally:
         await client.aclose()
+
+
+# --- Neo4j -----------------------------------------------------------------------------------------------
+# (Imported here rather than at the top: this section is appended to a file another module owns.)
+import asyncio  # noqa: E402
+
+import neo4j  # noqa: E402
+
+from tests.harness.neo4j import Neo4jServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def neo4j_server(run_dir: Path) -> Iterator[Neo4jServer]:
+    """A real Neo4j 5.26 Community server (auth on, generated password), fresh for this test run.
+
+    Tests may stop, kill or restart it; the next test gets it running again (see ``neo4j_driver``).
+    """
+    server = Neo4jServer(run_dir / "neo4j")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def neo4j_driver(neo4j_server: Neo4jServer) -> AsyncIterator[neo4j.AsyncDriver]:
+    """An async driver on the run's Neo4j, with the graph emptied before each test."""
+    if not neo4j_server.running:  # an earlier test stopped or killed it
+        await asyncio.to_thread(neo4j_server.start)
+    driver = neo4j.AsyncGraphDatabase.driver(neo4j_server.uri, auth=neo4j_server.auth)
+    try:
+        await driver.verify_connectivity()
+        await driver.execute_query("MATCH (n) DETACH DELETE n")
+        yield driver
+    finally:
+        await driver.close()
