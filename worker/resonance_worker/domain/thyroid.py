@@ -1,0 +1,724 @@
+"""The thyroid: the worker's self-regulation.
+
+Every error the worker sees is a *pain signal* (a source and a severity).
+Pain per source decays exponentially with a half-life ``h``:
+``P(t) = Σ severity_i · 2^(−(t − t_i)/h)``. The sums are kept as a
+:class:`PainSnapshot` that merges across workers (decay both to the later time
+and add), so a cluster-wide view is one fold over the workers' snapshots.
+
+A state machine reads the total pain ``P`` against the threshold ``T``:
+
+- calm → stressed when ``P ≥ T``; stressed → overloaded when ``P ≥ k·T``;
+- down again only when ``P < r·T`` (resp. ``r·k·T``) *and* the state has held
+  for ``min_dwell_s`` — the hysteresis band and the dwell keep it from flapping.
+
+Every rise is a *release*: a :class:`ThyroidInsight` (what hurts most, its
+trend, since when, a suggested action) and :class:`Adaptations` (a rate-limit
+factor, shedding new connections with a retry hint, circuits to open).
+
+A generic :class:`CircuitBreaker` (closed / open / half-open) is here too.
+Everything is pure: time is passed in as ``now`` (seconds). See docs/living-core.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class PainSource(StrEnum):
+    """What hurt."""
+
+    PROTOCOL_ERROR = "protocol_error"
+    LIMIT_HIT = "limit_hit"
+    AUTH_FAILURE = "auth_failure"
+    ENGINE_TIMEOUT = "engine_timeout"
+    NEO4J_FAILURE = "neo4j_failure"
+    SERVER_ERROR = "server_error"
+    DISCONNECT_STORM = "disconnect_storm"
+
+
+DEFAULT_SEVERITY: Mapping[PainSource, float] = {
+    PainSource.PROTOCOL_ERROR: 1.0,
+    PainSource.LIMIT_HIT: 0.5,
+    PainSource.AUTH_FAILURE: 1.0,
+    PainSource.ENGINE_TIMEOUT: 3.0,
+    PainSource.NEO4J_FAILURE: 2.0,
+    PainSource.SERVER_ERROR: 5.0,
+    PainSource.DISCONNECT_STORM: 5.0,
+}
+"""Severity of one signal when the caller gives none: a crash hurts more than a refused frame."""
+
+# The dependency whose circuit a source's pain can open.
+DEPENDENCY_OF: Mapping[PainSource, str] = {
+    PainSource.ENGINE_TIMEOUT: "redis",
+    PainSource.NEO4J_FAILURE: "neo4j",
+}
+
+SUGGESTED_ACTION: Mapping[PainSource, str] = {
+    PainSource.PROTOCOL_ERROR: (
+        "clients send frames the worker refuses: check client SDK versions and the latest client release"
+    ),
+    PainSource.LIMIT_HIT: (
+        "clients keep hitting limits: look for a misbehaving client, or raise the limits if the load is real"
+    ),
+    PainSource.AUTH_FAILURE: (
+        "tokens are refused: check the signing keys and token expiry; a burst may be credential stuffing"
+    ),
+    PainSource.ENGINE_TIMEOUT: "Redis is slow or unreachable: check its latency, memory and network",
+    PainSource.NEO4J_FAILURE: (
+        "Neo4j writes fail: check the database; the projector will catch up from the event log"
+    ),
+    PainSource.SERVER_ERROR: (
+        "the worker itself fails: read the logs for the exception; consider rolling back the latest release"
+    ),
+    PainSource.DISCONNECT_STORM: (
+        "many clients dropped at once: check the load balancer, the network and pod restarts"
+    ),
+}
+
+MAX_SEVERITY = 100.0
+
+
+class PainSignalError(ValueError):
+    """A pain signal with a severity that is not a positive finite number ≤ MAX_SEVERITY."""
+
+
+def _positive(value: float, name: str) -> float:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def _decay(level: float, elapsed: float, half_life_s: float) -> float:
+    return level * math.exp2(-max(0.0, elapsed) / half_life_s)
+
+
+# --------------------------------------------------------------------------- snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class PainSnapshot:
+    """Decayed pain per source as of ``at``: the mergeable unit of the cluster view.
+
+    ``slow`` decays with the half-life ``h``, ``fast`` with ``h/4``; their
+    ratio tells whether pain is rising (recent inflow above the long-run one).
+    ``since`` is when each source's pain last rose above the noise floor.
+    """
+
+    origin: str
+    at: float
+    half_life_s: float
+    slow: Mapping[PainSource, float]
+    fast: Mapping[PainSource, float]
+    since: Mapping[PainSource, float]
+
+    def decayed_to(self, now: float) -> PainSnapshot:
+        """The same pain as seen at ``now`` (no earlier than ``at``)."""
+        now = max(now, self.at)
+        fast_half_life = self.half_life_s / FAST_DIVISOR
+        return PainSnapshot(
+            origin=self.origin,
+            at=now,
+            half_life_s=self.half_life_s,
+            slow={s: _decay(v, now - self.at, self.half_life_s) for s, v in self.slow.items()},
+            fast={s: _decay(v, now - self.at, fast_half_life) for s, v in self.fast.items()},
+            since=dict(self.since),
+        )
+
+    def total(self) -> float:
+        """Total pain at ``at``."""
+        return sum(self.slow.values())
+
+    def merge(self, other: PainSnapshot, origin: str = "cluster") -> PainSnapshot:
+        """Both snapshots decayed to the later time and added; ``since`` is the earlier onset.
+
+        Commutative and associative (up to float rounding), so the order in
+        which workers are folded does not matter.
+        """
+        if not math.isclose(self.half_life_s, other.half_life_s):
+            raise ValueError("cannot merge pain snapshots with different half-lives")
+        at = max(self.at, other.at)
+        left, right = self.decayed_to(at), other.decayed_to(at)
+        sources = set(left.slow) | set(right.slow)
+        since: dict[PainSource, float] = {}
+        for source in set(left.since) | set(right.since):
+            onsets = [s.since[source] for s in (left, right) if source in s.since]
+            since[source] = min(onsets)
+        return PainSnapshot(
+            origin=origin,
+            at=at,
+            half_life_s=self.half_life_s,
+            slow={s: left.slow.get(s, 0.0) + right.slow.get(s, 0.0) for s in sources},
+            fast={s: left.fast.get(s, 0.0) + right.fast.get(s, 0.0) for s in sources},
+            since=since,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (what a worker writes to Redis for the cluster view)."""
+        return {
+            "origin": self.origin,
+            "at": self.at,
+            "half_life_s": self.half_life_s,
+            "slow": {s.value: v for s, v in sorted(self.slow.items())},
+            "fast": {s.value: v for s, v in sorted(self.fast.items())},
+            "since": {s.value: v for s, v in sorted(self.since.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> PainSnapshot:
+        """Inverse of :meth:`to_dict`; raises ValueError on anything malformed."""
+        try:
+            origin = raw["origin"]
+            if not isinstance(origin, str):
+                raise ValueError("origin must be a string")
+            at = float(raw["at"])
+            half_life_s = _positive(float(raw["half_life_s"]), "half_life_s")
+            parts = [_source_map(raw[name]) for name in ("slow", "fast", "since")]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed pain snapshot: {exc}") from exc
+        if not math.isfinite(at):
+            raise ValueError("at must be finite")
+        for part in parts[:2]:
+            if any(v < 0 for v in part.values()):
+                raise ValueError("pain levels must be ≥ 0")
+        return cls(origin, at, half_life_s, parts[0], parts[1], parts[2])
+
+
+def _source_map(raw: object) -> dict[PainSource, float]:
+    if not isinstance(raw, Mapping):
+        raise ValueError("expected an object of source → number")
+    result: dict[PainSource, float] = {}
+    for key, value in raw.items():
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(f"{key}: must be finite")
+        result[PainSource(key)] = number
+    return result
+
+
+FAST_DIVISOR = 4.0
+"""The fast accumulator's half-life is h / FAST_DIVISOR."""
+
+
+class PainLedger:
+    """This worker's own pain: decayed sums per source, slow and fast, and onsets."""
+
+    def __init__(self, origin: str, half_life_s: float, noise_floor: float, now: float) -> None:
+        self.origin = origin
+        self.half_life_s = _positive(half_life_s, "half_life_s")
+        self.noise_floor = noise_floor
+        self._at = now
+        self._slow: dict[PainSource, float] = {}
+        self._fast: dict[PainSource, float] = {}
+        self._since: dict[PainSource, float] = {}
+
+    def _advance(self, now: float) -> None:
+        elapsed = now - self._at
+        if elapsed <= 0:
+            return
+        for source in list(self._slow):
+            self._slow[source] = _decay(self._slow[source], elapsed, self.half_life_s)
+            self._fast[source] = _decay(self._fast[source], elapsed, self.half_life_s / FAST_DIVISOR)
+        self._at = now
+
+    def record(self, source: PainSource, severity: float, now: float) -> None:
+        """Add one signal at ``now`` (a ``now`` before the last one counts as the last one)."""
+        self._advance(now)
+        if self._slow.get(source, 0.0) < self.noise_floor:
+            self._since[source] = self._at  # ≥ now: a late signal counts as arriving at the last time
+        self._slow[source] = self._slow.get(source, 0.0) + severity
+        self._fast[source] = self._fast.get(source, 0.0) + severity
+
+    def snapshot(self, now: float) -> PainSnapshot:
+        """The ledger as of ``now``; sources decayed below the noise floor lose their onset."""
+        self._advance(now)
+        since = {s: t for s, t in self._since.items() if self._slow.get(s, 0.0) >= self.noise_floor}
+        return PainSnapshot(
+            self.origin, self._at, self.half_life_s, dict(self._slow), dict(self._fast), since
+        )
+
+
+# --------------------------------------------------------------------------- state machine
+
+
+class ThyroidState(StrEnum):
+    CALM = "calm"
+    STRESSED = "stressed"
+    OVERLOADED = "overloaded"
+
+
+_RANK = {ThyroidState.CALM: 0, ThyroidState.STRESSED: 1, ThyroidState.OVERLOADED: 2}
+
+
+class Trend(StrEnum):
+    RISING = "rising"
+    STEADY = "steady"
+    FALLING = "falling"
+
+
+@dataclass(frozen=True, slots=True)
+class ThyroidConfig:
+    """Parameters; the wiring builds this from the worker settings."""
+
+    threshold: float = 10.0
+    """Pain at which the thyroid becomes stressed (T)."""
+    half_life_s: float = 60.0
+    overload_factor: float = 3.0
+    """Overloaded at k·T."""
+    relax_ratio: float = 0.6
+    """Leave a state only once pain is below r × its entry level."""
+    min_dwell_s: float = 30.0
+    """…and only after the state held this long."""
+    stressed_rate_factor: float = 0.5
+    overloaded_rate_factor: float = 0.25
+    circuit_fraction: float = 0.5
+    """Open a dependency's circuit when its source's pain reaches this fraction of T (not calm)."""
+    retry_min_s: float = 1.0
+    retry_max_s: float = 60.0
+    max_insights: int = 20
+    trend_band: float = 0.25
+    """Fast/slow rate ratio beyond 1 ± band is rising/falling."""
+
+    def __post_init__(self) -> None:
+        for name in ("threshold", "half_life_s", "retry_min_s", "retry_max_s"):
+            _positive(getattr(self, name), name)
+        if not (math.isfinite(self.min_dwell_s) and self.min_dwell_s >= 0):
+            raise ValueError("min_dwell_s must be ≥ 0")
+        if self.overload_factor <= 1:
+            raise ValueError("overload_factor must be > 1")
+        if not 0 < self.relax_ratio < 1:
+            raise ValueError("relax_ratio must be in (0, 1)")
+        for name in ("stressed_rate_factor", "overloaded_rate_factor", "circuit_fraction"):
+            value = getattr(self, name)
+            if not 0 < value <= 1:
+                raise ValueError(f"{name} must be in (0, 1]")
+        if self.retry_min_s > self.retry_max_s:
+            raise ValueError("retry_min_s must be ≤ retry_max_s")
+        if self.max_insights < 1:
+            raise ValueError("max_insights must be ≥ 1")
+        if not 0 < self.trend_band < 1:
+            raise ValueError("trend_band must be in (0, 1)")
+
+    @property
+    def overload_level(self) -> float:
+        return self.overload_factor * self.threshold
+
+    @property
+    def noise_floor(self) -> float:
+        """Pain below 5 % of the threshold is noise: it starts no onset."""
+        return 0.05 * self.threshold
+
+
+@dataclass(frozen=True, slots=True)
+class Adaptations:
+    """What the worker should do while the thyroid is not calm."""
+
+    rate_limit_factor: float = 1.0
+    """Multiply every configured rate limit by this (1 = unchanged)."""
+    shed_new_connections: bool = False
+    retry_after_s: float | None = None
+    """The retry hint to give a shed connection."""
+    open_circuits: frozenset[str] = frozenset()
+    """Dependencies ("redis", "neo4j") whose circuit breakers should be forced open."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rate_limit_factor": self.rate_limit_factor,
+            "shed_new_connections": self.shed_new_connections,
+            "retry_after_s": self.retry_after_s,
+            "open_circuits": sorted(self.open_circuits),
+        }
+
+
+CALM_ADAPTATIONS = Adaptations()
+
+
+@dataclass(frozen=True, slots=True)
+class ThyroidInsight:
+    """What a release says: what hurts most, its trend, since when, and what to do."""
+
+    at: float
+    state: ThyroidState
+    pain: float
+    threshold: float
+    top_source: PainSource
+    top_share: float
+    """The top source's share of the total pain (0..1)."""
+    trend: Trend
+    since: float
+    suggested_action: str
+    adaptations: Adaptations
+
+    @property
+    def summary(self) -> str:
+        return (
+            f"{self.state.value}: pain {self.pain:.1f} (threshold {self.threshold:g}), "
+            f"mostly {self.top_source.value} ({self.top_share:.0%}), {self.trend.value} "
+            f"since t={self.since:.0f}; {self.suggested_action}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "state": self.state.value,
+            "pain": round(self.pain, 4),
+            "threshold": self.threshold,
+            "top_source": self.top_source.value,
+            "top_share": round(self.top_share, 4),
+            "trend": self.trend.value,
+            "since": self.since,
+            "suggested_action": self.suggested_action,
+            "adaptations": self.adaptations.to_dict(),
+            "summary": self.summary,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ThyroidUpdate:
+    """The result of an evaluation: the state, and what changed."""
+
+    state: ThyroidState
+    previous: ThyroidState
+    pain: float
+    adaptations: Adaptations
+    released: ThyroidInsight | None = None
+    """Set when the state rose (calm → stressed, → overloaded)."""
+
+    @property
+    def changed(self) -> bool:
+        return self.state is not self.previous
+
+    @property
+    def relaxed(self) -> bool:
+        return _RANK[self.state] < _RANK[self.previous]
+
+
+def trend_of(snapshot: PainSnapshot, source: PainSource | None, band: float) -> Trend:
+    """Rising/steady/falling from the fast and slow accumulators.
+
+    Under a constant inflow ``q`` the slow level settles at ``q·h/ln 2`` and the
+    fast one at ``q·(h/4)/ln 2``, so ``ratio = 4·fast/slow`` is 1 at steady
+    inflow, above 1 when the recent inflow is higher than the long-run one.
+    """
+    if source is None:
+        slow, fast = sum(snapshot.slow.values()), sum(snapshot.fast.values())
+    else:
+        slow, fast = snapshot.slow.get(source, 0.0), snapshot.fast.get(source, 0.0)
+    if slow <= 0:
+        return Trend.STEADY
+    ratio = FAST_DIVISOR * fast / slow
+    if ratio > 1 + band:
+        return Trend.RISING
+    if ratio < 1 - band:
+        return Trend.FALLING
+    return Trend.STEADY
+
+
+class Thyroid:
+    """One worker's thyroid. Feed it pain, evaluate it, read its status.
+
+    The state machine runs on the *view*: this worker's pain plus the latest
+    snapshots of its peers (``set_peers``), all decayed to ``now``. A peer that
+    stops reporting simply decays away.
+    """
+
+    def __init__(self, config: ThyroidConfig, *, origin: str, now: float) -> None:
+        self.config = config
+        self.origin = origin
+        self._ledger = PainLedger(origin, config.half_life_s, config.noise_floor, now)
+        self._peers: PainSnapshot | None = None
+        self._state = ThyroidState.CALM
+        self._entered_at = now
+        self._adaptations = CALM_ADAPTATIONS
+        self._insights: deque[ThyroidInsight] = deque(maxlen=config.max_insights)
+        self._updated_at = now
+
+    # -- input
+
+    def feel(self, source: PainSource, now: float, severity: float | None = None) -> ThyroidUpdate:
+        """Record one pain signal and re-evaluate."""
+        if severity is None:
+            severity = DEFAULT_SEVERITY[source]
+        if (
+            isinstance(severity, bool)
+            or not isinstance(severity, int | float)
+            or not (math.isfinite(severity) and 0 < severity <= MAX_SEVERITY)
+        ):
+            raise PainSignalError(f"severity must be in (0, {MAX_SEVERITY:g}], got {severity!r}")
+        self._ledger.record(PainSource(source), float(severity), now)
+        self._updated_at = max(self._updated_at, now)
+        return self.evaluate(now)
+
+    def set_peers(self, snapshots: Iterable[PainSnapshot], now: float) -> ThyroidUpdate:
+        """Replace the peers' view with ``snapshots`` (own origin ignored) and re-evaluate."""
+        merged: PainSnapshot | None = None
+        for snapshot in snapshots:
+            if snapshot.origin == self.origin:
+                continue
+            merged = snapshot if merged is None else merged.merge(snapshot, origin="peers")
+        self._peers = merged
+        self._updated_at = max(self._updated_at, now)
+        return self.evaluate(now)
+
+    # -- views
+
+    def snapshot(self, now: float) -> PainSnapshot:
+        """This worker's own pain, to publish for the cluster view."""
+        return self._ledger.snapshot(now)
+
+    def view(self, now: float) -> PainSnapshot:
+        """Own pain plus the peers', as of ``now``."""
+        own = self._ledger.snapshot(now)
+        if self._peers is None:
+            return own
+        return own.merge(self._peers, origin=self.origin).decayed_to(now)
+
+    def pain(self, now: float) -> float:
+        """Total pain of the view at ``now`` (the ``resonance_thyroid_pain`` gauge)."""
+        return self.view(now).total()
+
+    @property
+    def state(self) -> ThyroidState:
+        return self._state
+
+    @property
+    def adaptations(self) -> Adaptations:
+        return self._adaptations
+
+    @property
+    def insights(self) -> list[ThyroidInsight]:
+        """Releases, newest first."""
+        return list(reversed(self._insights))
+
+    # -- the state machine
+
+    def _target(self, pain: float, now: float) -> ThyroidState:
+        cfg = self.config
+        state = self._state
+        dwelt = now - self._entered_at >= cfg.min_dwell_s
+        if pain >= cfg.overload_level:
+            return ThyroidState.OVERLOADED
+        if pain >= cfg.threshold:
+            # Overloaded steps down to stressed only through the hysteresis band.
+            if state is ThyroidState.OVERLOADED and not (
+                dwelt and pain < cfg.relax_ratio * cfg.overload_level
+            ):
+                return state
+            return ThyroidState.STRESSED
+        if state is ThyroidState.CALM:
+            return state
+        if not dwelt:
+            return state
+        if pain < cfg.relax_ratio * cfg.threshold:
+            return ThyroidState.CALM
+        if state is ThyroidState.OVERLOADED and pain < cfg.relax_ratio * cfg.overload_level:
+            return ThyroidState.STRESSED
+        return state
+
+    def _adapt(self, state: ThyroidState, view: PainSnapshot) -> Adaptations:
+        cfg = self.config
+        if state is ThyroidState.CALM:
+            return CALM_ADAPTATIONS
+        circuits = set()
+        for source, dependency in DEPENDENCY_OF.items():
+            level = view.slow.get(source, 0.0)
+            opening = cfg.circuit_fraction * cfg.threshold
+            already_open = dependency in self._adaptations.open_circuits
+            # Same hysteresis as the states: an open circuit closes below r × its opening level.
+            if level >= opening or (already_open and level >= cfg.relax_ratio * opening):
+                circuits.add(dependency)
+        if state is ThyroidState.STRESSED:
+            return Adaptations(cfg.stressed_rate_factor, False, None, frozenset(circuits))
+        pain = view.total()
+        # Time for the pain to decay below the overload exit level with no new pain.
+        exit_level = cfg.relax_ratio * cfg.overload_level
+        retry = cfg.half_life_s * math.log2(pain / exit_level) if pain > exit_level else 0.0
+        retry = min(cfg.retry_max_s, max(cfg.retry_min_s, retry))
+        return Adaptations(cfg.overloaded_rate_factor, True, round(retry, 3), frozenset(circuits))
+
+    def evaluate(self, now: float) -> ThyroidUpdate:
+        """Run the state machine at ``now``; call it on every signal and periodically (e.g. each second)."""
+        view = self.view(now)
+        pain = view.total()
+        previous = self._state
+        target = self._target(pain, now)
+        released: ThyroidInsight | None = None
+        if target is not previous:
+            self._state = target
+            self._entered_at = now
+            self._updated_at = max(self._updated_at, now)
+        self._adaptations = self._adapt(target, view)
+        if _RANK[target] > _RANK[previous]:
+            released = self._release(view, now)
+        return ThyroidUpdate(target, previous, pain, self._adaptations, released)
+
+    def _release(self, view: PainSnapshot, now: float) -> ThyroidInsight:
+        pain = view.total()
+        top_source = max(sorted(view.slow), key=lambda s: view.slow[s])
+        insight = ThyroidInsight(
+            at=now,
+            state=self._state,
+            pain=pain,
+            threshold=self.config.threshold,
+            top_source=top_source,
+            top_share=view.slow[top_source] / pain if pain > 0 else 0.0,
+            trend=trend_of(view, top_source, self.config.trend_band),
+            since=view.since.get(top_source, now),
+            suggested_action=SUGGESTED_ACTION[top_source],
+            adaptations=self._adaptations,
+        )
+        self._insights.append(insight)
+        return insight
+
+    def status(self, now: float) -> dict[str, Any]:
+        """The body of ``GET /thyroid/status``: exactly pain, threshold, state, sources, insights, updated_at.
+
+        A read: it does not run the state machine (``state`` is as of the last
+        evaluation), so ``pain`` may sit inside the hysteresis band below the
+        threshold while ``state`` is still stressed.
+        """
+        view = self.view(now)
+        return {
+            "pain": round(max(0.0, view.total()), 4),
+            "threshold": self.config.threshold,
+            "state": self._state.value,
+            "sources": {source.value: round(view.slow.get(source, 0.0), 4) for source in PainSource},
+            "insights": [insight.to_dict() for insight in self.insights],
+            "updated_at": self._updated_at,
+        }
+
+
+# --------------------------------------------------------------------------- disconnect storms
+
+
+@dataclass(slots=True)
+class DisconnectStormDetector:
+    """Turns single disconnects into a ``disconnect_storm`` pain signal.
+
+    A storm is at least ``count`` disconnects within ``window_s``. It fires
+    once when the count is reached, then re-arms once the window has no more
+    than ``count // 2`` disconnects (its own hysteresis).
+    """
+
+    count: int = 50
+    window_s: float = 10.0
+    _times: deque[float] = field(default_factory=deque)
+    _armed: bool = True
+
+    def __post_init__(self) -> None:
+        if self.count < 2:
+            raise ValueError("count must be ≥ 2")
+        _positive(self.window_s, "window_s")
+
+    def record(self, now: float) -> bool:
+        """Record one disconnect; True when this one starts a storm."""
+        self._times.append(now)
+        while self._times and self._times[0] <= now - self.window_s:
+            self._times.popleft()
+        if not self._armed and len(self._times) <= self.count // 2:
+            self._armed = True
+        if self._armed and len(self._times) >= self.count:
+            self._armed = False
+            return True
+        return False
+
+
+# --------------------------------------------------------------------------- circuit breaker
+
+
+class CircuitState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    """Closed → open after ``failure_threshold`` consecutive failures; open → half-open
+    after ``reset_timeout_s``; half-open lets ``half_open_max_calls`` trial calls through:
+    ``success_threshold`` successes close it, one failure opens it again.
+
+    Usage around a dependency call: ``if breaker.allow(now): try call; record_success /
+    record_failure`` else fail fast with ``breaker.retry_after(now)``.
+    """
+
+    def __init__(
+        self,
+        *,
+        failure_threshold: int = 5,
+        reset_timeout_s: float = 10.0,
+        half_open_max_calls: int = 1,
+        success_threshold: int = 1,
+    ) -> None:
+        if failure_threshold < 1 or half_open_max_calls < 1 or success_threshold < 1:
+            raise ValueError("thresholds and call counts must be ≥ 1")
+        if success_threshold > half_open_max_calls:
+            raise ValueError("success_threshold cannot exceed half_open_max_calls")
+        self.failure_threshold = failure_threshold
+        self.reset_timeout_s = _positive(reset_timeout_s, "reset_timeout_s")
+        self.half_open_max_calls = half_open_max_calls
+        self.success_threshold = success_threshold
+        self._state = CircuitState.CLOSED
+        self._failures = 0
+        self._opened_until = 0.0
+        self._trials = 0
+        self._successes = 0
+
+    def state(self, now: float) -> CircuitState:
+        """The state at ``now`` (an open circuit whose timeout passed is half-open)."""
+        if self._state is CircuitState.OPEN and now >= self._opened_until:
+            self._state = CircuitState.HALF_OPEN
+            self._trials = 0
+            self._successes = 0
+        return self._state
+
+    def allow(self, now: float) -> bool:
+        """May a call go through now? In half-open this takes one of the trial slots."""
+        state = self.state(now)
+        if state is CircuitState.CLOSED:
+            return True
+        if state is CircuitState.OPEN:
+            return False
+        if self._trials < self.half_open_max_calls:
+            self._trials += 1
+            return True
+        return False
+
+    def record_success(self, now: float) -> None:
+        state = self.state(now)
+        if state is CircuitState.HALF_OPEN:
+            self._successes += 1
+            if self._successes >= self.success_threshold:
+                self._state = CircuitState.CLOSED
+                self._failures = 0
+        elif state is CircuitState.CLOSED:
+            self._failures = 0
+
+    def record_failure(self, now: float) -> None:
+        state = self.state(now)
+        if state is CircuitState.HALF_OPEN:
+            self._open(now, self.reset_timeout_s)
+        elif state is CircuitState.CLOSED:
+            self._failures += 1
+            if self._failures >= self.failure_threshold:
+                self._open(now, self.reset_timeout_s)
+
+    def force_open(self, now: float, duration_s: float | None = None) -> None:
+        """Open now (the thyroid asked); stays open at least ``duration_s`` (default: the reset timeout)."""
+        duration = self.reset_timeout_s if duration_s is None else _positive(duration_s, "duration_s")
+        self._open(now, max(duration, self._opened_until - now if self._state is CircuitState.OPEN else 0.0))
+
+    def retry_after(self, now: float) -> float:
+        """Seconds until an open circuit lets a trial through (0 when not open)."""
+        if self.state(now) is CircuitState.OPEN:
+            return self._opened_until - now
+        return 0.0
+
+    def _open(self, now: float, duration: float) -> None:
+        self._state = CircuitState.OPEN
+        self._opened_until = now + duration
+        self._failures = 0
