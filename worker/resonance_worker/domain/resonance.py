@@ -1,0 +1,506 @@
+"""Resonance rooms: how much a room's members agree and move together.
+
+- **Agreement** of member states: members are points ``(v/2, a)`` (valence
+  halved so both axes span 1); ``agreement = 1 − mean pairwise distance / √2``
+  (1 = everyone in the same state, 0 = two members at opposite corners).
+- **Synchrony** of heart-rate trends: for each pair with at least
+  ``min_overlap_s`` of common data in the window, both series are resampled
+  onto one grid (linear interpolation, ``step_s``) and correlated (Pearson);
+  ``synchrony = mean over pairs of max(0, r)``.
+- **Resonance** = ``w_a·agreement + w_s·synchrony`` (weights renormalised over
+  the parts that are defined).
+
+Patterns: *convergence*/*divergence* (the least-squares trend of agreement over
+a window), *leader-follower* (one member's changes repeat in another's after a
+lag: the peak of the cross-correlation of first differences).
+
+A :class:`RoomMonitor` ties it together for one room; time is passed in.
+See docs/living-core.md for parameters and limits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+BPM_MIN, BPM_MAX = 20.0, 250.0
+_MAX_DISTANCE = math.sqrt(2.0)
+
+
+class ResonanceInputError(ValueError):
+    """A member state or heart-rate sample that cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberState:
+    """A member's current (smoothed) state in the room."""
+
+    member_id: str
+    valence: float
+    arousal: float
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.valence) and -1 <= self.valence <= 1):
+            raise ResonanceInputError(f"{self.member_id}: valence must be in [-1, 1]")
+        if not (math.isfinite(self.arousal) and 0 <= self.arousal <= 1):
+            raise ResonanceInputError(f"{self.member_id}: arousal must be in [0, 1]")
+
+
+@dataclass(frozen=True, slots=True)
+class HeartRateSample:
+    """One heart-rate value (bpm) at stream time ``t`` (seconds)."""
+
+    t: float
+    bpm: float
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.t):
+            raise ResonanceInputError("heart-rate time must be finite")
+        if not (math.isfinite(self.bpm) and BPM_MIN <= self.bpm <= BPM_MAX):
+            raise ResonanceInputError(
+                f"heart rate must be within {BPM_MIN:g}..{BPM_MAX:g} bpm, got {self.bpm}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class ResonanceConfig:
+    agreement_weight: float = 0.6
+    synchrony_weight: float = 0.4
+    window_s: float = 120.0
+    """Heart-rate window for synchrony, and the trend window for patterns."""
+    step_s: float = 1.0
+    """Resampling grid step."""
+    min_overlap_s: float = 30.0
+    """A pair needs this much common heart-rate data to count."""
+    min_spread_bpm: float = 0.5
+    """A series flatter than this (standard deviation) has no trend to correlate."""
+    min_trend_change: float = 0.15
+    """Agreement must move at least this much over the window to be a convergence/divergence."""
+    max_lag_s: float = 10.0
+    min_lag_correlation: float = 0.6
+
+    def __post_init__(self) -> None:
+        if self.agreement_weight < 0 or self.synchrony_weight < 0:
+            raise ValueError("weights must be ≥ 0")
+        if self.agreement_weight + self.synchrony_weight <= 0:
+            raise ValueError("at least one weight must be positive")
+        for name in ("window_s", "step_s", "min_overlap_s", "min_trend_change", "max_lag_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be positive")
+        if self.min_overlap_s > self.window_s:
+            raise ValueError("min_overlap_s cannot exceed window_s")
+        if not 0 < self.min_lag_correlation <= 1:
+            raise ValueError("min_lag_correlation must be in (0, 1]")
+
+
+# ----------------------------------------------------------------------------- agreement
+
+
+def state_agreement(states: Sequence[MemberState]) -> float | None:
+    """``1 − mean pairwise distance in (v/2, a) / √2``; None with fewer than two members."""
+    if len(states) < 2:
+        return None
+    points = np.array([(s.valence / 2.0, s.arousal) for s in states], dtype=np.float64)
+    distances = [float(np.linalg.norm(points[i] - points[j])) for i, j in combinations(range(len(points)), 2)]
+    return 1.0 - float(np.mean(distances)) / _MAX_DISTANCE
+
+
+# ----------------------------------------------------------------------------- synchrony
+
+
+def resample(times: FloatArray, values: FloatArray, grid: FloatArray, *, hold: bool = False) -> FloatArray:
+    """Values on ``grid``: linear interpolation, or the last value at or before each point (``hold``)."""
+    if hold:
+        index = np.searchsorted(times, grid, side="right") - 1
+        result: FloatArray = values[np.clip(index, 0, len(values) - 1)]
+        return result
+    interpolated: FloatArray = np.interp(grid, times, values)
+    return interpolated
+
+
+def _as_arrays(samples: Iterable[HeartRateSample], start: float, end: float) -> tuple[FloatArray, FloatArray]:
+    chosen = sorted((s.t, s.bpm) for s in samples if start <= s.t <= end)
+    if not chosen:
+        return np.empty(0), np.empty(0)
+    array = np.array(chosen, dtype=np.float64)
+    return array[:, 0], array[:, 1]
+
+
+def pearson(x: FloatArray, y: FloatArray) -> float | None:
+    """Pearson correlation, or None when either side is constant or there are < 3 points."""
+    if len(x) < 3:
+        return None
+    dx, dy = x - x.mean(), y - y.mean()
+    denominator = math.sqrt(float(dx @ dx) * float(dy @ dy))
+    if denominator <= 1e-12:
+        return None
+    return max(-1.0, min(1.0, float(dx @ dy) / denominator))
+
+
+@dataclass(frozen=True, slots=True)
+class Synchrony:
+    score: float | None
+    """Mean of max(0, r) over usable pairs; None when no pair is usable."""
+    correlations: Mapping[tuple[str, str], float]
+    """Pearson r per usable pair (ids sorted within the pair)."""
+
+
+def heart_rate_synchrony(
+    series: Mapping[str, Sequence[HeartRateSample]], now: float, config: ResonanceConfig
+) -> Synchrony:
+    """Synchrony of the members' heart-rate trends over ``[now − window_s, now]``."""
+    start = now - config.window_s
+    arrays = {member: _as_arrays(samples, start, now) for member, samples in series.items()}
+    correlations: dict[tuple[str, str], float] = {}
+    for a, b in combinations(sorted(arrays), 2):
+        (ta, va), (tb, vb) = arrays[a], arrays[b]
+        if len(ta) < 2 or len(tb) < 2:
+            continue
+        lo, hi = max(ta[0], tb[0]), min(ta[-1], tb[-1])
+        if hi - lo < config.min_overlap_s:
+            continue
+        grid = np.arange(lo, hi + config.step_s / 2, config.step_s)
+        xa, xb = resample(ta, va, grid), resample(tb, vb, grid)
+        if min(float(xa.std()), float(xb.std())) < config.min_spread_bpm:
+            continue
+        r = pearson(xa, xb)
+        if r is not None:
+            correlations[(a, b)] = r
+    if not correlations:
+        return Synchrony(None, {})
+    score = float(np.mean([max(0.0, r) for r in correlations.values()]))
+    return Synchrony(score, correlations)
+
+
+# ----------------------------------------------------------------------------- resonance
+
+
+@dataclass(frozen=True, slots=True)
+class RoomResonance:
+    room_id: str
+    at: float
+    score: float | None
+    """Weighted resonance 0..1; None when neither part is defined."""
+    agreement: float | None
+    synchrony: float | None
+    members: int
+    synced_pairs: int
+
+    def to_dict(self) -> dict[str, Any]:
+        def rounded(value: float | None) -> float | None:
+            return None if value is None else round(value, 4)
+
+        return {
+            "room_id": self.room_id,
+            "at": self.at,
+            "score": rounded(self.score),
+            "agreement": rounded(self.agreement),
+            "synchrony": rounded(self.synchrony),
+            "members": self.members,
+            "synced_pairs": self.synced_pairs,
+        }
+
+
+def combine(agreement: float | None, synchrony: float | None, config: ResonanceConfig) -> float | None:
+    """``(w_a·agreement + w_s·synchrony) / (w_a + w_s)`` over the defined parts."""
+    parts = [(w, v) for w, v in ((config.agreement_weight, agreement), (config.synchrony_weight, synchrony))]
+    defined = [(w, v) for w, v in parts if v is not None and w > 0]
+    if not defined:
+        return None
+    return sum(w * v for w, v in defined) / sum(w for w, _ in defined)
+
+
+def room_resonance(
+    room_id: str,
+    states: Sequence[MemberState],
+    heart_rates: Mapping[str, Sequence[HeartRateSample]],
+    now: float,
+    config: ResonanceConfig,
+) -> RoomResonance:
+    """The room's resonance at ``now``."""
+    agreement = state_agreement(states)
+    synchrony = heart_rate_synchrony(heart_rates, now, config)
+    members = len({s.member_id for s in states} | set(heart_rates))
+    return RoomResonance(
+        room_id=room_id,
+        at=now,
+        score=combine(agreement, synchrony.score, config),
+        agreement=agreement,
+        synchrony=synchrony.score,
+        members=members,
+        synced_pairs=len(synchrony.correlations),
+    )
+
+
+# ----------------------------------------------------------------------------- publishing
+
+
+class PublishReason(StrEnum):
+    FIRST = "first"
+    CADENCE = "cadence"
+    CHANGE = "change"
+
+
+class ResonancePublisher:
+    """When to publish a room's resonance: first value, every ``cadence_s``, and on a change
+    of at least ``min_change`` (but not more often than every ``min_gap_s``)."""
+
+    def __init__(self, cadence_s: float = 5.0, min_change: float = 0.1, min_gap_s: float = 1.0) -> None:
+        if not (cadence_s > 0 and min_change > 0 and 0 <= min_gap_s <= cadence_s):
+            raise ValueError("need cadence_s > 0, min_change > 0 and 0 ≤ min_gap_s ≤ cadence_s")
+        self.cadence_s, self.min_change, self.min_gap_s = cadence_s, min_change, min_gap_s
+        self._last_at: float | None = None
+        self._last_score: float | None = None
+
+    def decide(self, now: float, score: float | None) -> PublishReason | None:
+        """The reason to publish ``score`` now, or None; a returned reason counts as published."""
+        reason: PublishReason | None = None
+        if self._last_at is None:
+            reason = PublishReason.FIRST
+        elif now - self._last_at >= self.cadence_s:
+            reason = PublishReason.CADENCE
+        elif now - self._last_at >= self.min_gap_s and self._changed(score):
+            reason = PublishReason.CHANGE
+        if reason is not None:
+            self._last_at, self._last_score = now, score
+        return reason
+
+    def _changed(self, score: float | None) -> bool:
+        if (score is None) != (self._last_score is None):
+            return True
+        if score is None or self._last_score is None:
+            return False
+        return abs(score - self._last_score) >= self.min_change
+
+
+# ----------------------------------------------------------------------------- patterns
+
+
+class PatternKind(StrEnum):
+    CONVERGENCE = "convergence"
+    DIVERGENCE = "divergence"
+    LEADER_FOLLOWER = "leader_follower"
+
+
+@dataclass(frozen=True, slots=True)
+class RoomPattern:
+    kind: PatternKind
+    room_id: str
+    at: float
+    strength: float
+    """Convergence/divergence: |change of agreement|; leader-follower: mean peak correlation."""
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "room_id": self.room_id,
+            "at": self.at,
+            "strength": round(self.strength, 4),
+            "evidence": dict(self.evidence),
+        }
+
+
+def detect_agreement_trend(
+    room_id: str, history: Sequence[tuple[float, float]], now: float, config: ResonanceConfig
+) -> RoomPattern | None:
+    """Convergence or divergence from ``(t, agreement)`` points in ``[now − window_s, now]``.
+
+    ``change = slope × span`` (least squares over the points, span = last t − first t);
+    needs ≥ 3 points spanning at least half the window; a pattern when
+    ``|change| ≥ min_trend_change``.
+    """
+    points = sorted((t, a) for t, a in history if now - config.window_s <= t <= now)
+    if len(points) < 3:
+        return None
+    times = np.array([t for t, _ in points])
+    values = np.array([a for _, a in points])
+    span = float(times[-1] - times[0])
+    if span < config.window_s / 2:
+        return None
+    centred = times - times.mean()
+    slope = float(centred @ (values - values.mean())) / float(centred @ centred)
+    change = slope * span
+    if abs(change) < config.min_trend_change:
+        return None
+    kind = PatternKind.CONVERGENCE if change > 0 else PatternKind.DIVERGENCE
+    evidence = {
+        "from_agreement": round(float(values[0]), 4),
+        "to_agreement": round(float(values[-1]), 4),
+        "change": round(change, 4),
+        "over_s": span,
+        "points": len(points),
+    }
+    return RoomPattern(kind, room_id, now, abs(change), evidence)
+
+
+def lagged_correlations(x: FloatArray, y: FloatArray, max_lag: int) -> dict[int, float]:
+    """Pearson r of ``x[i]`` with ``y[i + k]`` for ``k`` in ``−max_lag..max_lag`` (k > 0: x leads)."""
+    result: dict[int, float] = {}
+    n = len(x)
+    for k in range(-max_lag, max_lag + 1):
+        r = pearson(x[: n - k], y[k:]) if k >= 0 else pearson(x[-k:], y[: n + k])
+        if r is not None:
+            result[k] = r
+    return result
+
+
+def detect_leader_follower(
+    room_id: str,
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    now: float,
+    config: ResonanceConfig,
+    *,
+    hold: bool = True,
+) -> RoomPattern | None:
+    """Whose changes do the others repeat after a lag?
+
+    Each member's ``(t, value)`` series (e.g. reported valence, ``hold=True``;
+    heart rate, ``hold=False``) is resampled on one grid over the window and
+    differenced. For each pair the lag with the highest cross-correlation of the
+    differences is found; if it is positive, at least ``min_lag_correlation``,
+    and at most ``max_lag_s``, the first member leads the second. The leader is
+    the member who leads the most others (ties: higher mean correlation, then id).
+    """
+    start = now - config.window_s
+    arrays: dict[str, tuple[FloatArray, FloatArray]] = {}
+    for member, samples in series.items():
+        chosen = sorted((t, v) for t, v in samples if t <= now and math.isfinite(t) and math.isfinite(v))
+        # The last value before the window still holds at its start.
+        before = [item for item in chosen if item[0] < start]
+        inside = [item for item in chosen if item[0] >= start]
+        kept = ([(start, before[-1][1])] if before and hold else []) + inside
+        if len(kept) >= 2:
+            array = np.array(kept, dtype=np.float64)
+            arrays[member] = (array[:, 0], array[:, 1])
+    max_lag = max(1, round(config.max_lag_s / config.step_s))
+    leads: dict[str, dict[str, tuple[float, float]]] = {}
+    for a, b in combinations(sorted(arrays), 2):
+        (ta, va), (tb, vb) = arrays[a], arrays[b]
+        lo, hi = max(ta[0], tb[0]), now if hold else min(ta[-1], tb[-1])
+        grid = np.arange(lo, hi + config.step_s / 2, config.step_s)
+        if len(grid) < 2 * max_lag + 4:
+            continue
+        da = np.diff(resample(ta, va, grid, hold=hold))
+        db = np.diff(resample(tb, vb, grid, hold=hold))
+        correlations = lagged_correlations(da, db, max_lag)
+        if not correlations:
+            continue
+        best = max(sorted(correlations), key=lambda k: (correlations[k], -abs(k)))
+        r = correlations[best]
+        if best == 0 or r < config.min_lag_correlation:
+            continue
+        leader, follower = (a, b) if best > 0 else (b, a)
+        leads.setdefault(leader, {})[follower] = (abs(best) * config.step_s, r)
+    if not leads:
+        return None
+
+    def rank(member: str) -> tuple[int, float, str]:
+        followers = leads[member]
+        return (-len(followers), -float(np.mean([r for _, r in followers.values()])), member)
+
+    leader = min(leads, key=rank)
+    followers = leads[leader]
+    evidence = {
+        "leader": leader,
+        "followers": {
+            member: {"lag_s": lag, "correlation": round(r, 4)}
+            for member, (lag, r) in sorted(followers.items())
+        },
+    }
+    strength = float(np.mean([r for _, r in followers.values()]))
+    return RoomPattern(PatternKind.LEADER_FOLLOWER, room_id, now, strength, evidence)
+
+
+# ----------------------------------------------------------------------------- one room
+
+
+@dataclass(frozen=True, slots=True)
+class RoomTick:
+    """What one tick of a room produced."""
+
+    resonance: RoomResonance
+    publish: PublishReason | None
+    """Set when the resonance should be published now."""
+    patterns: tuple[RoomPattern, ...]
+    """Patterns that newly appeared at this tick (each fires once until it disappears)."""
+
+
+class RoomMonitor:
+    """One room: members' latest states, their heart-rate and valence windows, the publisher,
+    the agreement history and edge-triggered patterns. The wiring feeds it and calls ``tick``."""
+
+    def __init__(
+        self, room_id: str, config: ResonanceConfig, publisher: ResonancePublisher | None = None
+    ) -> None:
+        self.room_id = room_id
+        self.config = config
+        self.publisher = publisher or ResonancePublisher()
+        self._states: dict[str, MemberState] = {}
+        self._heart: dict[str, deque[HeartRateSample]] = {}
+        self._valence: dict[str, deque[tuple[float, float]]] = {}
+        self._agreement: deque[tuple[float, float]] = deque()
+        self._active: set[PatternKind] = set()
+
+    @property
+    def members(self) -> list[str]:
+        return sorted(set(self._states) | set(self._heart))
+
+    def update_state(self, state: MemberState, at: float) -> None:
+        self._states[state.member_id] = state
+        self._valence.setdefault(state.member_id, deque()).append((at, state.valence))
+
+    def add_heart_rate(self, member_id: str, sample: HeartRateSample) -> None:
+        self._heart.setdefault(member_id, deque()).append(sample)
+
+    def remove_member(self, member_id: str) -> None:
+        self._states.pop(member_id, None)
+        self._heart.pop(member_id, None)
+        self._valence.pop(member_id, None)
+
+    def _trim(self, now: float) -> None:
+        horizon = now - self.config.window_s
+        for samples in self._heart.values():
+            while samples and samples[0].t < horizon:
+                samples.popleft()
+        for points in self._valence.values():
+            # Keep one point before the horizon: it still holds at the window's start.
+            while len(points) > 1 and points[1][0] <= horizon:
+                points.popleft()
+        while self._agreement and self._agreement[0][0] < horizon:
+            self._agreement.popleft()
+
+    def tick(self, now: float) -> RoomTick:
+        """Compute the resonance at ``now``, decide publishing and detect new patterns."""
+        self._trim(now)
+        resonance = room_resonance(
+            self.room_id,
+            list(self._states.values()),
+            {m: list(s) for m, s in self._heart.items()},
+            now,
+            self.config,
+        )
+        if resonance.agreement is not None:
+            self._agreement.append((now, resonance.agreement))
+        found: list[RoomPattern] = []
+        trend = detect_agreement_trend(self.room_id, list(self._agreement), now, self.config)
+        leader = detect_leader_follower(
+            self.room_id, {m: list(p) for m, p in self._valence.items()}, now, self.config
+        )
+        present = {p.kind for p in (trend, leader) if p is not None}
+        for pattern in (trend, leader):
+            if pattern is not None and pattern.kind not in self._active:
+                found.append(pattern)
+        self._active = present
+        return RoomTick(resonance, self.publisher.decide(now, resonance.score), tuple(found))
