@@ -15,6 +15,7 @@ from resonance_worker.domain.resonance import (
     ResonanceInputError,
     ResonancePublisher,
     RoomMonitor,
+    RoomPattern,
     combine,
     detect_agreement_trend,
     detect_leader_follower,
@@ -172,7 +173,7 @@ def test_missing_parts_renormalise_the_weights() -> None:
 )
 def test_resonance_config_refuses_what_cannot_work(overrides: dict[str, float]) -> None:
     with pytest.raises(ValueError):  # noqa: PT011
-        ResonanceConfig(**overrides)  # type: ignore[arg-type]
+        ResonanceConfig(**overrides)
 
 
 # ----------------------------------------------------------------- publisher
@@ -272,9 +273,11 @@ def test_leader_follower_worked_example() -> None:
 def test_leader_follower_on_interpolated_heart_rate_with_the_leader_second_in_order() -> None:
     # z's bump comes first; a repeats it 4 s later.
     bump = [70.0] * 10 + [75, 80, 75] + [70.0] * 27
-    series = {"z": list(enumerate(bump)), "a": [(t + 4.0, v) for t, v in enumerate(bump)]}
-    series_f = {k: [(float(t), v) for t, v in v_] for k, v_ in series.items()}
-    pattern = detect_leader_follower("r", series_f, now=39, config=SHORT, hold=False)
+    series = {
+        "z": [(float(t), v) for t, v in enumerate(bump)],
+        "a": [(t + 4.0, v) for t, v in enumerate(bump)],
+    }
+    pattern = detect_leader_follower("r", series, now=39, config=SHORT, hold=False)
     assert pattern is not None
     assert pattern.evidence["leader"] == "z"
     assert pattern.evidence["followers"]["a"]["lag_s"] == 4.0
@@ -324,7 +327,7 @@ def test_room_monitor_sees_members_converge_and_fires_each_pattern_once() -> Non
     assert all(tick.patterns == () for tick in quiet)
     assert quiet[-1].resonance.agreement == pytest.approx(1)
     # Then they drift apart again: divergence.
-    later = []
+    later: list[RoomPattern] = []
     for step in range(0, 41, 2):
         frac = step / 40
         monitor.update_state(MemberState("ann", -0.8 * frac, 0.5 + 0.4 * frac), at=200.0 + step)
