@@ -1,0 +1,58 @@
+"""Every condition type, status and reason the operator writes, in one place.
+
+Enums instead of string literals, so a typo is a name error, not a silently
+new reason. Reasons are one CamelCase word, as the Kubernetes API conventions
+ask; messages are for humans.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ConditionType(enum.StrEnum):
+    READY = "Ready"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+
+
+class ConditionStatus(enum.StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Reason(enum.StrEnum):
+    # Ready
+    ALL_COMPONENTS_READY = "AllComponentsReady"
+    WORKERS_NOT_READY = "WorkersNotReady"
+    REDIS_NOT_READY = "RedisNotReady"
+    NEO4J_NOT_READY = "Neo4jNotReady"
+    # Progressing
+    CREATING = "Creating"
+    WORKERS_UPDATING = "WorkersUpdating"
+    WORKERS_SCALING = "WorkersScaling"
+    COMPONENTS_STARTING = "ComponentsStarting"
+    RECONCILED = "Reconciled"
+    # Degraded
+    AS_EXPECTED = "AsExpected"
+    INVALID_SPEC = "InvalidSpec"
+    APPLY_FAILED = "ApplyFailed"
+    PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+
+
+class EventReason(enum.StrEnum):
+    """Reasons of the Kubernetes Events posted on important transitions."""
+
+    BECAME_READY = "BecameReady"
+    BECAME_NOT_READY = "BecameNotReady"
+    BECAME_DEGRADED = "BecameDegraded"
+    RECOVERED = "Recovered"
+    CHILD_CREATED = "ChildCreated"
+    CHILD_REPAIRED = "ChildRepaired"
+    CHILD_DELETED = "ChildDeleted"
+
+
+class EventType(enum.StrEnum):
+    NORMAL = "Normal"
+    WARNING = "Warning"

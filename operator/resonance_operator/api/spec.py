@@ -1,0 +1,287 @@
+"""Pydantic models of the ``ResonanceCluster`` spec and status.
+
+The CRD's OpenAPI schema (``crds/``) is what the API server enforces; these
+models mirror it so the operator reads a typed object, and carry the same
+defaults so a body that skipped server defaulting (a unit test, an old object)
+still parses to the same meaning. ``tests/operator/api`` checks the two agree.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "resonance.liminal.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ResonanceCluster"
+PLURAL = "resonanceclusters"
+
+
+class Model(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields are an error."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+        extra="forbid",
+        coerce_numbers_to_str=True,
+    )
+
+
+class Resources(Model):
+    requests: dict[str, str] = Field(default_factory=dict)
+    limits: dict[str, str] = Field(default_factory=dict)
+
+
+class SecretKeyRef(Model):
+    name: str
+    key: str
+
+
+class Scheduling(Model):
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class WorkerSettingsSpec(Model):
+    log_level: str = "INFO"
+    log_json: bool = True
+    redis_prefix: str = "resonance"
+    extra: dict[str, str] = Field(default_factory=dict)
+
+
+class Autoscaling(Model):
+    enabled: bool = False
+    min_replicas: int = 2
+    max_replicas: int = 10
+    target_cpu_utilization_percentage: int = Field(70, alias="targetCPUUtilizationPercentage")
+    target_connections_per_pod: int | None = None
+
+
+class TopologySpread(Model):
+    enabled: bool = True
+    max_skew: int = 1
+    topology_key: str = "kubernetes.io/hostname"
+    when_unsatisfiable: str = "ScheduleAnyway"
+
+
+class WorkerSpec(Model):
+    image: str
+    image_pull_policy: str = "IfNotPresent"
+    replicas: int = 2
+    port: int = 8000
+    resources: Resources = Field(default_factory=Resources)
+    settings: WorkerSettingsSpec = Field(default_factory=WorkerSettingsSpec)
+    env: list[dict[str, Any]] = Field(default_factory=list)
+    termination_grace_period_seconds: int = 60
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+    topology_spread: TopologySpread = Field(default_factory=TopologySpread)
+    scheduling: Scheduling = Field(default_factory=Scheduling)
+
+
+class Persistence(Model):
+    enabled: bool = True
+    size: str = "1Gi"
+    storage_class_name: str | None = None
+
+
+class ManagedRedis(Model):
+    image: str = "redis:7.4-alpine"
+    persistence: Persistence = Field(default_factory=Persistence)
+    resources: Resources = Field(default_factory=Resources)
+    scheduling: Scheduling = Field(default_factory=Scheduling)
+
+
+class ExternalRedis(Model):
+    url: str | None = None
+    url_secret_ref: SecretKeyRef | None = None
+
+
+class RedisSpec(Model):
+    managed: ManagedRedis | None = None
+    external: ExternalRedis | None = None
+
+    @property
+    def is_managed(self) -> bool:
+        return self.external is None
+
+
+class ManagedNeo4j(Model):
+    image: str = "neo4j:5.26-community"
+    persistence: Persistence = Field(default_factory=lambda: Persistence(size="5Gi"))
+    resources: Resources = Field(default_factory=Resources)
+    auth_secret_ref: SecretKeyRef | None = None
+    scheduling: Scheduling = Field(default_factory=Scheduling)
+
+
+class ExternalNeo4j(Model):
+    uri: str
+    username: str = "neo4j"
+    password_secret_ref: SecretKeyRef
+
+
+class Neo4jMode(enum.StrEnum):
+    MANAGED = "managed"
+    EXTERNAL = "external"
+    DISABLED = "disabled"
+
+
+class Neo4jSpec(Model):
+    managed: ManagedNeo4j | None = None
+    external: ExternalNeo4j | None = None
+
+    @property
+    def mode(self) -> Neo4jMode:
+        if self.managed is not None:
+            return Neo4jMode.MANAGED
+        if self.external is not None:
+            return Neo4jMode.EXTERNAL
+        return Neo4jMode.DISABLED
+
+
+class AuthSpec(Model):
+    jwt_secret_ref: SecretKeyRef | None = None
+    jwks_url: str | None = None
+
+    @property
+    def generates_secret(self) -> bool:
+        return self.jwt_secret_ref is None and self.jwks_url is None
+
+
+class IngressTLS(Model):
+    secret_name: str
+
+
+class IngressSpec(Model):
+    enabled: bool = False
+    class_name: str | None = None
+    host: str | None = None
+    path: str = "/"
+    tls: IngressTLS | None = None
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class RolloutStrategy(enum.StrEnum):
+    ROLLING = "rolling"
+    CANARY = "canary"
+    BLUE_GREEN = "blueGreen"
+
+
+class RollingOptions(Model):
+    max_surge: str = "25%"
+    max_unavailable: str = "0"
+
+
+class CanaryPause(Model):
+    duration_seconds: int | None = None
+
+
+class CanaryStep(Model):
+    set_weight: int | None = None
+    pause: CanaryPause | None = None
+    analysis: dict[str, Any] | None = None
+
+
+class CanaryOptions(Model):
+    steps: list[CanaryStep] = Field(default_factory=list)
+
+
+class BlueGreenOptions(Model):
+    auto_promotion_enabled: bool = False
+    auto_promotion_seconds: int | None = None
+    scale_down_delay_seconds: int = 30
+    preview_replicas: int | None = None
+
+
+class DrainOptions(Model):
+    max_drain_seconds: int = 300
+    reconnects_per_second: int = 200
+
+
+class RolloutSpec(Model):
+    strategy: RolloutStrategy = RolloutStrategy.ROLLING
+    rolling: RollingOptions = Field(default_factory=RollingOptions)
+    canary: CanaryOptions | None = None
+    blue_green: BlueGreenOptions | None = None
+    drain: DrainOptions = Field(default_factory=DrainOptions)
+
+
+class ServiceMonitorSpec(Model):
+    enabled: bool = False
+    interval: str = "30s"
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class ObservabilitySpec(Model):
+    service_monitor: ServiceMonitorSpec = Field(default_factory=ServiceMonitorSpec)
+
+
+class PodDisruptionBudgetSpec(Model):
+    enabled: bool = True
+    max_unavailable: str | None = None
+    min_available: str | None = None
+
+
+class NetworkPolicySpec(Model):
+    enabled: bool = True
+
+
+class ClusterSpec(Model):
+    worker: WorkerSpec
+    redis: RedisSpec = Field(default_factory=lambda: RedisSpec(managed=ManagedRedis()))
+    neo4j: Neo4jSpec = Field(default_factory=Neo4jSpec)
+    auth: AuthSpec = Field(default_factory=AuthSpec)
+    ingress: IngressSpec = Field(default_factory=IngressSpec)
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+    observability: ObservabilitySpec = Field(default_factory=ObservabilitySpec)
+    pod_disruption_budget: PodDisruptionBudgetSpec = Field(default_factory=PodDisruptionBudgetSpec)
+    network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec)
+
+
+class ObjectMeta(BaseModel):
+    """The part of ``metadata`` the operator needs (it keeps any other field)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    name: str
+    namespace: str
+    uid: str = ""
+    generation: int = 0
+
+
+class ResonanceCluster(BaseModel):
+    """A parsed ``ResonanceCluster``: metadata, typed spec, and the raw status as found."""
+
+    model_config = ConfigDict(frozen=True)
+
+    metadata: ObjectMeta
+    spec: ClusterSpec
+    status: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace
+
+
+def parse(body: Mapping[str, Any]) -> ResonanceCluster:
+    """Parse a ``ResonanceCluster`` body as the API server returns it.
+
+    Raises ``pydantic.ValidationError`` for a body the CRD schema would have refused.
+    """
+    return ResonanceCluster.model_validate(
+        {
+            "metadata": body.get("metadata", {}),
+            "spec": body.get("spec", {}),
+            "status": body.get("status") or {},
+        }
+    )

@@ -1,0 +1,136 @@
+"""Semantic checks the CRD schema and CEL rules cannot express.
+
+A cluster that fails any of them is reported ``Degraded`` with reason
+``InvalidSpec`` and the messages below, and nothing else is touched.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterator, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from resonance_operator.api.spec import ResonanceCluster, Resources, SecretKeyRef
+
+MAX_NAME_LENGTH = 40
+
+_SUFFIXES = {
+    "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30), "Ti": Decimal(2**40),
+    "Pi": Decimal(2**50), "Ei": Decimal(2**60),
+    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
+    "k": Decimal("1e3"), "M": Decimal("1e6"), "G": Decimal("1e9"), "T": Decimal("1e12"),
+    "P": Decimal("1e15"), "E": Decimal("1e18"),
+}  # fmt: skip
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|)$")
+
+
+def parse_quantity(text: str) -> Decimal:
+    """A Kubernetes quantity ("500m", "1Gi", "2") as a number; ``ValueError`` when malformed."""
+    match = _QUANTITY.match(text.strip())
+    if match is None:
+        raise ValueError(f"not a quantity: {text!r}")
+    number, suffix = match.groups()
+    try:
+        return Decimal(number) * _SUFFIXES[suffix]
+    except InvalidOperation as exc:
+        raise ValueError(f"not a quantity: {text!r}") from exc
+
+
+def _resource_errors(where: str, resources: Resources) -> Iterator[str]:
+    for resource, limit_text in sorted(resources.limits.items()):
+        request_text = resources.requests.get(resource)
+        try:
+            limit = parse_quantity(limit_text)
+            request = parse_quantity(request_text) if request_text is not None else None
+        except ValueError as exc:
+            yield f"{where}.resources: {exc}"
+            continue
+        if request is not None and request > limit:
+            yield f"{where}.resources: {resource} request {request_text} exceeds its limit {limit_text}"
+
+
+def _secret_errors(
+    where: str, ref: SecretKeyRef | None, secrets: Mapping[str, Mapping[str, Any] | None]
+) -> Iterator[str]:
+    if ref is None:
+        return
+    secret = secrets.get(ref.name)
+    if secret is None:
+        yield f"{where}: Secret {ref.name!r} not found"
+        return
+    data = secret.get("data") or {}
+    if ref.key not in data:
+        yield f"{where}: Secret {ref.name!r} has no key {ref.key!r}"
+        return
+    try:
+        if not base64.b64decode(data[ref.key], validate=True):
+            yield f"{where}: key {ref.key!r} of Secret {ref.name!r} is empty"
+    except (binascii.Error, ValueError):
+        yield f"{where}: key {ref.key!r} of Secret {ref.name!r} is not valid base64"
+
+
+def referenced_secret_names(cluster: ResonanceCluster) -> list[str]:
+    """Secrets the spec names (and the operator must read to validate)."""
+    return sorted({ref.name for _, ref in _secret_refs(cluster) if ref is not None})
+
+
+def _secret_refs(cluster: ResonanceCluster) -> list[tuple[str, SecretKeyRef | None]]:
+    spec = cluster.spec
+    return [
+        ("spec.auth.jwtSecretRef", spec.auth.jwt_secret_ref),
+        (
+            "spec.redis.external.urlSecretRef",
+            spec.redis.external.url_secret_ref if spec.redis.external else None,
+        ),
+        (
+            "spec.neo4j.managed.authSecretRef",
+            spec.neo4j.managed.auth_secret_ref if spec.neo4j.managed else None,
+        ),
+        (
+            "spec.neo4j.external.passwordSecretRef",
+            spec.neo4j.external.password_secret_ref if spec.neo4j.external else None,
+        ),
+    ]
+
+
+# Variables the operator derives from the spec; setting them in worker.env would
+# silently fight the operator, so it is refused with a pointer to the right field.
+_DERIVED_VARIABLES = {
+    "RESONANCE_HOST": "spec.worker (fixed)",
+    "RESONANCE_PORT": "spec.worker.port",
+    "RESONANCE_ENGINE": "spec.redis",
+    "RESONANCE_REDIS_URL": "spec.redis",
+    "RESONANCE_JWT_SECRET": "spec.auth",
+    "RESONANCE_NEO4J_URI": "spec.neo4j",
+    "RESONANCE_NEO4J_PASSWORD": "spec.neo4j",
+}
+
+
+def semantic_errors(cluster: ResonanceCluster, secrets: Mapping[str, Mapping[str, Any] | None]) -> list[str]:
+    """Every semantic problem of the spec, as messages naming the field."""
+    spec = cluster.spec
+    errors: list[str] = []
+    if len(cluster.name) > MAX_NAME_LENGTH:
+        errors.append(
+            f"metadata.name: {len(cluster.name)} characters; at most {MAX_NAME_LENGTH} "
+            "leave room for child names"
+        )
+    errors.extend(_resource_errors("spec.worker", spec.worker.resources))
+    if spec.redis.managed is not None and spec.redis.external is None:
+        errors.extend(_resource_errors("spec.redis.managed", spec.redis.managed.resources))
+    if spec.neo4j.managed is not None:
+        errors.extend(_resource_errors("spec.neo4j.managed", spec.neo4j.managed.resources))
+    for where, ref in _secret_refs(cluster):
+        errors.extend(_secret_errors(where, ref, secrets))
+    for item in spec.worker.env:
+        name = str(item.get("name", ""))
+        if name in _DERIVED_VARIABLES:
+            errors.append(f"spec.worker.env: {name} is set by the operator from {_DERIVED_VARIABLES[name]}")
+    if spec.rollout.canary is not None:
+        weights = [step.set_weight for step in spec.rollout.canary.steps if step.set_weight is not None]
+        if weights != sorted(weights):
+            errors.append(f"spec.rollout.canary.steps: setWeight must not decrease, got {weights}")
+    return errors

@@ -1,0 +1,148 @@
+"""The worker's ``RESONANCE_*`` environment: the one place that maps the spec
+onto the variables ``resonance_worker.settings.WorkerSettings`` reads."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from typing import Any
+
+from resonance_operator.api.spec import Neo4jMode, ResonanceCluster, SecretKeyRef
+from resonance_operator.desired import meta
+
+REDIS_PORT = 6379
+NEO4J_BOLT_PORT = 7687
+NEO4J_HTTP_PORT = 7474
+JWT_SECRET_KEY = "secret"
+NEO4J_PASSWORD_KEY = "password"
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerEnvironment:
+    """Plain variables (go into the settings ConfigMap) and secret-backed ones."""
+
+    plain: dict[str, str]
+    from_secrets: dict[str, SecretKeyRef]
+
+
+def settings_configmap_name(cluster: ResonanceCluster) -> str:
+    return meta.child_name(cluster, "worker-settings")
+
+
+def jwt_secret_name(cluster: ResonanceCluster) -> str:
+    return meta.child_name(cluster, "jwt")
+
+
+def neo4j_auth_secret_name(cluster: ResonanceCluster) -> str:
+    return meta.child_name(cluster, "neo4j-auth")
+
+
+def redis_service_name(cluster: ResonanceCluster) -> str:
+    return meta.child_name(cluster, meta.REDIS)
+
+
+def neo4j_service_name(cluster: ResonanceCluster) -> str:
+    return meta.child_name(cluster, meta.NEO4J)
+
+
+def jwt_secret_ref(cluster: ResonanceCluster) -> SecretKeyRef | None:
+    """Where the worker's HS256 key lives; ``None`` when tokens are checked against JWKS."""
+    auth = cluster.spec.auth
+    if auth.jwt_secret_ref is not None:
+        return auth.jwt_secret_ref
+    if auth.jwks_url is not None:
+        return None
+    return SecretKeyRef(name=jwt_secret_name(cluster), key=JWT_SECRET_KEY)
+
+
+def neo4j_password_ref(cluster: ResonanceCluster) -> SecretKeyRef | None:
+    neo4j = cluster.spec.neo4j
+    if neo4j.managed is not None:
+        return neo4j.managed.auth_secret_ref or SecretKeyRef(
+            name=neo4j_auth_secret_name(cluster), key=NEO4J_PASSWORD_KEY
+        )
+    if neo4j.external is not None:
+        return neo4j.external.password_secret_ref
+    return None
+
+
+def worker_environment(cluster: ResonanceCluster) -> WorkerEnvironment:
+    spec = cluster.spec
+    settings = spec.worker.settings
+    plain = {
+        "RESONANCE_HOST": "0.0.0.0",
+        "RESONANCE_PORT": str(spec.worker.port),
+        "RESONANCE_ENGINE": "redis",
+        "RESONANCE_REDIS_PREFIX": settings.redis_prefix,
+        "RESONANCE_LOG_LEVEL": settings.log_level,
+        "RESONANCE_LOG_JSON": "true" if settings.log_json else "false",
+    }
+    from_secrets: dict[str, SecretKeyRef] = {}
+
+    external_redis = spec.redis.external
+    if external_redis is None:
+        plain["RESONANCE_REDIS_URL"] = (
+            f"redis://{redis_service_name(cluster)}.{cluster.namespace}.svc:{REDIS_PORT}/0"
+        )
+    elif external_redis.url_secret_ref is not None:
+        from_secrets["RESONANCE_REDIS_URL"] = external_redis.url_secret_ref
+    elif external_redis.url is not None:
+        plain["RESONANCE_REDIS_URL"] = external_redis.url
+
+    jwt_ref = jwt_secret_ref(cluster)
+    if jwt_ref is not None:
+        from_secrets["RESONANCE_JWT_SECRET"] = jwt_ref
+    if spec.auth.jwks_url is not None:
+        plain["RESONANCE_JWKS_URL"] = spec.auth.jwks_url
+
+    mode = spec.neo4j.mode
+    if mode is Neo4jMode.MANAGED:
+        plain["RESONANCE_NEO4J_URI"] = (
+            f"bolt://{neo4j_service_name(cluster)}.{cluster.namespace}.svc:{NEO4J_BOLT_PORT}"
+        )
+        plain["RESONANCE_NEO4J_USER"] = "neo4j"
+    elif spec.neo4j.external is not None:
+        plain["RESONANCE_NEO4J_URI"] = spec.neo4j.external.uri
+        plain["RESONANCE_NEO4J_USER"] = spec.neo4j.external.username
+    password_ref = neo4j_password_ref(cluster)
+    if password_ref is not None:
+        from_secrets["RESONANCE_NEO4J_PASSWORD"] = password_ref
+
+    # Free-form settings last, so a newer worker setting needs no operator release;
+    # they cannot override what the operator derives from the spec.
+    for key, value in sorted(settings.extra.items()):
+        plain.setdefault(f"RESONANCE_{key}", value)
+    return WorkerEnvironment(plain=plain, from_secrets=from_secrets)
+
+
+def settings_configmap(cluster: ResonanceCluster) -> dict[str, Any]:
+    environment = worker_environment(cluster)
+    return meta.with_spec_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": meta.metadata(cluster, settings_configmap_name(cluster), meta.WORKER),
+            "data": dict(sorted(environment.plain.items())),
+        }
+    )
+
+
+def generated_secret(
+    cluster: ResonanceCluster, name: str, key: str, value: str, component: str
+) -> dict[str, Any]:
+    """A Secret the operator generates once (``value`` comes from the caller's RNG)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": meta.metadata(cluster, name, component),
+        "type": "Opaque",
+        "data": {key: base64.b64encode(value.encode()).decode()},
+    }
+
+
+def jwt_secret(cluster: ResonanceCluster, value: str) -> dict[str, Any]:
+    return generated_secret(cluster, jwt_secret_name(cluster), JWT_SECRET_KEY, value, meta.WORKER)
+
+
+def neo4j_auth_secret(cluster: ResonanceCluster, value: str) -> dict[str, Any]:
+    return generated_secret(cluster, neo4j_auth_secret_name(cluster), NEO4J_PASSWORD_KEY, value, meta.NEO4J)

@@ -1,0 +1,281 @@
+"""The worker tier: Deployment, Service, Ingress, HPA, PDB and ServiceMonitor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from resonance_operator.api.spec import ResonanceCluster
+from resonance_operator.desired import meta, settings, workload
+
+HTTP_PORT_NAME = "http"
+SERVICE_PORT = 80
+WEBSOCKET_PATH = "/connection/websocket"
+# Extra time on top of the drain window, for the process to flush and exit.
+SHUTDOWN_MARGIN_SECONDS = 10
+
+# What ingress-nginx needs to keep a WebSocket open for an hour instead of 60 s.
+NGINX_WEBSOCKET_ANNOTATIONS = {
+    "nginx.ingress.kubernetes.io/proxy-read-timeout": "3600",
+    "nginx.ingress.kubernetes.io/proxy-send-timeout": "3600",
+    "nginx.ingress.kubernetes.io/proxy-http-version": "1.1",
+    "nginx.ingress.kubernetes.io/proxy-buffering": "off",
+}
+
+
+def name(cluster: ResonanceCluster) -> str:
+    return meta.child_name(cluster, meta.WORKER)
+
+
+def termination_grace_seconds(cluster: ResonanceCluster) -> int:
+    """Long enough to drain: the larger of the spec's grace and the drain window plus a margin."""
+    worker = cluster.spec.worker
+    drain = cluster.spec.rollout.drain.max_drain_seconds
+    return max(worker.termination_grace_period_seconds, drain + SHUTDOWN_MARGIN_SECONDS)
+
+
+def _env(cluster: ResonanceCluster) -> list[dict[str, Any]]:
+    environment = settings.worker_environment(cluster)
+    env: list[dict[str, Any]] = [
+        {"name": "RESONANCE_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
+    for variable, ref in sorted(environment.from_secrets.items()):
+        env.append({"name": variable, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    env.extend(dict(item) for item in cluster.spec.worker.env)
+    return env
+
+
+def _probe(path: str, *, period: int, failure_threshold: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": HTTP_PORT_NAME},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failure_threshold,
+    }
+
+
+def deployment(cluster: ResonanceCluster) -> dict[str, Any]:
+    worker = cluster.spec.worker
+    rolling = cluster.spec.rollout.rolling
+    config_hash = meta.content_hash(settings.settings_configmap(cluster)["data"])
+    container: dict[str, Any] = {
+        "name": meta.WORKER,
+        "image": worker.image,
+        "imagePullPolicy": worker.image_pull_policy,
+        "ports": [{"name": HTTP_PORT_NAME, "containerPort": worker.port, "protocol": "TCP"}],
+        "envFrom": [{"configMapRef": {"name": settings.settings_configmap_name(cluster)}}],
+        "env": _env(cluster),
+        "startupProbe": _probe("/health", period=2, failure_threshold=30),
+        "livenessProbe": _probe("/health", period=10, failure_threshold=3),
+        "readinessProbe": _probe("/ready", period=5, failure_threshold=2),
+        "securityContext": workload.container_security_context(),
+    }
+    if resources := workload.resources(worker.resources):
+        container["resources"] = resources
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "terminationGracePeriodSeconds": termination_grace_seconds(cluster),
+        "securityContext": workload.pod_security_context(),
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+    }
+    spread = worker.topology_spread
+    if spread.enabled:
+        pod_spec["topologySpreadConstraints"] = [
+            {
+                "maxSkew": spread.max_skew,
+                "topologyKey": spread.topology_key,
+                "whenUnsatisfiable": spread.when_unsatisfiable,
+                "labelSelector": {"matchLabels": meta.selector_labels(cluster, meta.WORKER)},
+            }
+        ]
+    workload.apply_scheduling(pod_spec, worker.scheduling)
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": meta.selector_labels(cluster, meta.WORKER)},
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {
+                "maxSurge": meta.int_or_string(rolling.max_surge),
+                "maxUnavailable": meta.int_or_string(rolling.max_unavailable),
+            },
+        },
+        "template": {
+            "metadata": {
+                "labels": meta.labels(cluster, meta.WORKER),
+                "annotations": {meta.CONFIG_HASH_ANNOTATION: config_hash},
+            },
+            "spec": pod_spec,
+        },
+    }
+    # With an HPA the replica count belongs to the HPA: leaving the field out of
+    # the applied configuration gives up our ownership of it.
+    if not worker.autoscaling.enabled:
+        spec["replicas"] = worker.replicas
+    return meta.with_spec_hash(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": meta.metadata(cluster, name(cluster), meta.WORKER),
+            "spec": spec,
+        }
+    )
+
+
+def service(cluster: ResonanceCluster) -> dict[str, Any]:
+    return meta.with_spec_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta.metadata(cluster, name(cluster), meta.WORKER),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": meta.selector_labels(cluster, meta.WORKER),
+                "ports": [
+                    {
+                        "name": HTTP_PORT_NAME,
+                        "port": SERVICE_PORT,
+                        "targetPort": HTTP_PORT_NAME,
+                        "protocol": "TCP",
+                    }
+                ],
+            },
+        }
+    )
+
+
+def ingress(cluster: ResonanceCluster) -> dict[str, Any] | None:
+    spec = cluster.spec.ingress
+    if not spec.enabled or spec.host is None:
+        return None
+    annotations: dict[str, str] = {}
+    if spec.class_name is not None and "nginx" in spec.class_name:
+        annotations.update(NGINX_WEBSOCKET_ANNOTATIONS)
+    annotations.update(spec.annotations)
+    body: dict[str, Any] = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": meta.metadata(cluster, cluster.name, meta.WORKER, annotations),
+        "spec": {
+            "rules": [
+                {
+                    "host": spec.host,
+                    "http": {
+                        "paths": [
+                            {
+                                "path": spec.path,
+                                "pathType": "Prefix",
+                                "backend": {
+                                    "service": {"name": name(cluster), "port": {"name": HTTP_PORT_NAME}}
+                                },
+                            }
+                        ]
+                    },
+                }
+            ]
+        },
+    }
+    if spec.class_name is not None:
+        body["spec"]["ingressClassName"] = spec.class_name
+    if spec.tls is not None:
+        body["spec"]["tls"] = [{"hosts": [spec.host], "secretName": spec.tls.secret_name}]
+    return meta.with_spec_hash(body)
+
+
+def horizontal_pod_autoscaler(cluster: ResonanceCluster) -> dict[str, Any] | None:
+    autoscaling = cluster.spec.worker.autoscaling
+    if not autoscaling.enabled:
+        return None
+    metrics: list[dict[str, Any]] = [
+        {
+            "type": "Resource",
+            "resource": {
+                "name": "cpu",
+                "target": {
+                    "type": "Utilization",
+                    "averageUtilization": autoscaling.target_cpu_utilization_percentage,
+                },
+            },
+        }
+    ]
+    if autoscaling.target_connections_per_pod is not None:
+        # Served by a custom-metrics adapter (e.g. prometheus-adapter) from the
+        # workers' resonance_connections gauge.
+        metrics.append(
+            {
+                "type": "Pods",
+                "pods": {
+                    "metric": {"name": "resonance_connections"},
+                    "target": {
+                        "type": "AverageValue",
+                        "averageValue": str(autoscaling.target_connections_per_pod),
+                    },
+                },
+            }
+        )
+    return meta.with_spec_hash(
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": meta.metadata(cluster, name(cluster), meta.WORKER),
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name(cluster)},
+                "minReplicas": autoscaling.min_replicas,
+                "maxReplicas": autoscaling.max_replicas,
+                "metrics": metrics,
+                # Scale in slowly: every removed pod reconnects all its clients.
+                "behavior": {
+                    "scaleDown": {
+                        "stabilizationWindowSeconds": 300,
+                        "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+                    }
+                },
+            },
+        }
+    )
+
+
+def pod_disruption_budget(cluster: ResonanceCluster) -> dict[str, Any] | None:
+    pdb = cluster.spec.pod_disruption_budget
+    if not pdb.enabled:
+        return None
+    spec: dict[str, Any] = {"selector": {"matchLabels": meta.selector_labels(cluster, meta.WORKER)}}
+    if pdb.min_available is not None:
+        spec["minAvailable"] = meta.int_or_string(pdb.min_available)
+    else:
+        spec["maxUnavailable"] = meta.int_or_string(pdb.max_unavailable or "1")
+    return meta.with_spec_hash(
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": meta.metadata(cluster, name(cluster), meta.WORKER),
+            "spec": spec,
+        }
+    )
+
+
+def service_monitor(cluster: ResonanceCluster, *, crd_present: bool) -> dict[str, Any] | None:
+    monitor = cluster.spec.observability.service_monitor
+    if not monitor.enabled or not crd_present:
+        return None
+    body_meta = meta.metadata(cluster, name(cluster), meta.WORKER)
+    body_meta["labels"].update(monitor.labels)
+    return meta.with_spec_hash(
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "ServiceMonitor",
+            "metadata": body_meta,
+            "spec": {
+                "selector": {"matchLabels": meta.selector_labels(cluster, meta.WORKER)},
+                "endpoints": [{"port": HTTP_PORT_NAME, "path": "/metrics", "interval": monitor.interval}],
+            },
+        }
+    )
+
+
+def websocket_endpoint(cluster: ResonanceCluster) -> str:
+    """The URL clients connect to: through the Ingress when there is one, else in-cluster."""
+    ingress_spec = cluster.spec.ingress
+    if ingress_spec.enabled and ingress_spec.host is not None:
+        scheme = "wss" if ingress_spec.tls is not None else "ws"
+        prefix = ingress_spec.path.rstrip("/")
+        return f"{scheme}://{ingress_spec.host}{prefix}{WEBSOCKET_PATH}"
+    return f"ws://{name(cluster)}.{cluster.namespace}.svc:{SERVICE_PORT}{WEBSOCKET_PATH}"

@@ -1,0 +1,149 @@
+"""Handlers for ``ResonanceCluster``: create/update/resume, a resync timer for
+drift repair in bounded time, and watches on the workloads it owns so pods
+becoming ready (or a child being deleted) show up at once."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+import pydantic
+
+from resonance_operator.api.spec import GROUP, KIND, PLURAL, VERSION
+from resonance_operator.desired import meta
+from resonance_operator.errors import ApiError
+from resonance_operator.kube import children as kube_children
+from resonance_operator.kube import credentials as kube_credentials
+from resonance_operator.kube.client import KubeClient
+from resonance_operator.metrics import OperatorMetrics
+from resonance_operator.reconcile import Outcome, reconcile_cluster
+from resonance_operator.settings import OperatorSettings
+
+logger = logging.getLogger("resonance.operator")
+
+FINALIZER = f"{GROUP}/kopf-finalizer"
+RETRY_DELAY_SECONDS = 5.0
+
+
+@dataclasses.dataclass
+class Runtime:
+    """What the handlers share: one API client, the metrics, a lock per cluster."""
+
+    settings: OperatorSettings
+    kube: KubeClient
+    metrics: OperatorMetrics
+    credentials: kube_credentials.Credentials
+    locks: dict[tuple[str, str], asyncio.Lock] = dataclasses.field(default_factory=dict)
+    waiting: set[tuple[str, str]] = dataclasses.field(default_factory=set)
+
+    async def reconcile(self, body: Mapping[str, Any], trigger: str) -> Outcome | None:
+        """Reconcile one cluster; concurrent triggers for the same cluster coalesce into one."""
+        key = (str(body["metadata"]["namespace"]), str(body["metadata"]["name"]))
+        if key in self.waiting:
+            return None  # a reconcile is already queued behind the running one; it will see this change
+        lock = self.locks.setdefault(key, asyncio.Lock())
+        self.waiting.add(key)
+        async with lock:
+            self.waiting.discard(key)
+            # Re-read unless the body is fresh from kopf: a queued trigger must act on the latest state.
+            if trigger not in {"change", "resync"}:
+                fresh = await kube_children.get_cluster(self.kube, *key)
+                if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+                    return None
+                body = fresh
+            return await self._reconcile_now(body, trigger, key)
+
+    async def _reconcile_now(self, body: Mapping[str, Any], trigger: str, key: tuple[str, str]) -> Outcome:
+        self.metrics.reconciles.labels(trigger=trigger).inc()
+        started = time.perf_counter()
+        try:
+            outcome = await reconcile_cluster(self.kube, body, instance=self.settings.instance)
+        except pydantic.ValidationError as exc:
+            self.metrics.reconcile_errors.labels(kind="parse").inc()
+            raise kopf.PermanentError(f"the object does not match the operator's API: {exc}") from exc
+        except ApiError as exc:
+            self.metrics.reconcile_errors.labels(kind="api").inc()
+            raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
+        finally:
+            self.metrics.reconcile_duration.observe(time.perf_counter() - started)
+        self.metrics.clusters_ready.labels(namespace=key[0], name=key[1]).set(1 if outcome.ready else 0)
+        if outcome.apply_error is not None:
+            self.metrics.reconcile_errors.labels(kind="apply").inc()
+            raise kopf.TemporaryError(outcome.apply_error, delay=RETRY_DELAY_SECONDS)
+        return outcome
+
+
+def _owner_name(body: Mapping[str, Any]) -> str | None:
+    for ref in body.get("metadata", {}).get("ownerReferences", []):
+        if ref.get("kind") == KIND and str(ref.get("apiVersion", "")).startswith(f"{GROUP}/"):
+            return str(ref["name"])
+    return None
+
+
+def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
+    """A registry with every handler, bound to ``runtime``."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        creds = runtime.credentials
+        return kopf.ConnectionInfo(
+            server=creds.server,
+            ca_path=creds.ca_path,
+            insecure=creds.insecure,
+            scheme="Bearer" if creds.bearer_token() else None,
+            token=creds.bearer_token(),
+            certificate_path=creds.cert_path,
+            private_key_path=creds.key_path,
+            default_namespace=creds.default_namespace,
+        )
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.finalizer = FINALIZER
+        # Progress and diff-base in our own annotations; the status belongs to the reconciler.
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+        # We post our own Events on real transitions; kopf would post one per log line.
+        settings.posting.enabled = False
+        # Least-privilege RBAC: no cluster-wide watch of CRDs and namespaces.
+        settings.scanning.disabled = True
+        settings.networking.request_timeout = runtime.settings.request_timeout_seconds
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.peering.priority = runtime.settings.priority
+
+    @kopf.on.cleanup(registry=registry)
+    async def close(**_: Any) -> None:
+        await runtime.kube.close()
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
+    async def changed(body: kopf.Body, **_: Any) -> None:
+        await runtime.reconcile(body, "change")
+
+    @kopf.timer(GROUP, VERSION, PLURAL, interval=runtime.settings.resync_seconds, registry=registry)
+    async def resync(body: kopf.Body, **_: Any) -> None:
+        await runtime.reconcile(body, "resync")
+
+    managed = {"app.kubernetes.io/managed-by": meta.MANAGED_BY}
+
+    async def child_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str | None, **_: Any) -> None:
+        owner = _owner_name(body)
+        if owner is None or namespace is None:
+            return
+        status = body.get("status", {})
+        # Workload status moves on its own (pods start, get ready); that is what the owner reports.
+        if event.get("type") == "DELETED" or status:
+            await runtime.reconcile({"metadata": {"namespace": namespace, "name": owner}}, "child")
+
+    for group, version, plural in (("apps", "v1", "deployments"), ("apps", "v1", "statefulsets")):
+        kopf.on.event(group, version, plural, labels=managed, registry=registry)(child_changed)
+
+    return registry

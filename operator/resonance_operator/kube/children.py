@@ -1,0 +1,134 @@
+"""Observe, apply and prune one cluster's children; write its status and Events."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import itertools
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from resonance_operator.api.conditions import EventReason, EventType
+from resonance_operator.api.observed import ChildKey, Observed
+from resonance_operator.api.spec import API_VERSION, KIND, ResonanceCluster
+from resonance_operator.desired import meta
+from resonance_operator.desired.children import Child
+from resonance_operator.errors import ConflictError
+from resonance_operator.kube.client import KubeClient, collection_path, object_path
+
+logger = logging.getLogger("resonance.operator.kube")
+_event_sequence = itertools.count()
+
+
+def cluster_path(namespace: str, name: str) -> str:
+    return f"{collection_path(API_VERSION, KIND, namespace)}/{name}"
+
+
+async def get_cluster(kube: KubeClient, namespace: str, name: str) -> dict[str, Any] | None:
+    return await kube.get(cluster_path(namespace, name))
+
+
+async def observe(
+    kube: KubeClient, cluster: ResonanceCluster, keys: Sequence[ChildKey], secret_names: Sequence[str]
+) -> Observed:
+    """GET every possible child and every referenced Secret, concurrently."""
+    namespace = cluster.namespace
+    children = await asyncio.gather(*(kube.get(object_path(key, namespace)) for key in keys))
+    secrets = await asyncio.gather(
+        *(kube.get(object_path(ChildKey("v1", "Secret", name), namespace)) for name in secret_names)
+    )
+    return Observed(
+        children=dict(zip(keys, children, strict=True)),
+        referenced_secrets=dict(zip(secret_names, secrets, strict=True)),
+    )
+
+
+async def service_monitor_crd_present(kube: KubeClient) -> bool:
+    return await kube.api_group_version_served("monitoring.coreos.com/v1")
+
+
+@dataclasses.dataclass
+class ApplyResult:
+    created: list[ChildKey] = dataclasses.field(default_factory=list)
+    updated: list[ChildKey] = dataclasses.field(default_factory=list)
+    deleted: list[ChildKey] = dataclasses.field(default_factory=list)
+
+    @property
+    def applied(self) -> list[ChildKey]:
+        return self.created + self.updated
+
+
+def _owned_by(body: Mapping[str, Any], cluster: ResonanceCluster) -> bool:
+    return any(
+        ref.get("uid") == cluster.metadata.uid for ref in body.get("metadata", {}).get("ownerReferences", [])
+    )
+
+
+async def apply_children(
+    kube: KubeClient, cluster: ResonanceCluster, desired: Sequence[Child], observed: Observed
+) -> ApplyResult:
+    """Apply each desired child that differs from its live object; prune the rest.
+
+    A child whose live object already carries the same spec hash and every
+    desired field is not written at all, so a no-op reconcile makes no writes.
+    """
+    result = ApplyResult()
+    for child in desired:
+        live = observed.child(child.key)
+        if live is not None and (child.create_only or not meta.needs_apply(child.body, live)):
+            continue
+        try:
+            await kube.apply(child.body, cluster.namespace)
+        except ConflictError:
+            # Another manager (usually a hand edit) owns a field we set: the spec wins.
+            logger.info("taking over fields of %s from another field manager", child.key)
+            await kube.apply(child.body, cluster.namespace, force=True)
+        (result.created if live is None else result.updated).append(child.key)
+    wanted = {child.key for child in desired}
+    for key, live in observed.children.items():
+        if live is not None and key not in wanted and _owned_by(live, cluster):
+            await kube.delete(object_path(key, cluster.namespace))
+            result.deleted.append(key)
+    return result
+
+
+async def write_status(kube: KubeClient, cluster: ResonanceCluster, status: Mapping[str, Any]) -> None:
+    await kube.patch_status(cluster_path(cluster.namespace, cluster.name), status)
+
+
+async def post_event(
+    kube: KubeClient,
+    cluster: ResonanceCluster,
+    type_: EventType,
+    reason: EventReason,
+    message: str,
+    *,
+    reporting_instance: str,
+) -> None:
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d%H%M%S%f")
+    name = f"{cluster.name}.{stamp}{next(_event_sequence)}"
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": cluster.namespace},
+        "involvedObject": {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": cluster.name,
+            "namespace": cluster.namespace,
+            "uid": cluster.metadata.uid,
+        },
+        "type": type_.value,
+        "reason": reason.value,
+        "message": message[:1024],
+        "source": {"component": kube.field_manager},
+        "reportingComponent": kube.field_manager,
+        "reportingInstance": reporting_instance,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+    await kube.create(collection_path("v1", "Event", cluster.namespace), event)
