@@ -14,7 +14,7 @@ from pydantic import SecretStr, ValidationError
 from resonance_worker.log import configure_logging
 from resonance_worker.settings import WorkerSettings
 from resonance_worker.tokens import mint_connection_token
-from resonance_worker.transport.app import create_app
+from resonance_worker.transport.app import NODE, create_app
 
 
 def load_settings() -> WorkerSettings:
@@ -36,6 +36,9 @@ def banner(settings: WorkerSettings, port: int) -> str:
             f"  health:    http://{base}/health   ready: http://{base}/ready   metrics: http://{base}/metrics",
             f"  websocket: ws://{base}/connection/websocket",
             f"  demo token (user 'demo', valid 1 h): {token}",
+            "  quickstart (pip install centrifuge-python):",
+            f"    client = centrifuge.Client('ws://{base}/connection/websocket', token=TOKEN)",
+            "    await client.connect(); sub = client.new_subscription('chat:index'); await sub.subscribe()",
         ]
     )
 
@@ -46,7 +49,8 @@ async def serve(settings: WorkerSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(create_app(settings), access_log=None)
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
@@ -54,6 +58,10 @@ async def serve(settings: WorkerSettings) -> None:
     print(banner(settings, port), flush=True)
     try:
         await stop.wait()
+        # Stop accepting, then let clients go over the drain window (they
+        # reconnect, with jitter, to the other pods), then clean up.
+        await site.stop()
+        await app[NODE].drain(settings.shutdown_drain_seconds)
     finally:
         await runner.cleanup()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 @dataclass
@@ -20,6 +20,34 @@ class WorkerMetrics:
         self.ready = Gauge("resonance_ready", "1 when the engine is reachable.", registry=r)
         self.http_requests = Counter(
             "resonance_http_requests", "HTTP requests served.", ["route", "status"], registry=r
+        )
+        self.commands = Counter(
+            "resonance_commands", "Client commands received, by method.", ["method"], registry=r
+        )
+        self.command_errors = Counter(
+            "resonance_command_errors",
+            "Error replies sent, by method and code.",
+            ["method", "code"],
+            registry=r,
+        )
+        self.disconnects = Counter(
+            "resonance_disconnects", "Connections closed by the server, by code.", ["code"], registry=r
+        )
+        self.limits = Counter("resonance_limit_violations", "Limits tripped, by kind.", ["kind"], registry=r)
+        self.recoveries = Counter(
+            "resonance_recoveries",
+            "Recovery outcomes (recovered, not_recovered, insufficient_state).",
+            ["outcome"],
+            registry=r,
+        )
+        self.publications = Counter(
+            "resonance_publications_delivered", "Publication frames queued to local subscribers.", registry=r
+        )
+        self.delivery_latency = Histogram(
+            "resonance_delivery_latency_seconds",
+            "From a publication's acceptance to its fan-out on this worker.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
         )
 
     def render(self) -> bytes:

@@ -1,16 +1,19 @@
 """Worker settings, read once at start-up from ``RESONANCE_*`` variables.
 
-Every field is documented in ``docs/settings.md`` (the operator generates these
-variables for each pod). Nested groups use ``__``, for example
-``RESONANCE_LIMITS__MAX_CONNECTIONS=100``.
+Every field is documented in ``docs/settings.md`` (generated from this model;
+a test keeps it in sync, and the operator generates these variables for each
+pod). Nested groups use ``__``, for example
+``RESONANCE_LIMITS__MAX_CONNECTIONS=100``; ``RESONANCE_NAMESPACES`` is JSON.
 """
 
 from __future__ import annotations
 
 import enum
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from resonance_worker.domain.channels import NamespaceOptions, default_namespaces
 
 
 class EngineKind(enum.StrEnum):
@@ -18,6 +21,42 @@ class EngineKind(enum.StrEnum):
 
     MEMORY = "memory"
     REDIS = "redis"
+
+
+class LimitSettings(BaseModel):
+    """Limits; 0 means unlimited. Each violation has a documented code (docs/protocol.md)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_connections: int = Field(100, ge=0, description="Open connections per worker (over it: HTTP 503).")
+    max_connections_per_ip: int = Field(
+        10, ge=0, description="Open connections per client IP per worker (over it: close 3504)."
+    )
+    max_connections_per_user: int = Field(
+        20, ge=0, description="Open connections per user per worker (over it: close 3504)."
+    )
+    max_message_bytes: int = Field(
+        65536,
+        ge=1024,
+        description="Largest inbound WebSocket message (over it: close 1009). Compression is never "
+        "negotiated, so this is also the decompressed limit.",
+    )
+    command_rate: float = Field(
+        50.0, ge=0, description="Commands per second per connection, sustained (token bucket)."
+    )
+    command_burst: int = Field(100, ge=1, description="Burst of commands per connection.")
+    max_rate_violations: int = Field(
+        100, ge=1, description="Rate-limited commands in a row before closing with 3013."
+    )
+    user_publish_rate: float = Field(
+        20.0, ge=0, description="Publishes per second per user across the whole cluster (engine bucket)."
+    )
+    user_publish_burst: int = Field(40, ge=1, description="Burst of publishes per user across the cluster.")
+    max_channels: int = Field(128, ge=0, description="Subscriptions per connection (over it: error 106).")
+    queue_max_bytes: int = Field(
+        1 << 20, ge=0, description="Bytes waiting to be written to a connection before it is slow (3008)."
+    )
+    history_max_limit: int = Field(1000, ge=0, description="Most publications one history call returns.")
 
 
 class WorkerSettings(BaseSettings):
@@ -38,10 +77,46 @@ class WorkerSettings(BaseSettings):
     jwt_secret: SecretStr | None = Field(
         None, description="HS256 secret for connection tokens. Unset: a random one is generated at start."
     )
+    jwt_rsa_public_key: str | None = Field(None, description="PEM RSA public key: accept RS256 tokens.")
+    jwt_ec_public_key: str | None = Field(None, description="PEM EC public key: accept ES256 tokens.")
+    jwt_jwks_url: str | None = Field(None, description="JWKS URL: accept tokens signed by its keys (by kid).")
+    jwks_refresh_seconds: float = Field(300.0, gt=0, description="How often the JWKS URL is fetched again.")
+    jwt_audience: str | None = Field(None, description="Required `aud` claim, if set.")
+    jwt_issuer: str | None = Field(None, description="Required `iss` claim, if set.")
+    allow_anonymous: bool = Field(False, description="Accept connections without a token (user '').")
     dev_mode: bool = Field(False, description="Development mode: enables `POST /token`. Never in production.")
+    api_key: SecretStr | None = Field(
+        None, description="Key for the server API (`Authorization: apikey <key>`); unset: API disabled."
+    )
     node_name: str = Field("", description="Name of this worker in logs and metrics; defaults to host:port.")
     log_level: str = Field("INFO", description="Root log level.")
     log_json: bool = Field(True, description="Structured JSON logs (false: human-readable lines).")
+    ping_interval_seconds: float = Field(25.0, ge=0, description="Server ping period (0: no pings).")
+    pong_timeout_seconds: float = Field(8.0, ge=0, description="How long a pong may take (over it: 3012).")
+    connect_timeout_seconds: float = Field(
+        10.0, gt=0, description="Time to send a valid connect command (over it: close 3502)."
+    )
+    expired_close_delay_seconds: float = Field(
+        25.0, ge=0, description="Grace after a token's `exp` to refresh before closing with 3005."
+    )
+    presence_ttl_seconds: float = Field(60.0, gt=0, description="Presence entries expire unless refreshed.")
+    presence_update_seconds: float = Field(25.0, gt=0, description="How often presence is refreshed.")
+    idempotency_ttl_seconds: float = Field(
+        300.0, gt=0, description="How long a publish idempotency key holds."
+    )
+    shutdown_drain_seconds: float = Field(
+        5.0, ge=0, description="On SIGTERM, disconnects (code 3001) are spread over this window."
+    )
+    personal_channel: bool = Field(
+        True, description="Subscribe each user server-side to `personal:#<user>` when that namespace exists."
+    )
+    namespaces: dict[str, NamespaceOptions] = Field(
+        default_factory=default_namespaces, description="Channel namespaces and their options (JSON)."
+    )
+    default_namespace: NamespaceOptions = Field(
+        default_factory=NamespaceOptions, description="Options of channels without a namespace (JSON)."
+    )
+    limits: LimitSettings = Field(default_factory=LimitSettings, description="Connection and rate limits.")
 
     @model_validator(mode="after")
     def _redis_url_scheme(self) -> WorkerSettings:

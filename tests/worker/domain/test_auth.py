@@ -1,0 +1,163 @@
+"""Token verification: algorithms, keys and time windows (no clock: `now` is given)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from resonance_worker.domain.auth import (
+    InvalidTokenError,
+    TokenExpiredError,
+    TokenVerifier,
+)
+
+SECRET = "a-test-secret-that-is-long-enough-for-hs256"
+NOW = 1_800_000_000.0
+
+
+def _pem(key: Any) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def ec_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def test_hs256_token_gives_user_info_channels_and_expiry() -> None:
+    token = jwt.encode(
+        {"sub": "alice", "exp": NOW + 60, "info": {"name": "A"}, "channels": ["chat:x"]}, SECRET, "HS256"
+    )
+    claims = TokenVerifier(hmac_secret=SECRET).verify_connect(token, NOW)
+    assert claims.user == "alice"
+    assert claims.expire_at == int(NOW + 60)
+    assert claims.info == b'{"name":"A"}'
+    assert claims.channels == ("chat:x",)
+
+
+def test_token_without_exp_never_expires() -> None:
+    token = jwt.encode({"sub": "bob"}, SECRET, "HS256")
+    assert TokenVerifier(hmac_secret=SECRET).verify_connect(token, NOW).expire_at is None
+
+
+def test_rs256_and_es256_with_public_keys(rsa_key: Any, ec_key: Any) -> None:
+    verifier = TokenVerifier(rsa_public_key_pem=_pem(rsa_key), ec_public_key_pem=_pem(ec_key))
+    assert verifier.configured
+    assert verifier.verify_connect(jwt.encode({"sub": "r"}, rsa_key, "RS256"), NOW).user == "r"
+    assert verifier.verify_connect(jwt.encode({"sub": "e"}, ec_key, "ES256"), NOW).user == "e"
+
+
+def test_jwks_keys_are_chosen_by_kid(rsa_key: Any) -> None:
+    numbers = rsa_key.public_key().public_numbers()
+
+    def b64(n: int) -> str:
+        raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    verifier = TokenVerifier()
+    assert not verifier.configured
+    count = verifier.set_jwks(
+        {
+            "keys": [
+                {
+                    "kty": "RSA",
+                    "kid": "k1",
+                    "alg": "RS256",
+                    "use": "sig",
+                    "n": b64(numbers.n),
+                    "e": b64(numbers.e),
+                }
+            ]
+        }
+    )
+    assert count == 1
+    token = jwt.encode({"sub": "j"}, rsa_key, "RS256", headers={"kid": "k1"})
+    assert verifier.verify_connect(token, NOW).user == "j"
+    # The key in the set is RS256; a token claiming another algorithm for it is refused.
+    forged = jwt.encode({"sub": "j"}, SECRET, "HS256", headers={"kid": "k1"})
+    with pytest.raises(InvalidTokenError):
+        verifier.verify_connect(forged, NOW)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        jwt.encode({"sub": "x"}, None, "none"),
+        jwt.encode({"sub": "x"}, "another-secret-that-is-long-enough-for-hs", "HS256"),
+        "not.a.token",
+        "garbage",
+        jwt.encode({"sub": 5}, SECRET, "HS256"),
+        jwt.encode({"sub": "x", "exp": "soon"}, SECRET, "HS256"),
+        jwt.encode({"sub": "x", "channel": "chat:x"}, SECRET, "HS256"),
+        jwt.encode({"sub": "x", "channels": "chat:x"}, SECRET, "HS256"),
+    ],
+    ids=[
+        "alg-none",
+        "wrong-key",
+        "malformed",
+        "garbage",
+        "sub-not-string",
+        "exp-not-number",
+        "channel-claim",
+        "channels-not-list",
+    ],
+)
+def test_invalid_tokens(token: str) -> None:
+    with pytest.raises(InvalidTokenError):
+        TokenVerifier(hmac_secret=SECRET).verify_connect(token, NOW)
+
+
+def test_rs256_token_without_rsa_key_is_invalid(rsa_key: Any) -> None:
+    with pytest.raises(InvalidTokenError):
+        TokenVerifier(hmac_secret=SECRET).verify_connect(jwt.encode({"sub": "r"}, rsa_key, "RS256"), NOW)
+
+
+def test_expired_and_not_yet_valid_tokens_are_expired() -> None:
+    verifier = TokenVerifier(hmac_secret=SECRET)
+    with pytest.raises(TokenExpiredError):
+        verifier.verify_connect(jwt.encode({"sub": "x", "exp": NOW - 1}, SECRET, "HS256"), NOW)
+    with pytest.raises(TokenExpiredError):
+        verifier.verify_connect(jwt.encode({"sub": "x", "nbf": NOW + 10}, SECRET, "HS256"), NOW)
+
+
+def test_audience_and_issuer_when_configured() -> None:
+    verifier = TokenVerifier(hmac_secret=SECRET, audience="app", issuer="idp")
+    good = jwt.encode({"sub": "x", "aud": "app", "iss": "idp"}, SECRET, "HS256")
+    assert verifier.verify_connect(good, NOW).user == "x"
+    with pytest.raises(InvalidTokenError):
+        verifier.verify_connect(jwt.encode({"sub": "x", "aud": "other", "iss": "idp"}, SECRET, "HS256"), NOW)
+
+
+def test_subscription_token_needs_channel() -> None:
+    verifier = TokenVerifier(hmac_secret=SECRET)
+    claims = verifier.verify_subscribe(
+        jwt.encode({"sub": "a", "channel": "$secret", "exp": NOW + 5, "info": [1]}, SECRET, "HS256"), NOW
+    )
+    assert (claims.user, claims.channel, claims.expire_at, claims.info) == (
+        "a",
+        "$secret",
+        int(NOW + 5),
+        b"[1]",
+    )
+    with pytest.raises(InvalidTokenError):
+        verifier.verify_subscribe(jwt.encode({"sub": "a"}, SECRET, "HS256"), NOW)
+
+
+def test_pem_of_the_wrong_kind_is_refused(rsa_key: Any, ec_key: Any) -> None:
+    with pytest.raises(ValueError, match="RSA"):
+        TokenVerifier(rsa_public_key_pem=_pem(ec_key))
+    with pytest.raises(ValueError, match="EC"):
+        TokenVerifier(ec_public_key_pem=_pem(rsa_key))

@@ -1,0 +1,181 @@
+"""The server API for application back ends: ``POST /api/<method>`` with a
+JSON body and ``Authorization: apikey <key>`` (Centrifugo's scheme; the
+``X-API-Key`` header works too).
+
+Methods: ``publish`` {channel, data, idempotency_key?, tags?}, ``broadcast``
+{channels, data, idempotency_key?}, ``presence`` {channel}, ``presence_stats``
+{channel}, ``history`` {channel, limit?, since?, reverse?}, ``disconnect``
+{user, code?, reason?}, ``unsubscribe`` {user, channel}. Answers are
+``{"result": {...}}``; bad input is HTTP 400 with ``{"error": {"code", "message"}}``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from resonance_worker.domain.channels import NamespaceOptions
+from resonance_worker.domain.codes import ErrorCode
+from resonance_worker.domain.protocol import client_info_json, publication_json
+from resonance_worker.engines.base import StreamPosition
+from resonance_worker.errors import EngineError
+from resonance_worker.transport.node import Node, history_options
+
+log = logging.getLogger("resonance.worker.api")
+
+
+class ApiError(Exception):
+    def __init__(self, code: ErrorCode, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+def _json_response(payload: dict[str, Any], status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json")
+
+
+def _authorized(request: web.Request, key: str) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    given = value.strip() if scheme.lower() == "apikey" else request.headers.get("X-API-Key", "")
+    return bool(given) and hmac.compare_digest(given.encode(), key.encode())
+
+
+def _channel(node: Node, body: dict[str, Any], name: str = "channel") -> tuple[str, NamespaceOptions]:
+    channel = body.get(name)
+    if not isinstance(channel, str) or not node.rules.valid_name(channel):
+        raise ApiError(ErrorCode.BAD_REQUEST, f"{name} must be a channel name")
+    options = node.rules.options(channel)
+    if options is None:
+        raise ApiError(ErrorCode.UNKNOWN_CHANNEL, f"unknown namespace of channel {channel!r}")
+    return channel, options
+
+
+async def _publish(
+    node: Node, channel: str, options: NamespaceOptions, body: dict[str, Any]
+) -> dict[str, Any]:
+    if "data" not in body:
+        raise ApiError(ErrorCode.BAD_REQUEST, "data is required")
+    key = body.get("idempotency_key")
+    tags = body.get("tags")
+    if key is not None and not isinstance(key, str):
+        raise ApiError(ErrorCode.BAD_REQUEST, "idempotency_key must be a string")
+    if tags is not None and (
+        not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values())
+    ):
+        raise ApiError(ErrorCode.BAD_REQUEST, "tags must map strings to strings")
+    result = await node.engine.publish(
+        channel,
+        orjson.dumps(body["data"]),
+        tags=tags,
+        history=history_options(options),
+        idempotency_key=key,
+        idempotency_ttl_seconds=node.settings.idempotency_ttl_seconds,
+    )
+    out: dict[str, Any] = {"offset": result.position.offset, "epoch": result.position.epoch}
+    if result.duplicate:
+        out["duplicate"] = True
+    return out
+
+
+async def _call(node: Node, method: str, body: dict[str, Any]) -> dict[str, Any]:
+    if method == "publish":
+        channel, options = _channel(node, body)
+        return await _publish(node, channel, options, body)
+    if method == "broadcast":
+        channels = body.get("channels")
+        if not isinstance(channels, list) or not channels:
+            raise ApiError(ErrorCode.BAD_REQUEST, "channels must be a non-empty list")
+        responses = []
+        for index, _ in enumerate(channels):
+            channel, options = _channel(node, {"channel": channels[index]})
+            per_channel = dict(body)
+            if isinstance(body.get("idempotency_key"), str):
+                per_channel["idempotency_key"] = f"{body['idempotency_key']}:{channel}"
+            responses.append(await _publish(node, channel, options, per_channel))
+        return {"responses": responses}
+    if method == "presence":
+        channel, options = _channel(node, body)
+        if not options.presence:
+            raise ApiError(ErrorCode.NOT_AVAILABLE, "presence is off in this namespace")
+        presence = await node.engine.presence(channel)
+        return {"presence": {k: client_info_json(v) for k, v in presence.items()}}
+    if method == "presence_stats":
+        channel, options = _channel(node, body)
+        if not options.presence:
+            raise ApiError(ErrorCode.NOT_AVAILABLE, "presence is off in this namespace")
+        clients, users = await node.engine.presence_stats(channel)
+        return {"num_clients": clients, "num_users": users}
+    if method == "history":
+        channel, options = _channel(node, body)
+        if not options.has_history:
+            raise ApiError(ErrorCode.NOT_AVAILABLE, "history is off in this namespace")
+        limit = body.get("limit", 0)
+        reverse = body.get("reverse", False)
+        since = body.get("since")
+        if not isinstance(limit, int) or not isinstance(reverse, bool):
+            raise ApiError(ErrorCode.BAD_REQUEST, "limit must be an integer and reverse a boolean")
+        position = None
+        if since is not None:
+            if not isinstance(since, dict) or not isinstance(since.get("offset", 0), int):
+                raise ApiError(ErrorCode.BAD_REQUEST, "since must be {offset, epoch}")
+            position = StreamPosition(int(since.get("offset", 0)), str(since.get("epoch", "")))
+        cap = node.settings.limits.history_max_limit
+        if cap and (limit < 0 or limit > cap):
+            limit = cap
+        pubs, top = await node.engine.history(
+            channel,
+            since=position,
+            limit=limit,
+            reverse=reverse,
+            meta_ttl_seconds=options.history_meta_ttl_seconds,
+        )
+        return {"publications": [publication_json(p) for p in pubs], "offset": top.offset, "epoch": top.epoch}
+    if method in ("disconnect", "unsubscribe"):
+        user = body.get("user")
+        if not isinstance(user, str) or not user:
+            raise ApiError(ErrorCode.BAD_REQUEST, "user must be a non-empty string")
+        command: dict[str, Any] = {"op": method, "user": user}
+        if method == "disconnect":
+            code = body.get("code", 3503)
+            if not isinstance(code, int) or not 3000 <= code <= 4999:
+                raise ApiError(ErrorCode.BAD_REQUEST, "code must be in 3000..4999")
+            command["code"] = code
+            command["reason"] = str(body.get("reason", "force disconnect"))
+        else:
+            command["channel"], _ = _channel(node, body)
+        await node.engine.publish_control(orjson.dumps(command))
+        return {}
+    raise ApiError(ErrorCode.METHOD_NOT_FOUND, f"unknown method {method!r}", status=404)
+
+
+async def handle(request: web.Request) -> web.Response:
+    from resonance_worker.transport.app import NODE  # the app module imports this one
+
+    node = request.app[NODE]
+    key = node.settings.api_key
+    if key is None:
+        return _json_response({"error": {"code": 108, "message": "server API disabled (no api_key)"}}, 403)
+    if not _authorized(request, key.get_secret_value()):
+        return _json_response({"error": {"code": 101, "message": "unauthorized"}}, 401)
+    try:
+        body = await request.json() if request.can_read_body else {}
+    except ValueError:
+        return _json_response({"error": {"code": 107, "message": "body must be JSON"}}, 400)
+    if not isinstance(body, dict):
+        return _json_response({"error": {"code": 107, "message": "body must be a JSON object"}}, 400)
+    method = request.match_info["method"]
+    try:
+        result = await _call(node, method, body)
+    except ApiError as exc:
+        return _json_response({"error": {"code": int(exc.code), "message": exc.message}}, exc.status)
+    except EngineError as exc:
+        log.error("server API call failed", extra={"method": method, "error": str(exc)})
+        return _json_response({"error": {"code": 100, "message": "engine unavailable"}}, 503)
+    return _json_response({"result": result})

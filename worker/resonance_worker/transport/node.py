@@ -1,0 +1,412 @@
+"""The node: this worker's connections, its local subscriptions and the engine.
+
+It performs the operations sessions ask for (against the engine), and fans
+out what the engine delivers: each publication is encoded once, and the same
+frame object is queued to every local subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from resonance_worker.domain.auth import TokenVerifier
+from resonance_worker.domain.channels import ChannelRules
+from resonance_worker.domain.codes import Disconnect, Disconnects, ErrorCode
+from resonance_worker.domain.limits import ConnectionCounter, LimitKind
+from resonance_worker.domain.protocol import (
+    client_info_json,
+    encode_join_push,
+    encode_leave_push,
+    encode_publication_push,
+    publication_json,
+)
+from resonance_worker.domain.session import (
+    ConnectOp,
+    HistoryOp,
+    Op,
+    PeerInfo,
+    PresenceOp,
+    PresenceRefreshOp,
+    PresenceStatsOp,
+    PublishOp,
+    RpcOp,
+    SendOp,
+    SessionConfig,
+    StreamState,
+    SubscribeOp,
+    UnsubscribeOp,
+)
+from resonance_worker.engines.base import (
+    ClientInfo,
+    Engine,
+    HistoryOptions,
+    Publication,
+    StreamPosition,
+)
+from resonance_worker.errors import EngineError
+from resonance_worker.metrics import WorkerMetrics
+from resonance_worker.rpc import RpcCall, RpcError, RpcHandler
+from resonance_worker.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from resonance_worker.transport.ws import Connection
+
+log = logging.getLogger("resonance.worker.node")
+
+MessageHandler = Any  # async (RpcCall) -> None, for the `send` command
+
+
+def engine_info(info: PeerInfo) -> ClientInfo:
+    return ClientInfo(user=info.user, client=info.client, conn_info=info.conn_info, chan_info=info.chan_info)
+
+
+def history_options(options: Any) -> HistoryOptions | None:
+    if not options.has_history:
+        return None
+    return HistoryOptions(
+        size=options.history_size,
+        ttl_seconds=options.history_ttl_seconds,
+        meta_ttl_seconds=options.history_meta_ttl_seconds,
+    )
+
+
+class Node:
+    """Everything of one worker process that outlives a single connection."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        engine: Engine,
+        metrics: WorkerMetrics,
+        verifier: TokenVerifier,
+        rpc_methods: Mapping[str, RpcHandler],
+        message_handler: MessageHandler | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.metrics = metrics
+        self.verifier = verifier
+        self.rpc_methods = dict(rpc_methods)
+        self.message_handler = message_handler
+        self.rules = ChannelRules(settings.namespaces, settings.default_namespace)
+        limits = settings.limits
+        self.session_config = SessionConfig(
+            ping_interval=settings.ping_interval_seconds,
+            pong_timeout=settings.pong_timeout_seconds,
+            connect_timeout=settings.connect_timeout_seconds,
+            expired_close_delay=settings.expired_close_delay_seconds,
+            max_channels=limits.max_channels,
+            command_rate=limits.command_rate,
+            command_burst=limits.command_burst,
+            max_rate_violations=limits.max_rate_violations,
+            queue_max_bytes=limits.queue_max_bytes,
+            history_max_limit=limits.history_max_limit,
+            presence_ttl=settings.presence_ttl_seconds,
+            presence_update_interval=settings.presence_update_seconds,
+            allow_anonymous=settings.allow_anonymous,
+            personal_channel=settings.personal_channel,
+            version="resonance-worker",
+            node=settings.node_name,
+        )
+        self.counter = ConnectionCounter(
+            max_total=limits.max_connections,
+            max_per_ip=limits.max_connections_per_ip,
+            max_per_user=limits.max_connections_per_user,
+        )
+        self.connections: dict[str, Connection] = {}
+        self.by_user: dict[str, set[Connection]] = {}
+        self.local_subs: dict[str, dict[str, Connection]] = {}
+        self.draining = False
+        self._engine_lock: dict[str, asyncio.Lock] = {}
+
+    # -- limits, logged and counted -------------------------------------------------
+
+    def limit_tripped(self, kind: str, *, client: str = "", user: str = "", ip: str = "") -> None:
+        self.metrics.limits.labels(kind=kind).inc()
+        log.warning("limit exceeded", extra={"limit": kind, "client": client, "user": user, "ip": ip})
+
+    # -- engine events (EngineEventHandler) --------------------------------------------
+
+    def on_publication(self, channel: str, publication: Publication, position: StreamPosition) -> None:
+        subscribers = self.local_subs.get(channel)
+        if not subscribers:
+            return
+        if publication.time_ms:
+            self.metrics.delivery_latency.observe(max(0.0, time.time() - publication.time_ms / 1000))
+        frame = encode_publication_push(channel, publication)
+        for conn in list(subscribers.values()):
+            conn.session.deliver_publication(channel, frame, position.offset, position.epoch)
+            conn.wake()
+        self.metrics.publications.inc(len(subscribers))
+
+    def on_join(self, channel: str, info: ClientInfo) -> None:
+        self._join_leave(channel, encode_join_push(channel, info))
+
+    def on_leave(self, channel: str, info: ClientInfo) -> None:
+        self._join_leave(channel, encode_leave_push(channel, info))
+
+    def _join_leave(self, channel: str, frame: bytes) -> None:
+        for conn in list(self.local_subs.get(channel, {}).values()):
+            conn.session.deliver_join_leave(channel, frame)
+            conn.wake()
+
+    def on_control(self, payload: bytes) -> None:
+        try:
+            command = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            log.warning("malformed control message ignored")
+            return
+        if command.get("op") == "disconnect":
+            reason = Disconnect(
+                int(command.get("code", 3503)), str(command.get("reason", "force disconnect"))
+            )
+            for conn in list(self.by_user.get(str(command.get("user", "")), ())):
+                conn.disconnect(reason)
+        elif command.get("op") == "unsubscribe":
+            channel = str(command.get("channel", ""))
+            for conn in list(self.by_user.get(str(command.get("user", "")), ())):
+                conn.session.server_unsubscribe(channel)
+                conn.pump()
+
+    # -- local subscriptions -----------------------------------------------------------
+
+    def _lock(self, channel: str) -> asyncio.Lock:
+        lock = self._engine_lock.get(channel)
+        if lock is None:
+            lock = self._engine_lock[channel] = asyncio.Lock()
+        return lock
+
+    async def add_local(self, channel: str, conn: Connection) -> None:
+        async with self._lock(channel):
+            subscribers = self.local_subs.get(channel)
+            if subscribers is None:
+                subscribers = self.local_subs[channel] = {}
+                try:
+                    await self.engine.subscribe(channel)
+                except BaseException:
+                    del self.local_subs[channel]
+                    raise
+            subscribers[conn.client_id] = conn
+
+    async def remove_local(self, channel: str, conn: Connection) -> None:
+        async with self._lock(channel):
+            subscribers = self.local_subs.get(channel)
+            if subscribers is None or subscribers.pop(conn.client_id, None) is None:
+                return
+            if not subscribers:
+                del self.local_subs[channel]
+                self._engine_lock.pop(channel, None)
+                await self.engine.unsubscribe(channel)
+
+    # -- connections ---------------------------------------------------------------------
+
+    def register(self, conn: Connection) -> None:
+        self.connections[conn.client_id] = conn
+        self.metrics.connections.set(len(self.connections))
+
+    def register_user(self, conn: Connection) -> None:
+        self.by_user.setdefault(conn.session.user, set()).add(conn)
+
+    async def forget(self, conn: Connection) -> None:
+        """Undo everything a closed connection left: subscriptions, presence, counts."""
+        self.connections.pop(conn.client_id, None)
+        self.metrics.connections.set(len(self.connections))
+        users = self.by_user.get(conn.session.user)
+        if users is not None:
+            users.discard(conn)
+            if not users:
+                del self.by_user[conn.session.user]
+        if conn.user_counted:
+            self.counter.release_user(conn.session.user)
+            conn.user_counted = False
+        for op in conn.session.cleanup_ops():
+            await self.perform(conn, op)
+
+    async def drain(self, window: float) -> None:
+        """Disconnect every client with a reconnect code, spread over ``window``
+        seconds with jitter so they do not all reconnect to the other pods at once."""
+        self.draining = True
+        conns = list(self.connections.values())
+        if not conns:
+            return
+        log.info("draining connections", extra={"connections": len(conns), "window_seconds": window})
+
+        async def later(conn: Connection) -> None:
+            await asyncio.sleep(random.uniform(0, window))
+            conn.disconnect(Disconnects.SHUTDOWN)
+
+        await asyncio.gather(*(later(c) for c in conns))
+        # Give the writers a moment to send the close frames.
+        for _ in range(50):
+            if not self.connections:
+                break
+            await asyncio.sleep(0.05)
+
+    # -- operations -------------------------------------------------------------------------
+
+    async def perform(self, conn: Connection, op: Op) -> None:
+        """Carry out one operation of ``conn``'s session and feed the result back."""
+        session = conn.session
+        try:
+            if isinstance(op, SubscribeOp):
+                await self._subscribe(conn, op)
+            elif isinstance(op, ConnectOp):
+                await self._connect(conn, op)
+            elif isinstance(op, UnsubscribeOp):
+                await self._unsubscribe(conn, op)
+            elif isinstance(op, PublishOp):
+                await self._publish(conn, op)
+            elif isinstance(op, PresenceOp):
+                presence = await self.engine.presence(op.channel)
+                session.resolve(op, {"presence": {k: client_info_json(v) for k, v in presence.items()}})
+            elif isinstance(op, PresenceStatsOp):
+                clients, users = await self.engine.presence_stats(op.channel)
+                session.resolve(op, {"num_clients": clients, "num_users": users})
+            elif isinstance(op, HistoryOp):
+                await self._history(conn, op)
+            elif isinstance(op, RpcOp):
+                await self._rpc(conn, op)
+            elif isinstance(op, SendOp):
+                await self._send(conn, op)
+            elif isinstance(op, PresenceRefreshOp):
+                for channel, info in op.entries:
+                    await self.engine.add_presence(
+                        channel, engine_info(info), ttl_seconds=self.settings.presence_ttl_seconds
+                    )
+        except EngineError as exc:
+            log.error(
+                "engine operation failed",
+                extra={"op": op.method, "client": conn.client_id, "error": str(exc)},
+            )
+            session.reject(op, ErrorCode.INTERNAL)
+        conn.wake()
+
+    async def _stream_state(self, conn: Connection, op: SubscribeOp) -> StreamState:
+        await self.add_local(op.channel, conn)
+        if op.options.presence:
+            await self.engine.add_presence(
+                op.channel, engine_info(op.info), ttl_seconds=self.settings.presence_ttl_seconds
+            )
+        if not (op.positioned or op.recoverable):
+            return StreamState(0, "")
+        meta_ttl = op.options.history_meta_ttl_seconds
+        if op.since is not None:
+            pubs, top = await self.engine.history(
+                op.channel, since=StreamPosition(*op.since), limit=-1, meta_ttl_seconds=meta_ttl
+            )
+        else:
+            pubs, top = await self.engine.history(op.channel, limit=0, meta_ttl_seconds=meta_ttl)
+        return StreamState(top.offset, top.epoch, pubs)
+
+    async def _undo_subscribe(self, conn: Connection, op: SubscribeOp) -> None:
+        await self.remove_local(op.channel, conn)
+        if op.options.presence:
+            await self.engine.remove_presence(op.channel, conn.client_id)
+
+    async def _subscribe(self, conn: Connection, op: SubscribeOp) -> None:
+        try:
+            stream = await self._stream_state(conn, op)
+        except EngineError:
+            await self._undo_subscribe(conn, op)
+            raise
+        if conn.session.subscribed(op, stream, time.time()):
+            if op.options.join_leave:
+                await self.engine.publish_join(op.channel, engine_info(op.info))
+        else:
+            await self._undo_subscribe(conn, op)
+
+    async def _connect(self, conn: Connection, op: ConnectOp) -> None:
+        session = conn.session
+        if not self.counter.admit_user(op.user):
+            self.limit_tripped(LimitKind.CONNECTIONS_PER_USER, client=conn.client_id, user=op.user)
+            session.reject(op, Disconnects.CONNECTION_LIMIT)
+            return
+        conn.user_counted = True
+        streams: dict[str, StreamState] = {}
+        try:
+            for sub_op in op.subscriptions:
+                streams[sub_op.channel] = await self._stream_state(conn, sub_op)
+        except EngineError:
+            for sub_op in op.subscriptions:
+                await self._undo_subscribe(conn, sub_op)
+            raise
+        session.connected(op, streams, time.time())
+        if session.closed:
+            return
+        self.register_user(conn)
+        log.info("client connected", extra={"client": conn.client_id, "user": op.user, "ip": conn.ip})
+        for sub_op in op.subscriptions:
+            if sub_op.options.join_leave:
+                await self.engine.publish_join(sub_op.channel, engine_info(sub_op.info))
+
+    async def _unsubscribe(self, conn: Connection, op: UnsubscribeOp) -> None:
+        await self.remove_local(op.channel, conn)
+        if op.options.presence:
+            await self.engine.remove_presence(op.channel, op.info.client)
+        if op.options.join_leave:
+            await self.engine.publish_leave(op.channel, engine_info(op.info))
+
+    async def _publish(self, conn: Connection, op: PublishOp) -> None:
+        limits = self.settings.limits
+        if limits.user_publish_rate > 0:
+            wait = await self.engine.take_token(
+                f"publish:{op.info.user or op.info.client}",
+                rate_per_second=limits.user_publish_rate,
+                burst=limits.user_publish_burst,
+            )
+            if wait > 0:
+                self.limit_tripped(LimitKind.USER_RATE, client=conn.client_id, user=op.info.user)
+                conn.session.reject(op, ErrorCode.TOO_MANY_REQUESTS)
+                return
+        await self.engine.publish(
+            op.channel, op.data, info=engine_info(op.info), history=history_options(op.options)
+        )
+        conn.session.resolve(op, {})
+
+    async def _history(self, conn: Connection, op: HistoryOp) -> None:
+        since = StreamPosition(*op.since) if op.since is not None else None
+        pubs, top = await self.engine.history(
+            op.channel,
+            since=since,
+            limit=op.limit,
+            reverse=op.reverse,
+            meta_ttl_seconds=op.options.history_meta_ttl_seconds,
+        )
+        result: dict[str, Any] = {"epoch": top.epoch, "offset": top.offset}
+        if pubs:
+            result["publications"] = [publication_json(p) for p in pubs]
+        conn.session.resolve(op, result)
+
+    async def _rpc(self, conn: Connection, op: RpcOp) -> None:
+        handler = self.rpc_methods.get(op.rpc_method)
+        if handler is None:
+            conn.session.reject(op, ErrorCode.METHOD_NOT_FOUND)
+            return
+        data = None if op.data is None else orjson.loads(op.data)
+        try:
+            result = await handler(RpcCall(op.rpc_method, data, op.user, op.client))
+        except RpcError as exc:
+            conn.session.reject(op, exc.code)
+            return
+        except Exception:
+            log.exception("rpc handler failed", extra={"method": op.rpc_method, "client": op.client})
+            conn.session.reject(op, ErrorCode.INTERNAL)
+            return
+        out: dict[str, Any] = {}
+        if result is not None:
+            out["data"] = orjson.Fragment(orjson.dumps(result))
+        conn.session.resolve(op, out)
+
+    async def _send(self, conn: Connection, op: SendOp) -> None:
+        if self.message_handler is None:
+            conn.session.reject(op, Disconnects.NOT_AVAILABLE)
+            return
+        data = None if op.data is None else orjson.loads(op.data)
+        await self.message_handler(RpcCall("send", data, op.user, op.client))
