@@ -109,7 +109,7 @@ def unique_prefix() -> str:
     return f"t{next(_prefixes)}"
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 async def setup(request: pytest.FixtureRequest) -> AsyncIterator[EngineSetup]:
     """One engine (``setup.engine``) of each kind; Redis ones get their own key prefix."""
     if request.param == "memory":

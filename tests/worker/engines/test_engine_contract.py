@@ -80,6 +80,11 @@ async def test_history_limit_reverse_and_since(setup: EngineSetup) -> None:
     nothing_missed, _ = await engine.history("chat:b", since=top, limit=-1)
     assert nothing_missed == []
 
+    nothing_older, _ = await engine.history(
+        "chat:b", since=StreamPosition(1, top.epoch), limit=-1, reverse=True
+    )
+    assert nothing_older == []
+
 
 async def test_since_from_another_epoch_recovers_nothing(setup: EngineSetup) -> None:
     result = await setup.engine.publish("chat:c", b"1", history=KEEP)

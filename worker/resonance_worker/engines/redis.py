@@ -1,25 +1,336 @@
-"""The Redis engine: state shared by many worker pods through one Redis."""
+"""The Redis engine: channel state shared by many worker pods through one Redis.
+
+Keys (``P`` is the ``prefix`` given to the constructor, ``C`` a channel name)::
+
+    P.stream.C              Redis Stream of kept publications; entry id = offset ("7-0"), field d = body
+    P.meta.C                hash: e = epoch, s = top offset; outlives the stream by the meta TTL
+    P.idem.<len(C)>:C:K     result of the publish that used idempotency key K ("offset:epoch"), with TTL
+    P.presence.data.C       hash: client id -> encoded ClientInfo
+    P.presence.users.C      hash: client id -> user id (for distinct-user stats without decoding)
+    P.presence.expire.C     sorted set: client id scored by its expiry time (ms, Redis clock)
+    P.bucket.K              hash: t = tokens, ts = last refill (s, Redis clock)
+
+Publishing is one Lua script: check the idempotency key, bump the offset, XADD
+with an exact MAXLEN, set TTLs, PUBLISH the body with its offset and epoch, and
+remember the idempotency key — atomically, so an acknowledged publication is
+stored, and offsets are gap-free and in the order subscribers receive them.
+A stream's epoch is created when its meta hash is missing; a Redis restarted
+without persistence has lost every meta hash, so streams get new epochs and
+recovering clients are honestly told "not recovered". Presence, token buckets
+and TTLs run on Redis's clock (``TIME`` inside the scripts), so pods with skewed
+clocks still agree.
+
+Pub/sub wire format (one PUBLISH per event, on ``P.ch.C`` for channel ``C`` and
+``P.control`` for node-to-node commands)::
+
+    publication   b"p" <offset> b":" <epoch> b":" <header JSON> b"\\n" <data>
+    join          b"j" <ClientInfo JSON>
+    leave         b"l" <ClientInfo JSON>
+    control       the raw payload (on P.control only)
+
+``offset`` is decimal ASCII (0 and an empty epoch when the channel keeps no
+history). The header is a JSON object with the optional keys ``t`` (time_ms),
+``u``/``c`` (user/client), ``ci``/``hi`` (conn_info/chan_info as JSON text) and
+``g`` (tags). JSON escapes newlines, so the first ``\\n`` ends the header and the
+publication's data follows raw, never re-encoded. Stream entries hold the same
+``<header JSON>\\n<data>`` body. ClientInfo JSON uses the same ``u``/``c``/``ci``/``hi`` keys.
+
+Each node holds one pub/sub connection: SUBSCRIBE when the first local client
+subscribes to a channel, UNSUBSCRIBE when the last leaves. If that connection
+breaks (a Redis restart), the node reconnects with jittered exponential backoff
+and resubscribes to every channel it still needs; ``ping`` fails meanwhile so the
+pod reports not-ready. Events are delivered to the handler from that reader task.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from resonance_worker.engines.base import EngineEventHandler
+from resonance_worker.engines.base import (
+    ClientInfo,
+    EngineEventHandler,
+    HistoryOptions,
+    Publication,
+    PublishResult,
+    StreamPosition,
+)
+from resonance_worker.engines.memory import DEFAULT_META_TTL_SECONDS, new_epoch, validate_bucket
 from resonance_worker.errors import EngineError, EngineTimeoutError
+
+log = logging.getLogger("resonance.worker.engine")
+
+_DROP_EXPIRED_PRESENCE = """
+local function now_ms()
+  local t = redis.call("time")
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function drop_expired(data_key, users_key, expire_key, now)
+  local expired = redis.call("zrangebyscore", expire_key, "-inf", now)
+  for i = 1, #expired, 1000 do
+    local chunk = {unpack(expired, i, math.min(i + 999, #expired))}
+    redis.call("hdel", data_key, unpack(chunk))
+    redis.call("hdel", users_key, unpack(chunk))
+  end
+  if #expired > 0 then
+    redis.call("zremrangebyscore", expire_key, "-inf", now)
+  end
+end
+"""
+
+# KEYS: stream, meta, idempotency. ARGV: body, size, ttl_ms, meta_ttl_ms, new epoch,
+# idempotency ttl_ms (0: no key), pub/sub channel.
+_PUBLISH = """
+local idempotency_ttl = tonumber(ARGV[6])
+if idempotency_ttl > 0 then
+  local previous = redis.call("get", KEYS[3])
+  if previous then
+    return {1, previous}
+  end
+end
+local result = "0:"
+local size = tonumber(ARGV[2])
+if size > 0 then
+  local epoch = redis.call("hget", KEYS[2], "e")
+  if not epoch then
+    epoch = ARGV[5]
+    redis.call("del", KEYS[1])
+    redis.call("hset", KEYS[2], "e", epoch)
+  end
+  local offset = redis.call("hincrby", KEYS[2], "s", 1)
+  redis.call("xadd", KEYS[1], "MAXLEN", size, offset, "d", ARGV[1])
+  redis.call("pexpire", KEYS[1], ARGV[3])
+  if redis.call("pttl", KEYS[2]) < tonumber(ARGV[4]) then
+    redis.call("pexpire", KEYS[2], ARGV[4])
+  end
+  result = offset .. ":" .. epoch
+end
+redis.call("publish", ARGV[7], "p" .. result .. ":" .. ARGV[1])
+if idempotency_ttl > 0 then
+  redis.call("set", KEYS[3], result, "px", idempotency_ttl)
+end
+return {0, result}
+"""
+
+# KEYS: stream, meta. ARGV: new epoch, meta_ttl_ms, refresh meta ttl (0/1), "=" .. since epoch or "",
+# range command ("" for none), start, end, count (0: all).
+_HISTORY = """
+local epoch = redis.call("hget", KEYS[2], "e")
+local meta_ttl = tonumber(ARGV[2])
+if not epoch then
+  epoch = ARGV[1]
+  redis.call("del", KEYS[1])
+  redis.call("hset", KEYS[2], "e", epoch)
+  redis.call("pexpire", KEYS[2], meta_ttl)
+elseif ARGV[3] == "1" and redis.call("pttl", KEYS[2]) < meta_ttl then
+  redis.call("pexpire", KEYS[2], meta_ttl)
+end
+local top = redis.call("hget", KEYS[2], "s") or "0"
+if ARGV[5] == "" or (ARGV[4] ~= "" and ARGV[4] ~= "=" .. epoch) then
+  return {top, epoch, {}}
+end
+local entries
+if ARGV[8] ~= "0" then
+  entries = redis.call(ARGV[5], KEYS[1], ARGV[6], ARGV[7], "COUNT", ARGV[8])
+else
+  entries = redis.call(ARGV[5], KEYS[1], ARGV[6], ARGV[7])
+end
+return {top, epoch, entries}
+"""
+
+# KEYS: data, users, expire. ARGV: client, encoded info, user, ttl_ms.
+_ADD_PRESENCE = (
+    _DROP_EXPIRED_PRESENCE
+    + """
+local now = now_ms()
+drop_expired(KEYS[1], KEYS[2], KEYS[3], now)
+local ttl = tonumber(ARGV[4])
+redis.call("hset", KEYS[1], ARGV[1], ARGV[2])
+redis.call("hset", KEYS[2], ARGV[1], ARGV[3])
+redis.call("zadd", KEYS[3], now + ttl, ARGV[1])
+for i = 1, 3 do
+  if redis.call("pttl", KEYS[i]) < ttl then
+    redis.call("pexpire", KEYS[i], ttl)
+  end
+end
+return 1
+"""
+)
+
+# KEYS: data, users, expire.
+_PRESENCE = (
+    _DROP_EXPIRED_PRESENCE
+    + """
+drop_expired(KEYS[1], KEYS[2], KEYS[3], now_ms())
+return redis.call("hgetall", KEYS[1])
+"""
+)
+
+# KEYS: data, users, expire.
+_PRESENCE_STATS = (
+    _DROP_EXPIRED_PRESENCE
+    + """
+drop_expired(KEYS[1], KEYS[2], KEYS[3], now_ms())
+local users = redis.call("hvals", KEYS[2])
+local distinct, count = {}, 0
+for _, user in ipairs(users) do
+  if not distinct[user] then
+    distinct[user] = true
+    count = count + 1
+  end
+end
+return {#users, count}
+"""
+)
+
+# KEYS: bucket. ARGV: rate per second, burst. Returns the wait in seconds, as text (Lua numbers
+# would be truncated to integers on the way out).
+_TAKE_TOKEN = """
+local t = redis.call("time")
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local state = redis.call("hmget", KEYS[1], "t", "ts")
+local tokens, updated = tonumber(state[1]), tonumber(state[2])
+if tokens == nil or updated == nil then
+  tokens, updated = burst, now
+end
+tokens = math.min(burst, tokens + math.max(0, now - updated) * rate)
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait = (1 - tokens) / rate
+end
+redis.call("hset", KEYS[1], "t", string.format("%.17g", tokens), "ts", string.format("%.17g", now))
+redis.call("pexpire", KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
+return string.format("%.17g", wait)
+"""
+
+
+# -- wire format --------------------------------------------------------------------
+
+
+def encode_info(info: ClientInfo) -> bytes:
+    fields: dict[str, str] = {"u": info.user, "c": info.client}
+    if info.conn_info is not None:
+        fields["ci"] = info.conn_info.decode()
+    if info.chan_info is not None:
+        fields["hi"] = info.chan_info.decode()
+    return orjson.dumps(fields)
+
+
+def _info_from(fields: dict[str, Any]) -> ClientInfo:
+    conn_info = fields.get("ci")
+    chan_info = fields.get("hi")
+    return ClientInfo(
+        user=fields["u"],
+        client=fields["c"],
+        conn_info=conn_info.encode() if conn_info is not None else None,
+        chan_info=chan_info.encode() if chan_info is not None else None,
+    )
+
+
+def decode_info(raw: bytes) -> ClientInfo:
+    return _info_from(orjson.loads(raw))
+
+
+def encode_body(data: bytes, info: ClientInfo | None, tags: dict[str, str] | None, time_ms: int) -> bytes:
+    """A publication without its offset: ``<header JSON>\\n<data>``."""
+    header: dict[str, Any] = {"t": time_ms}
+    if info is not None:
+        header["u"] = info.user
+        header["c"] = info.client
+        if info.conn_info is not None:
+            header["ci"] = info.conn_info.decode()
+        if info.chan_info is not None:
+            header["hi"] = info.chan_info.decode()
+    if tags:
+        header["g"] = tags
+    return orjson.dumps(header) + b"\n" + data
+
+
+def decode_body(body: bytes, offset: int) -> Publication:
+    newline = body.index(b"\n")
+    header = orjson.loads(body[:newline])
+    return Publication(
+        data=body[newline + 1 :],
+        offset=offset,
+        info=_info_from(header) if "u" in header else None,
+        tags=header.get("g", {}),
+        time_ms=header.get("t", 0),
+    )
+
+
+def decode_publication(message: bytes) -> tuple[Publication, StreamPosition]:
+    """The publication in a pub/sub message ``p<offset>:<epoch>:<body>``."""
+    offset_end = message.index(b":", 1)
+    epoch_end = message.index(b":", offset_end + 1)
+    offset = int(message[1:offset_end])
+    epoch = message[offset_end + 1 : epoch_end].decode()
+    return decode_body(message[epoch_end + 1 :], offset), StreamPosition(offset, epoch)
+
+
+def _as_str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+# -- the engine -----------------------------------------------------------------------
 
 
 class RedisEngine:
-    """Talks to Redis; ``ping`` tells readiness."""
+    """Channel state in one Redis, shared by every pod that uses the same ``prefix``."""
 
     name = "redis"
 
-    def __init__(self, url: str, *, prefix: str = "resonance", timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "resonance",
+        timeout: float = 2.0,
+        default_meta_ttl_seconds: float = DEFAULT_META_TTL_SECONDS,
+        pubsub_ping_interval: float = 5.0,
+        reconnect_min_delay: float = 0.05,
+        reconnect_max_delay: float = 5.0,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self._url = url
         self.prefix = prefix
         self._timeout = timeout
+        self._default_meta_ttl = default_meta_ttl_seconds
+        self._pubsub_ping_interval = pubsub_ping_interval
+        self._reconnect_min_delay = reconnect_min_delay
+        self._reconnect_max_delay = reconnect_max_delay
+        self._wall_clock = wall_clock
         self._client: aioredis.Redis | None = None
+        self._pubsub_client: aioredis.Redis | None = None
+        self._handler: EngineEventHandler | None = None
+        self._control_channel = f"{prefix}.control".encode()
+        self._channel_prefix = f"{prefix}.ch.".encode()
+        self._wanted: set[bytes] = set()  # pub/sub channels this node needs
+        self._confirmations: dict[bytes, list[asyncio.Future[None]]] = {}
+        self._pubsub: PubSub | None = None
+        self._connected = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+        self.reconnects = 0  # pub/sub reconnections after the first connect, for metrics and tests
+
+    @property
+    def pubsub_connected(self) -> bool:
+        """Whether this node's pub/sub connection is up (fan-out reaches it)."""
+        return self._connected.is_set()
 
     @property
     def client(self) -> aioredis.Redis:
@@ -27,20 +338,329 @@ class RedisEngine:
             raise EngineError("redis engine used before start()")
         return self._client
 
+    # -- lifecycle ----------------------------------------------------------------------
+
     async def start(self, handler: EngineEventHandler | None = None) -> None:
+        """Connect; the pub/sub connection is (re)established in the background."""
+        self._handler = handler
+        # One quick retry: a pooled connection can be stale after a Redis restart.
         self._client = aioredis.Redis.from_url(
-            self._url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout
+            self._url,
+            socket_timeout=self._timeout,
+            socket_connect_timeout=self._timeout,
+            retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
         )
+        # No hidden retries on the pub/sub connection: the reader loop owns reconnection.
+        self._pubsub_client = aioredis.Redis.from_url(
+            self._url,
+            socket_timeout=self._timeout,
+            socket_connect_timeout=self._timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        client = self._client
+        self._publish_script = client.register_script(_PUBLISH)
+        self._history_script = client.register_script(_HISTORY)
+        self._add_presence_script = client.register_script(_ADD_PRESENCE)
+        self._presence_script = client.register_script(_PRESENCE)
+        self._presence_stats_script = client.register_script(_PRESENCE_STATS)
+        self._take_token_script = client.register_script(_TAKE_TOKEN)
+        self._reader = asyncio.create_task(self._pubsub_forever(), name="redis-engine-pubsub")
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+        for attribute in ("_client", "_pubsub_client"):
+            client = getattr(self, attribute)
+            setattr(self, attribute, None)
+            if client is not None:
+                await client.aclose()
 
     async def ping(self) -> None:
-        try:
+        async with self._guard("ping"):
             await self.client.ping()
-        except RedisTimeoutError as exc:
-            raise EngineTimeoutError(f"redis ping timed out: {exc}") from exc
+        if not self._connected.is_set():
+            raise EngineError("redis pub/sub connection is down (reconnecting)")
+
+    @contextlib.asynccontextmanager
+    async def _guard(self, what: str) -> AsyncIterator[None]:
+        """A deadline for one call, and redis errors turned into the worker's own."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                yield
+        except (TimeoutError, RedisTimeoutError) as exc:
+            raise EngineTimeoutError(f"redis {what} timed out after {self._timeout:g} s") from exc
         except (RedisError, OSError) as exc:
-            raise EngineError(f"redis unreachable: {exc}") from exc
+            raise EngineError(f"redis {what} failed: {exc}") from exc
+
+    def _key(self, kind: str, channel: str) -> str:
+        return f"{self.prefix}.{kind}.{channel}"
+
+    # -- pub/sub connection ---------------------------------------------------------------
+
+    async def _pubsub_forever(self) -> None:
+        delay = self._reconnect_min_delay
+        first = True
+        while True:
+            assert self._pubsub_client is not None
+            pubsub = self._pubsub_client.pubsub()
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await self._subscribe_all(pubsub)
+                if not first:
+                    self.reconnects += 1
+                    log.info("redis pub/sub reconnected", extra={"channels": len(self._wanted)})
+                first = False
+                self._pubsub = pubsub
+                self._connected.set()
+                delay = self._reconnect_min_delay
+                await self._read(pubsub)
+            except (RedisError, OSError, TimeoutError, EngineError) as exc:
+                log.warning("redis pub/sub connection lost (%s: %s)", type(exc).__name__, exc)
+            finally:
+                self._connected.clear()
+                self._pubsub = None
+                self._fail_confirmations(EngineError("redis pub/sub connection lost"))
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self._reconnect_max_delay)
+
+    async def _subscribe_all(self, pubsub: PubSub) -> None:
+        await pubsub.subscribe(self._control_channel)
+        wanted = list(self._wanted)
+        for start in range(0, len(wanted), 512):
+            await pubsub.subscribe(*wanted[start : start + 512])
+
+    async def _read(self, pubsub: PubSub) -> None:
+        loop = asyncio.get_running_loop()
+        last_heard = loop.time()
+        while True:
+            message = await pubsub.get_message(timeout=self._pubsub_ping_interval)
+            now = loop.time()
+            if message is None:
+                if now - last_heard > self._pubsub_ping_interval + self._timeout:
+                    raise EngineTimeoutError("redis pub/sub connection went silent")
+                await pubsub.ping()
+                continue
+            last_heard = now
+            kind = message["type"]
+            if kind == "message":
+                self._dispatch(message["channel"], message["data"])
+            elif kind == "subscribe":
+                for future in self._confirmations.pop(message["channel"], []):
+                    if not future.done():
+                        future.set_result(None)
+
+    def _fail_confirmations(self, error: EngineError) -> None:
+        confirmations, self._confirmations = self._confirmations, {}
+        for futures in confirmations.values():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(error)
+
+    def _dispatch(self, pubsub_channel: bytes, body: bytes) -> None:
+        handler = self._handler
+        if handler is None:
+            return
+        try:
+            if pubsub_channel == self._control_channel:
+                handler.on_control(body)
+                return
+            if pubsub_channel not in self._wanted:
+                return  # a late message for a channel this node just left
+            channel = pubsub_channel[len(self._channel_prefix) :].decode()
+            kind = body[:1]
+            if kind == b"p":
+                publication, position = decode_publication(body)
+                handler.on_publication(channel, publication, position)
+            elif kind == b"j":
+                handler.on_join(channel, decode_info(body[1:]))
+            elif kind == b"l":
+                handler.on_leave(channel, decode_info(body[1:]))
+            else:
+                log.warning("unknown message on redis channel %r dropped", pubsub_channel)
+        except Exception:
+            # One bad message or handler bug must not stop delivery for everyone else.
+            log.exception("redis engine event on %r not delivered", pubsub_channel)
+
+    # -- fan-out ------------------------------------------------------------------------
+
+    def _pubsub_channel(self, channel: str) -> bytes:
+        return self._channel_prefix + channel.encode()
+
+    async def subscribe(self, channel: str) -> None:
+        pubsub_channel = self._pubsub_channel(channel)
+        self._wanted.add(pubsub_channel)
+        confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        try:
+            async with self._guard("subscribe"):
+                await self._connected.wait()
+                pubsub = self._pubsub
+                assert pubsub is not None
+                self._confirmations.setdefault(pubsub_channel, []).append(confirmed)
+                try:
+                    await pubsub.subscribe(pubsub_channel)
+                except AttributeError as exc:
+                    # redis-py's way of saying the connection was dropped under us.
+                    raise EngineError("redis pub/sub connection is closing") from exc
+                await confirmed
+        except BaseException:
+            self._wanted.discard(pubsub_channel)
+            raise
+        finally:
+            confirmed.cancel()  # no-op once confirmed; else nobody is left to wait for it
+            waiting = self._confirmations.get(pubsub_channel, [])
+            if confirmed in waiting:
+                waiting.remove(confirmed)
+
+    async def unsubscribe(self, channel: str) -> None:
+        pubsub_channel = self._pubsub_channel(channel)
+        self._wanted.discard(pubsub_channel)
+        pubsub = self._pubsub
+        if pubsub is not None:
+            # Failing here means the connection is broken: the reconnect will not resubscribe,
+            # and late messages for the channel are dropped, so there is nothing to report.
+            # (redis-py raises AttributeError when the connection was dropped under us.)
+            with contextlib.suppress(RedisError, OSError, TimeoutError, AttributeError):
+                async with asyncio.timeout(self._timeout):
+                    await pubsub.unsubscribe(pubsub_channel)
+
+    async def publish(
+        self,
+        channel: str,
+        data: bytes,
+        *,
+        info: ClientInfo | None = None,
+        tags: dict[str, str] | None = None,
+        history: HistoryOptions | None = None,
+        idempotency_key: str | None = None,
+        idempotency_ttl_seconds: float = 300.0,
+    ) -> PublishResult:
+        body = encode_body(data, info, tags, int(self._wall_clock() * 1000))
+        size = history.size if history is not None else 0
+        ttl_ms = meta_ttl_ms = 0
+        if history is not None and size > 0:
+            ttl_ms = max(1, int(history.ttl_seconds * 1000))
+            meta_ttl = history.meta_ttl_seconds or self._default_meta_ttl
+            meta_ttl_ms = max(ttl_ms, int(meta_ttl * 1000))
+        idempotency_ttl_ms = 0
+        idempotency_key_name = self._key("idem", f"{len(channel)}:{channel}:{idempotency_key or ''}")
+        if idempotency_key is not None:
+            idempotency_ttl_ms = max(1, int(idempotency_ttl_seconds * 1000))
+        async with self._guard("publish"):
+            duplicate, result = await self._publish_script(
+                keys=[self._key("stream", channel), self._key("meta", channel), idempotency_key_name],
+                args=[
+                    body,
+                    size,
+                    ttl_ms,
+                    meta_ttl_ms,
+                    new_epoch(),
+                    idempotency_ttl_ms,
+                    self._pubsub_channel(channel),
+                ],
+            )
+        offset, _, epoch = _as_str(result).partition(":")
+        return PublishResult(StreamPosition(int(offset), epoch), duplicate=bool(duplicate))
+
+    async def publish_join(self, channel: str, info: ClientInfo) -> None:
+        async with self._guard("publish join"):
+            await self.client.publish(self._pubsub_channel(channel), b"j" + encode_info(info))
+
+    async def publish_leave(self, channel: str, info: ClientInfo) -> None:
+        async with self._guard("publish leave"):
+            await self.client.publish(self._pubsub_channel(channel), b"l" + encode_info(info))
+
+    async def publish_control(self, payload: bytes) -> None:
+        async with self._guard("publish control"):
+            await self.client.publish(self._control_channel, payload)
+
+    # -- history ------------------------------------------------------------------------
+
+    async def history(
+        self,
+        channel: str,
+        *,
+        since: StreamPosition | None = None,
+        limit: int = 0,
+        reverse: bool = False,
+        meta_ttl_seconds: float = 0.0,
+    ) -> tuple[list[Publication], StreamPosition]:
+        command, start, end = "", "", ""
+        if limit != 0:
+            if not reverse:
+                command, start, end = "xrange", "-" if since is None else str(since.offset + 1), "+"
+            elif since is None:
+                command, start, end = "xrevrange", "+", "-"
+            elif since.offset > 1:
+                command, start, end = "xrevrange", str(since.offset - 1), "-"
+        meta_ttl_ms = int((meta_ttl_seconds or self._default_meta_ttl) * 1000)
+        async with self._guard("history"):
+            top, epoch, entries = await self._history_script(
+                keys=[self._key("stream", channel), self._key("meta", channel)],
+                args=[
+                    new_epoch(),
+                    meta_ttl_ms,
+                    1 if meta_ttl_seconds > 0 else 0,
+                    "" if since is None else "=" + since.epoch,
+                    command,
+                    start,
+                    end,
+                    max(limit, 0),
+                ],
+            )
+        publications = [
+            decode_body(fields[1], int(_as_str(entry_id).partition("-")[0])) for entry_id, fields in entries
+        ]
+        return publications, StreamPosition(int(top), _as_str(epoch))
+
+    async def remove_history(self, channel: str) -> None:
+        async with self._guard("remove history"):
+            await self.client.delete(self._key("stream", channel), self._key("meta", channel))
+
+    # -- presence -----------------------------------------------------------------------
+
+    def _presence_keys(self, channel: str) -> list[str]:
+        return [
+            self._key("presence.data", channel),
+            self._key("presence.users", channel),
+            self._key("presence.expire", channel),
+        ]
+
+    async def add_presence(self, channel: str, info: ClientInfo, *, ttl_seconds: float) -> None:
+        async with self._guard("add presence"):
+            await self._add_presence_script(
+                keys=self._presence_keys(channel),
+                args=[info.client, encode_info(info), info.user, max(1, int(ttl_seconds * 1000))],
+            )
+
+    async def remove_presence(self, channel: str, client_id: str) -> None:
+        data, users, expire = self._presence_keys(channel)
+        async with self._guard("remove presence"), self.client.pipeline(transaction=True) as pipe:
+            pipe.hdel(data, client_id)
+            pipe.hdel(users, client_id)
+            pipe.zrem(expire, client_id)
+            await pipe.execute()
+
+    async def presence(self, channel: str) -> dict[str, ClientInfo]:
+        async with self._guard("presence"):
+            flat = await self._presence_script(keys=self._presence_keys(channel))
+        return {_as_str(flat[i]): decode_info(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    async def presence_stats(self, channel: str) -> tuple[int, int]:
+        async with self._guard("presence stats"):
+            clients, users = await self._presence_stats_script(keys=self._presence_keys(channel))
+        return int(clients), int(users)
+
+    # -- cluster-wide limits ----------------------------------------------------------------
+
+    async def take_token(self, key: str, *, rate_per_second: float, burst: int) -> float:
+        validate_bucket(rate_per_second, burst)
+        async with self._guard("take token"):
+            wait = await self._take_token_script(
+                keys=[self._key("bucket", key)], args=[repr(float(rate_per_second)), burst]
+            )
+        return float(wait)
