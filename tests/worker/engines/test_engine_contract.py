@@ -366,3 +366,15 @@ async def test_token_bucket_rejects_impossible_parameters(
 ) -> None:
     with pytest.raises(ValueError, match="token bucket"):
         await setup.engine.take_token("k", rate_per_second=rate, burst=burst)
+
+
+@pytest.mark.parametrize(
+    "history", [HistoryOptions(size=-1, ttl_seconds=60), HistoryOptions(size=10, ttl_seconds=0)]
+)
+async def test_publish_rejects_impossible_history_options(
+    setup: EngineSetup, history: HistoryOptions
+) -> None:
+    with pytest.raises(ValueError, match="history"):
+        await setup.engine.publish("chat:z", b"1", history=history)
+    _, top = await setup.engine.history("chat:z")
+    assert top.offset == 0  # nothing was stored

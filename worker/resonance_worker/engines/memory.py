@@ -53,6 +53,16 @@ def validate_bucket(rate_per_second: float, burst: int) -> None:
         raise ValueError(f"token bucket burst must be at least 1, got {burst!r}")
 
 
+def validate_history(history: HistoryOptions | None) -> None:
+    """History options every engine accepts: a kept stream needs a positive TTL."""
+    if history is None:
+        return
+    if history.size < 0:
+        raise ValueError(f"history size must not be negative, got {history.size!r}")
+    if history.size > 0 and not history.ttl_seconds > 0:
+        raise ValueError(f"history ttl must be positive when history is kept, got {history.ttl_seconds!r}")
+
+
 @dataclass(slots=True)
 class _Stream:
     """One channel's stream: its epoch, top offset and the publications kept."""
@@ -164,6 +174,7 @@ class MemoryEngine:
         idempotency_key: str | None = None,
         idempotency_ttl_seconds: float = 300.0,
     ) -> PublishResult:
+        validate_history(history)
         now = self._clock()
         if idempotency_key is not None:
             previous = self._idempotency.get((channel, idempotency_key))

@@ -68,7 +68,12 @@ from resonance_worker.engines.base import (
     PublishResult,
     StreamPosition,
 )
-from resonance_worker.engines.memory import DEFAULT_META_TTL_SECONDS, new_epoch, validate_bucket
+from resonance_worker.engines.memory import (
+    DEFAULT_META_TTL_SECONDS,
+    new_epoch,
+    validate_bucket,
+    validate_history,
+)
 from resonance_worker.errors import EngineError, EngineTimeoutError
 
 log = logging.getLogger("resonance.worker.engine")
@@ -539,6 +544,7 @@ class RedisEngine:
         idempotency_key: str | None = None,
         idempotency_ttl_seconds: float = 300.0,
     ) -> PublishResult:
+        validate_history(history)
         body = encode_body(data, info, tags, int(self._wall_clock() * 1000))
         size = history.size if history is not None else 0
         ttl_ms = meta_ttl_ms = 0
