@@ -22,6 +22,9 @@ from resonance_worker.transport.node import Node
 
 log = logging.getLogger("resonance.worker.ws")
 
+ABORT_AFTER_SECONDS = 2.0
+"""How long a closing connection may take to flush before its socket is aborted."""
+
 
 class _Observer:
     """Turns session decisions into metrics and log lines."""
@@ -47,9 +50,17 @@ class _Observer:
 class Connection:
     """One client WebSocket."""
 
-    def __init__(self, node: Node, ws: web.WebSocketResponse, ip: str, url_token: str | None) -> None:
+    def __init__(
+        self,
+        node: Node,
+        ws: web.WebSocketResponse,
+        ip: str,
+        url_token: str | None,
+        transport: asyncio.BaseTransport | None = None,
+    ) -> None:
         self.node = node
         self.ws = ws
+        self.transport = transport
         self.ip = ip
         self.client_id = secrets.token_hex(12)
         self.user_counted = False
@@ -67,12 +78,22 @@ class Connection:
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._abort_handle: asyncio.TimerHandle | None = None
 
     # -- called by the node and by the reader -------------------------------------
 
     def wake(self) -> None:
         """Something was queued or decided: let the writer run."""
         self._wake.set()
+        if self.session.closed and self._abort_handle is None:
+            # A client that stopped reading blocks the writer forever: cut it off.
+            loop = asyncio.get_running_loop()
+            self._abort_handle = loop.call_later(ABORT_AFTER_SECONDS, self._abort)
+
+    def _abort(self) -> None:
+        if not self.ws.closed and self.transport is not None:
+            log.info("aborting unresponsive connection", extra={"client": self.client_id})
+            self.transport.abort()
 
     def disconnect(self, reason: Disconnect) -> None:
         self.session.close(reason)
@@ -184,6 +205,8 @@ class Connection:
                 await self.ws.close()
             if self._timer is not None:
                 self._timer.cancel()
+            if self._abort_handle is not None:
+                self._abort_handle.cancel()
             for task in list(self._tasks):
                 task.cancel()
             await self.node.forget(self)
@@ -226,7 +249,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             reason = Disconnects.CONNECTION_LIMIT
             await ws.close(code=reason.code, message=reason.reason.encode())
             return ws
-        conn = Connection(node, ws, ip, request.query.get("token") or None)
+        conn = Connection(node, ws, ip, request.query.get("token") or None, request.transport)
         node.register(conn)
         await conn.serve()
     finally:
