@@ -353,6 +353,8 @@ async def test_lifecycle_errors_are_clear(redis_server: RedisServer) -> None:
     engine = RedisEngine(redis_server.url, prefix=unique_prefix())
     with pytest.raises(EngineError, match="before start"):
         await engine.ping()
+    with pytest.raises(EngineError, match="before start"):
+        await engine.subscribe("chat:early")
     await engine.close()  # never started: harmless
     await engine.start()
     await engine.close()

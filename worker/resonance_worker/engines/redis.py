@@ -424,6 +424,9 @@ class RedisEngine:
                 await self._read(pubsub)
             except (RedisError, OSError, TimeoutError, EngineError) as exc:
                 log.warning("redis pub/sub connection lost (%s: %s)", type(exc).__name__, exc)
+            except Exception:
+                # Whatever redis-py throws, fan-out for this node must come back: reconnect anyway.
+                log.exception("redis pub/sub reader failed unexpectedly; reconnecting")
             finally:
                 self._connected.clear()
                 self._pubsub = None
@@ -497,6 +500,8 @@ class RedisEngine:
         return self._channel_prefix + channel.encode()
 
     async def subscribe(self, channel: str) -> None:
+        if self._reader is None:
+            raise EngineError("redis engine used before start()")
         pubsub_channel = self._pubsub_channel(channel)
         self._wanted.add(pubsub_channel)
         confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
