@@ -1,0 +1,1 @@
+"""Offline benchmarks: they print numbers and write JSON under bench/results/."""

@@ -1,0 +1,1 @@
+"""Building and configuring Centrifugo v6, the baseline the worker is measured against."""

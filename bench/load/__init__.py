@@ -1,0 +1,1 @@
+"""Load tool: Centrifugo-protocol connections, rooms, publish-to-receive latency, server memory and CPU."""

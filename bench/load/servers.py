@@ -1,0 +1,231 @@
+"""Servers the benchmark starts on loopback — Centrifugo (memory or Redis engine), Redis, our worker — and
+always stops again. Each is a child process in its own session, killed by its pid."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from bench.centrifugo.config import Engine, centrifugo_config
+from bench.load.scenario import Target
+
+REPO = Path(__file__).resolve().parents[2]
+CENTRIFUGO_VERSION = "6.9.1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_until(
+    check: Callable[[], bool], timeout: float, what: str, process: subprocess.Popen[bytes]
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what}: exited with {process.returncode} before it was ready")
+        if check():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{what}: not ready within {timeout} s")
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _port_open(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+    return False
+
+
+class Server:
+    """A child process started with its CPUs pinned and the descriptor limit raised; stopped by pid."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        log: Path,
+        env: dict[str, str] | None = None,
+        cpus: frozenset[int] | None = None,
+    ) -> None:
+        self.name = name
+        self.log = log
+        log_file = log.open("wb")
+
+        def prepare() -> None:
+            if cpus:
+                os.sched_setaffinity(0, cpus)
+            _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+        self.process = subprocess.Popen(
+            list(argv),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            preexec_fn=prepare,
+            start_new_session=True,
+        )
+        log_file.close()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+
+def centrifugo_binary() -> Path:
+    """The cached build (``bench/centrifugo/build`` builds it on first use)."""
+    script = REPO / "bench" / "centrifugo" / "build"
+    out = subprocess.run([str(script)], check=True, capture_output=True, text=True, timeout=1800)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+class Stack:
+    """Every server of one target, started together and stopped together."""
+
+    def __init__(self, workdir: Path, cpus: frozenset[int] | None) -> None:
+        self.workdir = workdir
+        self.cpus = cpus
+        self.servers: list[Server] = []
+        workdir.mkdir(parents=True, exist_ok=True)
+
+    def start_redis(self) -> str:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server not found (apt-get install redis-server)")
+        port = free_port()
+        argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+                "--protected-mode", "no", "--dir", str(self.workdir)]  # fmt: skip
+        server = Server(f"redis:{port}", argv, log=self.workdir / f"redis-{port}.log", cpus=self.cpus)
+        self.servers.append(server)
+        _wait_until(lambda: _port_open(port), 20, server.name, server.process)
+        return f"redis://127.0.0.1:{port}/0"
+
+    def start_centrifugo(self, engine: Engine, *, nodes: int = 1, redis_url: str | None = None) -> Target:
+        binary = centrifugo_binary()
+        secret, api_key = secrets.token_hex(16), secrets.token_hex(16)
+        if engine is Engine.REDIS and redis_url is None:
+            redis_url = self.start_redis()
+        urls, pids, api_url = [], [], None
+        for node in range(nodes):
+            port = free_port()
+            config = centrifugo_config(
+                port=port, token_secret=secret, api_key=api_key, engine=engine, redis_url=redis_url
+            )
+            path = self.workdir / f"centrifugo-{port}.json"
+            path.write_text(json.dumps(config, indent=2))
+            server = Server(
+                f"centrifugo:{port}",
+                [str(binary), "--config", str(path)],
+                log=self.workdir / f"centrifugo-{port}.log",
+                cpus=self.cpus,
+            )
+            self.servers.append(server)
+            _wait_until(
+                functools.partial(_http_ok, f"http://127.0.0.1:{port}/health"),
+                30,
+                server.name,
+                server.process,
+            )
+            urls.append(f"ws://127.0.0.1:{port}/connection/websocket")
+            pids.append(server.pid)
+            if node == 0:
+                api_url = f"http://127.0.0.1:{port}/api"
+        suffix = f"-{nodes}nodes" if nodes > 1 else ""
+        return Target(
+            name=f"centrifugo-{engine.value}{suffix}",
+            ws_urls=tuple(urls),
+            api_url=api_url,
+            api_key=api_key,
+            token_secret=secret,
+            server_pids=tuple(pids),
+        )
+
+    def start_worker(self, engine: Engine, *, nodes: int = 1, redis_url: str | None = None) -> Target:
+        """Our worker (``resonance-worker``), one process per node; publishing goes over client publish."""
+        secret = secrets.token_hex(16)
+        if engine is Engine.REDIS and redis_url is None:
+            redis_url = self.start_redis()
+        executable = Path(sys.executable).parent / "resonance-worker"
+        urls, pids = [], []
+        for _node in range(nodes):
+            port = free_port()
+            env = {
+                "RESONANCE_HOST": "127.0.0.1",
+                "RESONANCE_PORT": str(port),
+                "RESONANCE_ENGINE": engine.value,
+                "RESONANCE_JWT_SECRET": secret,
+                "RESONANCE_LOG_JSON": "false",
+                "RESONANCE_LOG_LEVEL": "WARNING",
+            }
+            if redis_url:
+                env["RESONANCE_REDIS_URL"] = redis_url
+            server = Server(
+                f"worker:{port}",
+                [str(executable)],
+                log=self.workdir / f"worker-{port}.log",
+                env=env,
+                cpus=self.cpus,
+            )
+            self.servers.append(server)
+            _wait_until(
+                functools.partial(_http_ok, f"http://127.0.0.1:{port}/ready"), 30, server.name, server.process
+            )
+            urls.append(f"ws://127.0.0.1:{port}/connection/websocket")
+            pids.append(server.pid)
+        suffix = f"-{nodes}nodes" if nodes > 1 else ""
+        return Target(
+            name=f"worker-{engine.value}{suffix}",
+            ws_urls=tuple(urls),
+            token_secret=secret,
+            server_pids=tuple(pids),
+        )
+
+    def stop(self) -> None:
+        for server in reversed(self.servers):
+            server.stop()
+        self.servers.clear()
+
+
+@contextlib.contextmanager
+def stack(workdir: Path, cpus: frozenset[int] | None = None) -> Iterator[Stack]:
+    """Servers that are stopped on the way out, whatever happened."""
+    started = Stack(workdir, cpus)
+    try:
+        yield started
+    finally:
+        started.stop()
