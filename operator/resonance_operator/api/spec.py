@@ -44,6 +44,14 @@ class SecretKeyRef(Model):
     key: str
 
 
+class PasswordSecretRef(SecretKeyRef):
+    key: str = "password"
+
+
+class JwtSecretRef(SecretKeyRef):
+    key: str = "secret"
+
+
 class Scheduling(Model):
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
@@ -116,14 +124,14 @@ class ManagedNeo4j(Model):
     image: str = "neo4j:5.26-community"
     persistence: Persistence = Field(default_factory=lambda: Persistence(size="5Gi"))
     resources: Resources = Field(default_factory=Resources)
-    auth_secret_ref: SecretKeyRef | None = None
+    auth_secret_ref: PasswordSecretRef | None = None
     scheduling: Scheduling = Field(default_factory=Scheduling)
 
 
 class ExternalNeo4j(Model):
     uri: str
     username: str = "neo4j"
-    password_secret_ref: SecretKeyRef
+    password_secret_ref: PasswordSecretRef
 
 
 class Neo4jMode(enum.StrEnum):
@@ -146,7 +154,7 @@ class Neo4jSpec(Model):
 
 
 class AuthSpec(Model):
-    jwt_secret_ref: SecretKeyRef | None = None
+    jwt_secret_ref: JwtSecretRef | None = None
     jwks_url: str | None = None
 
     @property
@@ -235,7 +243,7 @@ class NetworkPolicySpec(Model):
 class ClusterSpec(Model):
     worker: WorkerSpec
     redis: RedisSpec = Field(default_factory=lambda: RedisSpec(managed=ManagedRedis()))
-    neo4j: Neo4jSpec = Field(default_factory=Neo4jSpec)
+    neo4j: Neo4jSpec = Field(default_factory=Neo4jSpec, alias="neo4j")
     auth: AuthSpec = Field(default_factory=AuthSpec)
     ingress: IngressSpec = Field(default_factory=IngressSpec)
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from resonance_operator.desired import children
+
+from tests.operator import fixtures
+
+FRESH = children.FreshSecrets(jwt="j", neo4j_password="n")
+
+
+def test_minimal_cluster_children_in_dependency_order() -> None:
+    desired = children.desired_children(fixtures.cluster(), service_monitor_crd=False, fresh=FRESH)
+    assert [str(child.key) for child in desired] == [
+        "ConfigMap/demo-worker-settings",
+        "Secret/demo-jwt",
+        "Service/demo-redis",
+        "StatefulSet/demo-redis",
+        "NetworkPolicy/demo-datastores",
+        "Deployment/demo-worker",
+        "Service/demo-worker",
+        "PodDisruptionBudget/demo-worker",
+    ]
+    assert [child.create_only for child in desired].count(True) == 1
+
+
+def test_full_cluster_children_are_all_possible_keys() -> None:
+    cluster = fixtures.cluster(
+        {
+            **fixtures.with_worker(autoscaling={"enabled": True}),
+            "neo4j": {"managed": {}},
+            "ingress": {"enabled": True, "host": "a.example"},
+            "observability": {"serviceMonitor": {"enabled": True}},
+        }
+    )
+    desired = children.desired_children(cluster, service_monitor_crd=True, fresh=FRESH)
+    possible = children.possible_keys(cluster, service_monitor_crd=True)
+    assert sorted(map(str, (c.key for c in desired))) == sorted(map(str, possible))
+    assert len(children.possible_keys(cluster, service_monitor_crd=False)) == len(possible) - 1
+
+
+def test_given_secrets_are_not_generated() -> None:
+    cluster = fixtures.cluster(
+        {
+            **fixtures.with_worker(),
+            "auth": {"jwtSecretRef": {"name": "s"}},
+            "neo4j": {"managed": {"authSecretRef": {"name": "n"}}},
+        }
+    )
+    kinds = [
+        child.key.kind for child in children.desired_children(cluster, service_monitor_crd=False, fresh=FRESH)
+    ]
+    assert "Secret" not in kinds

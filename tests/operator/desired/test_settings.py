@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import base64
+
+from resonance_operator.desired import settings
+
+from tests.operator import fixtures
+
+
+def _refs(environment: settings.WorkerEnvironment) -> dict[str, tuple[str, str]]:
+    return {name: (ref.name, ref.key) for name, ref in environment.from_secrets.items()}
+
+
+def test_defaults_map_onto_the_worker_settings() -> None:
+    environment = settings.worker_environment(fixtures.cluster())
+    assert environment.plain == {
+        "RESONANCE_HOST": "0.0.0.0",
+        "RESONANCE_PORT": "8000",
+        "RESONANCE_ENGINE": "redis",
+        "RESONANCE_REDIS_URL": "redis://demo-redis.team-a.svc:6379/0",
+        "RESONANCE_REDIS_PREFIX": "resonance",
+        "RESONANCE_LOG_LEVEL": "INFO",
+        "RESONANCE_LOG_JSON": "true",
+    }
+    assert _refs(environment) == {"RESONANCE_JWT_SECRET": ("demo-jwt", "secret")}
+
+
+def test_the_mapping_matches_the_worker_settings_model() -> None:
+    """Every variable the operator derives is one the worker actually reads (or an optional future one)."""
+    from resonance_worker.settings import WorkerSettings
+
+    known = {f"RESONANCE_{name.upper()}" for name in WorkerSettings.model_fields}
+    future = {"RESONANCE_JWKS_URL", "RESONANCE_NEO4J_URI", "RESONANCE_NEO4J_USER", "RESONANCE_NEO4J_PASSWORD"}
+    environment = settings.worker_environment(fixtures.cluster())
+    assert set(environment.plain) | set(environment.from_secrets) <= known | future
+
+
+def test_external_services_jwks_and_extra_settings() -> None:
+    cluster = fixtures.cluster(
+        {
+            **fixtures.with_worker(
+                port=9000, settings={"logJson": False, "extra": {"MAX_CONNECTIONS": "5", "HOST": "x"}}
+            ),
+            "redis": {"external": {"urlSecretRef": {"name": "redis-url", "key": "url"}}},
+            "neo4j": {
+                "external": {
+                    "uri": "neo4j+s://graph:7687",
+                    "username": "app",
+                    "passwordSecretRef": {"name": "g", "key": "pw"},
+                }
+            },
+            "auth": {"jwksUrl": "https://idp.example/jwks"},
+        }
+    )
+    environment = settings.worker_environment(cluster)
+    assert environment.plain["RESONANCE_PORT"] == "9000"
+    assert environment.plain["RESONANCE_LOG_JSON"] == "false"
+    assert environment.plain["RESONANCE_MAX_CONNECTIONS"] == "5"
+    assert environment.plain["RESONANCE_HOST"] == "0.0.0.0"  # extra settings cannot override derived ones
+    assert environment.plain["RESONANCE_JWKS_URL"] == "https://idp.example/jwks"
+    assert environment.plain["RESONANCE_NEO4J_URI"] == "neo4j+s://graph:7687"
+    assert environment.plain["RESONANCE_NEO4J_USER"] == "app"
+    assert "RESONANCE_REDIS_URL" not in environment.plain
+    assert _refs(environment) == {
+        "RESONANCE_REDIS_URL": ("redis-url", "url"),
+        "RESONANCE_NEO4J_PASSWORD": ("g", "pw"),
+    }
+    assert settings.jwt_secret_ref(cluster) is None
+
+
+def test_external_redis_url_and_given_jwt_secret_and_managed_neo4j() -> None:
+    cluster = fixtures.cluster(
+        {
+            **fixtures.with_worker(),
+            "redis": {"external": {"url": "rediss://r:6380/1"}},
+            "neo4j": {"managed": {}},
+            "auth": {"jwtSecretRef": {"name": "mine", "key": "k"}},
+        }
+    )
+    environment = settings.worker_environment(cluster)
+    assert environment.plain["RESONANCE_REDIS_URL"] == "rediss://r:6380/1"
+    assert environment.plain["RESONANCE_NEO4J_URI"] == "bolt://demo-neo4j.team-a.svc:7687"
+    assert _refs(environment)["RESONANCE_JWT_SECRET"] == ("mine", "k")
+    assert _refs(environment)["RESONANCE_NEO4J_PASSWORD"] == ("demo-neo4j-auth", "password")
+
+
+def test_configmap_and_generated_secrets() -> None:
+    cluster = fixtures.cluster()
+    configmap = settings.settings_configmap(cluster)
+    assert configmap["metadata"]["name"] == "demo-worker-settings"
+    assert configmap["data"]["RESONANCE_ENGINE"] == "redis"
+    assert list(configmap["data"]) == sorted(configmap["data"])
+    secret = settings.jwt_secret(cluster, "s3cret")
+    assert secret["metadata"]["name"] == "demo-jwt"
+    assert base64.b64decode(secret["data"]["secret"]) == b"s3cret"
+    neo4j = settings.neo4j_auth_secret(cluster, "pw")
+    assert neo4j["metadata"]["name"] == "demo-neo4j-auth"
+    assert neo4j["metadata"]["labels"]["app.kubernetes.io/component"] == "neo4j"
