@@ -123,6 +123,8 @@ def test_typed_constructors() -> None:
         (("state_changed", "s", 0, {"x": math.inf}), "plain JSON"),
         (("state_changed", "s", 0, {"x": object()}), "plain JSON"),
         (("state_changed", "s", 0, {"x": "y" * PAYLOAD_MAX_BYTES}), "larger than"),
+        (("state_changed", "s", 0, {"x": "\ud800"}), "lone surrogate"),
+        (("state_changed", "\udfff", 0, {}), "lone surrogate"),
     ],
 )
 def test_bad_events_are_refused(args: tuple[object, ...], message: str) -> None:

@@ -72,6 +72,11 @@ def test_bad_severity_is_refused_and_nothing_is_recorded(severity: object) -> No
 def test_an_unknown_source_is_refused() -> None:
     with pytest.raises(ValueError, match="sneezing"):
         make().feel("sneezing", now=0, severity=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="sneezing"):
+        make().feel("sneezing", now=0)  # type: ignore[arg-type]
+    thyroid = make()
+    thyroid.feel("server_error", now=0)  # type: ignore[arg-type]  # the wire form is accepted
+    assert thyroid.status(0)["sources"]["server_error"] == 5
 
 
 def test_onset_is_when_a_source_rose_above_the_noise_floor_and_is_forgotten_when_it_fades() -> None:

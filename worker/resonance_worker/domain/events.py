@@ -98,7 +98,12 @@ class Event:
         if not isinstance(payload, Mapping):
             raise EventFormatError("payload must be a JSON object")
         payload_json = canonical_json(payload)
-        if len(payload_json.encode("utf-8")) > PAYLOAD_MAX_BYTES:
+        try:
+            subject.encode("utf-8")
+            size = len(payload_json.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise EventFormatError("subject or payload is not valid Unicode (a lone surrogate)") from None
+        if size > PAYLOAD_MAX_BYTES:
             raise EventFormatError(f"payload is larger than {PAYLOAD_MAX_BYTES} bytes")
         at = float(at)
         return cls(event_id(kind, subject, at, payload_json), kind, subject, at, payload_json)

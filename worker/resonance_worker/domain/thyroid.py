@@ -441,7 +441,8 @@ class Thyroid:
     # -- input
 
     def feel(self, source: PainSource, now: float, severity: float | None = None) -> ThyroidUpdate:
-        """Record one pain signal and re-evaluate."""
+        """Record one pain signal and re-evaluate. ``severity`` defaults to DEFAULT_SEVERITY[source]."""
+        source = PainSource(source)
         if severity is None:
             severity = DEFAULT_SEVERITY[source]
         if (
@@ -450,7 +451,7 @@ class Thyroid:
             or not (math.isfinite(severity) and 0 < severity <= MAX_SEVERITY)
         ):
             raise PainSignalError(f"severity must be in (0, {MAX_SEVERITY:g}], got {severity!r}")
-        self._ledger.record(PainSource(source), float(severity), now)
+        self._ledger.record(source, float(severity), now)
         self._updated_at = max(self._updated_at, now)
         return self.evaluate(now)
 
