@@ -111,7 +111,7 @@ async def test_recovery_after_forced_disconnect(worker: WorkerProcess, clients: 
 async def test_server_side_personal_channel_keeps_messages_while_offline(
     worker: WorkerProcess, clients: Clients
 ) -> None:
-    client, events = await clients.connected(
+    _client, events = await clients.connected(
         worker.ws_url, worker.token("dave"), min_reconnect_delay=1.5, max_reconnect_delay=2.0
     )
     server_sub = await events.wait_for("server_subscribed")
@@ -247,7 +247,7 @@ async def test_expired_connection_without_refresh_is_closed_3005(
     start_worker: StartWorker, clients: Clients
 ) -> None:
     worker = start_worker({"RESONANCE_EXPIRED_CLOSE_DELAY_SECONDS": "0.5"})
-    client, events = await clients.connected(worker.ws_url, worker.token("lee", ttl=2))
+    _client, events = await clients.connected(worker.ws_url, worker.token("lee", ttl=2))
     seen = await events.wait_code("connecting", 3005)
     assert seen.reason == "connection expired"
     assert (await events.wait_for("disconnected")).code == 1

@@ -56,7 +56,7 @@ class Connection:
         ws: web.WebSocketResponse,
         ip: str,
         url_token: str | None,
-        transport: asyncio.BaseTransport | None = None,
+        transport: asyncio.Transport | None = None,
     ) -> None:
         self.node = node
         self.ws = ws
@@ -217,7 +217,6 @@ class Connection:
             self.node.limit_tripped(
                 LimitKind.MESSAGE_SIZE, client=self.client_id, user=self.session.user, ip=self.ip
             )
-            self.node.metrics.disconnects.labels(code=str(int(WSCloseCode.MESSAGE_TOO_BIG))).inc()
             self.session.close(Disconnects.MESSAGE_TOO_BIG)
         else:
             log.info("websocket error", extra={"client": self.client_id, "error": str(error)})
