@@ -253,6 +253,16 @@ def test_lagged_correlation_finds_the_shift() -> None:
     assert lagged_correlations(y, x, 4)[-3] == pytest.approx(1)
 
 
+def test_lagged_correlation_edge_cases() -> None:
+    assert lagged_correlations(np.array([1.0, 2.0]), np.array([2.0, 1.0]), 4) == {}  # < 3 points
+    flat = np.zeros(10)
+    assert lagged_correlations(flat, np.arange(10.0), 3) == {}
+    # With 5 points only lags −2..2 leave ≥ 3 overlapping points.
+    five = np.array([0.0, 1.0, 0.0, 2.0, 0.0])
+    assert sorted(lagged_correlations(five, five, 4)) == [-2, -1, 0, 1, 2]
+    assert lagged_correlations(five, five, 4)[0] == pytest.approx(1)
+
+
 def test_leader_follower_worked_example() -> None:
     # a steps 0 → 1 at t=10, c at t=12, b at t=13: a leads b by 3 s and c by 2 s; c leads b by 1 s.
     series = {
@@ -292,6 +302,8 @@ def test_no_leader_when_changes_are_simultaneous_unrelated_or_too_few() -> None:
     assert detect_leader_follower("r", too_far, now=40, config=SHORT) is None
     lonely = {"a": [(0.0, 0.0), (10.0, 1.0)], "b": [(39.0, 0.0)]}
     assert detect_leader_follower("r", lonely, now=40, config=SHORT) is None
+    ramps = {"a": [(0.0, 60.0), (40.0, 80.0)], "b": [(0.0, 70.0), (40.0, 90.0)]}  # steady slopes: no changes
+    assert detect_leader_follower("r", ramps, now=40, config=SHORT, hold=False) is None
     short = {"a": [(30.0, 0.0), (35.0, 1.0)], "b": [(30.0, 0.0), (37.0, 1.0)]}  # 10 grid points < 2·10 + 4
     assert detect_leader_follower("r", short, now=40, config=SHORT) is None
 

@@ -156,27 +156,57 @@ class Synchrony:
     """Pearson r per usable pair (ids sorted within the pair)."""
 
 
+def window_grid(now: float, config: ResonanceConfig) -> FloatArray:
+    """The shared resampling grid ``now − k·step_s``, ``k = n…0``: the window, ending exactly at ``now``."""
+    steps = math.floor(config.window_s / config.step_s + 1e-9)
+    grid: FloatArray = now - config.step_s * np.arange(steps, -1, -1, dtype=np.float64)
+    return grid
+
+
+@dataclass(frozen=True, slots=True)
+class _OnGrid:
+    """A member's series resampled on the window grid, valid on ``grid[first:end]``."""
+
+    values: FloatArray
+    first: int
+    end: int
+    t_first: float
+    t_last: float
+
+
+def _on_grid(times: FloatArray, values: FloatArray, grid: FloatArray, *, hold: bool) -> _OnGrid:
+    first = int(np.searchsorted(grid, times[0], side="left"))
+    end = len(grid) if hold else int(np.searchsorted(grid, times[-1], side="right"))
+    return _OnGrid(resample(times, values, grid, hold=hold), first, end, float(times[0]), float(times[-1]))
+
+
 def heart_rate_synchrony(
     series: Mapping[str, Sequence[HeartRateSample]], now: float, config: ResonanceConfig
 ) -> Synchrony:
-    """Synchrony of the members' heart-rate trends over ``[now − window_s, now]``."""
+    """Synchrony of the members' heart-rate trends over ``[now − window_s, now]``.
+
+    Each member is resampled once on the shared window grid; a pair uses the
+    grid points inside both members' sample ranges.
+    """
     start = now - config.window_s
-    arrays = {member: _as_arrays(samples, start, now) for member, samples in series.items()}
+    grid = window_grid(now, config)
+    members: dict[str, _OnGrid] = {}
+    for member, samples in series.items():
+        times, values = _as_arrays(samples, start, now)
+        if len(times) >= 2:
+            members[member] = _on_grid(times, values, grid, hold=False)
     correlations: dict[tuple[str, str], float] = {}
-    for a, b in combinations(sorted(arrays), 2):
-        (ta, va), (tb, vb) = arrays[a], arrays[b]
-        if len(ta) < 2 or len(tb) < 2:
+    for a, b in combinations(sorted(members), 2):
+        ga, gb = members[a], members[b]
+        if min(ga.t_last, gb.t_last) - max(ga.t_first, gb.t_first) < config.min_overlap_s:
             continue
-        lo, hi = max(ta[0], tb[0]), min(ta[-1], tb[-1])
-        if hi - lo < config.min_overlap_s:
-            continue
-        grid = np.arange(lo, hi + config.step_s / 2, config.step_s)
-        xa, xb = resample(ta, va, grid), resample(tb, vb, grid)
-        if min(float(xa.std()), float(xb.std())) < config.min_spread_bpm:
+        lo, hi = max(ga.first, gb.first), min(ga.end, gb.end)
+        xa, xb = ga.values[lo:hi], gb.values[lo:hi]
+        if len(xa) < 3 or min(float(xa.std()), float(xb.std())) < config.min_spread_bpm:
             continue
         r = pearson(xa, xb)
-        if r is not None:
-            correlations[(a, b)] = r
+        assert r is not None  # both sides have ≥ 3 points and vary by ≥ min_spread_bpm
+        correlations[(a, b)] = r
     if not correlations:
         return Synchrony(None, {})
     score = float(np.mean([max(0.0, r) for r in correlations.values()]))
@@ -346,14 +376,39 @@ def detect_agreement_trend(
 
 
 def lagged_correlations(x: FloatArray, y: FloatArray, max_lag: int) -> dict[int, float]:
-    """Pearson r of ``x[i]`` with ``y[i + k]`` for ``k`` in ``−max_lag..max_lag`` (k > 0: x leads)."""
-    result: dict[int, float] = {}
+    """Pearson r of ``x[i]`` with ``y[i + k]`` over the overlapping part, for ``k`` in ``−max_lag..max_lag``
+    (k > 0: x leads). Lags with < 3 overlapping points or a constant side are left out.
+
+    Vectorised over the lags: the sums over each overlap come from prefix sums, the
+    cross sums from one ``np.correlate``.
+    """
     n = len(x)
-    for k in range(-max_lag, max_lag + 1):
-        r = pearson(x[: n - k], y[k:]) if k >= 0 else pearson(x[-k:], y[: n + k])
-        if r is not None:
-            result[k] = r
-    return result
+    max_lag = min(max_lag, n - 3)
+    if max_lag < 0:
+        return {}
+    x = x - x.mean()  # Pearson is shift-invariant; centring keeps the sums small and exact-ish
+    y = y - y.mean()
+    lags = np.arange(-max_lag, max_lag + 1)
+    overlap = n - np.abs(lags)
+    x_lo, y_lo = np.maximum(0, -lags), np.maximum(0, lags)
+
+    def window_sums(values: FloatArray, lo: npt.NDArray[np.int64]) -> tuple[FloatArray, FloatArray]:
+        prefix = np.concatenate(([0.0], np.cumsum(values)))
+        prefix_sq = np.concatenate(([0.0], np.cumsum(values * values)))
+        return prefix[lo + overlap] - prefix[lo], prefix_sq[lo + overlap] - prefix_sq[lo]
+
+    sx, sxx = window_sums(x, x_lo)
+    sy, syy = window_sums(y, y_lo)
+    cross = np.correlate(y, x, mode="full")[n - 1 + lags]
+    var_x = overlap * sxx - sx * sx
+    var_y = overlap * syy - sy * sy
+    # A side is constant when its variance is a negligible part of its energy.
+    valid = (var_x > 1e-10 * overlap * sxx) & (var_y > 1e-10 * overlap * syy)
+    if not valid.any():
+        return {}
+    numerator = overlap[valid] * cross[valid] - sx[valid] * sy[valid]
+    r = np.clip(numerator / np.sqrt(var_x[valid] * var_y[valid]), -1.0, 1.0)
+    return dict(zip(lags[valid].tolist(), r.tolist(), strict=True))
 
 
 def detect_leader_follower(
@@ -374,7 +429,8 @@ def detect_leader_follower(
     the member who leads the most others (ties: higher mean correlation, then id).
     """
     start = now - config.window_s
-    arrays: dict[str, tuple[FloatArray, FloatArray]] = {}
+    grid = window_grid(now, config)
+    members: dict[str, _OnGrid] = {}
     for member, samples in series.items():
         chosen = sorted((t, v) for t, v in samples if t <= now and math.isfinite(t) and math.isfinite(v))
         # The last value before the window still holds at its start.
@@ -383,17 +439,18 @@ def detect_leader_follower(
         kept = ([(start, before[-1][1])] if before and hold else []) + inside
         if len(kept) >= 2:
             array = np.array(kept, dtype=np.float64)
-            arrays[member] = (array[:, 0], array[:, 1])
+            members[member] = _on_grid(array[:, 0], array[:, 1], grid, hold=hold)
     max_lag = max(1, round(config.max_lag_s / config.step_s))
     leads: dict[str, dict[str, tuple[float, float]]] = {}
-    for a, b in combinations(sorted(arrays), 2):
-        (ta, va), (tb, vb) = arrays[a], arrays[b]
-        lo, hi = max(ta[0], tb[0]), now if hold else min(ta[-1], tb[-1])
-        grid = np.arange(lo, hi + config.step_s / 2, config.step_s)
-        if len(grid) < 2 * max_lag + 4:
+    for a, b in combinations(sorted(members), 2):
+        ga, gb = members[a], members[b]
+        lo, hi = max(ga.first, gb.first), min(ga.end, gb.end)
+        if hi - lo < 2 * max_lag + 4:
             continue
-        da = np.diff(resample(ta, va, grid, hold=hold))
-        db = np.diff(resample(tb, vb, grid, hold=hold))
+        da = np.diff(ga.values[lo:hi])
+        db = np.diff(gb.values[lo:hi])
+        if not (da.any() and db.any()):
+            continue  # someone did not change at all: nothing to follow
         correlations = lagged_correlations(da, db, max_lag)
         if not correlations:
             continue
