@@ -404,3 +404,18 @@ def test_publication_bodies_round_trip(info: ClientInfo | None) -> None:
 def test_client_info_round_trips() -> None:
     for info in (ALICE, BOB):
         assert decode_info(encode_info(info)) == info
+
+
+async def test_starting_while_redis_is_down_is_not_fatal(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis")  # not started yet
+    engine = fast_engine(server)
+    await engine.start(Recorder())  # waits at most `timeout` for the pub/sub connection
+    try:
+        assert not engine.pubsub_connected
+        with pytest.raises(EngineError):
+            await engine.ping()
+        server.start()
+        await until_ready(engine)
+    finally:
+        await engine.close()
+        server.stop()

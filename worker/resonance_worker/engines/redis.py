@@ -346,7 +346,8 @@ class RedisEngine:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self, handler: EngineEventHandler | None = None) -> None:
-        """Connect; the pub/sub connection is (re)established in the background."""
+        """Connect, waiting up to ``timeout`` for the pub/sub connection, which is kept (and
+        re-established) in the background from then on."""
         self._handler = handler
         # One quick retry: a pooled connection can be stale after a Redis restart.
         self._client = aioredis.Redis.from_url(
@@ -370,6 +371,11 @@ class RedisEngine:
         self._presence_stats_script = client.register_script(_PRESENCE_STATS)
         self._take_token_script = client.register_script(_TAKE_TOKEN)
         self._reader = asyncio.create_task(self._pubsub_forever(), name="redis-engine-pubsub")
+        # Serve ready when Redis is: wait (briefly) for the pub/sub connection. A Redis that is down
+        # at start-up is not fatal: the pod stays not-ready until the reader connects.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._timeout):
+                await self._connected.wait()
 
     async def close(self) -> None:
         reader, self._reader = self._reader, None
