@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--source-addresses", type=int, default=4)
     parser.add_argument("--gap-messages", type=int, default=5)
+    parser.add_argument("--settle", type=float, default=3.0, help="seconds before measuring idle memory")
+    parser.add_argument("--drain", type=float, default=3.0, help="seconds to wait for late deliveries")
     parser.add_argument("--no-pin", action="store_true", help="do not pin servers and load to separate CPUs")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     return parser
@@ -78,6 +80,8 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
         processes=args.processes,
         source_addresses=args.source_addresses,
         gap_messages=args.gap_messages,
+        settle_s=args.settle,
+        drain_s=args.drain,
     )
 
 
