@@ -21,7 +21,7 @@ StartWorker = Callable[..., WorkerProcess]
 
 def metric(text: str, name: str, **labels: str) -> float:
     """The value of one sample in Prometheus text (0 when absent)."""
-    label_text = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    label_text = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     pattern = re.escape(name) + (r"\{" + re.escape(label_text) + r"\}" if labels else "") + r" ([0-9.e+-]+)"
     match = re.search(pattern, text)
     return float(match.group(1)) if match else 0.0

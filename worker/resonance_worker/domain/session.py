@@ -454,8 +454,9 @@ class Session:
         if op.cmd_id and self.state is not SessionState.CLOSED:
             self._push(encode_reply(op.cmd_id, op.method, result))
 
-    def reject(self, op: Op, outcome: ErrorCode | Disconnect) -> None:
-        """An operation failed: an error reply, or closing the connection."""
+    def reject(self, op: Op, outcome: ErrorCode | Disconnect, message: str | None = None) -> None:
+        """An operation failed: an error reply (``message`` overrides the
+        code's own), or closing the connection."""
         if isinstance(op, SubscribeOp):
             sub = self._subs.get(op.channel)
             if sub is not None and sub.state is _SubState.SUBSCRIBING:
@@ -471,7 +472,7 @@ class Session:
         if isinstance(op, ConnectOp):
             self._unusable = True
         if op.cmd_id:
-            self._push(encode_error(op.cmd_id, outcome))
+            self._push(encode_error(op.cmd_id, outcome, message))
 
     def connected(self, op: ConnectOp, streams: Mapping[str, StreamState], now: float) -> None:
         """The connection is accepted; ``streams`` answers its server-side subscriptions."""

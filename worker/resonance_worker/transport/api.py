@@ -160,7 +160,7 @@ async def handle(request: web.Request) -> web.Response:
 
     node = request.app[NODE]
     key = node.settings.api_key
-    if key is None:
+    if key is None or not key.get_secret_value():
         return _json_response({"error": {"code": 108, "message": "server API disabled (no api_key)"}}, 403)
     if not _authorized(request, key.get_secret_value()):
         return _json_response({"error": {"code": 101, "message": "unauthorized"}}, 401)

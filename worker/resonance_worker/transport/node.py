@@ -393,7 +393,7 @@ class Node:
         try:
             result = await handler(RpcCall(op.rpc_method, data, op.user, op.client))
         except RpcError as exc:
-            conn.session.reject(op, exc.code)
+            conn.session.reject(op, exc.code, exc.message)
             return
         except Exception:
             log.exception("rpc handler failed", extra={"method": op.rpc_method, "client": op.client})

@@ -1,0 +1,258 @@
+"""The server API, observability, other key types and the RPC extension point,
+against real workers and real SDK clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import base64
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import centrifuge
+import jwt
+import pytest
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from resonance_worker.domain.codes import ErrorCode
+from resonance_worker.rpc import RpcCall, RpcError
+from resonance_worker.settings import WorkerSettings
+from resonance_worker.transport.app import create_app
+
+from tests.harness.worker import API_KEY, JWT_SECRET, WorkerProcess, api_call
+from tests.worker.transport.conftest import Clients
+from tests.worker.transport.test_sdk import metric, subscribed
+
+StartWorker = Callable[..., WorkerProcess]
+
+
+async def test_publish_with_idempotency_key_and_history(worker: WorkerProcess, clients: Clients) -> None:
+    client, _ = await clients.connected(worker.ws_url, worker.token("api-user"))
+    _, events = await subscribed(client, "chat:api")
+    body = {"channel": "chat:api", "data": {"n": 1}, "idempotency_key": "order-1", "tags": {"kind": "order"}}
+    status, first = await api_call(worker, "publish", body)
+    assert status == 200 and first["result"]["offset"] == 1
+    status, again = await api_call(worker, "publish", body)
+    assert status == 200 and again["result"] == {**first["result"], "duplicate": True}
+    ctx = await events.wait_for("publication")
+    assert ctx.pub.data == {"n": 1} and ctx.pub.tags == {"kind": "order"}
+    status, history = await api_call(worker, "history", {"channel": "chat:api", "limit": 10})
+    assert status == 200
+    assert [p["data"] for p in history["result"]["publications"]] == [{"n": 1}]
+    status, since = await api_call(
+        worker,
+        "history",
+        {"channel": "chat:api", "limit": -1, "since": {"offset": 1, "epoch": history["result"]["epoch"]}},
+    )
+    assert status == 200 and since["result"]["publications"] == []
+    await asyncio.sleep(0.2)
+    assert len([n for n, _ in events.seen if n == "publication"]) == 1
+
+
+async def test_broadcast_presence_and_disconnect(worker: WorkerProcess, clients: Clients) -> None:
+    client, client_events = await clients.connected(worker.ws_url, worker.token("bc"), min_reconnect_delay=5)
+    _, one = await subscribed(client, "chat:b1")
+    _, two = await subscribed(client, "typing:b2")
+    status, body = await api_call(worker, "broadcast", {"channels": ["chat:b1", "typing:b2"], "data": "all"})
+    assert status == 200 and len(body["result"]["responses"]) == 2
+    assert (await one.wait_for("publication")).pub.data == "all"
+    assert (await two.wait_for("publication")).pub.data == "all"
+    status, body = await api_call(worker, "presence", {"channel": "chat:b1"})
+    assert status == 200
+    assert [c["user"] for c in body["result"]["presence"].values()] == ["bc"]
+    status, body = await api_call(worker, "presence_stats", {"channel": "chat:b1"})
+    assert body["result"] == {"num_clients": 1, "num_users": 1}
+    status, _ = await api_call(worker, "unsubscribe", {"user": "bc", "channel": "chat:b1"})
+    assert status == 200
+    assert (await one.wait_for("unsubscribed")).code == 2000
+    status, _ = await api_call(worker, "disconnect", {"user": "bc", "code": 4501, "reason": "banned"})
+    assert status == 200
+    disconnected = await client_events.wait_for("disconnected")
+    assert (disconnected.code, disconnected.reason) == (4501, "banned")
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "status", "code"),
+    [
+        ("publish", {"channel": "nope:x", "data": 1}, 400, 102),
+        ("publish", {"channel": "chat:x"}, 400, 107),
+        ("publish", {"channel": 5, "data": 1}, 400, 107),
+        ("publish", {"channel": "chat:x", "data": 1, "idempotency_key": 5}, 400, 107),
+        ("publish", {"channel": "chat:x", "data": 1, "tags": {"a": 1}}, 400, 107),
+        ("broadcast", {"channels": []}, 400, 107),
+        ("presence", {"channel": "typing:x"}, 400, 108),
+        ("presence_stats", {"channel": "typing:x"}, 400, 108),
+        ("history", {"channel": "typing:x"}, 400, 108),
+        ("history", {"channel": "chat:x", "limit": "3"}, 400, 107),
+        ("history", {"channel": "chat:x", "since": 3}, 400, 107),
+        ("disconnect", {"user": ""}, 400, 107),
+        ("disconnect", {"user": "u", "code": 1000}, 400, 107),
+        ("nope", {}, 404, 104),
+    ],
+)
+async def test_server_api_bad_input_is_a_4xx_with_a_message(
+    worker: WorkerProcess, method: str, body: dict[str, Any], status: int, code: int
+) -> None:
+    got_status, got = await api_call(worker, method, body)
+    assert got_status == status
+    assert got["error"]["code"] == code and got["error"]["message"]
+
+
+async def test_server_api_needs_the_key(worker: WorkerProcess, start_worker: StartWorker) -> None:
+    body = {"channel": "chat:x", "data": 1}
+    assert worker.api("publish", body, key=None)[0] == 401
+    assert worker.api("publish", body, key="wrong")[0] == 401
+    status, _ = worker.http("POST", "/api/publish", body, {"X-API-Key": API_KEY})
+    assert status == 200
+    assert worker.http("POST", "/api/publish", "not an object", {"X-API-Key": API_KEY})[0] == 400
+    disabled = start_worker({"RESONANCE_API_KEY": ""})
+    status, got = disabled.api("publish", body)
+    assert status == 403 and "disabled" in got["error"]["message"]
+
+
+async def test_metrics_and_json_logs(worker: WorkerProcess, clients: Clients) -> None:
+    client, _ = await clients.connected(worker.ws_url, worker.token("observed"))
+    sub, events = await subscribed(client, "chat:observed")
+    await sub.publish("x")
+    await events.wait_for("publication")
+    with pytest.raises(centrifuge.ReplyError):
+        await client.rpc("missing", None)
+    text = await asyncio.to_thread(worker.metrics)
+    assert metric(text, "resonance_commands_total", method="connect") >= 1
+    assert metric(text, "resonance_commands_total", method="subscribe") >= 1
+    assert metric(text, "resonance_command_errors_total", method="rpc", code="104") >= 1
+    assert metric(text, "resonance_delivery_latency_seconds_count") >= 1
+    assert metric(text, "resonance_publications_delivered_total") >= 1
+    assert metric(text, "resonance_connections") >= 1
+    connected = [
+        r for r in worker.log_records() if r.get("msg") == "client connected" and r.get("user") == "observed"
+    ]
+    assert connected and connected[0]["client"] == client.client_id
+    # No token in any log record (the start-up banner's demo token is printed, not logged).
+    assert all("eyJ" not in json.dumps(record) for record in worker.log_records())
+
+
+def _pem(key: Any) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+async def test_rs256_and_es256_public_keys(start_worker: StartWorker, clients: Clients) -> None:
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    worker = start_worker(
+        {"RESONANCE_JWT_RSA_PUBLIC_KEY": _pem(rsa_key), "RESONANCE_JWT_EC_PUBLIC_KEY": _pem(ec_key)}
+    )
+    for key, alg in ((rsa_key, "RS256"), (ec_key, "ES256")):
+        token = jwt.encode({"sub": alg, "exp": int(time.time()) + 60}, key, alg)
+        client, _ = await clients.connected(worker.ws_url, token)
+        assert (await client.rpc("whoami", None)).data["user"] == alg
+
+
+@pytest.fixture
+async def jwks_server() -> AsyncIterator[tuple[str, rsa.RSAPrivateKey]]:
+    """A JWKS endpoint on loopback, as an identity provider would serve."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    numbers = key.public_key().public_numbers()
+
+    def b64(n: int) -> str:
+        return base64.urlsafe_b64encode(n.to_bytes((n.bit_length() + 7) // 8, "big")).rstrip(b"=").decode()
+
+    document = {
+        "keys": [{"kty": "RSA", "kid": "idp-1", "alg": "RS256", "n": b64(numbers.n), "e": b64(numbers.e)}]
+    }
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    app = web.Application()
+    app.router.add_get("/jwks.json", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    yield f"http://127.0.0.1:{port}/jwks.json", key
+    await runner.cleanup()
+
+
+async def test_jwks_url(
+    jwks_server: tuple[str, rsa.RSAPrivateKey], start_worker: StartWorker, clients: Clients
+) -> None:
+    url, key = jwks_server
+    worker = await asyncio.to_thread(start_worker, {"RESONANCE_JWT_JWKS_URL": url})
+    for _ in range(50):
+        if any(r.get("msg") == "JWKS loaded" for r in worker.log_records()):
+            break
+        await asyncio.sleep(0.1)
+    token = jwt.encode({"sub": "sso", "exp": int(time.time()) + 60}, key, "RS256", headers={"kid": "idp-1"})
+    client, _ = await clients.connected(worker.ws_url, token)
+    assert (await client.rpc("whoami", None)).data["user"] == "sso"
+
+
+async def test_rpc_methods_plug_in_through_create_app(clients: Clients) -> None:
+    """The extension point used by the rest of the product, served in this process."""
+    received: list[RpcCall] = []
+
+    async def estimate(call: RpcCall) -> Any:
+        received.append(call)
+        if call.data == "bad":
+            raise RpcError(ErrorCode.BAD_REQUEST, "bad sample")
+        if call.data == "crash":
+            raise RuntimeError("bug")
+        return {"estimate": call.data * 2}
+
+    messages: list[RpcCall] = []
+
+    async def on_message(call: RpcCall) -> None:
+        messages.append(call)
+
+    settings = WorkerSettings(_env_file=None, jwt_secret=JWT_SECRET, port=0)  # type: ignore[call-arg]
+    app = create_app(settings, rpc_methods={"thyroid.estimate": estimate}, message_handler=on_message)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        from resonance_worker.tokens import mint_connection_token
+
+        token = mint_connection_token(JWT_SECRET, sub="patient", now=time.time())
+        client, _ = await clients.connected(f"ws://127.0.0.1:{port}/connection/websocket", token)
+        assert (await client.rpc("thyroid.estimate", 21)).data == {"estimate": 42}
+        assert received[0].user == "patient" and received[0].client == client.client_id
+        with pytest.raises(centrifuge.ReplyError) as error:
+            await client.rpc("thyroid.estimate", "bad")
+        assert (error.value.code, error.value.message) == (107, "bad sample")
+        with pytest.raises(centrifuge.ReplyError) as error:
+            await client.rpc("thyroid.estimate", "crash")
+        assert error.value.code == 100 and error.value.temporary
+        await client._send_commands([{"send": {"data": {"hello": "server"}}}])  # no public send() in the SDK
+        for _ in range(50):
+            if messages:
+                break
+            await asyncio.sleep(0.02)
+        assert messages[0].data == {"hello": "server"}
+        await client.disconnect()
+    finally:
+        await runner.cleanup()
+
+
+async def test_send_without_a_message_handler_is_not_available(worker: WorkerProcess) -> None:
+    """Raw WebSocket: the SDK exposes no way to send an asynchronous message."""
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(worker.ws_url)
+        await ws.send_json({"id": 1, "connect": {"token": worker.token("sender")}})
+        await ws.receive(timeout=5)
+        await ws.send_str('{"send": {"data": 1}}')
+        closed = await ws.receive(timeout=5)
+        assert (closed.data, closed.extra) == (3508, "not available")
