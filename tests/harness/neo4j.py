@@ -8,7 +8,10 @@ execs the JVM, so the process this class supervises is the server itself.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
+import signal
 import subprocess
 from pathlib import Path
 
@@ -104,13 +107,31 @@ class Neo4jServer:
 
 def build_server_classpath() -> Path:
     """Resolve (once per version, cached) the server's jars; return the cache dir holding classpath.txt."""
-    result = subprocess.run(
+    build = subprocess.Popen(
         [str(SERVICE_DIR / "build")],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
         text=True,
-        timeout=BUILD_TIMEOUT,
-        check=False,
+        start_new_session=True,
     )
-    if result.returncode != 0:
-        raise RuntimeError(f"e2e/services/neo4j/build failed:\n{result.stderr.strip()}")
-    return Path(result.stdout.strip().splitlines()[-1])
+    try:
+        stdout, stderr = build.communicate(timeout=BUILD_TIMEOUT)
+    except BaseException:
+        # SIGTERM first: `build` then stops the throwaway server it may run (a SIGKILL would orphan that).
+        _end_process_group(build)
+        raise
+    if build.returncode != 0:
+        raise RuntimeError(f"e2e/services/neo4j/build failed:\n{stderr.strip()}")
+    return Path(stdout.strip().splitlines()[-1])
+
+
+def _end_process_group(process: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
