@@ -4,8 +4,8 @@ against real workers and real SDK clients."""
 from __future__ import annotations
 
 import asyncio
-import json
 import base64
+import json
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
