@@ -419,3 +419,31 @@ async def test_starting_while_redis_is_down_is_not_fatal(tmp_path: Path) -> None
     finally:
         await engine.close()
         server.stop()
+
+
+async def test_a_message_in_flight_when_unsubscribing_is_dropped(
+    own_redis: RedisServer, engine_on_own_redis: Node
+) -> None:
+    engine = engine_on_own_redis.engine
+    assert isinstance(engine, RedisEngine)
+    await engine.subscribe("chat:late")
+    await engine.subscribe("chat:next")
+    raw = aioredis.Redis.from_url(own_redis.url)
+
+    async def publish_late() -> None:
+        await raw.publish(f"{engine.prefix}.ch.chat:late", b"p0::{}\nlate")
+
+    try:
+        await raw.ping()
+        own_redis.process.signal(signal.SIGSTOP)  # queue a PUBLISH and the UNSUBSCRIBE together
+        in_flight = asyncio.create_task(publish_late())
+        await asyncio.sleep(0.05)
+        await engine.unsubscribe("chat:late")
+        own_redis.process.signal(signal.SIGCONT)
+        await in_flight
+
+        await engine.publish("chat:next", b"next")
+        await published_seen(engine_on_own_redis, "chat:next", b"next")
+        assert engine_on_own_redis.events.of("publication", "chat:late") == []
+    finally:
+        await raw.aclose()
