@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
-from resonance_worker.engines.base import ClientInfo, HistoryOptions
+import pytest
+from resonance_worker.engines.base import ClientInfo, HistoryOptions, Publication, StreamPosition
 from resonance_worker.engines.memory import MemoryEngine
 
 from tests.worker.engines.conftest import FakeClock, Recorder
@@ -87,4 +89,23 @@ async def test_delivery_is_synchronous_within_publish() -> None:
     await engine.publish("chat:a", b"1")
 
     assert [e.kind for e in events.events] == ["publication"]  # no await needed in between
+    await engine.close()
+
+
+class FaultyRecorder(Recorder):
+    def on_publication(self, channel: str, publication: Publication, position: StreamPosition) -> None:
+        raise RuntimeError("handler bug")
+
+
+async def test_a_handler_bug_does_not_fail_the_publish(caplog: pytest.LogCaptureFixture) -> None:
+    engine = MemoryEngine(sweep_interval=0)
+    await engine.start(FaultyRecorder())
+    await engine.subscribe("chat:a")
+
+    with caplog.at_level(logging.ERROR, logger="resonance.worker.engine"):
+        result = await engine.publish("chat:a", b"1", history=SHORT)
+
+    assert result.position.offset == 1
+    assert [p.data for p in (await engine.history("chat:a", limit=-1))[0]] == [b"1"]
+    assert any("not delivered" in r.getMessage() for r in caplog.records)
     await engine.close()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import time
 from collections import deque
@@ -34,6 +35,8 @@ from resonance_worker.engines.base import (
     PublishResult,
     StreamPosition,
 )
+
+log = logging.getLogger("resonance.worker.engine")
 
 DEFAULT_META_TTL_SECONDS = 30 * 24 * 3600.0
 """How long a channel's epoch and top offset outlive its last publication when
@@ -208,21 +211,29 @@ class MemoryEngine:
         result = PublishResult(position)
         if idempotency_key is not None:
             self._idempotency[(channel, idempotency_key)] = (result, now + idempotency_ttl_seconds)
-        if self._handler is not None and channel in self._subscribed:
-            self._handler.on_publication(channel, publication, position)
+        if channel in self._subscribed:
+            self._deliver(lambda handler: handler.on_publication(channel, publication, position))
         return result
 
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
-        if self._handler is not None and channel in self._subscribed:
-            self._handler.on_join(channel, info)
+        if channel in self._subscribed:
+            self._deliver(lambda handler: handler.on_join(channel, info))
 
     async def publish_leave(self, channel: str, info: ClientInfo) -> None:
-        if self._handler is not None and channel in self._subscribed:
-            self._handler.on_leave(channel, info)
+        if channel in self._subscribed:
+            self._deliver(lambda handler: handler.on_leave(channel, info))
 
     async def publish_control(self, payload: bytes) -> None:
-        if self._handler is not None:
-            self._handler.on_control(payload)
+        self._deliver(lambda handler: handler.on_control(payload))
+
+    def _deliver(self, event: Callable[[EngineEventHandler], None]) -> None:
+        if self._handler is None:
+            return
+        try:
+            event(self._handler)
+        except Exception:
+            # As with Redis: what is stored stays acknowledged; a handler bug only costs this delivery.
+            log.exception("memory engine event not delivered")
 
     # -- history --------------------------------------------------------------------
 
