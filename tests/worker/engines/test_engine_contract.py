@@ -161,11 +161,11 @@ async def test_history_expires_after_its_ttl_but_the_epoch_stays(setup: EngineSe
 
 
 async def test_every_publication_extends_the_history_ttl(setup: EngineSetup) -> None:
-    short = HistoryOptions(size=10, ttl_seconds=0.8, meta_ttl_seconds=60)
+    short = HistoryOptions(size=10, ttl_seconds=1.5, meta_ttl_seconds=60)
     await setup.engine.publish("chat:g", b"1", history=short)
-    await setup.let_pass(0.5)
+    await setup.let_pass(1.0)
     await setup.engine.publish("chat:g", b"2", history=short)
-    await setup.let_pass(0.5)
+    await setup.let_pass(1.0)  # past the first publication's TTL, within the second's
 
     kept, _ = await setup.engine.history("chat:g", limit=-1)
 
@@ -316,13 +316,13 @@ async def test_presence_expires_unless_refreshed(setup: EngineSetup) -> None:
     await engine.add_presence("chat:q", ALICE, ttl_seconds=1.0)
     await engine.add_presence("chat:q", BOB, ttl_seconds=1.0)
     await setup.let_pass(0.6)
-    await engine.add_presence("chat:q", BOB, ttl_seconds=1.0)
+    await engine.add_presence("chat:q", BOB, ttl_seconds=2.0)
     await setup.let_pass(0.6)
 
     assert set(await engine.presence("chat:q")) == {BOB.client}
     assert await engine.presence_stats("chat:q") == (1, 1)
 
-    await setup.let_pass(1.1)
+    await setup.let_pass(1.6)
     assert await engine.presence("chat:q") == {}
     assert await engine.presence_stats("chat:q") == (0, 0)
 
@@ -340,24 +340,24 @@ async def test_a_short_presence_does_not_cut_a_longer_one_short(setup: EngineSet
 
 async def test_token_bucket_allows_a_burst_then_the_rate(setup: EngineSetup) -> None:
     take = setup.engine.take_token
-    assert await take("user:alice", rate_per_second=5, burst=2) == 0.0
-    assert await take("user:alice", rate_per_second=5, burst=2) == 0.0
-    wait = await take("user:alice", rate_per_second=5, burst=2)
-    assert 0.0 < wait <= 0.2
-    assert await take("user:bob", rate_per_second=5, burst=2) == 0.0  # buckets are per key
+    assert await take("user:alice", rate_per_second=1, burst=2) == 0.0
+    assert await take("user:alice", rate_per_second=1, burst=2) == 0.0
+    wait = await take("user:alice", rate_per_second=1, burst=2)
+    assert 0.0 < wait <= 1.0
+    assert await take("user:bob", rate_per_second=1, burst=2) == 0.0  # buckets are per key
 
-    await setup.let_pass(0.25)
-    assert await take("user:alice", rate_per_second=5, burst=2) == 0.0
-    assert await take("user:alice", rate_per_second=5, burst=2) > 0.0
+    await setup.let_pass(1.1)
+    assert await take("user:alice", rate_per_second=1, burst=2) == 0.0
+    assert await take("user:alice", rate_per_second=1, burst=2) > 0.0
 
 
 async def test_token_bucket_refills_only_up_to_its_burst(setup: EngineSetup) -> None:
     take = setup.engine.take_token
-    assert await take("ip:1", rate_per_second=20, burst=1) == 0.0
-    await setup.let_pass(0.5)  # ten tokens' worth of time, but the bucket holds one
+    assert await take("ip:1", rate_per_second=2, burst=1) == 0.0
+    await setup.let_pass(1.5)  # three tokens' worth of time, but the bucket holds one
 
-    assert await take("ip:1", rate_per_second=20, burst=1) == 0.0
-    assert await take("ip:1", rate_per_second=20, burst=1) > 0.0
+    assert await take("ip:1", rate_per_second=2, burst=1) == 0.0
+    assert await take("ip:1", rate_per_second=2, burst=1) > 0.0
 
 
 @pytest.mark.parametrize(("rate", "burst"), [(0.0, 1), (-1.0, 1), (1.0, 0)])
