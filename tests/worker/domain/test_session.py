@@ -616,3 +616,32 @@ def test_server_unsubscribe_and_cleanup() -> None:
     session.close(Disconnects.SHUTDOWN)
     assert [op.channel for op in session.cleanup_ops()] == ["chat:b"]
     assert session.close_reason == Disconnects.SHUTDOWN
+
+
+def test_commands_batched_after_connect_and_subscribe_wait_for_them() -> None:
+    """centrifuge-js sends connect and its subscribes in one frame."""
+    session = make()
+    send(
+        session,
+        {"id": 1, "connect": {"token": token()}},
+        {"id": 2, "subscribe": {"channel": "chat:a"}},
+        {"id": 3, "publish": {"channel": "chat:a", "data": 1}},
+    )
+    (connect,) = session.effects()
+    assert isinstance(connect, ConnectOp)
+    session.connected(connect, {}, T0)
+    (sub,) = session.effects()
+    assert isinstance(sub, SubscribeOp)
+    assert session.subscribed(sub, StreamState(0, "e"), T0)
+    (publish,) = session.effects()
+    assert isinstance(publish, PublishOp)  # allowed: the subscription exists by now
+    assert [next(iter(r.keys() - {"id"})) for r in replies(session)] == ["connect", "subscribe"]
+
+
+def test_a_rejected_subscribe_releases_the_commands_behind_it() -> None:
+    session = connected()
+    send(session, {"id": 2, "subscribe": {"channel": "chat:a"}}, {"id": 3, "ping": {}})
+    (sub,) = session.effects()
+    assert replies(session) == []
+    session.reject(sub, ErrorCode.INTERNAL)
+    assert [r["id"] for r in replies(session)] == [2, 3]

@@ -17,6 +17,7 @@ awaits the engine.
 from __future__ import annotations
 
 import enum
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -293,7 +294,9 @@ class Session:
         self._outgoing: list[bytes] = []
         self._effects: list[Op] = []
         self._subs: dict[str, _Subscription] = {}
-        self._connect_pending = False
+        self._queue: deque[Command] = deque()
+        self._waiting: Op | None = None  # the connect or subscribe the next commands wait for
+        self._now = now
         self._unusable = False  # after a connect error, as Centrifuge
         self._created = now
         self._next_ping: float | None = None
@@ -347,10 +350,21 @@ class Session:
         except ProtocolViolationError:
             self.close(Disconnects.BAD_REQUEST)
             return
-        for command in commands:
-            if self.closed:
-                return
-            self._handle(command, now)
+        self._queue.extend(commands)
+        self._drain(now)
+
+    def _drain(self, now: float) -> None:
+        # One command at a time, as Centrifuge: after a connect or subscribe the
+        # rest of the frame waits for its answer, so a subscribe batched after
+        # a connect, or a publish after a subscribe, sees the new state.
+        self._now = now
+        while self._queue and self._waiting is None and not self.closed:
+            self._handle(self._queue.popleft(), now)
+
+    def _answered(self, op: Op) -> None:
+        if self._waiting is op:
+            self._waiting = None
+            self._drain(self._now)
 
     def receive_binary(self) -> None:
         """The JSON protocol has no binary frames."""
@@ -461,8 +475,6 @@ class Session:
             sub = self._subs.get(op.channel)
             if sub is not None and sub.state is _SubState.SUBSCRIBING:
                 del self._subs[op.channel]
-        if isinstance(op, ConnectOp):
-            self._connect_pending = False
         if self.state is SessionState.CLOSED:
             return
         if isinstance(outcome, Disconnect):
@@ -473,10 +485,10 @@ class Session:
             self._unusable = True
         if op.cmd_id:
             self._push(encode_error(op.cmd_id, outcome, message))
+        self._answered(op)
 
     def connected(self, op: ConnectOp, streams: Mapping[str, StreamState], now: float) -> None:
         """The connection is accepted; ``streams`` answers its server-side subscriptions."""
-        self._connect_pending = False
         if self.state is SessionState.CLOSED:
             return
         subs: dict[str, Any] = {}
@@ -506,17 +518,24 @@ class Session:
         self._flush_buffers(op.subscriptions)
         if self.config.presence_update_interval > 0:
             self._next_presence = now + self.config.presence_update_interval
+        self._now = now
+        self._answered(op)
 
     def subscribed(self, op: SubscribeOp, stream: StreamState, now: float) -> bool:
         """A client-side subscription is in place (or recovered). ``False``: it
         was refused after all (the shell undoes what it did for it)."""
+        self._now = now
         if self.state is SessionState.CLOSED or op.channel not in self._subs:
+            self._answered(op)
             return False
         result = self._finish_subscribe(op, stream, now)
         if result is None:
+            self._answered(op)
             return False
         self._push(encode_reply(op.cmd_id, "subscribe", result))
         self._flush_buffers([op])
+        self._now = now
+        self._answered(op)
         return True
 
     # -- internals ----------------------------------------------------------------
@@ -617,9 +636,7 @@ class Session:
                 self.close(Disconnects.BAD_REQUEST)  # a pong nobody asked for, as Centrifuge
             self._pong_deadline = None
             return
-        if self.state is SessionState.CONNECTING and (
-            command.method != "connect" or self._connect_pending or self._unusable
-        ):
+        if self.state is SessionState.CONNECTING and (command.method != "connect" or self._unusable):
             self.close(Disconnects.BAD_REQUEST)
             return
         self.observer.command(command.method)
@@ -709,7 +726,7 @@ class Session:
             request = recover_requests.get(channel) or {}
             sub_ops.append(self._subscribe_op(0, channel, options, request, server_side=True, expire_at=None))
         op = ConnectOp(command.id, self.user, sub_ops)
-        self._connect_pending = True
+        self._waiting = op
         self._effects.append(op)
 
     def _subscribe_op(
@@ -802,6 +819,7 @@ class Session:
         op = self._subscribe_op(
             command.id, channel, options, params, server_side=False, expire_at=expire_at, chan_info=chan_info
         )
+        self._waiting = op
         self._effects.append(op)
 
     def _check_subscribe_permission(self, channel: str, options: NamespaceOptions) -> None:

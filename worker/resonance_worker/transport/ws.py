@@ -113,11 +113,12 @@ class Connection:
     async def _run_effects(self) -> None:
         # In order, as Centrifuge: a publish after a subscribe in the same
         # frame sees the subscription. RPCs run beside, as they may be slow.
-        for op in self.session.effects():
-            if isinstance(op, RpcOp):
-                self._spawn(self.node.perform(self, op))
-            else:
-                await self.node.perform(self, op)
+        while ops := self.session.effects():
+            for op in ops:
+                if isinstance(op, RpcOp):
+                    self._spawn(self.node.perform(self, op))
+                else:
+                    await self.node.perform(self, op)
         self._reschedule()
         self.wake()
 
