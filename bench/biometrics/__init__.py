@@ -1,0 +1,1 @@
+"""Accuracy benchmark of the streaming biometrics core against HeartPy and NeuroKit2."""

@@ -1,0 +1,146 @@
+"""Signal building blocks: uniform resampling, filters, camera RGB to pulse signal."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy import signal
+
+from resonance_worker.domain.biometrics.buffer import FloatArray
+
+PULSE_BAND_HZ = (0.5, 4.0)
+"""30–240 bpm; wide enough for exercise, narrow enough to drop breathing drift and flicker."""
+
+
+def uniform_grid(
+    times: FloatArray, values: FloatArray, start: float, end: float, rate_hz: float
+) -> tuple[FloatArray, FloatArray, float]:
+    """Linearly resample ``values`` (n × channels) onto ``k / rate_hz`` grid points in [start, end].
+
+    The grid is anchored at absolute multiples of the period, so successive windows
+    share sample instants. Rows with missing values are skipped; grid points that
+    fall in a hole wider than three grid periods (or 2.5 raw periods) are filled
+    by interpolation but counted in the returned missing fraction.
+    """
+    first = int(np.ceil(start * rate_hz - 1e-9))
+    last = int(np.floor(end * rate_hz + 1e-9))
+    grid_t = np.arange(first, last + 1, dtype=np.float64) / rate_hz
+    valid = np.isfinite(values).all(axis=1)
+    t_ok, v_ok = times[valid], values[valid]
+    if grid_t.size == 0 or t_ok.size < 2:
+        return grid_t, np.full((grid_t.size, values.shape[1]), np.nan), 1.0
+    grid_v = np.column_stack([np.interp(grid_t, t_ok, v_ok[:, c]) for c in range(values.shape[1])])
+    raw_period = float(np.median(np.diff(t_ok)))
+    tolerance = max(3.0 / rate_hz, 2.5 * raw_period)
+    right = np.clip(np.searchsorted(t_ok, grid_t), 1, t_ok.size - 1)
+    nearest = np.minimum(np.abs(t_ok[right] - grid_t), np.abs(grid_t - t_ok[right - 1]))
+    hole = ((t_ok[right] - t_ok[right - 1]) > tolerance) & (nearest > 0.5 * raw_period)
+    hole |= (grid_t < t_ok[0] - tolerance) | (grid_t > t_ok[-1] + tolerance)
+    return grid_t, grid_v, float(hole.mean())
+
+
+@lru_cache(maxsize=64)
+def _design(low: float, high: float, rate_hz: float, order: int) -> tuple[FloatArray, FloatArray]:
+    """Second-order sections and their step-response initial state (both cached: designing
+    them costs more than filtering a 10 s window)."""
+    nyquist = rate_hz / 2.0
+    high = min(high, 0.9 * nyquist)
+    sos: FloatArray = signal.butter(order, [low, high], btype="band", fs=rate_hz, output="sos")
+    initial: FloatArray = signal.sosfilt_zi(sos)
+    return sos, initial
+
+
+def bandpass(x: FloatArray, rate_hz: float, low: float, high: float, order: int = 2) -> FloatArray:
+    """Zero-phase Butterworth band-pass (no delay, so beat times are not shifted).
+
+    Forward-backward filtering with odd reflection at both ends, like scipy's
+    ``sosfiltfilt`` but with the filter design cached.
+    """
+    sos, initial = _design(low, high, rate_hz, order)
+    x = x - float(np.mean(x))
+    pad = min(x.size - 1, 3 * (2 * sos.shape[0] + 1) * 4)
+    if pad < 1:
+        return x
+    extended = np.concatenate((2 * x[0] - x[pad:0:-1], x, 2 * x[-1] - x[-2 : -pad - 2 : -1]))
+    forward, _ = signal.sosfilt(sos, extended, zi=initial * extended[0])
+    backward, _ = signal.sosfilt(sos, forward[::-1], zi=initial * forward[-1])
+    filtered: FloatArray = backward[::-1][pad:-pad]
+    return filtered
+
+
+def pos(rgb: FloatArray, rate_hz: float, window_s: float = 1.6) -> FloatArray:
+    """Plane-orthogonal-to-skin pulse (Wang et al. 2017) from per-frame mean R, G, B of a face.
+
+    Each 1.6 s window is normalised by its own mean colour, projected onto the
+    plane orthogonal to the skin tone, tuned by the ratio of the two projections'
+    spreads (which cancels specular/motion components) and overlap-added. The sign
+    is flipped so the systolic peak points up: blood dims green most, which drives
+    the G−B projection down at each beat.
+    """
+    frames = rgb.shape[0]
+    length = max(2, round(window_s * rate_hz))
+    if frames < length + 1:
+        return np.zeros(frames)
+    windows = sliding_window_view(rgb, length, axis=0)  # (n_windows, 3, length)
+    normalised = windows / np.maximum(windows.mean(axis=2, keepdims=True), 1e-9)
+    projection = np.array([[0.0, 1.0, -1.0], [-2.0, 1.0, 1.0]])
+    s = np.einsum("ij,wjl->wil", projection, normalised)
+    spread_2 = s[:, 1].std(axis=1)
+    alpha = s[:, 0].std(axis=1) / np.where(spread_2 > 1e-12, spread_2, np.inf)
+    pulse = s[:, 0] + alpha[:, None] * s[:, 1]
+    pulse -= pulse.mean(axis=1, keepdims=True)
+    out = np.zeros(frames)
+    count = pulse.shape[0]
+    for offset in range(length):  # overlap-add, one column at a time
+        out[offset : offset + count] += pulse[:, offset]
+    return -out
+
+
+def chrom(rgb: FloatArray, rate_hz: float) -> FloatArray:
+    """Chrominance pulse (de Haan & Jeanne 2013) from per-frame mean R, G, B of a face."""
+    normalised = rgb / np.maximum(rgb.mean(axis=0, keepdims=True), 1e-9)
+    red, green, blue = normalised[:, 0], normalised[:, 1], normalised[:, 2]
+    xs = bandpass(3.0 * red - 2.0 * green, rate_hz, *PULSE_BAND_HZ)
+    ys = bandpass(1.5 * red + green - 1.5 * blue, rate_hz, *PULSE_BAND_HZ)
+    spread_y = float(ys.std())
+    alpha = float(xs.std()) / spread_y if spread_y > 1e-12 else 0.0
+    pulse: FloatArray = xs - alpha * ys
+    return pulse
+
+
+def band_concentration(x: FloatArray, rate_hz: float) -> float:
+    """Share of the pulse-band power in its strongest 0.2 Hz: near 1 for a clean pulse, low for noise."""
+    if x.size < 8 or float(np.std(x)) < 1e-12:
+        return 0.0
+    spectrum = np.abs(np.fft.rfft((x - x.mean()) * np.hanning(x.size), n=max(1024, x.size))) ** 2
+    freqs = np.fft.rfftfreq(max(1024, x.size), 1.0 / rate_hz)
+    band = (freqs >= 0.7) & (freqs <= 3.5)
+    total = float(spectrum[band].sum())
+    if total <= 0.0:
+        return 0.0
+    peak = float(freqs[band][np.argmax(spectrum[band])])
+    near = band & (np.abs(freqs - peak) <= 0.1)
+    return float(spectrum[near].sum()) / total
+
+
+def finger_pulse(rgb: FloatArray, rate_hz: float) -> FloatArray:
+    """Pulse from a fingertip over the lens: the inverted colour channel with the cleanest pulse.
+
+    More blood absorbs more light, so brightness dips at each beat; inverting puts
+    the systolic peak up. With the flash on, red is often clipped and green
+    carries the pulse; in dim light red is best, so the channel is chosen per window.
+    """
+    best: FloatArray | None = None
+    best_score = -1.0
+    for channel in range(3):
+        raw = rgb[:, channel]
+        level = float(np.mean(raw))
+        if level <= 1e-9:
+            continue
+        candidate = -raw / level
+        score = band_concentration(bandpass(candidate, rate_hz, *PULSE_BAND_HZ), rate_hz)
+        if score > best_score:
+            best, best_score = candidate, score
+    return best if best is not None else np.zeros(rgb.shape[0])
