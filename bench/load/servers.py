@@ -176,13 +176,16 @@ class Stack:
         )
 
     def start_worker(self, engine: Engine, *, nodes: int = 1, redis_url: str | None = None) -> Target:
-        """Our worker (``resonance-worker``), one process per node; publishing goes over client publish."""
-        secret = secrets.token_hex(16)
+        """Our worker (``resonance-worker``), one process per node, with the server API enabled.
+
+        Its connection limits are lifted (0 = unlimited) as Centrifugo has none by default: the load comes
+        from a few loopback addresses, far over the per-IP default."""
+        secret, api_key = secrets.token_hex(16), secrets.token_hex(16)
         if engine is Engine.REDIS and redis_url is None:
             redis_url = self.start_redis()
         executable = Path(sys.executable).parent / "resonance-worker"
-        urls, pids = [], []
-        for _node in range(nodes):
+        urls, pids, api_url = [], [], None
+        for node in range(nodes):
             port = free_port()
             env = {
                 "RESONANCE_HOST": "127.0.0.1",
@@ -191,6 +194,10 @@ class Stack:
                 "RESONANCE_JWT_SECRET": secret,
                 "RESONANCE_LOG_JSON": "false",
                 "RESONANCE_LOG_LEVEL": "WARNING",
+                "RESONANCE_API_KEY": api_key,
+                "RESONANCE_LIMITS__MAX_CONNECTIONS": "0",
+                "RESONANCE_LIMITS__MAX_CONNECTIONS_PER_IP": "0",
+                "RESONANCE_LIMITS__MAX_CONNECTIONS_PER_USER": "0",
             }
             if redis_url:
                 env["RESONANCE_REDIS_URL"] = redis_url
@@ -207,10 +214,14 @@ class Stack:
             )
             urls.append(f"ws://127.0.0.1:{port}/connection/websocket")
             pids.append(server.pid)
+            if node == 0:
+                api_url = f"http://127.0.0.1:{port}/api"
         suffix = f"-{nodes}nodes" if nodes > 1 else ""
         return Target(
             name=f"worker-{engine.value}{suffix}",
             ws_urls=tuple(urls),
+            api_url=api_url,
+            api_key=api_key,
             token_secret=secret,
             server_pids=tuple(pids),
         )

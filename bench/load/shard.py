@@ -89,6 +89,11 @@ class Conn(asyncio.Protocol):
                 elif opcode == wsframes.OP_PING:
                     self._write(wsframes.OP_PONG, payload)
                 elif opcode == wsframes.OP_CLOSE:
+                    code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+                    if code != 1000:
+                        self.shard.note_error(
+                            f"conn {self.index}: closed by the server {code} {payload[2:]!r}"
+                        )
                     self._write(wsframes.OP_CLOSE, payload[:2])
                     self._abort()
         except (wsframes.WebSocketError, protocol.ProtocolError) as exc:
