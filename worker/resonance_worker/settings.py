@@ -9,6 +9,7 @@ pod). Nested groups use ``__``, for example
 from __future__ import annotations
 
 import enum
+import json
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -125,3 +126,62 @@ class WorkerSettings(BaseSettings):
         ):
             raise ValueError("redis_url must start with redis://, rediss:// or unix://")
         return self
+
+
+def _default_text(value: object) -> str:
+    if isinstance(value, SecretStr):
+        return "(secret)"
+    if isinstance(value, enum.Enum):
+        return f"`{value.value}`"
+    if isinstance(value, BaseModel) or (isinstance(value, dict) and value):
+        return "see below"
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    return f"`{value}`"
+
+
+def _rows(model: type[BaseModel], prefix: str) -> list[str]:
+    rows = []
+    for name, field in model.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        rows.append(f"| `{prefix}{name.upper()}` | {_default_text(default)} | {field.description or ''} |")
+    return rows
+
+
+def render_settings_doc() -> str:
+    """``docs/settings.md``, generated from the models (a test keeps the file in sync)."""
+    lines = [
+        "# Worker settings",
+        "",
+        "Generated from `resonance_worker.settings` by "
+        "`python -m resonance_worker.settings > docs/settings.md`; a test fails when it is stale.",
+        "Every variable is read once at start-up. Nested groups use `__`; `RESONANCE_NAMESPACES` and",
+        "`RESONANCE_DEFAULT_NAMESPACE` are JSON (objects of the namespace options below).",
+        "",
+        "| Variable | Default | Meaning |",
+        "|---|---|---|",
+        *_rows(WorkerSettings, "RESONANCE_"),
+        "",
+        "## Limits (`RESONANCE_LIMITS__…`)",
+        "",
+        "| Variable | Default | Meaning |",
+        "|---|---|---|",
+        *_rows(LimitSettings, "RESONANCE_LIMITS__"),
+        "",
+        "## Namespace options (JSON keys in `RESONANCE_NAMESPACES`)",
+        "",
+        "| Key | Default | Meaning |",
+        "|---|---|---|",
+    ]
+    for name, field in NamespaceOptions.model_fields.items():
+        lines.append(f"| `{name}` | {_default_text(field.default)} | {field.description or ''} |")
+    lines += ["", "## Namespaces out of the box", "", "```json"]
+    defaults = {name: opts.model_dump(exclude_defaults=True) for name, opts in default_namespaces().items()}
+    lines += [json.dumps(defaults, indent=2), "```", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render_settings_doc(), end="")

@@ -113,7 +113,7 @@ class Node:
             allow_anonymous=settings.allow_anonymous,
             personal_channel=settings.personal_channel,
             version="resonance-worker",
-            node=settings.node_name,
+            node=settings.node_name or f"{settings.host}:{settings.port}",
         )
         self.counter = ConnectionCounter(
             max_total=limits.max_connections,
