@@ -1,0 +1,59 @@
+"""The side-by-side report of ``make bench`` (the runs themselves: test_against_centrifugo)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.load.scenario import Kind
+from bench.run import figure, machine, scenarios, table
+
+
+def result(product: str, kind: str, p99: float, per_core: float | None, kib: float) -> dict[str, Any]:
+    return {
+        "target": f"{product}-memory",
+        "scenario": {"kind": kind, "connections": 100},
+        "idle": {"server_kib_per_connection": kib},
+        "publish": {"latency_ms": {"p99_ms": p99}, "delivered_msgs_per_server_core_s": per_core},
+    }
+
+
+def test_figures_are_read_by_dotted_path() -> None:
+    r = result("worker", "chat", 12.5, 1000.0, 18.0)
+    assert figure(r, "publish", "latency_ms.p99_ms") == 12.5
+    assert figure(r, "publish", "latency_ms.p50_ms") is None
+    assert figure(r, "storm", "reconnects_per_s") is None
+    assert figure(r, "idle", "server_kib_per_connection.deeper") is None
+
+
+def test_table_pairs_products_and_gives_worker_over_centrifugo() -> None:
+    rows = table(
+        [
+            result("centrifugo", "chat", 10.0, 4000.0, 40.0),
+            result("worker", "chat", 25.0, 1000.0, 20.0),
+            result("centrifugo", "broadcast", 5.0, None, 30.0),
+        ]
+    ).splitlines()
+    assert rows[0].startswith("| scenario | figure | centrifugo | worker |")
+    assert "| chat N=100 | p99 ms | 10 | 25 | 2.50 |" in rows
+    assert "| chat N=100 | msgs per server core-s | 4000 | 1000 | 0.25 |" in rows
+    assert "| chat N=100 | server KiB/conn | 40 | 20 | 0.50 |" in rows
+    assert "| broadcast N=100 | p99 ms | 5 | — | — |" in rows
+    assert not any("broadcast N=100 | msgs per server core-s" in row for row in rows)
+
+
+def test_both_plans_are_valid_and_cover_every_scenario() -> None:
+    quick = scenarios(quick=True)
+    full = scenarios(quick=False)
+    assert {s.kind for s, _, _ in full} == set(Kind)
+    assert {s.kind for s, _, _ in quick} == set(Kind) - {Kind.IDLE}
+    assert max(s.connections for s, _, _ in quick) < max(s.connections for s, _, _ in full) == 10_000
+    for scenario, _engine, nodes in full:
+        assert (nodes == 2) == (scenario.kind is Kind.CROSS_NODE)
+
+
+def test_machine_description_names_versions() -> None:
+    described = machine()
+    assert described["cpus"] >= 1
+    assert described["centrifugo"] == "6.9.1"
+    assert described["python"].startswith("3.11")
+    assert set(described) >= {"cpu", "memory_gib", "kernel", "go", "redis", "load_average_at_start"}
