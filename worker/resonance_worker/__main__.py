@@ -11,6 +11,7 @@ import time
 from aiohttp import web
 from pydantic import SecretStr, ValidationError
 
+from resonance_worker.errors import ConfigError
 from resonance_worker.log import configure_logging
 from resonance_worker.settings import WorkerSettings
 from resonance_worker.tokens import mint_connection_token
@@ -79,7 +80,11 @@ def main() -> None:
         runner = asyncio.run
     else:
         runner = uvloop.run
-    runner(serve(settings))
+    try:
+        runner(serve(settings))
+    except ConfigError as exc:
+        print(f"resonance-worker: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
 
 
 if __name__ == "__main__":

@@ -1,0 +1,105 @@
+"""What clients and probes see when the engine fails, and start-up refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import centrifuge
+import pytest
+
+from tests.harness.redis import RedisServer
+from tests.harness.worker import WorkerProcess
+from tests.worker.transport.conftest import Clients, SubRecorder
+from tests.worker.transport.test_sdk import subscribed
+
+StartWorker = Callable[..., WorkerProcess]
+
+
+@pytest.mark.redis
+async def test_redis_down_makes_ready_503_and_commands_fail_temporarily(
+    tmp_path: Path, start_worker: StartWorker, clients: Clients
+) -> None:
+    redis = RedisServer(tmp_path / "own-redis").start()
+    try:
+        worker = start_worker({"RESONANCE_ENGINE": "redis", "RESONANCE_REDIS_URL": redis.url})
+        client, _ = await clients.connected(worker.ws_url, worker.token("ops"))
+        sub, _ = await subscribed(client, "chat:outage")
+        redis.kill()
+        status, body = await asyncio.to_thread(worker.http, "GET", "/ready")
+        assert status == 503 and body["status"] == "unavailable"
+        with pytest.raises(centrifuge.ReplyError) as error:
+            await sub.publish("lost?")
+        assert error.value.code == 100 and error.value.temporary
+        with pytest.raises(centrifuge.ReplyError):
+            await client.presence("chat:outage")
+        with pytest.raises(centrifuge.ReplyError):
+            await client.history("chat:outage", limit=1)
+        status, body = await asyncio.to_thread(worker.api, "publish", {"channel": "chat:outage", "data": 1})
+        assert status == 503
+        failing = SubRecorder()
+        other = client.new_subscription("chat:later", events=failing)
+        await other.subscribe()
+        error_ctx = await failing.wait_for("error")
+        assert error_ctx.error.code == 100
+        redis.process.start()  # same port: the worker reconnects by itself
+        await other.ready(timeout=20)
+        for _ in range(100):
+            if (await asyncio.to_thread(worker.http, "GET", "/ready"))[0] == 200:
+                break
+            await asyncio.sleep(0.1)
+        await sub.publish("after the outage")
+    finally:
+        redis.stop()
+
+
+def test_unusable_key_material_stops_start_up_with_a_message(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "resonance_worker"],
+        env={"RESONANCE_PORT": "0", "RESONANCE_JWT_RSA_PUBLIC_KEY": "not a pem", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "JWT key" in result.stderr
+
+
+def test_invalid_settings_stop_start_up(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "resonance_worker"],
+        env={"RESONANCE_PORT": "-5", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "invalid settings" in result.stderr
+
+
+async def test_jwks_url_that_fails_is_logged_and_hs256_still_works(
+    start_worker: StartWorker, clients: Clients
+) -> None:
+    worker = start_worker({"RESONANCE_JWT_JWKS_URL": "http://127.0.0.1:9/nothing-here.json"})
+    for _ in range(50):
+        if any(r.get("msg") == "JWKS fetch failed" for r in worker.log_records()):
+            break
+        await asyncio.sleep(0.1)
+    assert any(r.get("msg") == "JWKS fetch failed" for r in worker.log_records())
+    client, _ = await clients.connected(worker.ws_url, worker.token("still-works"))
+    assert (await client.rpc("whoami", None)).data["user"] == "still-works"
+
+
+async def test_token_endpoint_refuses_bad_bodies(worker: WorkerProcess) -> None:
+    headers = {"Content-Type": "application/json"}
+    assert (await asyncio.to_thread(worker.http, "POST", "/token", "just a string", headers))[0] == 400
+    assert (await asyncio.to_thread(worker.http, "POST", "/token", {"user": "u", "channels": "x"}))[0] == 400
+    status, body = await asyncio.to_thread(
+        worker.http, "POST", "/token", {"user": "u", "channels": ["chat:a"]}
+    )
+    assert status == 200 and body["token"]
