@@ -32,7 +32,9 @@ def beat_f1(reference_s: FloatArray, detected_s: FloatArray, tolerance_s: float 
     return 0.0 if hits == 0 else 2 * sensitivity * precision / (sensitivity + precision)
 
 
-def summarise_hr(errors: list[float], windows: int, update_ms: list[float]) -> dict[str, float | None]:
+def summarise_hr(
+    errors: list[float], windows: int, update_ms: list[float], update_cpu_ms: list[float]
+) -> dict[str, float | None]:
     e = np.abs(np.asarray(errors, dtype=np.float64))
     return {
         "windows": windows,
@@ -41,6 +43,7 @@ def summarise_hr(errors: list[float], windows: int, update_ms: list[float]) -> d
         "hr_within_5bpm": round(float(np.mean(e <= 5.0)), 4) if e.size else None,
         "p95_update_ms": round(float(np.percentile(update_ms, 95)), 3) if update_ms else None,
         "p50_update_ms": round(float(np.percentile(update_ms, 50)), 3) if update_ms else None,
+        "p95_update_cpu_ms": round(float(np.percentile(update_cpu_ms, 95)), 3) if update_cpu_ms else None,
     }
 
 
