@@ -63,9 +63,12 @@ const ops = {
     }
     client = new Centrifuge(cmd.url, options);
     watchClient(client);
+    // ready() resolves without a context, so take the client id from the 'connected' event.
+    let clientId = null;
+    client.once('connected', (ctx) => { clientId = ctx.client; });
     client.connect();
-    const ctx = await client.ready(cmd.timeout ?? 5000);
-    return { client: ctx.client };
+    await client.ready(cmd.timeout ?? 5000);
+    return { client: clientId };
   },
   async subscribe(cmd) {
     const options = {};
