@@ -214,6 +214,9 @@ async def test_raw_websocket_that_stops_reading_is_closed_as_slow(
         ws = await _raw_connect(http, worker, "stuck")
         await ws.send_str(json.dumps({"id": 2, "subscribe": {"channel": "typing:firehose"}}))
         assert "subscribe" in json.loads((await ws.receive(timeout=5)).data)
+        # Stop reading at the socket, as a phone that froze would (aiohttp would otherwise keep
+        # reading into its own buffer).
+        ws._conn.transport.pause_reading()  # type: ignore[union-attr]
         payload = "x" * 60000
         # The stuck client never reads again; its socket buffers fill, then its queue.
         for n in range(800):
