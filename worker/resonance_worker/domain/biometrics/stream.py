@@ -155,6 +155,10 @@ class BiometricStream:
         assert last is not None
         return self._due(last)
 
+    @property
+    def _face_video(self) -> bool:
+        return self._source == "rgb" and self.config.camera_region == "face"
+
     # ------------------------------------------------------------------ scheduling
     def _due(self, now: float) -> list[Reading]:
         assert self._pulse_buffer is not None
@@ -175,6 +179,8 @@ class BiometricStream:
         breathing_due = now >= self._next_breathing
         if hrv_due or breathing_due:
             longest = max(cfg.long_hrv_window_s, cfg.breathing_window_s)
+            if self._face_video:
+                longest = cfg.breathing_window_s  # no HRV from face video: skip the long window
             analysis = self._analyse(max(segment, now - longest), now, exclude_moving=True)
             if breathing_due:
                 self._next_breathing = _advance(self._next_breathing, cfg.hrv_interval_s, now)
@@ -325,7 +331,7 @@ class BiometricStream:
         differences = hrv.successive_differences_ms(short)
         rmssd = sdnn = pnn50 = None
         reason: str | None = None
-        if self._source == "rgb" and cfg.camera_region == "face":
+        if self._face_video:
             # Face video adds tens of ms of timing jitter per beat: HR yes, HRV no.
             reason = REASON_FACE_VIDEO
         elif clean_fraction < cfg.hrv_min_clean_fraction or differences.size < MIN_HRV_DIFFERENCES:
