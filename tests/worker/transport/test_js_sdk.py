@@ -21,8 +21,8 @@ StartWorker = Callable[..., WorkerProcess]
 
 
 async def js_connect(js: JsClient, **args: Any) -> None:
-    """``connect``, tolerating tests/js/client.mjs reading ``ctx.client`` from
-    ``ready()``, which resolves to nothing in centrifuge-js 5 (reported to the lead)."""
+    """``connect``, then wait for the SDK's connected (or disconnected) event. Also
+    tolerates the older tests/js/client.mjs that read ``ctx.client`` from ``ready()``."""
     try:
         await js.call("connect", **args)
     except JsClientError as exc:
