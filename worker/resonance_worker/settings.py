@@ -84,6 +84,11 @@ class WorkerSettings(BaseSettings):
     jwks_refresh_seconds: float = Field(300.0, gt=0, description="How often the JWKS URL is fetched again.")
     jwt_audience: str | None = Field(None, description="Required `aud` claim, if set.")
     jwt_issuer: str | None = Field(None, description="Required `iss` claim, if set.")
+    client_ip_header: str | None = Field(
+        None,
+        description="Header holding the client address behind a trusted ingress (e.g. `X-Forwarded-For`, "
+        "first entry); unset: the TCP peer. Per-IP limits count this address.",
+    )
     allow_anonymous: bool = Field(False, description="Accept connections without a token (user '').")
     dev_mode: bool = Field(False, description="Development mode: enables `POST /token`. Never in production.")
     api_key: SecretStr | None = Field(

@@ -47,6 +47,21 @@ async def test_connections_per_ip(start_worker: StartWorker, clients: Clients) -
     assert (await first.rpc("echo", 1)).data == 1  # the others are still served
 
 
+async def test_connections_per_ip_behind_an_ingress(start_worker: StartWorker, clients: Clients) -> None:
+    worker = start_worker(
+        {"RESONANCE_LIMITS__MAX_CONNECTIONS_PER_IP": "1", "RESONANCE_CLIENT_IP_HEADER": "X-Forwarded-For"}
+    )
+    await clients.connected(
+        worker.ws_url, worker.token("a"), headers={"X-Forwarded-For": "10.0.0.1, 10.9.9.9"}
+    )
+    await clients.connected(worker.ws_url, worker.token("b"), headers={"X-Forwarded-For": "10.0.0.2"})
+    third, events = clients.new(worker.ws_url, worker.token("c"), headers={"X-Forwarded-For": "10.0.0.1"})
+    await third.connect()
+    assert (await events.wait_for("disconnected")).code == 3504
+    records = [r for r in worker.log_records() if r.get("limit") == "connections_per_ip"]
+    assert records and records[0]["ip"] == "10.0.0.1"
+
+
 async def test_connections_per_user(start_worker: StartWorker, clients: Clients) -> None:
     worker = start_worker({"RESONANCE_LIMITS__MAX_CONNECTIONS_PER_USER": "1"})
     first, _ = await clients.connected(worker.ws_url, worker.token("same"))

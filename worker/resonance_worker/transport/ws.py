@@ -224,12 +224,21 @@ class Connection:
             self.session.close(Disconnects.BAD_REQUEST)
 
 
+def client_ip(request: web.Request, header: str | None) -> str:
+    """The client's address: the TCP peer, or the first entry of a trusted proxy header."""
+    if header:
+        forwarded = request.headers.get(header, "").split(",")[0].strip()
+        if forwarded:
+            return forwarded
+    return request.remote or ""
+
+
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
     """``GET /connection/websocket``: the Centrifuge protocol endpoint."""
     from resonance_worker.transport.app import NODE  # the app module imports this one
 
     node = request.app[NODE]
-    ip = request.remote or ""
+    ip = client_ip(request, node.settings.client_ip_header)
     if node.draining:
         return web.json_response({"error": "shutting down"}, status=503)
     broken = node.counter.admit(ip)
