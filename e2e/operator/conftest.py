@@ -27,6 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "resonance-operator"
 CRD_NAME = "resonanceclusters.resonance.liminal.dev"
 RESYNC_SECONDS = 3.0
+PEERING = "resonance-operator"
+MAIN_PRIORITY = 100
 
 
 def free_port() -> int:
@@ -76,6 +78,12 @@ class RunningOperator:
     def reads(self) -> int:
         return self.runtime.kube.reads
 
+    def writes_in(self, namespace: str) -> int:
+        return self.runtime.kube.writes_in(namespace)
+
+    def reads_in(self, namespace: str) -> int:
+        return self.runtime.kube.reads_in(namespace)
+
     def reconciles(self) -> float:
         return sum(
             sample.value
@@ -100,7 +108,8 @@ def release(kubeconfig: str) -> Iterator[dict[str, str]]:
         annotations.get("meta.helm.sh/release-name") == name
         and annotations.get("meta.helm.sh/release-namespace") == namespace
     )
-    args = [] if ours else ["--set", "crds.create=false"]
+    args = ["--set", f"peering.enabled=true,peering.name={PEERING}"]
+    args += [] if ours else ["--set", "crds.create=false"]
     if not ours:
         kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     helm(
@@ -149,15 +158,26 @@ def operator_kubeconfig(
     return str(path)
 
 
-@pytest.fixture(scope="session")
-def operator(operator_kubeconfig: str) -> Iterator[RunningOperator]:
-    metrics_port = free_port()
-    settings = OperatorSettings(
-        kubeconfig=operator_kubeconfig,
+def operator_settings(
+    kubeconfig: str, *, priority: int, instance: str, metrics_port: int = 0
+) -> OperatorSettings:
+    return OperatorSettings(
+        kubeconfig=kubeconfig,
         resync_seconds=RESYNC_SECONDS,
+        peering=PEERING,
+        priority=priority,
         metrics_port=metrics_port,
         health_port=free_port(),
-        instance="e2e-local",
+        instance=instance,
+    )
+
+
+@pytest.fixture(scope="session")
+def operator(operator_kubeconfig: str) -> Iterator[RunningOperator]:
+    """The operator every test uses: a peer of the chart's peering object with priority 100."""
+    metrics_port = free_port()
+    settings = operator_settings(
+        operator_kubeconfig, priority=MAIN_PRIORITY, instance="e2e-local", metrics_port=metrics_port
     )
     from prometheus_client import start_http_server
 

@@ -5,7 +5,12 @@ controller-manager, scheduler and kwok nodes act on."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +19,15 @@ import yaml
 
 from e2e.kube import KubectlError, apply, kubectl, kubectl_json, wait_until
 from e2e.operator.conftest import (
+    PEERING,
     REPO,
     RESYNC_SECONDS,
     RunningOperator,
     condition,
+    free_port,
     get_cluster,
     is_ready,
+    operator_settings,
     scrape,
     wait_ready,
 )
@@ -234,11 +242,16 @@ def test_no_op_reconciles_make_zero_writes(operator: RunningOperator, namespace:
     wait_ready("minimal", namespace)
     # Let the workload status settle (the last pod-ready status write), then watch a quiet period.
     time.sleep(RESYNC_SECONDS * 2)
-    writes, reads, reconciles = operator.writes, operator.reads, operator.reconciles()
+    # Counted in this test's namespace: other tests' namespaces may still be terminating.
+    writes, reads, reconciles = (
+        operator.writes_in(namespace),
+        operator.reads_in(namespace),
+        operator.reconciles(),
+    )
     time.sleep(RESYNC_SECONDS * 3 + 1)
     assert operator.reconciles() >= reconciles + 3, "the resync timer did run"
-    assert operator.reads > reads
-    assert operator.writes == writes, dict(operator.runtime.kube.calls)
+    assert operator.reads_in(namespace) - reads >= 3 * 13  # every possible child looked at, once per resync
+    assert operator.writes_in(namespace) == writes, dict(operator.runtime.kube.calls_by_namespace)
     text = scrape(operator.metrics_url)  # type: ignore[attr-defined]
     assert 'resonance_operator_kube_requests_total{code="200",verb="get"}' in text
     assert "resonance_operator_reconcile_duration_seconds_bucket" in text
@@ -391,3 +404,80 @@ def test_fifty_clusters_reconcile_to_ready(operator: RunningOperator, namespace:
     (REPO / ".run").mkdir(exist_ok=True)
     (REPO / ".run" / "e2e-operator-fifty-clusters.json").write_text(json.dumps(result, indent=2) + "\n")
     assert result["writes_per_cluster"] < 20
+
+
+def test_console_script_serves_health_and_metrics_and_stops_on_sigterm(
+    operator: RunningOperator, operator_kubeconfig: str
+) -> None:
+    """The real entry point, as a separate process, with the chart's ServiceAccount token.
+
+    It joins the peering with the lowest priority, so it stays frozen and does not compete.
+    """
+    metrics_port, health_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "RESONANCE_OPERATOR_KUBECONFIG": operator_kubeconfig,
+        "RESONANCE_OPERATOR_PEERING": PEERING,
+        "RESONANCE_OPERATOR_PRIORITY": "1",
+        "RESONANCE_OPERATOR_METRICS_PORT": str(metrics_port),
+        "RESONANCE_OPERATOR_HEALTH_PORT": str(health_port),
+    }
+    script = Path(sys.executable).parent / "resonance-operator"
+    process = subprocess.Popen(
+        [str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        assert _served(health_port)
+        assert "resonance_operator_reconciles" in scrape(f"http://127.0.0.1:{metrics_port}/metrics")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert "Signal SIGTERM is received" in output
+
+
+def _served(port: int, timeout: float = 60) -> bool:
+    def answered() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    wait_until(answered, timeout=timeout, what=f"http://127.0.0.1:{port}/healthz")
+    return True
+
+
+def test_peering_lets_exactly_one_operator_act(
+    operator: RunningOperator, operator_kubeconfig: str, namespace: str
+) -> None:
+    """Peers with lower priority stay frozen; a higher one takes over; when it leaves, the next resumes."""
+    low = RunningOperator(operator_settings(operator_kubeconfig, priority=10, instance="e2e-low")).start()
+    try:
+        apply(example("minimal"), namespace=namespace)
+        wait_ready("minimal", namespace)
+        assert (low.writes, low.reconciles()) == (0, 0)
+
+        high = RunningOperator(
+            operator_settings(operator_kubeconfig, priority=1000, instance="e2e-high")
+        ).start()
+        try:
+            time.sleep(RESYNC_SECONDS * 2)  # the others see the new peer and freeze
+            main_writes = operator.writes_in(namespace)
+            second = example("minimal")
+            second["metadata"]["name"] = "second"
+            apply(second, namespace=namespace)
+            wait_ready("second", namespace)
+            assert high.writes_in(namespace) > 0
+            assert operator.writes_in(namespace) == main_writes, "the frozen peer wrote"
+            assert low.writes == 0
+        finally:
+            high.stop()
+        third = example("minimal")
+        third["metadata"]["name"] = "third"
+        apply(third, namespace=namespace)
+        wait_ready("third", namespace, timeout=120)  # the main operator resumed
+        assert operator.writes_in(namespace) > main_writes
+        assert low.writes == 0
+    finally:
+        low.stop()

@@ -44,7 +44,12 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def reconcile_cluster(kube: KubeClient, body: Mapping[str, Any], *, instance: str = "") -> Outcome:
+async def reconcile_cluster(
+    kube: KubeClient, body: Mapping[str, Any], *, instance: str = ""
+) -> Outcome | None:
+    """Reconcile one cluster; ``None`` when it is being deleted (the garbage collector takes its children)."""
+    if body.get("metadata", {}).get("deletionTimestamp"):
+        return None
     cluster = parse(body)
 
     observed, service_monitor_crd = await _observe(kube, cluster)

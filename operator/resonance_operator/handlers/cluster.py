@@ -58,7 +58,9 @@ class Runtime:
                 body = fresh
             return await self._reconcile_now(body, trigger, key)
 
-    async def _reconcile_now(self, body: Mapping[str, Any], trigger: str, key: tuple[str, str]) -> Outcome:
+    async def _reconcile_now(
+        self, body: Mapping[str, Any], trigger: str, key: tuple[str, str]
+    ) -> Outcome | None:
         self.metrics.reconciles.labels(trigger=trigger).inc()
         started = time.perf_counter()
         try:
@@ -71,6 +73,8 @@ class Runtime:
             raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
         finally:
             self.metrics.reconcile_duration.observe(time.perf_counter() - started)
+        if outcome is None:
+            return None
         self.metrics.clusters_ready.labels(namespace=key[0], name=key[1]).set(1 if outcome.ready else 0)
         if outcome.apply_error is not None:
             self.metrics.reconcile_errors.labels(kind="apply").inc()

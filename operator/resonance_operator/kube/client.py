@@ -7,6 +7,7 @@ import asyncio
 import collections
 import contextlib
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -33,6 +34,7 @@ PLURALS: Mapping[tuple[str, str], str] = {
     ("resonance.liminal.dev/v1alpha1", "ResonanceCluster"): "resonanceclusters",
 }
 
+_NAMESPACED = re.compile(r"/namespaces/([^/]+)/")
 WRITE_VERBS = frozenset({"apply", "delete", "patch_status", "create"})
 RequestHook = Callable[[str, int], None]
 
@@ -66,6 +68,7 @@ class KubeClient:
         self._on_request = on_request
         self._discovery: dict[str, tuple[float, bool]] = {}
         self.calls: collections.Counter[str] = collections.Counter()
+        self.calls_by_namespace: collections.Counter[tuple[str, str]] = collections.Counter()
 
     @property
     def writes(self) -> int:
@@ -74,6 +77,18 @@ class KubeClient:
     @property
     def reads(self) -> int:
         return sum(count for verb, count in self.calls.items() if verb not in WRITE_VERBS)
+
+    def writes_in(self, namespace: str) -> int:
+        return sum(
+            n for (ns, verb), n in self.calls_by_namespace.items() if ns == namespace and verb in WRITE_VERBS
+        )
+
+    def reads_in(self, namespace: str) -> int:
+        return sum(
+            n
+            for (ns, verb), n in self.calls_by_namespace.items()
+            if ns == namespace and verb not in WRITE_VERBS
+        )
 
     async def close(self) -> None:
         if self._session is not None:
@@ -107,6 +122,8 @@ class KubeClient:
             headers["Content-Type"] = content_type
             data = json.dumps(body)
         self.calls[verb] += 1
+        if (scoped := _NAMESPACED.search(path)) is not None:
+            self.calls_by_namespace[(scoped.group(1), verb)] += 1
         async with (
             self._limit,
             self._session.request(

@@ -108,8 +108,12 @@ def compute(
     """The full new status (the caller compares it with the old one before writing)."""
     generation = cluster.metadata.generation
     previous: list[Mapping[str, Any]] = list(cluster.status.get("conditions") or [])
-    deployment = observed.child(_key("Deployment", worker.name(cluster)))
+    deployment_key = _key("Deployment", worker.name(cluster))
+    deployment = observed.child(deployment_key)
     workers = worker_readiness(cluster, deployment)
+    if deployment_key in applied:
+        # What was observed predates the change just applied: the rollout has only begun.
+        workers = dataclasses.replace(workers, rolled_out=False)
 
     components: dict[str, Any] = {
         "workers": {"desired": workers.desired, "ready": workers.ready, "updated": workers.updated}

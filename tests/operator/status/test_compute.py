@@ -107,6 +107,7 @@ def test_rolling_out_a_new_template() -> None:
         fixtures.cluster(), {DEPLOYMENT: deployment(), REDIS: stateful_set()}, applied=[DEPLOYMENT]
     )
     assert _conditions(just_applied)["Progressing"] == ("True", "WorkersUpdating")
+    assert _conditions(just_applied)["Ready"] == ("False", "WorkersNotReady")
     rescaled = _compute(
         fixtures.cluster(fixtures.with_worker(replicas=5)), {DEPLOYMENT: deployment(), REDIS: stateful_set()}
     )
