@@ -31,6 +31,8 @@ MAX_INTERVAL_S = 60.0 / MIN_BPM
 MAX_SPACING_S = 0.45
 """Cap on the minimum peak spacing: past the dicrotic notch, yet a doubled period estimate
 (motion can fool the autocorrelation) cannot make every other beat disappear."""
+HALF_PERIOD_SHARE = 0.7
+"""An autocorrelation peak at half the best lag this high (relative) means the best lag spans two beats."""
 LOCAL_PROMINENCE = 0.3
 """A peak must stand out by this share of the local swing to count as a beat."""
 GOOD_MORPHOLOGY = 0.86
@@ -80,11 +82,14 @@ def dominant_period(filtered: FloatArray, rate_hz: float) -> tuple[float | None,
         return None, 0.0
     best = int(candidates[np.argmax(acf[candidates])])
     height = float(acf[best])
-    # A strong peak at half the lag means `best` is two beats long (e.g. missed alternate beats).
-    half = candidates[np.abs(candidates - best / 2.0) <= max(1.0, 0.1 * best)]
-    if half.size and float(acf[half].max()) > 0.7 * height and half[0] / rate_hz >= MIN_INTERVAL_S:
-        best = int(half[np.argmax(acf[half])])
-        height = float(acf[best])
+    # A strong peak at a third or half of the lag means `best` spans several beats (e.g. beats
+    # of alternating size); the shortest such lag is the beat.
+    for parts in (3, 2):
+        near = candidates[np.abs(candidates - best / parts) <= max(1.0, 0.1 * best / parts)]
+        if near.size and float(acf[near].max()) > HALF_PERIOD_SHARE * height and near.min() >= min_lag:
+            best = int(near[np.argmax(acf[near])])
+            height = float(acf[best])
+            break
     offset = 0.0
     if 0 < best < acf.size - 1:
         offset = float(
@@ -120,7 +125,9 @@ def detect_beats(pulse: FloatArray, rate_hz: float, start_time: float) -> Beats:
     reach = max(2, int(0.4 * (period or 0.8) * rate_hz))
     # Look back from each peak over `reach` samples: steepest rise and lowest point (the trough).
     back = peaks[:, None] - np.arange(reach + 1)[None, :]
-    usable = back >= 1
+    previous = np.concatenate(([0], peaks[:-1]))
+    # Never look back past the previous peak: two beats must not share one upstroke.
+    usable = (back >= 1) & (back > previous[:, None])
     clipped = np.clip(back, 0, filtered.size - 1)
     rising = np.where(usable, slope[clipped], -np.inf)
     steepest = back[np.arange(peaks.size), np.argmax(rising, axis=1)]
