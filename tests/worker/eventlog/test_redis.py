@@ -122,3 +122,27 @@ async def test_append_many_is_one_atomic_script_call(redis_client: aioredis.Redi
 def test_a_log_needs_a_positive_timeout(redis_server: RedisServer) -> None:
     with pytest.raises(ValueError, match="timeout"):
         RedisEventLog(aioredis.Redis.from_url(redis_server.url), timeout=0)
+
+
+async def test_a_key_of_the_wrong_type_is_an_event_log_error(redis_client: aioredis.Redis) -> None:
+    await redis_client.set("wrong.events", b"not a stream")
+    log = RedisEventLog(redis_client, prefix="wrong")
+    with pytest.raises(EventLogError, match="setup failed: WRONGTYPE"):
+        await log.setup()
+    with pytest.raises(EventLogError, match="read failed: WRONGTYPE"):
+        await log.read_new("p")
+
+
+async def test_lag_reads_its_own_group_among_others(redis_client: aioredis.Redis) -> None:
+    log = RedisEventLog(redis_client, prefix="groups", group="projector")
+    await log.append_many(burst(3))
+    await redis_client.xgroup_create("groups.events", "analytics", id="$")
+    await log.setup()
+    await log.read_new("p", count=1)
+    assert (await log.lag()).to_dict() == {"pending": 1, "undelivered": 2}
+
+
+async def test_closing_a_log_leaves_a_borrowed_client_open(redis_client: aioredis.Redis) -> None:
+    log = RedisEventLog(redis_client, prefix="borrowed")
+    await log.close()
+    assert await redis_client.ping()

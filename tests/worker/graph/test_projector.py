@@ -10,9 +10,9 @@ import pytest
 import redis.asyncio as aioredis
 from resonance_worker.domain import events
 from resonance_worker.domain.events import Event, EventType
-from resonance_worker.eventlog import MemoryEventLog
+from resonance_worker.eventlog import MemoryEventLog, Retention
 from resonance_worker.eventlog.redis import RedisEventLog
-from resonance_worker.graph import ProjectorConfig, ensure_schema
+from resonance_worker.graph import Projector, ProjectorConfig, ensure_schema
 
 from tests.worker.graph.conftest import FAST, chain, project, projector, rows, snapshot, state, until
 
@@ -245,3 +245,50 @@ def test_impossible_projector_settings_are_refused() -> None:
     ):
         with pytest.raises(ValueError, match=r"must|cannot"):
             ProjectorConfig(**options)  # type: ignore[arg-type]
+
+
+@pytest.mark.redis
+async def test_foreign_entries_in_the_stream_are_dropped_as_poison(
+    neo4j_driver: neo4j.AsyncDriver, redis_client: aioredis.Redis
+) -> None:
+    log = RedisEventLog(redis_client, prefix="foreign")
+    await log.append(state("ann", 1.0, 0.1, 0.1))
+    await redis_client.xadd("foreign.events", {"e": b"garbage"})
+    worker = await project(neo4j_driver, [state("ann", 2.0, 0.2, 0.2)], log)
+    assert (worker.stats.poison, worker.stats.projected) == (1, 2)
+    assert "not a valid event" in worker.stats.recent_problems[0]
+    assert (await log.lag()).pending == 0
+
+
+async def test_entries_trimmed_before_projection_are_counted_as_lost(neo4j_driver: neo4j.AsyncDriver) -> None:
+    log = MemoryEventLog(retention=Retention(max_len=5))
+    await log.append_many([state("ann", float(t), 0.0, 0.5) for t in range(5)])
+    await log.read_new("crashed", count=5)  # taken, never acknowledged
+    await log.append_many([state("ann", float(t), 0.0, 0.5) for t in range(5, 10)])  # trims the first five
+    worker = projector(log, neo4j_driver, ProjectorConfig(block_ms=0, claim_idle_ms=0))
+    await worker.drain()
+    assert worker.stats.trimmed == 5 and worker.stats.projected == 5
+    assert await chain(neo4j_driver, "ann") == [float(t) for t in range(5, 10)]
+
+
+async def test_drain_gives_up_after_its_rounds(neo4j_driver: neo4j.AsyncDriver) -> None:
+    log = MemoryEventLog()
+    await log.append_many([state("ann", float(t), 0.0, 0.5) for t in range(4)])
+    worker = projector(log, neo4j_driver, ProjectorConfig(batch_size=1, block_ms=0))
+    with pytest.raises(RuntimeError, match="did not drain within 2 rounds"):
+        await worker.drain(max_rounds=2)
+
+
+async def test_an_unexpected_error_is_logged_and_retried_not_fatal(
+    neo4j_driver: neo4j.AsyncDriver, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = MemoryEventLog()
+    await log.append(state("ann", 1.0, 0.0, 0.5))
+    broken = Projector(log, neo4j_driver, consumer="", config=FAST)  # the log refuses an empty consumer name
+    task = asyncio.create_task(broken.run())
+    await until(lambda: broken.stats.failures >= 2, what="two failed rounds")
+    broken.stop()
+    await asyncio.wait_for(task, 10)
+    assert "consumer must be a non-empty string" in (broken.stats.last_error or "")
+    assert "projector step failed unexpectedly" in caplog.text
+    assert (await log.lag()).undelivered == 1  # nothing consumed, nothing lost

@@ -161,10 +161,3 @@ class MemoryEventLog:
 
     async def length(self) -> int:
         return len(self._keys)
-
-    def pending_consumers(self) -> dict[str, int]:
-        """Pending entries per consumer (for tests and diagnostics)."""
-        counts: dict[str, int] = {}
-        for pending in self._pending.values():
-            counts[pending.consumer] = counts.get(pending.consumer, 0) + 1
-        return counts

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import neo4j
 
-from resonance_worker.domain.thyroid import CircuitBreaker
+from resonance_worker.domain.thyroid import CircuitBreaker, CircuitState
 from resonance_worker.eventlog.base import EventLog, EventLogError, LogEntry, LogLag
 from resonance_worker.graph.errors import GraphError
 from resonance_worker.graph.projection import Plan, ProjectionInputError, plan
@@ -150,6 +150,11 @@ class Projector:
                 await self.step()
             except (GraphError, EventLogError) as exc:
                 await asyncio.sleep(self._failed(exc))
+            except Exception as exc:
+                # A bug must not silently end the projection: log it with its traceback, count it,
+                # back off and try again (the batch is still in hand, unacknowledged).
+                logger.exception("projector step failed unexpectedly")
+                await asyncio.sleep(self._failed(exc))
 
     def stop(self) -> None:
         """Finish the current step and return from :meth:`run` (a cancel does the same, abruptly)."""
@@ -177,9 +182,6 @@ class Projector:
         return settled
 
     async def _step(self) -> int:
-        if not self._schema_ready:
-            await self._graph("schema", ensure_schema(self.driver, database=self.config.database))
-            self._schema_ready = True
         if not self._in_hand:
             self._in_hand = await self._take()
             # Poison is counted once, here; a retried batch reuses its plans.
@@ -187,6 +189,9 @@ class Projector:
         if not self._in_hand:
             return 0
         entries, plans = self._in_hand, self._plans_in_hand
+        if not self._written and plans and not self._schema_ready:
+            await self._graph("schema", ensure_schema(self.driver, database=self.config.database))
+            self._schema_ready = True
         if not self._written:
             # Counted once, at the commit; a failed ack then retries only the ack.
             applied = await self._write(plans) if plans else 0
@@ -307,7 +312,12 @@ class Projector:
         for _ in range(max_rounds):
             settled = await self.step()
             total += settled
-            if settled == 0 and not self._in_hand:
+            # An open circuit also settles nothing: that is waiting, not being drained.
+            if (
+                settled == 0
+                and not self._in_hand
+                and self.breaker.state(self._clock()) is CircuitState.CLOSED
+            ):
                 return total
         raise RuntimeError(f"projector did not drain within {max_rounds} rounds")
 

@@ -155,10 +155,14 @@ async def _read(
     deadline_s: float,
 ) -> list[dict[str, Any]]:
     try:
-        async with asyncio.timeout(deadline_s):
-            records, _, _ = await driver.execute_query(
-                query, dict(parameters), database_=database, routing_=neo4j.RoutingControl.READ
-            )
+        # One auto-commit read, without the driver's retries: an RPC caller wants an answer or an
+        # error within its deadline, not 30 s of reconnection attempts.
+        async with (
+            asyncio.timeout(deadline_s),
+            driver.session(database=database, default_access_mode=neo4j.READ_ACCESS) as session,
+        ):
+            result = await session.run(query, dict(parameters))
+            records = [record async for record in result]
     except TimeoutError as exc:
         raise GraphError(f"graph query timed out after {deadline_s:g} s") from exc
     except (neo4j.exceptions.Neo4jError, neo4j.exceptions.DriverError, OSError) as exc:

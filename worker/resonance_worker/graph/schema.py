@@ -19,7 +19,11 @@ SCHEMA: tuple[str, ...] = (
 
 
 async def ensure_schema(driver: neo4j.AsyncDriver, *, database: str | None = None, wait_s: int = 60) -> None:
-    """Create every constraint and index if missing, then wait until they are online."""
-    for statement in SCHEMA:
-        await driver.execute_query(statement, database_=database)
-    await driver.execute_query(f"CALL db.awaitIndexes({int(wait_s)})", database_=database)
+    """Create every constraint and index if missing, then wait until they are online.
+
+    Auto-commit statements, without the driver's own retries: the caller (the projector) has its
+    own back-off, and a dead server should fail fast."""
+    async with driver.session(database=database) as session:
+        for statement in (*SCHEMA, f"CALL db.awaitIndexes({int(wait_s)})"):
+            result = await session.run(statement)
+            await result.consume()
