@@ -73,3 +73,19 @@ def test_flat_or_short_input_gives_no_beats() -> None:
     noise = np.random.default_rng(0).standard_normal(300) * 1e-3
     found = detect_beats(noise, 30.0, 5.0)
     assert (found.times >= 5.0).all()
+
+
+def test_beats_of_alternating_size_are_all_counted() -> None:
+    # 125 bpm with every third beat larger (as on the vitalDSP oximeter): the autocorrelation's
+    # highest peak spans three beats, and neither the period nor the beats may follow it.
+    t = np.arange(0, 10, 1 / 30)
+    onsets = np.arange(0.2, 10.5, 0.48)
+    x = np.zeros(t.size)
+    for i, onset in enumerate(onsets):
+        size = 1.6 if i % 3 == 0 else 0.6
+        x += size * np.exp(-(((t - onset - 0.12) / 0.06) ** 2))
+    found = detect_beats(x, 30.0, 0.0)
+    assert found.period_s == pytest.approx(0.48, abs=0.02)
+    intervals = np.diff(found.times)
+    assert intervals == pytest.approx(np.full(intervals.size, 0.48), abs=0.04)
+    assert found.times.size >= 19

@@ -54,7 +54,7 @@ class Beats:
     """Correlation with the window's median beat, −1..1; NaN where too little of the beat is in view."""
     period_s: float | None
     periodicity: float
-    """Height of the autocorrelation at the beat period, 0..1."""
+    """Height of the autocorrelation at its best beat lag, 0..1."""
 
 
 def _parabolic_offset(before: FloatArray, centre: FloatArray, after: FloatArray) -> FloatArray:
@@ -118,6 +118,13 @@ def detect_beats(pulse: FloatArray, rate_hz: float, start_time: float) -> Beats:
     peaks = peaks[(peaks > 0) & (peaks < filtered.size - 1)]
     if peaks.size == 0:
         return Beats(empty, empty, empty, empty, empty, period, periodicity)
+    if peaks.size >= 3:
+        # The peaks found can expose a period that spans several beats (the autocorrelation of
+        # beats of alternating size peaks at two or three of them): for the upstroke search and
+        # the template (and for whoever reads `period_s`), the beats' own spacing wins.
+        spacing_s = float(np.median(np.diff(peaks))) / rate_hz
+        if period is None or spacing_s < 0.75 * period:
+            period = spacing_s
     peak_offsets = _parabolic_offset(filtered[peaks - 1], filtered[peaks], filtered[peaks + 1])
     peak_times = start_time + (peaks + peak_offsets) / rate_hz
 
