@@ -29,7 +29,12 @@ def test_console_script_serves_probes_and_prints_demo_token(tmp_path: Path) -> N
         "worker",
         [script],
         log_path=tmp_path / "worker.log",
-        env={"RESONANCE_PORT": str(port), "RESONANCE_JWT_SECRET": secret, "RESONANCE_LOG_JSON": "false"},
+        env={
+            "RESONANCE_PORT": str(port),
+            "RESONANCE_JWT_SECRET": secret,
+            "RESONANCE_LOG_JSON": "false",
+            "RESONANCE_DEV_MODE": "true",  # a demo token for a configured secret only in dev mode
+        },
     ).start()
     base = f"http://127.0.0.1:{port}"
     try:

@@ -18,18 +18,25 @@ from resonance_worker.tokens import mint_connection_token
 from resonance_worker.transport.app import NODE, create_app
 
 
-def load_settings() -> WorkerSettings:
-    """Settings from the environment; a random JWT secret when none is set."""
+def load_settings() -> tuple[WorkerSettings, bool]:
+    """Settings from the environment (a random JWT secret when none is set), and
+    whether a demo token may be printed: only in development mode or with that
+    throw-away secret - a token valid for a real secret must not land in pod logs."""
     settings = WorkerSettings()
     if settings.jwt_secret is None:
         settings = settings.model_copy(update={"jwt_secret": SecretStr(secrets.token_urlsafe(32))})
-    return settings
+        return settings, True
+    return settings, settings.dev_mode
 
 
-def banner(settings: WorkerSettings, port: int) -> str:
-    """How to connect, with a demo token, printed once the server listens."""
+def banner(settings: WorkerSettings, port: int, *, demo_token: bool = True) -> str:
+    """How to connect, with a demo token when allowed, printed once the server listens."""
     assert settings.jwt_secret is not None
-    token = mint_connection_token(settings.jwt_secret.get_secret_value(), sub="demo", now=time.time())
+    token = (
+        mint_connection_token(settings.jwt_secret.get_secret_value(), sub="demo", now=time.time())
+        if demo_token
+        else "(set RESONANCE_DEV_MODE=true to print one)"
+    )
     base = f"{settings.host}:{port}"
     return "\n".join(
         [
@@ -44,7 +51,7 @@ def banner(settings: WorkerSettings, port: int) -> str:
     )
 
 
-async def serve(settings: WorkerSettings) -> None:
+async def serve(settings: WorkerSettings, *, demo_token: bool = True) -> None:
     """Serve until SIGINT or SIGTERM, then clean up."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -56,7 +63,7 @@ async def serve(settings: WorkerSettings) -> None:
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
     port = runner.addresses[0][1] if runner.addresses else settings.port
-    print(banner(settings, port), flush=True)
+    print(banner(settings, port, demo_token=demo_token), flush=True)
     try:
         await stop.wait()
         # Stop accepting, then let clients go over the drain window (they
@@ -69,7 +76,7 @@ async def serve(settings: WorkerSettings) -> None:
 
 def main() -> None:
     try:
-        settings = load_settings()
+        settings, demo_token = load_settings()
     except ValidationError as exc:
         print(f"resonance-worker: invalid settings:\n{exc}", file=sys.stderr)
         raise SystemExit(2) from exc
@@ -81,7 +88,7 @@ def main() -> None:
     else:
         runner = uvloop.run
     try:
-        runner(serve(settings))
+        runner(serve(settings, demo_token=demo_token))
     except ConfigError as exc:
         print(f"resonance-worker: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc

@@ -49,7 +49,12 @@ async def test_connections_per_ip(start_worker: StartWorker, clients: Clients) -
 
 async def test_connections_per_ip_behind_an_ingress(start_worker: StartWorker, clients: Clients) -> None:
     worker = start_worker(
-        {"RESONANCE_LIMITS__MAX_CONNECTIONS_PER_IP": "1", "RESONANCE_CLIENT_IP_HEADER": "X-Forwarded-For"}
+        {
+            "RESONANCE_LIMITS__MAX_CONNECTIONS_PER_IP": "1",
+            "RESONANCE_CLIENT_IP_HEADER": "X-Forwarded-For",
+            # The test client is the ingress (127.0.0.1); 10.9.9.9 is a second proxy of ours.
+            "RESONANCE_TRUSTED_PROXIES": '["127.0.0.1/32", "10.9.9.9/32"]',
+        }
     )
     await clients.connected(
         worker.ws_url, worker.token("a"), headers={"X-Forwarded-For": "10.0.0.1, 10.9.9.9"}

@@ -23,6 +23,7 @@ from resonance_worker.domain.codes import ErrorCode
 from resonance_worker.domain.protocol import client_info_json, publication_json
 from resonance_worker.engines.base import StreamPosition
 from resonance_worker.errors import EngineError
+from resonance_worker.transport import audit
 from resonance_worker.transport.node import Node, history_options
 
 log = logging.getLogger("resonance.worker.api")
@@ -156,26 +157,35 @@ async def _call(node: Node, method: str, body: dict[str, Any]) -> dict[str, Any]
 
 
 async def handle(request: web.Request) -> web.Response:
+    """Answer one server-API call and write its audit record."""
+    response, body = await _answer(request)
+    audit.record(request, f"api.{request.match_info['method']}", response.status, body)
+    return response
+
+
+async def _answer(request: web.Request) -> tuple[web.Response, Any]:
     from resonance_worker.transport.app import NODE  # the app module imports this one
 
     node = request.app[NODE]
     key = node.settings.api_key
     if key is None or not key.get_secret_value():
-        return _json_response({"error": {"code": 108, "message": "server API disabled (no api_key)"}}, 403)
+        return _json_response(
+            {"error": {"code": 108, "message": "server API disabled (no api_key)"}}, 403
+        ), None
     if not _authorized(request, key.get_secret_value()):
-        return _json_response({"error": {"code": 101, "message": "unauthorized"}}, 401)
+        return _json_response({"error": {"code": 101, "message": "unauthorized"}}, 401), None
     try:
         body = await request.json() if request.can_read_body else {}
     except ValueError:
-        return _json_response({"error": {"code": 107, "message": "body must be JSON"}}, 400)
+        return _json_response({"error": {"code": 107, "message": "body must be JSON"}}, 400), None
     if not isinstance(body, dict):
-        return _json_response({"error": {"code": 107, "message": "body must be a JSON object"}}, 400)
+        return _json_response({"error": {"code": 107, "message": "body must be a JSON object"}}, 400), body
     method = request.match_info["method"]
     try:
         result = await _call(node, method, body)
     except ApiError as exc:
-        return _json_response({"error": {"code": int(exc.code), "message": exc.message}}, exc.status)
+        return _json_response({"error": {"code": int(exc.code), "message": exc.message}}, exc.status), body
     except EngineError as exc:
         log.error("server API call failed", extra={"method": method, "error": str(exc)})
-        return _json_response({"error": {"code": 100, "message": "engine unavailable"}}, 503)
-    return _json_response({"result": result})
+        return _json_response({"error": {"code": 100, "message": "engine unavailable"}}, 503), body
+    return _json_response({"result": result}), body
