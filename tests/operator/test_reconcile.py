@@ -3,6 +3,7 @@ from __future__ import annotations
 from resonance_operator.kube.client import KubeClient
 from resonance_operator.kube.credentials import Credentials
 from resonance_operator.reconcile import reconcile_cluster
+
 from tests.operator import fixtures
 
 

@@ -47,11 +47,13 @@ class Runtime:
         if key in self.waiting:
             return None  # a reconcile is already queued behind the running one; it will see this change
         lock = self.locks.setdefault(key, asyncio.Lock())
+        contended = lock.locked()
         self.waiting.add(key)
         async with lock:
             self.waiting.discard(key)
-            # Re-read unless the body is fresh from kopf: a queued trigger must act on the latest state.
-            if trigger not in {"change", "resync"}:
+            # A child event carries no cluster body, and a trigger that waited stands in for the ones
+            # coalesced into it: both act on a fresh read. Kopf's own bodies are fresh otherwise.
+            if contended or trigger not in {"change", "resync"}:
                 fresh = await kube_children.get_cluster(self.kube, *key)
                 if fresh is None or fresh["metadata"].get("deletionTimestamp"):
                     return None

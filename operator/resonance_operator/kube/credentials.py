@@ -5,6 +5,7 @@ loaders so every kubeconfig flavour it knows works here too."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import ssl
 from pathlib import Path
 
@@ -49,12 +50,15 @@ def load(kubeconfig: str | None = None) -> Credentials:
     configuration = k8s_client.Configuration()
     token_path: Path | None = None
     namespace: str | None = None
+    explicit = kubeconfig is not None
+    # Resolved here, not by the kubernetes package (which reads $KUBECONFIG once, at import).
+    kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
     try:
         k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
         _, context = k8s_config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
         namespace = context.get("context", {}).get("namespace")
     except (k8s_config.ConfigException, FileNotFoundError, TypeError) as kubeconfig_error:
-        if kubeconfig is not None:
+        if explicit:
             raise CredentialsError(
                 f"cannot load kubeconfig {kubeconfig}: {kubeconfig_error}"
             ) from kubeconfig_error
