@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Any
 
 import neo4j
 import pytest
@@ -12,7 +13,7 @@ from resonance_worker.domain import events
 from resonance_worker.domain.events import Event, EventType
 from resonance_worker.eventlog import MemoryEventLog, Retention
 from resonance_worker.eventlog.redis import RedisEventLog
-from resonance_worker.graph import Projector, ProjectorConfig, ensure_schema
+from resonance_worker.graph import Projector, ProjectorConfig, ensure_schema, plan
 
 from tests.worker.graph.conftest import FAST, chain, project, projector, rows, snapshot, state, until
 
@@ -292,3 +293,22 @@ async def test_an_unexpected_error_is_logged_and_retried_not_fatal(
     assert "consumer must be a non-empty string" in (broken.stats.last_error or "")
     assert "projector step failed unexpectedly" in caplog.text
     assert (await log.lag()).undelivered == 1  # nothing consumed, nothing lost
+
+
+def _db_hits(operator: dict[str, Any]) -> int:
+    return int(operator.get("dbHits", 0)) + sum(_db_hits(child) for child in operator.get("children", []))
+
+
+async def test_inserting_into_a_long_chain_seeks_instead_of_scanning(neo4j_driver: neo4j.AsyncDriver) -> None:
+    """The work of one insert (database hits, from PROFILE) does not grow with the person's history."""
+    hits = {}
+    for person, length in (("short", 20), ("long", 400)):
+        await project(neo4j_driver, [state(person, float(t), 0.0, 0.5) for t in range(length)])
+        late = plan(state(person, length / 2 + 0.5, 0.1, 0.5))  # lands in the middle of the chain
+        async with neo4j_driver.session() as session:
+            result = await session.run("PROFILE " + late.statement, late.parameters)
+            summary = await result.consume()
+        assert summary.profile is not None
+        hits[person] = _db_hits(summary.profile)
+        assert len(await chain(neo4j_driver, person)) == length + 1
+    assert hits["long"] <= hits["short"] + 10, hits

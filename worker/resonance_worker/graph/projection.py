@@ -11,6 +11,9 @@ successor *by time* (``at``, ties broken by event id), not by arrival, and the
 person's ``LATEST`` edge moves only when it is the newest, so events arriving in
 any order end in the same chain. The statement first writes the ``User`` node,
 which takes its lock: two projectors inserting states for one person serialise.
+Neighbours are found by seeks on the ``State(user_id, at)`` index in index order
+(the strictly earlier/later neighbour, and ties at the same time by id), so an
+insert costs O(log n) in the person's number of states, not a scan of them.
 """
 
 from __future__ import annotations
@@ -50,12 +53,27 @@ SET u.states = coalesce(u.states, 0) + 1
 CREATE (s:State {id: $id, user_id: $subject, at: $at, valence: $valence, arousal: $arousal,
                  label: $label, source: $source, session_id: $session_id})
 WITH u, s
-OPTIONAL MATCH (p:State {user_id: $subject})
-WHERE p.at <= $at AND (p.at < $at OR p.id < $id)
-WITH u, s, p ORDER BY p.at DESC, p.id DESC LIMIT 1
-OPTIONAL MATCH (n:State {user_id: $subject})
-WHERE n.at >= $at AND (n.at > $at OR n.id > $id)
-WITH u, s, p, n ORDER BY n.at ASC, n.id ASC LIMIT 1
+CALL {
+  OPTIONAL MATCH (t:State) WHERE t.user_id = $subject AND t.at = $at AND t.id < $id
+  WITH t ORDER BY t.id DESC LIMIT 1
+  RETURN t AS tie_before
+}
+CALL {
+  OPTIONAL MATCH (e:State) WHERE e.user_id = $subject AND e.at < $at
+  WITH e ORDER BY e.user_id DESC, e.at DESC, e.id DESC LIMIT 1
+  RETURN e AS earlier
+}
+CALL {
+  OPTIONAL MATCH (t:State) WHERE t.user_id = $subject AND t.at = $at AND t.id > $id
+  WITH t ORDER BY t.id ASC LIMIT 1
+  RETURN t AS tie_after
+}
+CALL {
+  OPTIONAL MATCH (l:State) WHERE l.user_id = $subject AND l.at > $at
+  WITH l ORDER BY l.user_id ASC, l.at ASC, l.id ASC LIMIT 1
+  RETURN l AS later
+}
+WITH u, s, coalesce(tie_before, earlier) AS p, coalesce(tie_after, later) AS n
 OPTIONAL MATCH (p)-[old:NEXT]->(n)
 DELETE old
 FOREACH (_ IN CASE WHEN p IS NULL THEN [] ELSE [1] END | CREATE (p)-[:NEXT]->(s))
