@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from resonance_worker.domain.channels import NamespaceOptions, default_namespaces
-from resonance_worker.domain.netpolicy import parse_networks
+from resonance_worker.living_settings import LivingSettings, Neo4jSettings
 
 
 class EngineKind(enum.StrEnum):
@@ -87,20 +87,8 @@ class WorkerSettings(BaseSettings):
     jwt_issuer: str | None = Field(None, description="Required `iss` claim, if set.")
     client_ip_header: str | None = Field(
         None,
-        description="Header holding the client address behind a trusted ingress (e.g. `X-Forwarded-For`), "
-        "believed only from `trusted_proxies`; unset: the TCP peer. Per-IP limits and IP lists use it.",
-    )
-    trusted_proxies: list[str] = Field(
-        default_factory=list,
-        description="CIDRs of the proxies whose `client_ip_header` is believed (JSON list). The client "
-        "address is the rightmost header entry outside these networks; a peer outside them is the client.",
-    )
-    ip_allow: list[str] = Field(
-        default_factory=list,
-        description="CIDRs that may connect (JSON list); empty: everyone not denied. Refused: HTTP 403.",
-    )
-    ip_deny: list[str] = Field(
-        default_factory=list, description="CIDRs that may not connect (JSON list); wins over `ip_allow`."
+        description="Header holding the client address behind a trusted ingress (e.g. `X-Forwarded-For`, "
+        "first entry); unset: the TCP peer. Per-IP limits count this address.",
     )
     allow_anonymous: bool = Field(False, description="Accept connections without a token (user '').")
     dev_mode: bool = Field(False, description="Development mode: enables `POST /token`. Never in production.")
@@ -136,6 +124,12 @@ class WorkerSettings(BaseSettings):
         default_factory=NamespaceOptions, description="Options of channels without a namespace (JSON)."
     )
     limits: LimitSettings = Field(default_factory=LimitSettings, description="Connection and rate limits.")
+    living: LivingSettings = Field(
+        default_factory=LivingSettings, description="The living core: thyroid, states, rooms, biometrics."
+    )
+    neo4j: Neo4jSettings = Field(
+        default_factory=Neo4jSettings, description="The temporal graph (off by default)."
+    )
 
     @model_validator(mode="after")
     def _redis_url_scheme(self) -> WorkerSettings:
@@ -143,15 +137,6 @@ class WorkerSettings(BaseSettings):
             ("redis://", "rediss://", "unix://")
         ):
             raise ValueError("redis_url must start with redis://, rediss:// or unix://")
-        return self
-
-    @model_validator(mode="after")
-    def _address_lists(self) -> WorkerSettings:
-        for name in ("trusted_proxies", "ip_allow", "ip_deny"):
-            parse_networks(getattr(self, name))
-        if self.client_ip_header and not self.trusted_proxies:
-            # Believing the header from anyone lets every client pick its own address.
-            raise ValueError("client_ip_header needs trusted_proxies (the CIDRs of the proxies that set it)")
         return self
 
 
@@ -196,6 +181,18 @@ def render_settings_doc() -> str:
         "| Variable | Default | Meaning |",
         "|---|---|---|",
         *_rows(LimitSettings, "RESONANCE_LIMITS__"),
+        "",
+        "## Living core (`RESONANCE_LIVING__…`)",
+        "",
+        "| Variable | Default | Meaning |",
+        "|---|---|---|",
+        *_rows(LivingSettings, "RESONANCE_LIVING__"),
+        "",
+        "## Temporal graph (`RESONANCE_NEO4J__…`)",
+        "",
+        "| Variable | Default | Meaning |",
+        "|---|---|---|",
+        *_rows(Neo4jSettings, "RESONANCE_NEO4J__"),
         "",
         "## Namespace options (JSON keys in `RESONANCE_NAMESPACES`)",
         "",

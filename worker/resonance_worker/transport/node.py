@@ -20,7 +20,6 @@ from resonance_worker.domain.auth import TokenVerifier
 from resonance_worker.domain.channels import ChannelRules
 from resonance_worker.domain.codes import Disconnect, Disconnects, ErrorCode
 from resonance_worker.domain.limits import ConnectionCounter, LimitKind
-from resonance_worker.domain.netpolicy import AddressPolicy
 from resonance_worker.domain.protocol import (
     client_info_json,
     encode_join_push,
@@ -44,6 +43,7 @@ from resonance_worker.domain.session import (
     SubscribeOp,
     UnsubscribeOp,
 )
+from resonance_worker.domain.thyroid import PainSource
 from resonance_worker.engines.base import (
     ClientInfo,
     Engine,
@@ -62,6 +62,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("resonance.worker.node")
 
 MessageHandler = Any  # async (RpcCall) -> None, for the `send` command
+
+
+class PainHooks:
+    """Where the worker reports what hurts; the living core's thyroid replaces this no-op."""
+
+    def feel(self, source: PainSource) -> None:
+        """One pain signal (an engine failure, a limit hit, a failing RPC handler)."""
+
+    def error_reply(self, code: int) -> None:
+        """An error reply was sent to a client."""
+
+    def disconnected(self, reason: Disconnect | None) -> None:
+        """A connection ended (``reason``: why the server closed it, None when the client left)."""
 
 
 def engine_info(info: PeerInfo) -> ClientInfo:
@@ -97,12 +110,6 @@ class Node:
         self.rpc_methods = dict(rpc_methods)
         self.message_handler = message_handler
         self.rules = ChannelRules(settings.namespaces, settings.default_namespace)
-        self.address_policy = AddressPolicy.from_lists(
-            allow=settings.ip_allow,
-            deny=settings.ip_deny,
-            trusted_proxies=settings.trusted_proxies,
-            header=settings.client_ip_header,
-        )
         limits = settings.limits
         self.session_config = SessionConfig(
             ping_interval=settings.ping_interval_seconds,
@@ -131,12 +138,14 @@ class Node:
         self.by_user: dict[str, set[Connection]] = {}
         self.local_subs: dict[str, dict[str, Connection]] = {}
         self.draining = False
+        self.pain = PainHooks()
         self._engine_lock: dict[str, asyncio.Lock] = {}
 
     # -- limits, logged and counted -------------------------------------------------
 
     def limit_tripped(self, kind: str, *, client: str = "", user: str = "", ip: str = "") -> None:
         self.metrics.limits.labels(kind=kind).inc()
+        self.pain.feel(PainSource.LIMIT_HIT)
         log.warning("limit exceeded", extra={"limit": kind, "client": client, "user": user, "ip": ip})
 
     # -- engine events (EngineEventHandler) --------------------------------------------
@@ -223,6 +232,7 @@ class Node:
 
     async def forget(self, conn: Connection) -> None:
         """Undo everything a closed connection left: subscriptions, presence, counts."""
+        self.pain.disconnected(conn.session.close_reason)
         self.connections.pop(conn.client_id, None)
         self.metrics.connections.set(len(self.connections))
         users = self.by_user.get(conn.session.user)
@@ -293,6 +303,7 @@ class Node:
                 extra={"op": op.method, "client": conn.client_id, "error": str(exc)},
             )
             session.reject(op, ErrorCode.INTERNAL)
+            self.pain.feel(PainSource.ENGINE_TIMEOUT)
         conn.wake()
 
     async def _stream_state(self, conn: Connection, op: SubscribeOp) -> StreamState:
@@ -404,6 +415,7 @@ class Node:
             return
         except Exception:
             log.exception("rpc handler failed", extra={"method": op.rpc_method, "client": op.client})
+            self.pain.feel(PainSource.SERVER_ERROR)
             conn.session.reject(op, ErrorCode.INTERNAL)
             return
         out: dict[str, Any] = {}

@@ -1,0 +1,271 @@
+"""The living core on real worker processes with real centrifuge-python clients:
+pain → insight → decay, shedding, state reports, room resonance, biometric streams."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import centrifuge
+import numpy as np
+import pytest
+
+from bench.biometrics import synthetic
+from tests.harness.worker import WorkerProcess
+from tests.worker.transport.conftest import Clients, SubRecorder
+
+StartWorker = Callable[..., WorkerProcess]
+
+FAST_THYROID = {
+    "RESONANCE_LIVING__THYROID_THRESHOLD": "3",
+    "RESONANCE_LIVING__THYROID_HALF_LIFE_SECONDS": "1",
+    "RESONANCE_LIVING__THYROID_MIN_DWELL_SECONDS": "0.5",
+    "RESONANCE_LIVING__THYROID_EVALUATE_SECONDS": "0.1",
+}
+
+
+async def subscribe(client: centrifuge.Client, channel: str) -> SubRecorder:
+    events = SubRecorder()
+    sub = client.new_subscription(channel, events=events)
+    await sub.subscribe()
+    await events.wait_for("subscribed")
+    return events
+
+
+async def next_data(events: SubRecorder, accept: Callable[[Any], bool], timeout: float = 15.0) -> Any:
+    """The data of the next publication ``accept`` likes."""
+
+    async def until() -> Any:
+        while True:
+            ctx = await events.wait_for("publication", timeout)
+            if accept(ctx.pub.data):
+                return ctx.pub.data
+
+    return await asyncio.wait_for(until(), timeout)
+
+
+async def status(worker: WorkerProcess) -> dict[str, Any]:
+    code, body = await asyncio.to_thread(worker.http, "GET", "/thyroid/status")
+    assert code == 200
+    assert isinstance(body, dict)
+    return body
+
+
+async def test_thyroid_status_shape_and_metrics(start_worker: StartWorker) -> None:
+    worker = start_worker()
+    body = await status(worker)
+    assert set(body) == {"pain", "threshold", "state", "sources", "insights", "updated_at"}
+    assert body["state"] == "calm" and body["pain"] == 0 and body["threshold"] == 10.0
+    assert set(body["sources"]) == {
+        "protocol_error",
+        "limit_hit",
+        "auth_failure",
+        "engine_timeout",
+        "neo4j_failure",
+        "server_error",
+        "disconnect_storm",
+    }
+    assert body["insights"] == []
+    metrics = await asyncio.to_thread(worker.metrics)
+    assert "resonance_thyroid_pain 0.0" in metrics
+    assert 'resonance_thyroid_state{state="calm"} 1.0' in metrics
+
+
+async def test_errors_raise_pain_release_an_insight_then_decay(
+    start_worker: StartWorker, clients: Clients
+) -> None:
+    worker = start_worker(FAST_THYROID)
+    watcher, _ = await clients.connected(worker.ws_url, worker.token("ops"))
+    system = await subscribe(watcher, "system:thyroid")
+    client, _ = await clients.connected(worker.ws_url, worker.token("clumsy"))
+    for _ in range(6):  # each refused RPC is a protocol error (severity 1) against a threshold of 3
+        with pytest.raises(centrifuge.ReplyError) as error:
+            await client.rpc("no.such.method", None)
+        assert error.value.code == 104
+    pushed = await next_data(system, lambda data: data["state"] != "calm")
+    assert pushed["pain"] >= 3 and pushed["sources"]["protocol_error"] > 0
+    insight = pushed["insights"][0]
+    assert insight["top_source"] == "protocol_error" and insight["top_share"] == 1.0
+    assert insight["suggested_action"] and "protocol_error" in insight["summary"]
+    body = await status(worker)
+    assert body["insights"][0]["top_source"] == "protocol_error"
+    metrics = await asyncio.to_thread(worker.metrics)
+    assert re.search(r"^resonance_thyroid_pain [1-9]", metrics, re.M)
+    # Half-life 1 s: the pain fades, and the thyroid relaxes (the insight stays in the history).
+    calm = await next_data(system, lambda data: data["state"] == "calm" and data["pain"] < 1.8)
+    assert calm["insights"] and calm["insights"][0]["top_source"] == "protocol_error"
+    assert await client.rpc("echo", 1)  # the client was never cut off
+
+
+async def test_overload_sheds_new_connections_with_a_retry_hint(
+    start_worker: StartWorker, clients: Clients
+) -> None:
+    worker = start_worker({**FAST_THYROID, "RESONANCE_LIVING__THYROID_HALF_LIFE_SECONDS": "3"})
+    client, _ = await clients.connected(worker.ws_url, worker.token("noisy"))
+    for _ in range(12):  # pain 12 ≥ 3 × 3: overloaded
+        with pytest.raises(centrifuge.ReplyError):
+            await client.rpc("nope", None)
+
+    def shed() -> tuple[int, Any, str | None]:
+        import urllib.error
+        import urllib.request
+
+        try:
+            urllib.request.urlopen(worker.base_url + "/connection/websocket", timeout=5)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read()), exc.headers.get("Retry-After")
+        return 200, None, None
+
+    code, body, retry_after = await asyncio.to_thread(shed)
+    assert code == 503 and body["error"] == "overloaded"
+    assert retry_after is not None and int(retry_after) >= 1 and body["retry_after"] > 0
+    assert (await status(worker))["state"] == "overloaded"
+    metrics = await asyncio.to_thread(worker.metrics)
+    assert 'resonance_thyroid_state{state="overloaded"} 1.0' in metrics
+    # The connected client stays; the refusals counted as limit-free protocol pain only.
+    assert (await client.rpc("echo", "still here")).data == "still here"
+
+
+async def test_state_report_validates_smooths_and_is_replayable(
+    start_worker: StartWorker, clients: Clients
+) -> None:
+    worker = start_worker()
+    client, _ = await clients.connected(worker.ws_url, worker.token("rita"))
+    reply = await client.rpc("state.report", {"valence": 0.5, "arousal": 0.2, "label": "calm"})
+    state = reply.data["state"]
+    assert state["valence"] == 0.5 and state["arousal"] == 0.2 and state["label"] == "calm"
+    assert state["source"] == "self_report"
+    reply = await client.rpc("state.report", {"valence": -0.5, "arousal": 0.2})
+    assert -0.5 < reply.data["state"]["valence"] < 0.5  # smoothed, not the last report
+    bad = [
+        ({"valence": 2, "arousal": 0.2}, "valence: must be between -1 and 1, got 2"),
+        ({"valence": 0.1}, "arousal: is required"),
+        ({"valence": 0.1, "arousal": 0.1, "mood": "x"}, "mood: unknown field"),
+        ("calm", "report: must be a JSON object"),
+        ({"valence": 0.1, "arousal": 0.1, "source": "psychic"}, "source: must be one of"),
+    ]
+    for data, message in bad:
+        with pytest.raises(centrifuge.ReplyError) as error:
+            await client.rpc("state.report", data)
+        assert error.value.code == 107 and error.value.message.startswith(message)
+    current = (await client.rpc("state.get", None)).data
+    assert current["self_report"]["weight"] > 1 and current["biometric"] is None
+    replayed = (await client.rpc("events.replay", {"types": ["state_changed"]})).data["events"]
+    assert [e["payload"]["state"]["valence"] for e in replayed] == [0.5, -0.5]
+    assert all(e["subject"] == "rita" for e in replayed)
+    with pytest.raises(centrifuge.ReplyError) as error:
+        await client.rpc("events.replay", {"types": ["nonsense"]})
+    assert error.value.code == 107
+    thyroid = (await client.rpc("thyroid.status", None)).data
+    assert thyroid["sources"]["protocol_error"] > 0  # the refused reports hurt a little
+
+
+async def test_room_resonance_rises_when_states_converge(start_worker: StartWorker, clients: Clients) -> None:
+    worker = start_worker(
+        {
+            "RESONANCE_LIVING__ROOM_TICK_SECONDS": "0.2",
+            "RESONANCE_LIVING__ROOM_CADENCE_SECONDS": "2",
+            "RESONANCE_LIVING__STATE_HALF_LIFE_SECONDS": "0.2",
+        }
+    )
+    alice, _ = await clients.connected(worker.ws_url, worker.token("alice"))
+    bob, _ = await clients.connected(worker.ws_url, worker.token("bob"))
+    joined = (await alice.rpc("room.join", {"room": "duo"})).data
+    assert joined == {"channel": "room:duo", "members": ["alice"]}
+    assert (await bob.rpc("room.join", {"room": "duo"})).data["members"] == ["alice", "bob"]
+    alice_room = await subscribe(alice, "room:duo")
+    bob_room = await subscribe(bob, "room:duo")
+    await alice.rpc("state.report", {"valence": 0.9, "arousal": 0.9})
+    await bob.rpc("state.report", {"valence": -0.9, "arousal": 0.1})
+    shared = await next_data(bob_room, lambda d: d["type"] == "state" and d["user"] == "alice")
+    assert shared["state"]["valence"] == 0.9
+    apart = await next_data(
+        alice_room, lambda d: d["type"] == "resonance" and d["members"] == 2 and d["agreement"] < 0.5
+    )
+    assert (
+        apart["room_id"] == "duo" and apart["score"] == apart["agreement"]
+    )  # no heart rates: agreement only
+    await asyncio.sleep(1.2)  # bob's old report fades (half-life 0.2 s)
+    await bob.rpc("state.report", {"valence": 0.9, "arousal": 0.9})
+    close = await next_data(alice_room, lambda d: d["type"] == "resonance" and d["agreement"] > 0.9)
+    assert close["score"] > apart["score"] + 0.4
+    seen_by_bob = await next_data(bob_room, lambda d: d["type"] == "resonance" and d["agreement"] > 0.9)
+    assert seen_by_bob["score"] == pytest.approx(close["score"], abs=0.1)
+    with pytest.raises(centrifuge.ReplyError) as error:
+        await alice.rpc("room.join", {"room": "no spaces!"})
+    assert error.value.code == 107
+    assert (await bob.rpc("room.leave", {"room": "duo"})).data == {"left": "duo"}
+    with pytest.raises(centrifuge.ReplyError) as error:
+        await bob.rpc("room.leave", {"room": "duo"})
+    assert error.value.code == 107 and "not a member" in error.value.message
+    events = (await alice.rpc("events.replay", {"types": ["state_changed"]})).data["events"]
+    assert {e["subject"] for e in events} == {"alice"}
+
+
+def ppg_batches(seconds: int, hr_bpm: float = 72.0) -> list[dict[str, Any]]:
+    """One-second batches of a synthetic 30 Hz finger PPG with known heart rate."""
+    beats = synthetic.beat_times(seconds + 2, hr_bpm=hr_bpm)
+    t = synthetic.frame_times(seconds, jitter=0.1)
+    values = synthetic.pulse_at(t, beats)
+    batches = []
+    for second in range(seconds):
+        inside = (t >= second) & (t < second + 1)
+        batches.append({"kind": "ppg", "t": t[inside].tolist(), "values": values[inside].tolist()})
+    return batches
+
+
+async def test_biometric_stream_gives_heart_rate_on_the_channel(
+    start_worker: StartWorker, clients: Clients
+) -> None:
+    worker = start_worker()
+    client, _ = await clients.connected(worker.ws_url, worker.token("bea"))
+    channel = await subscribe(client, "bio:#bea")
+    replies = []
+    for batch in ppg_batches(14):
+        replies.append((await client.rpc("bio.push", batch)).data)
+    assert all(reply["channel"] == "bio:#bea" for reply in replies)
+    rates = [r["bpm"] for reply in replies for r in reply["readings"] if r["kind"] == "heart_rate"]
+    assert len(rates) >= 5 and all(r is not None for r in rates)
+    assert np.mean(rates) == pytest.approx(72.0, abs=5.0)
+    published = await next_data(channel, lambda d: d["kind"] == "heart_rate")
+    assert published["bpm"] == pytest.approx(72.0, abs=6.0) and 0 < published["quality"] <= 1
+    metrics = await asyncio.to_thread(worker.metrics)
+    assert re.search(r"^resonance_bio_update_seconds_count [1-9]", metrics, re.M)
+
+
+async def test_bad_biometric_batches_get_clear_errors(start_worker: StartWorker, clients: Clients) -> None:
+    worker = start_worker()
+    client, _ = await clients.connected(worker.ws_url, worker.token("bo"))
+    good = ppg_batches(2)
+    await client.rpc("bio.push", good[1])
+    cases = [
+        (good[0], "not after the previous sample"),  # earlier than what the stream already has
+        ({"kind": "ppg", "t": [1, 2], "values": [1]}, "t and values must have the same length"),
+        ({"kind": "eeg", "t": [1], "values": [1]}, "kind must be"),
+        ({"kind": "ppg", "t": "soon", "values": [1]}, "t must be a non-empty list"),
+        ({"kind": "ppg", "t": [1, "x"], "values": [1, 2]}, "t must hold only numbers"),
+        ({"kind": "rgb", "t": [3, 3.1], "values": [1, 2]}, "values must be a list of rows of 3 numbers"),
+        ({"kind": "ppg", "t": list(range(5000)), "values": [0] * 5000}, "t: at most 4096"),
+        ({"kind": "ppg", "t": [5], "values": [1], "extra": 1}, "extra: unknown field"),
+        ([1, 2], "bio.push takes a JSON object"),
+        ({"kind": "ppg", "t": [5], "values": [1], "region": "toe"}, "region must be"),
+        ({"kind": "ppg", "t": [5], "values": [1], "motion": {"t": [5], "accel": [1]}}, "motion.accel must"),
+        ({"kind": "ppg", "t": [5], "values": [1], "motion": 3}, "motion must be an object"),
+    ]
+    for data, message in cases:
+        with pytest.raises(centrifuge.ReplyError) as error:
+            await client.rpc("bio.push", data)
+        assert error.value.code == 107, data
+        assert message in error.value.message, (message, error.value.message)
+    # Missing values (null) are gaps, not errors; the stream carries on after every refusal.
+    gap = {"kind": "ppg", "t": [2.0 + i / 30 for i in range(30)], "values": [None] * 30}
+    assert (await client.rpc("bio.push", gap)).data["readings"] == []
+    motion = {"t": gap["t"], "accel": [[0, 0, 9.8]] * 30}
+    later = {"kind": "ppg", "t": [3.0 + i / 30 for i in range(30)], "values": [0.5] * 30, "motion": motion}
+    with pytest.raises(centrifuge.ReplyError):  # motion timestamps must also move forward… here they do not
+        await client.rpc("bio.push", {**later, "motion": {**motion, "t": [1.0] * 30}})
+    assert (await client.rpc("bio.stop", None)).data == {"stopped": True}
+    assert (await client.rpc("bio.stop", None)).data == {"stopped": False}

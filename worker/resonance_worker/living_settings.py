@@ -1,0 +1,62 @@
+"""Settings of the living core (thyroid, states, rooms, biometrics) and of the graph.
+
+Part of ``WorkerSettings`` (``RESONANCE_LIVING__…`` and ``RESONANCE_NEO4J__…``);
+documented in docs/settings.md and docs/living-core.md ("Wiring").
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class LivingSettings(BaseModel):
+    """The living core's parameters. The defaults suit production; tests shrink the times."""
+
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool = Field(True, description="Serve the living core (RPC methods, channels, thyroid).")
+    thyroid_threshold: float = Field(10.0, gt=0, description="Pain at which the thyroid becomes stressed.")
+    thyroid_half_life_seconds: float = Field(60.0, gt=0, description="Half-life of pain.")
+    thyroid_min_dwell_seconds: float = Field(
+        30.0, ge=0, description="A thyroid state holds at least this long before it relaxes."
+    )
+    thyroid_overload_factor: float = Field(
+        3.0, gt=1, description="Overloaded at this multiple of the threshold."
+    )
+    thyroid_evaluate_seconds: float = Field(
+        1.0, gt=0, description="How often the thyroid is evaluated, merged with peers and published."
+    )
+    thyroid_peer_ttl_seconds: float = Field(
+        15.0, gt=0, description="A worker's pain snapshot in the engine expires unless rewritten."
+    )
+    disconnect_storm_count: int = Field(
+        50, ge=2, description="This many disconnects within the storm window are one `disconnect_storm` pain."
+    )
+    disconnect_storm_window_seconds: float = Field(10.0, gt=0, description="The disconnect-storm window.")
+    state_half_life_seconds: float = Field(60.0, gt=0, description="Half-life of a person's smoothed state.")
+    room_tick_seconds: float = Field(1.0, gt=0, description="How often each room's resonance is computed.")
+    room_cadence_seconds: float = Field(
+        5.0, gt=0, description="A room's resonance is published at least this often."
+    )
+    room_min_change: float = Field(
+        0.1, gt=0, le=1, description="A resonance change this large is published at once (not before 1 s)."
+    )
+    room_window_seconds: float = Field(
+        120.0, gt=0, description="Heart-rate synchrony and pattern window of a room."
+    )
+    room_min_overlap_seconds: float = Field(
+        30.0, gt=0, description="Common heart-rate data a pair of members needs for synchrony."
+    )
+    room_max_members: int = Field(50, ge=2, description="Members per room (over it: error 106).")
+    bio_max_streams: int = Field(1000, ge=1, description="Biometric streams per worker (over it: error 106).")
+
+
+class Neo4jSettings(BaseModel):
+    """The temporal graph. Off unless ``uri`` is set, so ``make run`` needs no Neo4j."""
+
+    model_config = ConfigDict(frozen=True)
+
+    uri: str | None = Field(None, description="Bolt URI (e.g. `bolt://neo4j:7687`); unset: no graph.")
+    user: str = Field("neo4j", description="Neo4j user.")
+    password: SecretStr | None = Field(None, description="Neo4j password.")
+    database: str | None = Field(None, description="Database name (unset: the server's default).")
