@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from resonance_worker.domain.channels import NamespaceOptions, default_namespaces
+from resonance_worker.domain.netpolicy import parse_networks
 from resonance_worker.living_settings import LivingSettings, Neo4jSettings
 
 
@@ -87,8 +88,20 @@ class WorkerSettings(BaseSettings):
     jwt_issuer: str | None = Field(None, description="Required `iss` claim, if set.")
     client_ip_header: str | None = Field(
         None,
-        description="Header holding the client address behind a trusted ingress (e.g. `X-Forwarded-For`, "
-        "first entry); unset: the TCP peer. Per-IP limits count this address.",
+        description="Header holding the client address behind a trusted ingress (e.g. `X-Forwarded-For`), "
+        "believed only from `trusted_proxies`; unset: the TCP peer. Per-IP limits and IP lists use it.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="CIDRs of the proxies whose `client_ip_header` is believed (JSON list). The client "
+        "address is the rightmost header entry outside these networks; a peer outside them is the client.",
+    )
+    ip_allow: list[str] = Field(
+        default_factory=list,
+        description="CIDRs that may connect (JSON list); empty: everyone not denied. Refused: HTTP 403.",
+    )
+    ip_deny: list[str] = Field(
+        default_factory=list, description="CIDRs that may not connect (JSON list); wins over `ip_allow`."
     )
     allow_anonymous: bool = Field(False, description="Accept connections without a token (user '').")
     dev_mode: bool = Field(False, description="Development mode: enables `POST /token`. Never in production.")
@@ -137,6 +150,15 @@ class WorkerSettings(BaseSettings):
             ("redis://", "rediss://", "unix://")
         ):
             raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+        return self
+
+    @model_validator(mode="after")
+    def _address_lists(self) -> WorkerSettings:
+        for name in ("trusted_proxies", "ip_allow", "ip_deny"):
+            parse_networks(getattr(self, name))
+        if self.client_ip_header and not self.trusted_proxies:
+            # Believing the header from anyone lets every client pick its own address.
+            raise ValueError("client_ip_header needs trusted_proxies (the CIDRs of the proxies that set it)")
         return self
 
 

@@ -18,7 +18,7 @@ from resonance_worker.metrics import WorkerMetrics
 from resonance_worker.rpc import BUILTIN_METHODS, RpcHandler
 from resonance_worker.settings import WorkerSettings
 from resonance_worker.tokens import mint_connection_token
-from resonance_worker.transport import api
+from resonance_worker.transport import api, audit
 from resonance_worker.transport.living import install_living
 from resonance_worker.transport.node import MessageHandler, Node
 from resonance_worker.transport.ws import websocket_handler
@@ -149,7 +149,13 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def issue_token(request: web.Request) -> web.Response:
     """``POST /token {"user": ..., "ttl": ..., "info": ..., "channels": [...]}``: a
-    connection token - only in development mode (403 otherwise)."""
+    connection token - only in development mode (403 otherwise). Audited."""
+    response = await _issue_token(request)
+    audit.record(request, "admin.token", response.status)
+    return response
+
+
+async def _issue_token(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     if not settings.dev_mode:
         return web.json_response({"error": "token issuing is only enabled in development mode"}, status=403)

@@ -20,6 +20,7 @@ from resonance_worker.domain.auth import TokenVerifier
 from resonance_worker.domain.channels import ChannelRules
 from resonance_worker.domain.codes import Disconnect, Disconnects, ErrorCode
 from resonance_worker.domain.limits import ConnectionCounter, LimitKind
+from resonance_worker.domain.netpolicy import AddressPolicy
 from resonance_worker.domain.protocol import (
     client_info_json,
     encode_join_push,
@@ -110,6 +111,12 @@ class Node:
         self.rpc_methods = dict(rpc_methods)
         self.message_handler = message_handler
         self.rules = ChannelRules(settings.namespaces, settings.default_namespace)
+        self.address_policy = AddressPolicy.from_lists(
+            allow=settings.ip_allow,
+            deny=settings.ip_deny,
+            trusted_proxies=settings.trusted_proxies,
+            header=settings.client_ip_header,
+        )
         limits = settings.limits
         self.session_config = SessionConfig(
             ping_interval=settings.ping_interval_seconds,

@@ -16,6 +16,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from resonance_worker.domain.codes import Disconnect, Disconnects
 from resonance_worker.domain.limits import LimitKind
+from resonance_worker.domain.netpolicy import AddressPolicy
 from resonance_worker.domain.session import RpcOp, Session
 from resonance_worker.metrics import WorkerMetrics
 from resonance_worker.transport.node import Node
@@ -225,13 +226,11 @@ class Connection:
             self.session.close(Disconnects.BAD_REQUEST)
 
 
-def client_ip(request: web.Request, header: str | None) -> str:
-    """The client's address: the TCP peer, or the first entry of a trusted proxy header."""
-    if header:
-        forwarded = request.headers.get(header, "").split(",")[0].strip()
-        if forwarded:
-            return forwarded
-    return request.remote or ""
+def client_ip(request: web.Request, policy: AddressPolicy) -> str:
+    """The client's address: the TCP peer, or what a trusted proxy forwarded (see ``netpolicy``)."""
+    peer = request.remote or ""
+    forwarded = request.headers.get(policy.header) if policy.header else None
+    return policy.client_address(peer, forwarded)
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
@@ -239,7 +238,10 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     from resonance_worker.transport.app import NODE  # the app module imports this one
 
     node = request.app[NODE]
-    ip = client_ip(request, node.settings.client_ip_header)
+    ip = client_ip(request, node.address_policy)
+    if not node.address_policy.admits(ip):
+        log.info("connection refused by IP policy", extra={"ip": ip})
+        return web.json_response({"error": "address not allowed"}, status=403)
     if node.draining:
         return web.json_response({"error": "shutting down"}, status=503)
     broken = node.counter.admit(ip)
