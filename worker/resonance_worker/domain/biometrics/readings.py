@@ -17,11 +17,9 @@ Activity = Literal["unknown", "still", "light", "moving", "vigorous"]
 ArousalLevel = Literal["below_baseline", "near_baseline", "above_baseline"]
 
 # Reasons a value is None (documented in docs/biometrics.md).
-REASON_WARMING_UP = "warming_up"
 REASON_LOW_QUALITY = "low_quality"
 REASON_MOTION = "motion"
 REASON_TOO_FEW_BEATS = "too_few_beats"
-REASON_SHORT_WINDOW = "window_too_short"
 REASON_DISAGREE = "modulations_disagree"
 REASON_NO_SIGNAL = "no_signal"
 REASON_BASELINE_PENDING = "baseline_pending"
