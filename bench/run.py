@@ -94,15 +94,15 @@ def machine() -> dict[str, Any]:
     }
 
 
-def run_one(product: str, scenario: Scenario, engine: Engine, nodes: int) -> dict[str, Any]:
+def run_one(product: str, scenario: Scenario, engine: Engine, nodes: int, nice: int = 0) -> dict[str, Any]:
     server_cpus, client_cpus = default_cpus()
     with (
         tempfile.TemporaryDirectory(prefix="resonance-bench-") as workdir,
-        stack(Path(workdir), server_cpus) as s,
+        stack(Path(workdir), server_cpus, nice) as s,
     ):
         start = s.start_centrifugo if product == "centrifugo" else s.start_worker
         target = start(engine, nodes=nodes)
-        return runner.run(scenario, target, client_cpus=client_cpus)
+        return runner.run(scenario, target, client_cpus=client_cpus, nice=nice)
 
 
 FIGURES: list[tuple[str, str, str]] = [
@@ -157,10 +157,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", nargs="+", choices=PRODUCTS, default=list(PRODUCTS))
     parser.add_argument("--only", nargs="+", choices=[k.value for k in Kind], help="run just these scenarios")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="niceness of servers and load (negative needs root; shared machines)",
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    document: dict[str, Any] = {"machine": machine(), "quick": args.quick, "results": [], "failures": []}
+    document: dict[str, Any] = {
+        "machine": machine(),
+        "quick": args.quick,
+        "nice": args.nice,
+        "results": [],
+        "failures": [],
+    }
     for scenario, engine, nodes in scenarios(args.quick):
         if args.only and scenario.kind.value not in args.only:
             continue
@@ -168,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             label = f"{scenario.kind.value} on {product}-{engine.value} ×{nodes}, N={scenario.connections}"
             print(f"… {label}", file=sys.stderr, flush=True)
             try:
-                result = run_one(product, scenario, engine, nodes)
+                result = run_one(product, scenario, engine, nodes, args.nice)
             except Exception as exc:  # one failing target must not hide the others' figures
                 traceback.print_exc()
                 document["failures"].append({"run": label, "error": repr(exc)})

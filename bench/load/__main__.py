@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gap-messages", type=int, default=5)
     parser.add_argument("--settle", type=float, default=3.0, help="seconds before measuring idle memory")
     parser.add_argument("--drain", type=float, default=3.0, help="seconds to wait for late deliveries")
+    parser.add_argument(
+        "--nice", type=int, default=0, help="niceness of servers and load (negative: root; shared machines)"
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin servers and load to separate CPUs")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     return parser
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     with (
         tempfile.TemporaryDirectory(prefix="resonance-bench-") as workdir,
-        stack(Path(workdir), server_cpus) as s,
+        stack(Path(workdir), server_cpus, args.nice) as s,
     ):
         if args.target:
             product, engine = args.target.split("-")
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                 channel_prefix=args.channel_prefix,
                 server_pids=tuple(args.server_pid),
             )
-        result = runner.run(scenario, target, client_cpus=client_cpus)
+        result = runner.run(scenario, target, client_cpus=client_cpus, nice=args.nice)
     stem = f"{scenario.kind.value}-{target.name}-{time.strftime('%Y%m%dT%H%M%S')}"
     path = args.out / f"{stem}.json"
     path.write_text(json.dumps(result, indent=2))

@@ -12,6 +12,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+TICKS: dict[str, Any] = {"fontsize": 6, "rotation": 20, "ha": "right"}
+
 
 def _label(result: dict[str, Any]) -> str:
     scenario = result["scenario"]
@@ -20,7 +22,7 @@ def _label(result: dict[str, Any]) -> str:
 
 def plot_results(results: Sequence[dict[str, Any]], path: Path, *, title: str = "") -> Path:
     """Write a 2×2 panel figure (format from the suffix: .png or .svg)."""
-    figure, axes = plt.subplots(2, 2, figsize=(14, 9))
+    figure, axes = plt.subplots(2, 2, figsize=(16, 10))
     latency, memory, throughput, timeline = axes[0][0], axes[0][1], axes[1][0], axes[1][1]
 
     with_latency = [r for r in results if (r.get("publish") or {}).get("latency_ms")]
@@ -29,7 +31,7 @@ def plot_results(results: Sequence[dict[str, Any]], path: Path, *, title: str = 
         values = [r["publish"]["latency_ms"][key] for r in with_latency]
         positions = [i + (offset - 1) * 0.27 for i in range(len(values))]
         latency.bar(positions, values, width=0.27, label=key.removesuffix("_ms"))
-    latency.set_xticks(range(len(labels)), labels, fontsize=7)
+    latency.set_xticks(range(len(labels)), labels, **TICKS)
     latency.set_ylabel("publish → receive latency, ms")
     latency.set_yscale("log")
     latency.axhline(100, color="red", linestyle="--", linewidth=1, label="100 ms bar")
@@ -39,7 +41,9 @@ def plot_results(results: Sequence[dict[str, Any]], path: Path, *, title: str = 
     memory.bar(
         range(len(with_idle)), [r["idle"]["server_kib_per_connection"] for r in with_idle], color="tab:green"
     )
-    memory.set_xticks(range(len(with_idle)), [_label(r) for r in with_idle], fontsize=7)
+    memory.set_xticks(
+        range(len(with_idle)), [_label(r) for r in with_idle], fontsize=6, rotation=20, ha="right"
+    )
     memory.set_ylabel("server RSS per connection, KiB")
     memory.axhline(20, color="red", linestyle="--", linewidth=1)
 
@@ -49,7 +53,9 @@ def plot_results(results: Sequence[dict[str, Any]], path: Path, *, title: str = 
         [r["publish"]["delivered_msgs_per_server_core_s"] for r in with_rate],
         color="tab:purple",
     )
-    throughput.set_xticks(range(len(with_rate)), [_label(r) for r in with_rate], fontsize=7)
+    throughput.set_xticks(
+        range(len(with_rate)), [_label(r) for r in with_rate], fontsize=6, rotation=20, ha="right"
+    )
     throughput.set_ylabel("delivered msgs per server CPU-second")
 
     for result in results:

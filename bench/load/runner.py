@@ -65,14 +65,16 @@ class Sampler:
 
 
 class Shards:
-    def __init__(self, scenario: Scenario, target: Target, cpus: frozenset[int] | None) -> None:
+    def __init__(
+        self, scenario: Scenario, target: Target, cpus: frozenset[int] | None, nice: int = 0
+    ) -> None:
         context = multiprocessing.get_context("spawn")
         self.processes: list[BaseProcess] = []
         self.pipes: list[Connection] = []
         for index, connections in enumerate(scenario.shard_ranges()):
             parent, child = context.Pipe()
             plan = ShardPlan(
-                index=index, scenario=scenario, target=target, connections=connections, cpus=cpus
+                index=index, scenario=scenario, target=target, connections=connections, cpus=cpus, nice=nice
             )
             process = context.Process(
                 target=shard_main, args=(plan, child), daemon=True, name=f"load-{index}"
@@ -121,8 +123,12 @@ def _summary(parts: list[Reservoir]) -> dict[str, Any] | None:
     return None if merged is None else merged.as_dict()
 
 
-def run(scenario: Scenario, target: Target, *, client_cpus: frozenset[int] | None = None) -> dict[str, Any]:
-    """Run one scenario against one target and return its result document."""
+def run(
+    scenario: Scenario, target: Target, *, client_cpus: frozenset[int] | None = None, nice: int = 0
+) -> dict[str, Any]:
+    """Run one scenario against one target and return its result document.
+
+    ``nice`` (negative needs root) lifts the load processes above other work on a shared machine."""
     if scenario.kind is Kind.CROSS_NODE and len(target.ws_urls) < 2:
         raise ValueError("the cross-node scenario needs a target with at least two nodes")
     result: dict[str, Any] = {
@@ -133,7 +139,7 @@ def run(scenario: Scenario, target: Target, *, client_cpus: frozenset[int] | Non
     started = time.monotonic()
     with Sampler(target.server_pids) as sampler:
         base = sampler.take()
-        shards = Shards(scenario, target, client_cpus)
+        shards = Shards(scenario, target, client_cpus, nice)
         try:
             _run_phases(scenario, shards, sampler, base, result)
         finally:
@@ -161,6 +167,7 @@ def _run_phases(
         "requested": scenario.connections,
         "connected": connected,
         "failed": sum(r["failed"] for r in replies),
+        "timed_out": sum(r["timed_out"] for r in replies),
         "wall_s": round(ramp_wall, 2),
         "connects_per_s": round(connected / ramp_wall, 1) if ramp_wall > 0 else None,
         "handshake_ms": _summary([r["handshake_ms"] for r in replies]),
@@ -249,6 +256,7 @@ def _storm(scenario: Scenario, shards: Shards, sampler: Sampler, result: dict[st
         "returning": sum(r["returning"] for r in replies),
         "reconnected": reconnected,
         "failed": sum(r["failed"] for r in replies),
+        "timed_out": sum(r["timed_out"] for r in replies),
         "storm_wall_s": round(ramp, 2),
         "reconnects_per_s": round(reconnected / ramp, 1) if ramp > 0 else None,
         "handshake_ms": _summary([r["handshake_ms"] for r in replies]),

@@ -71,6 +71,7 @@ class Server:
         log: Path,
         env: dict[str, str] | None = None,
         cpus: frozenset[int] | None = None,
+        nice: int = 0,
     ) -> None:
         self.name = name
         self.log = log
@@ -79,6 +80,8 @@ class Server:
         def prepare() -> None:
             if cpus:
                 os.sched_setaffinity(0, cpus)
+            if nice:
+                os.nice(nice)
             _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
@@ -117,9 +120,10 @@ def centrifugo_binary() -> Path:
 class Stack:
     """Every server of one target, started together and stopped together."""
 
-    def __init__(self, workdir: Path, cpus: frozenset[int] | None) -> None:
+    def __init__(self, workdir: Path, cpus: frozenset[int] | None, nice: int = 0) -> None:
         self.workdir = workdir
         self.cpus = cpus
+        self.nice = nice
         self.servers: list[Server] = []
         workdir.mkdir(parents=True, exist_ok=True)
 
@@ -130,7 +134,9 @@ class Stack:
         port = free_port()
         argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
                 "--protected-mode", "no", "--dir", str(self.workdir)]  # fmt: skip
-        server = Server(f"redis:{port}", argv, log=self.workdir / f"redis-{port}.log", cpus=self.cpus)
+        server = Server(
+            f"redis:{port}", argv, log=self.workdir / f"redis-{port}.log", cpus=self.cpus, nice=self.nice
+        )
         self.servers.append(server)
         _wait_until(lambda: _port_open(port), 20, server.name, server.process)
         return f"redis://127.0.0.1:{port}/0"
@@ -153,6 +159,7 @@ class Stack:
                 [str(binary), "--config", str(path)],
                 log=self.workdir / f"centrifugo-{port}.log",
                 cpus=self.cpus,
+                nice=self.nice,
             )
             self.servers.append(server)
             _wait_until(
@@ -207,6 +214,7 @@ class Stack:
                 log=self.workdir / f"worker-{port}.log",
                 env=env,
                 cpus=self.cpus,
+                nice=self.nice,
             )
             self.servers.append(server)
             _wait_until(
@@ -233,9 +241,9 @@ class Stack:
 
 
 @contextlib.contextmanager
-def stack(workdir: Path, cpus: frozenset[int] | None = None) -> Iterator[Stack]:
+def stack(workdir: Path, cpus: frozenset[int] | None = None, nice: int = 0) -> Iterator[Stack]:
     """Servers that are stopped on the way out, whatever happened."""
-    started = Stack(workdir, cpus)
+    started = Stack(workdir, cpus, nice)
     try:
         yield started
     finally:

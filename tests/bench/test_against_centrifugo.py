@@ -150,6 +150,17 @@ def test_a_bad_token_is_reported_not_hidden(centrifugo_memory: Target) -> None:
     assert any("connect failed" in e or "closed" in e for e in outcome["first_errors"]), outcome
 
 
+async def test_a_ramp_past_its_deadline_is_cut_off_and_counted(centrifugo_memory: Target) -> None:
+    scenario = Scenario(kind=Kind.CHAT, connections=5, room_size=5, processes=1, connect_timeout_s=1e-6)
+    shard = in_process_shard(centrifugo_memory, scenario)
+    outcome = await shard.phase_connect()
+    assert outcome["ok"] == 0
+    assert outcome["failed"] == outcome["timed_out"] == 5
+    assert "still connecting" in shard.first_errors[-1]
+    assert all(conn.closed for conn in shard.conns)
+    await shard.phase_close()
+
+
 @pytest.mark.parametrize(
     "scenario",
     [
@@ -223,9 +234,9 @@ def test_cross_node_delivery_over_redis(centrifugo_stack: Stack) -> None:
 
 
 def test_command_line_writes_json_and_plot(tmp_path: Path, centrifugo_built: Path) -> None:
-    code = cli_main(["chat", "--target", "centrifugo-memory", "--connections", "20", "--room-size", "10",
-                     "--duration", "1", "--processes", "1", "--settle", "0.3", "--drain", "0.5", "--no-pin",
-                     "--out", str(tmp_path)])  # fmt: skip
+    arguments = "chat --target centrifugo-memory --connections 20 --room-size 10 --duration 1 --processes 1"
+    arguments += " --settle 0.3 --drain 0.5 --no-pin --nice 1"
+    code = cli_main([*arguments.split(), "--out", str(tmp_path)])
     assert code == 0
     (result_file,) = tmp_path.glob("chat-centrifugo-memory-*.json")
     result = json.loads(result_file.read_text())
