@@ -64,7 +64,7 @@ def test_pyphysio_heart_rate_at_30hz_against_the_ecg(
         errors = [abs(r.bpm - ecg_hr(beats, r.t - 10, r.t)) for r in full if r.bpm is not None]
         assert len(full) >= 105
         assert len(errors) / len(full) >= min_coverage
-        assert float(np.mean(errors)) <= max_mae  # measured 0.72 ungated, 0.42 gated (84 % of windows)
+        assert float(np.mean(errors)) <= max_mae  # measured 0.65 ungated, 0.42 gated (84 % of windows)
 
 
 def test_pyphysio_gated_rmssd_against_the_ecg(
