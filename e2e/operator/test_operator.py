@@ -237,6 +237,57 @@ def test_deleted_and_edited_children_are_repaired(operator: RunningOperator, nam
     wait_ready("minimal", namespace)
 
 
+def test_children_follow_spec_toggles(operator: RunningOperator, namespace: str) -> None:
+    apply(example("minimal"), namespace=namespace)
+    wait_ready("minimal", namespace)
+    kubectl(
+        "patch", "rescl", "minimal", "-n", namespace, "--type=merge", "-p",
+        json.dumps({"spec": {
+            "neo4j": {"managed": {"persistence": {"enabled": False}}},
+            "ingress": {"enabled": True, "host": "rt.example.test"},
+            "podDisruptionBudget": {"enabled": False},
+        }}),
+    )  # fmt: skip
+    body = wait_until(
+        lambda: (b := is_ready("minimal", namespace)) and b["status"]["components"]["neo4j"]["ready"] and b,
+        timeout=120,
+        what="Neo4j managed and ready",
+    )
+    assert body["status"]["endpoint"] == "ws://rt.example.test/connection/websocket"
+    found = children_of(namespace)
+    assert found["statefulset"] == ["minimal-neo4j", "minimal-redis"]
+    assert found["ingress"] == ["minimal"] and found["pdb"] == []
+    assert "minimal-neo4j-auth" in found["secret"]
+    policy = kubectl_json("get", "networkpolicy", "minimal-datastores", "-n", namespace)
+    assert policy["spec"]["podSelector"]["matchExpressions"][0]["values"] == ["redis", "neo4j"]
+
+    kubectl(
+        "patch", "rescl", "minimal", "-n", namespace, "--type=json", "-p",
+        json.dumps([
+            {"op": "remove", "path": "/spec/neo4j/managed"},
+            {"op": "replace", "path": "/spec/ingress/enabled", "value": False},
+            {"op": "replace", "path": "/spec/podDisruptionBudget/enabled", "value": True},
+        ]),
+    )  # fmt: skip
+    wait_until(
+        lambda: (
+            (f := children_of(namespace))["statefulset"] == ["minimal-redis"]
+            and f["ingress"] == []
+            and f["pdb"] == ["minimal-worker"]
+        ),
+        timeout=REPAIR_TIMEOUT,
+        what="children the spec no longer wants pruned",
+    )
+    # The generated password stays (owned by the cluster, so it goes with it), ready for a re-enable.
+    assert "minimal-neo4j-auth" in children_of(namespace)["secret"]
+    body = wait_ready("minimal", namespace)
+    assert body["status"]["components"]["neo4j"] == {"mode": "disabled", "ready": False}
+    events = kubectl_json(
+        "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=minimal"
+    )["items"]
+    assert "ChildDeleted" in {e["reason"] for e in events}
+
+
 def test_no_op_reconciles_make_zero_writes(operator: RunningOperator, namespace: str) -> None:
     apply(example("minimal"), namespace=namespace)
     wait_ready("minimal", namespace)

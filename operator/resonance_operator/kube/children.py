@@ -88,7 +88,8 @@ async def apply_children(
         (result.created if live is None else result.updated).append(child.key)
     wanted = {child.key for child in desired}
     for key, live in observed.children.items():
-        if live is not None and key not in wanted and _owned_by(live, cluster):
+        # Generated Secrets outlive a toggle: turning Neo4j back on must find the password its volume has.
+        if live is not None and key not in wanted and key.kind != "Secret" and _owned_by(live, cluster):
             await kube.delete(object_path(key, cluster.namespace))
             result.deleted.append(key)
     return result
