@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from bench.biometrics import synthetic
+from tests.harness.redis import RedisServer
 from tests.harness.worker import WorkerProcess
 from tests.worker.transport.conftest import Clients, SubRecorder
 
@@ -264,8 +265,43 @@ async def test_bad_biometric_batches_get_clear_errors(start_worker: StartWorker,
     gap = {"kind": "ppg", "t": [2.0 + i / 30 for i in range(30)], "values": [None] * 30}
     assert (await client.rpc("bio.push", gap)).data["readings"] == []
     motion = {"t": gap["t"], "accel": [[0, 0, 9.8]] * 30}
-    later = {"kind": "ppg", "t": [3.0 + i / 30 for i in range(30)], "values": [0.5] * 30, "motion": motion}
+    later: dict[str, Any] = {
+        "kind": "ppg",
+        "t": [3.0 + i / 30 for i in range(30)],
+        "values": [0.5] * 30,
+        "motion": motion,
+    }
     with pytest.raises(centrifuge.ReplyError):  # motion timestamps must also move forward… here they do not
         await client.rpc("bio.push", {**later, "motion": {**motion, "t": [1.0] * 30}})
     assert (await client.rpc("bio.stop", None)).data == {"stopped": True}
     assert (await client.rpc("bio.stop", None)).data == {"stopped": False}
+
+
+@pytest.mark.redis
+async def test_pain_is_shared_across_workers_through_redis(
+    redis_server: RedisServer, start_worker: StartWorker, clients: Clients
+) -> None:
+    env = {
+        "RESONANCE_ENGINE": "redis",
+        "RESONANCE_REDIS_URL": redis_server.url,
+        "RESONANCE_REDIS_PREFIX": "living-pain",
+        **FAST_THYROID,
+        "RESONANCE_LIVING__THYROID_HALF_LIFE_SECONDS": "30",
+    }
+    hurt = start_worker(env, name="worker-hurt")
+    calm = start_worker(env, name="worker-calm")
+    client, _ = await clients.connected(hurt.ws_url, hurt.token("clumsy"))
+    for _ in range(5):
+        with pytest.raises(centrifuge.ReplyError):
+            await client.rpc("nope", None)
+
+    async def felt_by_the_other() -> dict[str, Any]:
+        while True:
+            body = await status(calm)
+            if body["sources"]["protocol_error"] >= 4:
+                return body
+            await asyncio.sleep(0.1)
+
+    body = await asyncio.wait_for(felt_by_the_other(), 15)
+    assert body["state"] == "stressed"  # the other worker never saw an error itself
+    assert body["insights"][0]["top_source"] == "protocol_error"

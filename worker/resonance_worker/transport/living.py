@@ -269,6 +269,7 @@ class Living(PainHooks):
         self._base_settings = node.settings
         self._applied_factor = 1.0
         self._seq = 0
+        self._appending: set[asyncio.Future[None]] = set()
         self._last_published: tuple[Any, ...] | None = None
         registry = node.metrics.registry
         self.pain_gauge = Gauge(
@@ -423,8 +424,15 @@ class Living(PainHooks):
     # -- events and publications --------------------------------------------------------
 
     def _append(self, event: events.Event) -> None:
+        # Off the caller's path (pain hooks are synchronous); kept so the task is not collected.
         task = asyncio.ensure_future(self._append_now(event))
-        task.add_done_callback(lambda _: None)
+        self._appending.add(task)
+        task.add_done_callback(self._appending.discard)
+
+    async def settle(self) -> None:
+        """Wait until every event handed to the log so far is appended."""
+        while self._appending:
+            await asyncio.gather(*list(self._appending))
 
     async def _append_now(self, event: events.Event) -> None:
         try:

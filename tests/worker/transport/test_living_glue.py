@@ -1,0 +1,299 @@
+"""The living-core glue in-process: a real node and memory engine (or a Redis engine pointed at
+a closed port), time passed in through a manual clock. The SDK-level behaviour is in test_living.py."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from resonance_worker.domain.codes import Disconnect, Disconnects, ErrorCode
+from resonance_worker.domain.emotion import StateSource
+from resonance_worker.domain.thyroid import PainSnapshot, PainSource, ThyroidState
+from resonance_worker.engines import MemoryEngine
+from resonance_worker.engines.base import ClientInfo
+from resonance_worker.engines.redis import RedisEngine
+from resonance_worker.living_settings import LivingSettings
+from resonance_worker.rpc import RpcCall, RpcError
+from resonance_worker.settings import WorkerSettings
+from resonance_worker.transport.app import NODE, create_app
+from resonance_worker.transport.living import (
+    PAIN_CHANNEL,
+    Living,
+    living_namespaces,
+    pain_of_disconnect,
+    pain_of_error,
+)
+from resonance_worker.transport.node import Node
+
+from bench.biometrics import synthetic
+
+
+class Clock:
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Conn:
+    """Stands in for a connection in ``node.connections`` (only its presence there matters)."""
+
+
+def make(settings: LivingSettings | None = None, *, engine: Any = None) -> tuple[Living, Node, Clock]:
+    worker = WorkerSettings(node_name="glue", living=LivingSettings(enabled=False))
+    app = create_app(worker, engine=engine or MemoryEngine())
+    node = app[NODE]
+    for name, options in living_namespaces().items():
+        node.rules.namespaces.setdefault(name, options)
+    clock = Clock()
+    core = Living(node, settings or LivingSettings(), clock=clock)
+    node.pain = core
+    return core, node, clock
+
+
+@pytest.fixture
+async def living() -> AsyncIterator[tuple[Living, Node, Clock]]:
+    made = make(
+        LivingSettings(
+            thyroid_threshold=2.0,
+            thyroid_half_life_seconds=10.0,
+            thyroid_min_dwell_seconds=0.0,
+            disconnect_storm_count=3,
+            room_window_seconds=20.0,
+            room_min_overlap_seconds=5.0,
+            room_cadence_seconds=1.0,
+            room_max_members=2,
+            bio_max_streams=1,
+        )
+    )
+    await made[1].engine.start(made[1])
+    yield made
+    await made[1].engine.close()
+
+
+def call(data: Any, user: str = "ann", client: str = "c1", method: str = "x") -> RpcCall:
+    return RpcCall(method, data, user, client)
+
+
+def test_error_codes_and_disconnects_map_to_pain_sources() -> None:
+    assert pain_of_error(ErrorCode.UNAUTHORIZED) is PainSource.AUTH_FAILURE
+    assert pain_of_error(ErrorCode.TOKEN_EXPIRED) is PainSource.AUTH_FAILURE
+    assert pain_of_error(ErrorCode.METHOD_NOT_FOUND) is PainSource.PROTOCOL_ERROR
+    assert pain_of_error(ErrorCode.BAD_REQUEST) is PainSource.PROTOCOL_ERROR
+    # Counted where they happen (engine failure, limits), so not twice.
+    for code in (ErrorCode.INTERNAL, ErrorCode.TOO_MANY_REQUESTS, ErrorCode.LIMIT_EXCEEDED):
+        assert pain_of_error(code) is None
+    assert pain_of_disconnect(None) is None
+    assert pain_of_disconnect(Disconnects.INVALID_TOKEN) is PainSource.AUTH_FAILURE
+    assert pain_of_disconnect(Disconnects.BAD_REQUEST) is PainSource.PROTOCOL_ERROR
+    assert pain_of_disconnect(Disconnects.MESSAGE_TOO_BIG) is PainSource.PROTOCOL_ERROR
+    assert pain_of_disconnect(Disconnects.SHUTDOWN) is None
+    assert pain_of_disconnect(Disconnect(4000, "custom")) is None
+
+
+async def test_pain_adapts_limits_and_relaxes(living: tuple[Living, Node, Clock]) -> None:
+    core, node, clock = living
+    base_rate = node.session_config.command_rate
+    base_publish = node.settings.limits.user_publish_rate
+    node.limit_tripped("command_rate", client="c")  # the node's hook: limit_hit, 0.5
+    core.error_reply(int(ErrorCode.UNAUTHORIZED))  # auth_failure, 1
+    core.error_reply(int(ErrorCode.INTERNAL))  # not counted here
+    core.disconnected(Disconnects.INVALID_TOKEN)  # auth_failure, 1
+    assert core.thyroid.state is ThyroidState.STRESSED
+    assert node.session_config.command_rate == pytest.approx(base_rate * 0.5)
+    assert node.settings.limits.user_publish_rate == pytest.approx(base_publish * 0.5)
+    assert node.settings.jwt_secret == core._base_settings.jwt_secret  # only the limits changed
+    status = core.thyroid.status(clock())
+    assert status["sources"]["limit_hit"] == 0.5 and status["sources"]["auth_failure"] == 2.0
+    assert status["insights"][0]["top_source"] == "auth_failure"
+    for _ in range(4):
+        core.feel(PainSource.SERVER_ERROR)  # 20 ≥ 3 × 2: overloaded
+    assert core.thyroid.state.value == "overloaded"
+    assert core.shed_retry_after() is not None and core.shed_retry_after() >= 1.0
+    assert node.session_config.command_rate == pytest.approx(base_rate * 0.25)
+    clock.now += 200  # twenty half-lives
+    await core.thyroid_step()
+    assert core.thyroid.state is ThyroidState.CALM and core.shed_retry_after() is None
+    assert node.session_config.command_rate == base_rate
+    await core.settle()
+    replayed = await core.event_log.replay(limit=100)
+    kinds = [event.type.value for event in replayed]
+    assert kinds.count("thyroid_released") == 2 and "thyroid_relaxed" in kinds
+
+
+async def test_engine_failures_open_the_circuit(living: tuple[Living, Node, Clock]) -> None:
+    core, _, clock = living
+    for _ in range(2):
+        core.feel(PainSource.ENGINE_TIMEOUT)  # 6 ≥ 2: stressed, and ≥ half the threshold: redis circuit
+    assert "redis" in core.thyroid.adaptations.open_circuits
+    assert core.circuits["redis"].state(clock()).value == "open"
+    assert core.circuits["neo4j"].state(clock()).value == "closed"
+
+
+async def test_disconnect_storms_hurt(living: tuple[Living, Node, Clock]) -> None:
+    core, _, clock = living
+    for _ in range(3):
+        core.disconnected(None)
+    assert core.thyroid.status(clock())["sources"]["disconnect_storm"] == 5.0
+
+
+async def test_peer_pain_is_merged_and_malformed_peers_are_skipped(
+    living: tuple[Living, Node, Clock],
+) -> None:
+    core, node, clock = living
+    peer = PainSnapshot(
+        "other", clock(), 10.0, {PainSource.NEO4J_FAILURE: 3.0}, {PainSource.NEO4J_FAILURE: 3.0}, {}
+    )
+    await node.engine.add_presence(
+        PAIN_CHANNEL,
+        ClientInfo("thyroid", "other", conn_info=orjson.dumps(peer.to_dict())),
+        ttl_seconds=60,
+    )
+    await node.engine.add_presence(
+        PAIN_CHANNEL, ClientInfo("thyroid", "broken", conn_info=b'{"origin": 1}'), ttl_seconds=60
+    )
+    await node.engine.add_presence(PAIN_CHANNEL, ClientInfo("thyroid", "empty"), ttl_seconds=60)
+    await core.thyroid_step()
+    status = core.thyroid.status(clock())
+    assert status["sources"]["neo4j_failure"] == pytest.approx(3.0)
+    assert status["state"] == "stressed"  # the cluster's pain, felt here
+    own = (await node.engine.presence(PAIN_CHANNEL))["glue"]
+    assert own.conn_info is not None and orjson.loads(own.conn_info)["origin"] == "glue"
+    await core.thyroid_step()  # nothing changed: the status is not published again
+    assert core._last_published is not None
+
+
+async def test_an_unreachable_engine_is_pain_not_a_crash() -> None:
+    from tests.harness.processes import free_port
+
+    engine = RedisEngine(f"redis://127.0.0.1:{free_port()}/0")
+    core, node, clock = make(LivingSettings(thyroid_threshold=1.0), engine=engine)
+    await engine.start(node)
+    await core.thyroid_step()  # nothing listens there: sharing the pain snapshot fails
+    await core._publish("room:x", {"type": "state"})  # and so does a publication
+    assert core.thyroid.status(clock())["sources"]["engine_timeout"] >= 6.0
+    assert core.thyroid.state is not ThyroidState.CALM
+    await engine.close()
+
+
+async def test_state_rooms_patterns_and_questions(living: tuple[Living, Node, Clock]) -> None:
+    core, node, clock = living
+    node.connections["c1"] = Conn()  # type: ignore[assignment]
+    node.connections["c2"] = Conn()  # type: ignore[assignment]
+    with pytest.raises(RpcError) as error:
+        await core.report_state(call({"valence": 0.2, "arousal": 0.2}, user=""))
+    assert error.value.code == ErrorCode.PERMISSION_DENIED
+    with pytest.raises(RpcError) as error:
+        await core.join_room(call({"room": 5}))
+    assert error.value.code == ErrorCode.BAD_REQUEST
+    await core.report_state(call({"valence": 0.8, "arousal": 0.8}))
+    assert (await core.join_room(call({"room": "r"})))["members"] == ["ann"]
+    await core.join_room(call({"room": "r"}, user="bob", client="c2"))
+    with pytest.raises(RpcError) as error:
+        await core.join_room(call({"room": "r"}, user="cy", client="c3"))
+    assert error.value.code == ErrorCode.LIMIT_EXCEEDED
+    # Bob starts far from Ann and moves to her over 20 s: convergence, and a question for each.
+    found: list[str] = []
+    for step in range(21):
+        valence = -0.8 + 1.6 * step / 20
+        await core.report_state(call({"valence": valence, "arousal": 0.8}, user="bob", client="c2"))
+        await core.rooms_step()
+        clock.now += 1.0
+        history, _ = await node.engine.history("room:r", limit=-1)
+        found = [orjson.loads(p.data)["type"] for p in history]
+    assert "resonance" in found and "state" in found
+    assert "pattern" in found and "question" in found
+    await core.settle()
+    kinds = {event.type.value for event in await core.event_log.replay(limit=10_000)}
+    assert {"resonance_computed", "pattern_detected", "question_asked", "presence_changed"} <= kinds
+    # A member whose connection is gone is dropped at the next tick; an empty room goes away.
+    del node.connections["c2"]
+    await core.rooms_step()
+    assert core.rooms["r"].members == {"c1": "ann"}
+    assert await core.leave_room(call({"room": "r"})) == {"left": "r"}
+    assert core.rooms == {}
+
+
+async def test_biometric_arousal_feeds_the_state_and_heart_rate_the_room(
+    living: tuple[Living, Node, Clock],
+) -> None:
+    core, node, clock = living
+    node.connections["c1"] = Conn()  # type: ignore[assignment]
+    await core.report_state(call({"valence": 0.4, "arousal": 0.3}))
+    await core.join_room(call({"room": "solo"}))
+    beats = synthetic.beat_times(102, hr_bpm=72.0)
+    t = synthetic.frame_times(100, jitter=0.1)
+    values = synthetic.pulse_at(t, beats)
+    kinds: set[str] = set()
+    for start in range(100):  # one-second batches, as a phone sends them
+        inside = (t >= start) & (t < start + 1)
+        motion_t = np.arange(start, start + 1, 0.02)
+        batch = {
+            "kind": "ppg",
+            "t": t[inside].tolist(),
+            "values": values[inside].tolist(),
+            "motion": {"t": motion_t.tolist(), "accel": [[0.0, 0.0, 9.81]] * len(motion_t)},
+        }
+        reply = await core.push_biometrics(call(batch))
+        kinds |= {reading["kind"] for reading in reply["readings"]}
+        clock.now += 1
+    assert {"heart_rate", "hrv", "breathing", "arousal"} <= kinds
+    body = core.smoother.current("ann", StateSource.BIOMETRIC)
+    assert body is not None and 0 <= body.arousal <= 1 and body.valence == pytest.approx(0.4)
+    assert core.rooms["solo"].monitor._heart["ann"]  # heart rates reached the room
+    with pytest.raises(RpcError) as error:  # one stream per worker in this fixture
+        await core.push_biometrics(call({"kind": "ppg", "t": [1.0], "values": [1.0]}, user="zed"))
+    assert error.value.code == ErrorCode.LIMIT_EXCEEDED
+    history, _ = await node.engine.history("bio:#ann", limit=-1)
+    assert history and orjson.loads(history[-1].data)["kind"] in kinds
+    assert (await core.current_state(call(None)))["biometric"] is not None
+    assert (await core.thyroid_status(call(None)))["state"] == "calm"
+    with pytest.raises(RpcError):
+        await core.replay(call("all"))
+    await core.settle()
+    assert (await core.replay(call(None)))["events"]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([1], "bio.push takes a JSON object"),
+        ({"kind": "ppg", "t": [1], "values": [1], "x": 1}, "x: unknown field"),
+        ({"kind": "ecg", "t": [1], "values": [1]}, "kind must be"),
+        ({"kind": "ppg", "t": [1], "values": [1], "region": "ear"}, "region must be"),
+        ({"kind": "ppg", "t": [], "values": []}, "t must be a non-empty list"),
+        ({"kind": "ppg", "t": [0] * 4097, "values": [0] * 4097}, "t: at most 4096"),
+        ({"kind": "ppg", "t": [1, {}], "values": [1, 2]}, "t must hold only numbers or null"),
+        ({"kind": "ppg", "t": [[1]], "values": [1]}, "t must be a list of numbers"),
+        ({"kind": "rgb", "t": [1], "values": [[1, 2]]}, "values must be a list of rows of 3 numbers"),
+        ({"kind": "ppg", "t": [1, 2], "values": [1]}, "t and values must have the same length"),
+        ({"t": [1], "values": [1], "motion": {"t": [1], "accel": [[0, 0, 9]], "x": 1}}, "motion must be"),
+        (
+            {"t": [1], "values": [1], "motion": {"t": [1, 2], "accel": [[0, 0, 9]]}},
+            "motion.t, accel and gyro must have the same length",
+        ),
+        (
+            {"t": [1], "values": [1], "motion": {"t": [1], "accel": [[0, 0, 9]], "gyro": [[0, 0]]}},
+            "motion.gyro must be a list of rows of 3 numbers",
+        ),
+    ],
+)
+def test_bad_batches_are_refused_with_a_message(data: Any, message: str) -> None:
+    from resonance_worker.transport.living import _parse_batch
+
+    with pytest.raises(RpcError) as error:
+        _parse_batch(data)
+    assert error.value.code == ErrorCode.BAD_REQUEST and message in error.value.message
+
+
+def test_a_batch_with_motion_and_gyro_parses() -> None:
+    from resonance_worker.transport.living import _parse_batch
+
+    motion = {"t": [1, 2], "accel": [[0, 0, 9.8]] * 2, "gyro": [[0, 0, 0]] * 2}
+    batch = _parse_batch({"kind": "rgb", "t": [1, 2], "values": [[1, 2, 3], [1, None, 3]], "motion": motion})
+    assert batch["values"].shape == (2, 3) and np.isnan(batch["values"][1, 1])
+    assert batch["motion"][2].shape == (2, 3)
