@@ -33,7 +33,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -72,11 +72,15 @@ from resonance_worker.domain.thyroid import (
     ThyroidUpdate,
 )
 from resonance_worker.engines.base import ClientInfo
+from resonance_worker.engines.redis import RedisEngine
 from resonance_worker.errors import EngineError
 from resonance_worker.eventlog import EventLog, EventLogError, MemoryEventLog, Retention
 from resonance_worker.living_settings import LivingSettings
 from resonance_worker.rpc import RpcCall, RpcError, RpcHandler
 from resonance_worker.transport.node import Node, PainHooks, history_options
+
+if TYPE_CHECKING:
+    from resonance_worker.transport.living_graph import LivingGraph
 
 log = logging.getLogger("resonance.worker.living")
 
@@ -270,6 +274,7 @@ class Living(PainHooks):
         self._applied_factor = 1.0
         self._seq = 0
         self._appending: set[asyncio.Future[None]] = set()
+        self.graph: LivingGraph | None = None
         self._last_published: tuple[Any, ...] | None = None
         registry = node.metrics.registry
         self.pain_gauge = Gauge(
@@ -384,6 +389,8 @@ class Living(PainHooks):
 
     async def thyroid_step(self) -> None:
         """One evaluation: share our pain, merge the peers', re-evaluate, publish the status."""
+        if self.graph is not None:
+            self.graph.feel_failures()
         now = self.clock()
         engine = self.node.engine
         snapshot = self.thyroid.snapshot(now).to_dict()
@@ -716,6 +723,13 @@ def install_living(app: web.Application, node: Node, settings: LivingSettings) -
         return web.json_response(living.thyroid.status(living.clock()))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        if isinstance(node.engine, RedisEngine):
+            # The cluster's durable log: a Redis Stream next to the engine's keys (the engine is started).
+            from resonance_worker.eventlog.redis import RedisEventLog
+
+            living.event_log = RedisEventLog(
+                node.engine.client, prefix=node.settings.redis_prefix, retention=Retention(max_len=1_000_000)
+            )
         task = asyncio.create_task(living.run())
         yield
         task.cancel()
@@ -725,4 +739,8 @@ def install_living(app: web.Application, node: Node, settings: LivingSettings) -
     app.middlewares.append(shed)
     app.router.add_get("/thyroid/status", status)
     app.cleanup_ctx.append(lifecycle)
+    if node.settings.neo4j.uri:
+        from resonance_worker.transport.living_graph import install_graph
+
+        install_graph(app, living, node.settings.neo4j)
     return living
