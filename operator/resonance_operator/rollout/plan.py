@@ -121,7 +121,12 @@ class ActionKind(enum.StrEnum):
 
 @dataclasses.dataclass(frozen=True)
 class RolloutState:
-    """What the machine remembers between calls; stored in ``status.rollout``."""
+    """What the machine remembers between calls; stored in ``status.rollout``.
+
+    :meth:`to_status` uses the CRD's names where it has them (``currentStep``,
+    ``canaryWeight``, ``stableRevision``, ``updateRevision`` feed the printer
+    columns); the rest rides on ``x-kubernetes-preserve-unknown-fields``.
+    """
 
     stable_revision: str | None = None
     canary_revision: str | None = None
@@ -137,10 +142,10 @@ class RolloutState:
     def to_status(self) -> dict[str, Any]:
         return {
             "stableRevision": self.stable_revision,
-            "canaryRevision": self.canary_revision,
-            "stepIndex": self.step_index,
+            "updateRevision": self.canary_revision,
+            "currentStep": self.step_index,
             "stepStartedAt": self.step_started_at,
-            "weight": self.weight,
+            "canaryWeight": self.weight,
             "abortReason": None if self.abort_reason is None else self.abort_reason.value,
             "analysis": None if self.analysis is None else self.analysis.to_status(),
             "drainingRevision": self.draining_revision,
@@ -160,10 +165,10 @@ class RolloutState:
         analysis = data.get("analysis")
         return cls(
             stable_revision=data.get("stableRevision"),
-            canary_revision=data.get("canaryRevision"),
-            step_index=int(data.get("stepIndex", 0)),
+            canary_revision=data.get("updateRevision"),
+            step_index=int(data.get("currentStep", 0)),
             step_started_at=number("stepStartedAt"),
-            weight=int(data.get("weight", 0)),
+            weight=int(data.get("canaryWeight", 0)),
             abort_reason=None if abort is None else DegradedReason(abort),
             analysis=None if analysis is None else AnalysisRun.from_status(analysis),
             draining_revision=data.get("drainingRevision"),

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import doctest
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from resonance_operator.api.conditions import EventType
 from resonance_operator.api.spec import RolloutSpec
 from resonance_operator.rollout import plan
@@ -452,3 +454,18 @@ def test_step_label_is_empty_when_nothing_is_in_flight() -> None:
     assert decision.step == ""
     legacy = dataclasses.replace(RolloutState(stable_revision="r1"), step_started_at=None)
     assert decide(rollout_spec(), legacy, Observed("r2"), 0.0).step == "0/5"
+
+
+def test_status_uses_the_crds_rollout_fields_for_the_printer_columns() -> None:
+    crd = yaml.safe_load(
+        (Path(__file__).parents[3] / "crds" / "resonance.liminal.dev_resonanceclusters.yaml").read_text()
+    )
+    version = crd["spec"]["versions"][0]
+    declared = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["rollout"]
+    written = RolloutState(stable_revision="r1", canary_revision="r2", step_index=1, weight=20).to_status()
+    assert {"currentStep", "canaryWeight", "stableRevision", "updateRevision"} <= set(declared["properties"])
+    assert {"currentStep", "canaryWeight", "stableRevision", "updateRevision"} <= set(written)
+    assert declared["x-kubernetes-preserve-unknown-fields"] is True  # the other fields survive
+    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    assert columns["Step"] == ".status.rollout.currentStep"
+    assert columns["Weight"] == ".status.rollout.canaryWeight"
