@@ -235,6 +235,15 @@ async def test_biometric_stream_gives_heart_rate_on_the_channel(
     assert published["bpm"] == pytest.approx(72.0, abs=6.0) and 0 < published["quality"] <= 1
     metrics = await asyncio.to_thread(worker.metrics)
     assert re.search(r"^resonance_bio_update_seconds_count [1-9]", metrics, re.M)
+    # Only bea may read bea's readings; nobody may publish on the system channel.
+    eve, _ = await clients.connected(worker.ws_url, worker.token("eve"))
+    denied = SubRecorder()
+    eve.new_subscription("bio:#bea", events=denied)
+    await eve.get_subscription("bio:#bea").subscribe()  # type: ignore[union-attr]
+    assert (await denied.wait_for("unsubscribed")).code == 103
+    with pytest.raises(centrifuge.ReplyError) as error:
+        await eve.publish("system:thyroid", {"state": "calm"})
+    assert error.value.code == 103
 
 
 async def test_bad_biometric_batches_get_clear_errors(start_worker: StartWorker, clients: Clients) -> None:

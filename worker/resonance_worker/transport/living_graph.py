@@ -154,7 +154,7 @@ def install_graph(app: web.Application, living: Living, settings: Neo4jSettings)
     async def api_query(request: web.Request) -> web.Response:
         key = node.settings.api_key
         if key is None:
-            return web.json_response({"error": {"code": 108, "message": "server API disabled"}}, status=404)
+            return web.json_response({"error": {"code": 108, "message": "server API disabled"}}, status=403)
         if not _authorized(request, key.get_secret_value()):
             return web.json_response({"error": {"code": 101, "message": "unauthorized"}}, status=401)
         name = request.match_info["query"]
