@@ -1,0 +1,126 @@
+"""Counting what a fault costs: publications sent, acknowledged by the server
+API, and received by each real SDK client - and so how many acknowledged ones
+were lost. Used by the fault tests and by ``bench.soak``."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import centrifuge
+
+from tests.harness.worker import WorkerProcess
+
+
+@dataclass
+class Ledger:
+    """Sent/acked counts of one publisher and what each subscriber received."""
+
+    sent: int = 0
+    acked: list[int] = field(default_factory=list)
+    failed: int = 0
+    received: dict[str, list[int]] = field(default_factory=dict)
+    recoveries: dict[str, list[bool]] = field(default_factory=dict)
+
+    def lost(self, client: str) -> list[int]:
+        """Acknowledged publications this client never got."""
+        got = set(self.received.get(client, ()))
+        return [n for n in self.acked if n not in got]
+
+    def duplicates(self, client: str) -> int:
+        got = self.received.get(client, [])
+        return len(got) - len(set(got))
+
+    def in_order(self, client: str) -> bool:
+        got = self.received.get(client, [])
+        return all(a < b for a, b in itertools.pairwise(got))
+
+    def complete(self) -> bool:
+        return all(not self.lost(c) for c in self.received)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent,
+            "acknowledged": len(self.acked),
+            "failed": self.failed,
+            "subscribers": len(self.received),
+            "received": sum(len(v) for v in self.received.values()),
+            "lost_among_acknowledged": sum(len(self.lost(c)) for c in self.received),
+            "duplicates": sum(self.duplicates(c) for c in self.received),
+            "out_of_order_subscribers": sum(not self.in_order(c) for c in self.received),
+            "resubscribes": sum(len(v) for v in self.recoveries.values()),
+            "recovered": sum(sum(v) for v in self.recoveries.values()),
+        }
+
+
+class LedgerSubscriber(centrifuge.SubscriptionEventHandler):  # type: ignore[misc]
+    """Writes every publication's ``n`` and every (re)subscription's outcome into the ledger."""
+
+    def __init__(self, ledger: Ledger, name: str) -> None:
+        self.ledger = ledger
+        self.name = name
+        ledger.received[name] = []
+        ledger.recoveries[name] = []
+
+    async def on_publication(self, ctx: Any) -> None:
+        self.ledger.received[self.name].append(int(ctx.pub.data["n"]))
+
+    async def on_subscribed(self, ctx: Any) -> None:
+        if ctx.was_recovering:
+            self.ledger.recoveries[self.name].append(bool(ctx.recovered))
+
+
+def api_publish(worker: WorkerProcess, channel: str, n: int) -> bool:
+    """One server-API publish; True when the server acknowledged it."""
+    status, _ = worker.api("publish", {"channel": channel, "data": {"n": n}})
+    return status == 200
+
+
+async def publish_steadily(
+    ledger: Ledger,
+    pick_worker: Callable[[], WorkerProcess],
+    channel: str,
+    *,
+    count: int,
+    interval: float,
+) -> None:
+    """Publish ``count`` numbered messages through the server API of whichever worker
+    ``pick_worker`` names at the time, counting acknowledgements."""
+    for n in range(1, count + 1):
+        ledger.sent += 1
+        worker = pick_worker()
+        if await asyncio.to_thread(api_publish, worker, channel, n):
+            ledger.acked.append(n)
+        else:
+            ledger.failed += 1
+        await asyncio.sleep(interval)
+
+
+async def wait_complete(ledger: Ledger, timeout: float) -> bool:
+    """Wait until every subscriber holds every acknowledged publication."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if ledger.complete():
+            return True
+        await asyncio.sleep(0.1)
+    return ledger.complete()
+
+
+def stream_namespaces(history_size: int = 10_000) -> str:
+    """``RESONANCE_NAMESPACES`` with a ``stream`` namespace whose history outlasts the faults."""
+    return json.dumps(
+        {
+            "stream": {
+                "history_size": history_size,
+                "history_ttl_seconds": 3600,
+                "force_recovery": True,
+                "force_positioning": True,
+                "allow_subscribe_for_client": True,
+            }
+        }
+    )
