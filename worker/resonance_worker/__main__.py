@@ -60,7 +60,9 @@ async def serve(settings: WorkerSettings, *, demo_token: bool = True) -> None:
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    # A deep accept queue: a reconnect wave brings thousands of handshakes at once;
+    # the default of 128 resets them.
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=4096)
     await site.start()
     port = runner.addresses[0][1] if runner.addresses else settings.port
     print(banner(settings, port, demo_token=demo_token), flush=True)

@@ -447,3 +447,20 @@ async def test_a_message_in_flight_when_unsubscribing_is_dropped(
         assert engine_on_own_redis.events.of("publication", "chat:late") == []
     finally:
         await raw.aclose()
+
+
+async def test_a_burst_larger_than_the_pool_waits_for_connections_instead_of_failing(
+    redis_server: RedisServer,
+) -> None:
+    # redis-py's default pool raises "Too many connections" past its size; a connect burst on a
+    # busy pod must queue for a pooled connection instead of answering clients with an error.
+    engine = RedisEngine(redis_server.url, prefix=unique_prefix(), max_connections=4)
+    await engine.start()
+    try:
+        history = HistoryOptions(size=100, ttl_seconds=60)
+        results = await asyncio.gather(*(engine.publish("burst", b"{}", history=history) for _ in range(60)))
+        assert sorted(r.position.offset for r in results) == list(range(1, 61))
+        # The pool stayed at its bound: the 60 commands shared 4 connections.
+        assert engine.client.connection_pool.max_connections == 4
+    finally:
+        await engine.close()

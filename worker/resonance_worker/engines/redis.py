@@ -311,8 +311,10 @@ class RedisEngine:
         reconnect_min_delay: float = 0.05,
         reconnect_max_delay: float = 5.0,
         wall_clock: Callable[[], float] = time.time,
+        max_connections: int = 256,
     ) -> None:
         self._url = url
+        self._max_connections = max_connections
         self.prefix = prefix
         self._timeout = timeout
         self._default_meta_ttl = default_meta_ttl_seconds
@@ -350,12 +352,17 @@ class RedisEngine:
         re-established) in the background from then on."""
         self._handler = handler
         # One quick retry: a pooled connection can be stale after a Redis restart.
-        self._client = aioredis.Redis.from_url(
+        # A blocking pool: under a burst of connects, commands wait (up to ``timeout``) for a pooled
+        # connection instead of failing with "Too many connections" as the default pool does.
+        pool = aioredis.BlockingConnectionPool.from_url(
             self._url,
+            max_connections=self._max_connections,
+            timeout=self._timeout,
             socket_timeout=self._timeout,
             socket_connect_timeout=self._timeout,
             retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
         )
+        self._client = aioredis.Redis.from_pool(pool)  # the client owns (and closes) the pool
         # No hidden retries on the pub/sub connection: the reader loop owns reconnection.
         self._pubsub_client = aioredis.Redis.from_url(
             self._url,
