@@ -218,7 +218,8 @@ class Decision:
     analysis: AnalysisSpec | None = None
     """The analysis a ``START_ANALYSIS``/``MEASURE`` action runs."""
     step: str = ""
-    """For the printer column: ``"2/5"`` for canary, the phase name for blue-green."""
+    """Human text: ``"2/5"`` (1-based) for canary, the phase name for blue-green.
+    The printer column reads the 0-based ``currentStep`` of the status instead."""
 
     @property
     def progressing(self) -> bool:
@@ -242,7 +243,7 @@ def _step_label(spec: RolloutSpec, state: RolloutState) -> str:
         return ""
     if spec.strategy is RolloutStrategy.CANARY:
         total = len(spec.canary.steps) if spec.canary else 0
-        return f"{min(state.step_index, total)}/{total}"
+        return f"{min(state.step_index + 1, total)}/{total}"
     if spec.strategy is RolloutStrategy.BLUE_GREEN:
         return _BLUE_GREEN_STEPS[min(state.step_index, BLUE_GREEN_PROMOTION)]
     return "rolling"
@@ -311,7 +312,7 @@ def decide(
         return _start(ctx, state)
 
     request = observed.request
-    if request is Request.ABORT:
+    if request is Request.ABORT and state.abort_reason is None:
         return _roll_back(ctx, state, DegradedReason.ROLLOUT_ABORTED, "aborted by request", handled=True)
     if state.abort_reason is not None:
         if request is Request.RETRY:

@@ -87,7 +87,7 @@ def test_a_request_with_nothing_in_flight_is_answered_and_dropped() -> None:
 def test_canary_to_a_good_version_walks_its_steps_and_promotes() -> None:
     run = Driver(rollout_spec())
     first = run.at(0.0)
-    assert (first.action, first.state.weight, first.step) == (ActionKind.SET_WEIGHT, 20, "0/5")
+    assert (first.action, first.state.weight, first.step) == (ActionKind.SET_WEIGHT, 20, "1/5")
     assert first.reason is ProgressingReason.CANARY_STEP_PROGRESSING
     assert first.weights == {"stable": 80, "canary": 20}
     assert run.state.canary_revision == "r2"
@@ -100,7 +100,7 @@ def test_canary_to_a_good_version_walks_its_steps_and_promotes() -> None:
     assert (paused.reason, paused.requeue_after, paused.step) == (
         ProgressingReason.ROLLOUT_PAUSED,
         60.0,
-        "1/5",
+        "2/5",
     )
     assert run.at(35.0, canary_ready=True).requeue_after == 30.0
 
@@ -119,7 +119,7 @@ def test_canary_to_a_good_version_walks_its_steps_and_promotes() -> None:
     fifty = run.at(125.0, canary_ready=True)
     assert (fifty.action, fifty.state.weight, fifty.state.analysis) == (ActionKind.SET_WEIGHT, 50, None)
     hold = run.at(130.0, canary_ready=True)
-    assert (hold.reason, hold.requeue_after, hold.step) == (ProgressingReason.ROLLOUT_PAUSED, None, "4/5")
+    assert (hold.reason, hold.requeue_after, hold.step) == (ProgressingReason.ROLLOUT_PAUSED, None, "5/5")
     assert f"{ACTION_ANNOTATION}=promote" in hold.message
 
     promoted = run.at(500.0, canary_ready=True, request=Request.PROMOTE)
@@ -223,7 +223,7 @@ def test_inconclusive_analysis_pauses_then_retry_promote_or_abort() -> None:
 
     run.measured(Phase.INCONCLUSIVE, 130.0)
     skipped = run.at(131.0, canary_ready=True, request=Request.PROMOTE)
-    assert (skipped.action, skipped.state.weight, skipped.step) == (ActionKind.SET_WEIGHT, 50, "3/5")
+    assert (skipped.action, skipped.state.weight, skipped.step) == (ActionKind.SET_WEIGHT, 50, "4/5")
 
     again = Driver(rollout_spec())
     to_analysis(again)
@@ -453,7 +453,7 @@ def test_step_label_is_empty_when_nothing_is_in_flight() -> None:
     decision = Driver(rollout_spec()).at(0.0, desired="r1")
     assert decision.step == ""
     legacy = dataclasses.replace(RolloutState(stable_revision="r1"), step_started_at=None)
-    assert decide(rollout_spec(), legacy, Observed("r2"), 0.0).step == "0/5"
+    assert decide(rollout_spec(), legacy, Observed("r2"), 0.0).step == "1/5"
 
 
 def test_status_uses_the_crds_rollout_fields_for_the_printer_columns() -> None:
@@ -469,3 +469,17 @@ def test_status_uses_the_crds_rollout_fields_for_the_printer_columns() -> None:
     columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
     assert columns["Step"] == ".status.rollout.currentStep"
     assert columns["Weight"] == ".status.rollout.canaryWeight"
+
+
+def test_abort_after_a_rollback_does_not_drain_twice() -> None:
+    run = Driver(rollout_spec())
+    run.at(0.0)
+    run.at(1.0, request=Request.ABORT)
+    run.at(2.0, previous_drained=True)
+    again = run.at(3.0, request=Request.ABORT)
+    assert (again.action, again.reason, again.request_handled) == (
+        ActionKind.NONE,
+        ProgressingReason.ROLLED_BACK,
+        True,
+    )
+    assert again.state.draining_revision is None
