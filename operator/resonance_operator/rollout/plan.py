@@ -287,12 +287,22 @@ def decide(
         # First deployment: nothing to compare with, nothing to drain.
         first = RolloutState(stable_revision=desired)
         return _decision(
-            ctx, ActionKind.NONE, first, ProgressingReason.ROLLOUT_COMPLETED, f"revision {desired} deployed"
+            ctx,
+            ActionKind.NONE,
+            first,
+            ProgressingReason.ROLLOUT_COMPLETED,
+            f"revision {desired} deployed",
+            request_handled=observed.request is not None,
         )
 
     if state.draining_revision is not None:
         return _drain(ctx, state)
+    return _answered(_next(ctx, state), observed.request)
 
+
+def _next(ctx: _Context, state: RolloutState) -> Decision:
+    """The decision when nothing is draining."""
+    desired, observed, spec = ctx.observed.desired_revision, ctx.observed, ctx.spec
     if desired == state.stable_revision:
         if state.canary_revision is None or state.abort_reason is not None:
             # Nothing in flight, or an aborted canary already out of traffic: stable is all there is.
@@ -332,16 +342,18 @@ def decide(
         return _promote(ctx, state, "promoted by request", handled=True)
 
     if spec.strategy is RolloutStrategy.CANARY:
-        decision = _canary(ctx, state)
-    elif spec.strategy is RolloutStrategy.BLUE_GREEN:
-        decision = _blue_green(ctx, state)
-    else:
-        decision = _rolling(ctx, state)
-    if request is not None and not decision.request_handled:
-        # Every request is answered once; one that does not apply now is dropped with a note.
-        message = f"{decision.message}; {request} does not apply now"
-        decision = dataclasses.replace(decision, message=message, request_handled=True)
-    return decision
+        return _canary(ctx, state)
+    if spec.strategy is RolloutStrategy.BLUE_GREEN:
+        return _blue_green(ctx, state)
+    return _rolling(ctx, state)
+
+
+def _answered(decision: Decision, request: Request | None) -> Decision:
+    """Every request is answered once; one that does not apply now is dropped with a note."""
+    if request is None or decision.request_handled:
+        return decision
+    message = f"{decision.message}; {request} does not apply now"
+    return dataclasses.replace(decision, message=message, request_handled=True)
 
 
 def _settled(ctx: _Context, state: RolloutState) -> Decision:
@@ -373,6 +385,7 @@ def _start(ctx: _Context, state: RolloutState, *, handled: bool = False) -> Deci
             fresh,
             ProgressingReason.DRAINING_PREVIOUS,
             f"{desired} supersedes {state.canary_revision}; draining it first",
+            requeue_after=READINESS_POLL_SECONDS,
             request_handled=handled,
         )
     if ctx.spec.strategy is RolloutStrategy.ROLLING:
@@ -676,7 +689,11 @@ def _drain(ctx: _Context, state: RolloutState) -> Decision:
     deadline = not_before if state.drain_deadline is None else state.drain_deadline
     reason = ProgressingReason.ROLLED_BACK if state.abort_reason else ProgressingReason.DRAINING_PREVIOUS
     request = ctx.observed.request
-    if state.abort_reason is not None and request is Request.RETRY and revision == state.canary_revision:
+    if (
+        state.abort_reason is not None
+        and request is Request.RETRY
+        and revision == state.canary_revision == ctx.observed.desired_revision
+    ):
         # Retrying reuses the canary Pods that were draining.
         retried = RolloutState(stable_revision=state.stable_revision)
         return _start(ctx, retried, handled=True)
