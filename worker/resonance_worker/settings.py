@@ -76,6 +76,11 @@ class WorkerSettings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535, description="TCP port; 0 picks a free one (tests).")
     engine: EngineKind = Field(EngineKind.MEMORY, description="`memory` for one node, `redis` for many.")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL used by the redis engine.")
+    degraded_local_fanout: bool = Field(
+        False,
+        description="Degraded mode: while Redis is away, publications reach this pod's own clients only "
+        "(acknowledged at offset 0: not stored, not recoverable); see docs/reliability.md.",
+    )
     redis_prefix: str = Field("resonance", description="Key prefix, so several clusters can share a Redis.")
     jwt_secret: SecretStr | None = Field(
         None, description="HS256 secret for connection tokens. Unset: a random one is generated at start."
