@@ -126,8 +126,9 @@ def parse_exposition(text: str) -> tuple[Sample, ...]:
     (Sample(name='x_total', labels=(('code', '1'), ('m', 'a"b')), value=3.0),)
     """
     samples: list[Sample] = []
-    for line_number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
+    # Lines end with "\n" only: splitlines() would also split inside label values at \x85 or U+2028.
+    for line_number, raw in enumerate(text.split("\n"), start=1):
+        line = raw.strip(" \t\r")
         if not line or line.startswith("#"):
             continue
         match = _NAME.match(line)

@@ -10,7 +10,9 @@ import doctest
 import math
 
 import pytest
-from prometheus_client import Gauge
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from resonance_operator.rollout import analysis
 from resonance_operator.rollout.analysis import (
     AnalysisRun,
@@ -329,3 +331,22 @@ def test_analysis_spec_reads_camel_case_and_refuses_unknown_fields() -> None:
     assert (spec.interval_seconds, spec.failure_limit, spec.metrics[0].max_value) == (10, 2, 0.2)
     with pytest.raises(ValueError, match="extra"):
         AnalysisSpec.model_validate({"bogus": 1})
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(
+        st.tuples(st.text(st.characters(codec="utf-8"), max_size=20), st.floats(-1e9, 1e9)),
+        min_size=1,
+        max_size=5,
+        unique_by=lambda pair: pair[0],
+    )
+)
+def test_round_trip_through_prometheus_clients_own_renderer(values: list[tuple[str, float]]) -> None:
+    """Any label text (quotes, backslashes, newlines, unicode) comes back exactly as set."""
+    registry = CollectorRegistry()
+    gauge = Gauge("round_trip", "Round trip.", ["text"], registry=registry)
+    for text, value in values:
+        gauge.labels(text).set(value)
+    parsed = {s.label("text"): s.value for s in parse_exposition(generate_latest(registry).decode())}
+    assert parsed == dict(values)
