@@ -273,13 +273,10 @@ def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float | None
         return None
     total = buckets[bounds[-1]]
     rank = q * total
-    lower_bound, lower_count = 0.0, 0.0
-    bound = bounds[-1]  # the last bucket holds every observation, so the search stops there at worst
-    for candidate in bounds:
-        if buckets[candidate] >= rank:
-            bound = candidate
-            break
-        lower_bound, lower_count = candidate, buckets[candidate]
+    # The last bucket holds every observation (count >= rank), so the search always finds one.
+    index = next(i for i, b in enumerate(bounds) if buckets[b] >= rank)
+    bound = bounds[index]
+    lower_bound, lower_count = (bounds[index - 1], buckets[bounds[index - 1]]) if index else (0.0, 0.0)
     if math.isinf(bound):
         finite = [b for b in bounds if not math.isinf(b)]
         return finite[-1] if finite else None
