@@ -1,0 +1,1 @@
+"""Soak: steady load with faults on a schedule (``python -m bench.soak.run``)."""

@@ -1,0 +1,241 @@
+"""Soak: steady load on two real workers sharing one real Redis (AOF on), with
+faults on a schedule - a worker killed with SIGKILL (its clients move to the
+other through a loopback relay, and it is started again), then Redis stopped
+and started - while real centrifuge-python clients receive a numbered stream
+published through the server API.
+
+Reports messages sent, acknowledged, received and lost among acknowledged
+(must be 0), failed publish attempts, recoveries, and the resident memory of
+each worker over time. Loopback only; bounded by ``--minutes``; writes
+``bench/results/soak.json``.
+
+    .venv/bin/python -m bench.soak.run --minutes 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import centrifuge
+
+from tests.harness.faults import Ledger, LedgerSubscriber, stream_namespaces, wait_complete
+from tests.harness.redis import RedisServer
+from tests.harness.worker import WorkerProcess
+from tests.worker.engines.test_two_workers import Relay
+
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "soak.json"
+CHANNEL = "stream:soak"
+
+
+def rss_mib(pid: int) -> float | None:
+    """Resident set size of a process, from /proc (Linux)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+class Soak:
+    def __init__(self, workdir: Path, *, minutes: float, clients: int, rate: float) -> None:
+        self.workdir = workdir
+        self.duration = minutes * 60
+        self.client_count = clients
+        self.interval = 1.0 / rate
+        self.redis = RedisServer(workdir / "redis", persistence=True)
+        self.ledger = Ledger()
+        self.faults: list[dict[str, Any]] = []
+        self.memory: list[dict[str, Any]] = []
+        self.clients: list[centrifuge.Client] = []
+        self.retries = 0
+        self.t0 = 0.0
+        self.incarnation: dict[str, int] = {}
+        self.restarting: set[str] = set()  # not sampled until ready again
+
+    def now(self) -> float:
+        return round(time.monotonic() - self.t0, 2)
+
+    async def run(self) -> dict[str, Any]:
+        self.redis.start()
+        env = {
+            "RESONANCE_ENGINE": "redis",
+            "RESONANCE_REDIS_URL": self.redis.url,
+            "RESONANCE_NAMESPACES": stream_namespaces(history_size=1_000_000),
+            "RESONANCE_LIMITS__USER_PUBLISH_RATE": "0",
+            "RESONANCE_LOG_LEVEL": "WARNING",
+        }
+        self.workers = [
+            WorkerProcess(self.workdir, env, name="soak-a").start(),
+            WorkerProcess(self.workdir, env, name="soak-b").start(),
+        ]
+        self.front = 0  # the worker the relay sends clients to; the publisher uses the other
+        self.relay = await Relay(self.workers[0].port).start()
+        try:
+            await self._subscribe()
+            self.t0 = time.monotonic()
+            stop = asyncio.Event()
+            tasks = [
+                asyncio.create_task(self._publish(stop)),
+                asyncio.create_task(self._sample_memory(stop)),
+            ]
+            await self._inject_faults()
+            stop.set()
+            await asyncio.gather(*tasks)
+            complete = await wait_complete(self.ledger, timeout=60)
+        finally:
+            for client in self.clients:
+                await client.disconnect()
+            await self.relay.close()
+            for worker in self.workers:
+                worker.stop()
+            self.redis.stop()
+        return self._report(complete)
+
+    async def _subscribe(self) -> None:
+        worker = self.workers[0]
+        for i in range(self.client_count):
+            client = centrifuge.Client(
+                self.relay.ws_url,
+                token=worker.token(f"soak-{i}", ttl=24 * 3600),
+                min_reconnect_delay=0.3,
+                max_reconnect_delay=2.0,
+            )
+            self.clients.append(client)
+            await client.connect()
+            await client.ready(timeout=10)
+            sub = client.new_subscription(CHANNEL, events=LedgerSubscriber(self.ledger, f"soak-{i}"))
+            await sub.subscribe()
+            await sub.ready(timeout=10)
+
+    async def _publish(self, stop: asyncio.Event) -> None:
+        """Numbered messages at a steady rate; a refused one is retried (same number) until
+        acknowledged, as an application back end would."""
+        n = 0
+        while not stop.is_set():
+            n += 1
+            self.ledger.sent += 1
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                worker = self.workers[1 - self.front]
+                status, _ = await asyncio.to_thread(
+                    worker.api, "publish", {"channel": CHANNEL, "data": {"n": n}, "idempotency_key": f"n{n}"}
+                )
+                if status == 200:
+                    self.ledger.acked.append(n)
+                    break
+                self.retries += 1
+                await asyncio.sleep(0.1)
+            else:
+                self.ledger.failed += 1
+            await asyncio.sleep(self.interval)
+
+    async def _sample_memory(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            sample: dict[str, Any] = {"t": self.now()}
+            for worker in self.workers:
+                if worker.process.alive() and worker.name not in self.restarting:
+                    # Keyed by incarnation: a restarted worker starts a new series.
+                    key = f"{worker.name}#{self.incarnation.get(worker.name, 1)}"
+                    sample[key] = rss_mib(worker.process.pid)
+            if self.redis.process.alive():
+                sample["redis"] = rss_mib(self.redis.process.pid)
+            self.memory.append(sample)
+            await asyncio.sleep(5)
+
+    async def _inject_faults(self) -> None:
+        """A fault every period, alternating a worker SIGKILL and a Redis restart."""
+        period = max(20.0, self.duration / 10)
+        kinds = ["worker_kill", "redis_restart"]
+        index = 0
+        while self.now() + period <= self.duration:
+            await asyncio.sleep(period)
+            kind = kinds[index % 2]
+            index += 1
+            started = self.now()
+            if kind == "worker_kill":
+                victim = self.workers[self.front]
+                self.restarting.add(victim.name)
+                victim.kill()
+                self.incarnation[victim.name] = self.incarnation.get(victim.name, 1) + 1
+                self.front = 1 - self.front
+                self.relay.switch(self.workers[self.front].port)
+                await asyncio.to_thread(victim.start)  # same port; clients are elsewhere now
+                self.restarting.discard(victim.name)
+                detail = victim.name
+            else:
+                await asyncio.to_thread(self.redis.restart)
+                detail = "SIGTERM, then start on the same port and AOF"
+            self.faults.append({"t": started, "kind": kind, "detail": detail, "took_s": self.now() - started})
+        await asyncio.sleep(max(0.0, self.duration - self.now()))
+
+    def _report(self, complete: bool) -> dict[str, Any]:
+        growth = {}
+        names = sorted({key for sample in self.memory for key in sample if key != "t"})
+        for name in names:
+            points = [(s["t"], s[name]) for s in self.memory if s.get(name) is not None]
+            if points:
+                (t_first, first), (t_last, last) = points[0], points[-1]
+                growth[name] = {
+                    "from_s": t_first,
+                    "to_s": t_last,
+                    "first_mib": round(first, 1),
+                    "last_mib": round(last, 1),
+                    "max_mib": round(max(v for _, v in points), 1),
+                    "growth_mib": round(last - first, 1),
+                }
+        return {
+            "minutes": round(self.duration / 60, 2),
+            "clients": self.client_count,
+            "target_rate_per_s": round(1 / self.interval, 1),
+            "achieved_rate_per_s": round(len(self.ledger.acked) / max(self.duration, 1), 1),
+            "complete": complete,
+            **self.ledger.summary(),
+            "publish_retries": self.retries,
+            "faults": self.faults,
+            "memory_mib": growth,
+            "memory_series": self.memory,
+            "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        }
+
+
+async def _run(soak: Soak) -> dict[str, Any]:
+    def quiet_cancellations(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        # The relay's pipes are cancelled when the run ends; that is not a finding.
+        if not isinstance(context.get("exception"), asyncio.CancelledError):
+            loop.default_exception_handler(context)
+
+    asyncio.get_running_loop().set_exception_handler(quiet_cancellations)
+    return await soak.run()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--rate", type=float, default=50.0, help="publications per second")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="soak-") as workdir:
+        result = asyncio.run(
+            _run(Soak(Path(workdir), minutes=args.minutes, clients=args.clients, rate=args.rate))
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    summary = {k: v for k, v in result.items() if k != "memory_series"}
+    print(json.dumps(summary, indent=2))
+    if result["lost_among_acknowledged"] or not result["complete"]:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
