@@ -160,6 +160,9 @@ async def test_state_report_validates_smooths_and_is_replayable(
     with pytest.raises(centrifuge.ReplyError) as error:
         await client.rpc("events.replay", {"types": ["nonsense"]})
     assert error.value.code == 107
+    reflection = (await client.rpc("self.reflect", None)).data
+    assert reflection["home"]["pairs"] == 0  # no body readings yet: nothing to compare the reports with
+    assert reflection["harmony"]["states"] == 2
     thyroid = (await client.rpc("thyroid.status", None)).data
     assert thyroid["sources"]["protocol_error"] > 0  # the refused reports hurt a little
 

@@ -135,9 +135,13 @@ async def test_engine_failures_open_the_circuit(living: tuple[Living, Node, Cloc
 
 
 async def test_disconnect_storms_hurt(living: tuple[Living, Node, Clock]) -> None:
-    core, _, clock = living
+    core, node, clock = living
     for _ in range(3):
         core.disconnected(None)
+    assert core.thyroid.status(clock())["sources"]["disconnect_storm"] == 5.0
+    node.draining = True  # a drain closes everyone: no storm, however many
+    for _ in range(10):
+        core.disconnected(Disconnects.SHUTDOWN)
     assert core.thyroid.status(clock())["sources"]["disconnect_storm"] == 5.0
 
 
@@ -240,11 +244,21 @@ async def test_biometric_arousal_feeds_the_state_and_heart_rate_the_room(
         }
         reply = await core.push_biometrics(call(batch))
         kinds |= {reading["kind"] for reading in reply["readings"]}
+        if start >= 70 and start % 5 == 0:  # self-reports beside the body's readings, in two sessions
+            session = "c1" if start < 85 else "c9"
+            await core.report_state(call({"valence": 0.4, "arousal": 0.1 * (start % 3)}, client=session))
         clock.now += 1
     assert {"heart_rate", "hrv", "breathing", "arousal"} <= kinds
     body = core.smoother.current("ann", StateSource.BIOMETRIC)
     assert body is not None and 0 <= body.arousal <= 1 and body.valence == pytest.approx(0.4)
     assert core.rooms["solo"].monitor._heart["ann"]  # heart rates reached the room
+    reflection = await core.reflect(call(None))
+    assert reflection["home"]["pairs"] >= 3 and reflection["home"]["explanation"]
+    assert reflection["harmony"]["score"] is not None
+    assert reflection["self_understanding"]["sessions"] == 2
+    assert all(q["subject"] == "ann" and q["text"] for q in reflection["questions"])
+    empty = await core.reflect(call(None, user="nobody"))
+    assert empty["home"]["score"] is None and empty["questions"] == []
     with pytest.raises(RpcError) as error:  # one stream per worker in this fixture
         await core.push_biometrics(call({"kind": "ppg", "t": [1.0], "values": [1.0]}, user="zed"))
     assert error.value.code == ErrorCode.LIMIT_EXCEEDED

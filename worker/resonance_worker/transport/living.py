@@ -31,6 +31,7 @@ import logging
 import math
 import re
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -52,7 +53,7 @@ from resonance_worker.domain.emotion import (
     StateSource,
     parse_report,
 )
-from resonance_worker.domain.insights import from_room_pattern
+from resonance_worker.domain.insights import ask, from_room_pattern
 from resonance_worker.domain.resonance import (
     HeartRateSample,
     MemberState,
@@ -60,6 +61,15 @@ from resonance_worker.domain.resonance import (
     ResonancePublisher,
     RoomMonitor,
     RoomTick,
+)
+from resonance_worker.domain.selfhood import (
+    BodySample,
+    SelfReport,
+    StatePoint,
+    harmony,
+    home_state,
+    pair_reports,
+    self_understanding,
 )
 from resonance_worker.domain.thyroid import (
     CircuitBreaker,
@@ -91,6 +101,9 @@ ROOM_NAMESPACE = "room"
 BIO_NAMESPACE = "bio"
 ROOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_BATCH_ROWS = 4096
+REFLECT_HISTORY = 2000
+"""Self-reports and body samples kept per person for ``self.reflect`` (the newest)."""
+HARMONY_WINDOW_S = 3600.0
 BIO_KINDS = ("ppg", "rgb")
 
 
@@ -275,6 +288,10 @@ class Living(PainHooks):
         self._seq = 0
         self._appending: set[asyncio.Future[None]] = set()
         self.graph: LivingGraph | None = None
+        # Per person: (session, report) and body samples, for self.reflect.
+        self._reports: dict[str, deque[tuple[str, SelfReport]]] = {}
+        self._body: dict[str, deque[BodySample]] = {}
+        self._last_bpm: dict[str, float] = {}
         self._last_published: tuple[Any, ...] | None = None
         registry = node.metrics.registry
         self.pain_gauge = Gauge(
@@ -315,6 +332,8 @@ class Living(PainHooks):
         source = pain_of_disconnect(reason)
         if source is not None:
             self.feel(source)
+        if self.node.draining:
+            return  # our own shutdown closes every connection: that is not a storm
         if self.storms.record(self.clock()):
             self.feel(PainSource.DISCONNECT_STORM)
 
@@ -475,7 +494,42 @@ class Living(PainHooks):
         except EmotionReportError as exc:
             raise RpcError(ErrorCode.BAD_REQUEST, str(exc)) from None
         smoothed = await self._take_state(user, state, call.client)
+        report = SelfReport(state.at, state.arousal, state.valence, state.label)
+        self._reports.setdefault(user, deque(maxlen=REFLECT_HISTORY)).append((call.client, report))
         return {"state": _smoothed_dict(smoothed)}
+
+    async def reflect(self, call: RpcCall) -> Any:
+        """Home state, harmony, self-understanding and the reflective questions they raise."""
+        user = self._user(call)
+        now = self.clock()
+        reports = list(self._reports.get(user, ()))
+        body = list(self._body.get(user, ()))
+        pairs = pair_reports([r for _, r in reports], body)
+        by_session: dict[str, list[SelfReport]] = {}
+        for session, report in reports:
+            by_session.setdefault(session, []).append(report)
+        sessions = [pair_reports(session_reports, body) for session_reports in by_session.values()]
+        home = home_state(pairs)
+        balance = harmony(
+            [StatePoint(r.t, r.valence, r.arousal) for _, r in reports], now, window_s=HARMONY_WINDOW_S
+        )
+        understanding = self_understanding(sessions)
+        questions = ask(
+            user,
+            pairs=pairs,
+            home=home,
+            harmony=balance,
+            harmony_window_s=HARMONY_WINDOW_S,
+            understanding=understanding,
+        )
+        for question in questions:
+            self._append(events.question_asked(user, now, question.to_dict()))
+        return {
+            "home": home.to_dict(),
+            "harmony": balance.to_dict(),
+            "self_understanding": understanding.to_dict(),
+            "questions": [q.to_dict() for q in questions],
+        }
 
     async def _take_state(self, user: str, state: EmotionalState, client: str | None) -> SmoothedState:
         smoothed = self.smoother.update(user, state)
@@ -602,11 +656,14 @@ class Living(PainHooks):
         for reading in readings:
             await self._publish(bio_channel(user), reading)
             if reading["kind"] == "heart_rate" and reading.get("bpm") is not None:
+                self._last_bpm[user] = float(reading["bpm"])
                 sample = HeartRateSample(now, float(reading["bpm"]))
                 for room in self.rooms.values():
                     if user in room.members.values():
                         room.monitor.add_heart_rate(user, sample)
             elif reading["kind"] == "arousal" and reading.get("index") is not None:
+                body = BodySample(now, _clip(float(reading["index"]), 0.0, 1.0), self._last_bpm.get(user))
+                self._body.setdefault(user, deque(maxlen=REFLECT_HISTORY)).append(body)
                 own = self.smoother.current(user)
                 state = EmotionalState(
                     valence=own.valence if own is not None else 0.0,
@@ -651,6 +708,7 @@ class Living(PainHooks):
         return {
             "state.report": self.report_state,
             "state.get": self.current_state,
+            "self.reflect": self.reflect,
             "room.join": self.join_room,
             "room.leave": self.leave_room,
             "bio.push": self.push_biometrics,
