@@ -1,0 +1,1 @@
+"""Benchmarks of the living core as the worker runs it."""
