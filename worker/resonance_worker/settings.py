@@ -132,6 +132,11 @@ class WorkerSettings(BaseSettings):
     shutdown_drain_seconds: float = Field(
         5.0, ge=0, description="On SIGTERM, disconnects (code 3001) are spread over this window."
     )
+    tenant_isolation: bool = Field(
+        False,
+        description="Partition channels by the token's `tenant` claim: `ns:<tenant>/name` is only for that "
+        "tenant's connections (see docs/reliability.md).",
+    )
     personal_channel: bool = Field(
         True, description="Subscribe each user server-side to `personal:#<user>` when that namespace exists."
     )

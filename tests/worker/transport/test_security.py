@@ -272,3 +272,32 @@ async def test_audit_log_records_server_api_and_admin_actions(start_worker: Star
     assert all(r["remote"] == "127.0.0.1" and r["audit"] is True for r in audit)
     text = worker.log()
     assert "secret-payload" not in text and API_KEY not in text and "wrong-key" not in text
+
+
+async def tenant_session(worker: WorkerProcess, tenant: str, http: aiohttp.ClientSession) -> Any:
+    token = jwt.encode({"sub": "alice", "tenant": tenant, "exp": int(time.time()) + 600}, JWT_SECRET, "HS256")
+    ws = await http.ws_connect(worker.ws_url)
+    await ws.send_str(json.dumps({"id": 1, "connect": {"token": token}}))
+    reply = json.loads((await ws.receive(timeout=10)).data.split("\n")[0])
+    assert f"personal:{tenant}/#alice" in reply["connect"]["subs"]
+    return ws
+
+
+async def test_tenants_are_isolated_even_for_the_same_user_id(start_worker: StartWorker) -> None:
+    worker = start_worker({"RESONANCE_TENANT_ISOLATION": "true"}, name="tenants")
+    async with aiohttp.ClientSession() as http:
+        acme = await tenant_session(worker, "acme", http)
+        globex = await tenant_session(worker, "globex", http)
+        assert await subscribe_outcome(acme, 2, "chat:globex/lobby") == ("error", 103)
+        assert await subscribe_outcome(acme, 3, "chat:lobby") == ("error", 103)
+        assert await subscribe_outcome(acme, 4, "personal:globex/#alice") == ("error", 103)
+        assert await subscribe_outcome(acme, 5, "chat:acme/lobby") == ("subscribed", None)
+        # The back end writes to acme's alice; globex's alice (same id) hears nothing.
+        status, _ = worker.api("publish", {"channel": "personal:acme/#alice", "data": {"for": "acme"}})
+        assert status == 200
+        push = json.loads((await acme.receive(timeout=10)).data)
+        assert push["push"]["channel"] == "personal:acme/#alice"
+        with pytest.raises(TimeoutError):
+            await globex.receive(timeout=1)
+        await acme.close()
+        await globex.close()

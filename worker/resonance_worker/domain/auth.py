@@ -44,6 +44,7 @@ class ConnectClaims:
     expire_at: int | None  # unix seconds; None: never expires
     info: bytes | None  # raw JSON
     channels: tuple[str, ...] = ()  # server-side subscriptions
+    tenant: str = ""  # see resonance_worker.domain.tenancy
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +158,7 @@ class TokenVerifier:
             expire_at=_expire_at(claims),
             info=_info(claims),
             channels=tuple(channels),
+            tenant=_string_claim(claims, "tenant"),
         )
 
     def verify_subscribe(self, token: str, now: float) -> SubscribeClaims:

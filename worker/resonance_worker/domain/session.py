@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from resonance_worker.domain import tenancy
 from resonance_worker.domain.auth import (
     ConnectClaims,
     InvalidTokenError,
@@ -74,6 +75,7 @@ class SessionConfig:
     presence_update_interval: float = 25.0
     allow_anonymous: bool = False
     personal_channel: bool = True
+    tenant_isolation: bool = False
     version: str = ""
     node: str = ""
 
@@ -286,6 +288,7 @@ class Session:
         self.observer: SessionObserver = observer or _NullObserver()
         self.state = SessionState.CONNECTING
         self.user = ""
+        self.tenant = ""
         self.conn_info: bytes | None = None
         self.expire_at: int | None = None
         self.close_reason: Disconnect | None = None
@@ -677,6 +680,8 @@ class Session:
         options = self.rules.options(channel)
         if options is None:
             raise _CommandFailedError(ErrorCode.UNKNOWN_CHANNEL)
+        if self.config.tenant_isolation and tenancy.split_tenant(channel)[0] != self.tenant:
+            raise _CommandFailedError(ErrorCode.PERMISSION_DENIED)
         return channel, options
 
     # -- commands -------------------------------------------------------------------
@@ -704,11 +709,21 @@ class Session:
         else:
             raise _CommandFailedError(Disconnects.BAD_REQUEST)  # no credentials, as Centrifuge
         self.user = claims.user
+        self.tenant = claims.tenant
         self.conn_info = claims.info
         self.expire_at = claims.expire_at
         channels = list(claims.channels)
+        if self.config.tenant_isolation:
+            if not tenancy.valid_tenant(self.tenant):
+                raise _CommandFailedError(Disconnects.INVALID_TOKEN)
+            if any(tenancy.split_tenant(c)[0] != self.tenant for c in channels):
+                raise _CommandFailedError(Disconnects.PERMISSION_DENIED)
         if self.config.personal_channel and self.user:
-            personal = self.rules.personal_channel(self.user)
+            personal = (
+                tenancy.personal_channel(self.tenant, self.user)
+                if self.config.tenant_isolation
+                else self.rules.personal_channel(self.user)
+            )
             if self.rules.options(personal) is not None and personal not in channels:
                 channels.append(personal)
         if self.config.max_channels and len(channels) > self.config.max_channels:
@@ -823,6 +838,8 @@ class Session:
         self._effects.append(op)
 
     def _check_subscribe_permission(self, channel: str, options: NamespaceOptions) -> None:
+        if self.config.tenant_isolation:
+            channel = tenancy.split_tenant(channel)[1]  # `$` and `#` are judged inside the tenant
         if self.rules.is_private(channel):
             raise _CommandFailedError(ErrorCode.PERMISSION_DENIED)
         allowed_users = self.rules.allowed_users(channel)

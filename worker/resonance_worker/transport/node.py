@@ -133,6 +133,7 @@ class Node:
             presence_update_interval=settings.presence_update_seconds,
             allow_anonymous=settings.allow_anonymous,
             personal_channel=settings.personal_channel,
+            tenant_isolation=settings.tenant_isolation,
             version="resonance-worker",
             node=settings.node_name or f"{settings.host}:{settings.port}",
         )
