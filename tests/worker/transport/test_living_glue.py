@@ -227,7 +227,9 @@ async def test_biometric_arousal_feeds_the_state_and_heart_rate_the_room(
 ) -> None:
     core, node, clock = living
     node.connections["c1"] = Conn()  # type: ignore[assignment]
+    node.by_user["someone-else"] = set()  # a connected user is never forgotten
     await core.report_state(call({"valence": 0.4, "arousal": 0.3}))
+    await core.report_state(call({"valence": 0.4, "arousal": 0.3}, user="someone-else"))
     await core.join_room(call({"room": "solo"}))
     beats = synthetic.beat_times(102, hr_bpm=72.0)
     t = synthetic.frame_times(100, jitter=0.1)
@@ -270,6 +272,14 @@ async def test_biometric_arousal_feeds_the_state_and_heart_rate_the_room(
         await core.replay(call("all"))
     await core.settle()
     assert (await core.replay(call(None)))["events"]
+    # Ann has no connection here (node.by_user is empty): kept for a grace period, then forgotten.
+    await core.rooms_step()
+    assert "ann" in core.streams
+    clock.now += 301
+    await core.rooms_step()
+    assert "ann" not in core.streams and core.smoother.current("ann") is None
+    assert (await core.reflect(call(None)))["harmony"]["states"] == 0
+    assert core.smoother.current("someone-else") is not None
 
 
 @pytest.mark.parametrize(

@@ -104,6 +104,8 @@ MAX_BATCH_ROWS = 4096
 REFLECT_HISTORY = 2000
 """Self-reports and body samples kept per person for ``self.reflect`` (the newest)."""
 HARMONY_WINDOW_S = 3600.0
+FORGET_AFTER_S = 300.0
+"""A person with no connection on this worker this long is forgotten here (stream, history, state)."""
 BIO_KINDS = ("ppg", "rgb")
 
 
@@ -292,6 +294,7 @@ class Living(PainHooks):
         self._reports: dict[str, deque[tuple[str, SelfReport]]] = {}
         self._body: dict[str, deque[BodySample]] = {}
         self._last_bpm: dict[str, float] = {}
+        self._absent_since: dict[str, float] = {}
         self._last_published: tuple[Any, ...] | None = None
         registry = node.metrics.registry
         self.pain_gauge = Gauge(
@@ -615,7 +618,22 @@ class Living(PainHooks):
                 self._drop_member(room_id, room, client)
             if room_id in self.rooms:
                 await self._tick_room(room_id, room.monitor.tick(now), room)
+        self._forget_absent(now)
         self._set_gauges(now)
+
+    def _forget_absent(self, now: float) -> None:
+        """Drop what is kept of people with no connection here for ``FORGET_AFTER_S`` (a reconnect
+        within it keeps their biometric stream and history): memory stays bounded by who is around."""
+        known = set(self.streams) | set(self._reports) | set(self._body) | set(self._absent_since)
+        for user in known:
+            if user in self.node.by_user:
+                self._absent_since.pop(user, None)
+                continue
+            since = self._absent_since.setdefault(user, now)
+            if now - since >= FORGET_AFTER_S:
+                for kept in (self.streams, self._reports, self._body, self._last_bpm, self._absent_since):
+                    kept.pop(user, None)
+                self.smoother.forget(user)
 
     async def _tick_room(self, room_id: str, tick: RoomTick, room: _Room) -> None:
         channel = room_channel(room_id)
