@@ -43,6 +43,7 @@ from resonance_worker.graph.schema import ensure_schema
 
 T = TypeVar("T")
 _TRANSIENT_RETRIES = 4
+_IDLE_POLL_S = 0.05
 
 logger = logging.getLogger("resonance.worker.projector")
 
@@ -147,7 +148,11 @@ class Projector:
         self._stopping = False
         while not self._stopping:
             try:
-                await self.step()
+                settled = await self.step()
+                if settled == 0:
+                    # Nothing to do. A non-blocking read (block_ms=0) may not suspend at all: poll
+                    # gently instead of spinning, and always let other tasks run.
+                    await asyncio.sleep(0 if self.config.block_ms else _IDLE_POLL_S)
             except (GraphError, EventLogError) as exc:
                 await asyncio.sleep(self._failed(exc))
             except Exception as exc:
