@@ -18,10 +18,20 @@ help:  ## List the targets
 deps:  ## Install system prerequisites (Debian packages, uv, Node packages), idempotently
 	@.ci/deps
 
-$(VENV)/.synced: pyproject.toml uv.lock
+LOCK := requirements/dev.lock
+
+# The environment is exactly the hashed lock (uv pip sync removes anything else), plus the project in
+# editable mode. uv comes from pip when the machine lacks it.
+$(VENV)/.synced: pyproject.toml $(LOCK)
 	@command -v uv >/dev/null || python3 -m pip install --quiet --user uv
-	uv sync --frozen --all-extras
+	@test -x $(VENV)/bin/python || uv venv --python python3.11 $(VENV)
+	uv pip sync --python $(VENV)/bin/python --require-hashes $(LOCK)
+	uv pip install --python $(VENV)/bin/python --no-deps -e .
 	@touch $@
+
+.PHONY: lock
+lock:  ## Re-resolve pyproject.toml's dependencies into requirements/*.lock
+	scripts/lock
 
 .PHONY: venv
 venv: $(VENV)/.synced  ## Create the virtualenv from the lock file
