@@ -104,8 +104,8 @@ _DERIVED_VARIABLES = {
     "RESONANCE_ENGINE": "spec.redis",
     "RESONANCE_REDIS_URL": "spec.redis",
     "RESONANCE_JWT_SECRET": "spec.auth",
-    "RESONANCE_NEO4J_URI": "spec.neo4j",
-    "RESONANCE_NEO4J_PASSWORD": "spec.neo4j",
+    "RESONANCE_NEO4J__URI": "spec.neo4j",
+    "RESONANCE_NEO4J__PASSWORD": "spec.neo4j",
 }
 
 

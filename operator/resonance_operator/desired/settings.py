@@ -93,20 +93,20 @@ def worker_environment(cluster: ResonanceCluster) -> WorkerEnvironment:
     if jwt_ref is not None:
         from_secrets["RESONANCE_JWT_SECRET"] = jwt_ref
     if spec.auth.jwks_url is not None:
-        plain["RESONANCE_JWKS_URL"] = spec.auth.jwks_url
+        plain["RESONANCE_JWT_JWKS_URL"] = spec.auth.jwks_url
 
     mode = spec.neo4j.mode
     if mode is Neo4jMode.MANAGED:
-        plain["RESONANCE_NEO4J_URI"] = (
+        plain["RESONANCE_NEO4J__URI"] = (
             f"bolt://{neo4j_service_name(cluster)}.{cluster.namespace}.svc:{NEO4J_BOLT_PORT}"
         )
-        plain["RESONANCE_NEO4J_USER"] = "neo4j"
+        plain["RESONANCE_NEO4J__USER"] = "neo4j"
     elif spec.neo4j.external is not None:
-        plain["RESONANCE_NEO4J_URI"] = spec.neo4j.external.uri
-        plain["RESONANCE_NEO4J_USER"] = spec.neo4j.external.username
+        plain["RESONANCE_NEO4J__URI"] = spec.neo4j.external.uri
+        plain["RESONANCE_NEO4J__USER"] = spec.neo4j.external.username
     password_ref = neo4j_password_ref(cluster)
     if password_ref is not None:
-        from_secrets["RESONANCE_NEO4J_PASSWORD"] = password_ref
+        from_secrets["RESONANCE_NEO4J__PASSWORD"] = password_ref
 
     # Free-form settings last, so a newer worker setting needs no operator release;
     # they cannot override what the operator derives from the spec.

@@ -26,13 +26,38 @@ def test_defaults_map_onto_the_worker_settings() -> None:
 
 
 def test_the_mapping_matches_the_worker_settings_model() -> None:
-    """Every variable the operator derives is one the worker actually reads (or an optional future one)."""
+    """Every variable the operator derives is one the worker actually reads, nested groups included."""
+    cluster = fixtures.cluster(
+        {
+            **fixtures.with_worker(),
+            "redis": {"external": {"urlSecretRef": {"name": "redis-url", "key": "url"}}},
+            "neo4j": {
+                "external": {
+                    "uri": "bolt://graph:7687",
+                    "username": "app",
+                    "passwordSecretRef": {"name": "g", "key": "pw"},
+                }
+            },
+            "auth": {"jwksUrl": "https://idp.example/jwks"},
+        }
+    )
+    environment = settings.worker_environment(cluster)
+    derived = set(environment.plain) | set(environment.from_secrets)
+    assert {"RESONANCE_NEO4J__URI", "RESONANCE_NEO4J__PASSWORD", "RESONANCE_JWT_JWKS_URL"} <= derived
+    assert derived <= worker_variables()
+
+
+def worker_variables() -> set[str]:
+    """The environment variables ``WorkerSettings`` reads (``__`` joins a group and its fields)."""
+    from pydantic import BaseModel
     from resonance_worker.settings import WorkerSettings
 
-    known = {f"RESONANCE_{name.upper()}" for name in WorkerSettings.model_fields}
-    future = {"RESONANCE_JWKS_URL", "RESONANCE_NEO4J_URI", "RESONANCE_NEO4J_USER", "RESONANCE_NEO4J_PASSWORD"}
-    environment = settings.worker_environment(fixtures.cluster())
-    assert set(environment.plain) | set(environment.from_secrets) <= known | future
+    names: set[str] = set()
+    for name, field in WorkerSettings.model_fields.items():
+        names.add(f"RESONANCE_{name.upper()}")
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            names |= {f"RESONANCE_{name.upper()}__{sub.upper()}" for sub in field.annotation.model_fields}
+    return names
 
 
 def test_external_services_jwks_and_extra_settings() -> None:
@@ -57,13 +82,13 @@ def test_external_services_jwks_and_extra_settings() -> None:
     assert environment.plain["RESONANCE_LOG_JSON"] == "false"
     assert environment.plain["RESONANCE_MAX_CONNECTIONS"] == "5"
     assert environment.plain["RESONANCE_HOST"] == "0.0.0.0"  # extra settings cannot override derived ones
-    assert environment.plain["RESONANCE_JWKS_URL"] == "https://idp.example/jwks"
-    assert environment.plain["RESONANCE_NEO4J_URI"] == "neo4j+s://graph:7687"
-    assert environment.plain["RESONANCE_NEO4J_USER"] == "app"
+    assert environment.plain["RESONANCE_JWT_JWKS_URL"] == "https://idp.example/jwks"
+    assert environment.plain["RESONANCE_NEO4J__URI"] == "neo4j+s://graph:7687"
+    assert environment.plain["RESONANCE_NEO4J__USER"] == "app"
     assert "RESONANCE_REDIS_URL" not in environment.plain
     assert _refs(environment) == {
         "RESONANCE_REDIS_URL": ("redis-url", "url"),
-        "RESONANCE_NEO4J_PASSWORD": ("g", "pw"),
+        "RESONANCE_NEO4J__PASSWORD": ("g", "pw"),
     }
     assert settings.jwt_secret_ref(cluster) is None
 
@@ -79,9 +104,9 @@ def test_external_redis_url_and_given_jwt_secret_and_managed_neo4j() -> None:
     )
     environment = settings.worker_environment(cluster)
     assert environment.plain["RESONANCE_REDIS_URL"] == "rediss://r:6380/1"
-    assert environment.plain["RESONANCE_NEO4J_URI"] == "bolt://demo-neo4j.team-a.svc:7687"
+    assert environment.plain["RESONANCE_NEO4J__URI"] == "bolt://demo-neo4j.team-a.svc:7687"
     assert _refs(environment)["RESONANCE_JWT_SECRET"] == ("mine", "k")
-    assert _refs(environment)["RESONANCE_NEO4J_PASSWORD"] == ("demo-neo4j-auth", "password")
+    assert _refs(environment)["RESONANCE_NEO4J__PASSWORD"] == ("demo-neo4j-auth", "password")
 
 
 def test_configmap_and_generated_secrets() -> None:
