@@ -9,6 +9,7 @@ ServiceAccount tokens work.
     controlplane.py up   [--workdir DIR] [--nodes N]   # start, wait, print KUBECONFIG
     controlplane.py down [--workdir DIR]               # stop everything, remove state
     controlplane.py status [--workdir DIR]
+    controlplane.py restart kube-apiserver [--workdir DIR]  # kill and start again in place
 
 Standard library only, so it runs before any virtualenv exists.
 """
@@ -138,6 +139,9 @@ def start(name: str, argv: list[str], workdir: Path) -> int:
         )
     (workdir / "pids").mkdir(exist_ok=True)
     (workdir / "pids" / name).write_text(str(proc.pid))
+    # The exact command line, so ``restart`` brings the component back with the same flags.
+    (workdir / "argv").mkdir(exist_ok=True)
+    (workdir / "argv" / name).write_text(json.dumps(argv))
     return proc.pid
 
 
@@ -414,11 +418,75 @@ def status(workdir: Path) -> int:
     return 0 if running and all(alive(p) for p in running.values()) else 1
 
 
+def restart(workdir: Path, name: str, *, grace: float) -> None:
+    """Stop one component and start it again in place: same binary, flags, port, certs, etcd data.
+
+    ``grace`` 0 kills it outright (SIGKILL, a crash); otherwise SIGTERM and up to ``grace``
+    seconds to exit. Only the API server is supported: its clients' watches are what restarting
+    it tests, and ``/readyz`` says when it is back.
+    """
+    if name != "kube-apiserver":
+        raise SystemExit(f"controlplane: restarting {name} is not supported (only kube-apiserver)")
+    pid = pids(workdir).get(name)
+    if pid is None:
+        raise SystemExit(f"controlplane: no {name} in {workdir}")
+    saved = workdir / "argv" / name
+    if saved.exists():
+        argv = json.loads(saved.read_text())
+    else:  # started by an older harness: read the live command line
+        argv = Path(f"/proc/{pid}/cmdline").read_text().rstrip("\0").split("\0")
+    t0 = time.monotonic()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL if grace <= 0 else signal.SIGTERM)
+    deadline = time.monotonic() + max(grace, 0) + 10
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    while alive(pid):
+        time.sleep(0.05)
+    stopped = time.monotonic()
+    config = json.loads((workdir / "kubeconfig").read_text())
+    token = config["users"][0]["user"]["token"]
+    server = json.loads((workdir / "env").read_text())["server"]
+    api = Api(server, workdir / "pki" / "ca.crt", token)
+    log_file = workdir / "logs" / f"{name}.log"
+    for attempt in range(40):
+        offset = log_file.stat().st_size if log_file.exists() else 0
+        new_pid = start(name, argv, workdir)
+        try:
+            wait_for(
+                f"{name} /readyz after restart",
+                lambda: api.request("GET", "/readyz")[0] == 200,
+                timeout=180,
+                pid=new_pid,
+                workdir=workdir,
+                name=name,
+            )
+            break
+        except SystemExit:
+            # The port is in the ephemeral range: a client retrying its connection meanwhile can
+            # get it as its own local port (a TCP self-connect) and hold it for a moment. Retry.
+            with log_file.open("rb") as out:
+                out.seek(offset)
+                if b"address already in use" not in out.read() or attempt == 39:
+                    raise
+            time.sleep(0.5)
+    log(
+        f"{name} restarted: down {time.monotonic() - stopped:.1f} s "
+        f"(stop {stopped - t0:.1f} s), pid {pid} -> {new_pid}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "restart"])
+    parser.add_argument("component", nargs="?", help="for restart: the component (kube-apiserver)")
+    parser.add_argument(
+        "--grace", type=float, default=0.0, help="for restart: SIGTERM and wait this long; 0 = SIGKILL"
+    )
     parser.add_argument(
         "--workdir", type=Path, default=Path(os.environ.get("RESONANCE_CLUSTER_DIR", DEFAULT_WORKDIR))
     )
@@ -434,6 +502,11 @@ def main() -> int:
         return 0
     if args.command == "down":
         down(workdir)
+        return 0
+    if args.command == "restart":
+        if not args.component:
+            parser.error("restart needs a component, e.g. `restart kube-apiserver`")
+        restart(workdir, args.component, grace=args.grace)
         return 0
     return status(workdir)
 
