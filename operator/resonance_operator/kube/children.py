@@ -73,18 +73,21 @@ async def apply_children(
 
     A child whose live object already carries the same spec hash and every
     desired field is not written at all, so a no-op reconcile makes no writes.
+    Every write is dry-run first: a child the API refuses (a value the CRD schema
+    lets through but, say, Deployment validation does not) fails the reconcile
+    before anything is written, instead of leaving the cluster half-applied.
     """
     result = ApplyResult()
-    for child in desired:
-        live = observed.child(child.key)
-        if live is not None and (child.create_only or not meta.needs_apply(child.body, live)):
-            continue
-        try:
-            await kube.apply(child.body, cluster.namespace)
-        except ConflictError:
-            # Another manager (usually a hand edit) owns a field we set: the spec wins.
-            logger.info("taking over fields of %s from another field manager", child.key)
-            await kube.apply(child.body, cluster.namespace, force=True)
+    pending = [
+        (child, live)
+        for child in desired
+        if (live := observed.child(child.key)) is None
+        or (not child.create_only and meta.needs_apply(child.body, live))
+    ]
+    for child, _ in pending:
+        await _apply(kube, cluster, child, dry_run=True)
+    for child, live in pending:
+        await _apply(kube, cluster, child)
         (result.created if live is None else result.updated).append(child.key)
     wanted = {child.key for child in desired}
     for key, live in observed.children.items():
@@ -93,6 +96,16 @@ async def apply_children(
             await kube.delete(object_path(key, cluster.namespace))
             result.deleted.append(key)
     return result
+
+
+async def _apply(kube: KubeClient, cluster: ResonanceCluster, child: Child, *, dry_run: bool = False) -> None:
+    try:
+        await kube.apply(child.body, cluster.namespace, dry_run=dry_run)
+    except ConflictError:
+        # Another manager (usually a hand edit) owns a field we set: the spec wins.
+        if not dry_run:
+            logger.info("taking over fields of %s from another field manager", child.key)
+        await kube.apply(child.body, cluster.namespace, force=True, dry_run=dry_run)
 
 
 async def write_status(kube: KubeClient, cluster: ResonanceCluster, status: Mapping[str, Any]) -> None:

@@ -124,35 +124,54 @@ class KubeClient:
         self.calls[verb] += 1
         if (scoped := _NAMESPACED.search(path)) is not None:
             self.calls_by_namespace[(scoped.group(1), verb)] += 1
-        async with (
-            self._limit,
-            self._session.request(
-                method, self._credentials.server + path, params=params, data=data, headers=headers
-            ) as response,
-        ):
+        try:
+            async with (
+                self._limit,
+                self._session.request(
+                    method, self._credentials.server + path, params=params, data=data, headers=headers
+                ) as response,
+            ):
+                if self._on_request is not None:
+                    self._on_request(verb, response.status)
+                text = await response.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # No answer at all (the API server restarting, a timeout): as retryable as a 503, and
+            # one error type for the handlers, which retry an ApiError after a short delay.
             if self._on_request is not None:
-                self._on_request(verb, response.status)
-            text = await response.text()
-            if response.status == 404 and allow_not_found:
-                return None
-            if response.status >= 400:
-                message = text
-                with contextlib.suppress(ValueError):
-                    message = json.loads(text).get("message", text)
-                error = ConflictError if response.status == 409 else ApiError
-                raise error(response.status, method, path, message)
-            return json.loads(text) if text else {}
+                self._on_request(verb, 0)
+            raise ApiError(503, method, path, f"no answer from the API server: {exc!r}") from exc
+        if response.status == 404 and allow_not_found:
+            return None
+        if response.status >= 400:
+            message = text
+            with contextlib.suppress(ValueError):
+                message = json.loads(text).get("message", text)
+            error = ConflictError if response.status == 409 else ApiError
+            raise error(response.status, method, path, message)
+        return json.loads(text) if text else {}
 
     async def get(self, path: str) -> dict[str, Any] | None:
         """The object at ``path``, or ``None`` when it does not exist."""
         return await self._request("get", "GET", path, allow_not_found=True)
 
-    async def apply(self, body: Mapping[str, Any], namespace: str, *, force: bool = False) -> dict[str, Any]:
-        """Server-side apply ``body`` as this field manager."""
+    async def apply(
+        self, body: Mapping[str, Any], namespace: str, *, force: bool = False, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Server-side apply ``body`` as this field manager.
+
+        ``dry_run`` runs every validation and admission step and stores nothing (not counted as a write).
+        """
         path = object_path(ChildKey.of(body), namespace)
         params = {"fieldManager": self.field_manager, "force": "true" if force else "false"}
+        if dry_run:
+            params["dryRun"] = "All"
         result = await self._request(
-            "apply", "PATCH", path, params=params, body=body, content_type="application/apply-patch+yaml"
+            "dry_run" if dry_run else "apply",
+            "PATCH",
+            path,
+            params=params,
+            body=body,
+            content_type="application/apply-patch+yaml",
         )
         assert result is not None
         return result
