@@ -5,7 +5,8 @@
     WorkerError                 base of everything the worker raises on purpose
     ├── ConfigError             settings that cannot work (raised at start-up)
     └── EngineError             the engine (Redis) failed or is unreachable
-        └── EngineTimeoutError       an engine call exceeded its deadline
+        ├── EngineTimeoutError       an engine call exceeded its deadline
+        └── EngineCircuitOpenError   refused at once: the engine failed repeatedly (circuit open)
 
 Protocol errors sent to clients are not exceptions of this tree: they are
 values (code and message) produced by the sans-I/O protocol core.
@@ -28,3 +29,7 @@ class EngineError(WorkerError):
 
 class EngineTimeoutError(EngineError):
     """An engine call exceeded its deadline."""
+
+
+class EngineCircuitOpenError(EngineError):
+    """Refused without trying: the engine's circuit breaker is open."""

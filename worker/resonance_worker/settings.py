@@ -76,6 +76,14 @@ class WorkerSettings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535, description="TCP port; 0 picks a free one (tests).")
     engine: EngineKind = Field(EngineKind.MEMORY, description="`memory` for one node, `redis` for many.")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL used by the redis engine.")
+    redis_circuit_failures: int = Field(
+        5,
+        ge=0,
+        description="Redis failures in a row that open its circuit: calls then fail at once (0: never).",
+    )
+    redis_circuit_reset_seconds: float = Field(
+        2.0, gt=0, description="How long an open Redis circuit waits before letting one trial call through."
+    )
     degraded_local_fanout: bool = Field(
         False,
         description="Degraded mode: while Redis is away, publications reach this pod's own clients only "

@@ -16,6 +16,11 @@ __all__ = ["Engine", "LocalFallbackEngine", "MemoryEngine", "RedisEngine", "buil
 def build_engine(settings: WorkerSettings) -> Engine:
     """The engine the settings ask for, not yet started."""
     if settings.engine is EngineKind.REDIS:
-        redis = RedisEngine(settings.redis_url, prefix=settings.redis_prefix)
+        redis = RedisEngine(
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            circuit_failures=settings.redis_circuit_failures,
+            circuit_reset_seconds=settings.redis_circuit_reset_seconds,
+        )
         return LocalFallbackEngine(redis) if settings.degraded_local_fanout else redis
     return MemoryEngine()

@@ -60,6 +60,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from resonance_worker.domain.thyroid import CircuitBreaker, CircuitState
 from resonance_worker.engines.base import (
     ClientInfo,
     EngineEventHandler,
@@ -74,7 +75,7 @@ from resonance_worker.engines.memory import (
     validate_bucket,
     validate_history,
 )
-from resonance_worker.errors import EngineError, EngineTimeoutError
+from resonance_worker.errors import EngineCircuitOpenError, EngineError, EngineTimeoutError
 
 log = logging.getLogger("resonance.worker.engine")
 
@@ -312,8 +313,14 @@ class RedisEngine:
         reconnect_max_delay: float = 5.0,
         wall_clock: Callable[[], float] = time.time,
         max_connections: int = 256,
+        circuit_failures: int = 0,
+        circuit_reset_seconds: float = 2.0,
     ) -> None:
         self._url = url
+        # Fail fast after repeated failures instead of each call waiting out its timeout.
+        self._circuit_params = (circuit_failures, circuit_reset_seconds)
+        self._breaker = self._new_breaker()
+        self.short_circuited = 0
         self._max_connections = max_connections
         self.prefix = prefix
         self._timeout = timeout
@@ -333,6 +340,10 @@ class RedisEngine:
         self._connected = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
         self.reconnects = 0  # pub/sub reconnections after the first connect, for metrics and tests
+
+    def _new_breaker(self) -> CircuitBreaker | None:
+        failures, reset = self._circuit_params
+        return CircuitBreaker(failure_threshold=failures, reset_timeout_s=reset) if failures else None
 
     @property
     def pubsub_connected(self) -> bool:
@@ -404,14 +415,41 @@ class RedisEngine:
 
     @contextlib.asynccontextmanager
     async def _guard(self, what: str) -> AsyncIterator[None]:
-        """A deadline for one call, and redis errors turned into the worker's own."""
+        """A deadline for one call, redis errors turned into the worker's own, and the
+        circuit breaker: refused at once while open. The readiness ``ping`` is never
+        refused, and its success closes the circuit (Redis is back)."""
+        breaker = self._breaker
+        probe = what == "ping"
+        if breaker is not None and not probe and not breaker.allow(time.monotonic()):
+            self.short_circuited += 1
+            wait = breaker.retry_after(time.monotonic())
+            raise EngineCircuitOpenError(f"redis circuit open; next trial in {wait:.1f} s")
+        succeeded = False
         try:
             async with asyncio.timeout(self._timeout):
                 yield
+            succeeded = True
         except (TimeoutError, RedisTimeoutError) as exc:
             raise EngineTimeoutError(f"redis {what} timed out after {self._timeout:g} s") from exc
         except (RedisError, OSError) as exc:
             raise EngineError(f"redis {what} failed: {exc}") from exc
+        finally:
+            if breaker is not None:
+                self._record(breaker, succeeded, probe)
+
+    def _record(self, breaker: CircuitBreaker, succeeded: bool, probe: bool) -> None:
+        now = time.monotonic()
+        if succeeded and probe:
+            if breaker.state(now) is not CircuitState.CLOSED:
+                self._breaker = self._new_breaker()
+        elif succeeded:
+            breaker.record_success(now)
+        else:
+            # Any failure counts - a cancelled trial too, so a half-open circuit never waits forever.
+            was_open = breaker.state(now) is CircuitState.OPEN
+            breaker.record_failure(now)
+            if not was_open and breaker.state(now) is CircuitState.OPEN:
+                log.warning("redis circuit opened", extra={"retry_after_s": breaker.retry_after(now)})
 
     def _key(self, kind: str, channel: str) -> str:
         return f"{self.prefix}.{kind}.{channel}"
