@@ -74,6 +74,10 @@ bench: venv  ## A reduced benchmark set (a few minutes)
 bench-bio: venv  ## The biometrics accuracy benchmark
 	$(PY) -m bench.biometrics.run
 
+.PHONY: soak
+soak: deps venv  ## Ten minutes of load with faults on a schedule (not part of make test)
+	$(PY) -m bench.soak.run --minutes $${SOAK_MINUTES:-10}
+
 .PHONY: clean
 clean:  ## Remove the virtualenv, run state and caches in the repo (not the binary cache)
 	-$(CLUSTER)/down 2>/dev/null
