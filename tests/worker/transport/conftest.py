@@ -13,8 +13,8 @@ import pytest
 from tests.harness.worker import WorkerProcess
 
 
-class Recorder(centrifuge.ClientEventHandler):
-    """Every client event, in order, as (name, context)."""
+class _EventLog:
+    """Events in arrival order, both kept (``seen``) and queued for ``wait_for``."""
 
     def __init__(self) -> None:
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -23,6 +23,24 @@ class Recorder(centrifuge.ClientEventHandler):
     async def _put(self, name: str, ctx: Any) -> None:
         self.seen.append((name, ctx))
         await self.events.put((name, ctx))
+
+    async def wait_for(self, name: str, timeout: float = 10.0) -> Any:
+        """The next queued ``name`` event (earlier events of other names are consumed)."""
+
+        async def until() -> Any:
+            while True:
+                event, ctx = await self.events.get()
+                if event == name:
+                    return ctx
+
+        return await asyncio.wait_for(until(), timeout)
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.seen]
+
+
+class Recorder(_EventLog, centrifuge.ClientEventHandler):
+    """Every client event, in order, as (name, context)."""
 
     async def on_connecting(self, ctx: Any) -> None:
         await self._put("connecting", ctx)
@@ -42,15 +60,6 @@ class Recorder(centrifuge.ClientEventHandler):
     async def on_publication(self, ctx: Any) -> None:
         await self._put("server_publication", ctx)
 
-    async def wait_for(self, name: str, timeout: float = 10.0) -> Any:
-        async def until() -> Any:
-            while True:
-                event, ctx = await self.events.get()
-                if event == name:
-                    return ctx
-
-        return await asyncio.wait_for(until(), timeout)
-
     async def wait_code(self, name: str, code: int, timeout: float = 10.0) -> Any:
         """The next ``name`` event with this code."""
 
@@ -63,14 +72,8 @@ class Recorder(centrifuge.ClientEventHandler):
         return await asyncio.wait_for(until(), timeout)
 
 
-class SubRecorder(centrifuge.SubscriptionEventHandler):
-    def __init__(self) -> None:
-        self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        self.seen: list[tuple[str, Any]] = []
-
-    async def _put(self, name: str, ctx: Any) -> None:
-        self.seen.append((name, ctx))
-        await self.events.put((name, ctx))
+class SubRecorder(_EventLog, centrifuge.SubscriptionEventHandler):
+    """Every subscription event, in order, as (name, context)."""
 
     async def on_subscribing(self, ctx: Any) -> None:
         await self._put("subscribing", ctx)
@@ -92,18 +95,6 @@ class SubRecorder(centrifuge.SubscriptionEventHandler):
 
     async def on_error(self, ctx: Any) -> None:
         await self._put("error", ctx)
-
-    async def wait_for(self, name: str, timeout: float = 10.0) -> Any:
-        async def until() -> Any:
-            while True:
-                event, ctx = await self.events.get()
-                if event == name:
-                    return ctx
-
-        return await asyncio.wait_for(until(), timeout)
-
-    def names(self) -> list[str]:
-        return [name for name, _ in self.seen]
 
 
 class Clients:
