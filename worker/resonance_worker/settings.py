@@ -138,7 +138,19 @@ class WorkerSettings(BaseSettings):
         300.0, gt=0, description="How long a publish idempotency key holds."
     )
     shutdown_drain_seconds: float = Field(
-        5.0, ge=0, description="On SIGTERM, disconnects (code 3001) are spread over this window."
+        5.0, ge=0, description="On SIGTERM, disconnects (code 3001) are spread over at least this window."
+    )
+    shutdown_drain_budget_per_second: int = Field(
+        500,
+        ge=1,
+        description="On SIGTERM, at most this many disconnects per second (unless `POST /drain` already "
+        "set a drain going: then it is followed).",
+    )
+    shutdown_drain_deadline_seconds: float = Field(
+        25.0,
+        gt=0,
+        description="On SIGTERM, exit after this long whatever remains; keep it under the Pod's "
+        "`terminationGracePeriodSeconds`.",
     )
     tenant_isolation: bool = Field(
         False,
