@@ -317,3 +317,34 @@ async def test_pain_is_shared_across_workers_through_redis(
     body = await asyncio.wait_for(felt_by_the_other(), 15)
     assert body["state"] == "stressed"  # the other worker never saw an error itself
     assert body["insights"][0]["top_source"] == "protocol_error"
+
+
+@pytest.mark.redis
+async def test_degraded_mode_keeps_the_redis_event_log(
+    redis_server: RedisServer, redis_client: Any, start_worker: StartWorker, clients: Clients
+) -> None:
+    """Degraded local fan-out wraps the Redis engine; the living core still logs to the Redis Stream."""
+    worker = start_worker(
+        {
+            "RESONANCE_ENGINE": "redis",
+            "RESONANCE_REDIS_URL": redis_server.url,
+            "RESONANCE_REDIS_PREFIX": "living-degraded",
+            "RESONANCE_DEGRADED_LOCAL_FANOUT": "true",
+        },
+        name="degraded-living",
+    )
+    client, _ = await clients.connected(worker.ws_url, worker.token("dora"))
+    await client.rpc("state.report", {"valence": 0.3, "arousal": 0.4})
+
+    async def logged() -> list[Any]:
+        while True:
+            entries = await redis_client.xrange("living-degraded.events")
+            if entries:
+                return list(entries)
+            await asyncio.sleep(0.05)
+
+    entries = await asyncio.wait_for(logged(), 10)
+    stored = [json.loads(fields[b"e"]) for _, fields in entries]
+    assert [e["type"] for e in stored if e["subject"] == "dora"] == ["state_changed"]
+    replayed = (await client.rpc("events.replay", {"types": ["state_changed"]})).data["events"]
+    assert [e["id"] for e in replayed] == [e["id"] for e in stored if e["subject"] == "dora"]

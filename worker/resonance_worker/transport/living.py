@@ -82,6 +82,7 @@ from resonance_worker.domain.thyroid import (
     ThyroidUpdate,
 )
 from resonance_worker.engines.base import ClientInfo
+from resonance_worker.engines.degraded import innermost
 from resonance_worker.engines.redis import RedisEngine
 from resonance_worker.errors import EngineError
 from resonance_worker.eventlog import EventLog, EventLogError, MemoryEventLog, Retention
@@ -799,12 +800,13 @@ def install_living(app: web.Application, node: Node, settings: LivingSettings) -
         return web.json_response(living.thyroid.status(living.clock()))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        if isinstance(node.engine, RedisEngine):
+        engine = innermost(node.engine)  # degraded mode wraps the Redis engine; the log is still Redis's
+        if isinstance(engine, RedisEngine):
             # The cluster's durable log: a Redis Stream next to the engine's keys (the engine is started).
             from resonance_worker.eventlog.redis import RedisEventLog
 
             living.event_log = RedisEventLog(
-                node.engine.client, prefix=node.settings.redis_prefix, retention=Retention(max_len=1_000_000)
+                engine.client, prefix=node.settings.redis_prefix, retention=Retention(max_len=1_000_000)
             )
         task = asyncio.create_task(living.run())
         yield
