@@ -1,10 +1,15 @@
 """Counting what a fault costs: publications sent, acknowledged by the server
 API, and received by each real SDK client - and so how many acknowledged ones
-were lost. Used by the fault tests and by ``bench.soak``."""
+were lost. Used by the fault tests and by ``bench.soak``.
+
+Also :class:`StallingProxy`, a loopback TCP proxy in front of a real server
+that can hold every byte in both directions: a dependency that hangs (no error,
+no reset, just silence) without touching the server other tests share."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 from collections.abc import Callable
@@ -124,3 +129,83 @@ def stream_namespaces(history_size: int = 10_000) -> str:
             }
         }
     )
+
+
+class StallingProxy:
+    """Forwards loopback TCP connections to ``target_port``; :meth:`stall` holds every byte.
+
+    While stalled, connections stay open and new ones are accepted, but nothing read from
+    either side is passed on until :meth:`resume`, which forwards what was held, in order.
+    To the client this is a server that hangs mid-conversation (a SIGSTOP-ed process, a
+    black-holed network), not one that fails.
+    """
+
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        self.target_host = target_host
+        self.target_port = target_port
+        self.port = 0
+        self.connections = 0
+        self.held_bytes = 0
+        """Bytes read while stalled (forwarded on resume)."""
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> StallingProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    @property
+    def stalled(self) -> bool:
+        return not self._flowing.is_set()
+
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(
+                self.target_host, self.target_port
+            )
+        except OSError:
+            writer.transport.abort()
+            return
+        pipes = [
+            asyncio.ensure_future(self._pipe(reader, upstream_writer)),
+            asyncio.ensure_future(self._pipe(upstream_reader, writer)),
+        ]
+        self._pipes.update(pipes)
+        try:
+            # Either side closing ends the connection, as it would end a direct one.
+            await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pipe in pipes:
+                pipe.cancel()
+                self._pipes.discard(pipe)
+            for end in (writer, upstream_writer):
+                end.transport.abort()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                if not self._flowing.is_set():
+                    self.held_bytes += len(data)
+                    await self._flowing.wait()
+                writer.write(data)
+                await writer.drain()
+
+    async def close(self) -> None:
+        self.resume()
+        if self._server is not None:
+            self._server.close()
+        for pipe in list(self._pipes):
+            pipe.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()

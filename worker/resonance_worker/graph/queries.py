@@ -28,7 +28,9 @@ from resonance_worker.eventlog.base import EventLog
 from resonance_worker.graph.errors import GraphError, GraphQueryInputError
 
 QUADRANTS = ("pleasant_activated", "pleasant_calm", "unpleasant_activated", "unpleasant_calm")
-DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_TIMEOUT_S = 4.0
+"""Under the SDKs' default command timeout (5 s in centrifuge-js and centrifuge-python), so a client
+waiting on a hung Neo4j gets the honest error 108, not its own timeout."""
 MAX_LIMIT = 10_000
 
 
