@@ -321,7 +321,9 @@ def up(workdir: Path, nodes: int) -> None:
             f"--kubeconfig={kubeconfig}",
             f"--config={bins / 'kwok-stages.yaml'}",
             "--manage-all-nodes=true",
-            "--cidr=10.244.0.0/16",
+            # Pod IPs are loopback addresses (Linux routes all of 127/8 to lo), so
+            # e2e/podrunner.py can run real workers bound at them.
+            "--cidr=127.244.0.0/16",
             "--node-ip=10.240.0.1",
             f"--server-address=127.0.0.1:{ports['kwok']}",
             "--node-lease-duration-seconds=40",
