@@ -96,3 +96,48 @@ def run_quietly(detector: Detector, x: FloatArray, rate_hz: float) -> FloatArray
             return detector(x, rate_hz)
         except Exception:
             return None
+
+
+BreathingEstimator = Callable[[FloatArray, float], float]
+"""(window, rate) -> breaths per minute; raises or returns NaN when it gives up."""
+
+
+def heartpy_breathing(x: FloatArray, rate_hz: float) -> float:
+    """HeartPy's ``breathingrate``: the spectral peak of its beat-interval series (RIFV), in Hz."""
+    import heartpy as hp
+
+    filtered = hp.filter_signal(x, [0.7, 3.5], sample_rate=rate_hz, order=3, filtertype="bandpass")
+    _, measures = hp.process(filtered, rate_hz, high_precision=True, high_precision_fs=1000.0)
+    return 60.0 * float(measures["breathingrate"])
+
+
+def neurokit_breathing(x: FloatArray, rate_hz: float) -> float:
+    """NeuroKit2 has no PPG-derived respiration, so its rate-derived one (``ecg_rsp``, Charlton 2016
+    filter) on the Elgendi pulse rate, then ``rsp_peaks`` breath counting: the mean breath rate."""
+    import neurokit2 as nk
+
+    rate = round(rate_hz)
+    cleaned = nk.ppg_clean(x, sampling_rate=rate, method="elgendi")
+    peaks = nk.ppg_findpeaks(cleaned, sampling_rate=rate, method="elgendi")["PPG_Peaks"]
+    pulse_rate = nk.signal_rate(peaks, sampling_rate=rate, desired_length=x.size)
+    derived = nk.ecg_rsp(pulse_rate, sampling_rate=rate, method="charlton2016")
+    _, info = nk.rsp_peaks(derived, sampling_rate=rate)
+    breaths = np.asarray(info["RSP_Peaks"], dtype=np.float64) / rate_hz
+    if breaths.size < 3:
+        return float("nan")
+    return float(60.0 * (breaths.size - 1) / (breaths[-1] - breaths[0]))
+
+
+BREATHING: dict[str, BreathingEstimator] = {
+    "heartpy_rifv": heartpy_breathing,
+    "nk_rate_derived": neurokit_breathing,
+}
+
+
+def run_breathing_quietly(estimator: BreathingEstimator, x: FloatArray, rate_hz: float) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return estimator(x, rate_hz)
+        except Exception:
+            return float("nan")

@@ -43,7 +43,17 @@ class PpgWithEcg:
     r_peaks_s: FloatArray
     """R-wave times from the simultaneous ECG (the reference beats)."""
     breathing_bpm: float
-    """From the respiration belt: 60 / mean breath interval."""
+    """From the respiration belt: 60 / mean breath interval over the whole record."""
+    breath_times_s: FloatArray
+    """Breath peaks on the respiration belt (the reference breaths)."""
+
+    def belt_rate_bpm(self, start: float, end: float) -> float:
+        """Breaths per minute on the belt between ``start`` and ``end``: the breaths in the window
+        over the time they span (NaN with fewer than three)."""
+        inside = self.breath_times_s[(self.breath_times_s >= start) & (self.breath_times_s <= end)]
+        if inside.size < 3:
+            return float("nan")
+        return float(60.0 * (inside.size - 1) / (inside[-1] - inside[0]))
 
 
 def r_peaks(ecg: FloatArray, rate_hz: float) -> FloatArray:
@@ -58,6 +68,19 @@ def r_peaks(ecg: FloatArray, rate_hz: float) -> FloatArray:
     return np.asarray(refined, dtype=np.float64) / rate_hz
 
 
+def belt_breaths(belt: FloatArray, rate_hz: float) -> FloatArray:
+    """Breath peaks on a respiration belt: band-pass 0.1–0.7 Hz (6–42 /min), peaks ≥ 1.2 s apart
+    standing out by 0.3 SD. The first second (a recorder start-up spike) and the last half second
+    are left out: the spike alone owned the belt's spectrum below 10 /min."""
+    t = np.arange(belt.size) / rate_hz
+    keep = (t > 1.0) & (t < t[-1] - 0.5)
+    sos = signal.butter(2, [0.1, 0.7], btype="band", fs=rate_hz, output="sos")
+    filtered = signal.sosfiltfilt(sos, belt[keep])
+    peaks, _ = signal.find_peaks(filtered, distance=int(1.2 * rate_hz), prominence=0.3 * np.std(filtered))
+    breaths: FloatArray = t[keep][peaks]
+    return breaths
+
+
 def pyphysio_medical(rate_hz: float = 30.0) -> PpgWithEcg:
     path = package_dir("pyphysio") / "test_data" / "medical.txt.bz2"
     with bz2.open(path, "rt") as handle:
@@ -66,13 +89,9 @@ def pyphysio_medical(rate_hz: float = 30.0) -> PpgWithEcg:
     ecg, _eda, bvp, belt = table.T
     beats = r_peaks(ecg, native)
     beats = beats[(beats > 0.5) & (beats < table.shape[0] / native - 0.5)]
-    slow = resample(belt, native, 32.0)
-    sos = signal.butter(2, [0.05, 1.0], btype="band", fs=32.0, output="sos")
-    breaths, _ = signal.find_peaks(
-        signal.sosfiltfilt(sos, slow), distance=int(1.2 * 32.0), prominence=0.1 * np.std(slow)
-    )
-    breathing = 60.0 / float(np.mean(np.diff(breaths) / 32.0))
-    return PpgWithEcg(resample(bvp, native, rate_hz), rate_hz, beats, breathing)
+    breaths = belt_breaths(resample(belt, native, 32.0), 32.0)
+    breathing = 60.0 / float(np.mean(np.diff(breaths)))
+    return PpgWithEcg(resample(bvp, native, rate_hz), rate_hz, beats, breathing, breaths)
 
 
 @dataclass(frozen=True)

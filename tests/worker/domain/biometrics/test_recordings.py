@@ -3,7 +3,8 @@
 These pin today's accuracy so a regression fails ``make test``. The data is read from
 the installed packages, never copied into this repository. References:
 
-* pyphysio ``medical``: finger PPG with a simultaneous ECG (R waves are the truth);
+* pyphysio ``medical``: finger PPG with a simultaneous ECG (R waves are the truth) and a
+  respiration belt (its breaths are the breathing truth);
 * HeartPy's bundled recordings: no reference — HeartPy's documented outputs, for agreement;
 * pyhrv's NN-interval sample: the HRV values in its own sample report.
 """
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 from resonance_worker.domain.biometrics import (
     BiometricStream,
+    BreathingReading,
     HeartRateReading,
     HrvReading,
     Reading,
@@ -111,3 +113,25 @@ def test_hrv_formulas_match_the_pyhrv_sample_report() -> None:
     assert hrv.sdnn_ms(nn) == pytest.approx(report["sdnn"], abs=1e-3)
     assert hrv.pnn50_pct(differences) == pytest.approx(report["pnn50"], abs=1e-3)
     assert float(np.mean(nn)) == pytest.approx(report["mean_nn"], abs=1e-3)
+
+
+def test_pyphysio_breathing_is_near_the_belt_or_honestly_absent() -> None:
+    """The belt's breaths counted in each of our windows are the reference. The recording breathes
+    regularly (≈ 19–20 /min) for its first minute, then irregularly with sighs: there the pulse's
+    modulations disagree and the stream must say so rather than report a rate."""
+    from bench.biometrics import data
+
+    record = data.pyphysio_medical(30.0)
+    t = np.arange(record.ppg.size) / 30.0
+    readings = [r for r in stream_all(BiometricStream(), t, record.ppg) if isinstance(r, BreathingReading)]
+    assert len(readings) == 18
+    errors = [
+        abs(r.rate_bpm - record.belt_rate_bpm(r.t - r.window_s, r.t))
+        for r in readings
+        if r.rate_bpm is not None
+    ]
+    assert len(errors) >= 5  # measured: 7 of 18 windows
+    assert max(errors) <= 1.5 and float(np.mean(errors)) <= 0.8  # measured: max 0.95, mean 0.44 /min
+    absent = [r for r in readings if r.rate_bpm is None]
+    assert len(absent) == 18 - len(errors)
+    assert all(r.reason == "modulations_disagree" for r in absent)  # measured: 11 windows

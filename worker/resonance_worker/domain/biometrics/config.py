@@ -33,8 +33,9 @@ class StreamConfig:
     """Outputs whose quality is below this carry no value (``None``) and a reason."""
     hrv_min_clean_fraction: float = 0.8
     """Share of the HRV window that must be covered by clean beat intervals."""
-    breathing_max_disagreement_bpm: float = 4.0
-    """Respiratory modulations whose rates spread wider than this give no estimate."""
+    breathing_max_disagreement_bpm: float = 3.0
+    """Respiratory modulations whose rates spread wider than this give no estimate (4 /min let
+    two modulations both caught by slow blood-pressure waves pass 6 /min off the belt: measured)."""
     motion_threshold_ms2: float = 0.6
     """Accelerometer activity (SD of |a|, m/s²) above which a second counts as moving."""
     baseline_min_hr_readings: int = 60

@@ -6,58 +6,154 @@ Breathing modulates the pulse three ways (Charlton et al. 2016; Karlen et al. 20
 * ``amplitude`` — each beat's height swings (RIAV);
 * ``interval``  — beats come faster on inhalation (RIFV, respiratory sinus arrhythmia).
 
-Each beat-wise series is interpolated to 4 Hz, detrended, and its spectral peak in
-6–42 breaths/min is taken. Like Karlen's Smart Fusion, the estimates are averaged
-only when they spread less than a set width; otherwise there is no estimate.
-A breathing envelope (e.g. microphone) is a fourth, independent source.
+Each beat-wise series is interpolated to 4 Hz and band-passed to 5.4–42 breaths/min
+(zero phase). Its rate is estimated twice, by two methods that fail differently:
+
+* the **spectral peak** (Hann window) — precise for steady breathing, but on irregular
+  breathing it lands on whatever slow swing is strongest (Mayer waves at ≈ 6 /min, sighs);
+* **breath counting** (Schäfer & Kratky 2008): peaks standing out by at least 0.3 × the
+  upper quartile of the series' swings, rate = breaths ÷ the time they span — robust to
+  irregular breathing, but it miscounts when noise rides on the series.
+
+A modulation counts only when both methods agree within a tolerance; the modulations are
+fused only when at least two of them agree (like Karlen's Smart Fusion); otherwise there
+is **no estimate**. A breathing envelope (e.g. microphone) goes through the same test.
+
+Window pitfalls handled here: a 32 s window resolves only 1/32 Hz (≈ 1.9 /min) and a
+Hann window's main lobe is ±2 of those bins wide, so zero padding makes the peak smoother,
+not sharper; the peak's share of the band is judged over its whole main lobe; a "peak" on
+the band's lower edge is leakage from slower swings, not a breathing rhythm, and is refused;
+and drift is removed by the band-pass, not by a straight-line fit that leaves slow waves in.
 """
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
+from scipy import interpolate, signal
 
 from resonance_worker.domain.biometrics.buffer import FloatArray
 
 SERIES_RATE_HZ = 4.0
-BAND_HZ = (0.1, 0.7)
+FILTER_HZ = (0.08, 0.7)
+"""The series' band-pass: a lower cut any lower lets slow blood-pressure waves set the counting
+threshold (measured: half the pyphysio windows lost their amplitude estimate at 0.072 Hz)."""
+BAND_HZ = (0.09, 0.7)
+"""5.4–42 breaths/min: panting down to slow paced breathing, with 6 /min (resonance breathing) off
+the edge — the spectrum of a 6 /min rhythm, tilted by the band-pass, peaks just under 0.1 Hz."""
+MIN_SPAN_S = 20.0
 MIN_PEAK_SHARE = 0.2
-"""A spectral peak holding less of the band's power than this is no rhythm at all."""
+"""A spectral peak (with its main lobe) holding less of the band's power than this is no rhythm."""
+COUNT_PROMINENCES = (0.3, 0.2, 0.1)
+"""A breath must rise by this share of the upper quartile of the series' swings. Schäfer & Kratky
+used 0.3; on the pyphysio recording that missed a quarter of the belt's breaths (small breaths
+between big ones) and only 0.1 counted them, while at 6 /min 0.1 counts beat-to-beat noise as
+breaths. So the count closest to the spectral peak, of these three thresholds, is the check."""
+METHOD_TOLERANCE_BPM = 3.0
+"""Spectral and counted rates of one modulation must agree this closely for it to count."""
 
 
-def spectral_rate(
-    times: FloatArray, values: FloatArray, *, min_swing: float = 0.0, series_rate_hz: float = SERIES_RATE_HZ
-) -> float | None:
-    """Dominant rate (per minute) of an irregularly sampled series in 6–42 /min, or None.
+@dataclass(frozen=True, slots=True)
+class RateEstimate:
+    """One modulation's breathing rate (per minute) and the two estimates it came from.
 
-    A series whose standard deviation is under ``min_swing`` is too flat to be breathing:
-    at 30 Hz even a perfectly steady pulse shows tiny periodic beat-to-beat ripples from
-    where the samples fall on each beat, and they must not pass for a rhythm.
-    """
+    ``rate`` is None when the series has a rhythm but counting and spectrum disagree on it."""
+
+    rate: float | None
+    spectral: float | None
+    counted: float | None
+
+
+@lru_cache(maxsize=8)
+def _band_sos(rate_hz: float) -> FloatArray:
+    sos: FloatArray = signal.butter(2, FILTER_HZ, btype="band", fs=rate_hz, output="sos")
+    return sos
+
+
+def breathing_series(
+    times: FloatArray, values: FloatArray, *, series_rate_hz: float = SERIES_RATE_HZ
+) -> tuple[FloatArray, FloatArray] | None:
+    """An irregularly sampled series (e.g. one value per beat) on a uniform grid, band-passed to the
+    breathing band; None when too short."""
     finite = np.isfinite(values)
     times, values = times[finite], values[finite]
-    if times.size < 6 or float(times[-1] - times[0]) < 20.0 or float(np.std(values)) < min_swing:
+    if times.size < 6 or float(times[-1] - times[0]) < MIN_SPAN_S:
         return None
     grid = np.arange(times[0], times[-1], 1.0 / series_rate_hz)
-    series = np.interp(grid, times, values)
-    # Remove a straight-line trend: slow drift would otherwise own the lowest bins.
-    series = series - np.polyval(np.polyfit(grid - grid[0], series, 1), grid - grid[0])
+    # A cubic spline, not straight lines: at 20 breaths/min and 70 bpm there are only 3–4 beats
+    # per breath, and linear interpolation flattens those peaks until counting misses them
+    # (measured on the pyphysio recording: the amplitude series' spectrum lost its 20 /min peak).
+    series = interpolate.CubicSpline(times, values)(grid)
+    series = series - float(series.mean())
+    padding = min(series.size - 1, int(8.0 * series_rate_hz))
+    filtered: FloatArray = signal.sosfiltfilt(_band_sos(series_rate_hz), series, padlen=padding)
+    return grid, filtered
+
+
+def spectral_peak_rate(series: FloatArray, series_rate_hz: float = SERIES_RATE_HZ) -> float | None:
+    """The spectral peak (per minute) inside the band, or None if it is on the band's edge or
+    holds too little of the band's power (main lobe included)."""
     if float(np.std(series)) < 1e-12:
         return None
-    size = max(1024, series.size)
+    size = max(2048, 2 * series.size)
     spectrum = np.abs(np.fft.rfft(series * np.hanning(series.size), n=size)) ** 2
     freqs = np.fft.rfftfreq(size, 1.0 / series_rate_hz)
-    band = (freqs >= BAND_HZ[0]) & (freqs <= BAND_HZ[1])
+    band = np.flatnonzero((freqs >= BAND_HZ[0]) & (freqs <= BAND_HZ[1]))
     power = spectrum[band]
-    total = float(power.sum())
-    if total <= 0.0:
-        return None
     peak = int(np.argmax(power))
-    near = np.abs(freqs[band] - freqs[band][peak]) <= 0.03
-    if float(power[near].sum()) / total < MIN_PEAK_SHARE:
+    at = int(band[peak])
+    if not spectrum[at - 1] <= spectrum[at] >= spectrum[at + 1]:
+        return None  # still rising at the band's edge: leakage from a slower (or faster) swing
+    lobe = 2.0 * series_rate_hz / series.size  # Hann main-lobe half-width, Hz
+    near = np.abs(freqs[band] - freqs[band][peak]) <= lobe
+    if float(power[near].sum()) / float(power.sum()) < MIN_PEAK_SHARE:
         return None
     return float(60.0 * freqs[band][peak])
+
+
+def counted_rate(grid: FloatArray, series: FloatArray, prominence: float) -> float | None:
+    """Breaths per minute by counting the series' peaks that rise by at least ``prominence`` × the
+    upper quartile of its peak-to-trough swings; None with fewer than three breaths."""
+    extrema = np.flatnonzero(np.diff(np.sign(np.diff(series))) != 0) + 1
+    if extrema.size < 4:
+        return None
+    swings = np.abs(np.diff(series[extrema]))
+    threshold = prominence * float(np.percentile(swings, 75))
+    shortest_breath = 1.0 / BAND_HZ[1]
+    min_distance = max(1, int(shortest_breath / float(grid[1] - grid[0])))
+    breaths, _ = signal.find_peaks(series, prominence=threshold, distance=min_distance)
+    if breaths.size < 3:
+        return None
+    return float(60.0 * (breaths.size - 1) / (grid[breaths[-1]] - grid[breaths[0]]))
+
+
+def modulation_rate(
+    times: FloatArray, values: FloatArray, *, min_swing: float = 0.0, series_rate_hz: float = SERIES_RATE_HZ
+) -> RateEstimate | None:
+    """Breathing rate (per minute) of one modulation series.
+
+    None when the series is too short or swings less than ``min_swing`` (at 30 Hz even a
+    steady pulse ripples from where the samples fall on each beat; that is no rhythm). An
+    estimate whose ``rate`` is None when it has no clear spectral peak, too few breaths to
+    count, or when counting its breaths disagrees with its spectrum.
+    """
+    finite = np.isfinite(values)
+    if finite.sum() < 6 or float(np.std(values[finite])) < max(min_swing, 1e-12):
+        return None
+    prepared = breathing_series(times, values, series_rate_hz=series_rate_hz)
+    if prepared is None:
+        return None
+    grid, series = prepared
+    spectral = spectral_peak_rate(series, series_rate_hz)
+    counts = [counted_rate(grid, series, prominence) for prominence in COUNT_PROMINENCES]
+    found = [count for count in counts if count is not None]
+    counted = min(found, key=lambda count: abs(count - (spectral or 0.0))) if found else None
+    if spectral is None or counted is None or abs(spectral - counted) > METHOD_TOLERANCE_BPM:
+        return RateEstimate(None, spectral, counted)
+    return RateEstimate((spectral + counted) / 2.0, spectral, counted)
 
 
 def fuse(rates: dict[str, float | None], max_spread: float) -> tuple[float | None, bool]:

@@ -35,7 +35,7 @@ from resonance_worker.domain.biometrics.readings import (
     HrvReading,
     Reading,
 )
-from resonance_worker.domain.biometrics.respiration import fuse, spectral_rate
+from resonance_worker.domain.biometrics.respiration import RateEstimate, fuse, modulation_rate
 
 # A beat whose shape correlates less than this with the median beat is an artefact.
 MIN_BEAT_MORPHOLOGY = 0.8
@@ -368,16 +368,21 @@ class BiometricStream:
         in_window = beats.times >= start
         ok = (analysis.beat_ok > 0) & in_window
         clean_fraction = self._clean_share(self._sub_intervals(intervals, start), start, now)
-        sources: dict[str, float | None] = {"baseline": None, "amplitude": None, "interval": None}
+        estimates: dict[str, RateEstimate | None] = {"baseline": None, "amplitude": None, "interval": None}
         if clean_fraction >= 0.7:
             swing = MIN_MODULATION * float(np.median(beats.amplitudes[ok])) if ok.any() else 0.0
-            sources["baseline"] = spectral_rate(beats.times[ok], beats.intensities[ok], min_swing=swing)
-            sources["amplitude"] = spectral_rate(beats.times[ok], beats.amplitudes[ok], min_swing=swing)
+            estimates["baseline"] = modulation_rate(beats.times[ok], beats.intensities[ok], min_swing=swing)
+            estimates["amplitude"] = modulation_rate(beats.times[ok], beats.amplitudes[ok], min_swing=swing)
             clean_iv = intervals.clean & (intervals.ends - intervals.seconds >= start)
-            sources["interval"] = spectral_rate(
+            estimates["interval"] = modulation_rate(
                 intervals.ends[clean_iv], intervals.seconds[clean_iv], min_swing=MIN_INTERVAL_SWING_S
             )
+        sources = {name: (e.rate if e is not None else None) for name, e in estimates.items()}
         pulse_rate, disagreed = fuse(sources, cfg.breathing_max_disagreement_bpm)
+        # A modulation with a rhythm that counting and spectrum place differently is a disagreement
+        # too: the pulse is swinging, but not at one breathing rate.
+        split = any(e is not None and e.rate is None and e.spectral is not None for e in estimates.values())
+        disagreed = disagreed or (pulse_rate is None and split)
         envelope_rate, envelope_quality = self._envelope_rate(start, now)
         sources["envelope"] = envelope_rate
         rate, quality, reason = pulse_rate, clean_fraction, None
@@ -411,7 +416,8 @@ class BiometricStream:
         filled = counts > 0
         means = np.bincount(bins, weights=values)[filled] / counts[filled]
         centres = times[0] + (np.flatnonzero(filled) + 0.5) / 4.0
-        rate = spectral_rate(centres, means)
+        estimate = modulation_rate(centres, means)
+        rate = estimate.rate if estimate is not None else None
         coverage = float(filled.mean())
         return rate, (coverage if rate is not None else 0.0)
 
