@@ -464,6 +464,20 @@ class Session:
         sub = self._subs.get(channel)
         return sub is not None and sub.state is _SubState.SUBSCRIBED
 
+    def stream_position(self, channel: str) -> tuple[int, str] | None:
+        """Where a subscribed, positioned subscription is in its stream: ``(offset, epoch)``
+        of the last publication delivered; None for any other subscription (or none)."""
+        sub = self._subs.get(channel)
+        if sub is None or not sub.positioned or sub.state is not _SubState.SUBSCRIBED or self.closed:
+            return None
+        return sub.offset, sub.epoch
+
+    def position_lost(self, channel: str) -> None:
+        """The shell found this positioned subscription behind its stream for good (the periodic
+        position check): insufficient state, as for a gap seen in a publication."""
+        if self.stream_position(channel) is not None:
+            self._insufficient_state(self._subs[channel])
+
     # -- answers from the shell ---------------------------------------------------
 
     def resolve(self, op: Op, result: Mapping[str, Any]) -> None:
