@@ -2,9 +2,10 @@
 API, and received by each real SDK client - and so how many acknowledged ones
 were lost. Used by the fault tests and by ``bench.soak``.
 
-Also :class:`StallingProxy`, a loopback TCP proxy in front of a real server
-that can hold every byte in both directions: a dependency that hangs (no error,
-no reset, just silence) without touching the server other tests share."""
+Also :class:`FaultProxy`, a loopback TCP proxy in front of a real server that
+can hold every byte in both directions (a dependency that hangs: no error, no
+reset, just silence) or cut every connection and refuse new ones (a network
+partition), without touching the server other tests share."""
 
 from __future__ import annotations
 
@@ -131,13 +132,16 @@ def stream_namespaces(history_size: int = 10_000) -> str:
     )
 
 
-class StallingProxy:
-    """Forwards loopback TCP connections to ``target_port``; :meth:`stall` holds every byte.
+class FaultProxy:
+    """Forwards loopback TCP connections to ``target_port``, with two faults.
 
-    While stalled, connections stay open and new ones are accepted, but nothing read from
+    :meth:`stall`: connections stay open and new ones are accepted, but nothing read from
     either side is passed on until :meth:`resume`, which forwards what was held, in order.
     To the client this is a server that hangs mid-conversation (a SIGSTOP-ed process, a
     black-holed network), not one that fails.
+
+    :meth:`cut`: every open connection is reset and new ones are reset at once until
+    :meth:`admit` - the server is unreachable for a while, then reachable again.
     """
 
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
@@ -147,12 +151,13 @@ class StallingProxy:
         self.connections = 0
         self.held_bytes = 0
         """Bytes read while stalled (forwarded on resume)."""
+        self.refusing = False
         self._flowing = asyncio.Event()
         self._flowing.set()
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> StallingProxy:
+    async def start(self) -> FaultProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -167,7 +172,19 @@ class StallingProxy:
     def resume(self) -> None:
         self._flowing.set()
 
+    def cut(self) -> None:
+        """Reset every open connection and refuse new ones until :meth:`admit`."""
+        self.refusing = True
+        for pipe in list(self._pipes):
+            pipe.cancel()
+
+    def admit(self) -> None:
+        self.refusing = False
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.transport.abort()
+            return
         self.connections += 1
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(

@@ -1,7 +1,7 @@
 """Bulkhead: a hung Neo4j never delays message delivery.
 
 A real worker (living core and projector on, a real Redis) reaches the run's real Neo4j through a
-loopback proxy that can hold every byte (``StallingProxy``): to the worker, Neo4j hangs mid-
+loopback proxy that can hold every byte (``FaultProxy``): to the worker, Neo4j hangs mid-
 conversation, as a SIGSTOP-ed server or a black-holed network would. Meanwhile real SDK clients
 publish numbered messages (each acknowledged), others receive them, a reporter keeps sending
 emotional states (events the projector must write to the hung Neo4j), and the publisher's own
@@ -23,7 +23,7 @@ import centrifuge
 import neo4j
 import pytest
 
-from tests.harness.faults import StallingProxy
+from tests.harness.faults import FaultProxy
 from tests.harness.neo4j import Neo4jServer
 from tests.harness.redis import RedisServer
 from tests.harness.worker import WorkerProcess
@@ -101,7 +101,7 @@ async def test_a_hung_neo4j_never_delays_message_delivery(
     start_worker: StartWorker,
     clients: Clients,
 ) -> None:
-    proxy = await StallingProxy(neo4j_server.port).start()
+    proxy = await FaultProxy(neo4j_server.port).start()
     namespaces = {
         "stream": {
             "history_size": 10_000,

@@ -1,0 +1,113 @@
+"""The periodic position check (as Centrifugo's): a quiet channel does not hide a gap.
+
+A positioned subscription notices a publication its node never received (the node's pub/sub
+connection dropped while it was published) when the next publication arrives with the next
+offset missing. A channel that goes quiet right after the gap would leave its subscribers
+behind indefinitely. Every ``interval_s`` this task reads the stream top of each channel that
+has positioned subscribers on this node (one ``history(limit=0)`` per channel) and asks
+:class:`~resonance_worker.domain.positions.PositionWatch` about each subscription; one still
+short of the top seen at the previous check gets insufficient state (unsubscribe 2500, or
+disconnect 3010 for a server-side one), and the SDK resubscribes and recovers from history.
+
+An engine failure skips the channel for this round: Redis being away is the readiness
+probe's and the engine's business, and the check runs again when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Hashable
+
+from aiohttp import web
+
+from resonance_worker.domain.positions import PositionWatch
+from resonance_worker.errors import EngineError
+from resonance_worker.transport.node import Node
+
+log = logging.getLogger("resonance.worker.positions")
+
+
+class PositionChecker:
+    """Checks the positioned subscriptions of one node against their streams."""
+
+    def __init__(self, node: Node, interval_s: float) -> None:
+        if not interval_s > 0:
+            raise ValueError("interval_s must be positive")
+        self.node = node
+        self.interval_s = interval_s
+        self.watch = PositionWatch()
+        self.lost = 0
+        """Subscriptions found behind for good, since start."""
+
+    async def check_once(self) -> int:
+        """One round over every channel; returns how many subscriptions were found lost."""
+        node = self.node
+        checked: list[Hashable] = []
+        lost = 0
+        for channel, subscribers in list(node.local_subs.items()):
+            options = node.rules.options(channel)
+            if options is None or not any(
+                c.session.stream_position(channel) is not None for c in subscribers.values()
+            ):
+                continue
+            try:
+                _, top = await node.engine.history(
+                    channel, limit=0, meta_ttl_seconds=options.history_meta_ttl_seconds
+                )
+            except EngineError as exc:
+                log.debug("position check skipped", extra={"channel": channel, "error": str(exc)})
+                # Keep the suspicions of this channel for the next round.
+                checked.extend((c.client_id, channel) for c in subscribers.values())
+                continue
+            # Positions are read after the top: a publication delivered meanwhile only moves them on.
+            for conn in list(subscribers.values()):
+                position = conn.session.stream_position(channel)
+                if position is None:
+                    continue
+                key = (conn.client_id, channel)
+                checked.append(key)
+                if self.watch.check(key, position, (top.offset, top.epoch)):
+                    log.warning(
+                        "subscription behind its stream: insufficient state",
+                        extra={
+                            "client": conn.client_id,
+                            "channel": channel,
+                            "offset": position[0],
+                            "top_offset": top.offset,
+                            "epoch_changed": position[1] != top.epoch,
+                        },
+                    )
+                    conn.session.position_lost(channel)
+                    conn.pump()
+                    lost += 1
+        self.watch.keep_only(checked)
+        self.lost += lost
+        return lost
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.check_once()
+            except Exception:
+                # A bug here must not end the checks for the life of the process.
+                log.exception("position check failed")
+
+
+def install_position_check(app: web.Application, node: Node, interval_s: float) -> PositionChecker | None:
+    """Run a :class:`PositionChecker` with the app (after the engine has started); 0 turns it off."""
+    if interval_s <= 0:
+        return None
+    checker = PositionChecker(node, interval_s)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(checker.run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(lifecycle)
+    return checker
