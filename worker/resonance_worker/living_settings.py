@@ -23,6 +23,17 @@ class LivingSettings(BaseModel):
     thyroid_overload_factor: float = Field(
         3.0, gt=1, description="Overloaded at this multiple of the threshold."
     )
+    thyroid_identity_share: float = Field(
+        0.25,
+        gt=0,
+        description="One connection, client address or user adds at most this × the threshold to the pain "
+        "(a flood from one source cannot shed everyone).",
+    )
+    thyroid_flood_factor: float = Field(
+        20.0,
+        ge=1,
+        description="A connection (or user) whose errors reach this × its pain cap is disconnected (3509).",
+    )
     thyroid_evaluate_seconds: float = Field(
         1.0, gt=0, description="How often the thyroid is evaluated, merged with peers and published."
     )

@@ -12,13 +12,16 @@ import math
 
 import pytest
 from resonance_worker.domain.thyroid import (
+    ATTRIBUTABLE,
     CALM_ADAPTATIONS,
     DEFAULT_SEVERITY,
     SUGGESTED_ACTION,
     Adaptations,
+    Admission,
     CircuitBreaker,
     CircuitState,
     DisconnectStormDetector,
+    PainBudget,
     PainLedger,
     PainSignalError,
     PainSnapshot,
@@ -415,6 +418,16 @@ def test_config_refuses_what_cannot_work(overrides: dict[str, float]) -> None:
 # ----------------------------------------------------------------- disconnect storms
 
 
+def test_a_storm_needs_many_sources_not_one_address_reconnecting() -> None:
+    detector = DisconnectStormDetector(count=3, window_s=10)
+    assert not any(detector.record(t / 10, "ip:a") for t in range(100))  # one address: no storm
+    assert not detector.record(11.0, "ip:b")
+    assert detector.record(11.0, "ip:c")  # a, b and c within the window: three sources
+    # The window moves on: the old entries of a leave one by one and a stays counted once.
+    assert not detector.record(30.0, "ip:a") and not detector.record(30.0, "ip:a")
+    assert detector.record(30.5, "ip:b") is False and detector.record(31.0, "ip:d")
+
+
 def test_disconnect_storm_fires_once_and_rearms_when_the_window_quietens() -> None:
     detector = DisconnectStormDetector(count=3, window_s=10)
     assert [detector.record(t) for t in (0, 1, 2, 3)] == [False, False, True, False]
@@ -500,3 +513,88 @@ def test_force_open_never_shortens_an_open_circuit() -> None:
 def test_circuit_breaker_refuses_bad_settings(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):  # noqa: PT011
         CircuitBreaker(**kwargs)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- per-identity budgets
+# Default cap = 0.25 × T = 2.5; flooding at 20 × 2.5 = 50 offered (the worked examples use 4 × 2.5 = 10).
+
+PROTOCOL = PainSource.PROTOCOL_ERROR
+
+
+def test_one_identity_adds_at_most_its_cap_however_much_it_hurts() -> None:
+    thyroid = make()
+    for i in range(1000):  # a garbage flood from one address, 1000 protocol errors within 1 s
+        update = thyroid.feel(PROTOCOL, i / 1000, identities=["ip:203.0.113.9"])
+    assert thyroid.pain(1.0) == pytest.approx(2.5, rel=1e-3)
+    assert thyroid.state is ThyroidState.CALM and not update.adaptations.shed_new_connections
+    assert update.flooding == {"ip:203.0.113.9"}
+    assert thyroid.budget.refused == pytest.approx(1000 - 2.5, rel=1e-3)
+    # A second address is a second budget: two attackers add two caps, no more.
+    for i in range(1000):
+        thyroid.feel(PROTOCOL, 1 + i / 1000, identities=["ip:198.51.100.1"])
+    assert thyroid.pain(2.0) == pytest.approx(5.0, rel=2e-2)
+
+
+def test_worked_example_of_admission_and_decay() -> None:
+    budget = PainBudget(2.5, 60.0, flood_factor=4.0, max_identities=10, now=0.0)
+    assert budget.charge(["ip:a"], 2.0, 0.0) == Admission(2.0, frozenset())
+    # 0.5 of room left: a severity-1 signal admits 0.5 and the rest is refused.
+    assert budget.charge(["ip:a"], 1.0, 0.0).admitted == pytest.approx(0.5)
+    assert budget.admitted("ip:a", 0.0) == pytest.approx(2.5) and budget.offered("ip:a", 0.0) == 3.0
+    # One half-life later half of the cap is free again: 2.5 · 2^-1 = 1.25 admitted, then 1.25 more.
+    assert budget.charge(["ip:a"], 5.0, 60.0).admitted == pytest.approx(1.25)
+    assert budget.offered("ip:a", 60.0) == pytest.approx(1.5 + 5.0)
+    assert budget.refused == pytest.approx(0.5 + 3.75)
+    # The tightest of a signal's identities decides; every one is charged.
+    admission = budget.charge(["ip:a", "conn:1"], 1.0, 60.0)
+    assert admission.admitted == 0.0
+    assert budget.offered("conn:1", 60.0) == 1.0 and budget.admitted("conn:1", 60.0) == 0.0
+    assert budget.charge(["conn:1"], 1.0, 60.0).admitted == 1.0  # conn:1 alone still has room
+    # No identities: the budget does not apply.
+    assert budget.charge([], 7.0, 60.0) == Admission(7.0, frozenset())
+
+
+def test_flooding_is_named_and_wears_off() -> None:
+    budget = PainBudget(2.5, 60.0, flood_factor=4.0, max_identities=10, now=0.0)
+    for _ in range(9):
+        assert not budget.charge(["conn:x", "ip:a"], 1.0, 0.0).flooding
+    assert budget.charge(["conn:x", "ip:a"], 1.0, 0.0).flooding == {"conn:x", "ip:a"}
+    assert budget.charge(["conn:y", "ip:a"], 1.0, 0.0).flooding == {"ip:a"}  # a new connection, same IP
+    assert sorted(budget.flooding(0.0)) == ["conn:x", "ip:a"]
+    assert budget.flooding(60.0) == []  # 11 · ½ < 10: no longer flooding, by decay alone
+
+
+def test_the_system_sources_are_never_capped() -> None:
+    assert {PainSource.ENGINE_TIMEOUT, PainSource.NEO4J_FAILURE, PainSource.DISCONNECT_STORM}.isdisjoint(
+        ATTRIBUTABLE
+    )
+    thyroid = make()
+    for _ in range(4):  # a Redis outage seen through one client's requests is still an outage
+        thyroid.feel(ENGINE, 0.0, identities=["ip:a"])
+    assert thyroid.pain(0.0) == pytest.approx(12.0) and thyroid.state is ThyroidState.STRESSED
+    assert len(thyroid.budget) == 0
+
+
+def test_many_identities_still_stress_the_worker() -> None:
+    thyroid = make()
+    for n in range(6):  # six addresses, each within its cap: 6 × 2 = 12 ≥ T
+        thyroid.feel(AUTH, 0.0, severity=2.0, identities=[f"ip:10.0.0.{n}"])
+    assert thyroid.state is ThyroidState.STRESSED
+    assert thyroid.insights[0].top_source is AUTH
+
+
+def test_the_budget_forgets_quiet_identities_and_stays_bounded() -> None:
+    budget = PainBudget(2.5, 10.0, flood_factor=4.0, max_identities=3, now=0.0)
+    for n in range(5):
+        budget.charge([f"ip:{n}"], 1.0, 0.0)
+    assert len(budget) == 3  # the least recently charged were forgotten
+    assert budget.offered("ip:0", 0.0) == 0.0 and budget.offered("ip:4", 0.0) == 1.0
+    budget.charge(["ip:4"], 1.0, 200.0)  # twenty half-lives: the others are pruned on the way
+    assert len(budget) == 1
+
+
+def test_budget_settings_are_validated() -> None:
+    for name, bad in (("identity_share", 0.0), ("flood_factor", 0.5), ("max_identities", 0)):
+        with pytest.raises(ValueError, match=name):
+            ThyroidConfig(**{name: bad})  # type: ignore[arg-type]
+    assert ThyroidConfig(threshold=8.0, identity_share=0.5).identity_cap == 4.0

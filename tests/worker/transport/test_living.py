@@ -26,6 +26,25 @@ FAST_THYROID = {
     "RESONANCE_LIVING__THYROID_MIN_DWELL_SECONDS": "0.5",
     "RESONANCE_LIVING__THYROID_EVALUATE_SECONDS": "0.1",
 }
+# One client address adds at most a quarter of the threshold to the pain (0.75 here), so the
+# tests that must hurt the worker come from several addresses: the test's loopback connections
+# pass through as a trusted proxy that names the client in X-Forwarded-For.
+BEHIND_PROXY = {
+    "RESONANCE_CLIENT_IP_HEADER": "X-Forwarded-For",
+    "RESONANCE_TRUSTED_PROXIES": '["127.0.0.1/32"]',
+}
+
+
+async def from_addresses(
+    clients: Clients, worker: WorkerProcess, count: int, user: str = "clumsy"
+) -> list[centrifuge.Client]:
+    """``count`` connected clients, each from its own (forwarded) address."""
+    made = []
+    for n in range(count):
+        headers = {"X-Forwarded-For": f"198.51.100.{n + 1}"}
+        client, _ = await clients.connected(worker.ws_url, worker.token(f"{user}-{n}"), headers=headers)
+        made.append(client)
+    return made
 
 
 async def subscribe(client: centrifuge.Client, channel: str) -> SubRecorder:
@@ -78,14 +97,15 @@ async def test_thyroid_status_shape_and_metrics(start_worker: StartWorker) -> No
 async def test_errors_raise_pain_release_an_insight_then_decay(
     start_worker: StartWorker, clients: Clients
 ) -> None:
-    worker = start_worker(FAST_THYROID)
+    worker = start_worker({**FAST_THYROID, **BEHIND_PROXY})
     watcher, _ = await clients.connected(worker.ws_url, worker.token("ops"))
     system = await subscribe(watcher, "system:thyroid")
-    client, _ = await clients.connected(worker.ws_url, worker.token("clumsy"))
-    for _ in range(6):  # each refused RPC is a protocol error (severity 1) against a threshold of 3
-        with pytest.raises(centrifuge.ReplyError) as error:
-            await client.rpc("no.such.method", None)
-        assert error.value.code == 104
+    clumsy = await from_addresses(clients, worker, 6)
+    for client in clumsy:
+        for _ in range(2):  # each refused RPC is a protocol error (severity 1, 0.75 per address counts)
+            with pytest.raises(centrifuge.ReplyError) as error:
+                await client.rpc("no.such.method", None)
+            assert error.value.code == 104
     pushed = await next_data(system, lambda data: data["state"] != "calm")
     assert pushed["pain"] >= 3 and pushed["sources"]["protocol_error"] > 0
     insight = pushed["insights"][0]
@@ -98,17 +118,25 @@ async def test_errors_raise_pain_release_an_insight_then_decay(
     # Half-life 1 s: the pain fades, and the thyroid relaxes (the insight stays in the history).
     calm = await next_data(system, lambda data: data["state"] == "calm" and data["pain"] < 1.8)
     assert calm["insights"] and calm["insights"][0]["top_source"] == "protocol_error"
-    assert await client.rpc("echo", 1)  # the client was never cut off
+    assert all([await client.rpc("echo", 1) for client in clumsy])  # nobody was cut off
 
 
 async def test_overload_sheds_new_connections_with_a_retry_hint(
     start_worker: StartWorker, clients: Clients
 ) -> None:
-    worker = start_worker({**FAST_THYROID, "RESONANCE_LIVING__THYROID_HALF_LIFE_SECONDS": "3"})
-    client, _ = await clients.connected(worker.ws_url, worker.token("noisy"))
-    for _ in range(12):  # pain 12 ≥ 3 × 3: overloaded
-        with pytest.raises(centrifuge.ReplyError):
-            await client.rpc("nope", None)
+    worker = start_worker(
+        {
+            **FAST_THYROID,
+            **BEHIND_PROXY,
+            "RESONANCE_LIVING__THYROID_HALF_LIFE_SECONDS": "3",
+            "RESONANCE_LIVING__THYROID_IDENTITY_SHARE": "1",  # 3 per address, flooding at 12
+        }
+    )
+    noisy = await from_addresses(clients, worker, 5, user="noisy")
+    for client in noisy:
+        for _ in range(3):  # pain up to 15 ≥ 3 × 3: overloaded
+            with pytest.raises(centrifuge.ReplyError):
+                await client.rpc("nope", None)
 
     def shed() -> tuple[int, Any, str | None]:
         import urllib.error
@@ -126,8 +154,8 @@ async def test_overload_sheds_new_connections_with_a_retry_hint(
     assert (await status(worker))["state"] == "overloaded"
     metrics = await asyncio.to_thread(worker.metrics)
     assert 'resonance_thyroid_state{state="overloaded"} 1.0' in metrics
-    # The connected client stays; the refusals counted as limit-free protocol pain only.
-    assert (await client.rpc("echo", "still here")).data == "still here"
+    # The connected clients stay; the refusals counted as limit-free protocol pain only.
+    assert (await noisy[0].rpc("echo", "still here")).data == "still here"
 
 
 async def test_state_report_validates_smooths_and_is_replayable(
@@ -298,12 +326,12 @@ async def test_pain_is_shared_across_workers_through_redis(
         "RESONANCE_REDIS_URL": redis_server.url,
         "RESONANCE_REDIS_PREFIX": "living-pain",
         **FAST_THYROID,
+        **BEHIND_PROXY,
         "RESONANCE_LIVING__THYROID_HALF_LIFE_SECONDS": "30",
     }
     hurt = start_worker(env, name="worker-hurt")
     calm = start_worker(env, name="worker-calm")
-    client, _ = await clients.connected(hurt.ws_url, hurt.token("clumsy"))
-    for _ in range(5):
+    for client in await from_addresses(clients, hurt, 8):  # 8 × 0.75 = 6
         with pytest.raises(centrifuge.ReplyError):
             await client.rpc("nope", None)
 

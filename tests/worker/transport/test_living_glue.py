@@ -321,3 +321,54 @@ def test_a_batch_with_motion_and_gyro_parses() -> None:
     batch = _parse_batch({"kind": "rgb", "t": [1, 2], "values": [[1, 2, 3], [1, None, 3]], "motion": motion})
     assert batch["values"].shape == (2, 3) and np.isnan(batch["values"][1, 1])
     assert batch["motion"][2].shape == (2, 3)
+
+
+class FakeSession:
+    user = "mal"
+
+
+class FakeConn:
+    """Stands in for a connection found by its transport; records what the thyroid did to it."""
+
+    def __init__(self, transport: object) -> None:
+        self.transport = transport
+        self.client_id = "c-mal"
+        self.session = FakeSession()
+        self.closed_with: list[Disconnect] = []
+
+    def disconnect(self, reason: Disconnect) -> None:
+        self.closed_with.append(reason)
+
+
+async def test_pain_is_charged_to_its_origin_and_a_flooding_connection_is_cut_off() -> None:
+    import asyncio
+
+    from resonance_worker.transport.living import _ORIGIN, PainOrigin
+
+    # Cap 0.25 × 4 = 1, flooding at 2 offered.
+    core, node, clock = make(LivingSettings(thyroid_threshold=4.0, thyroid_flood_factor=2.0))
+    transport = object()
+    conn = FakeConn(transport)
+    node.connections["older"] = Conn()  # type: ignore[assignment]
+    node.connections["c-mal"] = conn  # type: ignore[assignment]
+    # An address alone (nothing found for a missing transport) is capped but never cut off.
+    token = _ORIGIN.set(PainOrigin("203.0.113.1", None))
+    for _ in range(5):
+        core.feel(PainSource.PROTOCOL_ERROR)
+    _ORIGIN.reset(token)
+    assert core.thyroid.pain(clock()) == pytest.approx(1.0)
+    assert core.thyroid.budget.offered("ip:203.0.113.1", clock()) == 5.0
+    # A signed-in connection: conn, ip and user keys; its flood disconnects it once, with 3509.
+    origin = PainOrigin("203.0.113.2", transport)
+    token = _ORIGIN.set(origin)
+    for _ in range(5):
+        core.error_reply(int(ErrorCode.METHOD_NOT_FOUND))
+    assert origin.identities(node) == [f"conn:{origin.number}", "ip:203.0.113.2", "user:mal"]
+    core.disconnected(Disconnects.TOO_MANY_ERRORS)  # its own disconnect hurts, capped like the rest
+    _ORIGIN.reset(token)
+    await asyncio.sleep(0)  # the cut-off runs on the next loop turn
+    assert conn.closed_with == [Disconnects.TOO_MANY_ERRORS]
+    assert core.thyroid.pain(clock()) == pytest.approx(2.0) and core.thyroid.state is ThyroidState.CALM
+    assert core.cut_offs._value.get() == 1
+    await core.thyroid_step()
+    assert core.flooding_gauge._value.get() == 5  # both connections, both addresses and the user

@@ -24,8 +24,9 @@ OVERSIZED = 65536  # the worker's default RESONANCE_LIMITS__MAX_MESSAGE_BYTES
 SEED = 20261125
 # Close codes a fuzzing client may get: bad request (3501), message too big
 # (1009), invalid UTF-8 (1007), protocol error (1002), rate limits (3013),
-# stale (3502), invalid token (3500), normal closure when the server already closed (1000).
-EXPECTED_CLOSES = {1000, 1002, 1007, 1009, 3500, 3501, 3013, 3502}
+# stale (3502), invalid token (3500), normal closure when the server already closed (1000),
+# too many errors (3509: the fuzzer's user floods the thyroid and its connections are cut off).
+EXPECTED_CLOSES = {1000, 1002, 1007, 1009, 3500, 3501, 3013, 3502, 3509}
 
 
 def _random_json(rng: random.Random, depth: int = 0) -> Any:
@@ -107,9 +108,9 @@ async def fuzz_one(http: aiohttp.ClientSession, url: str, rng: random.Random, to
 async def test_raw_websocket_fuzz_leaves_other_clients_unaffected(
     start_worker: Callable[..., WorkerProcess], clients: Clients
 ) -> None:
-    # The living core sheds new connections (503) once refused frames hurt enough; it is off
-    # here so every fuzz case reaches the protocol parser.
-    worker = start_worker({"RESONANCE_LIVING__ENABLED": "false", "RESONANCE_LIMITS__USER_PUBLISH_RATE": "0"})
+    # The living core is on: every fuzz case comes from one address, whose pain is capped, so the
+    # thyroid never sheds a new connection and every case reaches the protocol parser.
+    worker = start_worker({"RESONANCE_LIMITS__USER_PUBLISH_RATE": "0"})
     steady, _ = await clients.connected(worker.ws_url, worker.token("steady"))
     _, events = await subscribed(steady, "chat:steady-under-fuzz")
     stop = asyncio.Event()
@@ -144,6 +145,11 @@ async def test_raw_websocket_fuzz_leaves_other_clients_unaffected(
     assert codes <= EXPECTED_CLOSES, outcomes
     assert sum(outcomes.values()) == CASES and len(outcomes) >= 4, outcomes
     assert (await asyncio.to_thread(worker.http, "GET", "/health"))[0] == 200
+    code, thyroid = await asyncio.to_thread(worker.http, "GET", "/thyroid/status")
+    assert code == 200 and thyroid["state"] == "calm" and thyroid["pain"] <= 2.5 + 1e-6
+    # New connections are still accepted after the fuzz.
+    late, _ = await clients.connected(worker.ws_url, worker.token("late"))
+    assert (await late.rpc("echo", 1)).data == 1
     assert not [r for r in worker.log_records() if r.get("level") in ("error", "critical")]
     assert "Traceback" not in worker.log()
     print("raw fuzz outcomes:", dict(sorted(outcomes.items())))

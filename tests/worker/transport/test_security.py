@@ -5,10 +5,12 @@ reply or a close code - is seen exactly as sent."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -66,9 +68,8 @@ def strict_worker(tmp_path_factory: pytest.TempPathFactory, rsa_public_pem: str)
             "RESONANCE_JWT_ISSUER": ISSUER,
             "RESONANCE_LIMITS__MAX_MESSAGE_BYTES": "16384",
             "RESONANCE_LOG_LEVEL": "DEBUG",
-            # The living core sheds new connections (503) after enough refusals; the matrix
-            # wants every attempt to reach token verification.
-            "RESONANCE_LIVING__ENABLED": "false",
+            # The living core is on: the matrix's refusals all come from one address, whose pain
+            # is capped, so no attempt is shed before it reaches token verification.
         },
         name="strict",
     ).start()
@@ -147,6 +148,11 @@ async def test_jwt_attack_matrix(
     assert outcomes == {name: expected for name, (_, expected) in tokens.items()}
     # The same refusals through the URL query (centrifuge-js's `?token=`).
     assert await connect_outcome(strict_worker, tokens["alg none"][0], url_token=True) == ("closed", 3500)
+    # All those refusals from one address left the worker calm: its pain budget is a quarter of
+    # the threshold, so an attacker cannot make it shed anyone else's new connections.
+    code, thyroid = await asyncio.to_thread(strict_worker.http, "GET", "/thyroid/status")
+    assert code == 200 and thyroid["state"] == "calm" and thyroid["pain"] <= 2.5
+    assert thyroid["sources"]["auth_failure"] > 0
     # Nothing of any token reached the logs, not even at DEBUG.
     log = strict_worker.log()
     for token, _ in tokens.values():
@@ -301,3 +307,74 @@ async def test_tenants_are_isolated_even_for_the_same_user_id(start_worker: Star
             await globex.receive(timeout=1)
         await acme.close()
         await globex.close()
+
+
+async def flood(worker: WorkerProcess, http: aiohttp.ClientSession) -> tuple[list[int], int | None]:
+    """One attacker (one address): 150 connections of garbage, then one signed-in connection that
+    sends unknown RPCs as fast as it can. The close codes of the garbage, and of the signed-in one."""
+    garbage_closes = []
+    for n in range(150):
+        async with http.ws_connect(worker.ws_url) as ws:
+            await ws.send_str(f"}}{{ not json {n}")
+            message = await ws.receive(timeout=10)
+            garbage_closes.append(message.data if message.type is aiohttp.WSMsgType.CLOSE else -1)
+    ws = await http.ws_connect(worker.ws_url)
+    async with ws:
+        await ws.send_str(json.dumps({"id": 1, "connect": {"token": worker.token("mallory")}}))
+        assert "connect" in json.loads((await ws.receive(timeout=10)).data)
+        for n in range(2, 90):
+            await ws.send_str(json.dumps({"id": n, "rpc": {"method": "no.such.method"}}))
+        while (message := await ws.receive(timeout=10)).type is aiohttp.WSMsgType.TEXT:
+            pass
+        return garbage_closes, ws.close_code
+
+
+async def test_one_attackers_flood_sheds_nobody_and_cuts_off_the_attacker(
+    start_worker: StartWorker, clients: Any
+) -> None:
+    """Issue 9: one client's garbage must not make the thyroid shed new connections for everyone."""
+    worker = start_worker({"RESONANCE_LIVING__THYROID_EVALUATE_SECONDS": "0.2"}, name="flooded")
+    from tests.worker.transport.conftest import Clients
+
+    assert isinstance(clients, Clients)
+    bystander, _ = await clients.connected(worker.ws_url, worker.token("bystander"))
+    async with aiohttp.ClientSession() as http:
+        garbage_closes, attacker_close = await flood(worker, http)
+    assert set(garbage_closes) == {3501}
+    assert attacker_close == 3509  # too many errors: this connection, and only it, was cut off
+    code, thyroid = await asyncio.to_thread(worker.http, "GET", "/thyroid/status")
+    assert code == 200 and thyroid["state"] == "calm"
+    assert thyroid["pain"] <= 2.5 + 1e-6  # one address: at most a quarter of the threshold of 10
+    # A well-behaved client connecting after the flood (from the same loopback address) is accepted.
+    newcomer, _ = await clients.connected(worker.ws_url, worker.token("newcomer"))
+    assert (await newcomer.rpc("echo", "hello")).data == "hello"
+    assert (await bystander.rpc("echo", "still here")).data == "still here"
+    metrics = await asyncio.to_thread(worker.metrics)
+    assert re.search(r"^resonance_thyroid_cut_offs_total 1\.0", metrics, re.M)
+    refused = re.search(r"^resonance_thyroid_pain_refused_total (\S+)", metrics, re.M)
+    assert refused is not None and float(refused.group(1)) > 200
+    assert any(r.get("msg") == "client cut off: its errors flood the thyroid" for r in worker.log_records())
+
+
+async def test_without_the_budget_the_same_flood_sheds_everyone(start_worker: StartWorker) -> None:
+    """The control: with the per-source cap effectively off, the flood overloads the worker and
+    new connections are refused with 503 - what the budget prevents."""
+    worker = start_worker(
+        {
+            "RESONANCE_LIVING__THYROID_EVALUATE_SECONDS": "0.2",
+            "RESONANCE_LIVING__THYROID_IDENTITY_SHARE": "1000",
+        },
+        name="unbudgeted",
+    )
+    refused = []
+    async with aiohttp.ClientSession() as http:
+        for n in range(150):  # the same garbage as above, until the worker sheds it
+            try:
+                async with http.ws_connect(worker.ws_url) as ws:
+                    await ws.send_str(f"}}{{ not json {n}")
+                    await ws.receive(timeout=10)
+            except aiohttp.WSServerHandshakeError as exc:
+                refused.append(exc.status)
+    assert refused and set(refused) == {503}  # everyone's new connections, not just the attacker's
+    _, thyroid = await asyncio.to_thread(worker.http, "GET", "/thyroid/status")
+    assert thyroid["state"] == "overloaded"

@@ -16,6 +16,11 @@ Every rise is a *release*: a :class:`ThyroidInsight` (what hurts most, its
 trend, since when, a suggested action) and :class:`Adaptations` (a rate-limit
 factor, shedding new connections with a retry hint, circuits to open).
 
+One client must not be able to stress the whole worker: a :class:`PainBudget`
+caps what any one *identity* (a connection, an IP address, a user) can add to
+the pain, and names the identities that flood far beyond their cap so the
+wiring can cut them off instead of shedding everyone.
+
 A generic :class:`CircuitBreaker` (closed / open / half-open) is here too.
 Everything is pure: time is passed in as ``now`` (seconds). See docs/living-core.md.
 """
@@ -25,7 +30,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -58,6 +63,12 @@ DEPENDENCY_OF: Mapping[PainSource, str] = {
     PainSource.ENGINE_TIMEOUT: "redis",
     PainSource.NEO4J_FAILURE: "neo4j",
 }
+
+ATTRIBUTABLE: frozenset[PainSource] = frozenset(
+    {PainSource.PROTOCOL_ERROR, PainSource.LIMIT_HIT, PainSource.AUTH_FAILURE, PainSource.SERVER_ERROR}
+)
+"""Sources one client can cause, so they are charged to its identities and capped. A slow Redis or
+Neo4j, or a storm of disconnects, is the system's pain: it always counts in full, whoever saw it."""
 
 SUGGESTED_ACTION: Mapping[PainSource, str] = {
     PainSource.PROTOCOL_ERROR: (
@@ -243,6 +254,106 @@ class PainLedger:
         )
 
 
+# --------------------------------------------------------------------------- per-identity budgets
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What a :class:`PainBudget` let through of one signal."""
+
+    admitted: float
+    """The part of the severity that reaches the pain (0 when an identity's cap is used up)."""
+    flooding: frozenset[str]
+    """The signal's identities whose offered pain is at or above the flood level."""
+
+
+class PainBudget:
+    """Caps the pain one identity can cause.
+
+    Each identity (an opaque string such as ``ip:10.0.0.7``, ``conn:42``,
+    ``user:ann``) has two sums that decay with the pain's half-life ``h``:
+    ``admitted`` (what it added to the pain) and ``offered`` (everything it
+    caused, uncapped). A signal of severity ``s`` carrying identities ``K``
+    admits ``a = min(s, min_k (cap − admitted_k))`` (never below 0) and charges
+    ``a`` to every ``admitted_k`` and ``s`` to every ``offered_k``. Because the
+    pain and the budget decay alike, the pain still owed to the signals of any
+    one identity never exceeds ``cap``: n identities can add at most ``n·cap``.
+
+    An identity is *flooding* while ``offered ≥ flood_factor · cap``; it stops
+    flooding by itself as its offered pain decays.
+    """
+
+    def __init__(
+        self, cap: float, half_life_s: float, *, flood_factor: float, max_identities: int, now: float
+    ) -> None:
+        self.cap = _positive(cap, "cap")
+        self.half_life_s = _positive(half_life_s, "half_life_s")
+        self.flood_level = flood_factor * self.cap
+        self.max_identities = max_identities
+        self.refused = 0.0
+        """Severity refused so far (cumulative, not decayed): for a counter metric."""
+        self._levels: dict[str, tuple[float, float, float]] = {}  # identity → (admitted, offered, at)
+        self._pruned_at = now
+
+    def __len__(self) -> int:
+        return len(self._levels)
+
+    def _level(self, identity: str, now: float) -> tuple[float, float]:
+        entry = self._levels.get(identity)
+        if entry is None:
+            return 0.0, 0.0
+        admitted, offered, at = entry
+        return (
+            _decay(admitted, now - at, self.half_life_s),
+            _decay(offered, now - at, self.half_life_s),
+        )
+
+    def offered(self, identity: str, now: float) -> float:
+        """What ``identity`` caused, decayed to ``now`` (uncapped)."""
+        return self._level(identity, now)[1]
+
+    def admitted(self, identity: str, now: float) -> float:
+        """What ``identity`` added to the pain, decayed to ``now`` (≤ cap)."""
+        return self._level(identity, now)[0]
+
+    def charge(self, identities: Iterable[str], severity: float, now: float) -> Admission:
+        """Charge one signal to ``identities``; how much of it counts, and who floods."""
+        keys = sorted(set(identities))
+        if not keys:
+            return Admission(severity, frozenset())
+        if now - self._pruned_at >= self.half_life_s:
+            self.prune(now)
+        levels = [self._level(key, now) for key in keys]
+        room = min(self.cap - admitted for admitted, _ in levels)
+        admitted_now = max(0.0, min(severity, room))
+        self.refused += severity - admitted_now
+        flooding = set()
+        for key, (admitted, offered) in zip(keys, levels, strict=True):
+            if key not in self._levels and len(self._levels) >= self.max_identities:
+                self._evict(now)
+            self._levels.pop(key, None)  # re-inserted last: the dict stays ordered by last use
+            self._levels[key] = (admitted + admitted_now, offered + severity, now)
+            if offered + severity >= self.flood_level:
+                flooding.add(key)
+        return Admission(admitted_now, frozenset(flooding))
+
+    def flooding(self, now: float) -> list[str]:
+        """Every identity flooding at ``now``."""
+        return [key for key in self._levels if self._level(key, now)[1] >= self.flood_level]
+
+    def prune(self, now: float) -> None:
+        """Forget identities whose offered pain decayed below 1 % of the cap (they start afresh)."""
+        self._pruned_at = now
+        floor = 0.01 * self.cap
+        for key in [k for k in self._levels if self._level(k, now)[1] < floor]:
+            del self._levels[key]
+
+    def _evict(self, now: float) -> None:
+        self.prune(now)
+        while len(self._levels) >= self.max_identities:
+            del self._levels[next(iter(self._levels))]  # the least recently charged
+
+
 # --------------------------------------------------------------------------- state machine
 
 
@@ -283,6 +394,12 @@ class ThyroidConfig:
     max_insights: int = 20
     trend_band: float = 0.25
     """Fast/slow rate ratio beyond 1 ± band is rising/falling."""
+    identity_share: float = 0.25
+    """One identity (connection, IP, user) adds at most this × T to the pain (its cap)."""
+    flood_factor: float = 20.0
+    """An identity that offered this × its cap (decayed) is flooding: the wiring cuts it off."""
+    max_identities: int = 100_000
+    """Identities tracked at once (memory bound); the oldest is forgotten first."""
 
     def __post_init__(self) -> None:
         for name in ("threshold", "half_life_s", "retry_min_s", "retry_max_s"):
@@ -303,6 +420,16 @@ class ThyroidConfig:
             raise ValueError("max_insights must be ≥ 1")
         if not 0 < self.trend_band < 1:
             raise ValueError("trend_band must be in (0, 1)")
+        _positive(self.identity_share, "identity_share")
+        if not (math.isfinite(self.flood_factor) and self.flood_factor >= 1):
+            raise ValueError("flood_factor must be ≥ 1")
+        if self.max_identities < 1:
+            raise ValueError("max_identities must be ≥ 1")
+
+    @property
+    def identity_cap(self) -> float:
+        """The most pain one identity can add (decayed, like the pain itself)."""
+        return self.identity_share * self.threshold
 
     @property
     def overload_level(self) -> float:
@@ -388,6 +515,8 @@ class ThyroidUpdate:
     adaptations: Adaptations
     released: ThyroidInsight | None = None
     """Set when the state rose (calm → stressed, → overloaded)."""
+    flooding: frozenset[str] = frozenset()
+    """Identities of the signal just felt that flood (see :class:`PainBudget`)."""
 
     @property
     def changed(self) -> bool:
@@ -437,11 +566,30 @@ class Thyroid:
         self._adaptations = CALM_ADAPTATIONS
         self._insights: deque[ThyroidInsight] = deque(maxlen=config.max_insights)
         self._updated_at = now
+        self.budget = PainBudget(
+            config.identity_cap,
+            config.half_life_s,
+            flood_factor=config.flood_factor,
+            max_identities=config.max_identities,
+            now=now,
+        )
 
     # -- input
 
-    def feel(self, source: PainSource, now: float, severity: float | None = None) -> ThyroidUpdate:
-        """Record one pain signal and re-evaluate. ``severity`` defaults to DEFAULT_SEVERITY[source]."""
+    def feel(
+        self,
+        source: PainSource,
+        now: float,
+        severity: float | None = None,
+        *,
+        identities: Iterable[str] = (),
+    ) -> ThyroidUpdate:
+        """Record one pain signal and re-evaluate. ``severity`` defaults to DEFAULT_SEVERITY[source].
+
+        ``identities`` say who caused it (e.g. ``conn:…``, ``ip:…``, ``user:…``); a source in
+        :data:`ATTRIBUTABLE` is then charged to their :class:`PainBudget` and only the admitted part
+        counts. Without identities, or for the system's sources, the signal counts in full.
+        """
         source = PainSource(source)
         if severity is None:
             severity = DEFAULT_SEVERITY[source]
@@ -451,9 +599,16 @@ class Thyroid:
             or not (math.isfinite(severity) and 0 < severity <= MAX_SEVERITY)
         ):
             raise PainSignalError(f"severity must be in (0, {MAX_SEVERITY:g}], got {severity!r}")
-        self._ledger.record(source, float(severity), now)
+        admission = Admission(float(severity), frozenset())
+        if source in ATTRIBUTABLE:
+            admission = self.budget.charge(identities, float(severity), now)
+        if admission.admitted > 0:
+            self._ledger.record(source, admission.admitted, now)
         self._updated_at = max(self._updated_at, now)
-        return self.evaluate(now)
+        update = self.evaluate(now)
+        if admission.flooding:
+            update = replace(update, flooding=admission.flooding)
+        return update
 
     def set_peers(self, snapshots: Iterable[PainSnapshot], now: float) -> ThyroidUpdate:
         """Replace the peers' view with ``snapshots`` (own origin ignored) and re-evaluate."""
@@ -601,14 +756,19 @@ class Thyroid:
 class DisconnectStormDetector:
     """Turns single disconnects into a ``disconnect_storm`` pain signal.
 
-    A storm is at least ``count`` disconnects within ``window_s``. It fires
-    once when the count is reached, then re-arms once the window has no more
-    than ``count // 2`` disconnects (its own hysteresis).
+    A storm is at least ``count`` disconnects within ``window_s`` from at least
+    ``count`` distinct sources (client addresses; an unknown source counts as
+    its own): one address opening and dropping connections in a loop is one
+    client misbehaving, not the network failing. It fires once when reached,
+    then re-arms once the window has no more than ``count // 2`` sources (its
+    own hysteresis).
     """
 
     count: int = 50
     window_s: float = 10.0
-    _times: deque[float] = field(default_factory=deque)
+    _times: deque[tuple[float, str | None]] = field(default_factory=deque)
+    _per_source: dict[str, int] = field(default_factory=dict)
+    _unknown: int = 0
     _armed: bool = True
 
     def __post_init__(self) -> None:
@@ -616,17 +776,31 @@ class DisconnectStormDetector:
             raise ValueError("count must be ≥ 2")
         _positive(self.window_s, "window_s")
 
-    def record(self, now: float) -> bool:
-        """Record one disconnect; True when this one starts a storm."""
-        self._times.append(now)
-        while self._times and self._times[0] <= now - self.window_s:
-            self._times.popleft()
-        if not self._armed and len(self._times) <= self.count // 2:
+    def _sources(self) -> int:
+        return len(self._per_source) + self._unknown
+
+    def record(self, now: float, source: str | None = None) -> bool:
+        """Record one disconnect (from ``source``); True when this one starts a storm."""
+        self._times.append((now, source))
+        self._count(source, +1)
+        while self._times and self._times[0][0] <= now - self.window_s:
+            self._count(self._times.popleft()[1], -1)
+        if not self._armed and self._sources() <= self.count // 2:
             self._armed = True
-        if self._armed and len(self._times) >= self.count:
+        if self._armed and self._sources() >= self.count:
             self._armed = False
             return True
         return False
+
+    def _count(self, source: str | None, delta: int) -> None:
+        if source is None:
+            self._unknown += delta
+            return
+        left = self._per_source.get(source, 0) + delta
+        if left:
+            self._per_source[source] = left
+        else:
+            del self._per_source[source]
 
 
 # --------------------------------------------------------------------------- circuit breaker

@@ -27,24 +27,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import itertools
 import logging
 import math
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 from aiohttp import web
-from prometheus_client import Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from resonance_worker.domain import events
 from resonance_worker.domain.biometrics import BiometricsError, BiometricStream, StreamConfig
 from resonance_worker.domain.channels import NamespaceOptions
-from resonance_worker.domain.codes import Disconnect, ErrorCode
+from resonance_worker.domain.codes import Disconnect, Disconnects, ErrorCode
 from resonance_worker.domain.emotion import (
     EmotionalState,
     EmotionReportError,
@@ -89,9 +91,11 @@ from resonance_worker.eventlog import EventLog, EventLogError, MemoryEventLog, R
 from resonance_worker.living_settings import LivingSettings
 from resonance_worker.rpc import RpcCall, RpcError, RpcHandler
 from resonance_worker.transport.node import Node, PainHooks, history_options
+from resonance_worker.transport.ws import client_ip
 
 if TYPE_CHECKING:
     from resonance_worker.transport.living_graph import LivingGraph
+    from resonance_worker.transport.ws import Connection
 
 log = logging.getLogger("resonance.worker.living")
 
@@ -169,6 +173,59 @@ def pain_of_disconnect(reason: Disconnect | None) -> PainSource | None:
     if reason.code in _PROTOCOL_DISCONNECTS:
         return PainSource.PROTOCOL_ERROR
     return None
+
+
+# ----------------------------------------------------------------------------- who caused the pain
+
+
+class PainOrigin:
+    """The WebSocket request a pain signal came from: its identities for the thyroid's budget.
+
+    Set in a context variable by the living core's middleware around ``/connection/websocket``.
+    Everything a connection does runs in that request's task or in tasks and timers started from
+    it (which copy the context), so the node's pain hooks need no extra argument to say who hurt.
+    """
+
+    _ids = itertools.count(1)
+
+    def __init__(self, ip: str, transport: object) -> None:
+        self.ip = ip
+        self.transport = transport
+        self.number = next(PainOrigin._ids)
+        self.cut_off = False
+        self._conn: Connection | None = None
+        self._looked = False
+
+    def connection(self, node: Node) -> Connection | None:
+        """This request's connection in ``node.connections`` (searched once, newest first)."""
+        if not self._looked and self.transport is not None:
+            self._looked = True
+            for conn in reversed(node.connections.values()):
+                if conn.transport is self.transport:
+                    self._conn = conn
+                    break
+        return self._conn
+
+    def identities(self, node: Node) -> list[str]:
+        keys = [f"conn:{self.number}"]
+        if self.ip:
+            keys.append(f"ip:{self.ip}")
+        conn = self.connection(node)
+        if conn is not None and conn.session.user:
+            keys.append(f"user:{conn.session.user}")
+        return keys
+
+
+_ORIGIN: contextvars.ContextVar[PainOrigin | None] = contextvars.ContextVar("pain_origin", default=None)
+
+
+@contextlib.contextmanager
+def _without_origin() -> Iterator[None]:
+    token = _ORIGIN.set(None)
+    try:
+        yield
+    finally:
+        _ORIGIN.reset(token)
 
 
 # ----------------------------------------------------------------------------- rooms and streams
@@ -269,6 +326,8 @@ class Living(PainHooks):
                 half_life_s=settings.thyroid_half_life_seconds,
                 min_dwell_s=settings.thyroid_min_dwell_seconds,
                 overload_factor=settings.thyroid_overload_factor,
+                identity_share=settings.thyroid_identity_share,
+                flood_factor=settings.thyroid_flood_factor,
             ),
             origin=self.origin,
             now=now,
@@ -319,13 +378,52 @@ class Living(PainHooks):
         self.rooms_gauge = Gauge(
             "resonance_rooms", "Resonance rooms with members on this worker.", registry=registry
         )
+        self.refused_counter = Counter(
+            "resonance_thyroid_pain_refused",
+            "Pain not counted because its client, address or user had used up its budget.",
+            registry=registry,
+        )
+        self.cut_offs = Counter(
+            "resonance_thyroid_cut_offs",
+            "Connections disconnected (3509) because their errors flooded the thyroid.",
+            registry=registry,
+        )
+        self.flooding_gauge = Gauge(
+            "resonance_thyroid_flooding_identities",
+            "Connections, addresses and users whose errors flood beyond their pain budget now.",
+            registry=registry,
+        )
+        self._refused_reported = 0.0
         self._set_gauges(now)
 
     # -- pain hooks (the node calls these) -------------------------------------------
 
     def feel(self, source: PainSource) -> None:
-        update = self.thyroid.feel(source, self.clock())
+        origin = _ORIGIN.get()
+        identities = origin.identities(self.node) if origin is not None else ()
+        update = self.thyroid.feel(source, self.clock(), identities=identities)
+        if update.flooding and origin is not None:
+            self._cut_off(origin, update.flooding)
         self._after(update)
+
+    def _cut_off(self, origin: PainOrigin, flooding: frozenset[str]) -> None:
+        """Disconnect a connection that floods (itself, or as its user): it, not everyone, pays.
+
+        An address that floods is only capped: it may be a NAT or a proxy with innocent clients.
+        """
+        if origin.cut_off or not any(key.startswith(("conn:", "user:")) for key in flooding):
+            return
+        conn = origin.connection(self.node)
+        if conn is None:
+            return
+        origin.cut_off = True
+        log.warning(
+            "client cut off: its errors flood the thyroid",
+            extra={"client": conn.client_id, "user": conn.session.user, "ip": origin.ip},
+        )
+        self.cut_offs.inc()
+        # Not from inside the session's own call that reported the pain: on the next loop turn.
+        asyncio.get_running_loop().call_soon(conn.disconnect, Disconnects.TOO_MANY_ERRORS)
 
     def error_reply(self, code: int) -> None:
         source = pain_of_error(code)
@@ -338,8 +436,10 @@ class Living(PainHooks):
             self.feel(source)
         if self.node.draining:
             return  # our own shutdown closes every connection: that is not a storm
-        if self.storms.record(self.clock()):
-            self.feel(PainSource.DISCONNECT_STORM)
+        origin = _ORIGIN.get()
+        if self.storms.record(self.clock(), origin.ip if origin is not None and origin.ip else None):
+            with _without_origin():  # a storm is the system's pain, not the last client's
+                self.feel(PainSource.DISCONNECT_STORM)
 
     # -- thyroid ---------------------------------------------------------------------------
 
@@ -402,6 +502,9 @@ class Living(PainHooks):
         for name, breaker in self.circuits.items():
             self.circuit_gauge.labels(dependency=name).set(1 if breaker.state(now).value == "open" else 0)
         self.rooms_gauge.set(len(self.rooms))
+        budget = self.thyroid.budget
+        self.refused_counter.inc(budget.refused - self._refused_reported)
+        self._refused_reported = budget.refused
 
     def shed_retry_after(self) -> float | None:
         """Seconds a new connection should wait, while the thyroid sheds them (else None)."""
@@ -415,6 +518,7 @@ class Living(PainHooks):
         if self.graph is not None:
             self.graph.feel_failures()
         now = self.clock()
+        self.flooding_gauge.set(len(self.thyroid.budget.flooding(now)))
         engine = self.node.engine
         snapshot = self.thyroid.snapshot(now).to_dict()
         try:
@@ -786,15 +890,21 @@ def install_living(app: web.Application, node: Node, settings: LivingSettings) -
     async def shed(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if request.path == "/connection/websocket":
-            retry = living.shed_retry_after()
-            if retry is not None:
-                return web.json_response(
-                    {"error": "overloaded", "retry_after": retry},
-                    status=503,
-                    headers={"Retry-After": str(math.ceil(retry))},
-                )
-        return await handler(request)
+        if request.path != "/connection/websocket":
+            return await handler(request)
+        retry = living.shed_retry_after()
+        if retry is not None:
+            return web.json_response(
+                {"error": "overloaded", "retry_after": retry},
+                status=503,
+                headers={"Retry-After": str(math.ceil(retry))},
+            )
+        # Whatever hurts from here on (in this task and what it starts) is charged to this client.
+        token = _ORIGIN.set(PainOrigin(client_ip(request, node.address_policy), request.transport))
+        try:
+            return await handler(request)
+        finally:
+            _ORIGIN.reset(token)
 
     async def status(request: web.Request) -> web.Response:
         return web.json_response(living.thyroid.status(living.clock()))
