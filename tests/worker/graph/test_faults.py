@@ -19,7 +19,9 @@ from resonance_worker.domain.events import Event
 from resonance_worker.eventlog import EventLogError, MemoryEventLog
 from resonance_worker.eventlog.redis import RedisEventLog
 from resonance_worker.graph import GraphError, ProjectorConfig, timeline
+from resonance_worker.graph.driver import open_driver, prepare
 
+from tests.harness.faults import FaultProxy
 from tests.harness.neo4j import Neo4jServer
 from tests.harness.processes import free_port
 from tests.harness.redis import RedisServer
@@ -232,5 +234,33 @@ async def test_an_unreachable_neo4j_is_a_graph_error() -> None:
     try:
         with pytest.raises(GraphError, match="graph query failed: ServiceUnavailable"):
             await timeline(nowhere, "ann")
+    finally:
+        await nowhere.close()
+
+
+async def test_the_worker_driver_prepares_the_schema_or_says_why(neo4j_server: Neo4jServer) -> None:
+    """``open_driver`` + ``prepare`` as the worker runs them: the schema on a live server; a hung
+    one (every byte held by a proxy) is a GraphError at the deadline; no server, at once."""
+    proxy = await FaultProxy(neo4j_server.port).start()
+    driver = open_driver(f"bolt://127.0.0.1:{proxy.port}", neo4j_server.user, neo4j_server.password)
+    try:
+        await prepare(driver)
+        proxy.stall()
+        fresh = open_driver(f"bolt://127.0.0.1:{proxy.port}", neo4j_server.user, neo4j_server.password)
+        try:
+            with pytest.raises(GraphError, match=r"neo4j schema timed out after 0\.5 s"):
+                await prepare(fresh, deadline_s=0.5)
+        finally:
+            proxy.resume()
+            await fresh.close()
+        assert proxy.held_bytes > 0
+        await prepare(driver)  # the same driver carries on once the server answers again
+    finally:
+        await driver.close()
+        await proxy.close()
+    nowhere = open_driver(f"bolt://127.0.0.1:{free_port()}", "neo4j", None)
+    try:
+        with pytest.raises(GraphError, match="neo4j schema: "):
+            await prepare(nowhere)
     finally:
         await nowhere.close()
