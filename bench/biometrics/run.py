@@ -40,6 +40,8 @@ HR_WINDOW_S = 10.0
 HRV_WINDOW_S = 60.0
 GATED = StreamConfig()
 UNGATED = StreamConfig(quality_threshold=0.0, hrv_min_clean_fraction=0.0)
+REANALYSE = StreamConfig(reanalyse_long_windows=True)
+"""The previous path: every HRV/breathing update re-detects the beats of its whole window."""
 
 
 @dataclass
@@ -262,6 +264,8 @@ def pyphysio_scenarios(results: dict[str, Any]) -> dict[str, Any]:
             "ours": stream(t, signal_, UNGATED, accel=acc),
             "ours_gated": stream(t, signal_, GATED, accel=acc),
         }
+        if scenario == "clean":
+            runs["ours_gated_reanalyse"] = stream(t, signal_, REANALYSE, accel=acc)
         if scenario == "motion":
             runs["ours_no_accelerometer"] = stream(t, signal_, UNGATED)
             runs["ours_gated_no_accelerometer"] = stream(t, signal_, GATED)
@@ -398,6 +402,73 @@ def hrv_golden(results: dict[str, Any]) -> None:
     }
 
 
+def percentile(values: list[float], q: float) -> float:
+    return round(float(np.percentile(values, q)), 3)
+
+
+def compute_cost(results: dict[str, Any]) -> None:
+    """Cost per update per stream, the settled-beat path (default) beside the re-analysing one.
+
+    The two paths run alternately, three times each, on the same recordings in 1 s batches, so
+    both see the same machine load. An update is "heavy" when an HRV or breathing reading fell
+    due in it (every 5 s from 32 s on; the re-analysing path re-detects 60–120 s there)."""
+    import os
+
+    record = data.pyphysio_medical(RATE_HZ)
+    ppg = np.concatenate([record.ppg] * 3)  # 6 minutes: every window length reached many times
+    ppg_t = np.arange(ppg.size) / RATE_HZ
+    duration = 200.0
+    beats = synthetic.beat_times(duration, hr_bpm=72.0)
+    face_t = synthetic.frame_times(duration, jitter=0.1)
+    face = synthetic.face_rgb(face_t, synthetic.pulse_at(face_t, beats))
+    cases = {
+        "pyphysio_ppg_6min": (ppg_t, ppg, {}),
+        "synthetic_face_pos": (face_t, face, {"camera_region": "face", "face_method": "pos"}),
+        "synthetic_face_chrom": (face_t, face, {"camera_region": "face", "face_method": "chrom"}),
+    }
+    load_before = os.getloadavg()[0]
+    out: dict[str, Any] = {}
+    for case, (times, values, options) in cases.items():
+        samples: dict[str, dict[str, list[float]]] = {}
+        for _ in range(3):
+            for path, reanalyse in (("reanalyse_old", True), ("settled_beats_new", False)):
+                config = StreamConfig(reanalyse_long_windows=reanalyse, **options)  # type: ignore[arg-type]
+                run = stream(times, values, config, rgb=values.ndim == 2)
+                heavy = heavy_updates(times, run)
+                entry = samples.setdefault(path, {"cpu": [], "wall": [], "heavy_cpu": [], "heavy_wall": []})
+                entry["cpu"] += run.update_cpu_ms
+                entry["wall"] += run.update_ms
+                entry["heavy_cpu"] += [c for c, h in zip(run.update_cpu_ms, heavy, strict=True) if h]
+                entry["heavy_wall"] += [w for w, h in zip(run.update_ms, heavy, strict=True) if h]
+        out[case] = {
+            path: {
+                "updates": len(entry["cpu"]),
+                "p50_cpu_ms": percentile(entry["cpu"], 50),
+                "p95_cpu_ms": percentile(entry["cpu"], 95),
+                "p50_wall_ms": percentile(entry["wall"], 50),
+                "p95_wall_ms": percentile(entry["wall"], 95),
+                "max_wall_ms": percentile(entry["wall"], 100),
+                "heavy_p95_cpu_ms": percentile(entry["heavy_cpu"], 95),
+                "heavy_p95_wall_ms": percentile(entry["heavy_wall"], 95),
+            }
+            for path, entry in samples.items()
+        }
+        old, new = out[case]["reanalyse_old"], out[case]["settled_beats_new"]
+        out[case]["p95_cpu_ratio_new_over_old"] = round(new["p95_cpu_ms"] / old["p95_cpu_ms"], 3)
+        out[case]["p95_wall_ratio_new_over_old"] = round(new["p95_wall_ms"] / old["p95_wall_ms"], 3)
+    out["load_average_1min"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
+    out["cpu_count"] = os.cpu_count()
+    results["compute_per_update"] = out
+
+
+def heavy_updates(times: FloatArray, run: StreamRun) -> list[bool]:
+    """Per 1 s batch: did an HRV or breathing reading fall due in it."""
+    seconds = np.floor(times).astype(int)
+    batch_ends = times[np.append(np.flatnonzero(np.diff(seconds)), times.size - 1)]
+    due = {r.t for r in run.hrv} | {r.t for r in run.breathing}
+    return [float(end) in due for end in batch_ends]
+
+
 def verdict(results: dict[str, Any]) -> dict[str, Any]:
     checks: dict[str, Any] = {}
     for scenario in ("clean", "motion"):
@@ -439,14 +510,21 @@ def verdict(results: dict[str, Any]) -> dict[str, Any]:
         for name, entry in value["methods"].items()
         if name.startswith("ours")
     ]
-    # The box is shared (load ≈ 8 on 2 cores while this ran): wall-clock p95 includes waiting for
-    # the CPU, so the bar is judged on this thread's CPU time per update; both are reported.
+    # The box is shared (load 5–10 on 2 cores while other work runs): wall time includes waiting
+    # for a CPU. Both are reported; the bar is met when both p95s are within 20 ms.
     worst_cpu = max(entry["p95_update_cpu_ms"] for entry in ours_entries)
     worst_wall = max(entry["p95_update_ms"] for entry in ours_entries)
+    compute = results["compute_per_update"]
+    cases = [value for value in compute.values() if isinstance(value, dict) and "settled_beats_new" in value]
+    new_cpu = max(case["settled_beats_new"]["p95_cpu_ms"] for case in cases)
+    new_wall = max(case["settled_beats_new"]["p95_wall_ms"] for case in cases)
     checks["p95_update_ms_at_most_20"] = {
-        "worst_p95_cpu_ms": worst_cpu,
-        "worst_p95_wall_ms": worst_wall,
-        "met": worst_cpu <= 20.0,
+        "worst_p95_cpu_ms": max(worst_cpu, new_cpu),
+        "worst_p95_wall_ms": max(worst_wall, new_wall),
+        "old_path_worst_p95_cpu_ms": max(case["reanalyse_old"]["p95_cpu_ms"] for case in cases),
+        "old_path_worst_p95_wall_ms": max(case["reanalyse_old"]["p95_wall_ms"] for case in cases),
+        "load_average_1min": compute["load_average_1min"],
+        "met": max(worst_cpu, new_cpu) <= 20.0 and max(worst_wall, new_wall) <= 20.0,
     }
     return checks
 
@@ -500,6 +578,7 @@ def main() -> None:
     synthetic_scenarios(results)
     vitaldsp_scenario(results)
     heartpy_agreement(results)
+    compute_cost(results)
     results["bar"] = verdict(results)
     for value in results.values():
         for entry in value.get("methods", {}).values() if isinstance(value, dict) else ():

@@ -130,8 +130,8 @@ def test_pyphysio_breathing_is_near_the_belt_or_honestly_absent() -> None:
         for r in readings
         if r.rate_bpm is not None
     ]
-    assert len(errors) >= 5  # measured: 7 of 18 windows
-    assert max(errors) <= 1.5 and float(np.mean(errors)) <= 0.8  # measured: max 0.95, mean 0.44 /min
+    assert len(errors) >= 4  # measured: 5 of 18 windows (7 when re-analysing each whole window)
+    assert max(errors) <= 1.5 and float(np.mean(errors)) <= 0.8  # measured: max 0.44, mean 0.26 /min
     absent = [r for r in readings if r.rate_bpm is None]
     assert len(absent) == 18 - len(errors)
-    assert all(r.reason == "modulations_disagree" for r in absent)  # measured: 11 windows
+    assert all(r.reason == "modulations_disagree" for r in absent)  # measured: 13 windows

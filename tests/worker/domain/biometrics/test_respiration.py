@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from resonance_worker.domain.biometrics.respiration import (
     breathing_series,
-    counted_rate,
+    counted_rates,
     fuse,
     modulation_rate,
     spectral_peak_rate,
@@ -95,8 +95,10 @@ def test_irregular_breathing_gives_the_mean_rate_or_no_rate_never_a_wrong_one() 
 
 def test_counting_needs_three_breaths_and_some_extrema() -> None:
     grid = np.arange(0, 30, 0.25)
-    assert counted_rate(grid, np.zeros(grid.size), 0.3) is None
-    assert counted_rate(grid, np.sin(2 * np.pi * 0.05 * grid), 0.3) is None  # 1.5 cycles, 2 peaks at most
+    assert counted_rates(grid, np.zeros(grid.size), (0.3,)) == [None]
+    assert counted_rates(grid, np.sin(2 * np.pi * 0.05 * grid), (0.3,)) == [
+        None
+    ]  # 1.5 cycles, 2 peaks at most
 
 
 def test_fuse_averages_agreeing_sources() -> None:

@@ -42,6 +42,9 @@ class StreamConfig:
     baseline_min_hrv_readings: int = 3
     camera_region: CameraRegion = "finger"
     face_method: FaceMethod = "pos"
+    reanalyse_long_windows: bool = False
+    """Re-detect every beat of the HRV/breathing window at each of their updates instead of reusing
+    the beats settled by the heart-rate windows (the slower path, kept to compare against)."""
     max_batch_samples: int = 4096
     max_batch_span_s: float = 30.0
     min_ppg_rate_hz: float = 10.0

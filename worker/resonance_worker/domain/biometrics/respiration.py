@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from scipy import interpolate, signal
 
 from resonance_worker.domain.biometrics.buffer import FloatArray
+from resonance_worker.domain.biometrics.dsp import bandpass
 
 SERIES_RATE_HZ = 4.0
 FILTER_HZ = (0.08, 0.7)
@@ -67,12 +67,6 @@ class RateEstimate:
     counted: float | None
 
 
-@lru_cache(maxsize=8)
-def _band_sos(rate_hz: float) -> FloatArray:
-    sos: FloatArray = signal.butter(2, FILTER_HZ, btype="band", fs=rate_hz, output="sos")
-    return sos
-
-
 def breathing_series(
     times: FloatArray, values: FloatArray, *, series_rate_hz: float = SERIES_RATE_HZ
 ) -> tuple[FloatArray, FloatArray] | None:
@@ -87,10 +81,7 @@ def breathing_series(
     # per breath, and linear interpolation flattens those peaks until counting misses them
     # (measured on the pyphysio recording: the amplitude series' spectrum lost its 20 /min peak).
     series = interpolate.CubicSpline(times, values)(grid)
-    series = series - float(series.mean())
-    padding = min(series.size - 1, int(8.0 * series_rate_hz))
-    filtered: FloatArray = signal.sosfiltfilt(_band_sos(series_rate_hz), series, padlen=padding)
-    return grid, filtered
+    return grid, bandpass(series, series_rate_hz, *FILTER_HZ)
 
 
 def spectral_peak_rate(series: FloatArray, series_rate_hz: float = SERIES_RATE_HZ) -> float | None:
@@ -114,20 +105,26 @@ def spectral_peak_rate(series: FloatArray, series_rate_hz: float = SERIES_RATE_H
     return float(60.0 * freqs[band][peak])
 
 
-def counted_rate(grid: FloatArray, series: FloatArray, prominence: float) -> float | None:
-    """Breaths per minute by counting the series' peaks that rise by at least ``prominence`` × the
-    upper quartile of its peak-to-trough swings; None with fewer than three breaths."""
+def counted_rates(grid: FloatArray, series: FloatArray, prominences: tuple[float, ...]) -> list[float | None]:
+    """Breaths per minute by counting the series' peaks that rise by at least each of ``prominences``
+    × the upper quartile of its peak-to-trough swings; None where fewer than three breaths stand out."""
     extrema = np.flatnonzero(np.diff(np.sign(np.diff(series))) != 0) + 1
     if extrema.size < 4:
-        return None
-    swings = np.abs(np.diff(series[extrema]))
-    threshold = prominence * float(np.percentile(swings, 75))
+        return [None] * len(prominences)
+    upper_swing = float(np.percentile(np.abs(np.diff(series[extrema])), 75))
     shortest_breath = 1.0 / BAND_HZ[1]
     min_distance = max(1, int(shortest_breath / float(grid[1] - grid[0])))
-    breaths, _ = signal.find_peaks(series, prominence=threshold, distance=min_distance)
-    if breaths.size < 3:
-        return None
-    return float(60.0 * (breaths.size - 1) / (grid[breaths[-1]] - grid[breaths[0]]))
+    # One search for all thresholds: find_peaks applies `distance` before `prominence`, so
+    # filtering its prominences afterwards is the same as searching once per threshold.
+    peaks, properties = signal.find_peaks(series, distance=min_distance, prominence=0.0)
+    rates: list[float | None] = []
+    for prominence in prominences:
+        breaths = peaks[properties["prominences"] >= prominence * upper_swing]
+        if breaths.size < 3:
+            rates.append(None)
+        else:
+            rates.append(float(60.0 * (breaths.size - 1) / (grid[breaths[-1]] - grid[breaths[0]])))
+    return rates
 
 
 def modulation_rate(
@@ -148,8 +145,7 @@ def modulation_rate(
         return None
     grid, series = prepared
     spectral = spectral_peak_rate(series, series_rate_hz)
-    counts = [counted_rate(grid, series, prominence) for prominence in COUNT_PROMINENCES]
-    found = [count for count in counts if count is not None]
+    found = [count for count in counted_rates(grid, series, COUNT_PROMINENCES) if count is not None]
     counted = min(found, key=lambda count: abs(count - (spectral or 0.0))) if found else None
     if spectral is None or counted is None or abs(spectral - counted) > METHOD_TOLERANCE_BPM:
         return RateEstimate(None, spectral, counted)

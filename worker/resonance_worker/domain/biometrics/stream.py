@@ -20,6 +20,7 @@ from resonance_worker.domain.biometrics.buffer import ArrayLike, FloatArray, Sam
 from resonance_worker.domain.biometrics.config import StreamConfig
 from resonance_worker.domain.biometrics.dsp import chrom, finger_pulse, pos, uniform_grid
 from resonance_worker.domain.biometrics.errors import InvalidSamplesError, SourceMismatchError
+from resonance_worker.domain.biometrics.ledger import SETTLE_S, BeatLedger
 from resonance_worker.domain.biometrics.motion import activity_label, motion_per_second, moving_at
 from resonance_worker.domain.biometrics.readings import (
     REASON_BASELINE_PENDING,
@@ -97,6 +98,8 @@ class BiometricStream:
         self._last_hr: tuple[float, float] | None = None  # (t, bpm) of the last gated heart rate
         self._last_reliable: tuple[float, float] | None = None  # (t, bpm) with quality >= 0.5
         self._last_breathing: tuple[float, float] | None = None
+        self._ledger = BeatLedger(keep_s=cfg.buffer_s)
+        self._newest: _Analysis | None = None  # the latest heart-rate window's analysis
 
     # ------------------------------------------------------------------ input
     def push_ppg(self, timestamps: ArrayLike, values: ArrayLike) -> list[Reading]:
@@ -171,6 +174,8 @@ class BiometricStream:
             self._next_hr = segment + cfg.first_hr_after_s
             self._next_hrv = segment + cfg.hrv_window_s
             self._next_breathing = segment + cfg.min_breathing_window_s
+            self._ledger.reset(segment)
+            self._newest = None
         out: list[Reading] = []
         if now >= self._next_hr:
             self._next_hr = _advance(self._next_hr, cfg.hr_interval_s, now)
@@ -181,7 +186,11 @@ class BiometricStream:
             longest = max(cfg.long_hrv_window_s, cfg.breathing_window_s)
             if self._face_video:
                 longest = cfg.breathing_window_s  # no HRV from face video: skip the long window
-            analysis = self._analyse(max(segment, now - longest), now, exclude_moving=True)
+            start = max(segment, now - longest)
+            if cfg.reanalyse_long_windows:
+                analysis = self._analyse(start, now, exclude_moving=True)
+            else:
+                analysis = self._from_ledger(segment, start, now)
             if breathing_due:
                 self._next_breathing = _advance(self._next_breathing, cfg.hrv_interval_s, now)
                 out.append(self._breathing(analysis, now))
@@ -229,6 +238,42 @@ class BiometricStream:
             start, end, beats, intervals, beat_ok.astype(np.float64), missing, moving_share, motion_level
         )
 
+    def _settle(self, segment: float, analysis: _Analysis) -> None:
+        """Settle the beats of the newest heart-rate window; after a long batch first analyse, in
+        overlapping 10 s windows, the stretch that window no longer reaches."""
+        cfg = self.config
+        ledger = self._ledger
+        while ledger.lower_edge(analysis.start) > ledger.settled_until + 1e-9:
+            end = min(ledger.settled_until + cfg.hr_window_s - SETTLE_S, analysis.end)
+            start = max(segment, end - cfg.hr_window_s)
+            catch_up = self._analyse(start, end, exclude_moving=False)
+            ledger.settle(catch_up.beats, start, end)
+        ledger.settle(analysis.beats, analysis.start, analysis.end)
+        self._newest = analysis
+
+    def _from_ledger(self, segment: float, start: float, end: float) -> _Analysis:
+        """The long window's beats from the ledger (plus the newest window's unsettled ones), judged
+        for HRV: well shaped and not during accelerometer motion."""
+        cfg = self.config
+        newest = self._newest
+        if newest is None or newest.end < end - 1e-9:
+            # No heart-rate window ended here: heart rate is due on another schedule (e.g. every 2 s).
+            newest = self._analyse(max(segment, end - cfg.hr_window_s), end, exclude_moving=False)
+            self._settle(segment, newest)
+        beats = self._ledger.view(start, newest.beats)
+        bins = motion_per_second(self._accel, self._gyro, start, end)
+        moving = moving_at(beats.times, bins, cfg.motion_threshold_ms2)
+        beat_ok = ~(beats.morphology < MIN_BEAT_MORPHOLOGY) & (moving == 0.0)
+        intervals = hrv.select_intervals(beats.times, beat_ok)
+        moving_share = motion_level = None
+        if bins is not None:
+            moving_share = float(np.mean(moving)) if moving.size else 0.0
+            motion_level = float(np.median(bins[1]))
+        # `missing` only feeds the heart-rate quality; the long windows judge clean coverage instead.
+        return _Analysis(
+            start, end, beats, intervals, beat_ok.astype(np.float64), 0.0, moving_share, motion_level
+        )
+
     def _quality(self, analysis: _Analysis, span: float) -> float:
         """0..1: the share of the window covered by clean intervals, times the share of
         well-shaped beats, times the share of grid samples that were real data."""
@@ -246,6 +291,8 @@ class BiometricStream:
         cfg = self.config
         start = max(segment, now - cfg.hr_window_s)
         analysis = self._analyse(start, now, exclude_moving=False)
+        if not cfg.reanalyse_long_windows:
+            self._settle(segment, analysis)
         span = now - start
         quality = self._quality(analysis, span) * (1.0 - (analysis.moving_share or 0.0))
         activity = activity_label(analysis.motion_level)
