@@ -85,9 +85,11 @@ def test_chart_installs_crd_and_rbac(release: dict[str, str]) -> None:
 
     assert can("patch", "deployments", "-n", "anywhere") == "yes"
     assert can("patch", "resonanceclusters.resonance.liminal.dev/status", "-n", "anywhere") == "yes"
-    # No wider than needed: no secret listing, no pods, no namespaces, no RBAC escalation.
+    # No wider than needed: no secret listing, pods only read (rollouts), no namespaces, no RBAC escalation.
     assert can("list", "secrets", "-n", "anywhere") == "no"
-    assert can("get", "pods", "-n", "anywhere") == "no"
+    assert can("list", "pods", "-n", "anywhere") == "yes"
+    assert can("delete", "pods", "-n", "anywhere") == "no"
+    assert can("watch", "pods", "-n", "anywhere") == "no"
     assert can("delete", "namespaces") == "no"
     assert can("create", "clusterroles") == "no"
     assert can("list", "configmaps", "-n", "anywhere") == "no"

@@ -36,6 +36,9 @@ class OperatorSettings(BaseSettings):
     max_concurrent_requests: int = Field(
         32, ge=1, description="Concurrent API requests of the whole operator."
     )
+    probe_timeout_seconds: float = Field(
+        2.0, gt=0, description="Timeout of each call to a worker Pod (metrics scrape, drain)."
+    )
     log_level: str = Field("INFO", description="Log level of the operator (DEBUG, INFO, WARNING, ERROR).")
     instance: str = Field(
         default_factory=lambda: __import__("socket").gethostname(),

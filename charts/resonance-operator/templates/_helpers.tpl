@@ -72,4 +72,12 @@ app.kubernetes.io/part-of: resonance-liminal
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+# Canary / blue-green: worker Pods are listed to scrape their /metrics and drain them (no watch).
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list]
+# Canary weights through the Gateway API, when spec.rollout.gatewayRoute is set.
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [httproutes]
+  verbs: [get, create, patch, delete]
 {{- end }}

@@ -41,6 +41,26 @@ class Reason(enum.StrEnum):
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 
 
+class ProgressingReason(enum.StrEnum):
+    """``Progressing`` reasons while a rollout (``spec.rollout``) moves the workers."""
+
+    ROLLOUT_COMPLETED = "RolloutCompleted"
+    ROLLING_UPDATE = "RollingUpdate"
+    CANARY_STEP_PROGRESSING = "CanaryStepProgressing"
+    PREVIEW_PROGRESSING = "PreviewProgressing"
+    ROLLOUT_PAUSED = "RolloutPaused"
+    DRAINING_PREVIOUS = "DrainingPrevious"
+    ROLLED_BACK = "RolledBack"
+
+
+class DegradedReason(enum.StrEnum):
+    """``Degraded`` reasons a rollout sets (also the reason of its Warning Event)."""
+
+    ANALYSIS_FAILED = "AnalysisFailed"
+    ROLLOUT_ABORTED = "RolloutAborted"
+    INVALID_ROLLOUT_SPEC = "InvalidRolloutSpec"
+
+
 class EventReason(enum.StrEnum):
     """Reasons of the Kubernetes Events posted on important transitions."""
 
@@ -51,6 +71,11 @@ class EventReason(enum.StrEnum):
     CHILD_CREATED = "ChildCreated"
     CHILD_REPAIRED = "ChildRepaired"
     CHILD_DELETED = "ChildDeleted"
+    ROLLOUT_PROMOTED = "RolloutPromoted"
+    ROLLOUT_STARTED = "RolloutStarted"
+    ANALYSIS_FAILED = "AnalysisFailed"
+    ROLLOUT_ABORTED = "RolloutAborted"
+    INVALID_ROLLOUT_ACTION = "InvalidRolloutAction"
 
 
 class EventType(enum.StrEnum):

@@ -205,11 +205,35 @@ class BlueGreenOptions(Model):
     auto_promotion_seconds: int | None = None
     scale_down_delay_seconds: int = 30
     preview_replicas: int | None = None
+    pre_promotion_analysis: dict[str, Any] | None = None
+    """Analysis of the preview against stable before promotion (same schema as a canary step's)."""
 
 
 class DrainOptions(Model):
+    """How the Pods of a revision that lost hand their clients over (sent to each ``POST /drain``)."""
+
     max_drain_seconds: int = 300
+    """Deadline: a draining Pod goes after this long, whatever remains."""
     reconnects_per_second: int = 200
+    """Cluster-wide budget of closes per second, split between the draining Pods."""
+    window_seconds: int = 30
+    """Closes are spread over at least this long, so clients do not reconnect in lock-step."""
+    remaining_threshold: int = 0
+    """A draining Pod may go once at most this many sockets remain."""
+
+
+class GatewayParentRef(Model):
+    name: str
+    namespace: str | None = None
+    section_name: str | None = None
+
+
+class GatewayRoute(Model):
+    """Steer weights with a Gateway API ``HTTPRoute`` (needs its CRD installed)."""
+
+    parent_refs: list[GatewayParentRef]
+    hostnames: list[str] = Field(default_factory=list)
+    path: str = "/"
 
 
 class RolloutSpec(Model):
@@ -218,6 +242,9 @@ class RolloutSpec(Model):
     canary: CanaryOptions | None = None
     blue_green: BlueGreenOptions | None = None
     drain: DrainOptions = Field(default_factory=DrainOptions)
+    gateway_route: GatewayRoute | None = None
+    metrics_path: str = "/metrics"
+    """Where the workers serve Prometheus metrics (scraped for analysis and connection counts)."""
 
 
 class ServiceMonitorSpec(Model):

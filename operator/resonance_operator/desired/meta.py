@@ -13,6 +13,8 @@ SPEC_HASH_ANNOTATION = "resonance.liminal.dev/spec-hash"
 CONFIG_HASH_ANNOTATION = "resonance.liminal.dev/config-hash"
 CLUSTER_LABEL = "resonance.liminal.dev/cluster"
 COMPONENT_LABEL = "app.kubernetes.io/component"
+# The worker revision (hash of the Pod template) of a canary/blue-green Pod; never on other Pods.
+REVISION_LABEL = "resonance.liminal.dev/revision"
 MANAGED_BY = "resonance-operator"
 
 WORKER = "worker"

@@ -7,7 +7,7 @@ import base64
 import dataclasses
 from typing import Any
 
-from resonance_operator.api.spec import Neo4jMode, ResonanceCluster, SecretKeyRef
+from resonance_operator.api.spec import Neo4jMode, ResonanceCluster, RolloutStrategy, SecretKeyRef
 from resonance_operator.desired import meta
 
 REDIS_PORT = 6379
@@ -15,6 +15,7 @@ NEO4J_BOLT_PORT = 7687
 NEO4J_HTTP_PORT = 7474
 JWT_SECRET_KEY = "secret"
 NEO4J_PASSWORD_KEY = "password"
+API_KEY_KEY = "key"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +32,16 @@ def settings_configmap_name(cluster: ResonanceCluster) -> str:
 
 def jwt_secret_name(cluster: ResonanceCluster) -> str:
     return meta.child_name(cluster, "jwt")
+
+
+def api_key_secret_name(cluster: ResonanceCluster) -> str:
+    """The workers' server-API key, which the operator uses to start a drain (``POST /drain``)."""
+    return meta.child_name(cluster, "worker-api")
+
+
+def uses_drain_api(cluster: ResonanceCluster) -> bool:
+    """Canary and blue-green drain the losing revision through the workers' API; rolling uses SIGTERM."""
+    return cluster.spec.rollout.strategy is not RolloutStrategy.ROLLING
 
 
 def neo4j_auth_secret_name(cluster: ResonanceCluster) -> str:
@@ -95,6 +106,9 @@ def worker_environment(cluster: ResonanceCluster) -> WorkerEnvironment:
     if spec.auth.jwks_url is not None:
         plain["RESONANCE_JWT_JWKS_URL"] = spec.auth.jwks_url
 
+    if uses_drain_api(cluster):
+        from_secrets["RESONANCE_API_KEY"] = SecretKeyRef(name=api_key_secret_name(cluster), key=API_KEY_KEY)
+
     mode = spec.neo4j.mode
     if mode is Neo4jMode.MANAGED:
         plain["RESONANCE_NEO4J__URI"] = (
@@ -142,6 +156,10 @@ def generated_secret(
 
 def jwt_secret(cluster: ResonanceCluster, value: str) -> dict[str, Any]:
     return generated_secret(cluster, jwt_secret_name(cluster), JWT_SECRET_KEY, value, meta.WORKER)
+
+
+def api_key_secret(cluster: ResonanceCluster, value: str) -> dict[str, Any]:
+    return generated_secret(cluster, api_key_secret_name(cluster), API_KEY_KEY, value, meta.WORKER)
 
 
 def neo4j_auth_secret(cluster: ResonanceCluster, value: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ SERVICE_PORT = 80
 WEBSOCKET_PATH = "/connection/websocket"
 # Extra time on top of the drain window, for the process to flush and exit.
 SHUTDOWN_MARGIN_SECONDS = 10
+REVISION_LENGTH = 10
 
 # What ingress-nginx needs to keep a WebSocket open for an hour instead of 60 s.
 NGINX_WEBSOCKET_ANNOTATIONS = {
@@ -53,22 +54,35 @@ def _probe(path: str, *, period: int, failure_threshold: int) -> dict[str, Any]:
     }
 
 
-def deployment(cluster: ResonanceCluster) -> dict[str, Any]:
+def pod_template(cluster: ResonanceCluster, *, inline_settings: bool = False) -> dict[str, Any]:
+    """The worker Pod template from the spec.
+
+    ``inline_settings`` puts the settings in the container's own ``env`` instead of
+    ``envFrom`` the shared ConfigMap, so a revision carries everything it runs with:
+    a canary's settings change must not reach the stable Pods through the ConfigMap.
+    """
     worker = cluster.spec.worker
-    rolling = cluster.spec.rollout.rolling
-    config_hash = meta.content_hash(settings.settings_configmap(cluster)["data"])
+    environment = settings.worker_environment(cluster)
     container: dict[str, Any] = {
         "name": meta.WORKER,
         "image": worker.image,
         "imagePullPolicy": worker.image_pull_policy,
         "ports": [{"name": HTTP_PORT_NAME, "containerPort": worker.port, "protocol": "TCP"}],
-        "envFrom": [{"configMapRef": {"name": settings.settings_configmap_name(cluster)}}],
-        "env": _env(cluster),
-        "startupProbe": _probe("/health", period=2, failure_threshold=30),
-        "livenessProbe": _probe("/health", period=10, failure_threshold=3),
-        "readinessProbe": _probe("/ready", period=5, failure_threshold=2),
-        "securityContext": workload.container_security_context(),
     }
+    if inline_settings:
+        plain = [{"name": key, "value": value} for key, value in sorted(environment.plain.items())]
+        container["env"] = plain + _env(cluster)
+    else:
+        container["envFrom"] = [{"configMapRef": {"name": settings.settings_configmap_name(cluster)}}]
+        container["env"] = _env(cluster)
+    container.update(
+        {
+            "startupProbe": _probe("/health", period=2, failure_threshold=30),
+            "livenessProbe": _probe("/health", period=10, failure_threshold=3),
+            "readinessProbe": _probe("/ready", period=5, failure_threshold=2),
+            "securityContext": workload.container_security_context(),
+        }
+    )
     if resources := workload.resources(worker.resources):
         container["resources"] = resources
     pod_spec: dict[str, Any] = {
@@ -89,6 +103,22 @@ def deployment(cluster: ResonanceCluster) -> dict[str, Any]:
             }
         ]
     workload.apply_scheduling(pod_spec, worker.scheduling)
+    template_meta: dict[str, Any] = {"labels": meta.labels(cluster, meta.WORKER)}
+    if not inline_settings:
+        config_hash = meta.content_hash(environment.plain)
+        template_meta["annotations"] = {meta.CONFIG_HASH_ANNOTATION: config_hash}
+    return {"metadata": template_meta, "spec": pod_spec}
+
+
+def revision(cluster: ResonanceCluster) -> str:
+    """The revision the spec asks for: a hash of the worker Pod template (settings inlined)."""
+    return meta.content_hash(pod_template(cluster, inline_settings=True))[:REVISION_LENGTH]
+
+
+def deployment(cluster: ResonanceCluster) -> dict[str, Any]:
+    """The one worker Deployment of the ``rolling`` strategy."""
+    worker = cluster.spec.worker
+    rolling = cluster.spec.rollout.rolling
     spec: dict[str, Any] = {
         "selector": {"matchLabels": meta.selector_labels(cluster, meta.WORKER)},
         "strategy": {
@@ -98,13 +128,7 @@ def deployment(cluster: ResonanceCluster) -> dict[str, Any]:
                 "maxUnavailable": meta.int_or_string(rolling.max_unavailable),
             },
         },
-        "template": {
-            "metadata": {
-                "labels": meta.labels(cluster, meta.WORKER),
-                "annotations": {meta.CONFIG_HASH_ANNOTATION: config_hash},
-            },
-            "spec": pod_spec,
-        },
+        "template": pod_template(cluster),
     }
     # With an HPA the replica count belongs to the HPA: leaving the field out of
     # the applied configuration gives up our ownership of it.
@@ -120,15 +144,21 @@ def deployment(cluster: ResonanceCluster) -> dict[str, Any]:
     )
 
 
-def service(cluster: ResonanceCluster) -> dict[str, Any]:
+def service(
+    cluster: ResonanceCluster, *, revision: str | None = None, service_name: str | None = None
+) -> dict[str, Any]:
+    """The worker Service: every worker Pod, or only those of ``revision``."""
+    selector = meta.selector_labels(cluster, meta.WORKER)
+    if revision is not None:
+        selector[meta.REVISION_LABEL] = revision
     return meta.with_spec_hash(
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": meta.metadata(cluster, name(cluster), meta.WORKER),
+            "metadata": meta.metadata(cluster, service_name or name(cluster), meta.WORKER),
             "spec": {
                 "type": "ClusterIP",
-                "selector": meta.selector_labels(cluster, meta.WORKER),
+                "selector": selector,
                 "ports": [
                     {
                         "name": HTTP_PORT_NAME,
@@ -142,18 +172,33 @@ def service(cluster: ResonanceCluster) -> dict[str, Any]:
     )
 
 
-def ingress(cluster: ResonanceCluster) -> dict[str, Any] | None:
+def nginx_ingress(cluster: ResonanceCluster) -> bool:
+    """Whether the Ingress is served by ingress-nginx (which understands canary Ingresses)."""
+    spec = cluster.spec.ingress
+    return (
+        spec.enabled and spec.host is not None and spec.class_name is not None and "nginx" in spec.class_name
+    )
+
+
+def ingress(
+    cluster: ResonanceCluster,
+    *,
+    ingress_name: str | None = None,
+    service_name: str | None = None,
+    extra_annotations: dict[str, str] | None = None,
+) -> dict[str, Any] | None:
     spec = cluster.spec.ingress
     if not spec.enabled or spec.host is None:
         return None
     annotations: dict[str, str] = {}
-    if spec.class_name is not None and "nginx" in spec.class_name:
+    if nginx_ingress(cluster):
         annotations.update(NGINX_WEBSOCKET_ANNOTATIONS)
     annotations.update(spec.annotations)
+    annotations.update(extra_annotations or {})
     body: dict[str, Any] = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
-        "metadata": meta.metadata(cluster, cluster.name, meta.WORKER, annotations),
+        "metadata": meta.metadata(cluster, ingress_name or cluster.name, meta.WORKER, annotations),
         "spec": {
             "rules": [
                 {
@@ -164,7 +209,10 @@ def ingress(cluster: ResonanceCluster) -> dict[str, Any] | None:
                                 "path": spec.path,
                                 "pathType": "Prefix",
                                 "backend": {
-                                    "service": {"name": name(cluster), "port": {"name": HTTP_PORT_NAME}}
+                                    "service": {
+                                        "name": service_name or name(cluster),
+                                        "port": {"name": HTTP_PORT_NAME},
+                                    }
                                 },
                             }
                         ]
@@ -180,10 +228,19 @@ def ingress(cluster: ResonanceCluster) -> dict[str, Any] | None:
     return meta.with_spec_hash(body)
 
 
-def horizontal_pod_autoscaler(cluster: ResonanceCluster) -> dict[str, Any] | None:
+def horizontal_pod_autoscaler(
+    cluster: ResonanceCluster,
+    *,
+    target: str | None = None,
+    hpa_name: str | None = None,
+    replica_range: tuple[int, int] | None = None,
+) -> dict[str, Any] | None:
+    """The worker HPA; during a rollout one per revision Deployment (``target``) with its share
+    of the range (``replica_range``)."""
     autoscaling = cluster.spec.worker.autoscaling
     if not autoscaling.enabled:
         return None
+    min_replicas, max_replicas = replica_range or (autoscaling.min_replicas, autoscaling.max_replicas)
     metrics: list[dict[str, Any]] = [
         {
             "type": "Resource",
@@ -215,11 +272,15 @@ def horizontal_pod_autoscaler(cluster: ResonanceCluster) -> dict[str, Any] | Non
         {
             "apiVersion": "autoscaling/v2",
             "kind": "HorizontalPodAutoscaler",
-            "metadata": meta.metadata(cluster, name(cluster), meta.WORKER),
+            "metadata": meta.metadata(cluster, hpa_name or name(cluster), meta.WORKER),
             "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name(cluster)},
-                "minReplicas": autoscaling.min_replicas,
-                "maxReplicas": autoscaling.max_replicas,
+                "scaleTargetRef": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": target or name(cluster),
+                },
+                "minReplicas": min_replicas,
+                "maxReplicas": max_replicas,
                 "metrics": metrics,
                 # Scale in slowly: every removed pod reconnects all its clients.
                 "behavior": {

@@ -21,7 +21,9 @@ from resonance_operator.kube import children as kube_children
 from resonance_operator.kube import credentials as kube_credentials
 from resonance_operator.kube.client import KubeClient
 from resonance_operator.metrics import OperatorMetrics
+from resonance_operator.probe.pods import PodProbe
 from resonance_operator.reconcile import Outcome, reconcile_cluster
+from resonance_operator.rollout_pass import Memory
 from resonance_operator.settings import OperatorSettings
 
 logger = logging.getLogger("resonance.operator")
@@ -38,8 +40,12 @@ class Runtime:
     kube: KubeClient
     metrics: OperatorMetrics
     credentials: kube_credentials.Credentials
+    probe: PodProbe = dataclasses.field(default_factory=PodProbe)
     locks: dict[tuple[str, str], asyncio.Lock] = dataclasses.field(default_factory=dict)
     waiting: set[tuple[str, str]] = dataclasses.field(default_factory=set)
+    memories: dict[tuple[str, str], Memory] = dataclasses.field(default_factory=dict)
+    requeues: dict[tuple[str, str], asyncio.TimerHandle] = dataclasses.field(default_factory=dict)
+    tasks: set[asyncio.Task[Any]] = dataclasses.field(default_factory=set)
 
     async def reconcile(self, body: Mapping[str, Any], trigger: str) -> Outcome | None:
         """Reconcile one cluster; concurrent triggers for the same cluster coalesce into one."""
@@ -66,7 +72,13 @@ class Runtime:
         self.metrics.reconciles.labels(trigger=trigger).inc()
         started = time.perf_counter()
         try:
-            outcome = await reconcile_cluster(self.kube, body, instance=self.settings.instance)
+            outcome = await reconcile_cluster(
+                self.kube,
+                body,
+                instance=self.settings.instance,
+                probe=self.probe,
+                memory=self.memories.setdefault(key, Memory()),
+            )
         except pydantic.ValidationError as exc:
             self.metrics.reconcile_errors.labels(kind="parse").inc()
             raise kopf.PermanentError(f"the object does not match the operator's API: {exc}") from exc
@@ -76,12 +88,46 @@ class Runtime:
         finally:
             self.metrics.reconcile_duration.observe(time.perf_counter() - started)
         if outcome is None:
+            self.memories.pop(key, None)
             return None
+        self._requeue(key, outcome.requeue_after)
         self.metrics.clusters_ready.labels(namespace=key[0], name=key[1]).set(1 if outcome.ready else 0)
         if outcome.apply_error is not None:
             self.metrics.reconcile_errors.labels(kind="apply").inc()
             raise kopf.TemporaryError(outcome.apply_error, delay=RETRY_DELAY_SECONDS)
         return outcome
+
+    def _requeue(self, key: tuple[str, str], delay: float | None) -> None:
+        """Reconcile again after ``delay`` (a rollout step, an analysis interval, a drain poll).
+
+        The resync timer is the safety net (and what resumes a rollout after a restart);
+        this only makes steps shorter than the resync period happen on time.
+        """
+        if (pending := self.requeues.pop(key, None)) is not None:
+            pending.cancel()
+        if delay is None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self.requeues.pop(key, None)
+            task = loop.create_task(self._requeued(key))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+        self.requeues[key] = loop.call_later(max(delay, 0.05), fire)
+
+    async def _requeued(self, key: tuple[str, str]) -> None:
+        try:
+            await self.reconcile({"metadata": {"namespace": key[0], "name": key[1]}}, "requeue")
+        except Exception as exc:  # kopf.TemporaryError and friends: the next trigger retries
+            logger.info("requeued reconcile of %s/%s failed: %s", key[0], key[1], exc)
+            self._requeue(key, RETRY_DELAY_SECONDS)
+
+    def cancel_requeues(self) -> None:
+        for handle in self.requeues.values():
+            handle.cancel()
+        self.requeues.clear()
 
 
 def _owner_name(body: Mapping[str, Any]) -> str | None:
@@ -126,6 +172,8 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
 
     @kopf.on.cleanup(registry=registry)
     async def close(**_: Any) -> None:
+        runtime.cancel_requeues()
+        await runtime.probe.close()
         await runtime.kube.close()
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)

@@ -13,6 +13,7 @@ from resonance_operator.handlers.cluster import Runtime, build_registry
 from resonance_operator.kube import credentials as kube_credentials
 from resonance_operator.kube.client import KubeClient
 from resonance_operator.metrics import OperatorMetrics
+from resonance_operator.probe.pods import PodProbe
 from resonance_operator.settings import OperatorSettings
 
 
@@ -26,7 +27,8 @@ def build_runtime(settings: OperatorSettings, metrics: OperatorMetrics | None = 
         max_concurrency=settings.max_concurrent_requests,
         on_request=metrics.count_request,
     )
-    return Runtime(settings=settings, kube=kube, metrics=metrics, credentials=credentials)
+    probe = PodProbe(timeout=settings.probe_timeout_seconds)
+    return Runtime(settings=settings, kube=kube, metrics=metrics, credentials=credentials, probe=probe)
 
 
 async def serve(

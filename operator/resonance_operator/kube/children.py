@@ -49,6 +49,34 @@ async def service_monitor_crd_present(kube: KubeClient) -> bool:
     return await kube.api_group_version_served("monitoring.coreos.com/v1")
 
 
+async def gateway_crd_present(kube: KubeClient) -> bool:
+    return await kube.api_group_version_served("gateway.networking.k8s.io/v1")
+
+
+async def list_worker_deployments(kube: KubeClient, cluster: ResonanceCluster) -> dict[ChildKey, Any]:
+    """Every worker Deployment of the cluster (one per revision during canary / blue-green)."""
+    items = await kube.list(
+        collection_path("apps/v1", "Deployment", cluster.namespace),
+        meta.selector_string(cluster, meta.WORKER),
+    )
+    return {ChildKey("apps/v1", "Deployment", str(item["metadata"]["name"])): item for item in items}
+
+
+async def list_worker_pods(kube: KubeClient, cluster: ResonanceCluster) -> list[dict[str, Any]]:
+    """The cluster's worker Pods that belong to a revision (canary / blue-green)."""
+    return await kube.list(
+        collection_path("v1", "Pod", cluster.namespace),
+        meta.selector_string(cluster, meta.WORKER) + f",{meta.REVISION_LABEL}",
+    )
+
+
+async def remove_annotation(kube: KubeClient, cluster: ResonanceCluster, annotation: str) -> None:
+    """Drop one annotation of the cluster (a handled rollout action)."""
+    await kube.patch(
+        cluster_path(cluster.namespace, cluster.name), {"metadata": {"annotations": {annotation: None}}}
+    )
+
+
 @dataclasses.dataclass
 class ApplyResult:
     created: list[ChildKey] = dataclasses.field(default_factory=list)

@@ -24,6 +24,7 @@ PLURALS: Mapping[tuple[str, str], str] = {
     ("v1", "Secret"): "secrets",
     ("v1", "Service"): "services",
     ("v1", "Event"): "events",
+    ("v1", "Pod"): "pods",
     ("apps/v1", "Deployment"): "deployments",
     ("apps/v1", "StatefulSet"): "statefulsets",
     ("networking.k8s.io/v1", "Ingress"): "ingresses",
@@ -31,11 +32,12 @@ PLURALS: Mapping[tuple[str, str], str] = {
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitors",
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",
     ("resonance.liminal.dev/v1alpha1", "ResonanceCluster"): "resonanceclusters",
 }
 
 _NAMESPACED = re.compile(r"/namespaces/([^/]+)/")
-WRITE_VERBS = frozenset({"apply", "delete", "patch_status", "create"})
+WRITE_VERBS = frozenset({"apply", "delete", "patch_status", "patch", "create"})
 RequestHook = Callable[[str, int], None]
 
 
@@ -153,6 +155,16 @@ class KubeClient:
     async def get(self, path: str) -> dict[str, Any] | None:
         """The object at ``path``, or ``None`` when it does not exist."""
         return await self._request("get", "GET", path, allow_not_found=True)
+
+    async def list(self, path: str, label_selector: str) -> list[dict[str, Any]]:
+        """The items of the collection at ``path`` matching ``label_selector``."""
+        result = await self._request("list", "GET", path, params={"labelSelector": label_selector})
+        assert result is not None
+        return list(result.get("items") or [])
+
+    async def patch(self, path: str, body: Mapping[str, Any]) -> None:
+        """A JSON merge patch of the object at ``path`` (used for annotations only)."""
+        await self._request("patch", "PATCH", path, body=body, content_type="application/merge-patch+json")
 
     async def apply(
         self, body: Mapping[str, Any], namespace: str, *, force: bool = False, dry_run: bool = False

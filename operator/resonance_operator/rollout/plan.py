@@ -36,7 +36,9 @@ from typing import Any
 
 import pydantic
 
+from resonance_operator.api.conditions import DegradedReason as DegradedReason  # re-exported
 from resonance_operator.api.conditions import EventType
+from resonance_operator.api.conditions import ProgressingReason as ProgressingReason  # re-exported
 from resonance_operator.api.spec import CanaryStep, RolloutSpec, RolloutStrategy
 from resonance_operator.rollout.analysis import AnalysisRun, AnalysisSpec, Measurement, Verdict
 
@@ -78,22 +80,6 @@ def parse_request(annotations: Mapping[str, str] | None) -> Request | None:
     except ValueError:
         allowed = ", ".join(r.value for r in Request)
         raise UnknownRequestError(f"{ACTION_ANNOTATION}: {raw!r} is not one of {allowed}") from None
-
-
-class ProgressingReason(enum.StrEnum):
-    ROLLOUT_COMPLETED = "RolloutCompleted"
-    ROLLING_UPDATE = "RollingUpdate"
-    CANARY_STEP_PROGRESSING = "CanaryStepProgressing"
-    PREVIEW_PROGRESSING = "PreviewProgressing"
-    ROLLOUT_PAUSED = "RolloutPaused"
-    DRAINING_PREVIOUS = "DrainingPrevious"
-    ROLLED_BACK = "RolledBack"
-
-
-class DegradedReason(enum.StrEnum):
-    ANALYSIS_FAILED = "AnalysisFailed"
-    ROLLOUT_ABORTED = "RolloutAborted"
-    INVALID_ROLLOUT_SPEC = "InvalidRolloutSpec"
 
 
 class ActionKind(enum.StrEnum):
@@ -175,6 +161,35 @@ class RolloutState:
             drain_not_before=number("drainNotBefore"),
             drain_deadline=number("drainDeadline"),
         )
+
+
+def spec_errors(spec: RolloutSpec, *, gateway_served: bool) -> list[str]:
+    """Rollout settings the CRD schema cannot check: every analysis parses, the Gateway API is served."""
+    analyses: list[tuple[str, Any]] = []
+    if spec.canary is not None:
+        analyses += [
+            (f"spec.rollout.canary.steps[{i}].analysis", step.analysis)
+            for i, step in enumerate(spec.canary.steps)
+            if step.analysis is not None
+        ]
+    if spec.blue_green is not None and spec.blue_green.pre_promotion_analysis is not None:
+        analyses.append(
+            ("spec.rollout.blueGreen.prePromotionAnalysis", spec.blue_green.pre_promotion_analysis)
+        )
+    errors: list[str] = []
+    for where, raw in analyses:
+        try:
+            AnalysisSpec.model_validate(raw)
+        except pydantic.ValidationError as error:
+            first = error.errors()[0]
+            location = ".".join(str(part) for part in first["loc"])
+            errors.append(f"{where}.{location}: {first['msg']}")
+    if spec.gateway_route is not None and not gateway_served:
+        errors.append(
+            "spec.rollout.gatewayRoute: the Gateway API (gateway.networking.k8s.io/v1 HTTPRoute) "
+            "is not served"
+        )
+    return errors
 
 
 def record(state: RolloutState, measurement: Measurement, now: float) -> RolloutState:

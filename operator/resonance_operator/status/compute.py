@@ -6,7 +6,15 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from resonance_operator.api.conditions import ConditionStatus, ConditionType, EventReason, EventType, Reason
+from resonance_operator.api.conditions import (
+    ConditionStatus,
+    ConditionType,
+    DegradedReason,
+    EventReason,
+    EventType,
+    ProgressingReason,
+    Reason,
+)
 from resonance_operator.api.observed import ChildKey, Observed
 from resonance_operator.api.spec import Neo4jMode, ResonanceCluster
 from resonance_operator.desired import meta, worker
@@ -37,6 +45,50 @@ class WorkerReadiness:
     @property
     def display(self) -> str:
         return f"{self.ready}/{self.desired}"
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutView:
+    """What the rollout pass found, for the status (canary and blue-green set ``workers``)."""
+
+    status: Mapping[str, Any]
+    """``status.rollout``."""
+    progressing: bool
+    reason: ProgressingReason
+    message: str
+    degraded: DegradedReason | None = None
+    workers: WorkerReadiness | None = None
+    """Readiness over the revisions that take traffic, instead of the rolling Deployment's."""
+
+
+def revision_readiness(
+    cluster: ResonanceCluster,
+    deployments: Sequence[Body | None],
+    *,
+    desired_revision: Body | None,
+    settled: bool,
+) -> WorkerReadiness:
+    """Worker readiness across the revision Deployments that take new connections."""
+    live = [d for d in deployments if d is not None]
+    autoscaled = cluster.spec.worker.autoscaling.enabled
+    desired = (
+        sum(int(d.get("spec", {}).get("replicas", 0)) for d in live)
+        if autoscaled and live
+        else cluster.spec.worker.replicas
+    )
+    status = [d.get("status", {}) for d in live]
+    ready = sum(int(s.get("readyReplicas", 0)) for s in status)
+    current = sum(int(s.get("replicas", 0)) for s in status)
+    updated = (
+        0 if desired_revision is None else int(desired_revision.get("status", {}).get("readyReplicas", 0))
+    )
+    deadline_exceeded = any(
+        c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
+        for s in status
+        for c in s.get("conditions", [])
+    )
+    rolled_out = settled and all(_generation_observed(d) for d in live)
+    return WorkerReadiness(desired, ready, max(updated, 0), current, rolled_out, deadline_exceeded)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +156,7 @@ def compute(
     invalid: Sequence[str] = (),
     apply_error: str | None = None,
     applied: Sequence[ChildKey] = (),
+    rollout: RolloutView | None = None,
 ) -> dict[str, Any]:
     """The full new status (the caller compares it with the old one before writing)."""
     generation = cluster.metadata.generation
@@ -111,6 +164,10 @@ def compute(
     deployment_key = _key("Deployment", worker.name(cluster))
     deployment = observed.child(deployment_key)
     workers = worker_readiness(cluster, deployment)
+    if rollout is not None and rollout.workers is not None:
+        workers = rollout.workers
+        # A canary / blue-green cluster has revision Deployments instead of the rolling one.
+        deployment = {} if workers.current or workers.ready else None
     if deployment_key in applied:
         # What was observed predates the change just applied: the rollout has only begun.
         workers = dataclasses.replace(workers, rolled_out=False)
@@ -144,7 +201,10 @@ def compute(
         components["neo4j"] = {"mode": mode.value, "ready": mode is Neo4jMode.EXTERNAL}
 
     def condition(
-        type_: ConditionType, status: ConditionStatus, reason: Reason, message: str
+        type_: ConditionType,
+        status: ConditionStatus,
+        reason: Reason | ProgressingReason | DegradedReason,
+        message: str,
     ) -> dict[str, Any]:
         return conditions.make(previous, type_, status, reason, message, generation=generation, now=now)
 
@@ -164,6 +224,8 @@ def compute(
         )
     elif apply_error is not None:
         degraded = condition(ConditionType.DEGRADED, ConditionStatus.TRUE, Reason.APPLY_FAILED, apply_error)
+    elif rollout is not None and rollout.degraded is not None:
+        degraded = condition(ConditionType.DEGRADED, ConditionStatus.TRUE, rollout.degraded, rollout.message)
     elif workers.deadline_exceeded:
         degraded = condition(
             ConditionType.DEGRADED,
@@ -177,7 +239,21 @@ def compute(
         )
 
     workload_kinds = {"Deployment", "StatefulSet"}
-    if deployment is None and not invalid:
+    rollout_reported = rollout is not None and rollout.workers is not None
+    if rollout is not None and rollout_reported and not invalid and rollout.progressing:
+        progressing = condition(
+            ConditionType.PROGRESSING, ConditionStatus.TRUE, rollout.reason, rollout.message
+        )
+    elif (
+        rollout is not None
+        and rollout_reported
+        and not invalid
+        and rollout.reason is ProgressingReason.ROLLED_BACK
+    ):
+        progressing = condition(
+            ConditionType.PROGRESSING, ConditionStatus.FALSE, rollout.reason, rollout.message
+        )
+    elif deployment is None and not invalid:
         progressing = condition(
             ConditionType.PROGRESSING,
             ConditionStatus.TRUE,
@@ -219,13 +295,24 @@ def compute(
         "workers": workers.display,
         "endpoint": worker.websocket_endpoint(cluster),
         "components": components,
-        "rollout": {"strategy": cluster.spec.rollout.strategy.value},
+        "rollout": dict(rollout.status)
+        if rollout is not None
+        else {"strategy": cluster.spec.rollout.strategy.value},
     }
 
 
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    return value
+
+
 def changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    """Whether writing ``new`` would change anything (``lastTransitionTime`` is kept when unchanged)."""
-    return any(old.get(key) != value for key, value in new.items())
+    """Whether writing ``new`` would change anything (``lastTransitionTime`` is kept when unchanged).
+
+    A ``None`` in ``new`` removes the field (JSON merge patch), so it matches an absent one.
+    """
+    return any(_without_nulls(old.get(key)) != _without_nulls(value) for key, value in new.items())
 
 
 def transitions(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Transition]:

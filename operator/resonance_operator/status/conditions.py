@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from resonance_operator.api.conditions import ConditionStatus, ConditionType, Reason
+from resonance_operator.api.conditions import (
+    ConditionStatus,
+    ConditionType,
+    DegradedReason,
+    ProgressingReason,
+    Reason,
+)
 
 
 def find(conditions: Sequence[Mapping[str, Any]], type_: ConditionType) -> Mapping[str, Any] | None:
@@ -16,7 +22,7 @@ def make(
     previous: Sequence[Mapping[str, Any]],
     type_: ConditionType,
     status: ConditionStatus,
-    reason: Reason,
+    reason: Reason | ProgressingReason | DegradedReason,
     message: str,
     *,
     generation: int,

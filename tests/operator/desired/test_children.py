@@ -33,8 +33,18 @@ def test_full_cluster_children_are_all_possible_keys() -> None:
     )
     desired = children.desired_children(cluster, service_monitor_crd=True, fresh=FRESH)
     possible = children.possible_keys(cluster, service_monitor_crd=True)
-    assert sorted(map(str, (c.key for c in desired))) == sorted(map(str, possible))
+    rollout_only = {
+        "Secret/demo-worker-api",
+        "Service/demo-worker-canary",
+        "Service/demo-worker-preview",
+        "Ingress/demo-canary",
+        "HorizontalPodAutoscaler/demo-worker-canary",
+    }
+    assert sorted(map(str, (c.key for c in desired))) == sorted(set(map(str, possible)) - rollout_only)
+    assert rollout_only <= set(map(str, possible))
     assert len(children.possible_keys(cluster, service_monitor_crd=False)) == len(possible) - 1
+    with_route = children.possible_keys(cluster, service_monitor_crd=True, gateway_crd=True)
+    assert set(map(str, with_route)) - set(map(str, possible)) == {"HTTPRoute/demo-worker"}
 
 
 def test_given_secrets_are_not_generated() -> None:

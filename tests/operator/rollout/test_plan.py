@@ -483,3 +483,21 @@ def test_abort_after_a_rollback_does_not_drain_twice() -> None:
         True,
     )
     assert again.state.draining_revision is None
+
+
+def test_spec_errors_name_the_bad_analysis_and_a_missing_gateway_api() -> None:
+    spec = RolloutSpec.model_validate(
+        {
+            "strategy": "canary",
+            "canary": {"steps": [{"setWeight": 10}, {"analysis": {"intervalSeconds": 0}}]},
+            "blueGreen": {"prePromotionAnalysis": {"metrics": [{"kind": "nope"}]}},
+            "gatewayRoute": {"parentRefs": [{"name": "gw"}]},
+        }
+    )
+    errors = plan.spec_errors(spec, gateway_served=False)
+    assert errors[0].startswith("spec.rollout.canary.steps[1].analysis.intervalSeconds: ")
+    assert errors[1].startswith("spec.rollout.blueGreen.prePromotionAnalysis.metrics.0.kind: ")
+    assert "Gateway API" in errors[2] and len(errors) == 3
+    assert plan.spec_errors(RolloutSpec(), gateway_served=False) == []
+    served = RolloutSpec.model_validate({"gatewayRoute": {"parentRefs": [{"name": "gw"}]}})
+    assert plan.spec_errors(served, gateway_served=True) == []

@@ -197,3 +197,85 @@ def test_transitions_worth_an_event() -> None:
     assert [t.reason for t in compute.transitions(degraded, other)] == [EventReason.BECAME_DEGRADED]
     assert [t.reason for t in compute.transitions(degraded, ready)] == [EventReason.RECOVERED]
     assert compute.transitions({}, {}) == []
+
+
+def _view(
+    reason: str, *, progressing: bool, degraded: str | None = None, **workers: Any
+) -> compute.RolloutView:
+    from resonance_operator.api.conditions import DegradedReason, ProgressingReason
+
+    readiness = compute.WorkerReadiness(
+        desired=workers.get("desired", 2),
+        ready=workers.get("ready", 2),
+        updated=workers.get("updated", 2),
+        current=workers.get("current", 2),
+        rolled_out=workers.get("rolled_out", True),
+        deadline_exceeded=False,
+    )
+    return compute.RolloutView(
+        {"strategy": "canary", "phase": reason, "drainingRevision": None},
+        progressing,
+        ProgressingReason(reason),
+        f"rollout {reason}",
+        None if degraded is None else DegradedReason(degraded),
+        readiness,
+    )
+
+
+def test_a_rollout_sets_progressing_and_degraded() -> None:
+    cluster = fixtures.cluster()
+    paused = _compute(cluster, {REDIS: stateful_set()}, rollout=_view("RolloutPaused", progressing=True))
+    assert _conditions(paused) == {
+        "Ready": ("True", "AllComponentsReady"),
+        "Progressing": ("True", "RolloutPaused"),
+        "Degraded": ("False", "AsExpected"),
+    }
+    assert paused["rollout"] == {"strategy": "canary", "phase": "RolloutPaused", "drainingRevision": None}
+    rolled_back = _compute(
+        cluster,
+        {REDIS: stateful_set()},
+        rollout=_view("RolledBack", progressing=False, degraded="AnalysisFailed"),
+    )
+    assert _conditions(rolled_back) == {
+        "Ready": ("True", "AllComponentsReady"),
+        "Progressing": ("False", "RolledBack"),
+        "Degraded": ("True", "AnalysisFailed"),
+    }
+    assert [c["message"] for c in rolled_back["conditions"]][1:] == ["rollout RolledBack"] * 2
+    done = _compute(cluster, {REDIS: stateful_set()}, rollout=_view("RolloutCompleted", progressing=False))
+    assert _conditions(done)["Progressing"] == ("False", "Reconciled")
+    creating = _compute(
+        cluster,
+        {},
+        rollout=_view("RolloutCompleted", progressing=False, ready=0, current=0, rolled_out=False),
+    )
+    assert _conditions(creating)["Progressing"] == ("True", "Creating")
+
+
+def test_revision_readiness_sums_the_revisions_that_take_traffic() -> None:
+    stable, canary = deployment(replicas=1, ready=1), deployment(replicas=1, ready=0)
+    readiness = compute.revision_readiness(
+        fixtures.cluster(), [stable, canary, None], desired_revision=canary, settled=False
+    )
+    assert (readiness.desired, readiness.ready, readiness.updated, readiness.current) == (2, 1, 0, 2)
+    assert not readiness.rolled_out
+    autoscaled = fixtures.cluster(fixtures.with_worker(autoscaling={"enabled": True}))
+    late = deployment(
+        replicas=3,
+        ready=3,
+        observed=3,
+        conditions=[{"type": "Progressing", "reason": "ProgressDeadlineExceeded"}],
+    )
+    scaled = compute.revision_readiness(autoscaled, [late], desired_revision=None, settled=True)
+    assert (scaled.desired, scaled.updated, scaled.rolled_out, scaled.deadline_exceeded) == (
+        3,
+        0,
+        False,
+        True,
+    )
+
+
+def test_changed_treats_null_as_absent() -> None:
+    old = {"rollout": {"stableRevision": "a"}}
+    assert not compute.changed(old, {"rollout": {"stableRevision": "a", "drainingRevision": None}})
+    assert compute.changed(old, {"rollout": {"stableRevision": "b", "drainingRevision": None}})

@@ -1,0 +1,81 @@
+"""Pure pieces of the rollout pass (its I/O runs in e2e/operator/test_rollouts.py)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from resonance_operator import rollout_pass
+from resonance_operator.api.conditions import EventReason, EventType
+from resonance_operator.api.observed import ChildKey, Observed
+from resonance_operator.probe.pods import PodTarget
+from resonance_operator.rollout import plan
+
+from tests.operator import fixtures
+
+
+def test_unknown_action_is_a_warning_and_no_request() -> None:
+    notes: list[rollout_pass.Note] = []
+    body = {"metadata": {"annotations": {plan.ACTION_ANNOTATION: "yolo"}}}
+    assert rollout_pass._request(body, notes) == (None, True)
+    assert notes[0][:2] == (EventType.WARNING, EventReason.INVALID_ROLLOUT_ACTION)
+    assert "'yolo' is not one of promote" in notes[0][2]
+    assert rollout_pass._request({"metadata": {}}, notes) == (None, False)
+    promote = {"metadata": {"annotations": {plan.ACTION_ANNOTATION: "Promote"}}}
+    assert rollout_pass._request(promote, notes) == (plan.Request.PROMOTE, True)
+
+
+def test_scrapes_skip_a_pod_with_malformed_metrics() -> None:
+    good = (PodTarget("a", "r1", "10.0.0.1", 8000), "resonance_connections 3\n")
+    bad = (PodTarget("b", "r1", "10.0.0.2", 8000), "resonance_connections{ 3\n")
+    scrapes = rollout_pass._scrapes([good, bad], 100.0)
+    assert [(s.pod, s.revision, s.at) for s in scrapes] == [("a", "r1", 100.0)]
+    assert rollout_pass._connections(scrapes, "r1") == 3
+    assert rollout_pass._connections(scrapes, "r2") is None
+    assert rollout_pass._connections(scrapes, None) is None
+
+
+def test_api_key_and_live_revisions_come_from_the_observation() -> None:
+    cluster = fixtures.cluster()
+    secret_key = ChildKey("v1", "Secret", "demo-worker-api")
+    encoded = base64.b64encode(b"k3y").decode()
+    assert rollout_pass.api_key(Observed(), cluster) is None
+    assert rollout_pass.api_key(Observed(children={secret_key: {"data": {}}}), cluster) is None
+    assert rollout_pass.api_key(Observed(children={secret_key: {"data": {"key": encoded}}}), cluster) == "k3y"
+
+    def deployment(name: str, revision: str | None) -> dict[str, Any]:
+        labels = {} if revision is None else {"resonance.liminal.dev/revision": revision}
+        return {"metadata": {"name": name}, "spec": {"selector": {"matchLabels": labels}}}
+
+    children: dict[ChildKey, Any] = {
+        ChildKey("apps/v1", "Deployment", "demo-worker-r1"): deployment("demo-worker-r1", "r1"),
+        ChildKey("apps/v1", "Deployment", "demo-worker"): deployment("demo-worker", None),
+        ChildKey("apps/v1", "Deployment", "someone-else"): deployment("someone-else", "r2"),
+        ChildKey("apps/v1", "Deployment", "demo-worker-r3"): None,
+        secret_key: {"data": {}},
+    }
+    assert list(rollout_pass.live_revisions(cluster, Observed(children=children))) == ["r1"]
+
+
+def test_an_invalid_pre_promotion_analysis_is_left_to_validation() -> None:
+    cluster = fixtures.cluster(
+        {
+            **fixtures.with_worker(),
+            "rollout": {
+                "strategy": "blueGreen",
+                "blueGreen": {"prePromotionAnalysis": {"intervalSeconds": 0}},
+            },
+        }
+    )
+    assert rollout_pass._pre_promotion(cluster) is None
+    fine = fixtures.cluster(
+        {
+            **fixtures.with_worker(),
+            "rollout": {
+                "strategy": "blueGreen",
+                "blueGreen": {"prePromotionAnalysis": {"intervalSeconds": 2}},
+            },
+        }
+    )
+    analysis = rollout_pass._pre_promotion(fine)
+    assert analysis is not None and analysis.interval_seconds == 2
