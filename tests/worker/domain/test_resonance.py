@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import numpy as np
 import pytest
@@ -19,12 +20,15 @@ from resonance_worker.domain.resonance import (
     combine,
     detect_agreement_trend,
     detect_leader_follower,
+    detect_leader_follower_pairwise,
     heart_rate_synchrony,
+    heart_rate_synchrony_pairwise,
     lagged_correlations,
     pearson,
     resample,
     room_resonance,
     state_agreement,
+    state_agreement_pairwise,
 )
 
 SHORT = ResonanceConfig(min_overlap_s=4, window_s=60)
@@ -361,3 +365,100 @@ def test_room_monitor_windows_heart_rates_and_forgets_members() -> None:
     monitor.remove_member("bo")
     assert monitor.members == ["ann"]
     assert monitor.tick(100).resonance.score is None
+
+
+# ----------------------------------------------------------------- vectorised = the pairwise definition
+
+
+def test_the_worked_examples_give_the_same_under_both_definitions() -> None:
+    states = [MemberState("a", 1, 1), MemberState("b", -1, 0), MemberState("c", 0.2, 0.4)]
+    assert state_agreement(states) == pytest.approx(state_agreement_pairwise(states), abs=1e-12)
+    assert state_agreement_pairwise(states[:1]) is None
+    rising, falling = hr([60, 62, 64, 66, 68]), hr([68, 66, 64, 62, 60])
+    for series in ({"a": rising, "b": rising, "c": falling}, {"a": rising, "flat": hr([70] * 5)}):
+        fast = heart_rate_synchrony(series, now=4, config=SHORT)
+        slow = heart_rate_synchrony_pairwise(series, now=4, config=SHORT)
+        assert fast.correlations.keys() == slow.correlations.keys()
+        assert (
+            fast.score == pytest.approx(slow.score, abs=1e-12)
+            if slow.score is not None
+            else fast.score is None
+        )
+    # a leads b by 3 s and c by 2 s (the leader-follower worked example).
+    steps = {
+        "a": [(0.0, 0.0), (10.0, 1.0)],
+        "b": [(0.0, 0.0), (13.0, 1.0)],
+        "c": [(0.0, 0.0), (12.0, 1.0)],
+    }
+    fast_pattern = detect_leader_follower("r", steps, now=40, config=SHORT)
+    slow_pattern = detect_leader_follower_pairwise("r", steps, now=40, config=SHORT)
+    assert fast_pattern is not None and slow_pattern is not None
+    assert fast_pattern.evidence == slow_pattern.evidence
+    assert detect_leader_follower("r", {"a": steps["a"]}, now=40, config=SHORT) is None
+
+
+def random_room(
+    rng: random.Random, members: int
+) -> tuple[dict[str, list[HeartRateSample]], dict[str, list[tuple[float, float]]]]:
+    """Members that join at different times, some flat, most repeating one curve a few seconds late."""
+    now = 500.0
+    heart: dict[str, list[HeartRateSample]] = {}
+    valence: dict[str, list[tuple[float, float]]] = {}
+    for i in range(members):
+        kind = rng.random()
+        samples, t, base = [], now - rng.choice([60, 60, 40, 90, 25]), rng.uniform(60, 90)
+        while t <= now:
+            bpm = base if kind < 0.1 else base + 5 * math.sin(t / 7 + i) + rng.gauss(0, 1)
+            samples.append(HeartRateSample(t, bpm))
+            t += rng.uniform(0.5, 1.5)
+        heart[f"m{i}"] = samples
+        lag, points, t = rng.randint(0, 4), [], now - rng.choice([70, 60, 30])
+        while t <= now:
+            value = math.sin((t - lag) / 4) if kind < 0.6 else rng.uniform(-1, 1)
+            points.append((t, 0.3 if kind > 0.9 else round(value, 1)))
+            t += rng.choice([1, 1, 2, 3])
+        valence[f"m{i}"] = points
+    return heart, valence
+
+
+def test_vectorised_equals_the_pairwise_definition_on_random_rooms() -> None:
+    rng = random.Random(5)
+    config = ResonanceConfig(window_s=60, min_overlap_s=20, max_lag_s=5)
+    found = 0
+    for room in range(80):
+        heart, valence = random_room(rng, 2 + room % 9)
+        fast, slow = (
+            heart_rate_synchrony(heart, 500, config),
+            heart_rate_synchrony_pairwise(heart, 500, config),
+        )
+        assert fast.correlations.keys() == slow.correlations.keys()
+        assert all(abs(fast.correlations[k] - slow.correlations[k]) < 1e-9 for k in slow.correlations)
+        assert (fast.score is None) == (slow.score is None)
+        assert fast.score is None or slow.score is None or abs(fast.score - slow.score) < 1e-9
+        for hold in (True, False):
+            a = detect_leader_follower("r", valence, 500, config, hold=hold)
+            b = detect_leader_follower_pairwise("r", valence, 500, config, hold=hold)
+            assert (a is None) == (b is None)
+            if a is not None and b is not None:
+                found += 1
+                assert a.evidence["leader"] == b.evidence["leader"]
+                assert a.strength == pytest.approx(b.strength, abs=1e-9)
+                for member, follower in b.evidence["followers"].items():
+                    assert a.evidence["followers"][member]["lag_s"] == follower["lag_s"]
+                    assert a.evidence["followers"][member]["correlation"] == pytest.approx(
+                        follower["correlation"], abs=1e-4
+                    )
+    assert found > 40  # the rooms do have leaders to find
+
+
+def test_a_pairwise_monitor_ticks_exactly_like_the_default_one() -> None:
+    from bench.living_rooms import START, Room, same
+
+    config = ResonanceConfig()
+    room = Room(12, seed=3)
+    monitors = [RoomMonitor("r", config, pairwise=True), RoomMonitor("r", config)]
+    for k in range(150):
+        room.feed(monitors, START - 120 + k)
+        slow, fast = (monitor.tick(START - 120 + k) for monitor in monitors)
+        assert same(slow, fast)
+        assert slow.resonance.to_dict() == fast.resonance.to_dict()

@@ -108,7 +108,21 @@ class ResonanceConfig:
 
 
 def state_agreement(states: Sequence[MemberState]) -> float | None:
-    """``1 − mean pairwise distance in (v/2, a) / √2``; None with fewer than two members."""
+    """``1 − mean pairwise distance in (v/2, a) / √2``; None with fewer than two members.
+
+    All pairs at once (a distance matrix); equal to :func:`state_agreement_pairwise`.
+    """
+    if len(states) < 2:
+        return None
+    points = np.array([(s.valence / 2.0, s.arousal) for s in states], dtype=np.float64)
+    difference = points[:, None, :] - points[None, :, :]
+    distances = np.sqrt(np.einsum("ijk,ijk->ij", difference, difference))
+    upper = np.triu_indices(len(points), 1)
+    return 1.0 - float(np.mean(distances[upper])) / _MAX_DISTANCE
+
+
+def state_agreement_pairwise(states: Sequence[MemberState]) -> float | None:
+    """The definition, one pair at a time: the reference for :func:`state_agreement` (O(n²) Python)."""
     if len(states) < 2:
         return None
     points = np.array([(s.valence / 2.0, s.arousal) for s in states], dtype=np.float64)
@@ -180,14 +194,10 @@ def _on_grid(times: FloatArray, values: FloatArray, grid: FloatArray, *, hold: b
     return _OnGrid(resample(times, values, grid, hold=hold), first, end, float(times[0]), float(times[-1]))
 
 
-def heart_rate_synchrony(
+def _heart_series(
     series: Mapping[str, Sequence[HeartRateSample]], now: float, config: ResonanceConfig
-) -> Synchrony:
-    """Synchrony of the members' heart-rate trends over ``[now − window_s, now]``.
-
-    Each member is resampled once on the shared window grid; a pair uses the
-    grid points inside both members' sample ranges.
-    """
+) -> dict[str, _OnGrid]:
+    """Each member with ≥ 2 samples in ``[now − window_s, now]``, resampled once on the window grid."""
     start = now - config.window_s
     grid = window_grid(now, config)
     members: dict[str, _OnGrid] = {}
@@ -195,6 +205,76 @@ def heart_rate_synchrony(
         times, values = _as_arrays(samples, start, now)
         if len(times) >= 2:
             members[member] = _on_grid(times, values, grid, hold=False)
+    return members
+
+
+def _pair_sums(left: FloatArray, right: FloatArray) -> FloatArray:
+    """``left · rightᵀ`` by einsum's own loop: single-threaded, where a multi-threaded BLAS spins for
+    ages on matrices this small on a busy machine."""
+    product: FloatArray = np.einsum("aj,bj->ab", left, right)
+    return product
+
+
+def heart_rate_synchrony(
+    series: Mapping[str, Sequence[HeartRateSample]], now: float, config: ResonanceConfig
+) -> Synchrony:
+    """Synchrony of the members' heart-rate trends over ``[now − window_s, now]``.
+
+    Each member is resampled once on the shared window grid; a pair uses the
+    grid points inside both members' sample ranges. Every pair at once: with
+    ``M`` the members' validity masks and ``C`` their values (centred on each
+    member's own mean, zero outside), the sums over each pair's common range
+    are matrix products (``M·Mᵀ``, ``C·Mᵀ``, ``C²·Mᵀ``, ``C·Cᵀ``), so a tick
+    costs four products instead of a Python loop over pairs. Equal to
+    :func:`heart_rate_synchrony_pairwise` (tests pin it).
+    """
+    members = _heart_series(series, now, config)
+    names = sorted(members)
+    if len(names) < 2:
+        return Synchrony(None, {})
+    on_grid = [members[name] for name in names]
+    size = len(on_grid[0].values)
+    columns = np.arange(size)
+    first = np.array([g.first for g in on_grid])
+    end = np.array([g.end for g in on_grid])
+    mask = ((columns >= first[:, None]) & (columns < end[:, None])).astype(np.float64)
+    values = np.array([g.values for g in on_grid])
+    counts_own = mask.sum(axis=1)
+    means = np.divide((values * mask).sum(axis=1), counts_own, out=np.zeros(len(names)), where=counts_own > 0)
+    centred = (values - means[:, None]) * mask
+    n = _pair_sums(mask, mask)  # common points of a and b
+    sum_a = _pair_sums(centred, mask)  # [a, b]: Σ a over the common points; b's is the transpose
+    sum_aa = _pair_sums(centred * centred, mask)
+    sum_ab = _pair_sums(centred, centred)
+    t_first = np.array([g.t_first for g in on_grid])
+    t_last = np.array([g.t_last for g in on_grid])
+    overlap_s = np.minimum.outer(t_last, t_last) - np.maximum.outer(t_first, t_first)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var_a = np.maximum(sum_aa / n - (sum_a / n) ** 2, 0.0)  # population variance, as np.std
+        spread = np.sqrt(np.minimum(var_a, var_a.T))
+        numerator = n * sum_ab - sum_a * sum_a.T
+        scale_a = n * sum_aa - sum_a * sum_a
+        r = numerator / np.sqrt(scale_a * scale_a.T)
+    usable = (overlap_s >= config.min_overlap_s) & (n >= 3) & (spread >= config.min_spread_bpm)
+    rows, cols = np.triu_indices(len(names), 1)
+    chosen = usable[rows, cols]
+    rows, cols = rows[chosen], cols[chosen]
+    if len(rows) == 0:
+        return Synchrony(None, {})
+    pair_r = np.clip(r[rows, cols], -1.0, 1.0)
+    correlations = {
+        (names[a], names[b]): float(value)
+        for a, b, value in zip(rows.tolist(), cols.tolist(), pair_r.tolist(), strict=True)
+    }
+    score = float(np.mean(np.maximum(pair_r, 0.0)))
+    return Synchrony(score, correlations)
+
+
+def heart_rate_synchrony_pairwise(
+    series: Mapping[str, Sequence[HeartRateSample]], now: float, config: ResonanceConfig
+) -> Synchrony:
+    """The definition, one pair at a time: the reference for :func:`heart_rate_synchrony`."""
+    members = _heart_series(series, now, config)
     correlations: dict[tuple[str, str], float] = {}
     for a, b in combinations(sorted(members), 2):
         ga, gb = members[a], members[b]
@@ -257,10 +337,16 @@ def room_resonance(
     heart_rates: Mapping[str, Sequence[HeartRateSample]],
     now: float,
     config: ResonanceConfig,
+    *,
+    pairwise: bool = False,
 ) -> RoomResonance:
-    """The room's resonance at ``now``."""
-    agreement = state_agreement(states)
-    synchrony = heart_rate_synchrony(heart_rates, now, config)
+    """The room's resonance at ``now`` (``pairwise``: by the pair-by-pair reference definitions)."""
+    if pairwise:
+        agreement = state_agreement_pairwise(states)
+        synchrony = heart_rate_synchrony_pairwise(heart_rates, now, config)
+    else:
+        agreement = state_agreement(states)
+        synchrony = heart_rate_synchrony(heart_rates, now, config)
     members = len({s.member_id for s in states} | set(heart_rates))
     return RoomResonance(
         room_id=room_id,
@@ -411,6 +497,50 @@ def lagged_correlations(x: FloatArray, y: FloatArray, max_lag: int) -> dict[int,
     return dict(zip(lags[valid].tolist(), r.tolist(), strict=True))
 
 
+def _value_series(
+    series: Mapping[str, Sequence[tuple[float, float]]], now: float, config: ResonanceConfig, *, hold: bool
+) -> dict[str, _OnGrid]:
+    """Each member's ``(t, value)`` series with ≥ 2 points, resampled on the window grid."""
+    start = now - config.window_s
+    grid = window_grid(now, config)
+    members: dict[str, _OnGrid] = {}
+    for member, samples in series.items():
+        chosen = sorted((t, v) for t, v in samples if t <= now and math.isfinite(t) and math.isfinite(v))
+        # The last value before the window still holds at its start.
+        before = [item for item in chosen if item[0] < start]
+        inside = [item for item in chosen if item[0] >= start]
+        kept = ([(start, before[-1][1])] if before and hold else []) + inside
+        if len(kept) >= 2:
+            array = np.array(kept, dtype=np.float64)
+            members[member] = _on_grid(array[:, 0], array[:, 1], grid, hold=hold)
+    return members
+
+
+def _leader_pattern(
+    room_id: str, leads: Mapping[str, Mapping[str, tuple[float, float]]], now: float, config: ResonanceConfig
+) -> RoomPattern | None:
+    """The pattern from ``leader → {follower: (lag_s, r)}``: the member who leads the most others
+    (ties: higher mean correlation, then id)."""
+    if not leads:
+        return None
+
+    def rank(member: str) -> tuple[int, float, str]:
+        followers = leads[member]
+        return (-len(followers), -float(np.mean([r for _, r in followers.values()])), member)
+
+    leader = min(leads, key=rank)
+    followers = leads[leader]
+    evidence = {
+        "leader": leader,
+        "followers": {
+            member: {"lag_s": lag, "correlation": round(r, 4)}
+            for member, (lag, r) in sorted(followers.items())
+        },
+    }
+    strength = float(np.mean([r for _, r in followers.values()]))
+    return RoomPattern(PatternKind.LEADER_FOLLOWER, room_id, now, strength, evidence)
+
+
 def detect_leader_follower(
     room_id: str,
     series: Mapping[str, Sequence[tuple[float, float]]],
@@ -427,19 +557,104 @@ def detect_leader_follower(
     differences is found; if it is positive, at least ``min_lag_correlation``,
     and at most ``max_lag_s``, the first member leads the second. The leader is
     the member who leads the most others (ties: higher mean correlation, then id).
+
+    Every pair and lag at once. For a pair with window ``[lo, hi)`` and lag
+    ``k`` the sums run over grid positions ``j`` in ``[lo + max(0, −k),
+    hi − 1 − max(0, k))`` (``x = Δa[j]``, ``y = Δb[j+k]``): a contiguous range,
+    so the single-member sums come from prefix sums; the cross sums are one
+    matrix product per lag (one einsum over all lags), because "``j`` and
+    ``j + k`` inside both members' ranges" splits into one mask per member. Equal to
+    :func:`detect_leader_follower_pairwise` (tests pin it).
     """
-    start = now - config.window_s
-    grid = window_grid(now, config)
-    members: dict[str, _OnGrid] = {}
-    for member, samples in series.items():
-        chosen = sorted((t, v) for t, v in samples if t <= now and math.isfinite(t) and math.isfinite(v))
-        # The last value before the window still holds at its start.
-        before = [item for item in chosen if item[0] < start]
-        inside = [item for item in chosen if item[0] >= start]
-        kept = ([(start, before[-1][1])] if before and hold else []) + inside
-        if len(kept) >= 2:
-            array = np.array(kept, dtype=np.float64)
-            members[member] = _on_grid(array[:, 0], array[:, 1], grid, hold=hold)
+    members = _value_series(series, now, config, hold=hold)
+    names = sorted(members)
+    max_lag = max(1, round(config.max_lag_s / config.step_s))
+    if len(names) < 2:
+        return None
+    on_grid = [members[name] for name in names]
+    values = np.array([g.values for g in on_grid])
+    diffs = np.diff(values, axis=1)  # Δ at grid position j = values[j+1] − values[j]
+    width = diffs.shape[1]
+    first = np.array([g.first for g in on_grid])
+    end = np.array([g.end for g in on_grid])
+    rows, cols = np.triu_indices(len(names), 1)
+    lo = np.maximum(first[rows], first[cols])
+    hi = np.minimum(end[rows], end[cols])
+    changes = np.concatenate([np.zeros((len(names), 1)), np.cumsum(diffs != 0, axis=1)], axis=1)
+    last = np.maximum(hi - 1, lo)
+    candidate = (
+        (hi - lo >= 2 * max_lag + 4)
+        & (changes[rows, last] - changes[rows, lo] > 0)  # someone who never changed has nothing to follow
+        & (changes[cols, last] - changes[cols, lo] > 0)
+    )
+    rows, cols, lo, hi = rows[candidate], cols[candidate], lo[candidate], hi[candidate]
+    if len(rows) == 0:
+        return None
+    lags = np.arange(-max_lag, max_lag + 1)
+    start = lo[None, :] + np.maximum(0, -lags)[:, None]  # (lag, pair)
+    stop = (hi - 1)[None, :] - np.maximum(0, lags)[:, None]
+    c = (stop - start).astype(np.float64)
+    prefix = np.concatenate([np.zeros((len(names), 1)), np.cumsum(diffs, axis=1)], axis=1)
+    prefix_sq = np.concatenate([np.zeros((len(names), 1)), np.cumsum(diffs * diffs, axis=1)], axis=1)
+    sx = prefix[rows, stop] - prefix[rows, start]
+    sxx = prefix_sq[rows, stop] - prefix_sq[rows, start]
+    shift = lags[:, None]
+    sy = prefix[cols, stop + shift] - prefix[cols, start + shift]
+    syy = prefix_sq[cols, stop + shift] - prefix_sq[cols, start + shift]
+    positions = np.arange(width)
+    moved = positions[None, :] + lags[:, None]  # (lag, j) → j + k
+    clipped = np.clip(moved, 0, width - 1)
+    own = (positions[None, :] >= first[:, None]) & (positions[None, :] < end[:, None] - 1)
+    # (lag, member, j): j and j + k inside the member's range
+    mask = own[None, :, :] & own[:, clipped].transpose(1, 0, 2) & ((moved >= 0) & (moved < width))[:, None, :]
+    x = np.where(mask, diffs[None, :, :], 0.0)
+    y = np.where(mask, diffs[:, clipped].transpose(1, 0, 2), 0.0)
+    sxy = np.einsum("kaj,kbj->kab", x, y)[:, rows, cols]
+    # Centred on the pair window's means, as the definition does (Pearson is shift-invariant; its
+    # "constant side" test is not). The mean of Δ over the window telescopes.
+    sizes = (hi - lo - 1).astype(np.float64)
+    mean_x = (values[rows, hi - 1] - values[rows, lo]) / sizes
+    mean_y = (values[cols, hi - 1] - values[cols, lo]) / sizes
+    cx = sx - c * mean_x
+    cy = sy - c * mean_y
+    cxx = sxx - 2 * mean_x * sx + c * mean_x**2
+    cyy = syy - 2 * mean_y * sy + c * mean_y**2
+    cxy = sxy - mean_y * sx - mean_x * sy + c * mean_x * mean_y
+    var_x = c * cxx - cx * cx
+    var_y = c * cyy - cy * cy
+    valid = (var_x > 1e-10 * c * cxx) & (var_y > 1e-10 * c * cyy) & (c >= 3)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.clip((c * cxy - cx * cy) / np.sqrt(var_x * var_y), -1.0, 1.0)
+    r = np.where(valid, r, -np.inf)
+    best_r = r.max(axis=0)
+    # Ties: the smaller |lag|, then the more negative lag (the definition's order).
+    order = np.abs(lags) * (2 * max_lag + 1) + (lags + max_lag)
+    best = np.argmin(np.where(r == best_r[None, :], order[:, None], np.iinfo(np.int64).max), axis=0)
+    best_lag = lags[best]
+    leads: dict[str, dict[str, tuple[float, float]]] = {}
+    chosen = np.isfinite(best_r) & (best_lag != 0) & (best_r >= config.min_lag_correlation)
+    for a, b, lag, value in zip(
+        rows[chosen].tolist(),
+        cols[chosen].tolist(),
+        best_lag[chosen].tolist(),
+        best_r[chosen].tolist(),
+        strict=True,
+    ):
+        leader, follower = (names[a], names[b]) if lag > 0 else (names[b], names[a])
+        leads.setdefault(leader, {})[follower] = (abs(lag) * config.step_s, value)
+    return _leader_pattern(room_id, leads, now, config)
+
+
+def detect_leader_follower_pairwise(
+    room_id: str,
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    now: float,
+    config: ResonanceConfig,
+    *,
+    hold: bool = True,
+) -> RoomPattern | None:
+    """The definition, one pair at a time: the reference for :func:`detect_leader_follower`."""
+    members = _value_series(series, now, config, hold=hold)
     max_lag = max(1, round(config.max_lag_s / config.step_s))
     leads: dict[str, dict[str, tuple[float, float]]] = {}
     for a, b in combinations(sorted(members), 2):
@@ -460,24 +675,7 @@ def detect_leader_follower(
             continue
         leader, follower = (a, b) if best > 0 else (b, a)
         leads.setdefault(leader, {})[follower] = (abs(best) * config.step_s, r)
-    if not leads:
-        return None
-
-    def rank(member: str) -> tuple[int, float, str]:
-        followers = leads[member]
-        return (-len(followers), -float(np.mean([r for _, r in followers.values()])), member)
-
-    leader = min(leads, key=rank)
-    followers = leads[leader]
-    evidence = {
-        "leader": leader,
-        "followers": {
-            member: {"lag_s": lag, "correlation": round(r, 4)}
-            for member, (lag, r) in sorted(followers.items())
-        },
-    }
-    strength = float(np.mean([r for _, r in followers.values()]))
-    return RoomPattern(PatternKind.LEADER_FOLLOWER, room_id, now, strength, evidence)
+    return _leader_pattern(room_id, leads, now, config)
 
 
 # ----------------------------------------------------------------------------- one room
@@ -499,10 +697,17 @@ class RoomMonitor:
     the agreement history and edge-triggered patterns. The wiring feeds it and calls ``tick``."""
 
     def __init__(
-        self, room_id: str, config: ResonanceConfig, publisher: ResonancePublisher | None = None
+        self,
+        room_id: str,
+        config: ResonanceConfig,
+        publisher: ResonancePublisher | None = None,
+        *,
+        pairwise: bool = False,
     ) -> None:
         self.room_id = room_id
         self.config = config
+        self.pairwise = pairwise
+        """Compute by the pair-by-pair reference definitions (O(n²) Python; for tests and benchmarks)."""
         self.publisher = publisher or ResonancePublisher()
         self._states: dict[str, MemberState] = {}
         self._heart: dict[str, deque[HeartRateSample]] = {}
@@ -547,14 +752,14 @@ class RoomMonitor:
             {m: list(s) for m, s in self._heart.items()},
             now,
             self.config,
+            pairwise=self.pairwise,
         )
         if resonance.agreement is not None:
             self._agreement.append((now, resonance.agreement))
         found: list[RoomPattern] = []
         trend = detect_agreement_trend(self.room_id, list(self._agreement), now, self.config)
-        leader = detect_leader_follower(
-            self.room_id, {m: list(p) for m, p in self._valence.items()}, now, self.config
-        )
+        detect = detect_leader_follower_pairwise if self.pairwise else detect_leader_follower
+        leader = detect(self.room_id, {m: list(p) for m, p in self._valence.items()}, now, self.config)
         present = {p.kind for p in (trend, leader) if p is not None}
         for pattern in (trend, leader):
             if pattern is not None and pattern.kind not in self._active:
