@@ -15,7 +15,8 @@ from resonance_worker.errors import ConfigError
 from resonance_worker.log import configure_logging
 from resonance_worker.settings import WorkerSettings
 from resonance_worker.tokens import mint_connection_token
-from resonance_worker.transport.app import NODE, create_app
+from resonance_worker.transport.app import create_app
+from resonance_worker.transport.drain import DRAINER, DrainRequest
 
 
 def load_settings() -> tuple[WorkerSettings, bool]:
@@ -51,12 +52,28 @@ def banner(settings: WorkerSettings, port: int, *, demo_token: bool = True) -> s
     )
 
 
+def shutdown_drain_request(settings: WorkerSettings) -> DrainRequest:
+    """The drain SIGTERM starts when no operator asked for one: this Pod alone, its own budget."""
+    return DrainRequest(
+        budget_per_second=settings.shutdown_drain_budget_per_second,
+        window_seconds=settings.shutdown_drain_seconds,
+        deadline_seconds=settings.shutdown_drain_deadline_seconds,
+        seed=secrets.randbits(32),
+    )
+
+
 async def serve(settings: WorkerSettings, *, demo_token: bool = True) -> None:
-    """Serve until SIGINT or SIGTERM, then clean up."""
+    """Serve until SIGINT or SIGTERM, drain, then clean up. A second signal skips
+    what is left of the drain."""
     stop = asyncio.Event()
+    hurry = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        (hurry if stop.is_set() else stop).set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -68,10 +85,19 @@ async def serve(settings: WorkerSettings, *, demo_token: bool = True) -> None:
     print(banner(settings, port, demo_token=demo_token), flush=True)
     try:
         await stop.wait()
-        # Stop accepting, then let clients go over the drain window (they
-        # reconnect, with jitter, to the other pods), then clean up.
+        # Hand the clients over within the reconnect budget (or follow the drain
+        # the operator already started), still answering /ready (503), /drain and
+        # /metrics; new WebSocket connections are refused meanwhile.
+        drainer = app[DRAINER]
+        drainer.start(shutdown_drain_request(settings), time.time())
+        leaving = asyncio.create_task(drainer.leave())
+        hurrying = asyncio.create_task(hurry.wait())
+        await asyncio.wait((leaving, hurrying), return_when=asyncio.FIRST_COMPLETED)
+        if not leaving.done():
+            leaving.cancel()
+            await drainer.close_remaining()
+        hurrying.cancel()
         await site.stop()
-        await app[NODE].drain(settings.shutdown_drain_seconds)
     finally:
         await runner.cleanup()
 

@@ -19,6 +19,7 @@ from resonance_worker.rpc import BUILTIN_METHODS, RpcHandler
 from resonance_worker.settings import WorkerSettings
 from resonance_worker.tokens import mint_connection_token
 from resonance_worker.transport import api, audit
+from resonance_worker.transport.drain import install_drain
 from resonance_worker.transport.living import install_living
 from resonance_worker.transport.node import MessageHandler, Node
 from resonance_worker.transport.ws import websocket_handler
@@ -78,6 +79,7 @@ def create_app(
     app.router.add_get("/connection/websocket", websocket_handler)
     app.router.add_post("/token", issue_token)
     app.router.add_post("/api/{method}", api.handle)
+    install_drain(app, app[NODE])  # POST/GET /drain
     return app
 
 
