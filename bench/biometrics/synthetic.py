@@ -136,3 +136,62 @@ def face_rgb(
         specular = 2.0 * np.abs(motion)
     rgb = level[None, :] * intensity[:, None] * (1.0 - 0.003 * SKIN_PULSE_SIGNATURE[None, :] * pulse[:, None])
     return rgb + specular[:, None] + rng.normal(0.0, 0.02, rgb.shape)
+
+
+@dataclass(frozen=True)
+class SkinTone:
+    """Mean linear R, G, B of a lit face region (0..255) and how deep the pulse dims it."""
+
+    level: tuple[float, float, float]
+    pulse_depth: float
+    """Relative dimming at the systolic peak, before the channel signature: melanin absorbs much of
+    the light before it reaches the blood, so darker skin carries a weaker pulse (Nowara 2020)."""
+
+
+SKIN_TONES = {
+    "light": SkinTone((205.0, 150.0, 125.0), 0.004),
+    "medium": SkinTone((170.0, 115.0, 85.0), 0.003),
+    "dark": SkinTone((95.0, 62.0, 45.0), 0.0015),
+}
+BACKGROUND_RGB = np.array([70.0, 85.0, 100.0])
+"""A bluish wall behind the head: pixels of it enter the face box when the head moves."""
+
+
+def face_scene(
+    t: FloatArray,
+    pulse: FloatArray,
+    *,
+    skin: str = "medium",
+    flicker_hz: float | None = None,
+    flicker_depth: float = 0.01,
+    motion: FloatArray | None = None,
+    seed: int = 5,
+) -> FloatArray:
+    """Mean R, G, B of a face box in a real room, per frame.
+
+    * skin tone sets the colour and the pulse depth, with the skin's pulse signature per channel;
+    * the box always holds some hair and wall (15 %); head motion changes that share, which
+      changes the colour, not just the brightness, and adds a white specular glint;
+    * the camera's auto white balance creeps each channel's gain slowly and independently;
+    * ``flicker_hz``: lamp flicker (an LED dimmer, or mains flicker aliased by the frame rate)
+      changes the light's intensity — on every channel alike — at that frequency;
+    * sensor noise after averaging ~10 000 pixels of σ ≈ 3 levels each (0.03 level).
+    """
+    rng = np.random.default_rng(seed)
+    tone = SKIN_TONES[skin]
+    skin_rgb = np.asarray(tone.level)[None, :] * (
+        1.0 - tone.pulse_depth * SKIN_PULSE_SIGNATURE[None, :] * pulse[:, None] / 0.77
+    )
+    share = np.full(t.size, 0.15)
+    glint = np.zeros(t.size)
+    if motion is not None:
+        share = share + 0.03 * motion
+        glint = 1.0 * np.abs(motion)
+    mixed = (1.0 - share[:, None]) * skin_rgb + share[:, None] * BACKGROUND_RGB[None, :]
+    phases = rng.uniform(0, 2 * np.pi, 3)
+    white_balance = 1.0 + 0.01 * np.sin(2 * np.pi * 0.02 * t[:, None] + phases[None, :])
+    light = np.ones(t.size)
+    if flicker_hz is not None:
+        light = 1.0 + flicker_depth * np.sin(2 * np.pi * flicker_hz * t)
+    rgb = light[:, None] * white_balance * mixed + glint[:, None]
+    return rgb + rng.normal(0.0, 0.03, rgb.shape)

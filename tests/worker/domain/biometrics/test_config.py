@@ -30,7 +30,7 @@ def test_defaults_are_valid_and_keep_the_longest_window() -> None:
         ({"motion_threshold_ms2": 0.0}, "motion_threshold_ms2"),
         ({"baseline_min_hr_readings": 0}, "baseline minimum"),
         ({"camera_region": "ear"}, "camera_region"),
-        ({"face_method": "green"}, "face_method"),
+        ({"face_method": "ir"}, "face_method"),
         ({"max_batch_samples": 0}, "batch limits"),
         ({"min_ppg_rate_hz": 50.0, "max_ppg_rate_hz": 40.0}, "rate range"),
     ],

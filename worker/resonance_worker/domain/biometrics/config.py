@@ -8,7 +8,7 @@ from typing import Literal
 from resonance_worker.domain.biometrics.errors import BiometricsConfigError
 
 CameraRegion = Literal["finger", "face"]
-FaceMethod = Literal["pos", "chrom"]
+FaceMethod = Literal["pos", "chrom", "green"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +79,8 @@ class StreamConfig:
             problems.append("baseline minimum readings must be at least 1")
         if self.camera_region not in ("finger", "face"):
             problems.append("camera_region must be 'finger' or 'face'")
-        if self.face_method not in ("pos", "chrom"):
-            problems.append("face_method must be 'pos' or 'chrom'")
+        if self.face_method not in ("pos", "chrom", "green"):
+            problems.append("face_method must be 'pos', 'chrom' or 'green'")
         if self.max_batch_samples < 1 or self.max_batch_span_s <= 0:
             problems.append("batch limits must be positive")
         for low, high in (

@@ -110,6 +110,16 @@ def chrom(rgb: FloatArray, rate_hz: float) -> FloatArray:
     return pulse
 
 
+def green(rgb: FloatArray) -> FloatArray:
+    """The inverted, mean-normalised green channel: the single channel with the strongest pulse on
+    skin (Verkruysse et al. 2008). A baseline only: an illumination change or a movement moves it as
+    much as the pulse does, which POS and CHROM cancel."""
+    channel = rgb[:, 1]
+    level = float(np.mean(channel))
+    pulse: FloatArray = -channel / level if level > 1e-9 else np.zeros(channel.size)
+    return pulse
+
+
 def band_concentration(x: FloatArray, rate_hz: float) -> float:
     """Share of the pulse-band power in its strongest 0.2 Hz: near 1 for a clean pulse, low for noise."""
     if x.size < 8 or float(np.std(x)) < 1e-12:

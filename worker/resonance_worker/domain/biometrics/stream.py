@@ -18,7 +18,7 @@ from resonance_worker.domain.biometrics.arousal import PersonalBaseline
 from resonance_worker.domain.biometrics.beats import MAX_BPM, Beats, detect_beats
 from resonance_worker.domain.biometrics.buffer import ArrayLike, FloatArray, SampleBuffer
 from resonance_worker.domain.biometrics.config import StreamConfig
-from resonance_worker.domain.biometrics.dsp import chrom, finger_pulse, pos, uniform_grid
+from resonance_worker.domain.biometrics.dsp import chrom, finger_pulse, green, pos, uniform_grid
 from resonance_worker.domain.biometrics.errors import InvalidSamplesError, SourceMismatchError
 from resonance_worker.domain.biometrics.ledger import SETTLE_S, BeatLedger
 from resonance_worker.domain.biometrics.motion import activity_label, motion_per_second, moving_at
@@ -215,6 +215,8 @@ class BiometricStream:
             return grid_t, finger_pulse(grid_v, cfg.grid_hz), missing
         if cfg.face_method == "chrom":
             return grid_t, chrom(grid_v, cfg.grid_hz), missing
+        if cfg.face_method == "green":
+            return grid_t, green(grid_v), missing
         return grid_t, pos(grid_v, cfg.grid_hz), missing
 
     def _analyse(self, start: float, end: float, *, exclude_moving: bool) -> _Analysis:
