@@ -2,12 +2,14 @@
 faults on a schedule - a worker killed with SIGKILL (its clients move to the
 other through a loopback relay, and it is started again), then Redis stopped
 and started - while real centrifuge-python clients receive a numbered stream
-published through the server API.
+published through the server API. A third worker on the same Redis is never
+killed: its own clients ride out only the Redis restarts, and its memory is one
+series over the whole run (the killed workers' series last one incarnation).
 
 Reports messages sent, acknowledged, received and lost among acknowledged
 (must be 0), failed publish attempts, recoveries, and the resident memory of
-each worker over time. Loopback only; bounded by ``--minutes``; writes
-``bench/results/soak.json``.
+each worker over time (first, last, max and the least-squares slope). Loopback
+only; bounded by ``--minutes``; writes ``bench/results/soak.json``.
 
     .venv/bin/python -m bench.soak.run --minutes 10
 """
@@ -47,10 +49,13 @@ def rss_mib(pid: int) -> float | None:
 
 
 class Soak:
-    def __init__(self, workdir: Path, *, minutes: float, clients: int, rate: float) -> None:
+    def __init__(
+        self, workdir: Path, *, minutes: float, clients: int, rate: float, steady_clients: int = 4
+    ) -> None:
         self.workdir = workdir
         self.duration = minutes * 60
         self.client_count = clients
+        self.steady_client_count = steady_clients
         self.interval = 1.0 / rate
         self.redis = RedisServer(workdir / "redis", persistence=True)
         self.ledger = Ledger()
@@ -78,6 +83,7 @@ class Soak:
             WorkerProcess(self.workdir, env, name="soak-a").start(),
             WorkerProcess(self.workdir, env, name="soak-b").start(),
         ]
+        self.steady = WorkerProcess(self.workdir, env, name="soak-steady").start()
         self.front = 0  # the worker the relay sends clients to; the publisher uses the other
         self.relay = await Relay(self.workers[0].port).start()
         try:
@@ -96,24 +102,26 @@ class Soak:
             for client in self.clients:
                 await client.disconnect()
             await self.relay.close()
-            for worker in self.workers:
+            for worker in [*self.workers, self.steady]:
                 worker.stop()
             self.redis.stop()
         return self._report(complete)
 
     async def _subscribe(self) -> None:
         worker = self.workers[0]
-        for i in range(self.client_count):
+        names = [(self.relay.ws_url, f"soak-{i}") for i in range(self.client_count)]
+        names += [(self.steady.ws_url, f"steady-{i}") for i in range(self.steady_client_count)]
+        for url, name in names:
             client = centrifuge.Client(
-                self.relay.ws_url,
-                token=worker.token(f"soak-{i}", ttl=24 * 3600),
+                url,
+                token=worker.token(name, ttl=24 * 3600),
                 min_reconnect_delay=0.3,
                 max_reconnect_delay=2.0,
             )
             self.clients.append(client)
             await client.connect()
             await client.ready(timeout=10)
-            sub = client.new_subscription(CHANNEL, events=LedgerSubscriber(self.ledger, f"soak-{i}"))
+            sub = client.new_subscription(CHANNEL, events=LedgerSubscriber(self.ledger, name))
             await sub.subscribe()
             await sub.ready(timeout=10)
 
@@ -142,7 +150,7 @@ class Soak:
     async def _sample_memory(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             sample: dict[str, Any] = {"t": self.now()}
-            for worker in self.workers:
+            for worker in [*self.workers, self.steady]:
                 if worker.process.alive() and worker.name not in self.restarting:
                     # Keyed by incarnation: a restarted worker starts a new series.
                     key = f"{worker.name}#{self.incarnation.get(worker.name, 1)}"
@@ -192,10 +200,12 @@ class Soak:
                     "last_mib": round(last, 1),
                     "max_mib": round(max(v for _, v in points), 1),
                     "growth_mib": round(last - first, 1),
+                    "slope_mib_per_min": round(slope(points) * 60, 3),
                 }
         return {
             "minutes": round(self.duration / 60, 2),
             "clients": self.client_count,
+            "steady_clients": self.steady_client_count,
             "target_rate_per_s": round(1 / self.interval, 1),
             "achieved_rate_per_s": round(len(self.ledger.acked) / max(self.duration, 1), 1),
             "complete": complete,
@@ -206,6 +216,17 @@ class Soak:
             "memory_series": self.memory,
             "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         }
+
+
+def slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (t, value) points, per second; 0 for fewer than two times."""
+    n = len(points)
+    mean_t = sum(t for t, _ in points) / n
+    mean_v = sum(v for _, v in points) / n
+    spread = sum((t - mean_t) ** 2 for t, _ in points)
+    if spread == 0:
+        return 0.0
+    return sum((t - mean_t) * (v - mean_v) for t, v in points) / spread
 
 
 async def _run(soak: Soak) -> dict[str, Any]:
@@ -221,13 +242,22 @@ async def _run(soak: Soak) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--clients", type=int, default=8, help="clients behind the relay (moved on kills)")
+    parser.add_argument("--steady-clients", type=int, default=4, help="clients of the never-killed worker")
     parser.add_argument("--rate", type=float, default=50.0, help="publications per second")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="soak-") as workdir:
         result = asyncio.run(
-            _run(Soak(Path(workdir), minutes=args.minutes, clients=args.clients, rate=args.rate))
+            _run(
+                Soak(
+                    Path(workdir),
+                    minutes=args.minutes,
+                    clients=args.clients,
+                    rate=args.rate,
+                    steady_clients=args.steady_clients,
+                )
+            )
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
