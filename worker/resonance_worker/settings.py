@@ -134,6 +134,12 @@ class WorkerSettings(BaseSettings):
     )
     presence_ttl_seconds: float = Field(60.0, gt=0, description="Presence entries expire unless refreshed.")
     presence_update_seconds: float = Field(25.0, gt=0, description="How often presence is refreshed.")
+    position_check_seconds: float = Field(
+        20.0,
+        ge=0,
+        description="How often positioned subscriptions are checked against their stream's top; one "
+        "still behind the top of the previous check gets insufficient state and recovers (0: off).",
+    )
     idempotency_ttl_seconds: float = Field(
         300.0, gt=0, description="How long a publish idempotency key holds."
     )

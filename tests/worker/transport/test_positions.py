@@ -4,7 +4,7 @@ stays quiet - through insufficient state and recovery - while a worker without t
 its client behind until the next publication.
 
 The two workers under test run in this process (the app ``create_app`` builds, served by aiohttp on
-loopback, plus ``install_position_check``) and reach the run's real Redis through a ``FaultProxy``;
+loopback; one checks every 0.3 s, one never) and reach the run's real Redis through a ``FaultProxy``;
 the publisher is a real worker process on the same Redis, directly.
 """
 
@@ -20,7 +20,7 @@ from resonance_worker.domain.channels import NamespaceOptions
 from resonance_worker.living_settings import LivingSettings
 from resonance_worker.settings import EngineKind, WorkerSettings
 from resonance_worker.transport.app import NODE, create_app
-from resonance_worker.transport.positions import PositionChecker, install_position_check
+from resonance_worker.transport.positions import POSITION_CHECKER, PositionChecker, install_position_check
 
 from tests.harness.faults import FaultProxy, Ledger, LedgerSubscriber, api_publish
 from tests.harness.processes import free_port
@@ -52,11 +52,11 @@ def namespaces() -> dict[str, NamespaceOptions]:
 class InProcessWorker:
     """The worker app served in this process; ``checker`` is None when the check is off."""
 
-    def __init__(self, settings: WorkerSettings, check_s: float) -> None:
+    def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
         self.app = create_app(settings)
         self.node = self.app[NODE]
-        self.checker = install_position_check(self.app, self.node, check_s)
+        self.checker = self.app.get(POSITION_CHECKER)
         self.runner = web.AppRunner(self.app)
 
     @property
@@ -89,7 +89,7 @@ async def quiet_setup(
         name="publisher",
     )
 
-    def settings(name: str) -> WorkerSettings:
+    def settings(name: str, check_s: float) -> WorkerSettings:
         return WorkerSettings(
             host="127.0.0.1",
             port=free_port(),
@@ -101,10 +101,12 @@ async def quiet_setup(
             api_key=API_KEY,
             namespaces=namespaces(),
             living=LivingSettings(enabled=False),
+            position_check_seconds=check_s,
         )
 
-    checked = await InProcessWorker(settings("checked"), CHECK_S).start()
-    unchecked = await InProcessWorker(settings("unchecked"), 0).start()
+    checked = await InProcessWorker(settings("checked", CHECK_S)).start()
+    unchecked = await InProcessWorker(settings("unchecked", 0)).start()
+    assert unchecked.checker is None
     try:
         yield proxy, publisher, checked, unchecked
     finally:
@@ -189,9 +191,9 @@ async def test_a_checker_with_nothing_positioned_reads_nothing(
         PositionChecker(checked.node, 0)
 
 
-def test_no_checker_when_the_interval_is_zero() -> None:
-    app = web.Application()
-    settings = WorkerSettings(living=LivingSettings(enabled=False))
-    node = create_app(settings)[NODE]
-    assert install_position_check(app, node, 0) is None
-    assert not app.cleanup_ctx
+def test_the_check_runs_by_default_and_zero_turns_it_off() -> None:
+    app = create_app(WorkerSettings(living=LivingSettings(enabled=False)))
+    assert app[POSITION_CHECKER].interval_s == 20.0
+    bare = web.Application()
+    assert install_position_check(bare, app[NODE], 0) is None
+    assert not bare.cleanup_ctx and POSITION_CHECKER not in bare

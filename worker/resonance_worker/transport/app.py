@@ -22,6 +22,7 @@ from resonance_worker.transport import api, audit
 from resonance_worker.transport.drain import install_drain
 from resonance_worker.transport.living import install_living
 from resonance_worker.transport.node import MessageHandler, Node
+from resonance_worker.transport.positions import install_position_check
 from resonance_worker.transport.ws import websocket_handler
 
 log = logging.getLogger("resonance.worker.http")
@@ -69,6 +70,7 @@ def create_app(
         message_handler,
     )
     app.cleanup_ctx.append(_engine_lifecycle)
+    install_position_check(app, app[NODE], settings.position_check_seconds)
     if settings.living.enabled:
         install_living(app, app[NODE], settings.living)
     if settings.jwt_jwks_url:

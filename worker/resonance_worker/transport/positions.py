@@ -96,11 +96,15 @@ class PositionChecker:
                 log.exception("position check failed")
 
 
+POSITION_CHECKER = web.AppKey("position_checker", PositionChecker)
+
+
 def install_position_check(app: web.Application, node: Node, interval_s: float) -> PositionChecker | None:
-    """Run a :class:`PositionChecker` with the app (after the engine has started); 0 turns it off."""
+    """Run a :class:`PositionChecker` with the app (after the engine has started; kept as
+    ``app[POSITION_CHECKER]``); an interval of 0 turns it off."""
     if interval_s <= 0:
         return None
-    checker = PositionChecker(node, interval_s)
+    checker = app[POSITION_CHECKER] = PositionChecker(node, interval_s)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(checker.run())
