@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Mapping
 
@@ -106,14 +107,26 @@ async def fetch_jwks(app: web.Application) -> None:
     log.info("JWKS loaded", extra={"keys": count})
 
 
+JWKS_RETRY_MIN_SECONDS = 1.0
+
+
 async def _jwks_refresher(app: web.Application) -> AsyncIterator[None]:
     async def refresh_forever() -> None:
+        refresh = app[SETTINGS].jwks_refresh_seconds
+        retry = JWKS_RETRY_MIN_SECONDS
         while True:
             try:
                 await fetch_jwks(app)
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                log.error("JWKS fetch failed", extra={"error": str(exc)})
-            await asyncio.sleep(app[SETTINGS].jwks_refresh_seconds)
+                # Until the keys are in, every token they sign is refused (3500): try again soon,
+                # backing off (doubling, with jitter) up to the refresh period.
+                delay = min(retry, refresh) * random.uniform(0.5, 1.0)
+                retry *= 2
+                log.error("JWKS fetch failed", extra={"error": str(exc), "retry_in_s": round(delay, 2)})
+            else:
+                delay = refresh
+                retry = JWKS_RETRY_MIN_SECONDS
+            await asyncio.sleep(delay)
 
     task = asyncio.create_task(refresh_forever())
     yield
