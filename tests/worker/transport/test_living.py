@@ -4,6 +4,7 @@ pain → insight → decay, shedding, state reports, room resonance, biometric s
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 from collections.abc import Callable
@@ -376,3 +377,67 @@ async def test_degraded_mode_keeps_the_redis_event_log(
     assert [e["type"] for e in stored if e["subject"] == "dora"] == ["state_changed"]
     replayed = (await client.rpc("events.replay", {"types": ["state_changed"]})).data["events"]
     assert [e["id"] for e in replayed] == [e["id"] for e in stored if e["subject"] == "dora"]
+
+
+@pytest.mark.redis
+async def test_a_room_spans_workers_and_each_resonance_is_published_once(
+    redis_server: RedisServer, start_worker: StartWorker, clients: Clients
+) -> None:
+    """Alice on one worker, Bob on another, one room: both see the whole room's resonance, computed
+    by one worker (the first by name), and it rises as their states converge."""
+    env = {
+        "RESONANCE_ENGINE": "redis",
+        "RESONANCE_REDIS_URL": redis_server.url,
+        "RESONANCE_REDIS_PREFIX": "living-rooms",
+        "RESONANCE_LIVING__ROOM_TICK_SECONDS": "0.2",
+        "RESONANCE_LIVING__ROOM_CADENCE_SECONDS": "2",
+        "RESONANCE_LIVING__STATE_HALF_LIFE_SECONDS": "0.2",
+    }
+    later = start_worker(env, name="rooms-b")  # Alice's worker: leads the room until Bob's joins
+    first = start_worker(env, name="rooms-a")
+    alice, _ = await clients.connected(later.ws_url, later.token("alice"))
+    bob, _ = await clients.connected(first.ws_url, first.token("bob"))
+    alice_room = await subscribe(alice, "room:duo")
+    bob_room = await subscribe(bob, "room:duo")
+    await alice.rpc("state.report", {"valence": 0.9, "arousal": 0.9})
+    assert (await alice.rpc("room.join", {"room": "duo"})).data["members"] == ["alice"]
+    alone = await next_data(alice_room, lambda d: d["type"] == "resonance")
+    assert alone["computed_by"] == "rooms-b" and alone["members"] == 1
+    await bob.rpc("state.report", {"valence": -0.9, "arousal": 0.1})
+    joined = (await bob.rpc("room.join", {"room": "duo"})).data
+    assert joined["members"] == ["alice", "bob"]  # Bob's worker knows Alice from the shared entries
+    apart = await next_data(
+        alice_room, lambda d: d["type"] == "resonance" and d["members"] == 2 and d["agreement"] < 0.5
+    )
+    assert apart["computed_by"] == "rooms-a" and apart["score"] == apart["agreement"]
+    await asyncio.sleep(1.2)  # Bob's old report fades (half-life 0.2 s)
+    await bob.rpc("state.report", {"valence": 0.9, "arousal": 0.9})
+    close = await next_data(alice_room, lambda d: d["type"] == "resonance" and d["agreement"] > 0.9)
+    assert close["score"] > apart["score"] + 0.4 and close["members"] == 2
+    await next_data(bob_room, lambda d: d["type"] == "resonance" and (d["agreement"] or 0) > 0.9)
+    await asyncio.sleep(4.5)  # two more cadence periods: the steady state after the hand-over
+
+    def resonances(events: SubRecorder) -> list[tuple[int, dict[str, Any]]]:
+        return [
+            (ctx.pub.offset, ctx.pub.data)
+            for name, ctx in events.seen
+            if name == "publication" and ctx.pub.data["type"] == "resonance"
+        ]
+
+    seen_by_alice, seen_by_bob = resonances(alice_room), resonances(bob_room)
+    both = [item for item in seen_by_alice if item[1]["members"] == 2]
+    assert len(both) >= 4
+    assert [item for item in seen_by_bob if item[1]["members"] == 2] == both  # the same publications
+    offsets = [offset for offset, _ in seen_by_alice]
+    assert offsets == sorted(set(offsets))  # each arrived once
+    # One publisher at a time: after the hand-over only rooms-a computes, never closer than the
+    # publisher's 1-s minimum gap (two publishers would interleave within it).
+    handed_over = [data is apart for _, data in seen_by_alice].index(True)
+    after = [data for _, data in seen_by_alice[handed_over:]]
+    assert {data["computed_by"] for data in after} == {"rooms-a"}
+    times = [data["at"] for data in after]
+    assert all(later_at - earlier >= 1.0 - 1e-6 for earlier, later_at in itertools.pairwise(times))
+    # Bob leaves: Alice's worker drops him from its view at its next read; her worker leads again.
+    assert (await bob.rpc("room.leave", {"room": "duo"})).data == {"left": "duo"}
+    solo = await next_data(alice_room, lambda d: d["type"] == "resonance" and d["members"] == 1)
+    assert solo["computed_by"] == "rooms-b"

@@ -3,6 +3,7 @@ a closed port), time passed in through a manual clock. The SDK-level behaviour i
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -43,13 +44,19 @@ class Conn:
     """Stands in for a connection in ``node.connections`` (only its presence there matters)."""
 
 
-def make(settings: LivingSettings | None = None, *, engine: Any = None) -> tuple[Living, Node, Clock]:
-    worker = WorkerSettings(node_name="glue", living=LivingSettings(enabled=False))
+def make(
+    settings: LivingSettings | None = None,
+    *,
+    engine: Any = None,
+    name: str = "glue",
+    clock: Clock | None = None,
+) -> tuple[Living, Node, Clock]:
+    worker = WorkerSettings(node_name=name, living=LivingSettings(enabled=False))
     app = create_app(worker, engine=engine or MemoryEngine())
     node = app[NODE]
     for name, options in living_namespaces().items():
         node.rules.namespaces.setdefault(name, options)
-    clock = Clock()
+    clock = clock or Clock()
     core = Living(node, settings or LivingSettings(), clock=clock)
     node.pain = core
     return core, node, clock
@@ -372,3 +379,77 @@ async def test_pain_is_charged_to_its_origin_and_a_flooding_connection_is_cut_of
     assert core.cut_offs._value.get() == 1
     await core.thyroid_step()
     assert core.flooding_gauge._value.get() == 5  # both connections, both addresses and the user
+
+
+async def test_a_room_spans_two_workers_on_one_engine() -> None:
+    """Two workers' living cores on one (memory) engine: each mirrors the other's members from the
+    room's shared entries; only the first by name computes and publishes."""
+    engine = MemoryEngine()
+    settings = LivingSettings(
+        room_window_seconds=40.0,
+        room_min_overlap_seconds=5.0,
+        room_cadence_seconds=1.0,
+        state_half_life_seconds=1.0,
+    )
+    clock = Clock()
+    core_a, node_a, _ = make(settings, engine=engine, name="glue-a", clock=clock)
+    core_b, node_b, _ = make(settings, engine=engine, name="glue-b", clock=clock)
+    await engine.start(node_a)
+    node_a.connections["c1"] = Conn()  # type: ignore[assignment]
+    node_b.connections["c2"] = Conn()  # type: ignore[assignment]
+    node_b.connections["c3"] = Conn()  # type: ignore[assignment]
+    await core_b.report_state(call({"valence": -0.8, "arousal": 0.2}, user="bob", client="c2"))
+    assert (await core_b.join_room(call({"room": "r"}, user="bob", client="c2")))["members"] == ["bob"]
+    await core_a.report_state(call({"valence": 0.8, "arousal": 0.8}, user="ann", client="c1"))
+    assert (await core_a.join_room(call({"room": "r"}, user="ann", client="c1")))["members"] == ["ann", "bob"]
+    # Someone else's malformed entry in the room's shared presence is skipped.
+    await engine.add_presence(
+        "__living:room:r", ClientInfo("x", "x@elsewhere", conn_info=b'{"worker": 1}'), ttl_seconds=60
+    )
+    for second in range(30):
+        valence = -0.8 + 1.6 * min(second, 20) / 20  # Bob comes round to Ann's state
+        await core_b.report_state(call({"valence": valence, "arousal": 0.8}, user="bob", client="c2"))
+        await core_b._use_readings(
+            "bob", "c2", [{"kind": "heart_rate", "bpm": 70 + 5 * math.sin(second / 3)}]
+        )
+        await core_a._use_readings(
+            "ann", "c1", [{"kind": "heart_rate", "bpm": 72 + 5 * math.sin(second / 3)}]
+        )
+        await core_a.rooms_step()
+        await core_b.rooms_step()
+        clock.now += 1.0
+    history, _ = await engine.history("room:r", limit=-1)
+    published = [orjson.loads(p.data) for p in history]
+    resonance = [p for p in published if p["type"] == "resonance"]
+    assert {p["computed_by"] for p in resonance} == {"glue-a"}  # the first by name, alone
+    assert all(p["members"] == 2 for p in resonance)
+    assert resonance[-1]["agreement"] > 0.9 and resonance[-1]["synchrony"] > 0.9  # Bob's heart, from b
+    assert any(p["type"] == "pattern" and p["kind"] == "convergence" for p in published)
+    assert core_a.rooms["r"].remote == {"bob": "glue-b"} and core_b.rooms["r"].remote == {"ann": "glue-a"}
+    # Bob also connects to a: a's own view of him wins over b's entry.
+    await core_a.join_room(call({"room": "r"}, user="bob", client="c4"))
+    node_a.connections["c4"] = Conn()  # type: ignore[assignment]
+    await core_a.rooms_step()
+    assert core_a.rooms["r"].remote == {}
+    await core_a.leave_room(call({"room": "r"}, user="bob", client="c4"))
+    # Bob leaves on b: a drops him at its next read; b's room is gone, its entry removed.
+    assert await core_b.leave_room(call({"room": "r"}, user="bob", client="c2")) == {"left": "r"}
+    assert core_b.rooms == {}
+    await core_a.rooms_step()
+    assert core_a.rooms["r"].remote == {} and core_a.rooms["r"].monitor.members == ["ann"]
+    assert core_a.rooms["r"].workers == {"glue-a"}
+    await engine.close()
+
+
+async def test_rooms_carry_on_alone_when_the_engine_is_unreachable() -> None:
+    from tests.harness.processes import free_port
+
+    engine = RedisEngine(f"redis://127.0.0.1:{free_port()}/0")
+    core, node, clock = make(LivingSettings(thyroid_threshold=100.0), engine=engine)
+    await engine.start(node)
+    node.connections["c1"] = Conn()  # type: ignore[assignment]
+    assert (await core.join_room(call({"room": "r"})))["members"] == ["ann"]
+    assert core.rooms["r"].workers == {"glue"}  # alone: this worker leads
+    await core.leave_room(call({"room": "r"}))  # the entry is left to expire
+    assert core.thyroid.status(clock())["sources"]["engine_timeout"] >= 9.0
+    await engine.close()

@@ -731,6 +731,10 @@ class RoomMonitor:
         self._heart.pop(member_id, None)
         self._valence.pop(member_id, None)
 
+    def trim(self, now: float) -> None:
+        """Forget what has left the window (``tick`` does it too; for a monitor not ticked)."""
+        self._trim(now)
+
     def _trim(self, now: float) -> None:
         horizon = now - self.config.window_s
         for samples in self._heart.values():

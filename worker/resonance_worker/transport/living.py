@@ -110,6 +110,12 @@ REFLECT_HISTORY = 2000
 """Self-reports and body samples kept per person for ``self.reflect`` (the newest)."""
 HARMONY_WINDOW_S = 3600.0
 FORGET_AFTER_S = 300.0
+ROOM_STATE_PREFIX = "__living:room:"
+"""Internal channels whose presence entries carry each worker's room members (no client can name them)."""
+SHARE_HORIZON_S = 10.0
+"""How far back a member's shared entry carries heart rates and states (several ticks, so none is missed)."""
+SHARED_HEART_RATES = 64
+SHARED_STATES = 32
 """A person with no connection on this worker this long is forgotten here (stream, history, state)."""
 BIO_KINDS = ("ppg", "rgb")
 
@@ -233,9 +239,39 @@ def _without_origin() -> Iterator[None]:
 
 @dataclass
 class _Room:
+    """A room as this worker sees it: its own members' connections, and the members of the other
+    workers (learnt from the room's shared entries) mirrored into one monitor."""
+
     monitor: RoomMonitor
     members: dict[str, str] = field(default_factory=dict)
-    """client id → user."""
+    """client id → user, for the connections on this worker."""
+    remote: dict[str, str] = field(default_factory=dict)
+    """user → worker, for members connected only to other workers."""
+    seen: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """remote user → times of the last heart rate and state taken from their entries."""
+    workers: frozenset[str] = frozenset()
+    """Workers with members in the room (as of the last read), this one included."""
+    leader_since: float | None = None
+
+    def users(self) -> list[str]:
+        """Everyone in the room, on any worker."""
+        return sorted(set(self.members.values()) | set(self.remote))
+
+
+def _shared_entry(raw: bytes) -> tuple[str, str, list[HeartRateSample], list[tuple[float, MemberState]]]:
+    """A member's shared entry: worker, user, recent heart rates and states. ValueError when malformed."""
+    try:
+        entry = orjson.loads(raw)
+        worker, user = entry["worker"], entry["user"]
+        if not (isinstance(worker, str) and isinstance(user, str) and user):
+            raise ValueError("worker and user must be strings")
+        heart = [HeartRateSample(float(t), float(bpm)) for t, bpm in entry["hr"]]
+        states = [(float(t), MemberState(user, float(v), float(a))) for t, v, a in entry["states"]]
+    except (KeyError, TypeError) as exc:  # ResonanceInputError and JSON errors are ValueErrors
+        raise ValueError(f"malformed room entry: {exc!r}") from None
+    heart.sort(key=lambda sample: sample.t)
+    states.sort(key=lambda item: item[0])
+    return worker, user, heart, states
 
 
 @dataclass
@@ -354,6 +390,10 @@ class Living(PainHooks):
         self._reports: dict[str, deque[tuple[str, SelfReport]]] = {}
         self._body: dict[str, deque[BodySample]] = {}
         self._last_bpm: dict[str, float] = {}
+        # Per person: recent heart rates (t, bpm) and states (t, valence, arousal), shared with the
+        # other workers that host members of the person's rooms.
+        self._recent_heart: dict[str, deque[tuple[float, float]]] = {}
+        self._recent_states: dict[str, deque[tuple[float, float, float]]] = {}
         self._absent_since: dict[str, float] = {}
         self._last_published: tuple[Any, ...] | None = None
         registry = node.metrics.registry
@@ -643,7 +683,7 @@ class Living(PainHooks):
         smoothed = self.smoother.update(user, state)
         self._seq += 1
         self._append(events.state_changed(user, state.at, state.to_dict(), session_id=client, seq=self._seq))
-        member = self._member_state(user)
+        member = self._note_state(user, state.at)
         for room_id, room in self.rooms.items():
             if user in room.members.values() and member is not None:
                 room.monitor.update_state(member, state.at)
@@ -651,6 +691,14 @@ class Living(PainHooks):
                     room_channel(room_id), {"type": "state", "user": user, "state": _smoothed_dict(smoothed)}
                 )
         return smoothed
+
+    def _note_state(self, user: str, at: float) -> MemberState | None:
+        """The person's state in rooms now, kept (as of ``at``) for sharing with the other workers."""
+        member = self._member_state(user)
+        if member is not None:
+            recent = self._recent_states.setdefault(user, deque(maxlen=SHARED_STATES))
+            recent.append((at, member.valence, member.arousal))
+        return member
 
     def _member_state(self, user: str) -> MemberState | None:
         """A member's state in rooms: the self-report when there is one, else the body's."""
@@ -684,19 +732,23 @@ class Living(PainHooks):
                 min_change=self.settings.room_min_change,
                 min_gap_s=min(1.0, self.settings.room_cadence_seconds),
             )
-            room = self.rooms[room_id] = _Room(RoomMonitor(room_id, self.resonance_config, publisher))
+            room = _Room(RoomMonitor(room_id, self.resonance_config, publisher))
+            await self._share_room(room_id, room)  # who is in it on the other workers
         if (
             call.client not in room.members
-            and len(set(room.members.values()) | {user}) > self.settings.room_max_members
+            and len(set(room.users()) | {user}) > self.settings.room_max_members
         ):
             raise RpcError(ErrorCode.LIMIT_EXCEEDED, f"room {room_id} is full")
+        now = self.clock()
+        self.rooms[room_id] = room
         room.members[call.client] = user
-        member = self._member_state(user)
+        member = self._note_state(user, now)
         if member is not None:
-            room.monitor.update_state(member, self.clock())
-        self._append(events.presence_changed(room_id, self.clock(), user, joined=True, client_id=call.client))
-        self._set_gauges(self.clock())
-        return {"channel": room_channel(room_id), "members": sorted(set(room.members.values()))}
+            room.monitor.update_state(member, now)
+        await self._share_room(room_id, room)  # the others see the new member now, not at the next tick
+        self._append(events.presence_changed(room_id, now, user, joined=True, client_id=call.client))
+        self._set_gauges(now)
+        return {"channel": room_channel(room_id), "members": room.users()}
 
     async def leave_room(self, call: RpcCall) -> Any:
         self._user(call)
@@ -704,39 +756,147 @@ class Living(PainHooks):
         room = self.rooms.get(room_id)
         if room is None or call.client not in room.members:
             raise RpcError(ErrorCode.BAD_REQUEST, f"not a member of room {room_id}")
-        self._drop_member(room_id, room, call.client)
+        await self._drop_member(room_id, room, call.client)
         return {"left": room_id}
 
-    def _drop_member(self, room_id: str, room: _Room, client: str) -> None:
+    async def _drop_member(self, room_id: str, room: _Room, client: str) -> None:
         user = room.members.pop(client)
-        if user not in room.members.values():
-            room.monitor.remove_member(user)
         self._append(events.presence_changed(room_id, self.clock(), user, joined=False, client_id=client))
+        if user in room.members.values():
+            return
+        room.monitor.remove_member(user)
         if not room.members:
             del self.rooms[room_id]
+        try:
+            await self.node.engine.remove_presence(ROOM_STATE_PREFIX + room_id, f"{user}@{self.origin}")
+        except EngineError as exc:  # the entry expires with its TTL
+            log.warning("room entry not removed", extra={"room": room_id, "error": str(exc)})
+            self.feel(PainSource.ENGINE_TIMEOUT)
 
     async def rooms_step(self) -> None:
-        """Tick every room: drop members whose connection is gone, publish what the monitor says."""
+        """Every room: drop members whose connection is gone, share ours and read the other workers',
+        and, on the room's leader, tick and publish what the monitor says."""
         now = self.clock()
         for room_id, room in list(self.rooms.items()):
             for client in [c for c in room.members if c not in self.node.connections]:
-                self._drop_member(room_id, room, client)
-            if room_id in self.rooms:
+                await self._drop_member(room_id, room, client)
+            if room_id not in self.rooms:
+                continue
+            await self._share_room(room_id, room)
+            if self._leads(room, now):
                 await self._tick_room(room_id, room.monitor.tick(now), room)
+            else:
+                room.monitor.trim(now)
         self._forget_absent(now)
         self._set_gauges(now)
+
+    # -- rooms across workers -------------------------------------------------------------
+
+    def _entry(self, user: str, now: float) -> bytes:
+        horizon = now - SHARE_HORIZON_S
+        states = list(self._recent_states.get(user, ()))
+        recent_states = [s for s in states if s[0] >= horizon] or states[-1:]  # the latest always
+        return orjson.dumps(
+            {
+                "worker": self.origin,
+                "user": user,
+                "hr": [h for h in self._recent_heart.get(user, ()) if h[0] >= horizon],
+                "states": recent_states,
+            }
+        )
+
+    async def _share_room(self, room_id: str, room: _Room) -> None:
+        """Write an entry per member of ours into the room's shared presence (TTL: a worker that dies
+        stops refreshing them), read everyone's, and mirror the other workers' members into the monitor.
+
+        When the engine fails the room carries on with what it knows, and this worker counts itself
+        as the only one (degraded mode fans its publications out locally anyway).
+        """
+        channel = ROOM_STATE_PREFIX + room_id
+        now = self.clock()
+        ttl = max(5.0, 5 * self.settings.room_tick_seconds)
+        local = set(room.members.values())
+        try:
+            for user in sorted(local):
+                info = ClientInfo(user=user, client=f"{user}@{self.origin}", conn_info=self._entry(user, now))
+                await self.node.engine.add_presence(channel, info, ttl_seconds=ttl)
+            entries = await self.node.engine.presence(channel)
+        except EngineError as exc:
+            log.warning("room not shared", extra={"room": room_id, "error": str(exc)})
+            self.feel(PainSource.ENGINE_TIMEOUT)
+            room.workers = frozenset({self.origin})
+            return
+        workers = {self.origin}
+        found: dict[str, tuple[str, list[HeartRateSample], list[tuple[float, MemberState]]]] = {}
+        for client, info in entries.items():
+            if info.conn_info is None:
+                continue
+            try:
+                worker, user, heart, states = _shared_entry(info.conn_info)
+            except ValueError as exc:
+                log.warning(
+                    "malformed room entry", extra={"room": room_id, "entry": client, "error": str(exc)}
+                )
+                continue
+            if worker == self.origin:
+                continue
+            workers.add(worker)
+            # A person also connected here is this worker's own member: its view of them wins.
+            if user not in local and (user not in found or _newest(states) > _newest(found[user][2])):
+                found[user] = (worker, heart, states)
+        for user in [u for u in room.remote if u not in found]:
+            del room.remote[user]
+            room.seen.pop(user, None)
+            if user not in local:
+                room.monitor.remove_member(user)
+        for user, (worker, heart, states) in found.items():
+            room.remote[user] = worker
+            last_heart, last_state = room.seen.get(user, (-math.inf, -math.inf))
+            for sample in heart:
+                if sample.t > last_heart:
+                    room.monitor.add_heart_rate(user, sample)
+                    last_heart = sample.t
+            for at, state in states:
+                if at > last_state:
+                    room.monitor.update_state(state, at)
+                    last_state = at
+            room.seen[user] = (last_heart, last_state)
+        room.workers = frozenset(workers)
+
+    def _leads(self, room: _Room, now: float) -> bool:
+        """Whether this worker computes and publishes the room: the first of its workers by name.
+
+        Every worker reads the same entries, so they agree. A worker that finds itself leader while
+        others are in the room waits one tick before publishing, by which time the previous leader
+        has read its entry and stepped down: no publication is made twice.
+        """
+        if not room.workers or min(room.workers) != self.origin:
+            room.leader_since = None
+            return False
+        if room.leader_since is None:
+            room.leader_since = now
+        return len(room.workers) == 1 or now - room.leader_since >= self.settings.room_tick_seconds
 
     def _forget_absent(self, now: float) -> None:
         """Drop what is kept of people with no connection here for ``FORGET_AFTER_S`` (a reconnect
         within it keeps their biometric stream and history): memory stays bounded by who is around."""
         known = set(self.streams) | set(self._reports) | set(self._body) | set(self._absent_since)
+        known |= set(self._recent_heart) | set(self._recent_states)
         for user in known:
             if user in self.node.by_user:
                 self._absent_since.pop(user, None)
                 continue
             since = self._absent_since.setdefault(user, now)
             if now - since >= FORGET_AFTER_S:
-                for kept in (self.streams, self._reports, self._body, self._last_bpm, self._absent_since):
+                for kept in (
+                    self.streams,
+                    self._reports,
+                    self._body,
+                    self._last_bpm,
+                    self._absent_since,
+                    self._recent_heart,
+                    self._recent_states,
+                ):
                     kept.pop(user, None)
                 self.smoother.forget(user)
 
@@ -744,9 +904,12 @@ class Living(PainHooks):
         channel = room_channel(room_id)
         if tick.publish is not None:
             result = tick.resonance.to_dict()
-            await self._publish(channel, {"type": "resonance", "reason": tick.publish.value, **result})
+            await self._publish(
+                channel,
+                {"type": "resonance", "reason": tick.publish.value, **result, "computed_by": self.origin},
+            )
             self._append(events.resonance_computed(room_id, tick.resonance.at, result))
-        members = sorted(set(room.members.values()))
+        members = room.users()
         for pattern in tick.patterns:
             await self._publish(channel, {"type": "pattern", **pattern.to_dict()})
             self._append(events.pattern_detected(room_id, pattern.at, pattern.to_dict()))
@@ -781,6 +944,8 @@ class Living(PainHooks):
             if reading["kind"] == "heart_rate" and reading.get("bpm") is not None:
                 self._last_bpm[user] = float(reading["bpm"])
                 sample = HeartRateSample(now, float(reading["bpm"]))
+                recent = self._recent_heart.setdefault(user, deque(maxlen=SHARED_HEART_RATES))
+                recent.append((now, sample.bpm))
                 for room in self.rooms.values():
                     if user in room.members.values():
                         room.monitor.add_heart_rate(user, sample)
@@ -848,6 +1013,10 @@ class Living(PainHooks):
             _every(self.settings.thyroid_evaluate_seconds, self.thyroid_step),
             _every(self.settings.room_tick_seconds, self.rooms_step),
         )
+
+
+def _newest(states: list[tuple[float, MemberState]]) -> float:
+    return states[-1][0] if states else -math.inf
 
 
 def _clip(value: float, low: float, high: float) -> float:
