@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from resonance_worker.tokens import mint_connection_token
 
 from e2e.kube import apply, kubectl, kubectl_json, wait_until
 from e2e.operator.conftest import RunningOperator, condition, get_cluster, wait_ready
+from e2e.operator.rollout_load import ServiceLoad
+from e2e.podrunner import LoopbackKubelet
 
 pytestmark = pytest.mark.k8s
 
@@ -112,3 +119,204 @@ def test_canary_steps_without_analysis_promote_and_drain_by_deadline(
     reasons = {e["reason"] for e in events("steps", namespace)}
     assert {"RolloutStarted", "RolloutPromoted"} <= reasons
     wait_ready("steps", namespace)
+
+
+# -- with real worker processes behind the Pods --------------------------------------------------------
+
+ANALYSIS = {
+    "intervalSeconds": 3,
+    "consecutiveSuccesses": 2,
+    "inconclusiveLimit": 2,
+    "metrics": [
+        {
+            "kind": "errorRatio",
+            "maxValue": 0.05,
+            "maxRatioToStable": 2,
+            "baselineFloor": 0.01,
+            "minCount": 20,
+        },
+        {"kind": "thyroidPain", "maxRatioToStable": 1.5, "baselineFloor": 1.0, "minCount": 0},
+    ],
+}
+DRAIN = {"maxDrainSeconds": 30, "reconnectsPerSecond": 40, "windowSeconds": 2}
+# Every load client comes from 127.0.0.1.
+WORKER_SETTINGS = {"extra": {"LIMITS__MAX_CONNECTIONS_PER_IP": "10000"}}
+# A real misconfiguration: a command rate far under what clients send, so the canary answers errors (111).
+TOO_TIGHT_RATE = {"LIMITS__COMMAND_RATE": "1", "LIMITS__COMMAND_BURST": "1"}
+
+
+@pytest.fixture
+def workers(namespace: str, tmp_path: Path) -> Iterator[LoopbackKubelet]:
+    """Real ``resonance-worker`` processes at the namespace's worker Pod IPs (in-memory engine)."""
+    with LoopbackKubelet(
+        namespace,
+        "app.kubernetes.io/component=worker",
+        env_overrides={"RESONANCE_ENGINE": "memory", "RESONANCE_LOG_JSON": "false"},
+        workdir=tmp_path,
+    ) as kubelet:
+        yield kubelet
+
+
+def client_token(name: str, namespace: str) -> str:
+    secret = kubectl_json("get", "secret", f"{name}-jwt", "-n", namespace)
+    key = base64.b64decode(secret["data"]["secret"]).decode()
+    return mint_connection_token(key, sub="load", now=time.time(), ttl=3600)
+
+
+def wait_status(name: str, namespace: str, check: Any, what: str, timeout: float = 90) -> dict[str, Any]:
+    seen: list[dict[str, Any]] = []
+
+    def probe() -> dict[str, Any] | None:
+        body = get_cluster(name, namespace)
+        seen.append(body.get("status", {}).get("rollout", {}))
+        return body if check(body) else None
+
+    try:
+        found: dict[str, Any] = wait_until(probe, timeout=timeout, what=what)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; last rollout status: {seen[-1] if seen else None}") from None
+    return found
+
+
+def rollout_of(body: dict[str, Any]) -> dict[str, Any]:
+    status: dict[str, Any] = body.get("status", {}).get("rollout", {})
+    return status
+
+
+def test_good_canary_passes_analysis_under_load_and_promotes(
+    operator: RunningOperator, namespace: str, workers: LoopbackKubelet
+) -> None:
+    rollout = {
+        "strategy": "canary",
+        "canary": {"steps": [{"setWeight": 50}, {"analysis": ANALYSIS}, {"pause": {"durationSeconds": 1}}]},
+        "drain": DRAIN,
+    }
+    apply(cluster_manifest("good", rollout, settings=WORKER_SETTINGS), namespace=namespace)
+    stable = rollout_of(wait_ready("good", namespace))["stableRevision"]
+    load = ServiceLoad(namespace, {"good-worker": 24}, client_token("good", namespace)).start()
+    try:
+        wait_until(lambda: sum(load.replies.values()) > 100, timeout=60, what="load answered")
+        patch_spec("good", namespace, {"worker": {"settings": {**WORKER_SETTINGS, "logLevel": "DEBUG"}}})
+
+        def measuring(body: dict[str, Any]) -> bool:
+            status = rollout_of(body)
+            measured = int((status.get("analysis") or {}).get("measurements", 0))
+            return measured >= 1 and int((status.get("connections") or {}).get("canary", 0)) > 0
+
+        during = rollout_of(wait_status("good", namespace, measuring, "analysis measuring the canary"))
+        canary = during["updateRevision"]
+        assert during["canaryWeight"] == 50 and during["step"] == "2/3"
+        assert during["connections"]["stable"] > 0 and during["connections"]["canary"] > 0
+
+        def promoted(body: dict[str, Any]) -> bool:
+            status = rollout_of(body)
+            return status.get("stableRevision") == canary and not status.get("drainingRevision")
+
+        body = wait_status("good", namespace, promoted, "promoted and old revision drained", timeout=120)
+    finally:
+        load.stop()
+    assert rollout_of(body)["phase"] == "RolloutCompleted"
+    assert set(revision_deployments("good", namespace)) == {canary} and canary != stable
+    assert condition(body, "Degraded")["status"] == "False"
+    reasons = [e["reason"] for e in events("good", namespace)]
+    assert {"RolloutStarted", "RolloutPromoted"} <= set(reasons) and "AnalysisFailed" not in reasons
+    assert load.closes[3001] > 0  # the old Pods handed their clients over (drain), not cut them
+
+
+def test_bad_canary_is_rolled_back_by_analysis(
+    operator: RunningOperator, namespace: str, workers: LoopbackKubelet
+) -> None:
+    rollout = {
+        "strategy": "canary",
+        "canary": {"steps": [{"setWeight": 50}, {"analysis": ANALYSIS}, {"pause": {}}]},
+        "drain": DRAIN,
+    }
+    apply(cluster_manifest("bad", rollout, settings=WORKER_SETTINGS), namespace=namespace)
+    stable = rollout_of(wait_ready("bad", namespace))["stableRevision"]
+    load = ServiceLoad(namespace, {"bad-worker": 24}, client_token("bad", namespace)).start()
+    try:
+        wait_until(lambda: sum(load.replies.values()) > 100, timeout=60, what="load answered")
+        bad_settings = {"extra": {**WORKER_SETTINGS["extra"], **TOO_TIGHT_RATE}}
+        patch_spec("bad", namespace, {"worker": {"settings": bad_settings}})
+
+        def rolled_back(body: dict[str, Any]) -> bool:
+            return condition(body, "Degraded").get("reason") == "AnalysisFailed"
+
+        body = wait_status("bad", namespace, rolled_back, "rolled back by analysis")
+        status = rollout_of(body)
+        canary = status["updateRevision"]
+        assert status["abortReason"] == "AnalysisFailed" and status["canaryWeight"] == 0
+        assert canary != stable and status["stableRevision"] == stable
+        degraded, progressing = condition(body, "Degraded"), condition(body, "Progressing")
+        assert (degraded["status"], progressing["status"], progressing["reason"]) == (
+            "True",
+            "False",
+            "RolledBack",
+        )
+        assert degraded["observedGeneration"] == body["metadata"]["generation"]
+        assert "errorRatio: Failed" in degraded["message"]
+        # New connections stop reaching the canary at once: the Service selects stable only.
+        service = kubectl_json("get", "service", "bad-worker", "-n", namespace)
+        assert service["spec"]["selector"][REVISION_LABEL] == stable
+
+        def drained(body: dict[str, Any]) -> bool:
+            return not rollout_of(body).get("drainingRevision")
+
+        wait_status("bad", namespace, drained, "canary drained", timeout=60)
+    finally:
+        load.stop()
+    assert set(revision_deployments("bad", namespace)) == {stable}
+    warnings = [e for e in events("bad", namespace) if e["reason"] == "AnalysisFailed"]
+    assert warnings and warnings[0]["type"] == "Warning"
+    canary_pods = [pod for pod in load.errors if f"-{canary}-" in pod]
+    assert canary_pods and load.error_share(canary_pods) > 0.5  # the canary really did answer errors
+
+
+def test_blue_green_promotes_after_preview_analysis(
+    operator: RunningOperator, namespace: str, workers: LoopbackKubelet
+) -> None:
+    rollout = {
+        "strategy": "blueGreen",
+        "blueGreen": {
+            "autoPromotionEnabled": True,
+            "scaleDownDelaySeconds": 1,
+            "previewReplicas": 1,
+            "prePromotionAnalysis": ANALYSIS,
+        },
+        "drain": DRAIN,
+    }
+    apply(cluster_manifest("bg", rollout, replicas=1, settings=WORKER_SETTINGS), namespace=namespace)
+    stable = rollout_of(wait_ready("bg", namespace))["stableRevision"]
+    services = {"bg-worker": 16, "bg-worker-preview": 16}
+    load = ServiceLoad(namespace, services, client_token("bg", namespace)).start()
+    try:
+        wait_until(lambda: sum(load.replies.values()) > 50, timeout=60, what="load answered")
+        patch_spec("bg", namespace, {"worker": {"settings": {**WORKER_SETTINGS, "logLevel": "DEBUG"}}})
+
+        def previewing(body: dict[str, Any]) -> bool:
+            status = rollout_of(body)
+            return (
+                status.get("step") == "analysis"
+                and (status.get("analysis") or {}).get("measurements", 0) >= 1
+            )
+
+        during = rollout_of(wait_status("bg", namespace, previewing, "preview analysis measuring"))
+        preview = during["updateRevision"]
+        service = kubectl_json("get", "service", "bg-worker", "-n", namespace)
+        assert service["spec"]["selector"][REVISION_LABEL] == stable  # not promoted yet
+        preview_service = kubectl_json("get", "service", "bg-worker-preview", "-n", namespace)
+        assert preview_service["spec"]["selector"][REVISION_LABEL] == preview
+
+        def promoted(body: dict[str, Any]) -> bool:
+            status = rollout_of(body)
+            return status.get("stableRevision") == preview and not status.get("drainingRevision")
+
+        body = wait_status("bg", namespace, promoted, "blue-green promoted and drained", timeout=120)
+    finally:
+        load.stop()
+    assert rollout_of(body)["phase"] == "RolloutCompleted"
+    assert set(revision_deployments("bg", namespace)) == {preview}
+    service = kubectl_json("get", "service", "bg-worker", "-n", namespace)
+    assert service["spec"]["selector"][REVISION_LABEL] == preview
+    assert kubectl("get", "service", "bg-worker-preview", "-n", namespace, "--ignore-not-found") == ""
+    assert {"RolloutStarted", "RolloutPromoted"} <= {e["reason"] for e in events("bg", namespace)}

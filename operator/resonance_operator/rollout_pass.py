@@ -264,7 +264,11 @@ def _analyse(
     assert state.stable_revision is not None
     assert state.canary_revision is not None
     pair = (state.stable_revision, state.canary_revision)
-    if decision.action is plan.ActionKind.MEASURE and memory.baseline and memory.baseline_pair == pair:
+    if (
+        decision.action is plan.ActionKind.MEASURE
+        and memory.baseline_pair == pair
+        and _comparable(memory.baseline, scrapes, pair)
+    ):
         measurement = analysis.measure(
             decision.analysis,
             memory.baseline,
@@ -277,9 +281,22 @@ def _analyse(
         memory.baseline = list(scrapes)
         # The verdict may have changed: act on it at once.
         return state, 0.0
-    # The first scrape of a run (or the first after an operator restart, which lost the baseline).
+    # The first scrape of a run, the first after an operator restart (which lost the baseline), or
+    # one that cannot be compared with the last: a new baseline, measured one interval later.
     memory.baseline, memory.baseline_pair = list(scrapes), pair
     return state, decision.requeue_after
+
+
+def _comparable(
+    before: Sequence[analysis.Scrape], after: Sequence[analysis.Scrape], revisions_: tuple[str, str]
+) -> bool:
+    """Both revisions have a Pod scraped in both rounds (a Pod that was not answering yet at the
+    baseline, or restarted since, would measure as no traffic at all)."""
+    for revision in revisions_:
+        earlier = {s.pod for s in before if s.revision == revision}
+        if not earlier & {s.pod for s in after if s.revision == revision}:
+            return False
+    return True
 
 
 def _status(

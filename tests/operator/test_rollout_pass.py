@@ -79,3 +79,20 @@ def test_an_invalid_pre_promotion_analysis_is_left_to_validation() -> None:
     )
     analysis = rollout_pass._pre_promotion(fine)
     assert analysis is not None and analysis.interval_seconds == 2
+
+
+def test_scrapes_are_comparable_only_with_a_pod_of_each_revision_in_both_rounds() -> None:
+    from resonance_operator.rollout.analysis import Scrape
+
+    def scrape(pod: str, revision: str) -> Scrape:
+        return Scrape(pod, revision, 0.0, ())
+
+    before = [scrape("s1", "stable"), scrape("c1", "canary")]
+    assert rollout_pass._comparable(
+        before, [scrape("s1", "stable"), scrape("c1", "canary")], ("stable", "canary")
+    )
+    # The canary Pod was not answering at the baseline.
+    assert not rollout_pass._comparable(before[:1], before, ("stable", "canary"))
+    assert not rollout_pass._comparable(
+        before, [scrape("c2", "canary"), scrape("s1", "stable")], ("stable", "canary")
+    )

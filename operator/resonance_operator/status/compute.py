@@ -225,7 +225,11 @@ def compute(
     elif apply_error is not None:
         degraded = condition(ConditionType.DEGRADED, ConditionStatus.TRUE, Reason.APPLY_FAILED, apply_error)
     elif rollout is not None and rollout.degraded is not None:
-        degraded = condition(ConditionType.DEGRADED, ConditionStatus.TRUE, rollout.degraded, rollout.message)
+        # The message of the decision that degraded the rollout says why; later passes only drain.
+        before = conditions.find(previous, ConditionType.DEGRADED) or {}
+        kept = before.get("status") == "True" and before.get("reason") == rollout.degraded.value
+        message = str(before["message"]) if kept else rollout.message
+        degraded = condition(ConditionType.DEGRADED, ConditionStatus.TRUE, rollout.degraded, message)
     elif workers.deadline_exceeded:
         degraded = condition(
             ConditionType.DEGRADED,

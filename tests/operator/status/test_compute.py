@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from resonance_operator.api.conditions import EventReason, EventType
@@ -242,6 +243,16 @@ def test_a_rollout_sets_progressing_and_degraded() -> None:
         "Degraded": ("True", "AnalysisFailed"),
     }
     assert [c["message"] for c in rolled_back["conditions"]][1:] == ["rollout RolledBack"] * 2
+    later = compute.compute(
+        fixtures.cluster(status=rolled_back),
+        Observed(children={REDIS: stateful_set()}),
+        now="2026-01-01T00:00:09Z",
+        rollout=dataclasses.replace(
+            _view("RolledBack", progressing=False, degraded="AnalysisFailed"), message="draining"
+        ),
+    )
+    # Why it degraded stays in the condition while later passes only drain.
+    assert [c["message"] for c in later["conditions"]][1:] == ["draining", "rollout RolledBack"]
     done = _compute(cluster, {REDIS: stateful_set()}, rollout=_view("RolloutCompleted", progressing=False))
     assert _conditions(done)["Progressing"] == ("False", "Reconciled")
     creating = _compute(
