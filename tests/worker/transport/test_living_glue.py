@@ -402,10 +402,14 @@ async def test_a_room_spans_two_workers_on_one_engine() -> None:
     assert (await core_b.join_room(call({"room": "r"}, user="bob", client="c2")))["members"] == ["bob"]
     await core_a.report_state(call({"valence": 0.8, "arousal": 0.8}, user="ann", client="c1"))
     assert (await core_a.join_room(call({"room": "r"}, user="ann", client="c1")))["members"] == ["ann", "bob"]
-    # Someone else's malformed entry in the room's shared presence is skipped.
-    await engine.add_presence(
-        "__living:room:r", ClientInfo("x", "x@elsewhere", conn_info=b'{"worker": 1}'), ttl_seconds=60
-    )
+    # Someone else's malformed or empty entries in the room's shared presence are skipped.
+    for client, raw in [
+        ("x@elsewhere", b'{"worker": 1}'),
+        ("y@elsewhere", b'{"worker": "w", "user": "", "hr": [], "states": []}'),
+        ("z@elsewhere", b'{"worker": "w", "user": "z", "hr": [[1, 999]], "states": []}'),  # 999 bpm
+        ("empty@elsewhere", None),
+    ]:
+        await engine.add_presence("__living:room:r", ClientInfo("x", client, conn_info=raw), ttl_seconds=60)
     for second in range(30):
         valence = -0.8 + 1.6 * min(second, 20) / 20  # Bob comes round to Ann's state
         await core_b.report_state(call({"valence": valence, "arousal": 0.8}, user="bob", client="c2"))
@@ -432,6 +436,8 @@ async def test_a_room_spans_two_workers_on_one_engine() -> None:
     await core_a.rooms_step()
     assert core_a.rooms["r"].remote == {}
     await core_a.leave_room(call({"room": "r"}, user="bob", client="c4"))
+    await core_a.rooms_step()
+    assert core_a.rooms["r"].remote == {"bob": "glue-b"}  # mirrored from b's entry again
     # Bob leaves on b: a drops him at its next read; b's room is gone, its entry removed.
     assert await core_b.leave_room(call({"room": "r"}, user="bob", client="c2")) == {"left": "r"}
     assert core_b.rooms == {}
