@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.redis, pytest.mark.neo4j]
 StartWorker = Callable[..., WorkerProcess]
 CHANNEL = "stream:bulkhead"
 STALL_S = 24.0
-"""Longer than the projector's deadline for one Neo4j transaction (15 s + 5 s), so it times out and
+"""Longer than the projector's deadline for one Neo4j transaction (15 s + 5 s), so it gives up and
 retries into the still-hung server during the stall."""
 INTERVAL_S = 0.1
 _prefixes = itertools.count()
@@ -187,14 +187,15 @@ async def test_a_hung_neo4j_never_delays_message_delivery(
     finally:
         await proxy.close()
 
-    # The stall was real: the projector's bytes were held, it fell behind and its transaction timed out.
+    # The stall was real: the projector's bytes were held, it fell behind, and its write failed at a
+    # deadline (the driver's 5 s Bolt handshake on a new connection, or the 20 s transaction limit).
     assert held_during_stall > 0
     assert behind > 0
     assert any(
-        "timed out" in str(r.get("error", ""))
+        str(r.get("error", "")).startswith("neo4j write")
         for r in worker.log_records()
         if r.get("msg", "").startswith("projector failed")
-    ), "the projector never hit its deadline during the stall"
+    ), "the projector never gave up on the hung Neo4j during the stall"
     assert refused.value.code == 108
     assert acked_while_query_hung > len(publisher.numbers("before"))
 
@@ -209,6 +210,11 @@ async def test_a_hung_neo4j_never_delays_message_delivery(
         return [s.at[n] - publisher.sent_at[n] for n in publisher.numbers(phase) for s in subscribers]
 
     before, stalled, after = latencies("before"), latencies("stalled"), latencies("after")
+    for phase, values in (("before", before), ("stalled", stalled), ("after", after)):
+        print(
+            f"delivery latency {phase}: n={len(values)} median={statistics.median(values) * 1000:.1f} ms "
+            f"max={max(values) * 1000:.1f} ms"
+        )
     # No delivery waited for the hung dependency: not one came anywhere near the projector's
     # 20 s deadline or the stall, which a shared path would have made every message wait out.
     assert max(stalled) < STALL_S / 8, f"a delivery waited {max(stalled):.2f} s during the stall"
