@@ -50,6 +50,8 @@ class ServiceLoad:
         self.errors: collections.Counter[str] = collections.Counter()
         self.connects: collections.Counter[str] = collections.Counter()
         self.closes: collections.Counter[int] = collections.Counter()
+        self.connect_failures = 0
+        """Refused or unanswered upgrades: a Pod whose process is not up yet, or one draining (503)."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rollout-load", daemon=True)
         self._error: BaseException | None = None
@@ -114,7 +116,7 @@ class ServiceLoad:
                             await sender
                     self.closes[ws.close_code or 0] += 1
             except (aiohttp.ClientError, OSError, TimeoutError):
-                self.closes[-1] += 1
+                self.connect_failures += 1
             await asyncio.sleep(random.uniform(0.1, 0.5))
 
     async def _pings(self, ws: aiohttp.ClientWebSocketResponse, first_id: int) -> None:
@@ -165,6 +167,7 @@ class ServiceLoad:
             "connects": sum(self.connects.values()),
             "replies": sum(self.replies.values()),
             "errors": sum(self.errors.values()),
-            "closes": dict(self.closes),
+            "connect_failures": self.connect_failures,
+            "closes_by_code": dict(self.closes),
             "at": time.time(),
         }

@@ -13,7 +13,7 @@ import pytest
 from resonance_worker.tokens import mint_connection_token
 
 from e2e.kube import apply, kubectl, kubectl_json, wait_until
-from e2e.operator.conftest import RunningOperator, condition, get_cluster, wait_ready
+from e2e.operator.conftest import REPO, RunningOperator, condition, get_cluster, wait_ready
 from e2e.operator.rollout_load import ServiceLoad
 from e2e.podrunner import LoopbackKubelet
 
@@ -121,6 +121,56 @@ def test_canary_steps_without_analysis_promote_and_drain_by_deadline(
     wait_ready("steps", namespace)
 
 
+def test_rollout_actions_by_annotation(operator: RunningOperator, namespace: str) -> None:
+    rollout = {
+        "strategy": "canary",
+        "canary": {"steps": [{"setWeight": 50}, {"pause": {}}]},
+        "drain": {"maxDrainSeconds": 2},
+    }
+    apply(cluster_manifest("acts", rollout), namespace=namespace)
+    stable = rollout_of(wait_ready("acts", namespace))["stableRevision"]
+    annotate("acts", namespace, "sideways")  # not an action: a Warning Event, and the annotation goes
+
+    def warned(body: dict[str, Any]) -> bool:
+        annotations = body["metadata"].get("annotations") or {}
+        invalid = [e for e in events("acts", namespace) if e["reason"] == "InvalidRolloutAction"]
+        return "resonance.liminal.dev/rollout-action" not in annotations and bool(invalid)
+
+    wait_status("acts", namespace, warned, "invalid action refused")
+    patch_spec("acts", namespace, {"worker": {"settings": {"logLevel": "DEBUG"}}})
+
+    def paused(body: dict[str, Any]) -> bool:
+        return rollout_of(body).get("phase") == "RolloutPaused"
+
+    canary = rollout_of(wait_status("acts", namespace, paused, "paused until promoted"))["updateRevision"]
+    annotate("acts", namespace, "abort")
+
+    def aborted(body: dict[str, Any]) -> bool:
+        degraded = condition(body, "Degraded")
+        return degraded.get("reason") == "RolloutAborted" and not rollout_of(body).get("drainingRevision")
+
+    body = wait_status("acts", namespace, aborted, "aborted and drained")
+    assert condition(body, "Progressing")["reason"] == "RolledBack"
+    assert set(revision_deployments("acts", namespace)) == {stable}
+    annotate("acts", namespace, "retry")
+
+    def retried(body: dict[str, Any]) -> bool:
+        status = rollout_of(body)
+        return status.get("phase") == "RolloutPaused" and condition(body, "Degraded").get("status") == "False"
+
+    body = wait_status("acts", namespace, retried, "retried up to the pause")
+    assert rollout_of(body)["updateRevision"] == canary
+    annotate("acts", namespace, "promote-full")
+
+    def promoted(body: dict[str, Any]) -> bool:
+        status = rollout_of(body)
+        return status.get("stableRevision") == canary and status.get("phase") == "RolloutCompleted"
+
+    wait_status("acts", namespace, promoted, "promoted in full")
+    reasons = {e["reason"] for e in events("acts", namespace)}
+    assert {"RolloutAborted", "RolloutPromoted", "Recovered"} <= reasons
+
+
 # -- with real worker processes behind the Pods --------------------------------------------------------
 
 ANALYSIS = {
@@ -140,7 +190,9 @@ ANALYSIS = {
 }
 DRAIN = {"maxDrainSeconds": 30, "reconnectsPerSecond": 40, "windowSeconds": 2}
 # Every load client comes from 127.0.0.1.
-WORKER_SETTINGS = {"extra": {"LIMITS__MAX_CONNECTIONS_PER_IP": "10000"}}
+WORKER_SETTINGS = {
+    "extra": {"LIMITS__MAX_CONNECTIONS_PER_IP": "10000", "LIMITS__MAX_CONNECTIONS_PER_USER": "10000"}
+}
 # A real misconfiguration: a command rate far under what clients send, so the canary answers errors (111).
 TOO_TIGHT_RATE = {"LIMITS__COMMAND_RATE": "1", "LIMITS__COMMAND_BURST": "1"}
 
@@ -194,6 +246,13 @@ def test_good_canary_passes_analysis_under_load_and_promotes(
     apply(cluster_manifest("good", rollout, settings=WORKER_SETTINGS), namespace=namespace)
     stable = rollout_of(wait_ready("good", namespace))["stableRevision"]
     load = ServiceLoad(namespace, {"good-worker": 24}, client_token("good", namespace)).start()
+    started = time.monotonic()
+    pod_calls = operator.runtime.probe.calls.copy()
+    reconciles, reads, writes = (
+        operator.reconciles(),
+        operator.reads_in(namespace),
+        operator.writes_in(namespace),
+    )
     try:
         wait_until(lambda: sum(load.replies.values()) > 100, timeout=60, what="load answered")
         patch_spec("good", namespace, {"worker": {"settings": {**WORKER_SETTINGS, "logLevel": "DEBUG"}}})
@@ -213,6 +272,19 @@ def test_good_canary_passes_analysis_under_load_and_promotes(
             return status.get("stableRevision") == canary and not status.get("drainingRevision")
 
         body = wait_status("good", namespace, promoted, "promoted and old revision drained", timeout=120)
+        passes = operator.reconciles() - reconciles
+        result = {
+            "clients": 24,
+            "rollout_seconds": round(time.monotonic() - started, 1),
+            "reconciles": passes,
+            "api_reads_per_reconcile": round((operator.reads_in(namespace) - reads) / passes, 2),
+            "api_writes_per_reconcile": round((operator.writes_in(namespace) - writes) / passes, 2),
+            "pod_calls": dict(operator.runtime.probe.calls - pod_calls),
+            "load": load.summary(),
+        }
+        print("good canary rollout:", json.dumps(result))
+        (REPO / ".run").mkdir(exist_ok=True)
+        (REPO / ".run" / "e2e-rollouts-good-canary.json").write_text(json.dumps(result, indent=2) + "\n")
     finally:
         load.stop()
     assert rollout_of(body)["phase"] == "RolloutCompleted"
