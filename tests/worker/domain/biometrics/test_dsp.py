@@ -75,6 +75,29 @@ def test_face_methods_recover_the_pulse_rate(method: object, moving: bool) -> No
     assert np.corrcoef(bandpass(pulse, 30.0, 0.5, 4.0), truth)[0, 1] > 0.5
 
 
+def pos_by_definition(rgb: np.ndarray, length: int) -> np.ndarray:
+    """POS as Wang et al. write it: window by window, normalise, project, tune, overlap-add."""
+    out = np.zeros(rgb.shape[0])
+    for start in range(rgb.shape[0] - length + 1):
+        window = rgb[start : start + length]
+        normalised = window / window.mean(axis=0)
+        s1 = normalised[:, 1] - normalised[:, 2]
+        s2 = -2 * normalised[:, 0] + normalised[:, 1] + normalised[:, 2]
+        pulse = s1 + (s1.std() / s2.std()) * s2
+        out[start : start + length] += pulse - pulse.mean()
+    return -out
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pos_by_moving_sums_equals_the_window_by_window_definition(seed: int) -> None:
+    t = np.arange(0, 8, 1 / 30)
+    beats = synthetic.beat_times(10, seed=seed)
+    rgb = synthetic.face_scene(
+        t, synthetic.pulse_at(t, beats), motion=synthetic.band_noise(t, seed=seed), flicker_hz=1.4, seed=seed
+    )
+    assert pos(rgb, 30.0) == pytest.approx(pos_by_definition(rgb, 48), abs=1e-10)
+
+
 def test_pos_on_too_few_frames_is_flat() -> None:
     assert not pos(np.ones((10, 3)), 30.0).any()
 
