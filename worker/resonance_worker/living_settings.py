@@ -6,6 +6,8 @@ documented in docs/settings.md and docs/living-core.md ("Wiring").
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
@@ -33,6 +35,11 @@ class LivingSettings(BaseModel):
         20.0,
         ge=1,
         description="A connection (or user) whose errors reach this × its pain cap is disconnected (3509).",
+    )
+    thyroid_circuit_only_sources: list[Literal["engine_timeout", "neo4j_failure"]] = Field(
+        default_factory=list,
+        description="Dependency pain sources that only open their circuit and never stress the worker "
+        '(JSON list, e.g. `["neo4j_failure"]`: a failing graph then cannot throttle or shed clients).',
     )
     thyroid_evaluate_seconds: float = Field(
         1.0, gt=0, description="How often the thyroid is evaluated, merged with peers and published."

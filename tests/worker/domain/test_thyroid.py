@@ -598,3 +598,25 @@ def test_budget_settings_are_validated() -> None:
         with pytest.raises(ValueError, match=name):
             ThyroidConfig(**{name: bad})  # type: ignore[arg-type]
     assert ThyroidConfig(threshold=8.0, identity_share=0.5).identity_cap == 4.0
+
+
+def test_circuit_only_pain_opens_its_circuit_and_never_stresses() -> None:
+    thyroid = make(circuit_only=frozenset({NEO4J}))
+    for _ in range(20):  # 40 ≥ 3·T: would be overloaded
+        update = thyroid.feel(NEO4J, 0.0)
+    assert thyroid.state is ThyroidState.CALM and not update.adaptations.shed_new_connections
+    assert update.adaptations.open_circuits == {"neo4j"} and update.adaptations.rate_limit_factor == 1
+    assert thyroid.status(0.0)["sources"]["neo4j_failure"] == pytest.approx(40.0)
+    # Other pain still counts alone, and the release names it, not the louder circuit-only source.
+    for _ in range(3):
+        update = thyroid.feel(SERVER, 0.0)
+    assert thyroid.state is ThyroidState.STRESSED and update.pain == pytest.approx(15.0)
+    assert thyroid.insights[0].top_source is SERVER and thyroid.insights[0].top_share == 1.0
+    # Decayed below r × the opening level (0.6 × 5 = 3): the circuit closes, while calm too.
+    calm = make(circuit_only=frozenset({NEO4J}))
+    calm.feel(NEO4J, 0.0, severity=6.0)
+    assert calm.adaptations.open_circuits == {"neo4j"}
+    assert calm.evaluate(30.0).adaptations.open_circuits == {"neo4j"}  # 4.24: below 5, above 3
+    assert calm.evaluate(61.0).adaptations == CALM_ADAPTATIONS  # 2.97 < 3
+    with pytest.raises(ValueError, match="circuit_only"):
+        ThyroidConfig(circuit_only=frozenset({SERVER}))

@@ -459,3 +459,14 @@ async def test_rooms_carry_on_alone_when_the_engine_is_unreachable() -> None:
     await core.leave_room(call({"room": "r"}))  # the entry is left to expire
     assert core.thyroid.status(clock())["sources"]["engine_timeout"] >= 9.0
     await engine.close()
+
+
+async def test_circuit_only_neo4j_pain_opens_the_circuit_and_sheds_nobody() -> None:
+    core, _, clock = make(
+        LivingSettings(thyroid_threshold=2.0, thyroid_circuit_only_sources=["neo4j_failure"])
+    )
+    for _ in range(10):  # 20 ≥ 3 × 2: overloaded, were it counted
+        core.feel(PainSource.NEO4J_FAILURE)
+    assert core.thyroid.state is ThyroidState.CALM and core.shed_retry_after() is None
+    assert core.circuits["neo4j"].state(clock()).value == "open"
+    assert core.thyroid.status(clock())["sources"]["neo4j_failure"] == pytest.approx(20.0)

@@ -400,6 +400,9 @@ class ThyroidConfig:
     """An identity that offered this × its cap (decayed) is flooding: the wiring cuts it off."""
     max_identities: int = 100_000
     """Identities tracked at once (memory bound); the oldest is forgotten first."""
+    circuit_only: frozenset[PainSource] = frozenset()
+    """Dependency sources (of DEPENDENCY_OF) whose pain only opens their circuit: it is shown, but never
+    moves the state, so a failing optional dependency (Neo4j) cannot throttle or shed clients."""
 
     def __post_init__(self) -> None:
         for name in ("threshold", "half_life_s", "retry_min_s", "retry_max_s"):
@@ -425,6 +428,8 @@ class ThyroidConfig:
             raise ValueError("flood_factor must be ≥ 1")
         if self.max_identities < 1:
             raise ValueError("max_identities must be ≥ 1")
+        if not set(self.circuit_only) <= set(DEPENDENCY_OF):
+            raise ValueError("circuit_only sources must be engine_timeout or neo4j_failure")
 
     @property
     def identity_cap(self) -> float:
@@ -676,21 +681,28 @@ class Thyroid:
             return ThyroidState.STRESSED
         return state
 
+    def _driving(self, view: PainSnapshot) -> float:
+        """The pain the state machine reads: every source but the circuit-only ones."""
+        return sum(v for source, v in view.slow.items() if source not in self.config.circuit_only)
+
     def _adapt(self, state: ThyroidState, view: PainSnapshot) -> Adaptations:
         cfg = self.config
-        if state is ThyroidState.CALM:
-            return CALM_ADAPTATIONS
         circuits = set()
         for source, dependency in DEPENDENCY_OF.items():
+            # A dependency's pain opens its circuit while the thyroid hurts (always, if circuit-only).
+            if state is ThyroidState.CALM and source not in cfg.circuit_only:
+                continue
             level = view.slow.get(source, 0.0)
             opening = cfg.circuit_fraction * cfg.threshold
             already_open = dependency in self._adaptations.open_circuits
             # Same hysteresis as the states: an open circuit closes below r × its opening level.
             if level >= opening or (already_open and level >= cfg.relax_ratio * opening):
                 circuits.add(dependency)
+        if state is ThyroidState.CALM:
+            return Adaptations(open_circuits=frozenset(circuits)) if circuits else CALM_ADAPTATIONS
         if state is ThyroidState.STRESSED:
             return Adaptations(cfg.stressed_rate_factor, False, None, frozenset(circuits))
-        pain = view.total()
+        pain = self._driving(view)
         # Time for the pain to decay below the overload exit level with no new pain.
         exit_level = cfg.relax_ratio * cfg.overload_level
         retry = cfg.half_life_s * math.log2(pain / exit_level) if pain > exit_level else 0.0
@@ -700,7 +712,7 @@ class Thyroid:
     def evaluate(self, now: float) -> ThyroidUpdate:
         """Run the state machine at ``now``; call it on every signal and periodically (e.g. each second)."""
         view = self.view(now)
-        pain = view.total()
+        pain = self._driving(view)
         previous = self._state
         target = self._target(pain, now)
         released: ThyroidInsight | None = None
@@ -714,8 +726,9 @@ class Thyroid:
         return ThyroidUpdate(target, previous, pain, self._adaptations, released)
 
     def _release(self, view: PainSnapshot, now: float) -> ThyroidInsight:
-        pain = view.total()
-        top_source = max(sorted(view.slow), key=lambda s: view.slow[s])
+        pain = self._driving(view)
+        driving = sorted(s for s in view.slow if s not in self.config.circuit_only)
+        top_source = max(driving, key=lambda s: view.slow[s])
         insight = ThyroidInsight(
             at=now,
             state=self._state,

@@ -364,6 +364,7 @@ class Living(PainHooks):
                 overload_factor=settings.thyroid_overload_factor,
                 identity_share=settings.thyroid_identity_share,
                 flood_factor=settings.thyroid_flood_factor,
+                circuit_only=frozenset(PainSource(name) for name in settings.thyroid_circuit_only_sources),
             ),
             origin=self.origin,
             now=now,
