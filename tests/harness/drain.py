@@ -36,6 +36,8 @@ class Balancer:
         self.backends = list(backends)
         self.port = 0
         self.opened: dict[int, int] = {}
+        self.arrivals: list[tuple[float, int]] = []
+        """(time, backend) of every connection forwarded, in order."""
         self.open_now: dict[int, int] = {}
         self._rotation = itertools.count()
         self._server: asyncio.Server | None = None
@@ -61,6 +63,7 @@ class Balancer:
             writer.close()
             return
         self.opened[backend] = self.opened.get(backend, 0) + 1
+        self.arrivals.append((time.time(), backend))
         self.open_now[backend] = self.open_now.get(backend, 0) + 1
         self._writers.update((writer, upstream_writer))
 

@@ -69,6 +69,11 @@ async def wait_state(
     raise AssertionError(f"drain state never matched: {state}")
 
 
+def max_over(per_second: Counter[int], seconds: int) -> int:
+    """The most events in any ``seconds`` consecutive seconds."""
+    return max(sum(per_second[s + k] for k in range(seconds)) for s in per_second)
+
+
 def metric(worker: WorkerProcess, name: str) -> float:
     for line in worker.metrics().splitlines():
         if line.startswith(name + " "):
@@ -353,10 +358,20 @@ async def test_promotion_hands_clients_over_within_the_budget_and_loses_nothing(
             per_second.update(state["closes_per_second"])
         client_closes = [c for client in light for c in client.closes if c.code == 3001]
         client_per_second = Counter(math.floor(c.at) for c in client_closes)
+        sent = Counter(
+            math.floor(r["ts"])
+            for w in old
+            for r in w.log_records()
+            if r.get("msg") == "disconnecting client" and r.get("code") == 3001
+        )
+        # Reconnects reaching the new worker, by the balancer's clock (clients add 0.1-0.6 s of jitter).
+        arrivals = Counter(math.floor(at) for at, port in balancer.arrivals if port == new.port)
         print(
             f"\ndrain: {LIGHT_CLIENTS + 5} clients, budget {BUDGET}/s, drained in {drained:.1f} s;"
-            f" worker closes/s max {max(per_second.values())}, client-observed max"
-            f" {max(client_per_second.values())}; {summary}"
+            f" worker closes/s max {max(per_second.values())}"
+            f" (close frames logged: max {max(sent.values())}), client-observed max"
+            f" {max(client_per_second.values())}, reconnects at the new worker max"
+            f" {max(arrivals.values())}/s (over 3 s: {max_over(arrivals, 3) / 3:.1f}/s); {summary}"
         )
         assert complete, f"lost acknowledged publications: {summary}"
         assert summary["lost_among_acknowledged"] == 0
