@@ -781,9 +781,12 @@ class Living(PainHooks):
         for room_id, room in list(self.rooms.items()):
             for client in [c for c in room.members if c not in self.node.connections]:
                 await self._drop_member(room_id, room, client)
-            if room_id not in self.rooms:
-                continue
-            await self._share_room(room_id, room)
+        # Rooms are independent: their engine round trips overlap instead of adding up.
+        rooms = list(self.rooms.items())
+        await asyncio.gather(*(self._share_room(room_id, room) for room_id, room in rooms))
+        for room_id, room in rooms:
+            if self.rooms.get(room_id) is not room:
+                continue  # its last member here left meanwhile
             if self._leads(room, now):
                 await self._tick_room(room_id, room.monitor.tick(now), room)
             else:
