@@ -15,7 +15,7 @@ from typing import Any
 from bench.load import procstat
 from bench.load.scenario import Kind, Scenario, Target
 from bench.load.shard import ShardPlan, monotonic_ns, shard_main
-from bench.load.stats import Reservoir, merge_summaries
+from bench.load.stats import PerSecond, Reservoir, merge_summaries
 
 
 class LoadError(Exception):
@@ -235,6 +235,8 @@ def _publish(scenario: Scenario, shards: Shards, sampler: Sampler, result: dict[
         "latency_same_node_ms": _summary([r["latency_local"] for r in collected]),
         "latency_cross_node_ms": _summary([r["latency_cross"] for r in collected]),
         "open_connections": sum(r["open"] for r in collected),
+        # By the second of sending: deliveries, the slowest, and how many took over 100 ms.
+        "latency_by_second": PerSecond.merge([r["per_second"] for r in collected]),
         **_errors(collected),
     }
 

@@ -22,7 +22,7 @@ import aiohttp
 
 from bench.load import procstat, protocol, wsframes
 from bench.load.scenario import PublishVia, Scenario, Target, node_of, source_address
-from bench.load.stats import Reservoir
+from bench.load.stats import PerSecond, Reservoir
 
 # Gap publications of the reconnect storm are numbered from here, so receivers recognise them.
 GAP_SEQ_BASE = 1_000_000_000
@@ -246,6 +246,7 @@ class Shard:
         self.errors = 0
         self.first_errors: list[str] = []
         self.publish_errors = 0
+        self.publish_start_ns = 0
         self._reset_counters()
         self.recovered_subs = 0
         self.unrecovered_subs = 0
@@ -257,6 +258,7 @@ class Shard:
         self.received = 0
         self.latency_local = Reservoir(RESERVOIR_CAPACITY, seed=self.plan.index * 2 + 1)
         self.latency_cross = Reservoir(RESERVOIR_CAPACITY, seed=self.plan.index * 2 + 2)
+        self.per_second = PerSecond()
 
     def note_error(self, text: str) -> None:
         self.errors += 1
@@ -270,6 +272,7 @@ class Shard:
             self.latency_local.add(latency_ms)
         else:
             self.latency_cross.add(latency_ms)
+        self.per_second.add((payload.sent_ns - self.publish_start_ns) // 1_000_000_000, latency_ms)
 
     def note_resubscribe(self, result: dict[str, Any]) -> None:
         if result.get("recovered"):
@@ -370,6 +373,7 @@ class Shard:
 
     async def phase_publish(self, start_ns: int, duration_s: float, drain_s: float) -> dict[str, Any]:
         self._reset_counters()
+        self.publish_start_ns = start_ns
         self.publish_errors = 0
         rate = self.scenario.publish_rate_per_room
         rooms = self.scenario.rooms
@@ -425,6 +429,7 @@ class Shard:
             "received": self.received,
             "latency_local": self.latency_local,
             "latency_cross": self.latency_cross,
+            "per_second": self.per_second,
             "open": sum(not c.closed for c in self.conns),
         }
 

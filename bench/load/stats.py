@@ -100,3 +100,38 @@ def merge_summaries(parts: Sequence[Reservoir]) -> LatencySummary | None:
     assert summary is not None
     exact_max = max(part.maximum for part in parts)
     return dataclasses.replace(summary, count=total_seen, max_ms=exact_max)
+
+
+class PerSecond:
+    """Deliveries grouped by the second (since a start) in which they were *sent*: count, maximum and how
+    many exceeded a threshold. Shows whether a latency tail is steady or a few stalls."""
+
+    def __init__(self, threshold_ms: float = 100.0) -> None:
+        self.threshold_ms = threshold_ms
+        self.count: dict[int, int] = {}
+        self.maximum: dict[int, float] = {}
+        self.over: dict[int, int] = {}
+
+    def add(self, second: int, latency_ms: float) -> None:
+        self.count[second] = self.count.get(second, 0) + 1
+        if latency_ms > self.maximum.get(second, -math.inf):
+            self.maximum[second] = latency_ms
+        if latency_ms > self.threshold_ms:
+            self.over[second] = self.over.get(second, 0) + 1
+
+    @staticmethod
+    def merge(parts: Sequence[PerSecond]) -> list[dict[str, float | int]]:
+        """One row per second over every part: ``second``, ``deliveries``, ``max_ms``, ``over_ms``."""
+        seconds = sorted({s for part in parts for s in part.count})
+        rows: list[dict[str, float | int]] = []
+        for second in seconds:
+            present = [part for part in parts if second in part.count]
+            rows.append(
+                {
+                    "second": second,
+                    "deliveries": sum(part.count[second] for part in present),
+                    "max_ms": round(max(part.maximum[second] for part in present), 3),
+                    "over_threshold": sum(part.over.get(second, 0) for part in present),
+                }
+            )
+        return rows

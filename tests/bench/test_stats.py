@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.load.stats import Reservoir, merge_summaries, percentile, summarize
+from bench.load.stats import PerSecond, Reservoir, merge_summaries, percentile, summarize
 
 samples = st.lists(st.floats(min_value=0, max_value=1e6, allow_nan=False), min_size=1, max_size=300)
 
@@ -86,3 +86,16 @@ def test_merge_weights_overflowing_reservoirs_and_keeps_the_exact_maximum() -> N
     assert merged.max_ms == 5000.0
     assert merged.p50_ms == 100.0  # the slow part saw 100× more messages, so it dominates
     assert merge_summaries([Reservoir(3)]) is None
+
+
+def test_per_second_rows_merge_counts_maxima_and_slow_deliveries_across_processes() -> None:
+    first, second = PerSecond(threshold_ms=100.0), PerSecond(threshold_ms=100.0)
+    for value in (1.0, 150.0, 3.0):
+        first.add(0, value)
+    second.add(0, 99.0)
+    second.add(2, 250.0)
+    assert PerSecond.merge([first, second]) == [
+        {"second": 0, "deliveries": 4, "max_ms": 150.0, "over_threshold": 1},
+        {"second": 2, "deliveries": 1, "max_ms": 250.0, "over_threshold": 1},
+    ]
+    assert PerSecond.merge([]) == []

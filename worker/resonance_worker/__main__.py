@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import secrets
 import signal
 import sys
@@ -62,6 +63,21 @@ def shutdown_drain_request(settings: WorkerSettings) -> DrainRequest:
     )
 
 
+GC_THRESHOLDS = (10_000, 10, 10)
+"""Young-generation collections every 10,000 net allocations instead of 700: the
+objects of a message in flight die before a collection sees them, so fewer are
+promoted and full collections (which walk every connection's objects: ~0.1 s
+per 100k on this hardware) stay rare."""
+
+
+def tune_gc() -> None:
+    """Freeze what start-up built (modules, the app, settings: never garbage) out
+    of every later collection, and collect the young generations less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def serve(settings: WorkerSettings, *, demo_token: bool = True) -> None:
     """Serve until SIGINT or SIGTERM, drain, then clean up. A second signal skips
     what is left of the drain."""
@@ -77,6 +93,7 @@ async def serve(settings: WorkerSettings, *, demo_token: bool = True) -> None:
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
+    tune_gc()
     # A deep accept queue: a reconnect wave brings thousands of handshakes at once;
     # the default of 128 resets them.
     site = web.TCPSite(runner, settings.host, settings.port, backlog=4096)

@@ -25,7 +25,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from resonance_worker.engines.base import (
     ClientInfo,
@@ -74,7 +74,9 @@ class _Stream:
     meta_expires_at: float
     top_offset: int = 0
     items_expire_at: float = 0.0  # the kept publications all go at once, ttl after the last publish
-    items: deque[Publication] = field(default_factory=deque)
+    # Created with the first kept publication: an empty deque costs ~600 bytes, and most
+    # streams (a personal channel per user) are only read for their position.
+    items: deque[Publication] | None = None
 
 
 @dataclass(slots=True)
@@ -139,7 +141,7 @@ class MemoryEngine:
             del self._streams[channel]
         for stream in self._streams.values():
             if stream.items and stream.items_expire_at <= now:
-                stream.items.clear()
+                stream.items = None
         for key in [k for k, (_, expires_at) in self._idempotency.items() if expires_at <= now]:
             del self._idempotency[key]
         for channel in list(self._presence):
@@ -152,7 +154,7 @@ class MemoryEngine:
         """How much state is held (for metrics and to check that expiry frees memory)."""
         return {
             "streams": len(self._streams),
-            "kept_publications": sum(len(s.items) for s in self._streams.values()),
+            "kept_publications": sum(len(s.items or ()) for s in self._streams.values()),
             "idempotency_keys": len(self._idempotency),
             "presence_channels": len(self._presence),
             "token_buckets": len(self._buckets),
@@ -197,8 +199,8 @@ class MemoryEngine:
                 tags=publication.tags,
                 time_ms=publication.time_ms,
             )
-            if stream.items_expire_at <= now:
-                stream.items.clear()
+            if stream.items is None or stream.items_expire_at <= now:
+                stream.items = deque()
             stream.items.append(publication)
             while len(stream.items) > history.size:
                 stream.items.popleft()
@@ -264,14 +266,14 @@ class MemoryEngine:
             stream.meta_expires_at = max(stream.meta_expires_at, now + meta_ttl_seconds)
         top = StreamPosition(stream.top_offset, stream.epoch)
         if stream.items and stream.items_expire_at <= now:
-            stream.items.clear()
+            stream.items = None
         if limit == 0 or (since is not None and since.epoch != stream.epoch):
             return [], top
         items: list[Publication]
         if reverse:
-            items = [p for p in reversed(stream.items) if since is None or p.offset < since.offset]
+            items = [p for p in reversed(stream.items or ()) if since is None or p.offset < since.offset]
         else:
-            items = [p for p in stream.items if since is None or p.offset > since.offset]
+            items = [p for p in stream.items or () if since is None or p.offset > since.offset]
         if limit > 0:
             items = items[:limit]
         return items, top

@@ -2,16 +2,18 @@
 
 It performs the operations sessions ask for (against the engine), and fans
 out what the engine delivers: each publication is encoded once, and the same
-frame object is queued to every local subscriber.
+frame object is queued to every local subscriber; the connections touched are
+flushed together once per event-loop iteration.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -147,7 +149,28 @@ class Node:
         self.local_subs: dict[str, dict[str, Connection]] = {}
         self.draining = False
         self.pain = PainHooks()
-        self._engine_lock: dict[str, asyncio.Lock] = {}
+        self._engine_lock: dict[str, list[Any]] = {}  # channel: [lock, holders and waiters]
+        self._to_flush: list[Connection] = []
+        self._flush_scheduled = False
+
+    # -- writing -----------------------------------------------------------------------
+
+    def schedule_flush(self, conn: Connection) -> None:
+        """Write ``conn``'s queued frames at the end of this loop iteration: one
+        callback for every connection touched, one write per connection."""
+        self._to_flush.append(conn)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        conns, self._to_flush = self._to_flush, []
+        for conn in conns:
+            try:
+                conn.flush()
+            except Exception:  # one broken connection must not keep the others' frames back
+                log.exception("writing to a connection failed", extra={"client": conn.client_id})
 
     # -- limits, logged and counted -------------------------------------------------
 
@@ -201,14 +224,16 @@ class Node:
 
     # -- local subscriptions -----------------------------------------------------------
 
-    def _lock(self, channel: str) -> asyncio.Lock:
-        lock = self._engine_lock.get(channel)
-        if lock is None:
-            lock = self._engine_lock[channel] = asyncio.Lock()
-        return lock
+    # Joining or leaving a channel that others on this node still hold is a dict
+    # operation. Only the first join and the last leave talk to the engine; a
+    # lock (per channel, only while one is in flight) keeps those two in order.
 
     async def add_local(self, channel: str, conn: Connection) -> None:
-        async with self._lock(channel):
+        subscribers = self.local_subs.get(channel)
+        if subscribers is not None and channel not in self._engine_lock:
+            subscribers[conn.client_id] = conn
+            return
+        async with self._channel_lock(channel):
             subscribers = self.local_subs.get(channel)
             if subscribers is None:
                 subscribers = self.local_subs[channel] = {}
@@ -220,14 +245,27 @@ class Node:
             subscribers[conn.client_id] = conn
 
     async def remove_local(self, channel: str, conn: Connection) -> None:
-        async with self._lock(channel):
-            subscribers = self.local_subs.get(channel)
-            if subscribers is None or subscribers.pop(conn.client_id, None) is None:
-                return
-            if not subscribers:
+        subscribers = self.local_subs.get(channel)
+        if subscribers is None or subscribers.pop(conn.client_id, None) is None or subscribers:
+            return
+        async with self._channel_lock(channel):
+            if self.local_subs.get(channel) is subscribers and not subscribers:
                 del self.local_subs[channel]
-                self._engine_lock.pop(channel, None)
                 await self.engine.unsubscribe(channel)
+
+    @contextlib.asynccontextmanager
+    async def _channel_lock(self, channel: str) -> AsyncIterator[None]:
+        entry = self._engine_lock.get(channel)
+        if entry is None:
+            entry = self._engine_lock[channel] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if not entry[1]:
+                del self._engine_lock[channel]
 
     # -- connections ---------------------------------------------------------------------
 

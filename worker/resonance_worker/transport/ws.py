@@ -1,8 +1,9 @@
 """The WebSocket driver: moves frames between aiohttp and a ``Session``.
 
 Reading, the session's operations and its timers run in the handler task;
-a writer task sends what the session queued. Everything decided about the
-protocol is in ``resonance_worker.domain.session``.
+what the session queued is written straight to the socket once per loop
+iteration (no writer task). Everything decided about the protocol is in
+``resonance_worker.domain.session``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import struct
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -49,8 +53,50 @@ class _Observer:
         self.metrics.recoveries.labels(outcome=outcome).inc()
 
 
+def text_frame(payload: bytes) -> bytes:
+    """One unmasked, unfragmented RFC 6455 text frame (as a server sends it) carrying ``payload``."""
+    size = len(payload)
+    if size < 126:
+        return _HEADER_SHORT(0x81, size) + payload
+    if size < 65536:
+        return _HEADER_MEDIUM(0x81, 126, size) + payload
+    return _HEADER_LONG(0x81, 127, size) + payload
+
+
+_HEADER_SHORT = struct.Struct("!BB").pack
+_HEADER_MEDIUM = struct.Struct("!BBH").pack
+_HEADER_LONG = struct.Struct("!BBQ").pack
+
+
 class Connection:
-    """One client WebSocket."""
+    """One client WebSocket.
+
+    Reading, the session's operations and its timers run in the handler task.
+    There is no writer task: whatever the session queued is written straight to
+    the transport, once per event-loop iteration (``Node`` collects the
+    connections to flush), all queued replies and pushes in one frame separated
+    by newlines, as Centrifugo batches them. A task exists only while the socket
+    is paused (the client reads slowly) and when closing.
+    """
+
+    __slots__ = (
+        "_abort_handle",
+        "_closer",
+        "_draining",
+        "_flush_queued",
+        "_protocol",
+        "_tasks",
+        "_timer",
+        "_timer_at",
+        "_writer",
+        "client_id",
+        "ip",
+        "node",
+        "session",
+        "transport",
+        "user_counted",
+        "ws",
+    )
 
     def __init__(
         self,
@@ -59,6 +105,7 @@ class Connection:
         ip: str,
         url_token: str | None,
         transport: asyncio.Transport | None = None,
+        request: web.Request | None = None,
     ) -> None:
         self.node = node
         self.ws = ws
@@ -75,22 +122,62 @@ class Connection:
             url_token=url_token,
             observer=_Observer(node, ip),
         )
-        self._wake = asyncio.Event()
+        # Flow control: the protocol says when the socket's buffer is full; the
+        # request's payload writer waits until it drains (both public aiohttp API).
+        self._protocol = request.protocol if request is not None else None
+        self._writer = request.writer if request is not None else None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._closing = False
+        self._tasks: set[asyncio.Task[None]] | None = None
+        self._flush_queued = False
+        self._draining: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
         self._abort_handle: asyncio.TimerHandle | None = None
 
     # -- called by the node and by the reader -------------------------------------
 
     def wake(self) -> None:
-        """Something was queued or decided: let the writer run."""
-        self._wake.set()
+        """Something was queued or decided: flush it at the end of this loop iteration."""
+        if not self._flush_queued:
+            self._flush_queued = True
+            self.node.schedule_flush(self)
         if self.session.closed and self._abort_handle is None:
-            # A client that stopped reading blocks the writer forever: cut it off.
+            # A client that stopped reading never lets the close finish: cut it off.
             loop = asyncio.get_running_loop()
             self._abort_handle = loop.call_later(ABORT_AFTER_SECONDS, self._abort)
+
+    def flush(self) -> None:
+        """Write what the session queued (called by the node once per loop iteration)."""
+        self._flush_queued = False
+        session = self.session
+        transport = self.transport
+        gone = self.ws.closed or transport is None or transport.is_closing()
+        protocol = self._protocol
+        if not (session.closed or gone) and protocol is not None and protocol.writing_paused:
+            # The client reads slowly: frames wait in the session, whose queue
+            # limit disconnects it (3008) if it falls too far behind.
+            if self._draining is None:
+                self._draining = self._spawn(self._drain())
+            return
+        frames = session.data_to_send()
+        if frames and not self.ws.closed:
+            if gone:
+                session.close(Disconnects.WRITE_ERROR)
+            else:
+                assert transport is not None
+                transport.write(text_frame(frames[0] if len(frames) == 1 else b"\n".join(frames)))
+        if session.closed and self._closer is None:
+            self._closer = self._spawn(self._close())
+
+    async def _drain(self) -> None:
+        assert self._writer is not None
+        try:
+            await self._writer.drain()
+        except ConnectionError:
+            self.session.close(Disconnects.WRITE_ERROR)
+        finally:
+            self._draining = None
+        self.wake()
 
     def _abort(self) -> None:
         if not self.ws.closed and self.transport is not None:
@@ -107,10 +194,13 @@ class Connection:
             self._spawn(self.node.perform(self, op))
         self.wake()
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        if self._tasks is None:
+            self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _run_effects(self) -> None:
         # In order, as Centrifuge: a publish after a subscribe in the same
@@ -144,28 +234,9 @@ class Connection:
         if not self.session.closed:
             self._reschedule()
 
-    # -- the two loops ------------------------------------------------------------------
-
-    async def _writer(self) -> None:
-        ws = self.ws
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            frames = self.session.data_to_send()
-            if frames and not ws.closed:
-                data = frames[0] if len(frames) == 1 else b"\n".join(frames)
-                try:
-                    await ws.send_frame(data, WSMsgType.TEXT)
-                except (ConnectionResetError, RuntimeError):
-                    self.session.close(Disconnects.WRITE_ERROR)
-            if self.session.closed:
-                await self._close()
-                return
+    # -- closing and the read loop ---------------------------------------------------
 
     async def _close(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
         reason = self.session.close_reason or Disconnects.CONNECTION_CLOSED
         if reason.code != Disconnects.CONNECTION_CLOSED.code:
             self.node.metrics.disconnects.labels(code=str(reason.code)).inc()
@@ -183,7 +254,6 @@ class Connection:
 
     async def serve(self) -> None:
         """Run until the client goes away or the session closes the connection."""
-        writer = asyncio.ensure_future(self._writer())
         self._reschedule()
         try:
             async for msg in self.ws:
@@ -199,18 +269,19 @@ class Connection:
                 if self.session.closed:
                     break
         finally:
-            self.wake()
-            try:
-                await asyncio.wait_for(asyncio.shield(writer), timeout=5.0)
-            except (TimeoutError, asyncio.CancelledError):
-                writer.cancel()
+            self.flush()  # what is queued, and the close frame with its code if the session closed
+            if self._closer is not None:
+                try:
+                    await asyncio.wait_for(asyncio.shield(self._closer), timeout=5.0)
+                except (TimeoutError, asyncio.CancelledError):
+                    self._closer.cancel()
             if not self.ws.closed:
                 await self.ws.close()
             if self._timer is not None:
                 self._timer.cancel()
             if self._abort_handle is not None:
                 self._abort_handle.cancel()
-            for task in list(self._tasks):
+            for task in list(self._tasks or ()):
                 task.cancel()
             await self.node.forget(self)
 
@@ -261,7 +332,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             reason = Disconnects.CONNECTION_LIMIT
             await ws.close(code=reason.code, message=reason.reason.encode())
             return ws
-        conn = Connection(node, ws, ip, request.query.get("token") or None, request.transport)
+        conn = Connection(node, ws, ip, request.query.get("token") or None, request.transport, request)
         node.register(conn)
         await conn.serve()
     finally:
