@@ -95,6 +95,12 @@ def test_irregular_breathing_gives_the_mean_rate_or_no_rate_never_a_wrong_one() 
 
 def test_counting_needs_three_breaths_and_some_extrema() -> None:
     grid = np.arange(0, 30, 0.25)
+    # Two deep breaths and small ones between: the strict threshold finds too few to count.
+    deep = 3.0 * np.exp(-(((grid - 8.0) / 1.0) ** 2)) + 3.0 * np.exp(-(((grid - 20.0) / 1.0) ** 2))
+    shallow = 0.4 * np.sin(2 * np.pi * 0.33 * grid)
+    strict, loose = counted_rates(grid, deep + shallow, (0.9, 0.05))
+    assert strict is None and loose is not None and 10.0 <= loose <= 22.0  # the deep ones hide a few
+    assert spectral_peak_rate(np.zeros(grid.size)) is None
     assert counted_rates(grid, np.zeros(grid.size), (0.3,)) == [None]
     assert counted_rates(grid, np.sin(2 * np.pi * 0.05 * grid), (0.3,)) == [
         None
