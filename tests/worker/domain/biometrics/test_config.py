@@ -23,6 +23,7 @@ def test_defaults_are_valid_and_keep_the_longest_window() -> None:
         ({"first_hr_after_s": 2.0}, "first_hr_after_s"),
         ({"hrv_window_s": 200.0}, "hrv_interval_s <= hrv_window_s <= long_hrv_window_s"),
         ({"hrv_window_s": 20.0}, "below 30 s"),
+        ({"hr_window_s": 6.0, "first_hr_after_s": 5.0}, "below 8 s"),
         ({"min_breathing_window_s": 70.0}, "min_breathing_window_s"),
         ({"max_gap_s": 0.0}, "max_gap_s"),
         ({"quality_threshold": 1.5}, "quality_threshold"),

@@ -60,6 +60,9 @@ class StreamConfig:
             problems.append("grid_hz must be within 10..250")
         if not 0 < self.hr_interval_s <= self.hr_window_s:
             problems.append("hr_interval_s must be positive and not longer than hr_window_s")
+        if self.hr_window_s < 8.0:
+            # Beats are settled ≥ 3 s inside both edges of a heart-rate window: it needs room.
+            problems.append("hr_window_s below 8 s leaves no beats settled for HRV and breathing")
         if not 4.0 <= self.first_hr_after_s <= self.hr_window_s:
             problems.append("first_hr_after_s must be within 4 s..hr_window_s")
         if not 0 < self.hrv_interval_s <= self.hrv_window_s <= self.long_hrv_window_s:
