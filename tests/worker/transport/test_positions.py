@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -46,6 +47,9 @@ def namespaces() -> dict[str, NamespaceOptions]:
             allow_subscribe_for_client=True,
         ),
         "plain": NamespaceOptions(allow_subscribe_for_client=True),
+        "opt": NamespaceOptions(
+            history_size=10, history_ttl_seconds=600, allow_positioning=True, allow_subscribe_for_client=True
+        ),
     }
 
 
@@ -83,7 +87,9 @@ async def quiet_setup(
             "RESONANCE_ENGINE": "redis",
             "RESONANCE_REDIS_URL": redis_server.url,
             "RESONANCE_REDIS_PREFIX": prefix,
-            "RESONANCE_NAMESPACES": '{"stream": {"history_size": 100, "history_ttl_seconds": 600}}',
+            "RESONANCE_NAMESPACES": json.dumps(
+                {name: {"history_size": 10, "history_ttl_seconds": 600} for name in ("stream", "opt")}
+            ),
             "RESONANCE_LIMITS__USER_PUBLISH_RATE": "0",
         },
         name="publisher",
@@ -175,18 +181,26 @@ async def test_a_gap_on_a_quiet_channel_is_found_and_recovered(
     assert checked.checker.lost == 1  # a subscriber that is up to date is left alone
 
 
-async def test_a_checker_with_nothing_positioned_reads_nothing(
+async def test_only_positioned_subscriptions_are_checked(
     quiet_setup: tuple[FaultProxy, WorkerProcess, InProcessWorker, InProcessWorker], clients: Clients
 ) -> None:
     _, publisher, checked, _ = quiet_setup
-    client, _ = await clients.connected(checked.ws_url, publisher.token("typist"))
-    sub = client.new_subscription("plain:x")  # no history, so no positions to check
-    await sub.subscribe()
-    await sub.ready(timeout=10)
     assert checked.checker is not None
-    assert "plain:x" in checked.node.local_subs
+    client, _ = await clients.connected(checked.ws_url, publisher.token("reader"))
+    for channel, positioned in (("plain:x", False), ("opt:x", True), ("opt:x", False)):
+        if positioned:
+            sub = client.new_subscription(channel, positioned=True)
+        else:
+            client, _ = await clients.connected(checked.ws_url, publisher.token("other"))
+            sub = client.new_subscription(channel)
+        await sub.subscribe()
+        await sub.ready(timeout=10)
+    assert len(checked.node.local_subs["opt:x"]) == 2 and "plain:x" in checked.node.local_subs
+    assert await checked.checker.check_once() == 0  # the positioned one is at the top
+    code, _ = await asyncio.to_thread(publisher.api, "publish", {"channel": "opt:x", "data": {"n": 1}})
+    assert code == 200
     assert await checked.checker.check_once() == 0
-    assert len(checked.checker.watch) == 0
+    assert len(checked.checker.watch) <= 1  # at most the one positioned subscription, in flight
     with pytest.raises(ValueError, match="positive"):
         PositionChecker(checked.node, 0)
 
