@@ -22,8 +22,8 @@ for the worker container of the Pods matching a label selector:
   - the worker drains (``POST /drain`` plans are followed) - and SIGKILL once the
   Pod's ``terminationGracePeriodSeconds`` have passed.
 * A process that exits while its Pod still runs is started again after a
-  backoff (``restartPolicy: Always``); this also covers a new Pod that got the
-  IP of an old one still draining (the bind fails until the old one exits).
+  backoff (``restartPolicy: Always``). A new Pod that got the IP of an old one
+  whose worker still drains there is started once that worker has exited.
 
 What it does not do: it never writes Pod status, so readiness in the API stays
 kwok's (always Ready); probes are not run. Only the container named
@@ -54,6 +54,7 @@ import contextlib
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -195,10 +196,22 @@ class LoopbackKubelet:
         with self._lock:
             remaining = list(self._running.values())
             self._running.clear()
+        # All at once (they drain in parallel), once each: a second SIGTERM cuts a worker's drain short.
         for pod in remaining:
-            pod.exit_code = pod.process.stop(timeout=self.stop_timeout)
+            if not pod.terminating:
+                pod.process.signal(signal.SIGTERM)
+        until = time.monotonic() + self.stop_timeout
+        for pod in remaining:
+            proc = pod.process.proc
+            if proc is not None:
+                try:
+                    proc.wait(timeout=max(0.1, until - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pod.process.kill()
+                pod.exit_code = proc.returncode
             pod.history.append(f"stopped with the kubelet: exit {pod.exit_code}")
-            self._finished.append(pod)
+            with self._lock:
+                self._finished.append(pod)
 
     # -- what tests read ---------------------------------------------------------------------------------
 
@@ -312,6 +325,10 @@ class LoopbackKubelet:
             return
         ip = pod["status"]["podIP"]
         port = self._port(spec)
+        if any((r.ip, r.port) == (ip, port) for r in self._running.values()):
+            # kwok reuses the IP of a deleted Pod whose worker may still be draining there:
+            # start when it is gone (the next polls retry), or the old one would answer our health checks.
+            return
         env = {**env, "RESONANCE_HOST": ip, "RESONANCE_PORT": str(port), **self.env_overrides}
         process = ServiceProcess(
             f"{name}@{ip}:{port}", [worker_command()], log_path=self.workdir / f"{name}.log", env=env
