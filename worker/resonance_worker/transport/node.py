@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -94,6 +95,45 @@ def history_options(options: Any) -> HistoryOptions | None:
     )
 
 
+TIMER_RESOLUTION_SECONDS = 0.1
+
+
+class Timers:
+    """The sessions' deadlines (pings, pong and connect timeouts, expiry, presence
+    refresh) in slots of ``resolution`` seconds, one event-loop timer per slot in
+    use rather than one per connection: a connection costs a dict entry here
+    instead of a libuv timer and its handle (~0.5 KiB). A deadline fires at most
+    ``resolution`` late."""
+
+    def __init__(self, resolution: float = TIMER_RESOLUTION_SECONDS) -> None:
+        self.resolution = resolution
+        self._slots: dict[int, dict[Connection, None]] = {}
+
+    def _slot(self, deadline: float) -> int:
+        return math.ceil(deadline / self.resolution)
+
+    def add(self, conn: Connection, deadline: float) -> None:
+        slot = self._slot(deadline)
+        conns = self._slots.get(slot)
+        if conns is None:
+            conns = self._slots[slot] = {}
+            loop = asyncio.get_running_loop()
+            loop.call_later(max(0.0, slot * self.resolution - time.time()), self._fire, slot)
+        conns[conn] = None
+
+    def cancel(self, conn: Connection, deadline: float) -> None:
+        conns = self._slots.get(self._slot(deadline))
+        if conns is not None:
+            conns.pop(conn, None)
+
+    def _fire(self, slot: int) -> None:
+        for conn in self._slots.pop(slot, {}):
+            try:
+                conn.timer_due()
+            except Exception:  # one connection's failure must not cost the others their timers
+                log.exception("connection timer failed", extra={"client": conn.client_id})
+
+
 class Node:
     """Everything of one worker process that outlives a single connection."""
 
@@ -151,6 +191,7 @@ class Node:
         self.pain = PainHooks()
         self._engine_lock: dict[str, list[Any]] = {}  # channel: [lock, holders and waiters]
         self._to_flush: list[Connection] = []
+        self.timers = Timers()
         self._flush_scheduled = False
 
     # -- writing -----------------------------------------------------------------------
@@ -200,9 +241,14 @@ class Node:
         self._join_leave(channel, encode_leave_push(channel, info))
 
     def _join_leave(self, channel: str, frame: bytes) -> None:
+        # Every member is asked, but most never want join/leave pushes (a client
+        # asks for them when subscribing): only those that queued one are woken.
         for conn in list(self.local_subs.get(channel, {}).values()):
-            conn.session.deliver_join_leave(channel, frame)
-            conn.wake()
+            session = conn.session
+            queued = session.queued_bytes
+            session.deliver_join_leave(channel, frame)
+            if session.queued_bytes != queued or session.closed:
+                conn.wake()
 
     def on_control(self, payload: bytes) -> None:
         try:

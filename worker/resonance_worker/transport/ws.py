@@ -86,7 +86,6 @@ class Connection:
         "_flush_queued",
         "_protocol",
         "_tasks",
-        "_timer",
         "_timer_at",
         "_writer",
         "client_id",
@@ -126,8 +125,7 @@ class Connection:
         # request's payload writer waits until it drains (both public aiohttp API).
         self._protocol = request.protocol if request is not None else None
         self._writer = request.writer if request is not None else None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer_at: float | None = None  # the session's next deadline, as the node's timers hold it
         self._tasks: set[asyncio.Task[None]] | None = None
         self._flush_queued = False
         self._draining: asyncio.Task[None] | None = None
@@ -218,16 +216,14 @@ class Connection:
         deadline = self.session.next_deadline()
         if deadline == self._timer_at:
             return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._timer_at is not None:
+            self.node.timers.cancel(self, self._timer_at)
         self._timer_at = deadline
         if deadline is not None:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(max(0.0, deadline - time.time()), self._on_timer)
+            self.node.timers.add(self, deadline)
 
-    def _on_timer(self) -> None:
-        self._timer = None
+    def timer_due(self) -> None:
+        """The session's deadline has come (called by the node's timers)."""
         self._timer_at = None
         self.session.tick(time.time())
         self.pump()
@@ -277,8 +273,9 @@ class Connection:
                     self._closer.cancel()
             if not self.ws.closed:
                 await self.ws.close()
-            if self._timer is not None:
-                self._timer.cancel()
+            if self._timer_at is not None:
+                self.node.timers.cancel(self, self._timer_at)
+                self._timer_at = None
             if self._abort_handle is not None:
                 self._abort_handle.cancel()
             for task in list(self._tasks or ()):
