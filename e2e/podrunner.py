@@ -1,9 +1,10 @@
 """A loopback kubelet: a real ``resonance-worker`` process for every kwok Pod.
 
 kwok (the harness's fake kubelet) marks Pods Running and gives them IPs but runs
-nothing. The harness's pod CIDR is ``127.244.0.0/16`` (``e2e/cluster/controlplane.py``),
-and Linux routes all of 127/8 to the loopback interface, so a process on this
-machine can bind a Pod's own IP. ``LoopbackKubelet`` does what a kubelet would
+nothing. The harness's pod CIDR is a loopback ``127.N.0.0/16`` (N from the control
+plane's work directory, so clusters side by side differ: ``pod_cidr`` in
+``e2e/cluster/controlplane.py``), and Linux routes all of 127/8 to the loopback
+interface, so a process on this machine can bind a Pod's own IP. ``LoopbackKubelet`` does what a kubelet would
 for the worker container of the Pods matching a label selector:
 
 * For each Running Pod with an IP (and no ``deletionTimestamp``) it starts
@@ -54,6 +55,7 @@ import contextlib
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -161,6 +163,8 @@ class LoopbackKubelet:
         self.stop_timeout = stop_timeout
         self.kubeconfig = kubeconfig
         self.errors: list[str] = []
+        self.waiting: set[str] = set()
+        """Pods whose address is held by another process; started once it is free."""
         self._running: dict[str, PodProcess] = {}
         self._finished: list[PodProcess] = []
         self._lock = threading.Lock()
@@ -261,7 +265,8 @@ class LoopbackKubelet:
             time.sleep(0.1)
         raise AssertionError(
             f"wanted {count} endpoints, have {self.endpoints()}; processes:"
-            f" {[(p.pod, p.history[-3:]) for p in self.processes()]}; errors: {self.errors[-5:]}"
+            f" {[(p.pod, p.history[-3:]) for p in self.processes()]}; errors: {self.errors[-5:]};"
+            f" waiting for their address: {sorted(self.waiting)}"
         )
 
     async def wait_endpoints_async(self, count: int, *, timeout: float = 60.0) -> list[Endpoint]:
@@ -325,10 +330,13 @@ class LoopbackKubelet:
             return
         ip = pod["status"]["podIP"]
         port = self._port(spec)
-        if any((r.ip, r.port) == (ip, port) for r in self._running.values()):
-            # kwok reuses the IP of a deleted Pod whose worker may still be draining there:
-            # start when it is gone (the next polls retry), or the old one would answer our health checks.
+        if any((r.ip, r.port) == (ip, port) for r in self._running.values()) or port_open(ip, port):
+            # Someone listens there already: the worker of a deleted Pod still draining at a
+            # reused IP, or another cluster's. Start when it is gone (the next polls retry):
+            # meanwhile it would answer the health checks meant for ours.
+            self.waiting.add(name)
             return
+        self.waiting.discard(name)
         env = {**env, "RESONANCE_HOST": ip, "RESONANCE_PORT": str(port), **self.env_overrides}
         process = ServiceProcess(
             f"{name}@{ip}:{port}", [worker_command()], log_path=self.workdir / f"{name}.log", env=env
@@ -483,6 +491,14 @@ def worker_command() -> str:
 
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 """Pod IPs are local: never through an HTTP proxy from the environment."""
+
+
+def port_open(ip: str, port: int) -> bool:
+    try:
+        with socket.create_connection((ip, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def health_ok(ip: str, port: int) -> bool:

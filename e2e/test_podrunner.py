@@ -103,7 +103,8 @@ async def test_kubelet_runs_a_real_worker_per_pod_and_drains_deleted_ones(namesp
     ) as kubelet:
         endpoints = await kubelet.wait_endpoints_async(2, timeout=90)
         for endpoint in endpoints:
-            assert ipaddress.ip_address(endpoint.ip) in ipaddress.ip_network("127.244.0.0/16")
+            assert ipaddress.ip_address(endpoint.ip) in ipaddress.ip_network("127.0.0.0/8")
+            assert endpoint.ip != "127.0.0.1"
             assert endpoint.port == 8000
             assert endpoint.revision == "rev-a"
             assert get(endpoint.url("/health")) == (200, {"status": "ok"})

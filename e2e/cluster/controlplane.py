@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -201,6 +202,15 @@ class Api:
             return exc.code, (json.loads(raw) if raw[:1] == b"{" else {})
 
 
+def pod_cidr(workdir: Path) -> str:
+    """A loopback /16 for this cluster's Pod IPs, ``127.N.0.0/16`` with N (100..249) from the
+    work directory: control planes running side by side on one machine (the test run's, a
+    developer's) then give their Pods different addresses, and real workers bound at them
+    (``e2e/podrunner.py``) do not collide."""
+    digest = hashlib.sha256(str(workdir.resolve()).encode()).digest()
+    return f"127.{100 + digest[0] % 150}.0.0/16"
+
+
 def up(workdir: Path, nodes: int) -> None:
     if (workdir / "env").exists() and all(alive(p) for p in pids(workdir).values()) and pids(workdir):
         log(f"already running; KUBECONFIG={workdir / 'kubeconfig'}")
@@ -323,7 +333,7 @@ def up(workdir: Path, nodes: int) -> None:
             "--manage-all-nodes=true",
             # Pod IPs are loopback addresses (Linux routes all of 127/8 to lo), so
             # e2e/podrunner.py can run real workers bound at them.
-            "--cidr=127.244.0.0/16",
+            f"--cidr={pod_cidr(workdir)}",
             "--node-ip=10.240.0.1",
             f"--server-address=127.0.0.1:{ports['kwok']}",
             "--node-lease-duration-seconds=40",
@@ -375,7 +385,7 @@ def up(workdir: Path, nodes: int) -> None:
         workdir=workdir,
         name="kube-controller-manager",
     )
-    log(f"up in {time.monotonic() - t0:.1f} s: {server}, {nodes} kwok nodes")
+    log(f"up in {time.monotonic() - t0:.1f} s: {server}, {nodes} kwok nodes, pod IPs in {pod_cidr(workdir)}")
     print(f"export KUBECONFIG={kubeconfig}")
 
 
