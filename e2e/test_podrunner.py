@@ -9,6 +9,7 @@ import ipaddress
 import json
 import os
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -95,11 +96,13 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
         return exc.code, json.loads(exc.read())
 
 
-async def test_kubelet_runs_a_real_worker_per_pod_and_drains_deleted_ones(namespace: str) -> None:
+async def test_kubelet_runs_a_real_worker_per_pod_and_drains_deleted_ones(
+    namespace: str, tmp_path: Path
+) -> None:
     for manifest in worker_objects(replicas=2):
         apply(manifest, namespace=namespace)
     async with LoopbackKubelet(
-        namespace, SELECTOR, env_overrides={"RESONANCE_ENGINE": "memory"}, poll_seconds=0.3
+        namespace, SELECTOR, env_overrides={"RESONANCE_ENGINE": "memory"}, poll_seconds=0.3, workdir=tmp_path
     ) as kubelet:
         endpoints = await kubelet.wait_endpoints_async(2, timeout=90)
         for endpoint in endpoints:
@@ -162,14 +165,14 @@ async def test_kubelet_runs_a_real_worker_per_pod_and_drains_deleted_ones(namesp
         )
 
 
-async def test_kubelet_reports_pods_it_cannot_start(namespace: str) -> None:
+async def test_kubelet_reports_pods_it_cannot_start(namespace: str, tmp_path: Path) -> None:
     manifests = worker_objects(replicas=1)
     deployment = manifests[2]
     worker = deployment["spec"]["template"]["spec"]["containers"][1]
     worker["env"].append({"name": "BROKEN", **from_key("secretKeyRef", "worker-secrets", "nope")})
     for manifest in manifests:
         apply(manifest, namespace=namespace)
-    with LoopbackKubelet(namespace, SELECTOR, poll_seconds=0.3) as kubelet:
+    with LoopbackKubelet(namespace, SELECTOR, poll_seconds=0.3, workdir=tmp_path) as kubelet:
         await asyncio.to_thread(
             wait_until, lambda: kubelet.errors, timeout=60, what="the kubelet to report the missing key"
         )
@@ -193,10 +196,12 @@ def test_expansion_and_fields_follow_kubernetes() -> None:
         pod_field(pod, "status.hostIP")
 
 
-async def test_leaving_the_kubelet_stops_its_processes(namespace: str) -> None:
+async def test_leaving_the_kubelet_stops_its_processes(namespace: str, tmp_path: Path) -> None:
     for manifest in worker_objects(replicas=1):
         apply(manifest, namespace=namespace)
-    kubelet = LoopbackKubelet(namespace, SELECTOR, env_overrides={"RESONANCE_ENGINE": "memory"})
+    kubelet = LoopbackKubelet(
+        namespace, SELECTOR, env_overrides={"RESONANCE_ENGINE": "memory"}, workdir=tmp_path
+    )
     async with kubelet:
         [endpoint] = await kubelet.wait_endpoints_async(1, timeout=90)
         pid = kubelet.processes()[0].process.pid
