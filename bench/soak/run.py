@@ -6,12 +6,18 @@ published through the server API. A third worker on the same Redis is never
 killed: its own clients ride out only the Redis restarts, and its memory is one
 series over the whole run (the killed workers' series last one incarnation).
 
+With ``--neo4j`` (the default) the workers also run the living core's projector into a real
+Neo4j reached through a ``FaultProxy``, a client reports emotional states all
+along, and a third fault joins the schedule: Neo4j hung for 25 s (every byte
+held). The report then says how many states were reported, how many events the
+workers could not append (Redis restarting), and how many reached the graph.
+
 Reports messages sent, acknowledged, received and lost among acknowledged
 (must be 0), failed publish attempts, recoveries, and the resident memory of
 each worker over time (first, last, max and the least-squares slope). Loopback
 only; bounded by ``--minutes``; writes ``bench/results/soak.json``.
 
-    .venv/bin/python -m bench.soak.run --minutes 10
+    .venv/bin/python -m bench.soak.run --minutes 10 [--no-neo4j]
 """
 
 from __future__ import annotations
@@ -28,13 +34,16 @@ from typing import Any
 
 import centrifuge
 
-from tests.harness.faults import Ledger, LedgerSubscriber, stream_namespaces, wait_complete
+from tests.harness.faults import FaultProxy, Ledger, LedgerSubscriber, stream_namespaces, wait_complete
+from tests.harness.neo4j import Neo4jServer
 from tests.harness.redis import RedisServer
 from tests.harness.worker import WorkerProcess
 from tests.worker.engines.test_two_workers import Relay
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "soak.json"
 CHANNEL = "stream:soak"
+REPORTER = "soak-reporter"
+NEO4J_STALL_S = 25.0
 
 
 def rss_mib(pid: int) -> float | None:
@@ -50,7 +59,14 @@ def rss_mib(pid: int) -> float | None:
 
 class Soak:
     def __init__(
-        self, workdir: Path, *, minutes: float, clients: int, rate: float, steady_clients: int = 4
+        self,
+        workdir: Path,
+        *,
+        minutes: float,
+        clients: int,
+        rate: float,
+        steady_clients: int = 4,
+        neo4j: bool = False,
     ) -> None:
         self.workdir = workdir
         self.duration = minutes * 60
@@ -58,6 +74,10 @@ class Soak:
         self.steady_client_count = steady_clients
         self.interval = 1.0 / rate
         self.redis = RedisServer(workdir / "redis", persistence=True)
+        self.neo4j = Neo4jServer(workdir / "neo4j") if neo4j else None
+        self.neo4j_proxy: FaultProxy | None = None
+        self.states_reported = 0
+        self.states_refused = 0
         self.ledger = Ledger()
         self.faults: list[dict[str, Any]] = []
         self.memory: list[dict[str, Any]] = []
@@ -79,6 +99,14 @@ class Soak:
             "RESONANCE_LIMITS__USER_PUBLISH_RATE": "0",
             "RESONANCE_LOG_LEVEL": "WARNING",
         }
+        if self.neo4j is not None:
+            await asyncio.to_thread(self.neo4j.start)
+            self.neo4j_proxy = await FaultProxy(self.neo4j.port).start()
+            env |= {
+                "RESONANCE_NEO4J__URI": f"bolt://127.0.0.1:{self.neo4j_proxy.port}",
+                "RESONANCE_NEO4J__USER": self.neo4j.user,
+                "RESONANCE_NEO4J__PASSWORD": self.neo4j.password,
+            }
         self.workers = [
             WorkerProcess(self.workdir, env, name="soak-a").start(),
             WorkerProcess(self.workdir, env, name="soak-b").start(),
@@ -94,10 +122,13 @@ class Soak:
                 asyncio.create_task(self._publish(stop)),
                 asyncio.create_task(self._sample_memory(stop)),
             ]
+            if self.neo4j is not None:
+                tasks.append(asyncio.create_task(self._report_states(stop)))
             await self._inject_faults()
             stop.set()
             await asyncio.gather(*tasks)
             complete = await wait_complete(self.ledger, timeout=60)
+            graph = await self._graph_caught_up() if self.neo4j is not None else None
         finally:
             for client in self.clients:
                 await client.disconnect()
@@ -105,7 +136,11 @@ class Soak:
             for worker in [*self.workers, self.steady]:
                 worker.stop()
             self.redis.stop()
-        return self._report(complete)
+            if self.neo4j_proxy is not None:
+                await self.neo4j_proxy.close()
+            if self.neo4j is not None:
+                await asyncio.to_thread(self.neo4j.stop)
+        return self._report(complete, graph)
 
     async def _subscribe(self) -> None:
         worker = self.workers[0]
@@ -147,6 +182,63 @@ class Soak:
                 self.ledger.failed += 1
             await asyncio.sleep(self.interval)
 
+    async def _report_states(self, stop: asyncio.Event) -> None:
+        """A person reporting a state every half second to the never-killed worker: events for the
+        projector, whatever Neo4j is doing."""
+        client = centrifuge.Client(
+            self.steady.ws_url,
+            token=self.steady.token(REPORTER, ttl=24 * 3600),
+            min_reconnect_delay=0.3,
+            max_reconnect_delay=2.0,
+        )
+        self.clients.append(client)
+        await client.connect()
+        await client.ready(timeout=10)
+        while not stop.is_set():
+            try:
+                await client.rpc("state.report", {"valence": 0.5, "arousal": 0.5})
+                self.states_reported += 1
+            except centrifuge.CentrifugeError:
+                self.states_refused += 1  # e.g. the thyroid shed or limited it: counted, not lost
+            await asyncio.sleep(0.5)
+
+    def _states_in_graph(self) -> int:
+        import neo4j
+
+        assert self.neo4j is not None
+        with neo4j.GraphDatabase.driver(self.neo4j.uri, auth=self.neo4j.auth) as driver:
+            records, _, _ = driver.execute_query(
+                "MATCH (s:State {user_id: $user}) RETURN count(s) AS n", {"user": REPORTER}
+            )
+            return int(records[0]["n"])
+
+    def _appends_failed(self) -> int:
+        return sum(
+            1
+            for worker in [*self.workers, self.steady]
+            for record in worker.log_records()
+            if record.get("msg") == "event not appended" and record.get("event") == "state_changed"
+        )
+
+    async def _graph_caught_up(self, timeout: float = 180.0) -> dict[str, Any]:
+        """Wait until every state the workers appended is in the graph (or time runs out)."""
+        started = time.monotonic()
+        expected = self.states_reported - await asyncio.to_thread(self._appends_failed)
+        projected = 0
+        while time.monotonic() - started < timeout:
+            projected = await asyncio.to_thread(self._states_in_graph)
+            if projected >= expected:
+                break
+            await asyncio.sleep(1.0)
+        return {
+            "states_reported": self.states_reported,
+            "states_refused": self.states_refused,
+            "appends_failed": self.states_reported - expected,
+            "states_projected": projected,
+            "caught_up": projected == expected,
+            "catch_up_s": round(time.monotonic() - started, 1),
+        }
+
     async def _sample_memory(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             sample: dict[str, Any] = {"t": self.now()}
@@ -164,10 +256,12 @@ class Soak:
         """A fault every period, alternating a worker SIGKILL and a Redis restart."""
         period = max(20.0, self.duration / 10)
         kinds = ["worker_kill", "redis_restart"]
+        if self.neo4j is not None:
+            kinds.append("neo4j_stall")
         index = 0
         while self.now() + period <= self.duration:
             await asyncio.sleep(period)
-            kind = kinds[index % 2]
+            kind = kinds[index % len(kinds)]
             index += 1
             started = self.now()
             if kind == "worker_kill":
@@ -180,13 +274,19 @@ class Soak:
                 await asyncio.to_thread(victim.start)  # same port; clients are elsewhere now
                 self.restarting.discard(victim.name)
                 detail = victim.name
-            else:
+            elif kind == "redis_restart":
                 await asyncio.to_thread(self.redis.restart)
                 detail = "SIGTERM, then start on the same port and AOF"
+            else:
+                assert self.neo4j_proxy is not None
+                self.neo4j_proxy.stall()
+                await asyncio.sleep(NEO4J_STALL_S)
+                self.neo4j_proxy.resume()
+                detail = f"every Bolt byte held for {NEO4J_STALL_S:g} s"
             self.faults.append({"t": started, "kind": kind, "detail": detail, "took_s": self.now() - started})
         await asyncio.sleep(max(0.0, self.duration - self.now()))
 
-    def _report(self, complete: bool) -> dict[str, Any]:
+    def _report(self, complete: bool, graph: dict[str, Any] | None) -> dict[str, Any]:
         growth = {}
         names = sorted({key for sample in self.memory for key in sample if key != "t"})
         for name in names:
@@ -211,6 +311,7 @@ class Soak:
             "complete": complete,
             **self.ledger.summary(),
             "publish_retries": self.retries,
+            "graph": graph,
             "faults": self.faults,
             "memory_mib": growth,
             "memory_series": self.memory,
@@ -245,6 +346,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="clients behind the relay (moved on kills)")
     parser.add_argument("--steady-clients", type=int, default=4, help="clients of the never-killed worker")
     parser.add_argument("--rate", type=float, default=50.0, help="publications per second")
+    parser.add_argument(
+        "--neo4j",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also project into a real Neo4j that is hung on the schedule (default: on)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="soak-") as workdir:
@@ -256,6 +363,7 @@ def main() -> None:
                     clients=args.clients,
                     rate=args.rate,
                     steady_clients=args.steady_clients,
+                    neo4j=args.neo4j,
                 )
             )
         )
@@ -263,7 +371,8 @@ def main() -> None:
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     summary = {k: v for k, v in result.items() if k != "memory_series"}
     print(json.dumps(summary, indent=2))
-    if result["lost_among_acknowledged"] or not result["complete"]:
+    graph = result["graph"]
+    if result["lost_among_acknowledged"] or not result["complete"] or (graph and not graph["caught_up"]):
         raise SystemExit(1)
 
 
