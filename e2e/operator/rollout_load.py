@@ -3,10 +3,12 @@ that reach worker Pods the way a Service routes them.
 
 Each client picks a Pod the Service selects *now* (its selector read from the API
 server, matched against the Pods' labels), connects with a real token, answers the
-server's pings, and sends ``ping`` commands at a steady rate. When its socket
-closes (a drain hands it over with 3001) it reconnects, after a short jitter, to a
-Pod the Service selects then - so a promotion or rollback moves it as it would move
-an SDK behind a Service. Replies are counted by Pod, so a test can see errors.
+server's pings, and sends ``ping`` commands at a steady rate. It leaves after a few
+seconds (clients churn; without new connections a weight would steer nothing), and
+when its socket closes - on its own or because a drain hands it over with 3001 - it
+reconnects, after a short jitter, to a Pod the Service selects then - so a promotion
+or rollback moves it as it would move an SDK behind a Service. Replies are counted
+by Pod, so a test can see errors.
 """
 
 from __future__ import annotations
@@ -39,18 +41,21 @@ class ServiceLoad:
         *,
         commands_per_second: float = 4.0,
         refresh_seconds: float = 1.0,
+        session_seconds: tuple[float, float] = (2.0, 6.0),
     ) -> None:
         self.namespace = namespace
         self.services = dict(services)
         self.token = token
         self.interval = 1.0 / commands_per_second
         self.refresh_seconds = refresh_seconds
+        # Clients come and go (mobile apps do): without new connections a weight steers nothing.
+        self.session_seconds = session_seconds
         self.targets: dict[str, list[tuple[str, str, int]]] = {name: [] for name in services}
         self.replies: collections.Counter[str] = collections.Counter()
         self.errors: collections.Counter[str] = collections.Counter()
         self.connects: collections.Counter[str] = collections.Counter()
         self.closes: collections.Counter[int] = collections.Counter()
-        self.connect_failures = 0
+        self.connect_failures: collections.Counter[str] = collections.Counter()
         """Refused or unanswered upgrades: a Pod whose process is not up yet, or one draining (503)."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rollout-load", daemon=True)
@@ -99,25 +104,37 @@ class ServiceLoad:
                     self.connects[pod] += 1
                     sender = asyncio.create_task(self._pings(ws, command_id))
                     try:
-                        async for message in ws:
-                            if message.type is not aiohttp.WSMsgType.TEXT:
-                                break
-                            for line in message.data.splitlines():
-                                frame = orjson.loads(line) if line.strip() else {}
-                                if not frame:
-                                    await ws.send_str("{}")  # pong
-                                elif "error" in frame:
-                                    self.errors[pod] += 1
-                                elif "id" in frame:
-                                    self.replies[pod] += 1
+                        await self._read(ws, pod, random.uniform(*self.session_seconds))
                     finally:
                         sender.cancel()
                         with contextlib.suppress(asyncio.CancelledError, Exception):
                             await sender
                     self.closes[ws.close_code or 0] += 1
-            except (aiohttp.ClientError, OSError, TimeoutError):
-                self.connect_failures += 1
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                status = getattr(exc, "status", None)
+                self.connect_failures[f"{type(exc).__name__}{'' if status is None else f' {status}'}"] += 1
             await asyncio.sleep(random.uniform(0.1, 0.5))
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse, pod: str, session: float) -> None:
+        """Count replies and answer pings until the server closes, or leave after ``session`` seconds."""
+        loop = asyncio.get_running_loop()
+        leave_at = loop.time() + session
+        while True:
+            try:
+                message = await ws.receive(timeout=max(0.001, leave_at - loop.time()))
+            except TimeoutError:
+                await ws.close()
+                return
+            if message.type is not aiohttp.WSMsgType.TEXT:
+                return
+            for line in message.data.splitlines():
+                frame = orjson.loads(line) if line.strip() else {}
+                if not frame:
+                    await ws.send_str("{}")  # pong
+                elif "error" in frame:
+                    self.errors[pod] += 1
+                elif "id" in frame:
+                    self.replies[pod] += 1
 
     async def _pings(self, ws: aiohttp.ClientWebSocketResponse, first_id: int) -> None:
         command_id = first_id * 100_000
@@ -167,7 +184,7 @@ class ServiceLoad:
             "connects": sum(self.connects.values()),
             "replies": sum(self.replies.values()),
             "errors": sum(self.errors.values()),
-            "connect_failures": self.connect_failures,
+            "connect_failures": dict(self.connect_failures),
             "closes_by_code": dict(self.closes),
             "at": time.time(),
         }

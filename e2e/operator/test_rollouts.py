@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -171,6 +173,94 @@ def test_rollout_actions_by_annotation(operator: RunningOperator, namespace: str
     assert {"RolloutAborted", "RolloutPromoted", "Recovered"} <= reasons
 
 
+GATEWAY_API = "sigs.k8s.io/gateway-api@v1.2.1"
+HTTPROUTE_CRD = "httproutes.gateway.networking.k8s.io"
+
+
+@pytest.fixture
+def httproute_crd(kubeconfig: str) -> Iterator[None]:
+    """Gateway API's own HTTPRoute CRD, from its Go module (the Go module proxy, as the harness's builds)."""
+    go = shutil.which("go")
+    if go is None:
+        pytest.skip("no go toolchain to fetch the Gateway API module")
+    found = subprocess.run(
+        [go, "mod", "download", "-json", GATEWAY_API], capture_output=True, text=True, timeout=300, cwd="/"
+    )
+    if found.returncode != 0:
+        pytest.skip(f"Gateway API module not available: {found.stderr.strip()[:200]}")
+    crd = (
+        Path(json.loads(found.stdout)["Dir"])
+        / "config/crd/standard/gateway.networking.k8s.io_httproutes.yaml"
+    )
+    existed = bool(kubectl("get", "crd", HTTPROUTE_CRD, "--ignore-not-found"))
+    kubectl("apply", "--server-side", "-f", str(crd))
+
+    def established() -> bool:
+        conditions = kubectl_json("get", "crd", HTTPROUTE_CRD).get("status", {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    wait_until(established, timeout=60, what="HTTPRoute CRD established")
+    try:
+        yield
+    finally:
+        if not existed:
+            kubectl("delete", "crd", HTTPROUTE_CRD, "--wait=false")
+
+
+def test_router_weights_for_gateway_api_and_ingress_nginx(
+    operator: RunningOperator, namespace: str, httproute_crd: None
+) -> None:
+    rollout = {
+        "strategy": "canary",
+        "canary": {"steps": [{"setWeight": 30}, {"pause": {}}]},
+        "drain": {"maxDrainSeconds": 2},
+        "gatewayRoute": {"parentRefs": [{"name": "edge", "sectionName": "wss"}], "hostnames": ["ws.example"]},
+    }
+    ingress = {"enabled": True, "className": "nginx", "host": "ws.example"}
+    manifest = cluster_manifest("routed", rollout)
+    manifest["spec"]["ingress"] = ingress
+    apply(manifest, namespace=namespace)
+    stable = rollout_of(wait_ready("routed", namespace))["stableRevision"]
+
+    def backends() -> list[dict[str, Any]]:
+        route = kubectl_json("get", "httproute", "routed-worker", "-n", namespace)
+        refs: list[dict[str, Any]] = route["spec"]["rules"][0]["backendRefs"]
+        return [{k: ref[k] for k in ("name", "weight")} for ref in refs]
+
+    assert backends() == [{"name": "routed-worker", "weight": 100}]
+    patch_spec("routed", namespace, {"worker": {"settings": {"logLevel": "DEBUG"}}})
+
+    def paused(body: dict[str, Any]) -> bool:
+        return rollout_of(body).get("phase") == "RolloutPaused"
+
+    canary = rollout_of(wait_status("routed", namespace, paused, "paused at weight 30"))["updateRevision"]
+    assert backends() == [
+        {"name": "routed-worker", "weight": 70},
+        {"name": "routed-worker-canary", "weight": 30},
+    ]
+    canary_ingress = kubectl_json("get", "ingress", "routed-canary", "-n", namespace)
+    annotations = canary_ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/canary"] == "true"
+    assert annotations["nginx.ingress.kubernetes.io/canary-weight"] == "30"
+    path = canary_ingress["spec"]["rules"][0]["http"]["paths"][0]
+    assert path["backend"]["service"]["name"] == "routed-worker-canary"
+    # The routers split by weight, so the worker Service keeps to stable; the canary Service to the canary.
+    selectors = {
+        name: kubectl_json("get", "service", name, "-n", namespace)["spec"]["selector"][REVISION_LABEL]
+        for name in ("routed-worker", "routed-worker-canary")
+    }
+    assert selectors == {"routed-worker": stable, "routed-worker-canary": canary}
+    annotate("routed", namespace, "promote")
+
+    def promoted(body: dict[str, Any]) -> bool:
+        status = rollout_of(body)
+        return status.get("stableRevision") == canary and status.get("phase") == "RolloutCompleted"
+
+    wait_status("routed", namespace, promoted, "promoted")
+    assert backends() == [{"name": "routed-worker", "weight": 100}]
+    assert kubectl("get", "ingress", "routed-canary", "-n", namespace, "--ignore-not-found") == ""
+
+
 # -- with real worker processes behind the Pods --------------------------------------------------------
 
 ANALYSIS = {
@@ -326,7 +416,9 @@ def test_bad_canary_is_rolled_back_by_analysis(
             "RolledBack",
         )
         assert degraded["observedGeneration"] == body["metadata"]["generation"]
-        assert "errorRatio: Failed" in degraded["message"]
+        # The canary's error replies (111) fail the error ratio and raise its thyroid pain.
+        assert "analysis failed" in degraded["message"]
+        assert "errorRatio: Failed" in degraded["message"] or "thyroidPain: Failed" in degraded["message"]
         # New connections stop reaching the canary at once: the Service selects stable only.
         service = kubectl_json("get", "service", "bad-worker", "-n", namespace)
         assert service["spec"]["selector"][REVISION_LABEL] == stable
