@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from resonance_worker.tokens import mint_connection_token
 
 from e2e.kube import apply, kubectl, kubectl_json, wait_until
@@ -121,6 +122,18 @@ def test_canary_steps_without_analysis_promote_and_drain_by_deadline(
     reasons = {e["reason"] for e in events("steps", namespace)}
     assert {"RolloutStarted", "RolloutPromoted"} <= reasons
     wait_ready("steps", namespace)
+
+
+def test_canary_example_is_accepted_whole_and_ready(operator: RunningOperator, namespace: str) -> None:
+    example = yaml.safe_load((REPO / "examples" / "canary.yaml").read_text())
+    apply(example, namespace=namespace)
+    body = wait_ready("canary", namespace)
+    # The API server kept the typed analysis (nothing pruned) and the printer columns read the rollout.
+    defaults = {"metricsPath": "/metrics", "rolling": {"maxSurge": "25%", "maxUnavailable": 0}}
+    assert body["spec"]["rollout"] == example["spec"]["rollout"] | defaults
+    assert rollout_of(body)["phase"] == "RolloutCompleted" and rollout_of(body)["strategy"] == "canary"
+    printed = kubectl("get", "rescl", "canary", "-n", namespace, "-o", "wide")
+    assert "STEP" in printed and "WEIGHT" in printed
 
 
 def test_rollout_actions_by_annotation(operator: RunningOperator, namespace: str) -> None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
+from resonance_operator.api.spec import parse
+from resonance_operator.rollout import plan
+
 from tests.operator import fixtures
 
 # Short names of the built-in kinds of Kubernetes 1.34 (kubectl api-resources).
@@ -87,3 +91,13 @@ def test_every_property_is_described_and_every_list_typed() -> None:
 
     assert walk(fixtures.spec_schema(), "spec") == []
     assert len(fixtures.CRD_PATH.read_bytes()) < 250_000  # client-side apply (and Argo CD) still work
+
+
+def test_every_example_parses_and_its_rollout_is_valid() -> None:
+    for path in sorted((fixtures.REPO / "examples").glob("*.yaml")):
+        body = yaml.safe_load(path.read_text())
+        body["metadata"].update(namespace="team-a", uid="u", generation=1)
+        cluster = parse(
+            {**body, "spec": fixtures.apply_schema_defaults(body["spec"], fixtures.spec_schema())}
+        )
+        assert plan.spec_errors(cluster.spec.rollout, gateway_served=False) == [], path.name
