@@ -96,6 +96,8 @@ def history_options(options: Any) -> HistoryOptions | None:
 
 
 TIMER_RESOLUTION_SECONDS = 0.1
+CLEANUP_CONCURRENCY = 32
+"""Closed connections whose engine clean-up (presence, leave, unsubscribe) runs at once."""
 
 
 class Timers:
@@ -191,6 +193,7 @@ class Node:
         self.pain = PainHooks()
         self._engine_lock: dict[str, list[Any]] = {}  # channel: [lock, holders and waiters]
         self._to_flush: list[Connection] = []
+        self._cleanup_slots = asyncio.Semaphore(CLEANUP_CONCURRENCY)
         self.timers = Timers()
         self._flush_scheduled = False
 
@@ -335,8 +338,14 @@ class Node:
         if conn.user_counted:
             self.counter.release_user(conn.session.user)
             conn.user_counted = False
-        for op in conn.session.cleanup_ops():
-            await self.perform(conn, op)
+        ops = conn.session.cleanup_ops()
+        if ops:
+            # When thousands leave at once, their engine calls wait here, not in
+            # the engine's pool (where they would time out after its deadline,
+            # open its circuit and fail the calls of everyone still connected).
+            async with self._cleanup_slots:
+                for op in ops:
+                    await self.perform(conn, op)
 
     async def drain(self, window: float) -> None:
         """Disconnect every client with a reconnect code, spread over ``window``
