@@ -30,6 +30,7 @@ logger = logging.getLogger("resonance.operator")
 
 FINALIZER = f"{GROUP}/kopf-finalizer"
 RETRY_DELAY_SECONDS = 5.0
+REQUEUE_TICK_SECONDS = 1.0
 
 
 @dataclasses.dataclass
@@ -44,8 +45,8 @@ class Runtime:
     locks: dict[tuple[str, str], asyncio.Lock] = dataclasses.field(default_factory=dict)
     waiting: set[tuple[str, str]] = dataclasses.field(default_factory=set)
     memories: dict[tuple[str, str], Memory] = dataclasses.field(default_factory=dict)
-    requeues: dict[tuple[str, str], asyncio.TimerHandle] = dataclasses.field(default_factory=dict)
-    tasks: set[asyncio.Task[Any]] = dataclasses.field(default_factory=set)
+    due: dict[tuple[str, str], float | None] = dataclasses.field(default_factory=dict)
+    """When each cluster asked to be reconciled again (monotonic seconds; ``None``: not needed)."""
 
     async def reconcile(self, body: Mapping[str, Any], trigger: str) -> Outcome | None:
         """Reconcile one cluster; concurrent triggers for the same cluster coalesce into one."""
@@ -98,36 +99,22 @@ class Runtime:
         return outcome
 
     def _requeue(self, key: tuple[str, str], delay: float | None) -> None:
-        """Reconcile again after ``delay`` (a rollout step, an analysis interval, a drain poll).
+        self.due[key] = None if delay is None else time.monotonic() + delay
 
-        The resync timer is the safety net (and what resumes a rollout after a restart);
-        this only makes steps shorter than the resync period happen on time.
+    def requeue_due(self, key: tuple[str, str]) -> bool:
+        """Whether the rollout tick should reconcile ``key`` now.
+
+        A rollout step can be due sooner than the resync period (a short pause, an analysis
+        interval, a drain poll); the tick checks every second. A cluster this process has not
+        reconciled yet (just started) is due at once.
         """
-        if (pending := self.requeues.pop(key, None)) is not None:
-            pending.cancel()
-        if delay is None:
-            return
-        loop = asyncio.get_running_loop()
+        due = self.due.get(key, 0.0)
+        return due is not None and time.monotonic() >= due
 
-        def fire() -> None:
-            self.requeues.pop(key, None)
-            task = loop.create_task(self._requeued(key))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
 
-        self.requeues[key] = loop.call_later(max(delay, 0.05), fire)
-
-    async def _requeued(self, key: tuple[str, str]) -> None:
-        try:
-            await self.reconcile({"metadata": {"namespace": key[0], "name": key[1]}}, "requeue")
-        except Exception as exc:  # kopf.TemporaryError and friends: the next trigger retries
-            logger.info("requeued reconcile of %s/%s failed: %s", key[0], key[1], exc)
-            self._requeue(key, RETRY_DELAY_SECONDS)
-
-    def cancel_requeues(self) -> None:
-        for handle in self.requeues.values():
-            handle.cancel()
-        self.requeues.clear()
+def _rollout_in_flight(status: kopf.Status, **_: Any) -> bool:
+    rollout = status.get("rollout") or {}
+    return bool(rollout.get("updateRevision") or rollout.get("drainingRevision"))
 
 
 def _owner_name(body: Mapping[str, Any]) -> str | None:
@@ -172,7 +159,6 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
 
     @kopf.on.cleanup(registry=registry)
     async def close(**_: Any) -> None:
-        runtime.cancel_requeues()
         await runtime.probe.close()
         await runtime.kube.close()
 
@@ -185,6 +171,16 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     @kopf.timer(GROUP, VERSION, PLURAL, interval=runtime.settings.resync_seconds, registry=registry)
     async def resync(body: kopf.Body, **_: Any) -> None:
         await runtime.reconcile(body, "resync")
+
+    # A kopf timer (not an asyncio timer of our own) so that a peer frozen by kopf's peering stays
+    # frozen; it runs only while a rollout is in flight and reconciles only when a step is due.
+    @kopf.timer(
+        GROUP, VERSION, PLURAL, interval=REQUEUE_TICK_SECONDS, when=_rollout_in_flight, registry=registry
+    )
+    async def rollout_tick(body: kopf.Body, **_: Any) -> None:
+        key = (str(body["metadata"]["namespace"]), str(body["metadata"]["name"]))
+        if runtime.requeue_due(key):
+            await runtime.reconcile(body, "requeue")
 
     managed = {"app.kubernetes.io/managed-by": meta.MANAGED_BY}
 
