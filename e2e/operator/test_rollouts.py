@@ -16,7 +16,15 @@ import yaml
 from resonance_worker.tokens import mint_connection_token
 
 from e2e.kube import apply, kubectl, kubectl_json, wait_until
-from e2e.operator.conftest import REPO, RunningOperator, condition, get_cluster, wait_ready
+from e2e.operator.conftest import (
+    REPO,
+    RESYNC_SECONDS,
+    RunningOperator,
+    condition,
+    get_cluster,
+    operator_settings,
+    wait_ready,
+)
 from e2e.operator.rollout_load import ServiceLoad
 from e2e.podrunner import LoopbackKubelet
 
@@ -184,6 +192,44 @@ def test_rollout_actions_by_annotation(operator: RunningOperator, namespace: str
     wait_status("acts", namespace, promoted, "promoted in full")
     reasons = {e["reason"] for e in events("acts", namespace)}
     assert {"RolloutAborted", "RolloutPromoted", "Recovered"} <= reasons
+
+
+def test_another_operator_continues_a_rollout_from_its_status(
+    operator: RunningOperator, operator_kubeconfig: str, namespace: str
+) -> None:
+    """The rollout's state is in status.rollout: a fresh operator process (no memory of it) takes over
+    mid-rollout, and the frozen peer - rollout tick included - writes nothing meanwhile."""
+    rollout = {
+        "strategy": "canary",
+        "canary": {"steps": [{"setWeight": 50}, {"pause": {}}]},
+        "drain": {"maxDrainSeconds": 2},
+    }
+    apply(cluster_manifest("handover", rollout), namespace=namespace)
+    wait_ready("handover", namespace)
+    patch_spec("handover", namespace, {"worker": {"settings": {"logLevel": "DEBUG"}}})
+
+    def paused(body: dict[str, Any]) -> bool:
+        return rollout_of(body).get("phase") == "RolloutPaused"
+
+    canary = rollout_of(wait_status("handover", namespace, paused, "paused"))["updateRevision"]
+    fresh = RunningOperator(
+        operator_settings(operator_kubeconfig, priority=1000, instance="e2e-fresh")
+    ).start()
+    try:
+        time.sleep(RESYNC_SECONDS * 2)  # the main operator sees the higher peer and freezes
+        frozen_writes = operator.writes_in(namespace)
+        annotate("handover", namespace, "promote")
+
+        def promoted(body: dict[str, Any]) -> bool:
+            status = rollout_of(body)
+            return status.get("stableRevision") == canary and status.get("phase") == "RolloutCompleted"
+
+        wait_status("handover", namespace, promoted, "promoted by the fresh operator")
+        assert fresh.writes_in(namespace) > 0
+        assert operator.writes_in(namespace) == frozen_writes, "the frozen peer wrote"
+    finally:
+        fresh.stop()
+    assert set(revision_deployments("handover", namespace)) == {canary}
 
 
 GATEWAY_API = "sigs.k8s.io/gateway-api@v1.2.1"
