@@ -36,6 +36,8 @@ logger = logging.getLogger("resonance.operator.rollout")
 Body = Mapping[str, Any]
 Note = tuple[EventType, EventReason, str]
 SETTLE_POLL_SECONDS = 5.0
+MISSED_MEASUREMENTS = 3
+"""Due measurements without comparable scrapes before one counts as Inconclusive."""
 
 
 @dataclasses.dataclass
@@ -44,6 +46,8 @@ class Memory:
 
     baseline: list[analysis.Scrape] = dataclasses.field(default_factory=list)
     baseline_pair: tuple[str, str] | None = None
+    missed: int = 0
+    """Due measurements in a row that found no Pod of a revision scraped in both rounds."""
 
 
 Memories = MutableMapping[tuple[str, str], Memory]
@@ -264,11 +268,8 @@ def _analyse(
     assert state.stable_revision is not None
     assert state.canary_revision is not None
     pair = (state.stable_revision, state.canary_revision)
-    if (
-        decision.action is plan.ActionKind.MEASURE
-        and memory.baseline_pair == pair
-        and _comparable(memory.baseline, scrapes, pair)
-    ):
+    measuring = decision.action is plan.ActionKind.MEASURE and memory.baseline_pair == pair
+    if measuring and _comparable(memory.baseline, scrapes, pair):
         measurement = analysis.measure(
             decision.analysis,
             memory.baseline,
@@ -276,15 +277,25 @@ def _analyse(
             canary_revision=state.canary_revision,
             stable_revision=state.stable_revision,
         )
-        state = plan.record(state, measurement, now)
-        logger.info("analysis of %s: %s %s", state.canary_revision, measurement.phase, measurement.message)
-        memory.baseline = list(scrapes)
-        # The verdict may have changed: act on it at once.
-        return state, 0.0
-    # The first scrape of a run, the first after an operator restart (which lost the baseline), or
-    # one that cannot be compared with the last: a new baseline, measured one interval later.
-    memory.baseline, memory.baseline_pair = list(scrapes), pair
-    return state, decision.requeue_after
+    elif measuring and memory.missed + 1 >= MISSED_MEASUREMENTS:
+        # Pods that never answer /metrics must not keep the rollout waiting for ever: inconclusive.
+        why = f"no Pod of {state.stable_revision} and {state.canary_revision} answered /metrics twice"
+        results = tuple(
+            analysis.MetricResult(check.kind, analysis.Phase.INCONCLUSIVE, None, None, why)
+            for check in decision.analysis.metrics
+        )
+        measurement = analysis.Measurement(analysis.Phase.INCONCLUSIVE, results)
+    else:
+        # The first scrape of a run, the first after an operator restart (which lost the baseline), or
+        # one that cannot be compared with the last: a new baseline, measured one interval later.
+        memory.missed = memory.missed + 1 if measuring else 0
+        memory.baseline, memory.baseline_pair = list(scrapes), pair
+        return state, decision.requeue_after
+    state = plan.record(state, measurement, now)
+    logger.info("analysis of %s: %s %s", state.canary_revision, measurement.phase, measurement.message)
+    memory.baseline, memory.missed = list(scrapes), 0
+    # The verdict may have changed: act on it at once.
+    return state, 0.0
 
 
 def _comparable(

@@ -96,3 +96,39 @@ def test_scrapes_are_comparable_only_with_a_pod_of_each_revision_in_both_rounds(
     assert not rollout_pass._comparable(
         before, [scrape("c2", "canary"), scrape("s1", "stable")], ("stable", "canary")
     )
+
+
+def test_measurements_need_a_comparable_baseline_and_give_up_as_inconclusive() -> None:
+    from resonance_operator.api.conditions import ProgressingReason
+    from resonance_operator.rollout.analysis import AnalysisRun, AnalysisSpec, Sample, Scrape
+
+    spec = AnalysisSpec.model_validate({"intervalSeconds": 5})
+    state = plan.RolloutState(stable_revision="s", canary_revision="c", analysis=AnalysisRun(started_at=0.0))
+
+    def decision(action: plan.ActionKind) -> plan.Decision:
+        reason = ProgressingReason.CANARY_STEP_PROGRESSING
+        return plan.Decision(action, state, reason, "", requeue_after=5.0, analysis=spec)
+
+    def round_(at: float, *pods: tuple[str, str]) -> list[Scrape]:
+        return [Scrape(pod, rev, at, (Sample("resonance_commands_total", (), at * 10),)) for pod, rev in pods]
+
+    memory = rollout_pass.Memory()
+    both = [("s1", "s"), ("c1", "c")]
+    after, requeue = rollout_pass._analyse(
+        decision(plan.ActionKind.START_ANALYSIS), memory, round_(1, *both), 1
+    )
+    assert (after.analysis, requeue, memory.baseline_pair) == (state.analysis, 5.0, ("s", "c"))
+    measured, requeue = rollout_pass._analyse(decision(plan.ActionKind.MEASURE), memory, round_(6, *both), 6)
+    assert measured.analysis is not None and measured.analysis.measurements == 1 and requeue == 0.0
+    # The canary Pod stops answering: two due measurements only re-baseline, the third is inconclusive.
+    for at in (11, 16):
+        same, requeue = rollout_pass._analyse(
+            decision(plan.ActionKind.MEASURE), memory, round_(at, ("s1", "s")), at
+        )
+        assert same.analysis == state.analysis and requeue == 5.0
+    gave_up, requeue = rollout_pass._analyse(
+        decision(plan.ActionKind.MEASURE), memory, round_(21, ("s1", "s")), 21
+    )
+    assert gave_up.analysis is not None and gave_up.analysis.inconclusive == 1 and requeue == 0.0
+    assert "no Pod of s and c answered /metrics twice" in gave_up.analysis.last_message
+    assert memory.missed == 0
