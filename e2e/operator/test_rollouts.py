@@ -232,6 +232,49 @@ def test_another_operator_continues_a_rollout_from_its_status(
     assert set(revision_deployments("handover", namespace)) == {canary}
 
 
+def test_autoscaled_canary_splits_the_hpa_range(operator: RunningOperator, namespace: str) -> None:
+    rollout = {
+        "strategy": "canary",
+        "canary": {"steps": [{"setWeight": 50}, {"pause": {}}]},
+        "drain": {"maxDrainSeconds": 2},
+    }
+    autoscaling = {"enabled": True, "minReplicas": 2, "maxReplicas": 6}
+    apply(cluster_manifest("scaled", rollout, autoscaling=autoscaling), namespace=namespace)
+    stable = rollout_of(wait_ready("scaled", namespace))["stableRevision"]
+
+    def hpas() -> dict[str, tuple[str, int, int]]:
+        items = kubectl_json("get", "hpa", "-n", namespace)["items"]
+        return {
+            item["metadata"]["name"]: (
+                item["spec"]["scaleTargetRef"]["name"],
+                item["spec"]["minReplicas"],
+                item["spec"]["maxReplicas"],
+            )
+            for item in items
+        }
+
+    assert hpas() == {"scaled-worker": (f"scaled-worker-{stable}", 2, 6)}
+    patch_spec("scaled", namespace, {"worker": {"settings": {"logLevel": "DEBUG"}}})
+
+    def paused(body: dict[str, Any]) -> bool:
+        return rollout_of(body).get("phase") == "RolloutPaused"
+
+    canary = rollout_of(wait_status("scaled", namespace, paused, "paused at weight 50"))["updateRevision"]
+    # rollout_hpa(2, 6, 50): canary 1..3, stable the rest (1..3); both Deployments left to their HPA.
+    assert hpas() == {
+        "scaled-worker": (f"scaled-worker-{stable}", 1, 3),
+        "scaled-worker-canary": (f"scaled-worker-{canary}", 1, 3),
+    }
+    annotate("scaled", namespace, "promote")
+
+    def promoted(body: dict[str, Any]) -> bool:
+        status = rollout_of(body)
+        return status.get("stableRevision") == canary and status.get("phase") == "RolloutCompleted"
+
+    wait_status("scaled", namespace, promoted, "promoted")
+    assert hpas() == {"scaled-worker": (f"scaled-worker-{canary}", 2, 6)}
+
+
 GATEWAY_API = "sigs.k8s.io/gateway-api@v1.2.1"
 HTTPROUTE_CRD = "httproutes.gateway.networking.k8s.io"
 
