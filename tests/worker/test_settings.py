@@ -36,3 +36,11 @@ def test_bad_settings_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RESONANCE_NAMESPACES", '{"room": {"presense": true}}')
     with pytest.raises(ValidationError):
         WorkerSettings()
+
+
+def test_several_processes_need_the_redis_engine_and_a_fixed_port() -> None:
+    with pytest.raises(ValidationError, match="needs engine=redis"):
+        WorkerSettings(processes=2)
+    with pytest.raises(ValidationError, match="fixed port"):
+        WorkerSettings(processes=2, engine=EngineKind.REDIS, port=0)
+    assert WorkerSettings(processes=2, engine=EngineKind.REDIS, port=8000).processes == 2

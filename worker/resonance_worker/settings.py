@@ -75,6 +75,13 @@ class WorkerSettings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the HTTP and WebSocket server binds to.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port; 0 picks a free one (tests).")
     engine: EngineKind = Field(EngineKind.MEMORY, description="`memory` for one node, `redis` for many.")
+    processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Worker processes sharing the port (SO_REUSEPORT), e.g. one per core; over 1 needs "
+        "the redis engine (it is what connects them) and a fixed port.",
+    )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL used by the redis engine.")
     redis_circuit_failures: int = Field(
         5,
@@ -186,6 +193,14 @@ class WorkerSettings(BaseSettings):
             ("redis://", "rediss://", "unix://")
         ):
             raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+        return self
+
+    @model_validator(mode="after")
+    def _processes_share_state(self) -> WorkerSettings:
+        if self.processes > 1 and self.engine is not EngineKind.REDIS:
+            raise ValueError("processes > 1 needs engine=redis: each process would have its own memory")
+        if self.processes > 1 and self.port == 0:
+            raise ValueError("processes > 1 needs a fixed port: with 0 each process would pick its own")
         return self
 
     @model_validator(mode="after")
