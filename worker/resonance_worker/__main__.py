@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import os
 import secrets
 import signal
 import sys
 import time
+import traceback
 
 from aiohttp import web
 from pydantic import SecretStr, ValidationError
@@ -53,10 +56,13 @@ def banner(settings: WorkerSettings, port: int, *, demo_token: bool = True) -> s
     )
 
 
-def shutdown_drain_request(settings: WorkerSettings) -> DrainRequest:
-    """The drain SIGTERM starts when no operator asked for one: this Pod alone, its own budget."""
+def shutdown_drain_request(settings: WorkerSettings, process_index: int = 0) -> DrainRequest:
+    """The drain SIGTERM starts when no operator asked for one: this Pod alone, its own
+    budget - shared by its processes when there are several."""
     return DrainRequest(
         budget_per_second=settings.shutdown_drain_budget_per_second,
+        pods=settings.processes,
+        pod_index=process_index,
         window_seconds=settings.shutdown_drain_seconds,
         deadline_seconds=settings.shutdown_drain_deadline_seconds,
         seed=secrets.randbits(32),
@@ -78,9 +84,12 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-async def serve(settings: WorkerSettings, *, demo_token: bool = True) -> None:
+async def serve(
+    settings: WorkerSettings, *, demo_token: bool = True, process_index: int | None = None
+) -> None:
     """Serve until SIGINT or SIGTERM, drain, then clean up. A second signal skips
-    what is left of the drain."""
+    what is left of the drain. ``process_index``: this process's place among
+    ``settings.processes`` sharing the port (``None``: the only one)."""
     stop = asyncio.Event()
     hurry = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -96,17 +105,20 @@ async def serve(settings: WorkerSettings, *, demo_token: bool = True) -> None:
     tune_gc()
     # A deep accept queue: a reconnect wave brings thousands of handshakes at once;
     # the default of 128 resets them.
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=4096)
+    site = web.TCPSite(
+        runner, settings.host, settings.port, backlog=4096, reuse_port=process_index is not None
+    )
     await site.start()
     port = runner.addresses[0][1] if runner.addresses else settings.port
-    print(banner(settings, port, demo_token=demo_token), flush=True)
+    if not process_index:
+        print(banner(settings, port, demo_token=demo_token), flush=True)
     try:
         await stop.wait()
         # Hand the clients over within the reconnect budget (or follow the drain
         # the operator already started), still answering /ready (503), /drain and
         # /metrics; new WebSocket connections are refused meanwhile.
         drainer = app[DRAINER]
-        drainer.start(shutdown_drain_request(settings), time.time())
+        drainer.start(shutdown_drain_request(settings, process_index or 0), time.time())
         leaving = asyncio.create_task(drainer.leave())
         hurrying = asyncio.create_task(hurry.wait())
         await asyncio.wait((leaving, hurrying), return_when=asyncio.FIRST_COMPLETED)
@@ -126,6 +138,12 @@ def main() -> None:
         print(f"resonance-worker: invalid settings:\n{exc}", file=sys.stderr)
         raise SystemExit(2) from exc
     configure_logging(settings.log_level, json_lines=settings.log_json)
+    if settings.processes > 1:
+        raise SystemExit(supervise(settings, demo_token))
+    run(settings, demo_token)
+
+
+def run(settings: WorkerSettings, demo_token: bool, process_index: int | None = None) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency everywhere but Windows
@@ -133,10 +151,51 @@ def main() -> None:
     else:
         runner = uvloop.run
     try:
-        runner(serve(settings, demo_token=demo_token))
+        runner(serve(settings, demo_token=demo_token, process_index=process_index))
     except ConfigError as exc:
         print(f"resonance-worker: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
+
+
+def supervise(settings: WorkerSettings, demo_token: bool) -> int:
+    """Fork ``settings.processes`` workers listening on one port (``SO_REUSEPORT``: the
+    kernel spreads connections over them; the Redis engine connects them), pass SIGTERM
+    and SIGINT on, and return the first failing worker's exit code (0 when all ended
+    cleanly). When one fails the others are stopped too, so the Pod restarts whole."""
+    children: dict[int, int] = {}
+    for index in range(settings.processes):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child's coverage ends with os._exit
+            code = 0
+            try:
+                run(settings, demo_token and index == 0, process_index=index)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:
+                traceback.print_exc()
+                code = 1
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        children[pid] = index
+
+    def pass_on(signum: int, _frame: object = None) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, pass_on)
+    failure = 0
+    while children:
+        pid, status = os.wait()
+        children.pop(pid, None)
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0 and not failure:
+            failure = code if code > 0 else 1
+            pass_on(signal.SIGTERM)
+    return failure
 
 
 if __name__ == "__main__":
