@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import json
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -61,7 +62,8 @@ class InProcessWorker:
         self.app = create_app(settings)
         self.node = self.app[NODE]
         self.checker = self.app.get(POSITION_CHECKER)
-        self.runner = web.AppRunner(self.app)
+        # Stopping does not wait for connected clients to leave (a killed pod would not either).
+        self.runner = web.AppRunner(self.app, shutdown_timeout=1.0)
 
     @property
     def ws_url(self) -> str:
@@ -179,6 +181,58 @@ async def test_a_gap_on_a_quiet_channel_is_found_and_recovered(
     assert ledger.summary()["lost_among_acknowledged"] == 0
     await asyncio.sleep(3 * CHECK_S)
     assert checked.checker.lost == 1  # a subscriber that is up to date is left alone
+
+
+async def test_a_redis_that_lost_its_streams_is_told_on_a_quiet_channel(
+    tmp_path: Path, start_worker: StartWorker, clients: Clients
+) -> None:
+    """Redis restarted without persistence while a channel is quiet: the position check finds the
+    new epoch, the client resubscribes and is told ``recovered=false`` - without waiting for a
+    publication that may never come."""
+    redis = RedisServer(tmp_path / "volatile-redis").start()
+    try:
+        publisher = start_worker(
+            {
+                "RESONANCE_ENGINE": "redis",
+                "RESONANCE_REDIS_URL": redis.url,
+                "RESONANCE_NAMESPACES": json.dumps(
+                    {"stream": {"history_size": 10, "history_ttl_seconds": 600}}
+                ),
+            },
+            name="volatile-publisher",
+        )
+        worker = await InProcessWorker(
+            WorkerSettings(
+                host="127.0.0.1",
+                port=free_port(),
+                engine=EngineKind.REDIS,
+                redis_url=redis.url,
+                jwt_secret=JWT_SECRET,
+                namespaces=namespaces(),
+                living=LivingSettings(enabled=False),
+                position_check_seconds=CHECK_S,
+            )
+        ).start()
+        try:
+            ledger = Ledger()
+            await subscribe(clients, worker.ws_url, ledger, "listener", publisher)
+            for n in (1, 2):
+                await publish(publisher, ledger, n)
+            assert await holds(ledger, "listener", [1, 2])
+
+            await asyncio.to_thread(redis.restart)  # no AOF: the stream and its epoch are gone
+
+            for _ in range(400):
+                if ledger.recoveries["listener"]:
+                    break
+                await asyncio.sleep(0.05)
+            assert ledger.recoveries["listener"] == [False]  # told honestly, nothing published since
+            await publish(publisher, ledger, 3)
+            assert await holds(ledger, "listener", [1, 2, 3])
+        finally:
+            await worker.stop()
+    finally:
+        redis.stop()
 
 
 async def test_only_positioned_subscriptions_are_checked(
