@@ -227,16 +227,27 @@ async def test_a_hung_neo4j_never_delays_message_delivery(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known coupling: Neo4j failures are thyroid pain that counts toward stressed/overloaded, so an "
-        "unreachable Neo4j halves publish rates and then sheds every new WebSocket connection (503); "
-        "the fix (Neo4j pain opens only its circuit) is proposed in docs/reliability.md"
-    ),
+@pytest.mark.parametrize(
+    "circuit_only",
+    [
+        pytest.param(
+            "[]",
+            id="default",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason=(
+                    "known coupling, by default: Neo4j failures are thyroid pain that counts toward "
+                    "stressed/overloaded, so an unreachable Neo4j halves publish rates and then sheds every "
+                    "new WebSocket connection (503); RESONANCE_LIVING__THYROID_CIRCUIT_ONLY_SOURCES="
+                    '["neo4j_failure"] removes it (docs/reliability.md)'
+                ),
+            ),
+        ),
+        pytest.param('["neo4j_failure"]', id="neo4j-circuit-only"),
+    ],
 )
 async def test_an_unreachable_neo4j_never_sheds_clients(
-    neo4j_server: Neo4jServer, start_worker: StartWorker, clients: Clients
+    circuit_only: str, neo4j_server: Neo4jServer, start_worker: StartWorker, clients: Clients
 ) -> None:
     """Neo4j unreachable from the start: the projector keeps failing its schema, which is pain the
     status shows - but admission and delivery must not depend on it. Threshold 1, so the pain
@@ -247,6 +258,7 @@ async def test_an_unreachable_neo4j_never_sheds_clients(
         worker = start_worker(
             {
                 "RESONANCE_LIVING__THYROID_THRESHOLD": "1",
+                "RESONANCE_LIVING__THYROID_CIRCUIT_ONLY_SOURCES": circuit_only,
                 "RESONANCE_NEO4J__URI": f"bolt://127.0.0.1:{proxy.port}",
                 "RESONANCE_NEO4J__USER": neo4j_server.user,
                 "RESONANCE_NEO4J__PASSWORD": neo4j_server.password,
