@@ -57,7 +57,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from resonance_worker.domain.thyroid import CircuitBreaker, CircuitState
@@ -296,6 +296,69 @@ def _as_str(value: bytes | str) -> str:
 # -- the engine -----------------------------------------------------------------------
 
 
+class _AutoPipeline:
+    """Commands issued during one event-loop iteration go to Redis as one pipeline
+    (one pool checkout, one write, one read), as Centrifugo's client pipelines: a burst
+    of connects or publishes costs a few round trips instead of one per command. Each
+    caller gets its own reply or error; not a transaction."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+        self._queued: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._running: set[asyncio.Task[None]] = set()
+
+    def call(self, *command: Any) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        # A caller that gave up (its deadline) never reads the error: mark it read.
+        future.add_done_callback(_retrieve)
+        if not self._queued:
+            loop.call_soon(self._send)
+        self._queued.append((command, future))
+        return future
+
+    def _send(self) -> None:
+        batch, self._queued = self._queued, []
+        task = asyncio.ensure_future(self._execute(batch))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _execute(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for command, _ in batch:
+                    pipe.execute_command(*command)
+                replies = await pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except BaseException:
+            for _, future in batch:
+                future.cancel()
+            raise
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if future.done():
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+    async def close(self) -> None:
+        for task in list(self._running):
+            task.cancel()
+        for _, future in self._queued:
+            future.cancel()
+        self._queued = []
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class RedisEngine:
     """Channel state in one Redis, shared by every pod that uses the same ``prefix``."""
 
@@ -330,6 +393,7 @@ class RedisEngine:
         self._reconnect_max_delay = reconnect_max_delay
         self._wall_clock = wall_clock
         self._client: aioredis.Redis | None = None
+        self._auto_pipeline: _AutoPipeline | None = None
         self._pubsub_client: aioredis.Redis | None = None
         self._handler: EngineEventHandler | None = None
         self._control_channel = f"{prefix}.control".encode()
@@ -349,6 +413,12 @@ class RedisEngine:
     def pubsub_connected(self) -> bool:
         """Whether this node's pub/sub connection is up (fan-out reaches it)."""
         return self._connected.is_set()
+
+    @property
+    def _pipeline(self) -> _AutoPipeline:
+        if self._auto_pipeline is None:
+            raise EngineError("redis engine used before start()")
+        return self._auto_pipeline
 
     @property
     def client(self) -> aioredis.Redis:
@@ -388,6 +458,7 @@ class RedisEngine:
         self._presence_script = client.register_script(_PRESENCE)
         self._presence_stats_script = client.register_script(_PRESENCE_STATS)
         self._take_token_script = client.register_script(_TAKE_TOKEN)
+        self._auto_pipeline = _AutoPipeline(client)
         self._reader = asyncio.create_task(self._pubsub_forever(), name="redis-engine-pubsub")
         # Serve ready when Redis is: wait (briefly) for the pub/sub connection. A Redis that is down
         # at start-up is not fatal: the pod stays not-ready until the reader connects.
@@ -401,6 +472,9 @@ class RedisEngine:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
+        pipeline, self._auto_pipeline = self._auto_pipeline, None
+        if pipeline is not None:
+            await pipeline.close()
         for attribute in ("_client", "_pubsub_client"):
             client = getattr(self, attribute)
             setattr(self, attribute, None)
@@ -450,6 +524,14 @@ class RedisEngine:
             breaker.record_failure(now)
             if not was_open and breaker.state(now) is CircuitState.OPEN:
                 log.warning("redis circuit opened", extra={"retry_after_s": breaker.retry_after(now)})
+
+    async def _script(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA through the pipeline; a Redis that lost its scripts (restarted) gets
+        them loaded again by the script object itself."""
+        try:
+            return await self._pipeline.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await script(keys=keys, args=args)
 
     def _key(self, kind: str, channel: str) -> str:
         return f"{self.prefix}.{kind}.{channel}"
@@ -613,9 +695,10 @@ class RedisEngine:
         if idempotency_key is not None:
             idempotency_ttl_ms = max(1, int(idempotency_ttl_seconds * 1000))
         async with self._guard("publish"):
-            duplicate, result = await self._publish_script(
-                keys=[self._key("stream", channel), self._key("meta", channel), idempotency_key_name],
-                args=[
+            duplicate, result = await self._script(
+                self._publish_script,
+                [self._key("stream", channel), self._key("meta", channel), idempotency_key_name],
+                [
                     body,
                     size,
                     ttl_ms,
@@ -630,11 +713,11 @@ class RedisEngine:
 
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
         async with self._guard("publish join"):
-            await self.client.publish(self._pubsub_channel(channel), b"j" + encode_info(info))
+            await self._pipeline.call("PUBLISH", self._pubsub_channel(channel), b"j" + encode_info(info))
 
     async def publish_leave(self, channel: str, info: ClientInfo) -> None:
         async with self._guard("publish leave"):
-            await self.client.publish(self._pubsub_channel(channel), b"l" + encode_info(info))
+            await self._pipeline.call("PUBLISH", self._pubsub_channel(channel), b"l" + encode_info(info))
 
     async def publish_control(self, payload: bytes) -> None:
         async with self._guard("publish control"):
@@ -661,9 +744,10 @@ class RedisEngine:
                 command, start, end = "xrevrange", str(since.offset - 1), "-"
         meta_ttl_ms = int((meta_ttl_seconds or self._default_meta_ttl) * 1000)
         async with self._guard("history"):
-            top, epoch, entries = await self._history_script(
-                keys=[self._key("stream", channel), self._key("meta", channel)],
-                args=[
+            top, epoch, entries = await self._script(
+                self._history_script,
+                [self._key("stream", channel), self._key("meta", channel)],
+                [
                     new_epoch(),
                     meta_ttl_ms,
                     1 if meta_ttl_seconds > 0 else 0,
@@ -694,9 +778,10 @@ class RedisEngine:
 
     async def add_presence(self, channel: str, info: ClientInfo, *, ttl_seconds: float) -> None:
         async with self._guard("add presence"):
-            await self._add_presence_script(
-                keys=self._presence_keys(channel),
-                args=[info.client, encode_info(info), info.user, max(1, int(ttl_seconds * 1000))],
+            await self._script(
+                self._add_presence_script,
+                self._presence_keys(channel),
+                [info.client, encode_info(info), info.user, max(1, int(ttl_seconds * 1000))],
             )
 
     async def remove_presence(self, channel: str, client_id: str) -> None:
