@@ -464,3 +464,32 @@ async def test_a_burst_larger_than_the_pool_waits_for_connections_instead_of_fai
         assert engine.client.connection_pool.max_connections == 4
     finally:
         await engine.close()
+
+
+async def test_commands_of_one_loop_iteration_share_a_pipeline_and_lost_scripts_are_reloaded(
+    redis_nodes: list[Node], redis_server: RedisServer
+) -> None:
+    a, _ = redis_nodes
+    # Twenty publishes issued together: distinct, gap-free offsets, each kept under its own.
+    results = await asyncio.gather(
+        *(a.engine.publish("chat:burst", str(n).encode(), history=KEEP) for n in range(20))
+    )
+    assert sorted(r.position.offset for r in results) == list(range(1, 21))
+    sent = {r.position.offset: str(n).encode() for n, r in enumerate(results)}
+    # A Redis that forgot every script (as after a restart without persistence) still answers.
+    admin = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await admin.script_flush()
+    finally:
+        await admin.aclose()
+    pubs, top = await a.engine.history("chat:burst", limit=-1)
+    assert {p.offset: p.data for p in pubs} == sent
+    await a.engine.add_presence("chat:burst", ALICE, ttl_seconds=30)
+    assert set(await a.engine.presence("chat:burst")) == {"c1"}
+    assert top.offset == 20
+
+
+async def test_a_pipelined_command_before_start_is_refused() -> None:
+    engine = RedisEngine("redis://127.0.0.1:1/0")
+    with pytest.raises(EngineError, match="before start"):
+        await engine.publish_join("chat:x", ALICE)
