@@ -646,8 +646,9 @@ class RedisEngine:
                 self._confirmations.setdefault(pubsub_channel, []).append(confirmed)
                 try:
                     await pubsub.subscribe(pubsub_channel)
-                except AttributeError as exc:
-                    # redis-py's way of saying the connection was dropped under us.
+                except (AttributeError, RuntimeError) as exc:
+                    # redis-py's way of saying the connection was dropped under us (or the event
+                    # loop's, when the transport is already closed).
                     raise EngineError("redis pub/sub connection is closing") from exc
                 await confirmed
         except BaseException:
@@ -666,8 +667,9 @@ class RedisEngine:
         if pubsub is not None:
             # Failing here means the connection is broken: the reconnect will not resubscribe,
             # and late messages for the channel are dropped, so there is nothing to report.
-            # (redis-py raises AttributeError when the connection was dropped under us.)
-            with contextlib.suppress(RedisError, OSError, TimeoutError, AttributeError):
+            # (redis-py raises AttributeError when the connection was dropped under us, and the
+            # event loop RuntimeError when its transport is already closed.)
+            with contextlib.suppress(RedisError, OSError, TimeoutError, AttributeError, RuntimeError):
                 async with asyncio.timeout(self._timeout):
                     await pubsub.unsubscribe(pubsub_channel)
 
