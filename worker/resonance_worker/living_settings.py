@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+CircuitOnlySource = Literal["engine_timeout", "neo4j_failure"]
+
 
 class LivingSettings(BaseModel):
     """The living core's parameters. The defaults suit production; tests shrink the times."""
@@ -36,10 +38,11 @@ class LivingSettings(BaseModel):
         ge=1,
         description="A connection (or user) whose errors reach this × its pain cap is disconnected (3509).",
     )
-    thyroid_circuit_only_sources: list[Literal["engine_timeout", "neo4j_failure"]] = Field(
-        default_factory=list,
+    thyroid_circuit_only_sources: list[CircuitOnlySource] = Field(
+        # Neo4j only feeds the graph projection, never delivery: its outage must not shed clients.
+        default_factory=lambda: list[CircuitOnlySource](["neo4j_failure"]),
         description="Dependency pain sources that only open their circuit and never stress the worker "
-        '(JSON list, e.g. `["neo4j_failure"]`: a failing graph then cannot throttle or shed clients).',
+        "(JSON list; `[]` lets a failing graph throttle and shed clients like any other pain).",
     )
     thyroid_evaluate_seconds: float = Field(
         1.0, gt=0, description="How often the thyroid is evaluated, merged with peers and published."

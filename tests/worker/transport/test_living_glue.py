@@ -157,7 +157,7 @@ async def test_peer_pain_is_merged_and_malformed_peers_are_skipped(
 ) -> None:
     core, node, clock = living
     peer = PainSnapshot(
-        "other", clock(), 10.0, {PainSource.NEO4J_FAILURE: 3.0}, {PainSource.NEO4J_FAILURE: 3.0}, {}
+        "other", clock(), 10.0, {PainSource.ENGINE_TIMEOUT: 3.0}, {PainSource.ENGINE_TIMEOUT: 3.0}, {}
     )
     await node.engine.add_presence(
         PAIN_CHANNEL,
@@ -170,7 +170,7 @@ async def test_peer_pain_is_merged_and_malformed_peers_are_skipped(
     await node.engine.add_presence(PAIN_CHANNEL, ClientInfo("thyroid", "empty"), ttl_seconds=60)
     await core.thyroid_step()
     status = core.thyroid.status(clock())
-    assert status["sources"]["neo4j_failure"] == pytest.approx(3.0)
+    assert status["sources"]["engine_timeout"] == pytest.approx(3.0)
     assert status["state"] == "stressed"  # the cluster's pain, felt here
     own = (await node.engine.presence(PAIN_CHANNEL))["glue"]
     assert own.conn_info is not None and orjson.loads(own.conn_info)["origin"] == "glue"
