@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import random
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -30,6 +31,7 @@ logger = logging.getLogger("resonance.operator")
 
 FINALIZER = f"{GROUP}/kopf-finalizer"
 RETRY_DELAY_SECONDS = 5.0
+RETRY_MAX_SECONDS = 60.0
 REQUEUE_TICK_SECONDS = 1.0
 
 
@@ -48,7 +50,7 @@ class Runtime:
     due: dict[tuple[str, str], float | None] = dataclasses.field(default_factory=dict)
     """When each cluster asked to be reconciled again (monotonic seconds; ``None``: not needed)."""
 
-    async def reconcile(self, body: Mapping[str, Any], trigger: str) -> Outcome | None:
+    async def reconcile(self, body: Mapping[str, Any], trigger: str, retry: int = 0) -> Outcome | None:
         """Reconcile one cluster; concurrent triggers for the same cluster coalesce into one."""
         key = (str(body["metadata"]["namespace"]), str(body["metadata"]["name"]))
         if key in self.waiting:
@@ -65,10 +67,10 @@ class Runtime:
                 if fresh is None or fresh["metadata"].get("deletionTimestamp"):
                     return None
                 body = fresh
-            return await self._reconcile_now(body, trigger, key)
+            return await self._reconcile_now(body, trigger, key, retry)
 
     async def _reconcile_now(
-        self, body: Mapping[str, Any], trigger: str, key: tuple[str, str]
+        self, body: Mapping[str, Any], trigger: str, key: tuple[str, str], retry: int
     ) -> Outcome | None:
         self.metrics.reconciles.labels(trigger=trigger).inc()
         started = time.perf_counter()
@@ -85,7 +87,7 @@ class Runtime:
             raise kopf.PermanentError(f"the object does not match the operator's API: {exc}") from exc
         except ApiError as exc:
             self.metrics.reconcile_errors.labels(kind="api").inc()
-            raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
+            raise kopf.TemporaryError(str(exc), delay=retry_delay(retry, random.random())) from exc
         finally:
             self.metrics.reconcile_duration.observe(time.perf_counter() - started)
         if outcome is None:
@@ -95,7 +97,7 @@ class Runtime:
         self.metrics.clusters_ready.labels(namespace=key[0], name=key[1]).set(1 if outcome.ready else 0)
         if outcome.apply_error is not None:
             self.metrics.reconcile_errors.labels(kind="apply").inc()
-            raise kopf.TemporaryError(outcome.apply_error, delay=RETRY_DELAY_SECONDS)
+            raise kopf.TemporaryError(outcome.apply_error, delay=retry_delay(retry, random.random()))
         return outcome
 
     def _requeue(self, key: tuple[str, str], delay: float | None) -> None:
@@ -110,6 +112,14 @@ class Runtime:
         """
         due = self.due.get(key, 0.0)
         return due is not None and time.monotonic() >= due
+
+
+def retry_delay(retry: int, unit_random: float) -> float:
+    """Seconds before kopf retries a failed reconcile: 5 s doubling per retry up to 60 s, times a
+    jitter of 0.5-1 drawn from ``unit_random`` in [0, 1), so clusters that failed together (an API
+    server restart) do not all retry in the same second."""
+    base = min(RETRY_MAX_SECONDS, RETRY_DELAY_SECONDS * 2.0 ** min(max(retry, 0), 10))
+    return base * (0.5 + unit_random / 2)
 
 
 def _rollout_in_flight(status: kopf.Status, **_: Any) -> bool:
@@ -165,12 +175,12 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
-    async def changed(body: kopf.Body, **_: Any) -> None:
-        await runtime.reconcile(body, "change")
+    async def changed(body: kopf.Body, retry: int = 0, **_: Any) -> None:
+        await runtime.reconcile(body, "change", retry)
 
     @kopf.timer(GROUP, VERSION, PLURAL, interval=runtime.settings.resync_seconds, registry=registry)
-    async def resync(body: kopf.Body, **_: Any) -> None:
-        await runtime.reconcile(body, "resync")
+    async def resync(body: kopf.Body, retry: int = 0, **_: Any) -> None:
+        await runtime.reconcile(body, "resync", retry)
 
     # A kopf timer (not an asyncio timer of our own) so that a peer frozen by kopf's peering stays
     # frozen; it runs only while a rollout is in flight and reconciles only when a step is due.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from resonance_worker.transport.living import Living
 
 log = logging.getLogger("resonance.worker.graph")
+
+SCHEMA_RETRY_FIRST_S = 1.0
+SCHEMA_RETRY_MAX_S = 30.0
 
 QUERIES = ("timeline", "as_of", "transitions", "time_of_day", "partners")
 
@@ -51,14 +55,17 @@ class LivingGraph:
         from resonance_worker.graph import GraphError, Projector, ProjectorConfig
         from resonance_worker.graph.driver import prepare
 
+        delay = SCHEMA_RETRY_FIRST_S
         while True:
             try:
                 await prepare(self.driver, database=self.settings.database)
                 break
             except GraphError as exc:
-                log.warning("neo4j not ready", extra={"error": str(exc)})
+                log.warning("neo4j not ready", extra={"error": str(exc), "retry_in_s": round(delay, 1)})
                 self.living.feel(PainSource.NEO4J_FAILURE)
-                await asyncio.sleep(2.0)
+                # Doubling with jitter: a fleet of workers restarted together must not retry in step.
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, SCHEMA_RETRY_MAX_S)
         self.projector = Projector(
             self.living.event_log,
             self.driver,
