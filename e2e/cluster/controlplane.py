@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -44,10 +45,18 @@ def log(msg: str) -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A free loopback port below the ephemeral range, which outgoing connections draw from
+    (a port handed out by binding to 0 can be taken as a source port before we listen on it)."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32768)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32767")
 
 
 def build_binaries() -> Path:

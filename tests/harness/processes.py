@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -11,13 +12,24 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+# Listening ports come from below the kernel's ephemeral range (32768-60999 on Linux): a port the
+# kernel hands out for binding to 0 is also a source port it may give the next outgoing connection
+# (load tests open thousands), which then takes the port before our server binds it.
+LISTEN_PORTS = range(20000, 32768)
+
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port that is free on ``host`` right now, outside the ephemeral range."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.choice(LISTEN_PORTS)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {LISTEN_PORTS} on {host}")
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

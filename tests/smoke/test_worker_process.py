@@ -58,3 +58,13 @@ def test_console_script_serves_probes_and_prints_demo_token(tmp_path: Path) -> N
     finally:
         code = worker.stop()
     assert code == 0, worker.log_tail()
+
+
+def test_free_ports_are_outside_the_ephemeral_range() -> None:
+    """Servers listen below the range outgoing connections draw source ports from."""
+    from tests.harness.processes import LISTEN_PORTS
+
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = {free_port() for _ in range(20)}
+    assert all(port in LISTEN_PORTS and port < low for port in ports), ports
+    assert len(ports) > 1  # chosen at random, so concurrent runs rarely pick the same one
