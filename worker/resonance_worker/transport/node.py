@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import random
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -346,26 +345,6 @@ class Node:
             async with self._cleanup_slots:
                 for op in ops:
                     await self.perform(conn, op)
-
-    async def drain(self, window: float) -> None:
-        """Disconnect every client with a reconnect code, spread over ``window``
-        seconds with jitter so they do not all reconnect to the other pods at once."""
-        self.draining = True
-        conns = list(self.connections.values())
-        if not conns:
-            return
-        log.info("draining connections", extra={"connections": len(conns), "window_seconds": window})
-
-        async def later(conn: Connection) -> None:
-            await asyncio.sleep(random.uniform(0, window))
-            conn.disconnect(Disconnects.SHUTDOWN)
-
-        await asyncio.gather(*(later(c) for c in conns))
-        # Give the writers a moment to send the close frames.
-        for _ in range(50):
-            if not self.connections:
-                break
-            await asyncio.sleep(0.05)
 
     # -- operations -------------------------------------------------------------------------
 
