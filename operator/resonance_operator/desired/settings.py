@@ -122,6 +122,14 @@ def worker_environment(cluster: ResonanceCluster) -> WorkerEnvironment:
     if password_ref is not None:
         from_secrets["RESONANCE_NEO4J__PASSWORD"] = password_ref
 
+    # A worker stopped by SIGTERM (a rolling update, a scale-down) drains within the rollouts'
+    # reconnect budget and deadline; the Pod's grace period exceeds the deadline (desired/worker.py).
+    # The budget is per Pod here: dividing it by the Pods a rolling update stops together would tie
+    # the template (and so the revision) to the replica count.
+    drain = spec.rollout.drain
+    plain["RESONANCE_SHUTDOWN_DRAIN_DEADLINE_SECONDS"] = str(drain.max_drain_seconds)
+    plain["RESONANCE_SHUTDOWN_DRAIN_BUDGET_PER_SECOND"] = str(drain.reconnects_per_second)
+
     # Free-form settings last, so a newer worker setting needs no operator release;
     # they cannot override what the operator derives from the spec.
     for key, value in sorted(settings.extra.items()):

@@ -21,8 +21,21 @@ def test_defaults_map_onto_the_worker_settings() -> None:
         "RESONANCE_REDIS_PREFIX": "resonance",
         "RESONANCE_LOG_LEVEL": "INFO",
         "RESONANCE_LOG_JSON": "true",
+        "RESONANCE_SHUTDOWN_DRAIN_DEADLINE_SECONDS": "300",
+        "RESONANCE_SHUTDOWN_DRAIN_BUDGET_PER_SECOND": "200",
     }
     assert _refs(environment) == {"RESONANCE_JWT_SECRET": ("demo-jwt", "secret")}
+
+
+def test_a_stopping_worker_drains_by_the_rollout_budget_within_its_grace_period() -> None:
+    from resonance_operator.desired.worker import termination_grace_seconds
+
+    cluster = fixtures.cluster(
+        {**fixtures.with_worker(), "rollout": {"drain": {"maxDrainSeconds": 120, "reconnectsPerSecond": 50}}}
+    )
+    plain = settings.worker_environment(cluster).plain
+    assert plain["RESONANCE_SHUTDOWN_DRAIN_BUDGET_PER_SECOND"] == "50"
+    assert int(plain["RESONANCE_SHUTDOWN_DRAIN_DEADLINE_SECONDS"]) == 120 < termination_grace_seconds(cluster)
 
 
 def test_the_mapping_matches_the_worker_settings_model() -> None:
