@@ -296,6 +296,7 @@ async def test_biometric_arousal_feeds_the_state_and_heart_rate_the_room(
         ({"kind": "ppg", "t": [1], "values": [1], "x": 1}, "x: unknown field"),
         ({"kind": "ecg", "t": [1], "values": [1]}, "kind must be"),
         ({"kind": "ppg", "t": [1], "values": [1], "region": "ear"}, "region must be"),
+        ({"kind": "rgb", "t": [1], "values": [[1, 2, 3]], "face_method": "green"}, "face_method must be"),
         ({"kind": "ppg", "t": [], "values": []}, "t must be a non-empty list"),
         ({"kind": "ppg", "t": [0] * 4097, "values": [0] * 4097}, "t: at most 4096"),
         ({"kind": "ppg", "t": [1, {}], "values": [1, 2]}, "t must hold only numbers or null"),
@@ -319,6 +320,28 @@ def test_bad_batches_are_refused_with_a_message(data: Any, message: str) -> None
     with pytest.raises(RpcError) as error:
         _parse_batch(data)
     assert error.value.code == ErrorCode.BAD_REQUEST and message in error.value.message
+
+
+async def test_a_face_stream_runs_the_method_its_first_batch_asks_for(
+    living: tuple[Living, Node, Clock],
+) -> None:
+    core, _, clock = living
+    beats = synthetic.beat_times(32, hr_bpm=72.0)
+    t = synthetic.frame_times(30, jitter=0.1)
+    rgb = synthetic.face_scene(t, synthetic.pulse_at(t, beats), skin="medium")
+    rates = []
+    for start in range(30):
+        inside = (t >= start) & (t < start + 1)
+        batch = {"kind": "rgb", "t": t[inside].tolist(), "values": rgb[inside].tolist()}
+        if start == 0:
+            batch |= {"region": "face", "face_method": "chrom"}
+        reply = await core.push_biometrics(call(batch, user="faye"))
+        heart = [r for r in reply["readings"] if r["kind"] == "heart_rate"]
+        rates += [r["bpm"] for r in heart if r.get("bpm") is not None]
+        clock.now += 1
+    config = core.streams["faye"].stream.config
+    assert (config.camera_region, config.face_method) == ("face", "chrom")
+    assert rates and abs(float(np.median(rates)) - 72.0) < 3.0, rates
 
 
 def test_a_batch_with_motion_and_gyro_parses() -> None:

@@ -297,10 +297,14 @@ def _rows(value: object, name: str, width: int | None) -> np.ndarray[Any, np.dty
     return array
 
 
+# GREEN is only a benchmark baseline: a lamp's flicker fools it at full quality (docs/biometrics.md).
+FACE_METHODS = ("pos", "chrom")
+
+
 def _parse_batch(data: object) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RpcError(ErrorCode.BAD_REQUEST, "bio.push takes a JSON object")
-    unknown = sorted(set(data) - {"kind", "t", "values", "motion", "region"})
+    unknown = sorted(set(data) - {"kind", "t", "values", "motion", "region", "face_method"})
     if unknown:
         raise RpcError(ErrorCode.BAD_REQUEST, f"{unknown[0]}: unknown field")
     kind = data.get("kind", "ppg")
@@ -309,12 +313,22 @@ def _parse_batch(data: object) -> dict[str, Any]:
     region = data.get("region", "finger")
     if region not in ("finger", "face"):
         raise RpcError(ErrorCode.BAD_REQUEST, "region must be 'finger' or 'face'")
+    face_method = data.get("face_method", "pos")
+    if face_method not in FACE_METHODS:
+        raise RpcError(ErrorCode.BAD_REQUEST, "face_method must be 'pos' or 'chrom'")
     times = _rows(data.get("t"), "t", None)
     values = _rows(data.get("values"), "values", 3 if kind == "rgb" else None)
     if len(values) != len(times):
         raise RpcError(ErrorCode.BAD_REQUEST, "t and values must have the same length")
     motion = data.get("motion")
-    parsed: dict[str, Any] = {"kind": kind, "region": region, "t": times, "values": values, "motion": None}
+    parsed: dict[str, Any] = {
+        "kind": kind,
+        "region": region,
+        "face_method": face_method,
+        "t": times,
+        "values": values,
+        "motion": None,
+    }
     if motion is not None:
         if not isinstance(motion, dict) or set(motion) - {"t", "accel", "gyro"}:
             raise RpcError(ErrorCode.BAD_REQUEST, "motion must be an object with t, accel and optional gyro")
@@ -930,7 +944,8 @@ class Living(PainHooks):
         if bio is None:
             if len(self.streams) >= self.settings.bio_max_streams:
                 raise RpcError(ErrorCode.LIMIT_EXCEEDED, "too many biometric streams on this worker")
-            bio = self.streams[user] = _Bio(BiometricStream(StreamConfig(camera_region=batch["region"])))
+            config = StreamConfig(camera_region=batch["region"], face_method=batch["face_method"])
+            bio = self.streams[user] = _Bio(BiometricStream(config))
         async with bio.lock:  # one batch of a person at a time, in order
             loop = asyncio.get_running_loop()
             try:
