@@ -227,9 +227,16 @@ class BiometricStream:
         grid_t, pulse, missing = self._pulse(start, end)
         origin = float(grid_t[0]) if grid_t.size else start
         beats = detect_beats(pulse, cfg.grid_hz, origin)
+        return self._judge(beats, start, end, missing, exclude_moving=exclude_moving)
+
+    def _judge(
+        self, beats: Beats, start: float, end: float, missing: float, *, exclude_moving: bool
+    ) -> _Analysis:
+        """Which beats count: well shaped (NaN, at the edges, are not judged bad) and, with
+        ``exclude_moving``, not during accelerometer motion; with the motion share and level."""
         bins = motion_per_second(self._accel, self._gyro, start, end)
-        moving = moving_at(beats.times, bins, cfg.motion_threshold_ms2)
-        shape_ok = ~(beats.morphology < MIN_BEAT_MORPHOLOGY)  # NaN (edge beats) are not judged bad
+        moving = moving_at(beats.times, bins, self.config.motion_threshold_ms2)
+        shape_ok = ~(beats.morphology < MIN_BEAT_MORPHOLOGY)
         beat_ok = shape_ok & (moving == 0.0) if exclude_moving else shape_ok
         intervals = hrv.select_intervals(beats.times, beat_ok)
         moving_share = motion_level = None
@@ -263,18 +270,8 @@ class BiometricStream:
             newest = self._analyse(max(segment, end - cfg.hr_window_s), end, exclude_moving=False)
             self._settle(segment, newest)
         beats = self._ledger.view(start, newest.beats)
-        bins = motion_per_second(self._accel, self._gyro, start, end)
-        moving = moving_at(beats.times, bins, cfg.motion_threshold_ms2)
-        beat_ok = ~(beats.morphology < MIN_BEAT_MORPHOLOGY) & (moving == 0.0)
-        intervals = hrv.select_intervals(beats.times, beat_ok)
-        moving_share = motion_level = None
-        if bins is not None:
-            moving_share = float(np.mean(moving)) if moving.size else 0.0
-            motion_level = float(np.median(bins[1]))
         # `missing` only feeds the heart-rate quality; the long windows judge clean coverage instead.
-        return _Analysis(
-            start, end, beats, intervals, beat_ok.astype(np.float64), 0.0, moving_share, motion_level
-        )
+        return self._judge(beats, start, end, 0.0, exclude_moving=True)
 
     def _quality(self, analysis: _Analysis, span: float) -> float:
         """0..1: the share of the window covered by clean intervals, times the share of
