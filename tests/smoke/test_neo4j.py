@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import neo4j
 import pytest
@@ -68,3 +69,15 @@ async def test_committed_data_survives_a_crash(
         "MATCH (b:Beat) RETURN count(b) AS beats, sum(b.seq) AS total"
     )
     assert (records[0]["beats"], records[0]["total"]) == (100, 5050)
+
+
+async def test_a_password_that_starts_with_a_dash_is_a_password(tmp_path: Path) -> None:
+    """Generated passwords (token_urlsafe) can start with '-': neo4j-admin must not read one as an option
+    (it once failed a clean-clone run with "Missing required parameter: '<password>'")."""
+    server = await asyncio.to_thread(Neo4jServer(tmp_path, password="-dash-first-" + "p" * 12).start)
+    try:
+        async with neo4j.AsyncGraphDatabase.driver(server.uri, auth=server.auth) as driver:
+            records, _, _ = await driver.execute_query("RETURN 1 AS one")
+        assert records[0]["one"] == 1
+    finally:
+        await asyncio.to_thread(server.stop)
