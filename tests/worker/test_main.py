@@ -21,8 +21,13 @@ def children(pid: int) -> list[int]:
 
 
 def sockets(pid: int) -> int:
-    fds = Path(f"/proc/{pid}/fd")
-    return sum(1 for fd in fds.iterdir() if os.readlink(fd).startswith("socket:"))
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            count += os.readlink(fd).startswith("socket:")
+        except FileNotFoundError:  # closed between the listing and the read (a short-lived socket)
+            continue
+    return count
 
 
 def wait_listening(pid: int, timeout: float = 20.0) -> None:
