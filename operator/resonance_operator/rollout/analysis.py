@@ -191,6 +191,17 @@ def _increase(old: float, new: float) -> float:
     return new - old if new >= old else new
 
 
+def _pod_increase(
+    old: Scrape, new: Scrape, name: str, where: Mapping[str, str | Sequence[str]] | None
+) -> float:
+    """One Pod's increase of every matching series between two of its scrapes."""
+    old_series = _series(old, name, where)
+    total = 0.0
+    for labels, value in _series(new, name, where).items():
+        total += _increase(old_series.get(labels, 0.0), value)
+    return total
+
+
 def counter_increase(
     before: Iterable[Scrape],
     after: Iterable[Scrape],
@@ -204,9 +215,7 @@ def counter_increase(
         return None
     total = 0.0
     for old, new in pairs:
-        old_series = _series(old, name, where)
-        for labels, value in _series(new, name, where).items():
-            total += _increase(old_series.get(labels, 0.0), value)
+        total += _pod_increase(old, new, name, where)
     return total
 
 
@@ -223,8 +232,7 @@ def counter_rate(
         return None
     rate = 0.0
     for old, new in pairs:
-        increase = counter_increase([old], [new], revision, name, where) or 0.0
-        rate += increase / (new.at - old.at)
+        rate += _pod_increase(old, new, name, where) / (new.at - old.at)
     return rate
 
 
