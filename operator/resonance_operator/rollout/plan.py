@@ -509,6 +509,29 @@ def _canary(ctx: _Context, state: RolloutState) -> Decision:
     return _promote(ctx, state, f"all {len(steps)} steps passed", handled=handled)
 
 
+def _start_analysis(
+    ctx: _Context,
+    state: RolloutState,
+    spec: AnalysisSpec,
+    reason: ProgressingReason,
+    message: str,
+    *,
+    handled: bool,
+) -> Decision:
+    """A fresh analysis run: its first scrape now, the first measurement one interval later."""
+    state = dataclasses.replace(state, analysis=AnalysisRun(started_at=ctx.now))
+    return _decision(
+        ctx,
+        ActionKind.START_ANALYSIS,
+        state,
+        reason,
+        message,
+        requeue_after=float(spec.interval_seconds),
+        analysis=spec,
+        request_handled=handled,
+    )
+
+
 def _analysis(
     ctx: _Context, state: RolloutState, raw: Mapping[str, Any] | AnalysisSpec, label: str, handled: bool
 ) -> Decision | None:
@@ -533,17 +556,7 @@ def _analysis(
     )
     run = state.analysis
     if run is None:
-        state = dataclasses.replace(state, analysis=AnalysisRun(started_at=ctx.now))
-        return _decision(
-            ctx,
-            ActionKind.START_ANALYSIS,
-            state,
-            reason,
-            f"{label}: analysis started",
-            requeue_after=float(spec.interval_seconds),
-            analysis=spec,
-            request_handled=handled,
-        )
+        return _start_analysis(ctx, state, spec, reason, f"{label}: analysis started", handled=handled)
     verdict = run.verdict(spec)
     summary = f"{run.measurements} measured, {run.failures} failed, {run.inconclusive} inconclusive"
     if verdict is Verdict.SUCCESSFUL:
@@ -558,17 +571,7 @@ def _analysis(
         )
     if verdict is Verdict.INCONCLUSIVE:
         if ctx.observed.request is Request.RETRY:
-            state = dataclasses.replace(state, analysis=AnalysisRun(started_at=ctx.now))
-            return _decision(
-                ctx,
-                ActionKind.START_ANALYSIS,
-                state,
-                reason,
-                f"{label}: analysis restarted",
-                requeue_after=float(spec.interval_seconds),
-                analysis=spec,
-                request_handled=True,
-            )
+            return _start_analysis(ctx, state, spec, reason, f"{label}: analysis restarted", handled=True)
         message = f"{label}: analysis inconclusive ({summary}); promote, retry or abort"
         return _decision(
             ctx,
