@@ -5,8 +5,9 @@
     .venv/bin/python -m bench.run --targets centrifugo --quick
 
 Every run starts fresh servers on loopback (so memory figures start from a clean process), runs one bounded
-scenario, and stops them. Writes ``bench/results/load-<time>.json`` (every result) and a PNG next to it, and
-prints a table with the worker/Centrifugo ratio of each figure.
+scenario, and stops them. Writes ``bench/results/load-<time>.json`` (every result), a PNG of the whole run and
+one small PNG per scenario next to it (the directory is git-ignored), and prints a table with the
+worker/Centrifugo ratio of each figure.
 """
 
 from __future__ import annotations
@@ -189,10 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     path = args.out / f"load-{stamp}.json"
     path.write_text(json.dumps(document, indent=2))
     plot.plot_results(document["results"], path.with_suffix(".png"), title=f"load {stamp}")
+    figures = plot.plot_scenarios(document["results"], args.out, stem=f"load-{stamp}-")
     print(table(document["results"]))
     for failure in document["failures"]:
         print(f"FAILED: {failure['run']}: {failure['error']}")
-    print(f"wrote {path} and {path.with_suffix('.png')}", file=sys.stderr)
+    print(f"wrote {path}, {path.with_suffix('.png')} and {len(figures)} scenario figures", file=sys.stderr)
     return 1 if document["failures"] else 0
 
 

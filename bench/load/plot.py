@@ -1,5 +1,10 @@
-"""One figure for a set of results: latency percentiles, memory per connection, delivered messages per server
-core-second, and the server's RSS over time."""
+"""Figures for a set of results.
+
+- :func:`plot_results`: one large 2×2 figure for a whole run (latency percentiles, memory per connection, delivered
+  messages per server core-second, the server's RSS over time), written next to the run's JSON.
+- :func:`plot_scenarios`: one small figure per scenario (a few tens of KB), the kind that is committed to
+  ``docs/benchmarks/``: the run's raw JSON stays out of git.
+"""
 
 from __future__ import annotations
 
@@ -77,3 +82,63 @@ def plot_results(results: Sequence[dict[str, Any]], path: Path, *, title: str = 
     figure.savefig(path, dpi=90)
     plt.close(figure)
     return path
+
+
+SMALL_FIGURE_INCHES = (6.4, 2.6)
+SMALL_FIGURE_DPI = 80
+
+
+def _target(result: dict[str, Any]) -> str:
+    nodes = result.get("nodes") or 1
+    return f"{result['target']}" + (f" ×{nodes}" if nodes > 1 else "")
+
+
+def plot_scenarios(results: Sequence[dict[str, Any]], directory: Path, *, stem: str = "") -> list[Path]:
+    """Write one small PNG per scenario kind (``<stem><kind>.png``): the targets side by side, with the
+    figure that scenario is judged by - latency percentiles and messages per server core for traffic,
+    memory per connection for idle, recovered reconnects for a storm. Returns the paths written."""
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        by_kind.setdefault(result["scenario"]["kind"], []).append(result)
+    written = []
+    for kind, group in by_kind.items():
+        figure, (left, right) = plt.subplots(1, 2, figsize=SMALL_FIGURE_INCHES)
+        names = [_target(r) for r in group]
+        positions = range(len(group))
+        latencies = [(r.get("publish") or {}).get("latency_ms") for r in group]
+        storms = [r.get("storm") for r in group]
+        if any(latencies):
+            for offset, key in enumerate(("p50_ms", "p95_ms", "p99_ms")):
+                values = [(lat or {}).get(key, 0.0) for lat in latencies]
+                left.bar([i + (offset - 1) * 0.27 for i in positions], values, width=0.27, label=key[:-3])
+            left.set_yscale("log")
+            left.set_ylabel("delivery latency, ms", fontsize=7)
+            left.legend(fontsize=6)
+            rates = [(r.get("publish") or {}).get("delivered_msgs_per_server_core_s", 0.0) for r in group]
+            right.bar(positions, rates, color="tab:purple")
+            right.set_ylabel("msgs per server core-second", fontsize=7)
+        elif any(storms):
+            left.bar(positions, [(s or {}).get("reconnects_per_s", 0.0) for s in storms], color="tab:orange")
+            left.set_ylabel("reconnects per second", fontsize=7)
+            right.bar(
+                positions, [(s or {}).get("recovered_subscriptions", 0) for s in storms], color="tab:green"
+            )
+            right.set_ylabel("subscriptions recovered", fontsize=7)
+        else:
+            memory = [(r.get("idle") or {}).get("server_kib_per_connection", 0.0) for r in group]
+            left.bar(positions, memory, color="tab:green")
+            left.set_ylabel("server KiB per connection", fontsize=7)
+            connects = [(r.get("connect") or {}).get("connects_per_s", 0.0) for r in group]
+            right.bar(positions, connects, color="tab:orange")
+            right.set_ylabel("connects per second", fontsize=7)
+        for axis in (left, right):
+            axis.set_xticks(list(positions), names, fontsize=6, rotation=15, ha="right")
+            axis.tick_params(axis="y", labelsize=6)
+        connections = group[0]["scenario"]["connections"]
+        figure.suptitle(f"{kind}, N={connections}", fontsize=8)
+        figure.tight_layout()
+        path = directory / f"{stem}{kind}.png"
+        figure.savefig(path, dpi=SMALL_FIGURE_DPI)
+        plt.close(figure)
+        written.append(path)
+    return written
