@@ -36,9 +36,21 @@ lock:  ## Re-resolve pyproject.toml's dependencies into requirements/*.lock
 .PHONY: venv
 venv: $(VENV)/.synced  ## Create the virtualenv from the lock file
 
+# `make run` needs the worker's runtime only (the hashed worker lock, as in the worker image), not the
+# development environment (test clients, linters, the biometric baselines: ~1.2 GB).
+RUN_VENV := .venv-run
+RUN_LOCK := requirements/worker.lock
+
+$(RUN_VENV)/.synced: pyproject.toml $(RUN_LOCK)
+	@command -v uv >/dev/null || python3 -m pip install --quiet --user uv
+	@test -x $(RUN_VENV)/bin/python || uv venv --python python3.11 $(RUN_VENV)
+	uv pip sync --python $(RUN_VENV)/bin/python --require-hashes $(RUN_LOCK)
+	uv pip install --python $(RUN_VENV)/bin/python --no-deps -e .
+	@touch $@
+
 .PHONY: run
-run: venv  ## Start a worker on localhost with the in-memory engine
-	RESONANCE_LOG_JSON=$${RESONANCE_LOG_JSON:-false} $(VENV)/bin/resonance-worker
+run: $(RUN_VENV)/.synced  ## Start a worker on localhost with the in-memory engine
+	RESONANCE_LOG_JSON=$${RESONANCE_LOG_JSON:-false} $(RUN_VENV)/bin/resonance-worker
 
 .PHONY: lint
 lint: venv  ## ruff, mypy (both packages) and the import-linter contracts
@@ -81,4 +93,4 @@ soak: deps venv  ## Ten minutes of load with faults on a schedule (not part of m
 .PHONY: clean
 clean:  ## Remove the virtualenv, run state and caches in the repo (not the binary cache)
 	-$(CLUSTER)/down 2>/dev/null
-	rm -rf $(VENV) $(RUN_DIR) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov
+	rm -rf $(VENV) $(RUN_VENV) $(RUN_DIR) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov

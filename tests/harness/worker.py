@@ -21,7 +21,14 @@ API_KEY = "integration-test-api-key"
 class WorkerProcess:
     """One worker with its settings in the environment; ``stop`` sends SIGTERM."""
 
-    def __init__(self, workdir: Path, env: dict[str, str] | None = None, *, name: str = "worker") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        env: dict[str, str] | None = None,
+        *,
+        name: str = "worker",
+        python: str = sys.executable,
+    ) -> None:
         self.port = free_port()
         self.name = name
         self.env = {
@@ -40,7 +47,7 @@ class WorkerProcess:
         }
         self.process = ServiceProcess(
             f"{name}:{self.port}",
-            [sys.executable, "-m", "resonance_worker"],
+            [python, "-m", "resonance_worker"],
             log_path=workdir / f"{name}-{self.port}.log",
             env=self.env,
         )
