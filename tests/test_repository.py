@@ -35,5 +35,7 @@ def test_docs_keep_figures_and_a_compressed_sample_only() -> None:
 def test_every_figure_docs_show_is_committed() -> None:
     text = (ROOT / "docs" / "benchmarks.md").read_text()
     kept = {path.name for path in _tracked("docs/benchmarks")}
-    shown = {line.split("(benchmarks/")[1].split(")")[0] for line in text.splitlines() if "](benchmarks/" in line}
+    shown = {
+        line.split("(benchmarks/")[1].split(")")[0] for line in text.splitlines() if "](benchmarks/" in line
+    }
     assert shown and shown <= kept, shown - kept

@@ -1,7 +1,7 @@
 """Figures for a set of results.
 
-- :func:`plot_results`: one large 2×2 figure for a whole run (latency percentiles, memory per connection, delivered
-  messages per server core-second, the server's RSS over time), written next to the run's JSON.
+- :func:`plot_results`: one large 2×2 figure for a whole run (latency percentiles, memory per connection,
+  delivered messages per server core-second, the server's RSS over time), written next to the run's JSON.
 - :func:`plot_scenarios`: one small figure per scenario (a few tens of KB), the kind that is committed to
   ``docs/benchmarks/``: the run's raw JSON stays out of git.
 """
