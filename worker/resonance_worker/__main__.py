@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import gc
@@ -15,6 +16,7 @@ import traceback
 from aiohttp import web
 from pydantic import SecretStr, ValidationError
 
+from resonance_worker import __version__
 from resonance_worker.errors import ConfigError
 from resonance_worker.log import configure_logging
 from resonance_worker.settings import WorkerSettings
@@ -131,7 +133,25 @@ async def serve(
         await runner.cleanup()
 
 
-def main() -> None:
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line: only ``--help`` and ``--version``, both answered before any setting
+    is read (settings come from the environment, never from arguments)."""
+    parser = argparse.ArgumentParser(
+        prog="resonance-worker",
+        description="A Centrifugo-protocol WebSocket worker for resonance apps.",
+        epilog=(
+            "Settings come from RESONANCE_* environment variables (RESONANCE_HOST, RESONANCE_PORT, "
+            "RESONANCE_ENGINE=memory|redis, RESONANCE_REDIS_URL, RESONANCE_JWT_SECRET, ...); every "
+            "one is listed in docs/settings.md. Without RESONANCE_JWT_SECRET a random secret is made "
+            "and a demo token signed with it is printed."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parse_arguments(argv)
     try:
         settings, demo_token = load_settings()
     except ValidationError as exc:
