@@ -28,7 +28,12 @@ from resonance_operator.desired import meta, revisions, settings, worker
 from resonance_operator.kube import children as kube_children
 from resonance_operator.kube.client import KubeClient
 from resonance_operator.probe.pods import DrainReport, DrainRequest, PodProbe, PodTarget, pod_targets
-from resonance_operator.rollout import analysis, plan
+from resonance_operator.rollout import analysis, exposition, plan
+from resonance_operator.rollout.decision import ActionKind, Decision
+from resonance_operator.rollout.decision import Observed as PlanObserved
+from resonance_operator.rollout.request import ACTION_ANNOTATION, Request, UnknownRequestError, parse_request
+from resonance_operator.rollout.scrapes import CONNECTIONS, Scrape, gauge_sum
+from resonance_operator.rollout.state import RolloutState, record
 from resonance_operator.status import compute
 
 logger = logging.getLogger("resonance.operator.rollout")
@@ -44,7 +49,7 @@ MISSED_MEASUREMENTS = 3
 class Memory:
     """Per cluster, in memory: the scrapes an analysis measurement compares against."""
 
-    baseline: list[analysis.Scrape] = dataclasses.field(default_factory=list)
+    baseline: list[Scrape] = dataclasses.field(default_factory=list)
     baseline_pair: tuple[str, str] | None = None
     missed: int = 0
     """Due measurements in a row that found no Pod of a revision scraped in both rounds."""
@@ -57,7 +62,7 @@ Memories = MutableMapping[tuple[str, str], Memory]
 class Pass:
     """What one pass decided, for the reconciler and the status."""
 
-    decision: plan.Decision
+    decision: Decision
     view: compute.RolloutView
     topology: revisions.Topology | None = None
     live: dict[str, Body] = dataclasses.field(default_factory=dict)
@@ -80,13 +85,13 @@ def live_revisions(cluster: ResonanceCluster, observed: Observed) -> dict[str, B
     return found
 
 
-def _request(cluster_body: Body, notes: list[Note]) -> tuple[plan.Request | None, bool]:
+def _request(cluster_body: Body, notes: list[Note]) -> tuple[Request | None, bool]:
     """(the request in the annotation, whether an annotation is there at all)."""
     annotations = cluster_body.get("metadata", {}).get("annotations") or {}
-    present = plan.ACTION_ANNOTATION in annotations
+    present = ACTION_ANNOTATION in annotations
     try:
-        return plan.parse_request(annotations), present
-    except plan.UnknownRequestError as error:
+        return parse_request(annotations), present
+    except UnknownRequestError as error:
         notes.append((EventType.WARNING, EventReason.INVALID_ROLLOUT_ACTION, str(error)))
         return None, present
 
@@ -102,22 +107,22 @@ def _pre_promotion(cluster: ResonanceCluster) -> analysis.AnalysisSpec | None:
         return None  # reported by validation (InvalidSpec) before any pass runs
 
 
-def _scrapes(pairs: Sequence[tuple[PodTarget, str]], now: float) -> list[analysis.Scrape]:
+def _scrapes(pairs: Sequence[tuple[PodTarget, str]], now: float) -> list[Scrape]:
     scrapes = []
     for target, text in pairs:
         try:
-            samples = analysis.parse_exposition(text)
-        except analysis.ExpositionError as error:
+            samples = exposition.parse_exposition(text)
+        except exposition.ExpositionError as error:
             logger.warning("metrics of pod %s: %s", target.name, error)
             continue
-        scrapes.append(analysis.Scrape(target.name, target.revision, now, samples))
+        scrapes.append(Scrape(target.name, target.revision, now, samples))
     return scrapes
 
 
-def _connections(scrapes: Sequence[analysis.Scrape], revision: str | None) -> int | None:
+def _connections(scrapes: Sequence[Scrape], revision: str | None) -> int | None:
     if revision is None:
         return None
-    total = analysis.gauge_sum(scrapes, revision, analysis.CONNECTIONS)
+    total = gauge_sum(scrapes, revision, CONNECTIONS)
     return None if total is None else int(total)
 
 
@@ -168,7 +173,7 @@ async def run(
     """Decide the next rollout action and gather what the decision needs."""
     notes: list[Note] = []
     request, annotated = _request(cluster_body, notes)
-    state = plan.RolloutState.from_status(cluster.status.get("rollout"))
+    state = RolloutState.from_status(cluster.status.get("rollout"))
     desired = worker.revision(cluster)
     spec = cluster.spec.rollout
     if spec.strategy is RolloutStrategy.ROLLING:
@@ -177,7 +182,7 @@ async def run(
     live = live_revisions(cluster, observed)
     in_flight = state.canary_revision is not None or state.draining_revision is not None
     targets: list[PodTarget] = []
-    scrapes: list[analysis.Scrape] = []
+    scrapes: list[Scrape] = []
     if in_flight:
         pods = await kube_children.list_worker_pods(kube, cluster)
         targets = pod_targets(pods, meta.REVISION_LABEL, worker.HTTP_PORT_NAME)
@@ -201,12 +206,12 @@ async def run(
     decision = plan.decide(
         spec,
         state,
-        plan.Observed(desired, before.settled, previous_drained, request),
+        PlanObserved(desired, before.settled, previous_drained, request),
         now,
         pre_promotion_analysis=_pre_promotion(cluster),
     )
     new_state, requeue = decision.state, decision.requeue_after
-    if decision.action in (plan.ActionKind.START_ANALYSIS, plan.ActionKind.MEASURE):
+    if decision.action in (ActionKind.START_ANALYSIS, ActionKind.MEASURE):
         new_state, requeue = _analyse(decision, memory, scrapes, now)
         decision = dataclasses.replace(decision, state=new_state)
 
@@ -255,20 +260,20 @@ async def run(
         notes,
         remove_annotation=annotated and (decision.request_handled or request is None),
         requeue_after=requeue,
-        drain_due=due if decision.action in (plan.ActionKind.PROMOTE, plan.ActionKind.ROLL_BACK) else None,
+        drain_due=due if decision.action in (ActionKind.PROMOTE, ActionKind.ROLL_BACK) else None,
         targets=targets,
     )
 
 
 def _analyse(
-    decision: plan.Decision, memory: Memory, scrapes: list[analysis.Scrape], now: float
-) -> tuple[plan.RolloutState, float | None]:
+    decision: Decision, memory: Memory, scrapes: list[Scrape], now: float
+) -> tuple[RolloutState, float | None]:
     state = decision.state
     assert decision.analysis is not None
     assert state.stable_revision is not None
     assert state.canary_revision is not None
     pair = (state.stable_revision, state.canary_revision)
-    measuring = decision.action is plan.ActionKind.MEASURE and memory.baseline_pair == pair
+    measuring = decision.action is ActionKind.MEASURE and memory.baseline_pair == pair
     if measuring and _comparable(memory.baseline, scrapes, pair):
         measurement = analysis.measure(
             decision.analysis,
@@ -291,16 +296,14 @@ def _analyse(
         memory.missed = memory.missed + 1 if measuring else 0
         memory.baseline, memory.baseline_pair = list(scrapes), pair
         return state, decision.requeue_after
-    state = plan.record(state, measurement, now)
+    state = record(state, measurement, now)
     logger.info("analysis of %s: %s %s", state.canary_revision, measurement.phase, measurement.message)
     memory.baseline, memory.missed = list(scrapes), 0
     # The verdict may have changed: act on it at once.
     return state, 0.0
 
 
-def _comparable(
-    before: Sequence[analysis.Scrape], after: Sequence[analysis.Scrape], revisions_: tuple[str, str]
-) -> bool:
+def _comparable(before: Sequence[Scrape], after: Sequence[Scrape], revisions_: tuple[str, str]) -> bool:
     """Both revisions have a Pod scraped in both rounds (a Pod that was not answering yet at the
     baseline, or restarted since, would measure as no traffic at all)."""
     for revision in revisions_:
@@ -312,7 +315,7 @@ def _comparable(
 
 def _status(
     cluster: ResonanceCluster,
-    decision: plan.Decision,
+    decision: Decision,
     connections: Mapping[str, int],
     topology: revisions.Topology | None,
 ) -> dict[str, Any]:
@@ -334,9 +337,9 @@ def _status(
 def _rolling(
     cluster: ResonanceCluster,
     observed: Observed,
-    state: plan.RolloutState,
+    state: RolloutState,
     desired: str,
-    request: plan.Request | None,
+    request: Request | None,
     annotated: bool,
     notes: list[Note],
     now: float,
@@ -345,7 +348,7 @@ def _rolling(
     live = observed.child(ChildKey("apps/v1", "Deployment", worker.name(cluster)))
     current = live is not None and meta.spec_hash(live) == meta.spec_hash(worker.deployment(cluster))
     ready = current and compute.worker_readiness(cluster, live).ready_all
-    decision = plan.decide(cluster.spec.rollout, state, plan.Observed(desired, ready, False, request), now)
+    decision = plan.decide(cluster.spec.rollout, state, PlanObserved(desired, ready, False, request), now)
     view = compute.RolloutView(
         _status(cluster, decision, {}, None), decision.progressing, decision.reason, decision.message
     )
@@ -369,4 +372,4 @@ async def finish(
         deadline = (state.drain_deadline or 0.0) - (state.drain_not_before or 0.0)
         await drain(probe, cluster, losing, api_key(observed, cluster), deadline)
     if done.remove_annotation:
-        await kube_children.remove_annotation(kube, cluster, plan.ACTION_ANNOTATION)
+        await kube_children.remove_annotation(kube, cluster, ACTION_ANNOTATION)

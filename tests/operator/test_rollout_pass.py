@@ -9,20 +9,22 @@ from resonance_operator import rollout_pass
 from resonance_operator.api.conditions import EventReason, EventType
 from resonance_operator.api.observed import ChildKey, Observed
 from resonance_operator.probe.pods import PodTarget
-from resonance_operator.rollout import plan
+from resonance_operator.rollout import decision as plan_decision
+from resonance_operator.rollout import request as plan_request
+from resonance_operator.rollout import state as plan_state
 
 from tests.operator import fixtures
 
 
 def test_unknown_action_is_a_warning_and_no_request() -> None:
     notes: list[rollout_pass.Note] = []
-    body = {"metadata": {"annotations": {plan.ACTION_ANNOTATION: "yolo"}}}
+    body = {"metadata": {"annotations": {plan_request.ACTION_ANNOTATION: "yolo"}}}
     assert rollout_pass._request(body, notes) == (None, True)
     assert notes[0][:2] == (EventType.WARNING, EventReason.INVALID_ROLLOUT_ACTION)
     assert "'yolo' is not one of promote" in notes[0][2]
     assert rollout_pass._request({"metadata": {}}, notes) == (None, False)
-    promote = {"metadata": {"annotations": {plan.ACTION_ANNOTATION: "Promote"}}}
-    assert rollout_pass._request(promote, notes) == (plan.Request.PROMOTE, True)
+    promote = {"metadata": {"annotations": {plan_request.ACTION_ANNOTATION: "Promote"}}}
+    assert rollout_pass._request(promote, notes) == (plan_request.Request.PROMOTE, True)
 
 
 def test_scrapes_skip_a_pod_with_malformed_metrics() -> None:
@@ -82,7 +84,7 @@ def test_an_invalid_pre_promotion_analysis_is_left_to_validation() -> None:
 
 
 def test_scrapes_are_comparable_only_with_a_pod_of_each_revision_in_both_rounds() -> None:
-    from resonance_operator.rollout.analysis import Scrape
+    from resonance_operator.rollout.scrapes import Scrape
 
     def scrape(pod: str, revision: str) -> Scrape:
         return Scrape(pod, revision, 0.0, ())
@@ -100,14 +102,18 @@ def test_scrapes_are_comparable_only_with_a_pod_of_each_revision_in_both_rounds(
 
 def test_measurements_need_a_comparable_baseline_and_give_up_as_inconclusive() -> None:
     from resonance_operator.api.conditions import ProgressingReason
-    from resonance_operator.rollout.analysis import AnalysisRun, AnalysisSpec, Sample, Scrape
+    from resonance_operator.rollout.analysis import AnalysisRun, AnalysisSpec
+    from resonance_operator.rollout.exposition import Sample
+    from resonance_operator.rollout.scrapes import Scrape
 
     spec = AnalysisSpec.model_validate({"intervalSeconds": 5})
-    state = plan.RolloutState(stable_revision="s", canary_revision="c", analysis=AnalysisRun(started_at=0.0))
+    state = plan_state.RolloutState(
+        stable_revision="s", canary_revision="c", analysis=AnalysisRun(started_at=0.0)
+    )
 
-    def decision(action: plan.ActionKind) -> plan.Decision:
+    def decision(action: plan_decision.ActionKind) -> plan_decision.Decision:
         reason = ProgressingReason.CANARY_STEP_PROGRESSING
-        return plan.Decision(action, state, reason, "", requeue_after=5.0, analysis=spec)
+        return plan_decision.Decision(action, state, reason, "", requeue_after=5.0, analysis=spec)
 
     def round_(at: float, *pods: tuple[str, str]) -> list[Scrape]:
         return [Scrape(pod, rev, at, (Sample("resonance_commands_total", (), at * 10),)) for pod, rev in pods]
@@ -115,19 +121,21 @@ def test_measurements_need_a_comparable_baseline_and_give_up_as_inconclusive() -
     memory = rollout_pass.Memory()
     both = [("s1", "s"), ("c1", "c")]
     after, requeue = rollout_pass._analyse(
-        decision(plan.ActionKind.START_ANALYSIS), memory, round_(1, *both), 1
+        decision(plan_decision.ActionKind.START_ANALYSIS), memory, round_(1, *both), 1
     )
     assert (after.analysis, requeue, memory.baseline_pair) == (state.analysis, 5.0, ("s", "c"))
-    measured, requeue = rollout_pass._analyse(decision(plan.ActionKind.MEASURE), memory, round_(6, *both), 6)
+    measured, requeue = rollout_pass._analyse(
+        decision(plan_decision.ActionKind.MEASURE), memory, round_(6, *both), 6
+    )
     assert measured.analysis is not None and measured.analysis.measurements == 1 and requeue == 0.0
     # The canary Pod stops answering: two due measurements only re-baseline, the third is inconclusive.
     for at in (11, 16):
         same, requeue = rollout_pass._analyse(
-            decision(plan.ActionKind.MEASURE), memory, round_(at, ("s1", "s")), at
+            decision(plan_decision.ActionKind.MEASURE), memory, round_(at, ("s1", "s")), at
         )
         assert same.analysis == state.analysis and requeue == 5.0
     gave_up, requeue = rollout_pass._analyse(
-        decision(plan.ActionKind.MEASURE), memory, round_(21, ("s1", "s")), 21
+        decision(plan_decision.ActionKind.MEASURE), memory, round_(21, ("s1", "s")), 21
     )
     assert gave_up.analysis is not None and gave_up.analysis.inconclusive == 1 and requeue == 0.0
     assert "no Pod of s and c answered /metrics twice" in gave_up.analysis.last_message

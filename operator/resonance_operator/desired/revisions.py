@@ -36,7 +36,7 @@ from typing import Any
 from resonance_operator.api.spec import ResonanceCluster, RolloutStrategy
 from resonance_operator.desired import meta, worker
 from resonance_operator.rollout import canary as replica_math
-from resonance_operator.rollout.plan import RolloutState
+from resonance_operator.rollout.state import RolloutState
 
 Body = Mapping[str, Any]
 

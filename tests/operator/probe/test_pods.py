@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from resonance_operator.probe.pods import DrainRequest, PodProbe, PodTarget, pod_targets
-from resonance_operator.rollout import analysis
+from resonance_operator.rollout import exposition, scrapes
 
 from tests.harness.worker import API_KEY, WorkerProcess
 
@@ -52,8 +52,8 @@ async def test_scrape_parses_as_the_worker_renders_it(worker: WorkerProcess) -> 
     try:
         [(target, text)] = await probe.scrape_all([_target(worker)], "/metrics")
         assert target.name == "pod-a"
-        samples = analysis.parse_exposition(text)
-        assert any(s.name == analysis.CONNECTIONS for s in samples)
+        samples = exposition.parse_exposition(text)
+        assert any(s.name == scrapes.CONNECTIONS for s in samples)
         assert await probe.scrape(_target(worker), "/no-such-path") is None
         assert probe.calls["scrape:200"] == 1 and probe.calls["scrape:404"] == 1
     finally:
