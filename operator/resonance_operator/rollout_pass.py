@@ -34,7 +34,8 @@ from resonance_operator.rollout.decision import Observed as PlanObserved
 from resonance_operator.rollout.request import ACTION_ANNOTATION, Request, UnknownRequestError, parse_request
 from resonance_operator.rollout.scrapes import CONNECTIONS, Scrape, gauge_sum
 from resonance_operator.rollout.state import RolloutState, record
-from resonance_operator.status import compute
+from resonance_operator.status import readiness
+from resonance_operator.status.facts import RolloutView
 
 logger = logging.getLogger("resonance.operator.rollout")
 
@@ -63,7 +64,7 @@ class Pass:
     """What one pass decided, for the reconciler and the status."""
 
     decision: Decision
-    view: compute.RolloutView
+    view: RolloutView
     topology: revisions.Topology | None = None
     live: dict[str, Body] = dataclasses.field(default_factory=dict)
     notes: list[Note] = dataclasses.field(default_factory=list)
@@ -240,13 +241,13 @@ async def run(
     }
     status = _status(cluster, decision, connections, topology)
     deployments = [live.get(r) for r in (topology.stable, topology.canary) if r is not None]
-    workers = compute.revision_readiness(
+    workers = readiness.revision_readiness(
         cluster,
         deployments,
         desired_revision=live.get(desired),
         settled=not decision.progressing and topology.settled,
     )
-    view = compute.RolloutView(
+    view = RolloutView(
         status, decision.progressing, decision.reason, decision.message, decision.degraded, workers
     )
     due = new_state.draining_revision
@@ -347,9 +348,9 @@ def _rolling(
     """Rolling: the Deployment rolls itself; the machine only records revisions for the status."""
     live = observed.child(ChildKey("apps/v1", "Deployment", worker.name(cluster)))
     current = live is not None and meta.spec_hash(live) == meta.spec_hash(worker.deployment(cluster))
-    ready = current and compute.worker_readiness(cluster, live).ready_all
+    ready = current and readiness.worker_readiness(cluster, live).ready_all
     decision = plan.decide(cluster.spec.rollout, state, PlanObserved(desired, ready, False, request), now)
-    view = compute.RolloutView(
+    view = RolloutView(
         _status(cluster, decision, {}, None), decision.progressing, decision.reason, decision.message
     )
     requeue = decision.requeue_after if decision.reason is ProgressingReason.ROLLING_UPDATE else None
