@@ -24,7 +24,7 @@ from resonance_operator.kube.client import KubeClient
 from resonance_operator.metrics import OperatorMetrics
 from resonance_operator.probe.pods import PodProbe
 from resonance_operator.reconcile import Outcome, reconcile_cluster
-from resonance_operator.rollout_pass import Memory
+from resonance_operator.rollout_pass.step import Memory
 from resonance_operator.settings import OperatorSettings
 
 logger = logging.getLogger("resonance.operator")
@@ -93,6 +93,7 @@ class Runtime:
         if outcome is None:
             self.memories.pop(key, None)
             return None
+        self.memories[key] = outcome.memory
         self._requeue(key, outcome.requeue_after)
         self.metrics.clusters_ready.labels(namespace=key[0], name=key[1]).set(1 if outcome.ready else 0)
         if outcome.apply_error is not None:

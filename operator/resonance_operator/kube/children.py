@@ -136,10 +136,6 @@ async def _apply(kube: KubeClient, cluster: ResonanceCluster, child: Child, *, d
         await kube.apply(child.body, cluster.namespace, force=True, dry_run=dry_run)
 
 
-async def write_status(kube: KubeClient, cluster: ResonanceCluster, status: Mapping[str, Any]) -> None:
-    await kube.patch_status(cluster_path(cluster.namespace, cluster.name), status)
-
-
 async def post_event(
     kube: KubeClient,
     cluster: ResonanceCluster,

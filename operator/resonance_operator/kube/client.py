@@ -193,13 +193,16 @@ class KubeClient:
             "delete", "DELETE", path, body={"propagationPolicy": "Background"}, allow_not_found=True
         )
 
-    async def patch_status(self, path: str, status: Mapping[str, Any]) -> None:
+    async def patch_status(
+        self, path: str, status: Mapping[str, Any], *, resource_version: str | None = None
+    ) -> None:
+        """A JSON merge patch of the status; with ``resource_version`` only over that version of the
+        object (else 409, :class:`~resonance_operator.errors.ConflictError`)."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         await self._request(
-            "patch_status",
-            "PATCH",
-            f"{path}/status",
-            body={"status": status},
-            content_type="application/merge-patch+json",
+            "patch_status", "PATCH", f"{path}/status", body=body, content_type="application/merge-patch+json"
         )
 
     async def create(self, collection: str, body: Mapping[str, Any]) -> None:

@@ -41,13 +41,19 @@ def compute(
     apply_error: str | None = None,
     applied: Sequence[ChildKey] = (),
     rollout: RolloutView | None = None,
+    previous: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The full new status (the caller compares it with the old one before writing)."""
+    """The full new status (the caller compares it with the old one before writing).
+
+    ``previous`` is the status it replaces (default: the cluster's as read); its conditions keep
+    their ``lastTransitionTime`` while their status holds.
+    """
     facts = gather(
         cluster, observed, invalid=invalid, apply_error=apply_error, applied=applied, rollout=rollout
     )
     generation = cluster.metadata.generation
-    stamp = conditions.Stamp(list(cluster.status.get("conditions") or []), generation, now)
+    before = cluster.status if previous is None else previous
+    stamp = conditions.Stamp(list(before.get("conditions") or []), generation, now)
     workers = facts.workers
     return {
         "observedGeneration": generation,

@@ -1,13 +1,17 @@
-"""One pass of the rollout machine for one cluster, with its I/O.
+"""The rollout pass's step (pure): one :class:`Observation` and the :class:`Memory` in, one :class:`Pass` out.
 
-observe revisions and Pods → scrape / drain status → ``plan.decide`` → measure →
-topology. The reconciler calls :func:`run` before it applies children (the
-topology decides which worker children exist) and :func:`finish` after (start
-drains once no Service selects the losing revision, drop a handled annotation).
+:func:`take` runs the step machine (``rollout.plan.decide``), takes an analysis
+measurement when one is due (returning the new memory, never changing the old),
+plans the topology of revisions and says what the status, the Events and
+``act.carry_out`` need. ``now`` is passed in; nothing here reads a clock or talks
+to anything. The caller must then:
 
-The machine's state lives in ``status.rollout``; only the baseline scrape of a
-running analysis is kept in memory (:class:`Memory`). After an operator restart
-the first due measurement only takes a new baseline.
+- build and apply the children for ``Pass.topology`` (``Pass.live`` keeps the
+  templates of revisions the spec no longer names);
+- call ``act.carry_out`` with the :class:`Pass` once they are applied;
+- put ``Pass.view`` in the status and post ``Pass.notes`` as Events;
+- keep ``Pass.memory`` for this cluster's next pass, and look again after
+  ``Pass.requeue_after`` seconds.
 """
 
 from __future__ import annotations
@@ -15,8 +19,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import logging
-import zlib
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pydantic
@@ -25,12 +28,10 @@ from resonance_operator.api.conditions import EventReason, EventType, Progressin
 from resonance_operator.api.observed import ChildKey, Observed
 from resonance_operator.api.spec import ResonanceCluster, RolloutStrategy
 from resonance_operator.desired import meta, revisions, settings, worker
-from resonance_operator.kube import children as kube_children
-from resonance_operator.kube.client import KubeClient
-from resonance_operator.probe.pods import DrainReport, DrainRequest, PodProbe, PodTarget, pod_targets
-from resonance_operator.rollout import analysis, exposition, plan
+from resonance_operator.probe.targets import DrainReport, DrainRequest, PodTarget, drain_requests
+from resonance_operator.rollout import analysis, plan
 from resonance_operator.rollout.decision import ActionKind, Decision
-from resonance_operator.rollout.decision import Observed as PlanObserved
+from resonance_operator.rollout.decision import Observed as Seen
 from resonance_operator.rollout.request import ACTION_ANNOTATION, Request, UnknownRequestError, parse_request
 from resonance_operator.rollout.scrapes import CONNECTIONS, Scrape, gauge_sum
 from resonance_operator.rollout.state import RolloutState, record
@@ -46,32 +47,56 @@ MISSED_MEASUREMENTS = 3
 """Due measurements without comparable scrapes before one counts as Inconclusive."""
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Memory:
-    """Per cluster, in memory: the scrapes an analysis measurement compares against."""
+    """Per cluster, kept by the caller between passes: the scrapes a measurement compares against."""
 
-    baseline: list[Scrape] = dataclasses.field(default_factory=list)
+    baseline: tuple[Scrape, ...] = ()
     baseline_pair: tuple[str, str] | None = None
     missed: int = 0
     """Due measurements in a row that found no Pod of a revision scraped in both rounds."""
 
 
-Memories = MutableMapping[tuple[str, str], Memory]
+@dataclasses.dataclass(frozen=True)
+class Observation:
+    """Everything one pass decides on, gathered by ``observe.gather`` at one moment."""
+
+    cluster: ResonanceCluster
+    observed: Observed
+    """The reconcile's observation: live children (the revision Deployments listed by label)."""
+    state: RolloutState
+    """``status.rollout`` as stored by the last pass."""
+    targets: tuple[PodTarget, ...] = ()
+    """Running worker Pods of any revision (listed only while a rollout is in flight)."""
+    scrapes: tuple[Scrape, ...] = ()
+    """``/metrics`` of the Pods of the stable, new and draining revisions, taken at ``now``."""
+    drain_reports: tuple[DrainReport | None, ...] | None = None
+    """Each Pod of the draining revision on its drain; ``None`` when no drain was due."""
+    api_key: str | None = None
+    """The workers' API key (from the generated Secret), for ``POST /drain``."""
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
+class Drains:
+    """``POST /drain`` for each Pod of a revision that has just lost."""
+
+    api_key: str
+    orders: tuple[tuple[PodTarget, DrainRequest], ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class Pass:
-    """What one pass decided, for the reconciler and the status."""
+    """What one pass decided, for the reconciler, ``act.carry_out`` and the status."""
 
     decision: Decision
     view: RolloutView
+    memory: Memory
     topology: revisions.Topology | None = None
-    live: dict[str, Body] = dataclasses.field(default_factory=dict)
-    notes: list[Note] = dataclasses.field(default_factory=list)
+    live: Mapping[str, Body] = dataclasses.field(default_factory=dict)
+    notes: tuple[Note, ...] = ()
     remove_annotation: bool = False
     requeue_after: float | None = None
-    drain_due: str | None = None
-    targets: list[PodTarget] = dataclasses.field(default_factory=list)
+    drains: Drains | None = None
 
 
 def live_revisions(cluster: ResonanceCluster, observed: Observed) -> dict[str, Body]:
@@ -86,9 +111,16 @@ def live_revisions(cluster: ResonanceCluster, observed: Observed) -> dict[str, B
     return found
 
 
-def _request(cluster_body: Body, notes: list[Note]) -> tuple[Request | None, bool]:
+def api_key(observed: Observed, cluster: ResonanceCluster) -> str | None:
+    secret = observed.child(ChildKey("v1", "Secret", settings.api_key_secret_name(cluster)))
+    if secret is None:
+        return None
+    encoded = (secret.get("data") or {}).get(settings.API_KEY_KEY)
+    return None if encoded is None else base64.b64decode(encoded).decode()
+
+
+def _request(annotations: Mapping[str, str], notes: list[Note]) -> tuple[Request | None, bool]:
     """(the request in the annotation, whether an annotation is there at all)."""
-    annotations = cluster_body.get("metadata", {}).get("annotations") or {}
     present = ACTION_ANNOTATION in annotations
     try:
         return parse_request(annotations), present
@@ -108,18 +140,6 @@ def _pre_promotion(cluster: ResonanceCluster) -> analysis.AnalysisSpec | None:
         return None  # reported by validation (InvalidSpec) before any pass runs
 
 
-def _scrapes(pairs: Sequence[tuple[PodTarget, str]], now: float) -> list[Scrape]:
-    scrapes = []
-    for target, text in pairs:
-        try:
-            samples = exposition.parse_exposition(text)
-        except exposition.ExpositionError as error:
-            logger.warning("metrics of pod %s: %s", target.name, error)
-            continue
-        scrapes.append(Scrape(target.name, target.revision, now, samples))
-    return scrapes
-
-
 def _connections(scrapes: Sequence[Scrape], revision: str | None) -> int | None:
     if revision is None:
         return None
@@ -127,93 +147,39 @@ def _connections(scrapes: Sequence[Scrape], revision: str | None) -> int | None:
     return None if total is None else int(total)
 
 
-def api_key(observed: Observed, cluster: ResonanceCluster) -> str | None:
-    secret = observed.child(ChildKey("v1", "Secret", settings.api_key_secret_name(cluster)))
-    if secret is None:
-        return None
-    encoded = (secret.get("data") or {}).get(settings.API_KEY_KEY)
-    return None if encoded is None else base64.b64decode(encoded).decode()
+def _drained(observation: Observation, live: Mapping[str, Body]) -> bool:
+    """Every Pod of the draining revision may leave (or the revision has no Deployment left)."""
+    reports = observation.drain_reports
+    if reports is None:
+        return False
+    everyone = all(report is not None and report.may_leave for report in reports)
+    return everyone or observation.state.draining_revision not in live
 
 
-async def drain(
-    probe: PodProbe,
-    cluster: ResonanceCluster,
-    targets: Sequence[PodTarget],
-    key: str | None,
-    deadline_seconds: float,
-) -> list[DrainReport | None]:
-    """``POST /drain`` to each Pod of a losing revision (idempotent: also reads its progress)."""
-    if key is None:
-        return [None for _ in targets]
-    options = cluster.spec.rollout.drain
-    reports = []
-    for index, target in enumerate(targets):
-        request = DrainRequest(
-            budget_per_second=options.reconnects_per_second,
-            pods=len(targets),
-            pod_index=index,
-            window_seconds=options.window_seconds,
-            remaining_threshold=options.remaining_threshold,
-            # The worker wants a positive deadline; past ours the machine scales the Pods down anyway.
-            deadline_seconds=max(1.0, deadline_seconds),
-            seed=zlib.crc32(target.name.encode()),
-        )
-        reports.append(await probe.start_drain(target, key, request))
-    return reports
-
-
-async def run(
-    kube: KubeClient,
-    probe: PodProbe,
-    cluster: ResonanceCluster,
-    cluster_body: Body,
-    observed: Observed,
-    memory: Memory,
-    now: float,
-) -> Pass:
-    """Decide the next rollout action and gather what the decision needs."""
+def take(observation: Observation, memory: Memory, now: float) -> Pass:
+    """Decide the next rollout action and gather what carrying it out needs."""
+    cluster, state = observation.cluster, observation.state
     notes: list[Note] = []
-    request, annotated = _request(cluster_body, notes)
-    state = RolloutState.from_status(cluster.status.get("rollout"))
+    request, annotated = _request(cluster.metadata.annotations, notes)
     desired = worker.revision(cluster)
     spec = cluster.spec.rollout
     if spec.strategy is RolloutStrategy.ROLLING:
-        return _rolling(cluster, observed, state, desired, request, annotated, notes, now)
+        return _rolling(observation, memory, desired, request, annotated, notes, now)
 
-    live = live_revisions(cluster, observed)
-    in_flight = state.canary_revision is not None or state.draining_revision is not None
-    targets: list[PodTarget] = []
-    scrapes: list[Scrape] = []
-    if in_flight:
-        pods = await kube_children.list_worker_pods(kube, cluster)
-        targets = pod_targets(pods, meta.REVISION_LABEL, worker.HTTP_PORT_NAME)
-        wanted = {state.stable_revision, state.canary_revision, state.draining_revision}
-        scrapes = _scrapes(
-            await probe.scrape_all([t for t in targets if t.revision in wanted], spec.metrics_path), now
-        )
+    live = live_revisions(cluster, observation.observed)
+    scrapes = observation.scrapes
     stable_connections = _connections(scrapes, state.stable_revision)
     before = revisions.plan_topology(cluster, state, live, stable_connections=stable_connections)
-
-    previous_drained = False
-    key = api_key(observed, cluster)
-    draining = state.draining_revision
-    if draining is not None and now >= (state.drain_not_before or now):
-        losing = [t for t in targets if t.revision == draining]
-        reports = await drain(probe, cluster, losing, key, (state.drain_deadline or now) - now)
-        previous_drained = all(r is not None and r.may_leave for r in reports)
-        if draining not in live:
-            previous_drained = True
-
     decision = plan.decide(
         spec,
         state,
-        PlanObserved(desired, before.settled, previous_drained, request),
+        Seen(desired, before.settled, _drained(observation, live), request),
         now,
         pre_promotion_analysis=_pre_promotion(cluster),
     )
     new_state, requeue = decision.state, decision.requeue_after
     if decision.action in (ActionKind.START_ANALYSIS, ActionKind.MEASURE):
-        new_state, requeue = _analyse(decision, memory, scrapes, now)
+        new_state, requeue, memory = _analyse(decision, memory, scrapes, now)
         decision = dataclasses.replace(decision, state=new_state)
 
     topology = revisions.plan_topology(cluster, new_state, live, stable_connections=stable_connections)
@@ -239,7 +205,6 @@ async def run(
         )
         if (count := _connections(scrapes, revision)) is not None
     }
-    status = _status(cluster, decision, connections, topology)
     deployments = [live.get(r) for r in (topology.stable, topology.canary) if r is not None]
     workers = readiness.revision_readiness(
         cluster,
@@ -248,27 +213,48 @@ async def run(
         settled=not decision.progressing and topology.settled,
     )
     view = RolloutView(
-        status, decision.progressing, decision.reason, decision.message, decision.degraded, workers
+        _status(cluster, decision, connections, topology),
+        decision.progressing,
+        decision.reason,
+        decision.message,
+        decision.degraded,
+        workers,
     )
-    due = new_state.draining_revision
-    if due is not None and now < (new_state.drain_not_before or now):
-        due = None
     return Pass(
         decision,
         view,
+        memory,
         topology,
         live,
-        notes,
+        tuple(notes),
         remove_annotation=annotated and (decision.request_handled or request is None),
         requeue_after=requeue,
-        drain_due=due if decision.action in (ActionKind.PROMOTE, ActionKind.ROLL_BACK) else None,
-        targets=targets,
+        drains=_drains(observation, decision, now),
     )
 
 
+def _drains(observation: Observation, decision: Decision, now: float) -> Drains | None:
+    """A promotion or rollback whose drain starts now: ``POST /drain`` to every Pod of the loser.
+
+    Sent after the children are applied, so no Service selects the losing revision any more.
+    """
+    state = decision.state
+    due = state.draining_revision
+    if due is None or now < (state.drain_not_before or now):
+        return None
+    if decision.action not in (ActionKind.PROMOTE, ActionKind.ROLL_BACK) or observation.api_key is None:
+        return None
+    losing = [target for target in observation.targets if target.revision == due]
+    deadline = (state.drain_deadline or 0.0) - (state.drain_not_before or 0.0)
+    options = observation.cluster.spec.rollout.drain
+    orders = zip(losing, drain_requests(options, losing, deadline), strict=True)
+    return Drains(observation.api_key, tuple(orders))
+
+
 def _analyse(
-    decision: Decision, memory: Memory, scrapes: list[Scrape], now: float
-) -> tuple[RolloutState, float | None]:
+    decision: Decision, memory: Memory, scrapes: Sequence[Scrape], now: float
+) -> tuple[RolloutState, float | None, Memory]:
+    """The state after a ``StartAnalysis`` / ``Measure`` action, when to look again, and the new memory."""
     state = decision.state
     assert decision.analysis is not None
     assert state.stable_revision is not None
@@ -294,14 +280,12 @@ def _analyse(
     else:
         # The first scrape of a run, the first after an operator restart (which lost the baseline), or
         # one that cannot be compared with the last: a new baseline, measured one interval later.
-        memory.missed = memory.missed + 1 if measuring else 0
-        memory.baseline, memory.baseline_pair = list(scrapes), pair
-        return state, decision.requeue_after
+        missed = memory.missed + 1 if measuring else 0
+        return state, decision.requeue_after, Memory(tuple(scrapes), pair, missed)
     state = record(state, measurement, now)
     logger.info("analysis of %s: %s %s", state.canary_revision, measurement.phase, measurement.message)
-    memory.baseline, memory.missed = list(scrapes), 0
     # The verdict may have changed: act on it at once.
-    return state, 0.0
+    return state, 0.0, dataclasses.replace(memory, baseline=tuple(scrapes), missed=0)
 
 
 def _comparable(before: Sequence[Scrape], after: Sequence[Scrape], revisions_: tuple[str, str]) -> bool:
@@ -336,9 +320,8 @@ def _status(
 
 
 def _rolling(
-    cluster: ResonanceCluster,
-    observed: Observed,
-    state: RolloutState,
+    observation: Observation,
+    memory: Memory,
     desired: str,
     request: Request | None,
     annotated: bool,
@@ -346,31 +329,15 @@ def _rolling(
     now: float,
 ) -> Pass:
     """Rolling: the Deployment rolls itself; the machine only records revisions for the status."""
-    live = observed.child(ChildKey("apps/v1", "Deployment", worker.name(cluster)))
+    cluster = observation.cluster
+    live = observation.observed.child(ChildKey("apps/v1", "Deployment", worker.name(cluster)))
     current = live is not None and meta.spec_hash(live) == meta.spec_hash(worker.deployment(cluster))
     ready = current and readiness.worker_readiness(cluster, live).ready_all
-    decision = plan.decide(cluster.spec.rollout, state, PlanObserved(desired, ready, False, request), now)
+    decision = plan.decide(cluster.spec.rollout, observation.state, Seen(desired, ready, False, request), now)
     view = RolloutView(
         _status(cluster, decision, {}, None), decision.progressing, decision.reason, decision.message
     )
     requeue = decision.requeue_after if decision.reason is ProgressingReason.ROLLING_UPDATE else None
     return Pass(
-        decision,
-        view,
-        notes=notes,
-        remove_annotation=annotated,
-        requeue_after=requeue,
+        decision, view, memory, notes=tuple(notes), remove_annotation=annotated, requeue_after=requeue
     )
-
-
-async def finish(
-    kube: KubeClient, probe: PodProbe, cluster: ResonanceCluster, observed: Observed, done: Pass
-) -> None:
-    """After the children are applied: start the drain a promotion or rollback began, drop the annotation."""
-    if done.drain_due is not None:
-        state = done.decision.state
-        losing = [t for t in done.targets if t.revision == done.drain_due]
-        deadline = (state.drain_deadline or 0.0) - (state.drain_not_before or 0.0)
-        await drain(probe, cluster, losing, api_key(observed, cluster), deadline)
-    if done.remove_annotation:
-        await kube_children.remove_annotation(kube, cluster, ACTION_ANNOTATION)
