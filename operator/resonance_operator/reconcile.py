@@ -29,7 +29,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from resonance_operator.api import validation
+from resonance_operator.api import kinds, validation
 from resonance_operator.api.conditions import ConditionType, EventReason, EventType
 from resonance_operator.api.observed import Observed
 from resonance_operator.api.spec import ResonanceCluster, RolloutStrategy, parse
@@ -123,10 +123,10 @@ async def reconcile_cluster(
 
 
 async def _observe(kube: KubeClient, cluster: ResonanceCluster) -> tuple[Observed, OptionalApis]:
-    service_monitor_crd = await kube_children.service_monitor_crd_present(kube)
-    gateway_crd = cluster.spec.rollout.gateway_route is not None and await kube_children.gateway_crd_present(
-        kube
-    )
+    service_monitor_crd = await kube_children.served(kube, kinds.SERVICE_MONITOR)
+    # Discovery of the Gateway API only when the spec asks for a route.
+    wants_route = cluster.spec.rollout.gateway_route is not None
+    gateway_crd = wants_route and await kube_children.served(kube, kinds.HTTP_ROUTE)
     keys = children.possible_keys(cluster, service_monitor_crd=service_monitor_crd, gateway_crd=gateway_crd)
     observed = await kube_children.observe(kube, cluster, keys, validation.referenced_secret_names(cluster))
     if cluster.spec.rollout.strategy is not RolloutStrategy.ROLLING or _has_revisions(cluster):

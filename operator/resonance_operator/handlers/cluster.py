@@ -15,6 +15,7 @@ from typing import Any
 import kopf
 import pydantic
 
+from resonance_operator.api import kinds
 from resonance_operator.api.spec import GROUP, KIND, PLURAL, VERSION
 from resonance_operator.desired import meta
 from resonance_operator.errors import ApiError
@@ -204,7 +205,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         if event.get("type") == "DELETED" or status:
             await runtime.reconcile({"metadata": {"namespace": namespace, "name": owner}}, "child")
 
-    for group, version, plural in (("apps", "v1", "deployments"), ("apps", "v1", "statefulsets")):
-        kopf.on.event(group, version, plural, labels=managed, registry=registry)(child_changed)
+    for kind in kinds.WATCHED:
+        kopf.on.event(kind.group, kind.version, kind.plural, labels=managed, registry=registry)(child_changed)
 
     return registry

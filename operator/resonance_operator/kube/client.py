@@ -14,27 +14,10 @@ from typing import Any
 
 import aiohttp
 
+from resonance_operator.api import kinds
 from resonance_operator.api.observed import ChildKey
 from resonance_operator.errors import ApiError, ConflictError
 from resonance_operator.kube.credentials import Credentials
-
-# (apiVersion, kind) → plural resource name, for every kind the operator touches.
-PLURALS: Mapping[tuple[str, str], str] = {
-    ("v1", "ConfigMap"): "configmaps",
-    ("v1", "Secret"): "secrets",
-    ("v1", "Service"): "services",
-    ("v1", "Event"): "events",
-    ("v1", "Pod"): "pods",
-    ("apps/v1", "Deployment"): "deployments",
-    ("apps/v1", "StatefulSet"): "statefulsets",
-    ("networking.k8s.io/v1", "Ingress"): "ingresses",
-    ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
-    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
-    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitors",
-    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",
-    ("resonance.liminal.dev/v1alpha1", "ResonanceCluster"): "resonanceclusters",
-}
 
 _NAMESPACED = re.compile(r"/namespaces/([^/]+)/")
 WRITE_VERBS = frozenset({"apply", "delete", "patch_status", "patch", "create"})
@@ -43,7 +26,7 @@ RequestHook = Callable[[str, int], None]
 
 def collection_path(api_version: str, kind: str, namespace: str) -> str:
     prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    return f"{prefix}/namespaces/{namespace}/{PLURALS[(api_version, kind)]}"
+    return f"{prefix}/namespaces/{namespace}/{kinds.PLURALS[(api_version, kind)]}"
 
 
 def object_path(key: ChildKey, namespace: str) -> str:
