@@ -1,4 +1,4 @@
-"""Observe, apply and prune one cluster's children; write its status and Events."""
+"""Observe, apply and prune one cluster's children, and post its Events (its status: ``kube/status.py``)."""
 
 from __future__ import annotations
 
