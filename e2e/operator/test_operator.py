@@ -4,6 +4,7 @@ controller-manager, scheduler and kwok nodes act on."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -16,6 +17,12 @@ from typing import Any
 
 import pytest
 import yaml
+from resonance_operator.api.spec import parse
+from resonance_operator.errors import ConflictError
+from resonance_operator.kube import children as kube_children
+from resonance_operator.kube import credentials as kube_credentials
+from resonance_operator.kube.client import KubeClient
+from resonance_operator.kube.status import StatusWrite, write_status
 
 from e2e.kube import KubectlError, apply, kubectl, kubectl_json, wait_until
 from e2e.operator.conftest import (
@@ -308,6 +315,44 @@ def test_no_op_reconciles_make_zero_writes(operator: RunningOperator, namespace:
     text = scrape(operator.metrics_url)  # type: ignore[attr-defined]
     assert 'resonance_operator_kube_requests_total{code="200",verb="get"}' in text
     assert "resonance_operator_reconcile_duration_seconds_bucket" in text
+
+
+def test_a_status_from_a_stale_read_is_refused_and_rendered_again(
+    operator: RunningOperator, operator_kubeconfig: str, namespace: str
+) -> None:
+    """The API server honours the resourceVersion in a status merge patch (409 when the object moved
+    on), and write_status then renders against the cluster as it is now, with the chart's RBAC."""
+    apply(example("minimal"), namespace=namespace)
+    stale = wait_ready("minimal", namespace)
+    kubectl("annotate", "resonancecluster", "minimal", "-n", namespace, "e2e.resonance.liminal.dev/touched=1")
+    fresh = get_cluster("minimal", namespace)
+    assert fresh["metadata"]["resourceVersion"] != stale["metadata"]["resourceVersion"]
+    workers = stale["status"]["workers"]
+
+    async def write_over_the_stale_read() -> tuple[int, StatusWrite]:
+        kube = KubeClient(kube_credentials.load(operator_kubeconfig))
+        try:
+            path = kube_children.cluster_path(namespace, "minimal")
+            with pytest.raises(ConflictError):
+                await kube.patch_status(
+                    path, {"workers": "stale"}, resource_version=stale["metadata"]["resourceVersion"]
+                )
+            done = await write_status(kube, parse(stale), lambda previous: {**previous, "workers": "9/9"})
+            return kube.calls["patch_status"], done
+        finally:
+            await kube.close()
+
+    patches, done = asyncio.run(write_over_the_stale_read())
+    # Refused by hand, refused inside write_status, then written over a fresh read (the operator's own
+    # reaction to the annotation may move the object on once more in between).
+    assert done.written and patches >= 3
+    assert done.previous["workers"] == workers and done.status["workers"] == "9/9"
+    # The operator puts the truth back on its next resync.
+    wait_until(
+        lambda: get_cluster("minimal", namespace)["status"]["workers"] == workers,
+        timeout=REPAIR_TIMEOUT,
+        what="the status repaired",
+    )
 
 
 def test_schema_and_cel_refuse_bad_specs(operator: RunningOperator, namespace: str) -> None:

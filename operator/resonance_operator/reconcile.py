@@ -1,13 +1,22 @@
-"""One reconcile of one ``ResonanceCluster``, as a table of contents:
+"""One reconcile of one ``ResonanceCluster``, as a table of contents.
 
-observe → validate → rollout pass → apply children → finish the rollout pass → status → events.
+:func:`reconcile_cluster` reads, in order:
 
-The rollout pass (``rollout_pass``) runs the step machine of ``spec.rollout``: for
-canary and blue-green it decides which revision Deployments, Services and HPAs
-exist (the topology), and the outcome says when to look again (``requeue_after``).
+1. **observe** the children the cluster could have, the Secrets it names and the
+   optional APIs served (``kube.children.observe``);
+2. **validate** the spec (``api/validation.py``, ``rollout/plan.spec_errors``); a spec
+   with semantic errors stops here: ``Degraded``/``InvalidSpec``, no child touched;
+3. **rollout pass**: observe the Pods (``rollout_pass.observe``), take the step
+   (``rollout_pass.step``, pure: the decision, the topology of revisions, the new
+   memory);
+4. **apply** the children the pure builders want for that topology (``desired/``),
+   then **act** on the decision (``rollout_pass.act``: drains, annotation);
+5. **status**, computed purely (``status/``) and written only when it changed, with
+   an optimistic lock (``kube/status.py``);
+6. **events** for the transitions and what was applied.
 
-A spec with semantic errors stops after validation: the status says
-``Degraded``/``InvalidSpec`` and no child is touched.
+The outcome says when to look again (``requeue_after``) and carries the memory for
+this cluster's next pass.
 """
 
 from __future__ import annotations
@@ -17,23 +26,23 @@ import datetime
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from resonance_operator.api import validation
-from resonance_operator.api.conditions import EventReason, EventType
+from resonance_operator.api import kinds, validation
+from resonance_operator.api.conditions import ConditionType, EventReason, EventType
 from resonance_operator.api.observed import Observed
 from resonance_operator.api.spec import ResonanceCluster, RolloutStrategy, parse
 from resonance_operator.desired import children
 from resonance_operator.errors import ApiError
 from resonance_operator.kube import children as kube_children
 from resonance_operator.kube.client import KubeClient
+from resonance_operator.kube.status import Render, StatusWrite, write_status
 from resonance_operator.probe.pods import PodProbe
 from resonance_operator.rollout import plan
-from resonance_operator.rollout_pass import Memory, Pass
-from resonance_operator.rollout_pass import finish as finish_rollout
-from resonance_operator.rollout_pass import run as run_rollout
-from resonance_operator.status import compute
+from resonance_operator.rollout_pass import act, observe, step
+from resonance_operator.rollout_pass.step import Memory, Pass
+from resonance_operator.status import compute, conditions
 
 logger = logging.getLogger("resonance.operator.reconcile")
 
@@ -51,10 +60,24 @@ class Outcome:
     apply_error: str | None = None
     requeue_after: float | None = None
     """Look again after this many seconds (a rollout step, a drain, an analysis interval)."""
+    memory: Memory = dataclasses.field(default_factory=Memory)
+    """This cluster's rollout memory for the next reconcile (the analysis baseline)."""
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+@dataclasses.dataclass(frozen=True)
+class OptionalApis:
+    """Optional APIs (CRDs) the cluster serves."""
+
+    service_monitor: bool
+    gateway: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Applied:
+    """What applying the children (and acting on the rollout decision) did."""
+
+    result: kube_children.ApplyResult = dataclasses.field(default_factory=kube_children.ApplyResult)
+    error: str | None = None
 
 
 async def reconcile_cluster(
@@ -68,82 +91,42 @@ async def reconcile_cluster(
 ) -> Outcome | None:
     """Reconcile one cluster; ``None`` when it is being deleted (the garbage collector takes its children).
 
-    ``probe`` reaches the worker Pods (scrapes, drains), ``memory`` keeps this cluster's
-    analysis baseline between calls, ``now`` is the rollout clock (epoch seconds).
+    ``probe`` reaches the worker Pods (scrapes, drains), ``memory`` is this cluster's from the last
+    outcome, ``now`` the clock of this reconcile (epoch seconds; read once when not given).
     """
     if body.get("metadata", {}).get("deletionTimestamp"):
         return None
     cluster = parse(body)
     probe = probe or PodProbe()
     memory = memory or Memory()
+    now = time.time() if now is None else now
 
-    observed, crds = await _observe(kube, cluster)
-    invalid = validation.semantic_errors(cluster, observed.referenced_secrets)
-    invalid += plan.spec_errors(cluster.spec.rollout, gateway_served=crds.gateway)
-
-    apply_error: str | None = None
-    result = kube_children.ApplyResult()
-    rollout: Pass | None = None
-    if not invalid:
-        rollout = await run_rollout(
-            kube, probe, cluster, body, observed, memory, time.time() if now is None else now
-        )
-        desired = children.desired_children(
-            cluster,
-            service_monitor_crd=crds.service_monitor,
-            gateway_crd=crds.gateway,
-            fresh=children.FreshSecrets(
-                jwt=secrets.token_urlsafe(32),
-                neo4j_password=secrets.token_urlsafe(24),
-                api_key=secrets.token_urlsafe(32),
-            ),
-            topology=rollout.topology,
-            live_revisions=rollout.live,
-        )
-        try:
-            result = await kube_children.apply_children(kube, cluster, desired, observed)
-            await finish_rollout(kube, probe, cluster, observed, rollout)
-        except ApiError as exc:
-            apply_error = str(exc)
-            logger.warning("applying children of %s/%s failed: %s", cluster.namespace, cluster.name, exc)
-
-    status = compute.compute(
-        cluster,
-        observed,
-        now=_now(),
-        invalid=invalid,
-        apply_error=apply_error,
-        applied=result.applied,
-        rollout=None if rollout is None or apply_error is not None else rollout.view,
-    )
-    status_written = await _write_status(kube, cluster, status)
-    notes = [] if rollout is None or apply_error is not None else rollout.notes
-    events = await _post_events(kube, cluster, status, result, notes, instance=instance)
+    observed, apis = await _observe(kube, cluster)
+    invalid = _invalid(cluster, observed, apis)
+    rollout = None if invalid else await _rollout_pass(kube, probe, cluster, observed, memory, now)
+    applied = Applied() if rollout is None else await _apply(kube, probe, cluster, observed, apis, rollout)
+    # A pass whose children could not be applied is not reported: the status says ApplyFailed.
+    reported = None if applied.error is not None else rollout
+    written = await write_status(kube, cluster, _render(cluster, observed, invalid, applied, reported, now))
+    events = await _post_events(kube, cluster, written, applied.result, reported, instance=instance)
     return Outcome(
-        ready=status["conditions"][0]["status"] == "True",
+        ready=conditions.is_true(written.status["conditions"], ConditionType.READY),
         invalid=tuple(invalid),
-        applied=len(result.applied),
-        deleted=len(result.deleted),
-        status_written=status_written,
+        applied=len(applied.result.applied),
+        deleted=len(applied.result.deleted),
+        status_written=written.written,
         events=events,
-        apply_error=apply_error,
+        apply_error=applied.error,
         requeue_after=None if rollout is None else rollout.requeue_after,
+        memory=memory if rollout is None else rollout.memory,
     )
-
-
-@dataclasses.dataclass(frozen=True)
-class OptionalApis:
-    """Optional APIs (CRDs) the cluster serves."""
-
-    service_monitor: bool
-    gateway: bool
 
 
 async def _observe(kube: KubeClient, cluster: ResonanceCluster) -> tuple[Observed, OptionalApis]:
-    service_monitor_crd = await kube_children.service_monitor_crd_present(kube)
-    gateway_crd = cluster.spec.rollout.gateway_route is not None and await kube_children.gateway_crd_present(
-        kube
-    )
+    service_monitor_crd = await kube_children.served(kube, kinds.SERVICE_MONITOR)
+    # Discovery of the Gateway API only when the spec asks for a route.
+    wants_route = cluster.spec.rollout.gateway_route is not None
+    gateway_crd = wants_route and await kube_children.served(kube, kinds.HTTP_ROUTE)
     keys = children.possible_keys(cluster, service_monitor_crd=service_monitor_crd, gateway_crd=gateway_crd)
     observed = await kube_children.observe(kube, cluster, keys, validation.referenced_secret_names(cluster))
     if cluster.spec.rollout.strategy is not RolloutStrategy.ROLLING or _has_revisions(cluster):
@@ -159,24 +142,93 @@ def _has_revisions(cluster: ResonanceCluster) -> bool:
     return str(rollout.get("strategy", "rolling")) != RolloutStrategy.ROLLING.value
 
 
-async def _write_status(kube: KubeClient, cluster: ResonanceCluster, status: dict[str, Any]) -> bool:
-    if not compute.changed(cluster.status, status):
-        return False
-    await kube_children.write_status(kube, cluster, status)
-    return True
+async def _rollout_pass(
+    kube: KubeClient,
+    probe: PodProbe,
+    cluster: ResonanceCluster,
+    observed: Observed,
+    memory: Memory,
+    now: float,
+) -> Pass:
+    """Observe what the rollout machine needs, then take its step (pure)."""
+    observation = await observe.gather(kube, probe, cluster, observed, now)
+    return step.take(observation, memory, now)
+
+
+def _invalid(cluster: ResonanceCluster, observed: Observed, apis: OptionalApis) -> list[str]:
+    invalid = validation.semantic_errors(cluster, observed.referenced_secrets)
+    return invalid + plan.spec_errors(cluster.spec.rollout, gateway_served=apis.gateway)
+
+
+async def _apply(
+    kube: KubeClient,
+    probe: PodProbe,
+    cluster: ResonanceCluster,
+    observed: Observed,
+    apis: OptionalApis,
+    rollout: Pass,
+) -> Applied:
+    """Apply the children the spec and the rollout's topology want, then act on the rollout decision."""
+    desired = children.desired_children(
+        cluster,
+        service_monitor_crd=apis.service_monitor,
+        gateway_crd=apis.gateway,
+        fresh=children.FreshSecrets(
+            jwt=secrets.token_urlsafe(32),
+            neo4j_password=secrets.token_urlsafe(24),
+            api_key=secrets.token_urlsafe(32),
+        ),
+        topology=rollout.topology,
+        live_revisions=rollout.live,
+    )
+    result = kube_children.ApplyResult()
+    try:
+        result = await kube_children.apply_children(kube, cluster, desired, observed)
+        await act.carry_out(kube, probe, cluster, rollout)
+    except ApiError as exc:
+        logger.warning("applying children of %s/%s failed: %s", cluster.namespace, cluster.name, exc)
+        return Applied(result, str(exc))
+    return Applied(result)
+
+
+def _render(
+    cluster: ResonanceCluster,
+    observed: Observed,
+    invalid: Sequence[str],
+    applied: Applied,
+    rollout: Pass | None,
+    now: float,
+) -> Render:
+    """The new status as a pure function of the status it replaces (``kube/status.py`` may call it
+    again after a conflict)."""
+    stamp = datetime.datetime.fromtimestamp(now, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def render(previous: Mapping[str, Any]) -> dict[str, Any]:
+        return compute.compute(
+            cluster,
+            observed,
+            now=stamp,
+            invalid=invalid,
+            apply_error=applied.error,
+            applied=applied.result.applied,
+            rollout=None if rollout is None else rollout.view,
+            previous=previous,
+        )
+
+    return render
 
 
 async def _post_events(
     kube: KubeClient,
     cluster: ResonanceCluster,
-    status: Mapping[str, Any],
+    written: StatusWrite,
     result: kube_children.ApplyResult,
-    rollout_notes: list[tuple[EventType, EventReason, str]],
+    rollout: Pass | None,
     *,
     instance: str,
 ) -> int:
-    notes = [(t.type, t.reason, t.message) for t in compute.transitions(cluster.status, status)]
-    notes += rollout_notes
+    notes = [(t.type, t.reason, t.message) for t in compute.transitions(written.previous, written.status)]
+    notes += [] if rollout is None else list(rollout.notes)
     if result.created:
         notes.append(
             (EventType.NORMAL, EventReason.CHILD_CREATED, "created " + ", ".join(map(str, result.created)))

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from resonance_operator.api import kinds
 
 from tests.operator import fixtures
 
@@ -19,9 +20,13 @@ CHART = fixtures.REPO / "charts" / "resonance-operator"
 CACHED_HELM = Path.home() / ".cache" / "resonance-liminal" / "bin" / "current" / "helm"
 
 
+def helm_binary() -> str | None:
+    return os.environ.get("HELM") or (str(CACHED_HELM) if CACHED_HELM.exists() else shutil.which("helm"))
+
+
 @pytest.fixture(scope="module")
 def helm() -> str:
-    found = os.environ.get("HELM") or (str(CACHED_HELM) if CACHED_HELM.exists() else shutil.which("helm"))
+    found = helm_binary()
     if found is None:
         pytest.skip("no helm binary (e2e/cluster/build-binaries fetches it)")
     return found
@@ -101,6 +106,56 @@ def test_rbac_is_cluster_wide_or_namespaced_and_least_privilege(helm: str) -> No
     assert by_kind(namespaced, "ClusterRole") == []
     assert by_kind(namespaced, "Role")[0]["metadata"]["namespace"] == "apps"
     assert by_kind(namespaced, "RoleBinding")[0]["roleRef"]["kind"] == "Role"
+
+
+def rbac_rules(*args: str) -> list[dict[str, Any]]:
+    """The operator's RBAC rules as the chart renders them (by the real helm when there is one, else
+    read from the template's rules helper, which both the ClusterRole and the Role include)."""
+    found = helm_binary()
+    if found is not None:
+        docs = render(found, *args)
+        role = (by_kind(docs, "ClusterRole") or by_kind(docs, "Role"))[0]
+        rules: list[dict[str, Any]] = role["rules"]
+        return rules
+    template = (CHART / "templates" / "_helpers.tpl").read_text()
+    body = template.split('{{- define "resonance-operator.rules" -}}', 1)[1].split("{{- end }}", 1)[0]
+    parsed: list[dict[str, Any]] = yaml.safe_load(body)
+    return parsed
+
+
+def granted(rules: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    verbs: dict[tuple[str, str], set[str]] = {}
+    for rule in rules:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                verbs.setdefault((group, resource), set()).update(rule["verbs"])
+    return verbs
+
+
+@pytest.mark.parametrize("scope", [(), ("--set", "watch.namespace=apps")], ids=["cluster-wide", "namespaced"])
+def test_rbac_grants_every_registered_kind_the_verbs_the_operator_uses(scope: tuple[str, ...]) -> None:
+    """api/kinds.py is the one list of kinds (paths, verbs, watches); the chart must keep up with it."""
+    verbs = granted(rbac_rules(*scope))
+    wanted = {(kind.group, kind.plural): set(kind.verbs) for kind in kinds.KINDS}
+    for kind in kinds.KINDS:
+        for subresource, sub_verbs in kind.subresources.items():
+            wanted[(kind.group, f"{kind.plural}/{subresource}")] = set(sub_verbs)
+    missing = {
+        resource: sorted(needed - verbs.get(resource, set()))
+        for resource, needed in wanted.items()
+        if not needed <= verbs.get(resource, set())
+    }
+    assert missing == {}, "grant these in charts/resonance-operator/templates/_helpers.tpl"
+    # And nothing on a resource the operator does not know (a grant left behind by a removed child).
+    assert set(verbs) - set(wanted) == set()
+
+
+def test_the_rules_read_from_the_template_are_what_helm_renders(
+    helm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendered = rbac_rules()
+    monkeypatch.setitem(rbac_rules.__globals__, "helm_binary", lambda: None)
+    assert rbac_rules() == rendered
 
 
 def test_peering(helm: str) -> None:

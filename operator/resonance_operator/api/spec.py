@@ -12,7 +12,7 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "resonance.liminal.dev"
@@ -282,12 +282,20 @@ class ClusterSpec(Model):
 class ObjectMeta(BaseModel):
     """The part of ``metadata`` the operator needs (it keeps any other field)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
     name: str
     namespace: str
     uid: str = ""
     generation: int = 0
+    resource_version: str = Field("", alias="resourceVersion")
+    """The version this body was read at: the status is written only over that version."""
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("annotations", mode="before")
+    @classmethod
+    def _no_annotations(cls, value: Any) -> Any:
+        return {} if value is None else value
 
 
 class ResonanceCluster(BaseModel):

@@ -1,11 +1,26 @@
-"""The full list of children of a cluster, in the order they are applied."""
+"""The registry of a cluster's children: one entry per kind of child, in the order they are applied.
+
+Each :class:`ChildKind` says which API kind it is (``api/kinds.py``: path, RBAC verbs,
+watched or not), every name it can have whatever the spec (what is observed, and
+pruned once the spec no longer wants it), and how to build the objects the spec
+wants now (the pure builders in ``desired/``). :func:`possible_keys` and
+:func:`desired_children` are derived from :data:`CHILDREN`; nothing else lists children.
+
+To add a child: write its pure builder, then add one entry here at its place in the
+dependency order (config and data stores before the workers that use them). If its
+kind is new to the operator, declare the kind in ``api/kinds.py`` and grant its
+verbs in the chart's rules (``charts/resonance-operator/templates/_helpers.tpl``);
+``tests/operator/test_chart.py`` fails until the chart does.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from resonance_operator.api import kinds
+from resonance_operator.api.kinds import Kind
 from resonance_operator.api.observed import ChildKey
 from resonance_operator.api.spec import ResonanceCluster
 from resonance_operator.desired import datastores, meta, revisions, settings, worker
@@ -34,38 +49,156 @@ class FreshSecrets:
     api_key: str = ""
 
 
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """What a builder may use besides the spec."""
+
+    fresh: FreshSecrets
+    topology: revisions.Topology | None = None
+    """Canary and blue-green: the revisions that run (``rollout_pass``); ``None`` for rolling."""
+    live_revisions: Mapping[str, Body] = dataclasses.field(default_factory=dict)
+
+
+Bodies = Sequence[dict[str, Any] | None]
+Builder = Callable[[ResonanceCluster, Inputs], Bodies]
+"""The objects the spec wants now (``None`` entries are left out)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ChildKind:
+    """One kind of child: what it is, the names it can have, and how to build what the spec wants."""
+
+    kind: Kind
+    names: Callable[[ResonanceCluster], Sequence[str]]
+    """Every name this child can have, whatever the spec: what is observed, and pruned when unwanted."""
+    build: Builder
+    create_only: bool = False
+    """Generated once (a Secret with a random value) and never rewritten."""
+
+    def keys(self, cluster: ResonanceCluster) -> list[ChildKey]:
+        return [ChildKey(self.kind.api_version, self.kind.kind, name) for name in self.names(cluster)]
+
+
+def _worker_tier(
+    rolling: Callable[[ResonanceCluster], dict[str, Any] | None],
+    by_revision: Callable[[ResonanceCluster, revisions.Topology, Inputs], Bodies],
+) -> Builder:
+    """A worker-tier builder: the rolling object, or one per revision under a canary / blue-green topology."""
+
+    def build(cluster: ResonanceCluster, inputs: Inputs) -> Bodies:
+        if inputs.topology is None:
+            return [rolling(cluster)]
+        return by_revision(cluster, inputs.topology, inputs)
+
+    return build
+
+
+def _generated_jwt(cluster: ResonanceCluster, inputs: Inputs) -> Bodies:
+    return [settings.jwt_secret(cluster, inputs.fresh.jwt)] if cluster.spec.auth.generates_secret else []
+
+
+def _generated_neo4j_password(cluster: ResonanceCluster, inputs: Inputs) -> Bodies:
+    managed = cluster.spec.neo4j.managed
+    if managed is None or managed.auth_secret_ref is not None:
+        return []
+    return [settings.neo4j_auth_secret(cluster, inputs.fresh.neo4j_password)]
+
+
+def _generated_api_key(cluster: ResonanceCluster, inputs: Inputs) -> Bodies:
+    return (
+        [settings.api_key_secret(cluster, inputs.fresh.api_key)] if settings.uses_drain_api(cluster) else []
+    )
+
+
+def _named(*names: Callable[[ResonanceCluster], str]) -> Callable[[ResonanceCluster], list[str]]:
+    """The names a child can have, each from the cluster."""
+    return lambda cluster: [name(cluster) for name in names]
+
+
+def _one(builder: Callable[[ResonanceCluster], dict[str, Any] | None]) -> Builder:
+    """A child of which the spec wants one object (or none: the builder answers ``None``)."""
+    return lambda cluster, _: [builder(cluster)]
+
+
+CHILDREN: tuple[ChildKind, ...] = (
+    ChildKind(kinds.CONFIG_MAP, _named(settings.settings_configmap_name), _one(settings.settings_configmap)),
+    ChildKind(kinds.SECRET, _named(settings.jwt_secret_name), _generated_jwt, create_only=True),
+    ChildKind(
+        kinds.SECRET, _named(settings.neo4j_auth_secret_name), _generated_neo4j_password, create_only=True
+    ),
+    ChildKind(kinds.SECRET, _named(settings.api_key_secret_name), _generated_api_key, create_only=True),
+    ChildKind(kinds.SERVICE, _named(settings.redis_service_name), _one(datastores.redis_service)),
+    ChildKind(
+        kinds.STATEFUL_SET,
+        _named(lambda c: meta.child_name(c, meta.REDIS)),
+        _one(datastores.redis_stateful_set),
+    ),
+    ChildKind(kinds.SERVICE, _named(settings.neo4j_service_name), _one(datastores.neo4j_service)),
+    ChildKind(
+        kinds.STATEFUL_SET,
+        _named(lambda c: meta.child_name(c, meta.NEO4J)),
+        _one(datastores.neo4j_stateful_set),
+    ),
+    ChildKind(
+        kinds.NETWORK_POLICY,
+        _named(lambda c: meta.child_name(c, "datastores")),
+        _one(datastores.network_policy),
+    ),
+    # The worker tier. Revision Deployments are named by revision and listed by label instead.
+    ChildKind(
+        kinds.DEPLOYMENT,
+        _named(worker.name),
+        _worker_tier(worker.deployment, lambda c, t, i: revisions.deployments(c, t, i.live_revisions)),
+    ),
+    ChildKind(
+        kinds.SERVICE,
+        _named(
+            worker.name,
+            lambda c: revisions.track_name(c, revisions.CANARY),
+            lambda c: revisions.track_name(c, revisions.PREVIEW),
+        ),
+        _worker_tier(worker.service, lambda c, t, _: revisions.services(c, t)),
+    ),
+    ChildKind(
+        kinds.INGRESS,
+        _named(lambda c: c.name, revisions.canary_ingress_name),
+        _worker_tier(worker.ingress, lambda c, t, _: revisions.ingresses(c, t)),
+    ),
+    ChildKind(
+        kinds.HTTP_ROUTE,
+        _named(worker.name),
+        _worker_tier(lambda _: None, lambda c, t, _: revisions.routes(c, t)),
+    ),
+    ChildKind(
+        kinds.HORIZONTAL_POD_AUTOSCALER,
+        _named(worker.name, lambda c: revisions.track_name(c, revisions.CANARY)),
+        _worker_tier(worker.horizontal_pod_autoscaler, lambda c, t, _: revisions.autoscalers(c, t)),
+    ),
+    ChildKind(kinds.POD_DISRUPTION_BUDGET, _named(worker.name), _one(worker.pod_disruption_budget)),
+    ChildKind(
+        kinds.SERVICE_MONITOR,
+        _named(worker.name),
+        _one(lambda c: worker.service_monitor(c, crd_present=True)),
+    ),
+)
+
+
+def _served(*, service_monitor_crd: bool, gateway_crd: bool) -> tuple[Kind, ...]:
+    """The optional kinds this cluster serves (their CRDs are installed)."""
+    flags = ((kinds.SERVICE_MONITOR, service_monitor_crd), (kinds.HTTP_ROUTE, gateway_crd))
+    return tuple(kind for kind, served in flags if served)
+
+
+def _present(child: ChildKind, served: Sequence[Kind]) -> bool:
+    return not child.kind.optional or child.kind in served
+
+
 def possible_keys(
     cluster: ResonanceCluster, *, service_monitor_crd: bool, gateway_crd: bool = False
 ) -> list[ChildKey]:
     """Every child this cluster could have, whatever its spec: what to observe and prune."""
-    keys = [
-        ChildKey("v1", "ConfigMap", settings.settings_configmap_name(cluster)),
-        ChildKey("v1", "Secret", settings.jwt_secret_name(cluster)),
-        ChildKey("v1", "Secret", settings.neo4j_auth_secret_name(cluster)),
-        ChildKey("v1", "Service", settings.redis_service_name(cluster)),
-        ChildKey("apps/v1", "StatefulSet", meta.child_name(cluster, meta.REDIS)),
-        ChildKey("v1", "Service", settings.neo4j_service_name(cluster)),
-        ChildKey("apps/v1", "StatefulSet", meta.child_name(cluster, meta.NEO4J)),
-        ChildKey("networking.k8s.io/v1", "NetworkPolicy", meta.child_name(cluster, "datastores")),
-        ChildKey("apps/v1", "Deployment", worker.name(cluster)),
-        ChildKey("v1", "Service", worker.name(cluster)),
-        ChildKey("networking.k8s.io/v1", "Ingress", cluster.name),
-        ChildKey("autoscaling/v2", "HorizontalPodAutoscaler", worker.name(cluster)),
-        ChildKey("policy/v1", "PodDisruptionBudget", worker.name(cluster)),
-        # Rollouts (canary / blue-green); the revision Deployments are listed by label instead.
-        ChildKey("v1", "Secret", settings.api_key_secret_name(cluster)),
-        ChildKey("v1", "Service", revisions.track_name(cluster, revisions.CANARY)),
-        ChildKey("v1", "Service", revisions.track_name(cluster, revisions.PREVIEW)),
-        ChildKey("networking.k8s.io/v1", "Ingress", revisions.canary_ingress_name(cluster)),
-        ChildKey(
-            "autoscaling/v2", "HorizontalPodAutoscaler", revisions.track_name(cluster, revisions.CANARY)
-        ),
-    ]
-    if gateway_crd:
-        keys.append(ChildKey(revisions.GATEWAY_API_VERSION, "HTTPRoute", worker.name(cluster)))
-    if service_monitor_crd:
-        keys.append(ChildKey("monitoring.coreos.com/v1", "ServiceMonitor", worker.name(cluster)))
-    return keys
+    served = _served(service_monitor_crd=service_monitor_crd, gateway_crd=gateway_crd)
+    return [key for child in CHILDREN if _present(child, served) for key in child.keys(cluster)]
 
 
 def desired_children(
@@ -77,40 +210,18 @@ def desired_children(
     live_revisions: Mapping[str, Body] | None = None,
     gateway_crd: bool = False,
 ) -> list[Child]:
-    """Children in dependency order: config and data stores before the workers that use them.
+    """The children the spec wants now, in dependency order (the order of :data:`CHILDREN`).
 
     With a ``topology`` (canary and blue-green) the worker tier is one Deployment per
     revision and its Services, Ingresses, route and HPAs (``revisions``); else the one
     rolling Deployment.
     """
-    children: list[Child] = [Child(settings.settings_configmap(cluster))]
-    if cluster.spec.auth.generates_secret:
-        children.append(Child(settings.jwt_secret(cluster, fresh.jwt), create_only=True))
-    managed_neo4j = cluster.spec.neo4j.managed
-    if managed_neo4j is not None and managed_neo4j.auth_secret_ref is None:
-        children.append(Child(settings.neo4j_auth_secret(cluster, fresh.neo4j_password), create_only=True))
-    if settings.uses_drain_api(cluster):
-        children.append(Child(settings.api_key_secret(cluster, fresh.api_key), create_only=True))
-    optional = [
-        datastores.redis_service(cluster),
-        datastores.redis_stateful_set(cluster),
-        datastores.neo4j_service(cluster),
-        datastores.neo4j_stateful_set(cluster),
-        datastores.network_policy(cluster),
+    served = _served(service_monitor_crd=service_monitor_crd, gateway_crd=gateway_crd)
+    inputs = Inputs(fresh, topology, live_revisions or {})
+    return [
+        Child(body, create_only=child.create_only)
+        for child in CHILDREN
+        if _present(child, served)
+        for body in child.build(cluster, inputs)
+        if body is not None
     ]
-    if topology is None:
-        optional += [
-            worker.deployment(cluster),
-            worker.service(cluster),
-            worker.ingress(cluster),
-            worker.horizontal_pod_autoscaler(cluster),
-        ]
-    else:
-        tier = revisions.children(cluster, topology, live_revisions or {})
-        optional += [body for body in tier if gateway_crd or body["kind"] != "HTTPRoute"]
-    optional += [
-        worker.pod_disruption_budget(cluster),
-        worker.service_monitor(cluster, crd_present=service_monitor_crd),
-    ]
-    children.extend(Child(body) for body in optional if body is not None)
-    return children

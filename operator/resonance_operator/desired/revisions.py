@@ -36,7 +36,7 @@ from typing import Any
 from resonance_operator.api.spec import ResonanceCluster, RolloutStrategy
 from resonance_operator.desired import meta, worker
 from resonance_operator.rollout import canary as replica_math
-from resonance_operator.rollout.plan import RolloutState
+from resonance_operator.rollout.state import RolloutState
 
 Body = Mapping[str, Any]
 
@@ -284,43 +284,92 @@ def http_route(cluster: ResonanceCluster, weight: int, *, with_canary: bool) -> 
     )
 
 
-def children(cluster: ResonanceCluster, topology: Topology, live: Mapping[str, Body]) -> list[dict[str, Any]]:
-    """Every worker-tier object of a canary or blue-green cluster (the rest is as for rolling)."""
-    out: list[dict[str, Any]] = []
+def _blue_green(cluster: ResonanceCluster) -> bool:
+    return cluster.spec.rollout.strategy is RolloutStrategy.BLUE_GREEN
+
+
+def _canary_in_traffic(cluster: ResonanceCluster, topology: Topology) -> bool:
+    return topology.canary is not None and not _blue_green(cluster) and topology.weight > 0
+
+
+def deployments(
+    cluster: ResonanceCluster, topology: Topology, live: Mapping[str, Body]
+) -> list[dict[str, Any]]:
+    """One Deployment per revision that runs (stable, new, draining)."""
+    out = []
     for revision in topology.revisions:
         body = revision_deployment(cluster, revision, topology.replicas.get(revision), live.get(revision))
         if body is not None:
             out.append(body)
-    blue_green = cluster.spec.rollout.strategy is RolloutStrategy.BLUE_GREEN
-    canary_in_traffic = topology.canary is not None and not blue_green and topology.weight > 0
+    return out
+
+
+def services(cluster: ResonanceCluster, topology: Topology) -> list[dict[str, Any]]:
+    """The worker Service (stable, or every revision while a replica-ratio canary takes traffic) and
+    the new revision's own Service (canary or preview)."""
     # Replica ratio: while a canary takes traffic, the one Service spreads over every revision.
-    everyone = canary_in_traffic and not _traffic_split_by_router(cluster) and topology.draining is None
-    out.append(worker.service(cluster, revision=None if everyone else topology.stable))
+    everyone = (
+        _canary_in_traffic(cluster, topology)
+        and not _traffic_split_by_router(cluster)
+        and topology.draining is None
+    )
+    out = [worker.service(cluster, revision=None if everyone else topology.stable)]
     if topology.canary is not None:
-        track = PREVIEW if blue_green else CANARY
+        track = PREVIEW if _blue_green(cluster) else CANARY
         out.append(worker.service(cluster, revision=topology.canary, service_name=track_name(cluster, track)))
+    return out
+
+
+def ingresses(cluster: ResonanceCluster, topology: Topology) -> list[dict[str, Any]]:
+    """The worker Ingress, and ingress-nginx's canary Ingress while a canary takes traffic."""
+    out = []
     if (ingress := worker.ingress(cluster)) is not None:
         out.append(ingress)
-    if canary_in_traffic and (nginx := canary_ingress(cluster, topology.weight)) is not None:
+    if (
+        _canary_in_traffic(cluster, topology)
+        and (nginx := canary_ingress(cluster, topology.weight)) is not None
+    ):
         out.append(nginx)
-    route = http_route(cluster, topology.weight if canary_in_traffic else 0, with_canary=canary_in_traffic)
-    if route is not None:
-        out.append(route)
-    if topology.hpa is not None:
-        stable_range = (topology.hpa.stable.min_replicas, topology.hpa.stable.max_replicas)
-        hpa = worker.horizontal_pod_autoscaler(
-            cluster, target=deployment_name(cluster, topology.stable), replica_range=stable_range
-        )
-        if hpa is not None:
-            out.append(hpa)
-        if topology.canary is not None and topology.hpa.canary is not None:
-            canary_range = (topology.hpa.canary.min_replicas, topology.hpa.canary.max_replicas)
-            canary_hpa = worker.horizontal_pod_autoscaler(
-                cluster,
-                target=deployment_name(cluster, topology.canary),
-                hpa_name=track_name(cluster, CANARY),
-                replica_range=canary_range,
-            )
-            if canary_hpa is not None:
-                out.append(canary_hpa)
     return out
+
+
+def routes(cluster: ResonanceCluster, topology: Topology) -> list[dict[str, Any]]:
+    """The Gateway API ``HTTPRoute``, weighted while a canary takes traffic."""
+    in_traffic = _canary_in_traffic(cluster, topology)
+    route = http_route(cluster, topology.weight if in_traffic else 0, with_canary=in_traffic)
+    return [] if route is None else [route]
+
+
+def autoscalers(cluster: ResonanceCluster, topology: Topology) -> list[dict[str, Any]]:
+    """The stable revision's HPA and, while a canary runs, the canary's, each with its share of the range."""
+    if topology.hpa is None:
+        return []
+    out = []
+    stable_range = (topology.hpa.stable.min_replicas, topology.hpa.stable.max_replicas)
+    hpa = worker.horizontal_pod_autoscaler(
+        cluster, target=deployment_name(cluster, topology.stable), replica_range=stable_range
+    )
+    if hpa is not None:
+        out.append(hpa)
+    if topology.canary is not None and topology.hpa.canary is not None:
+        canary_range = (topology.hpa.canary.min_replicas, topology.hpa.canary.max_replicas)
+        canary_hpa = worker.horizontal_pod_autoscaler(
+            cluster,
+            target=deployment_name(cluster, topology.canary),
+            hpa_name=track_name(cluster, CANARY),
+            replica_range=canary_range,
+        )
+        if canary_hpa is not None:
+            out.append(canary_hpa)
+    return out
+
+
+def children(cluster: ResonanceCluster, topology: Topology, live: Mapping[str, Body]) -> list[dict[str, Any]]:
+    """Every worker-tier object of a canary or blue-green cluster (the rest is as for rolling)."""
+    return [
+        *deployments(cluster, topology, live),
+        *services(cluster, topology),
+        *ingresses(cluster, topology),
+        *routes(cluster, topology),
+        *autoscalers(cluster, topology),
+    ]

@@ -15,6 +15,7 @@ from typing import Any
 import kopf
 import pydantic
 
+from resonance_operator.api import kinds
 from resonance_operator.api.spec import GROUP, KIND, PLURAL, VERSION
 from resonance_operator.desired import meta
 from resonance_operator.errors import ApiError
@@ -24,7 +25,7 @@ from resonance_operator.kube.client import KubeClient
 from resonance_operator.metrics import OperatorMetrics
 from resonance_operator.probe.pods import PodProbe
 from resonance_operator.reconcile import Outcome, reconcile_cluster
-from resonance_operator.rollout_pass import Memory
+from resonance_operator.rollout_pass.step import Memory
 from resonance_operator.settings import OperatorSettings
 
 logger = logging.getLogger("resonance.operator")
@@ -93,6 +94,7 @@ class Runtime:
         if outcome is None:
             self.memories.pop(key, None)
             return None
+        self.memories[key] = outcome.memory
         self._requeue(key, outcome.requeue_after)
         self.metrics.clusters_ready.labels(namespace=key[0], name=key[1]).set(1 if outcome.ready else 0)
         if outcome.apply_error is not None:
@@ -203,7 +205,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         if event.get("type") == "DELETED" or status:
             await runtime.reconcile({"metadata": {"namespace": namespace, "name": owner}}, "child")
 
-    for group, version, plural in (("apps", "v1", "deployments"), ("apps", "v1", "statefulsets")):
-        kopf.on.event(group, version, plural, labels=managed, registry=registry)(child_changed)
+    for kind in kinds.WATCHED:
+        kopf.on.event(kind.group, kind.version, kind.plural, labels=managed, registry=registry)(child_changed)
 
     return registry

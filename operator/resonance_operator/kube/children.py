@@ -1,4 +1,4 @@
-"""Observe, apply and prune one cluster's children; write its status and Events."""
+"""Observe, apply and prune one cluster's children, and post its Events (its status: ``kube/status.py``)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from resonance_operator.api.conditions import EventReason, EventType
+from resonance_operator.api.kinds import Kind
 from resonance_operator.api.observed import ChildKey, Observed
 from resonance_operator.api.spec import API_VERSION, KIND, ResonanceCluster
 from resonance_operator.desired import meta
@@ -45,12 +46,9 @@ async def observe(
     )
 
 
-async def service_monitor_crd_present(kube: KubeClient) -> bool:
-    return await kube.api_group_version_served("monitoring.coreos.com/v1")
-
-
-async def gateway_crd_present(kube: KubeClient) -> bool:
-    return await kube.api_group_version_served("gateway.networking.k8s.io/v1")
+async def served(kube: KubeClient, kind: Kind) -> bool:
+    """Whether the cluster serves ``kind`` (an optional kind only where its CRD is installed)."""
+    return not kind.optional or await kube.api_group_version_served(kind.api_version)
 
 
 async def list_worker_deployments(kube: KubeClient, cluster: ResonanceCluster) -> dict[ChildKey, Any]:
@@ -134,10 +132,6 @@ async def _apply(kube: KubeClient, cluster: ResonanceCluster, child: Child, *, d
         if not dry_run:
             logger.info("taking over fields of %s from another field manager", child.key)
         await kube.apply(child.body, cluster.namespace, force=True, dry_run=dry_run)
-
-
-async def write_status(kube: KubeClient, cluster: ResonanceCluster, status: Mapping[str, Any]) -> None:
-    await kube.patch_status(cluster_path(cluster.namespace, cluster.name), status)
 
 
 async def post_event(

@@ -14,27 +14,10 @@ from typing import Any
 
 import aiohttp
 
+from resonance_operator.api import kinds
 from resonance_operator.api.observed import ChildKey
 from resonance_operator.errors import ApiError, ConflictError
 from resonance_operator.kube.credentials import Credentials
-
-# (apiVersion, kind) → plural resource name, for every kind the operator touches.
-PLURALS: Mapping[tuple[str, str], str] = {
-    ("v1", "ConfigMap"): "configmaps",
-    ("v1", "Secret"): "secrets",
-    ("v1", "Service"): "services",
-    ("v1", "Event"): "events",
-    ("v1", "Pod"): "pods",
-    ("apps/v1", "Deployment"): "deployments",
-    ("apps/v1", "StatefulSet"): "statefulsets",
-    ("networking.k8s.io/v1", "Ingress"): "ingresses",
-    ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
-    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
-    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitors",
-    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",
-    ("resonance.liminal.dev/v1alpha1", "ResonanceCluster"): "resonanceclusters",
-}
 
 _NAMESPACED = re.compile(r"/namespaces/([^/]+)/")
 WRITE_VERBS = frozenset({"apply", "delete", "patch_status", "patch", "create"})
@@ -43,7 +26,7 @@ RequestHook = Callable[[str, int], None]
 
 def collection_path(api_version: str, kind: str, namespace: str) -> str:
     prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    return f"{prefix}/namespaces/{namespace}/{PLURALS[(api_version, kind)]}"
+    return f"{prefix}/namespaces/{namespace}/{kinds.PLURALS[(api_version, kind)]}"
 
 
 def object_path(key: ChildKey, namespace: str) -> str:
@@ -193,13 +176,16 @@ class KubeClient:
             "delete", "DELETE", path, body={"propagationPolicy": "Background"}, allow_not_found=True
         )
 
-    async def patch_status(self, path: str, status: Mapping[str, Any]) -> None:
+    async def patch_status(
+        self, path: str, status: Mapping[str, Any], *, resource_version: str | None = None
+    ) -> None:
+        """A JSON merge patch of the status; with ``resource_version`` only over that version of the
+        object (else 409, :class:`~resonance_operator.errors.ConflictError`)."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         await self._request(
-            "patch_status",
-            "PATCH",
-            f"{path}/status",
-            body={"status": status},
-            content_type="application/merge-patch+json",
+            "patch_status", "PATCH", f"{path}/status", body=body, content_type="application/merge-patch+json"
         )
 
     async def create(self, collection: str, body: Mapping[str, Any]) -> None:

@@ -1,10 +1,9 @@
-"""Scrape and drain worker Pods at ``http://{podIP}:{containerPort}{path}``."""
+"""Scrape and drain worker Pods at ``http://{podIP}:{containerPort}{path}`` (the I/O half of the probe)."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -12,54 +11,9 @@ from typing import Any
 
 import aiohttp
 
+from resonance_operator.probe.targets import DrainReport, DrainRequest, PodTarget
+
 logger = logging.getLogger("resonance.operator.probe")
-
-
-@dataclasses.dataclass(frozen=True)
-class PodTarget:
-    """One running worker Pod the operator can reach."""
-
-    name: str
-    revision: str
-    ip: str
-    port: int
-
-    def url(self, path: str) -> str:
-        host = f"[{self.ip}]" if ":" in self.ip else self.ip
-        return f"http://{host}:{self.port}{path}"
-
-
-@dataclasses.dataclass(frozen=True)
-class DrainReport:
-    """A worker's answer about its drain (``POST``/``GET /drain``)."""
-
-    draining: bool
-    open_connections: int
-    may_leave: bool
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> DrainReport:
-        return cls(
-            draining=bool(data.get("draining", False)),
-            open_connections=int(data.get("open_connections", 0)),
-            may_leave=bool(data.get("may_leave", False)),
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class DrainRequest:
-    """The body of ``POST /drain`` for one Pod (see ``docs/rollouts.md``, Drain)."""
-
-    budget_per_second: int
-    pods: int
-    pod_index: int
-    window_seconds: int
-    remaining_threshold: int
-    deadline_seconds: float
-    seed: int
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 class PodProbe:
@@ -142,30 +96,11 @@ class PodProbe:
         """Ask the Pod to drain (idempotent: a draining Pod answers with its current state)."""
         return await self._drain_call("POST", target, api_key, request)
 
+    async def start_drains(
+        self, orders: Sequence[tuple[PodTarget, DrainRequest]], api_key: str
+    ) -> list[DrainReport | None]:
+        """``POST /drain`` to each Pod in turn; each answer is that Pod's progress (``None``: no answer)."""
+        return [await self.start_drain(target, api_key, request) for target, request in orders]
+
     async def drain_status(self, target: PodTarget, api_key: str) -> DrainReport | None:
         return await self._drain_call("GET", target, api_key, None)
-
-
-def pod_targets(pods: Sequence[Mapping[str, Any]], revision_label: str, port_name: str) -> list[PodTarget]:
-    """Running, not terminating Pods with an IP, as targets (the port named ``port_name``)."""
-    targets = []
-    for pod in pods:
-        metadata = pod.get("metadata", {})
-        status = pod.get("status", {})
-        revision = (metadata.get("labels") or {}).get(revision_label)
-        ip = status.get("podIP")
-        if metadata.get("deletionTimestamp") or status.get("phase") != "Running" or not ip or not revision:
-            continue
-        port = next(
-            (
-                int(p["containerPort"])
-                for c in pod.get("spec", {}).get("containers", [])
-                for p in c.get("ports", [])
-                if p.get("name") == port_name
-            ),
-            None,
-        )
-        if port is None:
-            continue
-        targets.append(PodTarget(str(metadata["name"]), str(revision), str(ip), port))
-    return sorted(targets, key=lambda t: t.name)

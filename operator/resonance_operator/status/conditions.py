@@ -1,7 +1,12 @@
-"""Condition list helpers (``metav1.Condition`` shaped dicts)."""
+"""Condition list helpers (``metav1.Condition`` shaped dicts) and the :class:`Stamp` every condition carries.
+
+Conditions are a list keyed by ``type``: look one up with :func:`find` or
+:func:`is_true`, never by its position.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -44,3 +49,26 @@ def make(
 def is_true(conditions: Sequence[Mapping[str, Any]], type_: ConditionType) -> bool:
     found = find(conditions, type_)
     return found is not None and found.get("status") == ConditionStatus.TRUE.value
+
+
+@dataclasses.dataclass(frozen=True)
+class Stamp:
+    """What every condition of one new status shares: the generation it describes, the time of this
+    reconcile, and the previous conditions (a condition keeps its ``lastTransitionTime`` while its
+    status holds). Call it to make one condition."""
+
+    previous: Sequence[Mapping[str, Any]]
+    generation: int
+    now: str
+
+    def __call__(
+        self,
+        type_: ConditionType,
+        status: ConditionStatus,
+        reason: Reason | ProgressingReason | DegradedReason,
+        message: str,
+    ) -> dict[str, Any]:
+        return make(self.previous, type_, status, reason, message, generation=self.generation, now=self.now)
+
+    def previous_of(self, type_: ConditionType) -> Mapping[str, Any] | None:
+        return find(self.previous, type_)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from resonance_operator.desired import children
+from resonance_operator.api import kinds
+from resonance_operator.desired import children, revisions, worker
+from resonance_operator.rollout.state import RolloutState
 
 from tests.operator import fixtures
 
@@ -59,3 +61,43 @@ def test_given_secrets_are_not_generated() -> None:
         child.key.kind for child in children.desired_children(cluster, service_monitor_crd=False, fresh=FRESH)
     ]
     assert "Secret" not in kinds
+
+
+def test_every_child_of_a_canary_is_a_possible_key_or_a_revision_deployment() -> None:
+    cluster = fixtures.cluster(
+        {
+            **fixtures.with_worker(autoscaling={"enabled": True}),
+            "ingress": {"enabled": True, "host": "a.example", "className": "nginx"},
+            "rollout": {
+                "strategy": "canary",
+                "canary": {"steps": [{"setWeight": 30}]},
+                "gatewayRoute": {"parentRefs": [{"name": "gw"}]},
+            },
+        }
+    )
+    state = RolloutState(stable_revision="r1", canary_revision=worker.revision(cluster), weight=30)
+    live = {"r1": {"spec": {"template": {"metadata": {}, "spec": {}}, "replicas": 2}}}
+    topology = revisions.plan_topology(cluster, state, live)
+    desired = children.desired_children(
+        cluster,
+        service_monitor_crd=False,
+        gateway_crd=True,
+        fresh=FRESH,
+        topology=topology,
+        live_revisions=live,
+    )
+    possible = set(children.possible_keys(cluster, service_monitor_crd=False, gateway_crd=True))
+    outside = {str(c.key) for c in desired if c.key not in possible}
+    assert outside == {f"Deployment/demo-worker-{r}" for r in topology.revisions}
+    assert {"HTTPRoute", "Ingress", "HorizontalPodAutoscaler"} <= {c.key.kind for c in desired}
+    # Without the Gateway API served, no route is built and none is looked for.
+    without = children.desired_children(
+        cluster, service_monitor_crd=False, fresh=FRESH, topology=topology, live_revisions=live
+    )
+    assert [c for c in desired if c.key.kind != "HTTPRoute"] == without
+
+
+def test_every_child_kind_is_a_registered_kind() -> None:
+    for child in children.CHILDREN:
+        assert child.kind in kinds.KINDS
+        assert (child.kind.api_version, child.kind.kind) in kinds.PLURALS

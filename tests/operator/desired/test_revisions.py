@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from resonance_operator.api.conditions import DegradedReason
 from resonance_operator.desired import meta, revisions, worker
-from resonance_operator.rollout.plan import DegradedReason, RolloutState
+from resonance_operator.rollout.state import RolloutState
 
 from tests.operator import fixtures
 

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from resonance_operator.probe.pods import DrainRequest, PodProbe, PodTarget, pod_targets
-from resonance_operator.rollout import analysis
+from resonance_operator.probe.pods import PodProbe
+from resonance_operator.probe.targets import DrainRequest, PodTarget
+from resonance_operator.rollout import exposition, scrapes
 
 from tests.harness.worker import API_KEY, WorkerProcess
 
@@ -52,8 +53,8 @@ async def test_scrape_parses_as_the_worker_renders_it(worker: WorkerProcess) -> 
     try:
         [(target, text)] = await probe.scrape_all([_target(worker)], "/metrics")
         assert target.name == "pod-a"
-        samples = analysis.parse_exposition(text)
-        assert any(s.name == analysis.CONNECTIONS for s in samples)
+        samples = exposition.parse_exposition(text)
+        assert any(s.name == scrapes.CONNECTIONS for s in samples)
         assert await probe.scrape(_target(worker), "/no-such-path") is None
         assert probe.calls["scrape:200"] == 1 and probe.calls["scrape:404"] == 1
     finally:
@@ -98,27 +99,3 @@ async def test_drain_starts_once_and_reports_may_leave(tmp_path: Path) -> None:
     finally:
         await probe.close()
         drained.stop()
-
-
-def test_pod_targets_take_running_pods_with_an_ip_and_the_named_port() -> None:
-    def pod(name: str, **status: str) -> dict[str, object]:
-        return {
-            "metadata": {"name": name, "labels": {"rev": "r2"}},
-            "spec": {"containers": [{"ports": [{"name": "http", "containerPort": 8000}]}]},
-            "status": {"phase": "Running", "podIP": "10.0.0.1", **status},
-        }
-
-    pending = pod("p-pending", phase="Pending")
-    no_ip = pod("p-no-ip", podIP="")
-    unlabelled = pod("p-unlabelled")
-    unlabelled["metadata"] = {"name": "p-unlabelled", "labels": {}}
-    terminating = pod("p-terminating")
-    terminating["metadata"] = {"name": "p-terminating", "labels": {"rev": "r2"}, "deletionTimestamp": "x"}
-    other_port = pod("p-other-port")
-    other_port["spec"] = {"containers": [{"ports": [{"name": "metrics", "containerPort": 9}]}]}
-    ipv6 = pod("p-ipv6", podIP="fd00::1")
-    pods = [pod("p-b"), pod("p-a"), pending, no_ip, unlabelled, terminating, other_port, ipv6]
-    targets = pod_targets(pods, "rev", "http")
-    assert [t.name for t in targets] == ["p-a", "p-b", "p-ipv6"]
-    assert targets[0].url("/metrics") == "http://10.0.0.1:8000/metrics"
-    assert targets[2].url("/drain") == "http://[fd00::1]:8000/drain"

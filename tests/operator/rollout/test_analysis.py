@@ -13,28 +13,28 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
-from resonance_operator.rollout import analysis
+from resonance_operator.rollout import analysis, exposition, scrapes
 from resonance_operator.rollout.analysis import (
     AnalysisRun,
     AnalysisSpec,
-    ExpositionError,
     Measurement,
     MetricCheck,
     MetricKind,
     MetricResult,
     Phase,
-    Sample,
-    Scrape,
     Verdict,
+    evaluate_metric,
+    measure,
+)
+from resonance_operator.rollout.exposition import ExpositionError, Sample, parse_exposition
+from resonance_operator.rollout.scrapes import (
+    Scrape,
     connection_share,
     counter_increase,
     counter_rate,
-    evaluate_metric,
     gauge_sum,
     histogram_increase,
     histogram_quantile,
-    measure,
-    parse_exposition,
 )
 from resonance_worker.metrics import WorkerMetrics
 
@@ -59,7 +59,8 @@ class Worker:
 
 
 def test_docstring_examples() -> None:
-    assert doctest.testmod(analysis).failed == 0
+    for module in (exposition, scrapes, analysis):
+        assert doctest.testmod(module).failed == 0
 
 
 def test_parses_the_workers_real_exposition() -> None:
@@ -125,15 +126,15 @@ def test_counters_sum_over_pods_rates_per_pod_interval_and_resets() -> None:
     a.serve(30)
     b.serve(20)
     after = [a.scrape(10.0), b.scrape(5.0), c.scrape(10.0), Worker("new", "stable").scrape(10.0)]
-    assert counter_increase(before, after, "stable", analysis.COMMANDS) == 50
-    assert counter_rate(before, after, "stable", analysis.COMMANDS) == pytest.approx(30 / 10 + 20 / 4)
-    assert counter_increase(before, after, "canary", analysis.COMMANDS) == 0
-    assert counter_increase(before, after, "other", analysis.COMMANDS) is None
-    assert counter_rate(before, after, "other", analysis.COMMANDS) is None
+    assert counter_increase(before, after, "stable", scrapes.COMMANDS) == 50
+    assert counter_rate(before, after, "stable", scrapes.COMMANDS) == pytest.approx(30 / 10 + 20 / 4)
+    assert counter_increase(before, after, "canary", scrapes.COMMANDS) == 0
+    assert counter_increase(before, after, "other", scrapes.COMMANDS) is None
+    assert counter_rate(before, after, "other", scrapes.COMMANDS) is None
     # A restarted worker's counter starts again from zero: its value is the increase.
     restarted = Worker("a", "stable")
     restarted.serve(6)
-    assert counter_increase([a.scrape(0.0)], [restarted.scrape(5.0)], "stable", analysis.COMMANDS) == 6
+    assert counter_increase([a.scrape(0.0)], [restarted.scrape(5.0)], "stable", scrapes.COMMANDS) == 6
 
 
 def test_histogram_increase_and_p99() -> None:
@@ -142,13 +143,13 @@ def test_histogram_increase_and_p99() -> None:
     fast.serve(99, latency=0.004)
     slow.serve(1, latency=2.0)
     buckets = histogram_increase(
-        before, [fast.scrape(30.0), slow.scrape(30.0)], "r", analysis.DELIVERY_LATENCY
+        before, [fast.scrape(30.0), slow.scrape(30.0)], "r", scrapes.DELIVERY_LATENCY
     )
     assert buckets is not None
     assert buckets[0.005] == 99 and buckets[math.inf] == 100
     assert histogram_quantile(0.99, buckets) == pytest.approx(0.005)
     assert histogram_quantile(1.0, buckets) == pytest.approx(2.5)
-    assert histogram_increase(before, [], "r", analysis.DELIVERY_LATENCY) is None
+    assert histogram_increase(before, [], "r", scrapes.DELIVERY_LATENCY) is None
 
 
 @pytest.mark.parametrize(
@@ -180,7 +181,7 @@ def test_connection_share_reports_open_sockets_per_revision() -> None:
     old.metrics.connections.set(0)
     new.metrics.connections.set(0)
     assert connection_share([old.scrape(0.0), new.scrape(0.0)]) == {"old": 0.0, "new": 0.0}
-    assert gauge_sum([old.scrape(0.0)], "new", analysis.CONNECTIONS) is None
+    assert gauge_sum([old.scrape(0.0)], "new", scrapes.CONNECTIONS) is None
 
 
 def window(

@@ -9,24 +9,15 @@ from typing import Any
 
 import pytest
 import yaml
-from resonance_operator.api.conditions import EventType
+from resonance_operator.api.conditions import DegradedReason, EventType, ProgressingReason
 from resonance_operator.api.spec import RolloutSpec
-from resonance_operator.rollout import plan
+from resonance_operator.rollout import decision as decision_module
+from resonance_operator.rollout import plan, request, state, strategies
 from resonance_operator.rollout.analysis import AnalysisRun, AnalysisSpec, Measurement, Phase
-from resonance_operator.rollout.plan import (
-    ACTION_ANNOTATION,
-    ActionKind,
-    Decision,
-    DegradedReason,
-    Observed,
-    ProgressingReason,
-    Request,
-    RolloutState,
-    UnknownRequestError,
-    decide,
-    parse_request,
-    record,
-)
+from resonance_operator.rollout.decision import READINESS_POLL_SECONDS, ActionKind, Decision, Observed
+from resonance_operator.rollout.plan import decide
+from resonance_operator.rollout.request import ACTION_ANNOTATION, Request, UnknownRequestError, parse_request
+from resonance_operator.rollout.state import RolloutState, record
 
 ANALYSIS = {"intervalSeconds": 30, "consecutiveSuccesses": 2}
 CANARY_STEPS = [
@@ -65,7 +56,8 @@ class Driver:
 
 
 def test_docstring_examples() -> None:
-    assert doctest.testmod(plan).failed == 0
+    for module in (plan, request, state, decision_module, strategies):
+        assert doctest.testmod(module).failed == 0
 
 
 def test_first_deployment_is_complete_at_once() -> None:
@@ -93,7 +85,7 @@ def test_canary_to_a_good_version_walks_its_steps_and_promotes() -> None:
     assert run.state.canary_revision == "r2"
 
     waiting = run.at(1.0)
-    assert (waiting.action, waiting.requeue_after) == (ActionKind.NONE, plan.READINESS_POLL_SECONDS)
+    assert (waiting.action, waiting.requeue_after) == (ActionKind.NONE, READINESS_POLL_SECONDS)
     assert "waiting for canary Pods" in waiting.message
 
     paused = run.at(5.0, canary_ready=True)

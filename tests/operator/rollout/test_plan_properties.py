@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from resonance_operator.api.conditions import ProgressingReason
 from resonance_operator.api.spec import RolloutSpec
 from resonance_operator.rollout.analysis import AnalysisSpec, Measurement, Phase
-from resonance_operator.rollout.plan import (
-    ActionKind,
-    Observed,
-    ProgressingReason,
-    Request,
-    RolloutState,
-    decide,
-    record,
-)
+from resonance_operator.rollout.decision import ActionKind, Observed
+from resonance_operator.rollout.plan import decide
+from resonance_operator.rollout.request import Request
+from resonance_operator.rollout.state import RolloutState, record
 
 SPECS = {
     "canary": RolloutSpec.model_validate(

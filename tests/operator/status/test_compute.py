@@ -7,6 +7,8 @@ from resonance_operator.api.conditions import EventReason, EventType
 from resonance_operator.api.observed import ChildKey, Observed
 from resonance_operator.api.spec import ResonanceCluster
 from resonance_operator.status import compute
+from resonance_operator.status.facts import RolloutView
+from resonance_operator.status.readiness import WorkerReadiness, revision_readiness
 
 from tests.operator import fixtures
 
@@ -200,12 +202,10 @@ def test_transitions_worth_an_event() -> None:
     assert compute.transitions({}, {}) == []
 
 
-def _view(
-    reason: str, *, progressing: bool, degraded: str | None = None, **workers: Any
-) -> compute.RolloutView:
+def _view(reason: str, *, progressing: bool, degraded: str | None = None, **workers: Any) -> RolloutView:
     from resonance_operator.api.conditions import DegradedReason, ProgressingReason
 
-    readiness = compute.WorkerReadiness(
+    readiness = WorkerReadiness(
         desired=workers.get("desired", 2),
         ready=workers.get("ready", 2),
         updated=workers.get("updated", 2),
@@ -213,7 +213,7 @@ def _view(
         rolled_out=workers.get("rolled_out", True),
         deadline_exceeded=False,
     )
-    return compute.RolloutView(
+    return RolloutView(
         {"strategy": "canary", "phase": reason, "drainingRevision": None},
         progressing,
         ProgressingReason(reason),
@@ -265,7 +265,7 @@ def test_a_rollout_sets_progressing_and_degraded() -> None:
 
 def test_revision_readiness_sums_the_revisions_that_take_traffic() -> None:
     stable, canary = deployment(replicas=1, ready=1), deployment(replicas=1, ready=0)
-    readiness = compute.revision_readiness(
+    readiness = revision_readiness(
         fixtures.cluster(), [stable, canary, None], desired_revision=canary, settled=False
     )
     assert (readiness.desired, readiness.ready, readiness.updated, readiness.current) == (2, 1, 0, 2)
@@ -277,7 +277,7 @@ def test_revision_readiness_sums_the_revisions_that_take_traffic() -> None:
         observed=3,
         conditions=[{"type": "Progressing", "reason": "ProgressDeadlineExceeded"}],
     )
-    scaled = compute.revision_readiness(autoscaled, [late], desired_revision=None, settled=True)
+    scaled = revision_readiness(autoscaled, [late], desired_revision=None, settled=True)
     assert (scaled.desired, scaled.updated, scaled.rolled_out, scaled.deadline_exceeded) == (
         3,
         0,

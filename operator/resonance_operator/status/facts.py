@@ -1,0 +1,130 @@
+"""What the conditions are judged on, gathered once from the observation (pure).
+
+:func:`gather` reads the live children (or the rollout pass's view of the
+revision Deployments) into :class:`Facts`; each condition module
+(:mod:`~resonance_operator.status.ready`, :mod:`~resonance_operator.status.progressing`,
+:mod:`~resonance_operator.status.degraded`) then judges one condition from these
+facts alone. A new fact a condition needs is added here, once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from resonance_operator.api.conditions import DegradedReason, ProgressingReason, Reason
+from resonance_operator.api.observed import ChildKey, Observed
+from resonance_operator.api.spec import Neo4jMode, ResonanceCluster
+from resonance_operator.desired import meta, worker
+from resonance_operator.status.readiness import WorkerReadiness, stateful_readiness, worker_readiness
+
+_WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet"})
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutView:
+    """What the rollout pass found, for the status (canary and blue-green set ``workers``)."""
+
+    status: Mapping[str, Any]
+    """``status.rollout``."""
+    progressing: bool
+    reason: ProgressingReason
+    message: str
+    degraded: DegradedReason | None = None
+    workers: WorkerReadiness | None = None
+    """Readiness over the revisions that take traffic, instead of the rolling Deployment's."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Facts:
+    """Everything the three conditions are judged on."""
+
+    workers: WorkerReadiness
+    workers_exist: bool
+    """The worker Deployment (or, during a canary / blue-green, a revision's Pods) exists."""
+    components: Mapping[str, Any]
+    """``status.components``: workers, Redis and Neo4j as reported."""
+    not_ready: tuple[tuple[Reason, str], ...]
+    """Why the cluster is not ready, most important first (empty when it is)."""
+    invalid: tuple[str, ...] = ()
+    """Semantic errors of the spec (nothing was applied)."""
+    apply_error: str | None = None
+    workloads_applied: bool = False
+    """A Deployment or StatefulSet was written in this reconcile (its rollout has only begun)."""
+    rollout: RolloutView | None = None
+
+    @property
+    def not_ready_message(self) -> str:
+        return "; ".join(message for _, message in self.not_ready)
+
+    @property
+    def rollout_reported(self) -> bool:
+        """A canary or blue-green pass reported the workers (their readiness is the revisions')."""
+        return self.rollout is not None and self.rollout.workers is not None
+
+
+def _apps(kind: str, name: str) -> ChildKey:
+    return ChildKey("apps/v1", kind, name)
+
+
+def gather(
+    cluster: ResonanceCluster,
+    observed: Observed,
+    *,
+    invalid: Sequence[str] = (),
+    apply_error: str | None = None,
+    applied: Sequence[ChildKey] = (),
+    rollout: RolloutView | None = None,
+) -> Facts:
+    """The facts of one reconcile: what was observed, what the spec lacked, what was applied."""
+    deployment_key = _apps("Deployment", worker.name(cluster))
+    deployment = observed.child(deployment_key)
+    workers = worker_readiness(cluster, deployment)
+    workers_exist = deployment is not None
+    if rollout is not None and rollout.workers is not None:
+        workers = rollout.workers
+        # A canary / blue-green cluster has revision Deployments instead of the rolling one.
+        workers_exist = bool(workers.current or workers.ready)
+    if deployment_key in applied:
+        # What was observed predates the change just applied: the rollout has only begun.
+        workers = dataclasses.replace(workers, rolled_out=False)
+
+    components: dict[str, Any] = {
+        "workers": {"desired": workers.desired, "ready": workers.ready, "updated": workers.updated}
+    }
+    not_ready: list[tuple[Reason, str]] = []
+    if not workers.ready_all:
+        not_ready.append((Reason.WORKERS_NOT_READY, f"workers ready {workers.display}"))
+
+    if cluster.spec.redis.external is None:
+        redis = stateful_readiness(
+            "Redis", observed.child(_apps("StatefulSet", meta.child_name(cluster, meta.REDIS)))
+        )
+        components["redis"] = {"mode": "managed", "ready": redis.ready}
+        if not redis.ready:
+            not_ready.append((Reason.REDIS_NOT_READY, redis.message))
+    else:
+        components["redis"] = {"mode": "external", "ready": True}
+
+    mode = cluster.spec.neo4j.mode
+    if mode is Neo4jMode.MANAGED:
+        neo4j = stateful_readiness(
+            "Neo4j", observed.child(_apps("StatefulSet", meta.child_name(cluster, meta.NEO4J)))
+        )
+        components["neo4j"] = {"mode": mode.value, "ready": neo4j.ready}
+        if not neo4j.ready:
+            not_ready.append((Reason.NEO4J_NOT_READY, neo4j.message))
+    else:
+        components["neo4j"] = {"mode": mode.value, "ready": mode is Neo4jMode.EXTERNAL}
+
+    return Facts(
+        workers=workers,
+        workers_exist=workers_exist,
+        components=components,
+        not_ready=tuple(not_ready),
+        invalid=tuple(invalid),
+        apply_error=apply_error,
+        workloads_applied=any(key.kind in _WORKLOAD_KINDS for key in applied),
+        rollout=rollout,
+    )
