@@ -46,6 +46,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from resonance_worker.domain import events
 from resonance_worker.domain.biometrics import BiometricsError, BiometricStream, StreamConfig
 from resonance_worker.domain.channels import NamespaceOptions
+from resonance_worker.domain.circuit import CircuitBreaker
 from resonance_worker.domain.codes import Disconnect, Disconnects, ErrorCode
 from resonance_worker.domain.emotion import (
     EmotionalState,
@@ -74,7 +75,6 @@ from resonance_worker.domain.selfhood import (
     self_understanding,
 )
 from resonance_worker.domain.thyroid import (
-    CircuitBreaker,
     DisconnectStormDetector,
     PainSnapshot,
     PainSource,
