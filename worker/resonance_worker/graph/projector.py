@@ -143,6 +143,11 @@ class Projector:
         self._schema_ready = False
         self._stopping = False
 
+    @property
+    def failures(self) -> int:
+        """Failed attempts since start (``stats.failures``)."""
+        return self.stats.failures
+
     # ------------------------------------------------------------------ the loop
 
     async def run(self) -> None:
