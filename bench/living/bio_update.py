@@ -6,9 +6,10 @@ Run: ``.venv/bin/python -m bench.living.bio_update [--seconds 180]``; writes
 Both sides get the same one-second 30 Hz PPG batches of a synthetic recording with known
 heart rate. The **baseline** calls ``BiometricStream.push_ppg`` with numpy arrays; **ours** is
 the ``bio.push`` path without the network: the JSON lists validated and converted
-(``_parse_batch``), the stream pushed and the readings turned into dicts (``_push``, what runs
-in the worker's thread pool). Thread CPU time per update is what the 20 ms budget is about;
-wall time is printed too (the machine is shared, so wall time includes waiting for a core).
+(``living.biometrics.parse_batch``), the stream pushed (``push``, what runs in the worker's
+thread pool) and the readings turned into the dicts that are published (``Living.use_readings``).
+Thread CPU time per update is what the 20 ms budget is about; wall time is printed too (the
+machine is shared, so wall time includes waiting for a core).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 from resonance_worker.domain.biometrics import BiometricStream
-from resonance_worker.transport.living import _parse_batch, _push
+from resonance_worker.living.biometrics import parse_batch, push
 
 from bench.biometrics import synthetic
 
@@ -60,7 +61,7 @@ def run(seconds: int) -> dict[str, Any]:
     core, stream = BiometricStream(), BiometricStream()
     sides: dict[str, Callable[[dict[str, Any]], object]] = {
         "baseline_core": lambda b: core.push_ppg(np.asarray(b["t"]), np.asarray(b["values"])),
-        "worker_bio_push": lambda b: _push(stream, _parse_batch(b)),
+        "worker_bio_push": lambda b: [r.to_dict() for r in push(stream, parse_batch(b)).readings],
     }
     timings: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in sides}
     for batch in work:

@@ -22,7 +22,8 @@ from resonance_worker.log import configure_logging
 from resonance_worker.settings import WorkerSettings
 from resonance_worker.tokens import mint_connection_token
 from resonance_worker.transport.app import create_app
-from resonance_worker.transport.drain import DRAINER, DrainRequest
+from resonance_worker.transport.drain import DrainRequest
+from resonance_worker.transport.keys import DRAINER
 
 
 def load_settings() -> tuple[WorkerSettings, bool]:

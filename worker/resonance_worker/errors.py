@@ -4,9 +4,16 @@
 
     WorkerError                 base of everything the worker raises on purpose
     ├── ConfigError             settings that cannot work (raised at start-up)
-    └── EngineError             the engine (Redis) failed or is unreachable
+    └── EngineError             a store (the engine, the event log, the graph) failed or is away
         ├── EngineTimeoutError       an engine call exceeded its deadline
-        └── EngineCircuitOpenError   refused at once: the engine failed repeatedly (circuit open)
+        ├── EngineCircuitOpenError   refused at once: the engine failed repeatedly (circuit open)
+        └── GraphError               Neo4j failed, timed out or is unreachable; retry later
+    ValueError
+    └── GraphQueryInputError    a bad argument to a graph query (the message says which)
+
+The event log's errors (``EventLogError`` under ``EngineError``) are in
+``resonance_worker.eventlog.base``. The graph's are here, not in ``resonance_worker.graph``, so
+that code calling the graph through ``storage.GraphStore`` catches them without loading neo4j.
 
 Protocol errors sent to clients are not exceptions of this tree: they are
 values (code and message) produced by the sans-I/O protocol core.
@@ -33,3 +40,11 @@ class EngineTimeoutError(EngineError):
 
 class EngineCircuitOpenError(EngineError):
     """Refused without trying: the engine's circuit breaker is open."""
+
+
+class GraphError(EngineError):
+    """Neo4j failed, timed out or is unreachable."""
+
+
+class GraphQueryInputError(ValueError):
+    """A query argument the graph refuses."""

@@ -187,6 +187,11 @@ class WorkerSettings(BaseSettings):
         default_factory=Neo4jSettings, description="The temporal graph (off by default)."
     )
 
+    @property
+    def worker_name(self) -> str:
+        """This worker's name among its peers: ``node_name``, else ``host:port``."""
+        return self.node_name or f"{self.host}:{self.port}"
+
     @model_validator(mode="after")
     def _redis_url_scheme(self) -> WorkerSettings:
         if self.engine is EngineKind.REDIS and not self.redis_url.startswith(

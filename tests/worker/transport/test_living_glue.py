@@ -10,23 +10,22 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from resonance_worker.domain.biometrics import HeartRateReading
 from resonance_worker.domain.codes import Disconnect, Disconnects, ErrorCode
 from resonance_worker.domain.emotion import StateSource
 from resonance_worker.domain.thyroid import PainSnapshot, PainSource, ThyroidState
 from resonance_worker.engines import MemoryEngine
 from resonance_worker.engines.base import ClientInfo
 from resonance_worker.engines.redis import RedisEngine
+from resonance_worker.living.biometrics import parse_batch
+from resonance_worker.living.core import Living
+from resonance_worker.living.pain import pain_of_disconnect, pain_of_error
+from resonance_worker.living.thyroid import PAIN_CHANNEL
 from resonance_worker.living_settings import LivingSettings
 from resonance_worker.rpc import RpcCall, RpcError
 from resonance_worker.settings import WorkerSettings
-from resonance_worker.transport.app import NODE, create_app
-from resonance_worker.transport.living import (
-    PAIN_CHANNEL,
-    Living,
-    living_namespaces,
-    pain_of_disconnect,
-    pain_of_error,
-)
+from resonance_worker.storage import Storage
+from resonance_worker.transport.app import build_worker
 from resonance_worker.transport.node import Node
 
 from bench.biometrics import synthetic
@@ -51,15 +50,21 @@ def make(
     name: str = "glue",
     clock: Clock | None = None,
 ) -> tuple[Living, Node, Clock]:
-    worker = WorkerSettings(node_name=name, living=LivingSettings(enabled=False))
-    app = create_app(worker, engine=engine or MemoryEngine())
-    node = app[NODE]
-    for name, options in living_namespaces().items():
-        node.rules.namespaces.setdefault(name, options)
     clock = clock or Clock()
-    core = Living(node, settings or LivingSettings(), clock=clock)
-    node.pain = core
-    return core, node, clock
+    worker = build_worker(
+        WorkerSettings(node_name=name, living=settings or LivingSettings()),
+        Storage.around(engine or MemoryEngine()),
+        clock=clock,
+    )
+    assert worker.living is not None
+    return worker.living, worker.node, clock
+
+
+def heart_rate(bpm: float) -> HeartRateReading:
+    """A heart-rate reading as a stream emits it (only its bpm matters here)."""
+    return HeartRateReading(
+        t=0.0, quality=1.0, bpm=bpm, window_s=10.0, beats=12, motion=None, activity="still"
+    )
 
 
 @pytest.fixture
@@ -107,24 +112,24 @@ async def test_pain_adapts_limits_and_relaxes(living: tuple[Living, Node, Clock]
     base_rate = node.session_config.command_rate
     base_publish = node.settings.limits.user_publish_rate
     node.limit_tripped("command_rate", client="c")  # the node's hook: limit_hit, 0.5
-    core.error_reply(int(ErrorCode.UNAUTHORIZED))  # auth_failure, 1
-    core.error_reply(int(ErrorCode.INTERNAL))  # not counted here
-    core.disconnected(Disconnects.INVALID_TOKEN)  # auth_failure, 1
+    core.thyroid.error_reply(int(ErrorCode.UNAUTHORIZED))  # auth_failure, 1
+    core.thyroid.error_reply(int(ErrorCode.INTERNAL))  # not counted here
+    core.thyroid.disconnected(Disconnects.INVALID_TOKEN)  # auth_failure, 1
     assert core.thyroid.state is ThyroidState.STRESSED
     assert node.session_config.command_rate == pytest.approx(base_rate * 0.5)
-    assert node.settings.limits.user_publish_rate == pytest.approx(base_publish * 0.5)
-    assert node.settings.jwt_secret == core._base_settings.jwt_secret  # only the limits changed
+    assert node.limits.current().user_publish_rate == pytest.approx(base_publish * 0.5)
+    assert node.settings.limits.user_publish_rate == base_publish  # the settings are never replaced
     status = core.thyroid.status(clock())
     assert status["sources"]["limit_hit"] == 0.5 and status["sources"]["auth_failure"] == 2.0
     assert status["insights"][0]["top_source"] == "auth_failure"
     for _ in range(4):
-        core.feel(PainSource.SERVER_ERROR)  # 20 ≥ 3 × 2: overloaded
+        core.thyroid.feel(PainSource.SERVER_ERROR)  # 20 ≥ 3 × 2: overloaded
     assert core.thyroid.state.value == "overloaded"
-    assert core.shed_retry_after() is not None and core.shed_retry_after() >= 1.0
+    assert core.thyroid.shed_retry_after() is not None and core.thyroid.shed_retry_after() >= 1.0
     assert node.session_config.command_rate == pytest.approx(base_rate * 0.25)
     clock.now += 200  # twenty half-lives
     await core.thyroid_step()
-    assert core.thyroid.state is ThyroidState.CALM and core.shed_retry_after() is None
+    assert core.thyroid.state is ThyroidState.CALM and core.thyroid.shed_retry_after() is None
     assert node.session_config.command_rate == base_rate
     await core.settle()
     replayed = await core.event_log.replay(limit=100)
@@ -135,20 +140,22 @@ async def test_pain_adapts_limits_and_relaxes(living: tuple[Living, Node, Clock]
 async def test_engine_failures_open_the_circuit(living: tuple[Living, Node, Clock]) -> None:
     core, _, clock = living
     for _ in range(2):
-        core.feel(PainSource.ENGINE_TIMEOUT)  # 6 ≥ 2: stressed, and ≥ half the threshold: redis circuit
+        core.thyroid.feel(
+            PainSource.ENGINE_TIMEOUT
+        )  # 6 ≥ 2: stressed, and ≥ half the threshold: redis circuit
     assert "redis" in core.thyroid.adaptations.open_circuits
-    assert core.circuits["redis"].state(clock()).value == "open"
-    assert core.circuits["neo4j"].state(clock()).value == "closed"
+    assert core.thyroid.circuits["redis"].state(clock()).value == "open"
+    assert core.thyroid.circuits["neo4j"].state(clock()).value == "closed"
 
 
 async def test_disconnect_storms_hurt(living: tuple[Living, Node, Clock]) -> None:
     core, node, clock = living
     for _ in range(3):
-        core.disconnected(None)
+        core.thyroid.disconnected(None)
     assert core.thyroid.status(clock())["sources"]["disconnect_storm"] == 5.0
     node.draining = True  # a drain closes everyone: no storm, however many
     for _ in range(10):
-        core.disconnected(Disconnects.SHUTDOWN)
+        core.thyroid.disconnected(Disconnects.SHUTDOWN)
     assert core.thyroid.status(clock())["sources"]["disconnect_storm"] == 5.0
 
 
@@ -175,7 +182,7 @@ async def test_peer_pain_is_merged_and_malformed_peers_are_skipped(
     own = (await node.engine.presence(PAIN_CHANNEL))["glue"]
     assert own.conn_info is not None and orjson.loads(own.conn_info)["origin"] == "glue"
     await core.thyroid_step()  # nothing changed: the status is not published again
-    assert core._last_published is not None
+    assert core.thyroid._last_published is not None
 
 
 async def test_an_unreachable_engine_is_pain_not_a_crash() -> None:
@@ -185,7 +192,7 @@ async def test_an_unreachable_engine_is_pain_not_a_crash() -> None:
     core, node, clock = make(LivingSettings(thyroid_threshold=1.0), engine=engine)
     await engine.start(node)
     await core.thyroid_step()  # nothing listens there: sharing the pain snapshot fails
-    await core._publish("room:x", {"type": "state"})  # and so does a publication
+    await core.publisher.publish("room:x", {"type": "state"})  # and so does a publication
     assert core.thyroid.status(clock())["sources"]["engine_timeout"] >= 6.0
     assert core.thyroid.state is not ThyroidState.CALM
     await engine.close()
@@ -258,7 +265,7 @@ async def test_biometric_arousal_feeds_the_state_and_heart_rate_the_room(
             await core.report_state(call({"valence": 0.4, "arousal": 0.1 * (start % 3)}, client=session))
         clock.now += 1
     assert {"heart_rate", "hrv", "breathing", "arousal"} <= kinds
-    body = core.smoother.current("ann", StateSource.BIOMETRIC)
+    body = core.states.smoother.current("ann", StateSource.BIOMETRIC)
     assert body is not None and 0 <= body.arousal <= 1 and body.valence == pytest.approx(0.4)
     assert core.rooms["solo"].monitor._heart["ann"]  # heart rates reached the room
     reflection = await core.reflect(call(None))
@@ -281,12 +288,12 @@ async def test_biometric_arousal_feeds_the_state_and_heart_rate_the_room(
     assert (await core.replay(call(None)))["events"]
     # Ann has no connection here (node.by_user is empty): kept for a grace period, then forgotten.
     await core.rooms_step()
-    assert "ann" in core.streams
+    assert "ann" in core.bio.streams
     clock.now += 301
     await core.rooms_step()
-    assert "ann" not in core.streams and core.smoother.current("ann") is None
+    assert "ann" not in core.bio.streams and core.states.smoother.current("ann") is None
     assert (await core.reflect(call(None)))["harmony"]["states"] == 0
-    assert core.smoother.current("someone-else") is not None
+    assert core.states.smoother.current("someone-else") is not None
 
 
 @pytest.mark.parametrize(
@@ -315,10 +322,8 @@ async def test_biometric_arousal_feeds_the_state_and_heart_rate_the_room(
     ],
 )
 def test_bad_batches_are_refused_with_a_message(data: Any, message: str) -> None:
-    from resonance_worker.transport.living import _parse_batch
-
     with pytest.raises(RpcError) as error:
-        _parse_batch(data)
+        parse_batch(data)
     assert error.value.code == ErrorCode.BAD_REQUEST and message in error.value.message
 
 
@@ -339,18 +344,16 @@ async def test_a_face_stream_runs_the_method_its_first_batch_asks_for(
         heart = [r for r in reply["readings"] if r["kind"] == "heart_rate"]
         rates += [r["bpm"] for r in heart if r.get("bpm") is not None]
         clock.now += 1
-    config = core.streams["faye"].stream.config
+    config = core.bio.streams["faye"].stream.config
     assert (config.camera_region, config.face_method) == ("face", "chrom")
     assert rates and abs(float(np.median(rates)) - 72.0) < 3.0, rates
 
 
 def test_a_batch_with_motion_and_gyro_parses() -> None:
-    from resonance_worker.transport.living import _parse_batch
-
     motion = {"t": [1, 2], "accel": [[0, 0, 9.8]] * 2, "gyro": [[0, 0, 0]] * 2}
-    batch = _parse_batch({"kind": "rgb", "t": [1, 2], "values": [[1, 2, 3], [1, None, 3]], "motion": motion})
-    assert batch["values"].shape == (2, 3) and np.isnan(batch["values"][1, 1])
-    assert batch["motion"][2].shape == (2, 3)
+    batch = parse_batch({"kind": "rgb", "t": [1, 2], "values": [[1, 2, 3], [1, None, 3]], "motion": motion})
+    assert batch.values.shape == (2, 3) and np.isnan(batch.values[1, 1])
+    assert batch.motion is not None and batch.motion.gyro is not None and batch.motion.gyro.shape == (2, 3)
 
 
 class FakeSession:
@@ -373,7 +376,7 @@ class FakeConn:
 async def test_pain_is_charged_to_its_origin_and_a_flooding_connection_is_cut_off() -> None:
     import asyncio
 
-    from resonance_worker.transport.living import _ORIGIN, PainOrigin
+    from resonance_worker.living.origin import _ORIGIN, PainOrigin
 
     # Cap 0.25 × 4 = 1, flooding at 2 offered.
     core, node, clock = make(LivingSettings(thyroid_threshold=4.0, thyroid_flood_factor=2.0))
@@ -384,7 +387,7 @@ async def test_pain_is_charged_to_its_origin_and_a_flooding_connection_is_cut_of
     # An address alone (nothing found for a missing transport) is capped but never cut off.
     token = _ORIGIN.set(PainOrigin("203.0.113.1", None))
     for _ in range(5):
-        core.feel(PainSource.PROTOCOL_ERROR)
+        core.thyroid.feel(PainSource.PROTOCOL_ERROR)
     _ORIGIN.reset(token)
     assert core.thyroid.pain(clock()) == pytest.approx(1.0)
     assert core.thyroid.budget.offered("ip:203.0.113.1", clock()) == 5.0
@@ -392,16 +395,16 @@ async def test_pain_is_charged_to_its_origin_and_a_flooding_connection_is_cut_of
     origin = PainOrigin("203.0.113.2", transport)
     token = _ORIGIN.set(origin)
     for _ in range(5):
-        core.error_reply(int(ErrorCode.METHOD_NOT_FOUND))
+        core.thyroid.error_reply(int(ErrorCode.METHOD_NOT_FOUND))
     assert origin.identities(node) == [f"conn:{origin.number}", "ip:203.0.113.2", "user:mal"]
-    core.disconnected(Disconnects.TOO_MANY_ERRORS)  # its own disconnect hurts, capped like the rest
+    core.thyroid.disconnected(Disconnects.TOO_MANY_ERRORS)  # its own disconnect hurts, capped like the rest
     _ORIGIN.reset(token)
     await asyncio.sleep(0)  # the cut-off runs on the next loop turn
     assert conn.closed_with == [Disconnects.TOO_MANY_ERRORS]
     assert core.thyroid.pain(clock()) == pytest.approx(2.0) and core.thyroid.state is ThyroidState.CALM
-    assert core.cut_offs._value.get() == 1
+    assert core.thyroid.cut_offs._value.get() == 1
     await core.thyroid_step()
-    assert core.flooding_gauge._value.get() == 5  # both connections, both addresses and the user
+    assert core.thyroid.flooding_gauge._value.get() == 5  # both connections, both addresses and the user
 
 
 async def test_a_room_spans_two_workers_on_one_engine() -> None:
@@ -436,12 +439,8 @@ async def test_a_room_spans_two_workers_on_one_engine() -> None:
     for second in range(30):
         valence = -0.8 + 1.6 * min(second, 20) / 20  # Bob comes round to Ann's state
         await core_b.report_state(call({"valence": valence, "arousal": 0.8}, user="bob", client="c2"))
-        await core_b._use_readings(
-            "bob", "c2", [{"kind": "heart_rate", "bpm": 70 + 5 * math.sin(second / 3)}]
-        )
-        await core_a._use_readings(
-            "ann", "c1", [{"kind": "heart_rate", "bpm": 72 + 5 * math.sin(second / 3)}]
-        )
+        await core_b.use_readings("bob", "c2", [heart_rate(70 + 5 * math.sin(second / 3))])
+        await core_a.use_readings("ann", "c1", [heart_rate(72 + 5 * math.sin(second / 3))])
         await core_a.rooms_step()
         await core_b.rooms_step()
         clock.now += 1.0
@@ -489,7 +488,7 @@ async def test_circuit_only_neo4j_pain_opens_the_circuit_and_sheds_nobody() -> N
         LivingSettings(thyroid_threshold=2.0, thyroid_circuit_only_sources=["neo4j_failure"])
     )
     for _ in range(10):  # 20 ≥ 3 × 2: overloaded, were it counted
-        core.feel(PainSource.NEO4J_FAILURE)
-    assert core.thyroid.state is ThyroidState.CALM and core.shed_retry_after() is None
-    assert core.circuits["neo4j"].state(clock()).value == "open"
+        core.thyroid.feel(PainSource.NEO4J_FAILURE)
+    assert core.thyroid.state is ThyroidState.CALM and core.thyroid.shed_retry_after() is None
+    assert core.thyroid.circuits["neo4j"].state(clock()).value == "open"
     assert core.thyroid.status(clock())["sources"]["neo4j_failure"] == pytest.approx(20.0)

@@ -13,12 +13,13 @@ import pytest
 from resonance_worker.domain.codes import ErrorCode
 from resonance_worker.domain.thyroid import PainSource
 from resonance_worker.engines import MemoryEngine
+from resonance_worker.eventlog import MemoryEventLog
+from resonance_worker.graph.store import Neo4jGraphStore
 from resonance_worker.living_settings import LivingSettings, Neo4jSettings
 from resonance_worker.rpc import RpcCall, RpcError
 from resonance_worker.settings import WorkerSettings
-from resonance_worker.transport.app import NODE, create_app
-from resonance_worker.transport.living import Living
-from resonance_worker.transport.living_graph import LivingGraph
+from resonance_worker.storage import Storage
+from resonance_worker.transport.app import build_worker
 
 from tests.harness.neo4j import Neo4jServer
 from tests.harness.processes import free_port
@@ -80,13 +81,11 @@ async def test_states_reach_the_graph_and_come_back_as_queries(
 
 
 async def test_an_unreachable_neo4j_is_pain_and_error_108() -> None:
-    settings = WorkerSettings(
-        node_name="graphless", living=LivingSettings(enabled=False, thyroid_threshold=50)
-    )
-    node = create_app(settings, engine=MemoryEngine())[NODE]
-    living = Living(node, settings.living)
-    graph = LivingGraph(living, Neo4jSettings(uri=f"bolt://127.0.0.1:{free_port()}", password=None))
-    living.graph = graph
+    settings = WorkerSettings(node_name="graphless", living=LivingSettings(thyroid_threshold=50))
+    store = Neo4jGraphStore(Neo4jSettings(uri=f"bolt://127.0.0.1:{free_port()}", password=None))
+    living = build_worker(settings, Storage(MemoryEngine(), MemoryEventLog(), graph=store)).living
+    assert living is not None and living.graph is not None
+    graph = living.graph
     try:
         runner = asyncio.create_task(graph.run())  # keeps retrying the schema: pain each time
         for _ in range(100):
@@ -108,4 +107,4 @@ async def test_an_unreachable_neo4j_is_pain_and_error_108() -> None:
         assert error.value.code == ErrorCode.BAD_REQUEST
         assert PainSource.NEO4J_FAILURE.value in living.thyroid.status(living.clock())["sources"]
     finally:
-        await graph.close()
+        await store.close()

@@ -21,8 +21,9 @@ from aiohttp import web
 from resonance_worker.domain.channels import NamespaceOptions
 from resonance_worker.living_settings import LivingSettings
 from resonance_worker.settings import EngineKind, WorkerSettings
-from resonance_worker.transport.app import NODE, create_app
-from resonance_worker.transport.positions import POSITION_CHECKER, PositionChecker, install_position_check
+from resonance_worker.transport.app import create_app
+from resonance_worker.transport.keys import NODE, POSITION_CHECKER
+from resonance_worker.transport.positions import PositionChecker, install_position_check
 
 from tests.harness.faults import FaultProxy, Ledger, LedgerSubscriber, api_publish
 from tests.harness.processes import free_port

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from resonance_worker.domain.channels import NamespaceOptions
+
 
 @dataclass(frozen=True, slots=True)
 class ClientInfo:
@@ -57,6 +59,17 @@ class HistoryOptions:
     size: int
     ttl_seconds: float
     meta_ttl_seconds: float = 0.0  # how long the epoch outlives the last publication; 0 = engine default
+
+
+def history_options(options: NamespaceOptions) -> HistoryOptions | None:
+    """What a namespace keeps of its channels' streams (None: no history, no offsets)."""
+    if not options.has_history:
+        return None
+    return HistoryOptions(
+        size=options.history_size,
+        ttl_seconds=options.history_ttl_seconds,
+        meta_ttl_seconds=options.history_meta_ttl_seconds,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -147,14 +147,3 @@ class LocalFallbackEngine:
             return await self.inner.take_token(key, rate_per_second=rate_per_second, burst=burst)
         except EngineError:
             return 0.0  # the cluster-wide bucket lives in the engine; per-connection limits still hold
-
-
-def innermost(engine: Engine) -> Engine:
-    """The engine under any degraded-mode wrappers: the one that actually stores things.
-
-    Code that needs a capability of the real engine (the living core's Redis
-    event log needs the Redis client) asks this instead of testing the wrapper's type.
-    """
-    while isinstance(engine, LocalFallbackEngine):
-        engine = engine.inner
-    return engine

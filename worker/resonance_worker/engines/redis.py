@@ -39,7 +39,12 @@ Each node holds one pub/sub connection: SUBSCRIBE when the first local client
 subscribes to a channel, UNSUBSCRIBE when the last leaves. If that connection
 breaks (a Redis restart), the node reconnects with jittered exponential backoff
 and resubscribes to every channel it still needs; ``ping`` fails meanwhile so the
-pod reports not-ready. Events are delivered to the handler from that reader task.
+pod reports not-ready (the delays: ``domain.backoff``). Events are delivered to the handler
+from that reader task.
+
+Why one module of about 800 lines: the Lua scripts, the key layout above and the pub/sub wire
+format are one contract that every pod must agree on; the engine's methods are thin callers of
+the scripts, and keeping them beside the scripts is what lets a reader check one against the other.
 """
 
 from __future__ import annotations
@@ -60,7 +65,8 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from resonance_worker.domain.thyroid import CircuitBreaker, CircuitState
+from resonance_worker.domain.backoff import Backoff
+from resonance_worker.domain.circuit import CircuitBreaker, CircuitState
 from resonance_worker.engines.base import (
     ClientInfo,
     EngineEventHandler,
@@ -389,8 +395,7 @@ class RedisEngine:
         self._timeout = timeout
         self._default_meta_ttl = default_meta_ttl_seconds
         self._pubsub_ping_interval = pubsub_ping_interval
-        self._reconnect_min_delay = reconnect_min_delay
-        self._reconnect_max_delay = reconnect_max_delay
+        self._reconnect = Backoff(first_s=reconnect_min_delay, cap_s=reconnect_max_delay)
         self._wall_clock = wall_clock
         self._client: aioredis.Redis | None = None
         self._auto_pipeline: _AutoPipeline | None = None
@@ -539,7 +544,7 @@ class RedisEngine:
     # -- pub/sub connection ---------------------------------------------------------------
 
     async def _pubsub_forever(self) -> None:
-        delay = self._reconnect_min_delay
+        attempt = 0
         first = True
         while True:
             assert self._pubsub_client is not None
@@ -553,7 +558,7 @@ class RedisEngine:
                 first = False
                 self._pubsub = pubsub
                 self._connected.set()
-                delay = self._reconnect_min_delay
+                attempt = 0
                 await self._read(pubsub)
             except (RedisError, OSError, TimeoutError, EngineError) as exc:
                 log.warning("redis pub/sub connection lost (%s: %s)", type(exc).__name__, exc)
@@ -566,8 +571,8 @@ class RedisEngine:
                 self._fail_confirmations(EngineError("redis pub/sub connection lost"))
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, self._reconnect_max_delay)
+            await asyncio.sleep(self._reconnect.delay(attempt, random.uniform))
+            attempt += 1
 
     async def _subscribe_all(self, pubsub: PubSub) -> None:
         await pubsub.subscribe(self._control_channel)

@@ -2,7 +2,10 @@
 
 The only package of the worker that imports ``neo4j`` (an import-linter contract
 keeps it so). Callers see :class:`GraphError` / :class:`GraphQueryInputError`, never
-a driver exception. Model and queries: docs/living-core.md, "Temporal graph and event log".
+a driver exception. The worker reaches it through ``store.Neo4jGraphStore`` (built by
+``resonance_worker.storage.build_storage`` when a URI is set), which the living core
+sees as a ``storage.GraphStore`` without importing this package. Model and queries:
+docs/living-core.md, "Temporal graph and event log".
 """
 
 from __future__ import annotations

@@ -5,16 +5,13 @@ EngineError (resonance_worker.errors)
 ValueError
 ├── GraphQueryInputError        a bad query argument (the message says which)
 └── ProjectionInputError        an event payload that cannot be projected (graph.projection)
+
+The first two are defined in ``resonance_worker.errors`` (catchable without loading this package,
+hence neo4j) and named here for the graph's own modules.
 """
 
 from __future__ import annotations
 
-from resonance_worker.errors import EngineError
+from resonance_worker.errors import GraphError, GraphQueryInputError
 
-
-class GraphError(EngineError):
-    """Neo4j failed, timed out or is unreachable."""
-
-
-class GraphQueryInputError(ValueError):
-    """A query argument the graph refuses."""
+__all__ = ["GraphError", "GraphQueryInputError"]

@@ -9,8 +9,8 @@ One loop (``run``, an asyncio task) repeats :meth:`Projector.step`:
 3. acknowledge the batch only after the commit.
 
 When Neo4j (or Redis) fails, the batch stays in hand, unacknowledged; the loop
-backs off exponentially with jitter and a circuit breaker (``domain.thyroid.
-CircuitBreaker``) stops hammering a dead server. When it returns, the same batch
+backs off exponentially with jitter (``domain.backoff``) and a circuit breaker
+(``domain.circuit``) stops hammering a dead server. When it returns, the same batch
 is written again and the backlog follows: nothing lost (nothing is acked before
 its commit), nothing duplicated (a commit whose ack was lost is skipped by the
 ``Event`` guard when the entries come back). A projector that dies holding a
@@ -35,7 +35,8 @@ from typing import Any, TypeVar
 
 import neo4j
 
-from resonance_worker.domain.thyroid import CircuitBreaker, CircuitState
+from resonance_worker.domain.backoff import Backoff
+from resonance_worker.domain.circuit import CircuitBreaker, CircuitState
 from resonance_worker.eventlog.base import EventLog, EventLogError, LogEntry, LogLag
 from resonance_worker.graph.errors import GraphError
 from resonance_worker.graph.projection import Plan, ProjectionInputError, plan
@@ -131,6 +132,7 @@ class Projector:
         self.stats = ProjectorStats()
         self._clock = clock
         self._rng = rng or random.Random()
+        self._backoff = Backoff(first_s=self.config.backoff_base_s, cap_s=self.config.backoff_max_s)
         self.breaker = CircuitBreaker(
             failure_threshold=self.config.breaker_failures, reset_timeout_s=self.config.breaker_reset_s
         )
@@ -140,6 +142,11 @@ class Projector:
         self._next_claim = 0.0
         self._schema_ready = False
         self._stopping = False
+
+    @property
+    def failures(self) -> int:
+        """Failed attempts since start (``stats.failures``)."""
+        return self.stats.failures
 
     # ------------------------------------------------------------------ the loop
 
@@ -297,10 +304,12 @@ class Projector:
         self.stats.failures += 1
         self.stats.consecutive_failures += 1
         self.stats.last_error = str(exc)
-        exponent = min(self.stats.consecutive_failures - 1, 30)
-        delay = min(self.config.backoff_max_s, self.config.backoff_base_s * 2.0**exponent)
-        logger.warning("projector failed; retrying", extra={"error": str(exc), "retry_in_s": round(delay, 3)})
-        return delay * self._rng.uniform(0.5, 1.0)
+        attempt = self.stats.consecutive_failures - 1
+        ceiling = self._backoff.ceiling(attempt)
+        logger.warning(
+            "projector failed; retrying", extra={"error": str(exc), "retry_in_s": round(ceiling, 3)}
+        )
+        return self._backoff.delay(attempt, self._rng.uniform)
 
     # ------------------------------------------------------------------ helpers
 

@@ -6,12 +6,12 @@ Methods: ``publish`` {channel, data, idempotency_key?, tags?}, ``broadcast``
 {channels, data, idempotency_key?}, ``presence`` {channel}, ``presence_stats``
 {channel}, ``history`` {channel, limit?, since?, reverse?}, ``disconnect``
 {user, code?, reason?}, ``unsubscribe`` {user, channel}. Answers are
-``{"result": {...}}``; bad input is HTTP 400 with ``{"error": {"code", "message"}}``.
+``{"result": {...}}``; bad input is HTTP 400 with ``{"error": {"code", "message"}}`` (the key
+check and the envelope are ``transport.http``'s, shared with ``/drain`` and ``/api/graph.*``).
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 from typing import Any
 
@@ -21,31 +21,20 @@ from aiohttp import web
 from resonance_worker.domain.channels import NamespaceOptions
 from resonance_worker.domain.codes import ErrorCode
 from resonance_worker.domain.protocol import client_info_json, publication_json
-from resonance_worker.engines.base import StreamPosition
+from resonance_worker.engines.base import StreamPosition, history_options
 from resonance_worker.errors import EngineError
 from resonance_worker.transport import audit
-from resonance_worker.transport.node import Node, history_options
+from resonance_worker.transport.http import (
+    ApiError,
+    check_api_key,
+    json_response,
+    read_json_object,
+    response_for,
+)
+from resonance_worker.transport.keys import NODE
+from resonance_worker.transport.node import Node
 
 log = logging.getLogger("resonance.worker.api")
-
-
-class ApiError(Exception):
-    def __init__(self, code: ErrorCode, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
-
-
-def _json_response(payload: dict[str, Any], status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json")
-
-
-def _authorized(request: web.Request, key: str) -> bool:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    given = value.strip() if scheme.lower() == "apikey" else request.headers.get("X-API-Key", "")
-    return bool(given) and hmac.compare_digest(given.encode(), key.encode())
 
 
 def _channel(node: Node, body: dict[str, Any], name: str = "channel") -> tuple[str, NamespaceOptions]:
@@ -164,28 +153,16 @@ async def handle(request: web.Request) -> web.Response:
 
 
 async def _answer(request: web.Request) -> tuple[web.Response, Any]:
-    from resonance_worker.transport.app import NODE  # the app module imports this one
-
     node = request.app[NODE]
-    key = node.settings.api_key
-    if key is None or not key.get_secret_value():
-        return _json_response(
-            {"error": {"code": 108, "message": "server API disabled (no api_key)"}}, 403
-        ), None
-    if not _authorized(request, key.get_secret_value()):
-        return _json_response({"error": {"code": 101, "message": "unauthorized"}}, 401), None
-    try:
-        body = await request.json() if request.can_read_body else {}
-    except ValueError:
-        return _json_response({"error": {"code": 107, "message": "body must be JSON"}}, 400), None
-    if not isinstance(body, dict):
-        return _json_response({"error": {"code": 107, "message": "body must be a JSON object"}}, 400), body
     method = request.match_info["method"]
+    body: dict[str, Any] | None = None
     try:
+        check_api_key(request, node.settings.api_key)
+        body = await read_json_object(request)
         result = await _call(node, method, body)
     except ApiError as exc:
-        return _json_response({"error": {"code": int(exc.code), "message": exc.message}}, exc.status), body
+        return response_for(exc), body
     except EngineError as exc:
         log.error("server API call failed", extra={"method": method, "error": str(exc)})
-        return _json_response({"error": {"code": 100, "message": "engine unavailable"}}, 503), body
-    return _json_response({"result": result}), body
+        return response_for(exc), body
+    return json_response({"result": result}), body

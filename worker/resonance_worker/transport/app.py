@@ -1,37 +1,57 @@
-"""Builds the aiohttp application from settings and an engine."""
+"""Builds the aiohttp application from the settings: the one place that wires the worker.
+
+:func:`create_app` builds the storage (``storage.build_storage``), then :func:`build_worker` wires
+the parts in order — the roster, the limits, the channel rules, the living core (when on), the node
+(given the living core's pain hooks, limits, namespaces and RPC methods) — and ``create_app`` adds
+the routes, the drain and the background tasks.
+Nothing is patched into anything afterwards; the app keys are ``transport.keys``.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
 
 from resonance_worker.domain.auth import TokenVerifier
-from resonance_worker.engines import Engine, build_engine
+from resonance_worker.domain.backoff import Backoff
+from resonance_worker.domain.channels import ChannelRules, NamespaceOptions
+from resonance_worker.engines import Engine
 from resonance_worker.errors import ConfigError, EngineError
+from resonance_worker.living.core import Living, living_namespaces
+from resonance_worker.living.limits import FixedLimits, limits_from_settings
+from resonance_worker.living.pain import PainHooks
+from resonance_worker.living.roster import Roster
+from resonance_worker.living.rpc import living_methods
 from resonance_worker.metrics import WorkerMetrics
 from resonance_worker.rpc import BUILTIN_METHODS, RpcHandler
 from resonance_worker.settings import WorkerSettings
+from resonance_worker.storage import Storage, build_storage
 from resonance_worker.tokens import mint_connection_token
 from resonance_worker.transport import api, audit
-from resonance_worker.transport.drain import install_drain
+from resonance_worker.transport.background import run_in_background
+from resonance_worker.transport.drain import Drainer, install_drain
+from resonance_worker.transport.keys import (
+    DRAINER,
+    LIVING,
+    METRICS,
+    NODE,
+    POSITION_CHECKER,
+    SETTINGS,
+    STORAGE,
+)
 from resonance_worker.transport.living import install_living
-from resonance_worker.transport.node import MessageHandler, Node
+from resonance_worker.transport.node import Connection, MessageHandler, Node
 from resonance_worker.transport.positions import install_position_check
 from resonance_worker.transport.ws import websocket_handler
 
 log = logging.getLogger("resonance.worker.http")
-
-SETTINGS = web.AppKey("settings", WorkerSettings)
-ENGINE = web.AppKey("engine", Engine)
-METRICS = web.AppKey("metrics", WorkerMetrics)
-NODE = web.AppKey("node", Node)
 
 
 def build_verifier(settings: WorkerSettings) -> TokenVerifier:
@@ -47,51 +67,120 @@ def build_verifier(settings: WorkerSettings) -> TokenVerifier:
         raise ConfigError(f"JWT key: {exc}") from exc
 
 
+def channel_rules(settings: WorkerSettings, extra: Mapping[str, NamespaceOptions]) -> ChannelRules:
+    """The settings' namespaces, plus those of ``extra`` the settings do not define."""
+    return ChannelRules({**extra, **settings.namespaces}, settings.default_namespace)
+
+
+@dataclass(frozen=True)
+class Worker:
+    """The parts of one worker, wired: what :func:`create_app` serves."""
+
+    settings: WorkerSettings
+    storage: Storage
+    metrics: WorkerMetrics
+    node: Node
+    living: Living | None
+    """None when the living core is off."""
+
+
+def build_worker(
+    settings: WorkerSettings,
+    storage: Storage,
+    *,
+    rpc_methods: Mapping[str, RpcHandler] | None = None,
+    message_handler: MessageHandler | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Worker:
+    """Wire a worker, in order: roster, limits and channel rules; the living core (when on); the
+    node, given the living core's pain hooks, limits, namespaces and RPC methods. ``clock`` is the
+    living core's (tests pass their own)."""
+    metrics = WorkerMetrics()
+    roster: Roster[Connection] = Roster()
+    base_limits = limits_from_settings(settings)
+    living: Living | None = None
+    if settings.living.enabled:
+        rules = channel_rules(settings, living_namespaces())
+        living = Living(
+            settings.living,
+            storage,
+            origin=settings.worker_name,
+            rules=rules,
+            present=roster,
+            base_limits=base_limits,
+            registry=metrics.registry,
+            clock=clock,
+        )
+    else:
+        rules = channel_rules(settings, {})
+    node = Node(
+        settings,
+        storage.engine,
+        metrics,
+        build_verifier(settings),
+        rpc_methods={
+            **(living_methods(living) if living is not None else {}),
+            **BUILTIN_METHODS,
+            **(rpc_methods or {}),
+        },
+        rules=rules,
+        roster=roster,
+        pain=living.thyroid if living is not None else PainHooks(),
+        limits=living.thyroid.limits if living is not None else FixedLimits(base_limits),
+        message_handler=message_handler,
+    )
+    return Worker(settings, storage, metrics, node, living)
+
+
 def create_app(
     settings: WorkerSettings,
     *,
+    storage: Storage | None = None,
     engine: Engine | None = None,
     rpc_methods: Mapping[str, RpcHandler] | None = None,
     message_handler: MessageHandler | None = None,
 ) -> web.Application:
-    """The worker application. The engine is started and closed with the app.
+    """The worker application. The storage is started and closed with the app.
 
-    ``rpc_methods`` adds named RPC handlers to the built-in ``echo`` and
-    ``whoami`` (see ``resonance_worker.rpc``)."""
+    ``storage`` defaults to what the settings ask for (:func:`~resonance_worker.storage.build_storage`);
+    ``engine`` alone stands for a storage of that engine and an in-memory event log (tests).
+    ``rpc_methods`` adds named RPC handlers to the built-in ``echo`` and ``whoami`` (see
+    ``resonance_worker.rpc``); they win over the living core's methods of the same name."""
+    if storage is None:
+        storage = Storage.around(engine) if engine is not None else build_storage(settings)
+    worker = build_worker(settings, storage, rpc_methods=rpc_methods, message_handler=message_handler)
+    node, living = worker.node, worker.living
     app = web.Application()
     app[SETTINGS] = settings
-    app[ENGINE] = engine if engine is not None else build_engine(settings)
-    app[METRICS] = WorkerMetrics()
-    app[NODE] = Node(
-        settings,
-        app[ENGINE],
-        app[METRICS],
-        build_verifier(settings),
-        {**BUILTIN_METHODS, **(rpc_methods or {})},
-        message_handler,
-    )
-    app.cleanup_ctx.append(_engine_lifecycle)
-    install_position_check(app, app[NODE], settings.position_check_seconds)
-    if settings.living.enabled:
-        install_living(app, app[NODE], settings.living)
+    app[STORAGE] = storage
+    app[METRICS] = worker.metrics
+    app[NODE] = node
+    app[DRAINER] = Drainer(node)
+    app.cleanup_ctx.append(_storage_lifecycle)
+    checker = install_position_check(app, node, settings.position_check_seconds)
+    if checker is not None:
+        app[POSITION_CHECKER] = checker
+    if living is not None:
+        app[LIVING] = living
+        install_living(app, living, node)
     if settings.jwt_jwks_url:
-        app.cleanup_ctx.append(_jwks_refresher)
+        run_in_background(app, "jwks-refresh", lambda: _refresh_jwks_forever(app))
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/metrics", metrics_text)
     app.router.add_get("/connection/websocket", websocket_handler)
     app.router.add_post("/token", issue_token)
     app.router.add_post("/api/{method}", api.handle)
-    install_drain(app, app[NODE])  # POST/GET /drain
+    install_drain(app, app[DRAINER])  # POST/GET /drain
     return app
 
 
-async def _engine_lifecycle(app: web.Application) -> AsyncIterator[None]:
-    engine = app[ENGINE]
-    await engine.start(app[NODE])
-    log.info("engine started", extra={"engine": engine.name})
+async def _storage_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    storage = app[STORAGE]
+    await storage.start(app[NODE])
+    log.info("engine started", extra={"engine": storage.engine.name})
     yield
-    await engine.close()
+    await storage.close()
 
 
 async def fetch_jwks(app: web.Application) -> None:
@@ -110,29 +199,23 @@ async def fetch_jwks(app: web.Application) -> None:
 JWKS_RETRY_MIN_SECONDS = 1.0
 
 
-async def _jwks_refresher(app: web.Application) -> AsyncIterator[None]:
-    async def refresh_forever() -> None:
-        refresh = app[SETTINGS].jwks_refresh_seconds
-        retry = JWKS_RETRY_MIN_SECONDS
-        while True:
-            try:
-                await fetch_jwks(app)
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                # Until the keys are in, every token they sign is refused (3500): try again soon,
-                # backing off (doubling, with jitter) up to the refresh period.
-                delay = min(retry, refresh) * random.uniform(0.5, 1.0)
-                retry *= 2
-                log.error("JWKS fetch failed", extra={"error": str(exc), "retry_in_s": round(delay, 2)})
-            else:
-                delay = refresh
-                retry = JWKS_RETRY_MIN_SECONDS
-            await asyncio.sleep(delay)
-
-    task = asyncio.create_task(refresh_forever())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+async def _refresh_jwks_forever(app: web.Application) -> None:
+    refresh = app[SETTINGS].jwks_refresh_seconds
+    # Until the keys are in, every token they sign is refused (3500): try again soon, backing off
+    # up to the refresh period.
+    retry = Backoff(first_s=JWKS_RETRY_MIN_SECONDS, cap_s=refresh)
+    attempt = 0
+    while True:
+        try:
+            await fetch_jwks(app)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            delay = retry.delay(attempt, random.uniform)
+            attempt += 1
+            log.error("JWKS fetch failed", extra={"error": str(exc), "retry_in_s": round(delay, 2)})
+        else:
+            delay = refresh
+            attempt = 0
+        await asyncio.sleep(delay)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -142,7 +225,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def ready(request: web.Request) -> web.Response:
     """Readiness: the engine is reachable and the worker is not draining."""
-    engine = request.app[ENGINE]
+    engine = request.app[STORAGE].engine
     metrics = request.app[METRICS]
     if request.app[NODE].draining:
         metrics.ready.set(0)
@@ -158,7 +241,7 @@ async def ready(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready", "engine": engine.name})
 
 
-async def metrics(request: web.Request) -> web.Response:
+async def metrics_text(request: web.Request) -> web.Response:
     """Prometheus text exposition of this worker's registry."""
     body = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})

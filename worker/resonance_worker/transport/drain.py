@@ -14,8 +14,8 @@ clock and defers one that would go over this Pod's share (or fall in a second
 that belongs to another Pod) to the next second the share allows. However late
 the loop, no second sees more closes from this Pod than its share.
 
-HTTP (``Authorization: apikey <key>``, the server API's key and check; 403 when
-no key is configured, 401 for a wrong one):
+HTTP (``Authorization: apikey <key>``, the server API's key and check of
+``transport.http``; 403 when no key is configured, 401 for a wrong one):
 
 * ``POST /drain`` with ``{"budget_per_second": R, "pods": n, "pod_index": j,
   "window_seconds": W, "remaining_threshold": T, "deadline_seconds": D,
@@ -40,7 +40,6 @@ import math
 import time
 from typing import Any
 
-import orjson
 from aiohttp import web
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -48,7 +47,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from resonance_worker.domain.codes import Disconnects, ErrorCode
 from resonance_worker.domain.drain import DrainPlan, DrainPolicy, DrainShare, may_exit, plan_drain
 from resonance_worker.transport import audit
-from resonance_worker.transport.api import _authorized
+from resonance_worker.transport.http import (
+    ApiError,
+    check_api_key,
+    json_response,
+    read_json_object,
+    response_for,
+)
 from resonance_worker.transport.node import Node
 
 log = logging.getLogger("resonance.worker.drain")
@@ -276,72 +281,52 @@ class Drainer:
                 await self._task
 
 
-DRAINER = web.AppKey("drainer", Drainer)
-
-
-def _json(payload: dict[str, Any], status: int) -> web.Response:
-    return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json")
-
-
-def _error(code: ErrorCode, message: str, status: int) -> web.Response:
-    return _json({"error": {"code": int(code), "message": message}}, status)
-
-
-def _refused(request: web.Request) -> web.Response | None:
-    """The server API's key check: 403 without a configured key, 401 for a wrong one."""
-    key = request.app[DRAINER].node.settings.api_key
-    if key is None or not key.get_secret_value():
-        return _error(ErrorCode.NOT_AVAILABLE, "drain API disabled (no api_key)", 403)
-    if not _authorized(request, key.get_secret_value()):
-        return _error(ErrorCode.UNAUTHORIZED, "unauthorized", 401)
-    return None
-
-
-async def post_drain(request: web.Request) -> web.Response:
+async def post_drain(drainer: Drainer, request: web.Request) -> web.Response:
     """``POST /drain``: start draining (202), or report the drain already running (200). Audited."""
-    response, body = await _post_drain(request)
+    response, body = await _post_drain(drainer, request)
     audit.record(request, "admin.drain", response.status)
     if response.status == 202:
         log.info("drain requested", extra={"remote": request.remote or "", "request": body})
     return response
 
 
-async def _post_drain(request: web.Request) -> tuple[web.Response, Any]:
-    refusal = _refused(request)
-    if refusal is not None:
-        return refusal, None
+async def _post_drain(drainer: Drainer, request: web.Request) -> tuple[web.Response, Any]:
+    body: dict[str, Any] | None = None
     try:
-        body = await request.json() if request.can_read_body else {}
-    except ValueError:
-        return _error(ErrorCode.BAD_REQUEST, "body must be JSON", 400), None
-    if not isinstance(body, dict):
-        return _error(ErrorCode.BAD_REQUEST, "body must be a JSON object", 400), body
-    try:
-        drain_request = DrainRequest.model_validate(body)
-    except ValidationError as exc:
-        return _error(ErrorCode.BAD_REQUEST, describe_errors(exc), 400), body
-    drainer = request.app[DRAINER]
+        check_api_key(request, drainer.node.settings.api_key)
+        body = await read_json_object(request)
+        try:
+            drain_request = DrainRequest.model_validate(body)
+        except ValidationError as exc:
+            raise ApiError(ErrorCode.BAD_REQUEST, describe_errors(exc)) from None
+    except ApiError as exc:
+        return response_for(exc), body
     now = time.time()
     started = drainer.start(drain_request, now)
-    return _json(drainer.status(now), 202 if started else 200), body
+    return json_response(drainer.status(now), 202 if started else 200), body
 
 
-async def get_drain(request: web.Request) -> web.Response:
+async def get_drain(drainer: Drainer, request: web.Request) -> web.Response:
     """``GET /drain``: the drain's state (not draining until asked)."""
-    refusal = _refused(request)
-    if refusal is not None:
-        return refusal
-    return _json(request.app[DRAINER].status(time.time()), 200)
+    try:
+        check_api_key(request, drainer.node.settings.api_key)
+    except ApiError as exc:
+        return response_for(exc)
+    return json_response(drainer.status(time.time()))
 
 
-def install_drain(app: web.Application, node: Node) -> Drainer:
-    """Add the drainer and its routes to the worker application."""
-    drainer = app[DRAINER] = Drainer(node)
+def install_drain(app: web.Application, drainer: Drainer) -> None:
+    """Serve ``POST /drain`` and ``GET /drain`` with ``drainer``, and stop its task at cleanup."""
+
+    async def post(request: web.Request) -> web.Response:
+        return await post_drain(drainer, request)
+
+    async def get(request: web.Request) -> web.Response:
+        return await get_drain(drainer, request)
 
     async def stop_on_cleanup(app: web.Application) -> None:
         await drainer.close()
 
     app.on_cleanup.append(stop_on_cleanup)
-    app.router.add_post("/drain", post_drain)
-    app.router.add_get("/drain", get_drain)
-    return drainer
+    app.router.add_post("/drain", post)
+    app.router.add_get("/drain", get)

@@ -4,6 +4,11 @@ It performs the operations sessions ask for (against the engine), and fans
 out what the engine delivers: each publication is encoded once, and the same
 frame object is queued to every local subscriber; the connections touched are
 flushed together once per event-loop iteration.
+
+Everything the node consults is given to its constructor (``create_app`` builds them in order):
+the channel rules, the RPC table, the roster it records connections in, the pain hooks it reports
+to and the limits provider it reads for each new connection and each publish. Nothing is swapped
+in afterwards; with the living core on, the hooks and the limits are its thyroid's.
 """
 
 from __future__ import annotations
@@ -11,10 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -41,6 +45,7 @@ from resonance_worker.domain.session import (
     PublishOp,
     RpcOp,
     SendOp,
+    Session,
     SessionConfig,
     StreamState,
     SubscribeOp,
@@ -50,89 +55,55 @@ from resonance_worker.domain.thyroid import PainSource
 from resonance_worker.engines.base import (
     ClientInfo,
     Engine,
-    HistoryOptions,
     Publication,
     StreamPosition,
+    history_options,
 )
 from resonance_worker.errors import EngineError
+from resonance_worker.living.limits import FixedLimits, LimitsProvider, limits_from_settings
+from resonance_worker.living.pain import PainHooks
+from resonance_worker.living.roster import Roster
 from resonance_worker.metrics import WorkerMetrics
 from resonance_worker.rpc import RpcCall, RpcError, RpcHandler
 from resonance_worker.settings import WorkerSettings
-
-if TYPE_CHECKING:
-    from resonance_worker.transport.ws import Connection
+from resonance_worker.transport.timers import Timers
 
 log = logging.getLogger("resonance.worker.node")
 
 MessageHandler = Any  # async (RpcCall) -> None, for the `send` command
 
 
-class PainHooks:
-    """Where the worker reports what hurts; the living core's thyroid replaces this no-op."""
+class Connection(Protocol):
+    """What the node needs of a client connection (``transport.ws.Connection`` is the one)."""
 
-    def feel(self, source: PainSource) -> None:
-        """One pain signal (an engine failure, a limit hit, a failing RPC handler)."""
+    client_id: str
+    ip: str
+    session: Session
+    transport: asyncio.Transport | None
+    user_counted: bool
+    """Whether the connection holds one of its user's connection slots (``ConnectionCounter``)."""
 
-    def error_reply(self, code: int) -> None:
-        """An error reply was sent to a client."""
+    def wake(self) -> None:
+        """Something was queued or decided: flush it at the end of this loop iteration."""
 
-    def disconnected(self, reason: Disconnect | None) -> None:
-        """A connection ended (``reason``: why the server closed it, None when the client left)."""
+    def flush(self) -> None:
+        """Write what the session queued (called by the node once per loop iteration)."""
+
+    def pump(self) -> None:
+        """Start the operations the session asked for that need no ordering."""
+
+    def disconnect(self, reason: Disconnect) -> None: ...
+
+    def timer_due(self) -> None:
+        """The session's deadline has come (called by the node's timers)."""
 
 
 def engine_info(info: PeerInfo) -> ClientInfo:
     return ClientInfo(user=info.user, client=info.client, conn_info=info.conn_info, chan_info=info.chan_info)
 
 
-def history_options(options: Any) -> HistoryOptions | None:
-    if not options.has_history:
-        return None
-    return HistoryOptions(
-        size=options.history_size,
-        ttl_seconds=options.history_ttl_seconds,
-        meta_ttl_seconds=options.history_meta_ttl_seconds,
-    )
-
-
-TIMER_RESOLUTION_SECONDS = 0.1
 CLEANUP_CONCURRENCY = 32
 """Closed connections whose engine clean-up (presence, leave, unsubscribe) runs at once."""
-
-
-class Timers:
-    """The sessions' deadlines (pings, pong and connect timeouts, expiry, presence
-    refresh) in slots of ``resolution`` seconds, one event-loop timer per slot in
-    use rather than one per connection: a connection costs a dict entry here
-    instead of a libuv timer and its handle (~0.5 KiB). A deadline fires at most
-    ``resolution`` late."""
-
-    def __init__(self, resolution: float = TIMER_RESOLUTION_SECONDS) -> None:
-        self.resolution = resolution
-        self._slots: dict[int, dict[Connection, None]] = {}
-
-    def _slot(self, deadline: float) -> int:
-        return math.ceil(deadline / self.resolution)
-
-    def add(self, conn: Connection, deadline: float) -> None:
-        slot = self._slot(deadline)
-        conns = self._slots.get(slot)
-        if conns is None:
-            conns = self._slots[slot] = {}
-            loop = asyncio.get_running_loop()
-            loop.call_later(max(0.0, slot * self.resolution - time.time()), self._fire, slot)
-        conns[conn] = None
-
-    def cancel(self, conn: Connection, deadline: float) -> None:
-        conns = self._slots.get(self._slot(deadline))
-        if conns is not None:
-            conns.pop(conn, None)
-
-    def _fire(self, slot: int) -> None:
-        for conn in self._slots.pop(slot, {}):
-            try:
-                conn.timer_due()
-            except Exception:  # one connection's failure must not cost the others their timers
-                log.exception("connection timer failed", extra={"client": conn.client_id})
 
 
 class Node:
@@ -144,57 +115,62 @@ class Node:
         engine: Engine,
         metrics: WorkerMetrics,
         verifier: TokenVerifier,
+        *,
         rpc_methods: Mapping[str, RpcHandler],
+        rules: ChannelRules | None = None,
+        roster: Roster[Connection] | None = None,
+        pain: PainHooks | None = None,
+        limits: LimitsProvider | None = None,
         message_handler: MessageHandler | None = None,
     ) -> None:
+        """``rules`` default to the settings' namespaces, ``roster`` to an empty one, ``pain`` to
+        hooks that feel nothing and ``limits`` to the configured ones, fixed."""
         self.settings = settings
         self.engine = engine
         self.metrics = metrics
         self.verifier = verifier
-        self.rpc_methods = dict(rpc_methods)
+        self.rpc_methods: Mapping[str, RpcHandler] = dict(rpc_methods)
         self.message_handler = message_handler
-        self.rules = ChannelRules(settings.namespaces, settings.default_namespace)
+        self.rules = rules or ChannelRules(settings.namespaces, settings.default_namespace)
         self.address_policy = AddressPolicy.from_lists(
             allow=settings.ip_allow,
             deny=settings.ip_deny,
             trusted_proxies=settings.trusted_proxies,
             header=settings.client_ip_header,
         )
-        limits = settings.limits
-        self.session_config = SessionConfig(
-            ping_interval=settings.ping_interval_seconds,
-            pong_timeout=settings.pong_timeout_seconds,
-            connect_timeout=settings.connect_timeout_seconds,
-            expired_close_delay=settings.expired_close_delay_seconds,
-            max_channels=limits.max_channels,
-            command_rate=limits.command_rate,
-            command_burst=limits.command_burst,
-            max_rate_violations=limits.max_rate_violations,
-            queue_max_bytes=limits.queue_max_bytes,
-            history_max_limit=limits.history_max_limit,
-            presence_ttl=settings.presence_ttl_seconds,
-            presence_update_interval=settings.presence_update_seconds,
-            allow_anonymous=settings.allow_anonymous,
-            personal_channel=settings.personal_channel,
-            tenant_isolation=settings.tenant_isolation,
-            version="resonance-worker",
-            node=settings.node_name or f"{settings.host}:{settings.port}",
-        )
+        self.pain = pain or PainHooks()
+        """Where the node reports what hurts."""
+        self.limits = limits or FixedLimits(limits_from_settings(settings))
+        """Read for each new connection (its session's limits) and each publish (the user's rate)."""
+        configured = settings.limits
         self.counter = ConnectionCounter(
-            max_total=limits.max_connections,
-            max_per_ip=limits.max_connections_per_ip,
-            max_per_user=limits.max_connections_per_user,
+            max_total=configured.max_connections,
+            max_per_ip=configured.max_connections_per_ip,
+            max_per_user=configured.max_connections_per_user,
         )
-        self.connections: dict[str, Connection] = {}
-        self.by_user: dict[str, set[Connection]] = {}
+        self.roster: Roster[Connection] = roster if roster is not None else Roster()
+        self.connections = self.roster.connections
+        self.by_user = self.roster.by_user
         self.local_subs: dict[str, dict[str, Connection]] = {}
-        self.draining = False
-        self.pain = PainHooks()
         self._engine_lock: dict[str, list[Any]] = {}  # channel: [lock, holders and waiters]
         self._to_flush: list[Connection] = []
         self._cleanup_slots = asyncio.Semaphore(CLEANUP_CONCURRENCY)
-        self.timers = Timers()
+        self.timers: Timers[Connection] = Timers()
         self._flush_scheduled = False
+
+    @property
+    def session_config(self) -> SessionConfig:
+        """What a connection opened now gets (its rate limits tightened while the thyroid hurts)."""
+        return self.limits.current().session
+
+    @property
+    def draining(self) -> bool:
+        """Whether this worker is handing its clients over: it takes no new ones."""
+        return self.roster.draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self.roster.draining = value
 
     # -- writing -----------------------------------------------------------------------
 
@@ -452,7 +428,7 @@ class Node:
             await self.engine.publish_leave(op.channel, engine_info(op.info))
 
     async def _publish(self, conn: Connection, op: PublishOp) -> None:
-        limits = self.settings.limits
+        limits = self.limits.current()
         if limits.user_publish_rate > 0:
             wait = await self.engine.take_token(
                 f"publish:{op.info.user or op.info.client}",

@@ -16,14 +16,14 @@ probe's and the engine's business, and the check runs again when it is back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import Hashable
 
 from aiohttp import web
 
 from resonance_worker.domain.positions import PositionWatch
 from resonance_worker.errors import EngineError
+from resonance_worker.transport.background import run_in_background
 from resonance_worker.transport.node import Node
 
 log = logging.getLogger("resonance.worker.positions")
@@ -96,22 +96,11 @@ class PositionChecker:
                 log.exception("position check failed")
 
 
-POSITION_CHECKER = web.AppKey("position_checker", PositionChecker)
-
-
 def install_position_check(app: web.Application, node: Node, interval_s: float) -> PositionChecker | None:
-    """Run a :class:`PositionChecker` with the app (after the engine has started; kept as
-    ``app[POSITION_CHECKER]``); an interval of 0 turns it off."""
+    """Run a :class:`PositionChecker` with the app (after the engine has started); an interval of
+    0 turns it off (None)."""
     if interval_s <= 0:
         return None
-    checker = app[POSITION_CHECKER] = PositionChecker(node, interval_s)
-
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(checker.run())
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    app.cleanup_ctx.append(lifecycle)
+    checker = PositionChecker(node, interval_s)
+    run_in_background(app, "position-check", checker.run)
     return checker

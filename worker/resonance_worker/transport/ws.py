@@ -20,9 +20,10 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from resonance_worker.domain.codes import Disconnect, Disconnects
 from resonance_worker.domain.limits import LimitKind
-from resonance_worker.domain.netpolicy import AddressPolicy
 from resonance_worker.domain.session import RpcOp, Session
 from resonance_worker.metrics import WorkerMetrics
+from resonance_worker.transport.http import client_ip
+from resonance_worker.transport.keys import NODE
 from resonance_worker.transport.node import Node
 
 log = logging.getLogger("resonance.worker.ws")
@@ -294,17 +295,8 @@ class Connection:
             self.session.close(Disconnects.BAD_REQUEST)
 
 
-def client_ip(request: web.Request, policy: AddressPolicy) -> str:
-    """The client's address: the TCP peer, or what a trusted proxy forwarded (see ``netpolicy``)."""
-    peer = request.remote or ""
-    forwarded = request.headers.get(policy.header) if policy.header else None
-    return policy.client_address(peer, forwarded)
-
-
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
     """``GET /connection/websocket``: the Centrifuge protocol endpoint."""
-    from resonance_worker.transport.app import NODE  # the app module imports this one
-
     node = request.app[NODE]
     ip = client_ip(request, node.address_policy)
     if not node.address_policy.admits(ip):

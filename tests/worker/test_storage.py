@@ -1,0 +1,48 @@
+"""Storage is built once from the settings: which engine, event log and graph each mode gets."""
+
+from __future__ import annotations
+
+from resonance_worker.engines import LocalFallbackEngine, MemoryEngine, RedisEngine
+from resonance_worker.eventlog import MemoryEventLog
+from resonance_worker.eventlog.redis import RedisEventLog
+from resonance_worker.graph.store import Neo4jGraphStore
+from resonance_worker.living_settings import LivingSettings, Neo4jSettings
+from resonance_worker.settings import EngineKind, WorkerSettings
+from resonance_worker.storage import MEMORY_LOG_RETENTION, REDIS_LOG_RETENTION, Storage, build_storage
+
+
+async def test_the_memory_mode_keeps_everything_in_this_process() -> None:
+    storage = build_storage(WorkerSettings())
+    assert isinstance(storage.engine, MemoryEngine) and isinstance(storage.event_log, MemoryEventLog)
+    assert storage.event_log.retention == MEMORY_LOG_RETENTION
+    assert storage.graph is None and storage.owned == ()
+    await storage.close()
+
+
+async def test_the_redis_mode_logs_next_to_the_engines_keys_on_a_client_of_its_own() -> None:
+    settings = WorkerSettings(engine=EngineKind.REDIS, redis_prefix="p7", degraded_local_fanout=True)
+    storage = build_storage(settings)
+    assert isinstance(storage.engine, LocalFallbackEngine) and isinstance(storage.engine.inner, RedisEngine)
+    log = storage.event_log
+    assert isinstance(log, RedisEventLog) and log.key == "p7.events" and log.retention == REDIS_LOG_RETENTION
+    assert storage.owned == (log,)
+    await storage.close()  # nothing was connected: closing is still clean
+
+
+async def test_the_graph_comes_with_a_uri_and_the_living_core() -> None:
+    graphless = build_storage(
+        WorkerSettings(living=LivingSettings(enabled=False), neo4j=Neo4jSettings(uri="bolt://x:1"))
+    )
+    assert graphless.graph is None
+    storage = build_storage(WorkerSettings(neo4j=Neo4jSettings(uri="bolt://127.0.0.1:1", database="g")))
+    assert isinstance(storage.graph, Neo4jGraphStore) and storage.graph.database == "g"
+    assert storage.graph.queries == {"timeline", "as_of", "transitions", "time_of_day", "partners"}
+    await storage.close()
+
+
+async def test_an_engine_of_ones_own_gets_a_bounded_memory_log() -> None:
+    engine = MemoryEngine()
+    storage = Storage.around(engine)
+    assert storage.engine is engine and isinstance(storage.event_log, MemoryEventLog)
+    await storage.start(None)  # type: ignore[arg-type]
+    await storage.close()

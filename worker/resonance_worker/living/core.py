@@ -1,0 +1,433 @@
+"""The living core of one worker: its services wired together, its RPC handlers and its steps.
+
+:class:`Living` is built before the node (``create_app``) from the settings, the
+:class:`~resonance_worker.storage.Storage`, the channel rules and the roster; the node is then
+built with ``living.thyroid`` as its pain hooks, ``living.thyroid.limits`` as its limits and the
+methods of :func:`~resonance_worker.living.rpc.living_methods` in its RPC table. The transport
+(``transport.living``) adds the routes and middleware and calls :meth:`Living.thyroid_step` and
+:meth:`Living.rooms_step` at their periods.
+
+The decisions live in the services (sans I/O where they can be): ``thyroid`` (pain → adaptations),
+``directory`` (rooms across workers), ``states`` (people's states and reflection), ``bio``
+(biometric streams), ``graph`` (the temporal graph, when configured). This class does the I/O
+around them: engine round trips, publications, events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram
+
+from resonance_worker.domain import events
+from resonance_worker.domain.biometrics import ArousalReading, HeartRateReading, Reading
+from resonance_worker.domain.channels import ChannelRules, NamespaceOptions
+from resonance_worker.domain.codes import ErrorCode
+from resonance_worker.domain.emotion import EmotionalState, EmotionReportError, SmoothedState, parse_report
+from resonance_worker.domain.insights import from_room_pattern
+from resonance_worker.domain.resonance import HeartRateSample, RoomTick
+from resonance_worker.domain.thyroid import PainSource
+from resonance_worker.engines.base import ClientInfo
+from resonance_worker.errors import EngineError
+from resonance_worker.eventlog import EventLog
+from resonance_worker.living.biometrics import BIO_NAMESPACE, BioStreams, bio_channel, parse_batch
+from resonance_worker.living.graph import LivingGraph
+from resonance_worker.living.limits import Limits
+from resonance_worker.living.outbox import Journal, Publisher
+from resonance_worker.living.rooms import (
+    ROOM_NAMESPACE,
+    ROOM_STATE_PREFIX,
+    Room,
+    RoomDirectory,
+    RoomFullError,
+    room_channel,
+    room_id_of,
+)
+from resonance_worker.living.roster import Present
+from resonance_worker.living.states import States, smoothed_dict
+from resonance_worker.living.thyroid import PAIN_CHANNEL, ThyroidService
+from resonance_worker.living_settings import LivingSettings
+from resonance_worker.rpc import RpcCall, RpcError
+from resonance_worker.storage import Storage
+
+log = logging.getLogger("resonance.worker.living")
+
+THYROID_CHANNEL = "system:thyroid"
+FORGET_AFTER_S = 300.0
+"""A person with no connection on this worker this long is forgotten here (stream, history, state)."""
+
+
+def living_namespaces() -> dict[str, NamespaceOptions]:
+    """The namespaces the living core publishes on; the settings' own definitions win."""
+    return {
+        "system": NamespaceOptions(allow_subscribe_for_client=True),
+        ROOM_NAMESPACE: NamespaceOptions(
+            presence=True,
+            join_leave=True,
+            history_size=50,
+            history_ttl_seconds=300.0,
+            allow_recovery=True,
+            allow_subscribe_for_client=True,
+            allow_presence_for_subscriber=True,
+            allow_history_for_subscriber=True,
+        ),
+        BIO_NAMESPACE: NamespaceOptions(
+            history_size=100,
+            history_ttl_seconds=300.0,
+            allow_recovery=True,
+            allow_user_limited_channels=True,
+            allow_subscribe_for_client=True,
+            allow_history_for_subscriber=True,
+        ),
+    }
+
+
+def _user(call: RpcCall) -> str:
+    if not call.user:
+        raise RpcError(ErrorCode.PERMISSION_DENIED, "the living core needs an authenticated user")
+    return call.user
+
+
+def _room_id(data: object) -> str:
+    room = room_id_of(data)
+    if room is None:
+        raise RpcError(ErrorCode.BAD_REQUEST, "room must be 1-64 letters, digits, '_' or '-'")
+    return room
+
+
+class Living:
+    """Everything of the living core one worker holds."""
+
+    def __init__(
+        self,
+        settings: LivingSettings,
+        storage: Storage,
+        *,
+        origin: str,
+        rules: ChannelRules,
+        present: Present,
+        base_limits: Limits,
+        registry: CollectorRegistry,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.origin = origin
+        self.present = present
+        self.clock = clock
+        self.journal = Journal(storage.event_log, on_failure=self._store_failed)
+        self.publisher = Publisher(storage.engine, rules, on_failure=self._store_failed)
+        self.thyroid = ThyroidService(
+            settings,
+            origin=origin,
+            present=present,
+            base_limits=base_limits,
+            record=self.journal.append,
+            registry=registry,
+            clock=clock,
+        )
+        self.directory = RoomDirectory(origin, settings)
+        self.states = States(settings.state_half_life_seconds)
+        self.bio = BioStreams(settings.bio_max_streams)
+        self.graph = (
+            None
+            if storage.graph is None
+            else LivingGraph(
+                storage.graph,
+                event_log=storage.event_log,
+                consumer=origin,
+                breaker=self.thyroid.circuits["neo4j"],
+                feel=self.thyroid.feel,
+                clock=clock,
+            )
+        )
+        self._seq = 0
+        self._absent_since: dict[str, float] = {}
+        self.bio_seconds = Histogram(
+            "resonance_bio_update_seconds",
+            "CPU time of one biometric batch (thread time).",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
+            registry=registry,
+        )
+        self.rooms_gauge = Gauge(
+            "resonance_rooms", "Resonance rooms with members on this worker.", registry=registry
+        )
+
+    @property
+    def rooms(self) -> dict[str, Room]:
+        """The rooms with members on this worker."""
+        return self.directory.rooms
+
+    @property
+    def event_log(self) -> EventLog:
+        return self.storage.event_log
+
+    def _store_failed(self) -> None:
+        self.thyroid.feel(PainSource.ENGINE_TIMEOUT)
+
+    async def settle(self) -> None:
+        """Wait until every event handed to the log so far is appended."""
+        await self.journal.settle()
+
+    # -- the thyroid across workers ----------
+
+    async def thyroid_step(self) -> None:
+        """One evaluation: share our pain, merge the peers', re-evaluate, publish the status."""
+        if self.graph is not None:
+            self.graph.feel_failures()
+        now = self.clock()
+        self.thyroid.count_flooding(now)
+        engine = self.storage.engine
+        entries: list[tuple[str, bytes | None]] | None
+        try:
+            await engine.add_presence(
+                PAIN_CHANNEL,
+                ClientInfo(user="thyroid", client=self.origin, conn_info=self.thyroid.snapshot_entry(now)),
+                ttl_seconds=self.settings.thyroid_peer_ttl_seconds,
+            )
+            entries = [
+                (client, info.conn_info) for client, info in (await engine.presence(PAIN_CHANNEL)).items()
+            ]
+        except EngineError as exc:
+            log.warning("pain snapshots not shared", extra={"error": str(exc)})
+            self.thyroid.feel(PainSource.ENGINE_TIMEOUT)
+            entries = None
+        self.thyroid.merge_peers(entries, self.clock())
+        await self.publish_status()
+
+    async def publish_status(self) -> None:
+        """Publish the thyroid's status on ``system:thyroid`` when it changed."""
+        status = self.thyroid.status_to_publish(self.clock())
+        if status is not None:
+            await self.publisher.publish(THYROID_CHANNEL, status, history=False)
+
+    # -- emotional state ----------
+
+    async def report_state(self, call: RpcCall) -> Any:
+        """``state.report``: a validated, smoothed state, shared in the person's rooms and logged."""
+        user = _user(call)
+        try:
+            state = parse_report(call.data, now=self.clock())
+        except EmotionReportError as exc:
+            raise RpcError(ErrorCode.BAD_REQUEST, str(exc)) from None
+        smoothed = await self._take_state(user, state, call.client)
+        self.states.self_reported(user, call.client, state)
+        return {"state": smoothed_dict(smoothed)}
+
+    async def current_state(self, call: RpcCall) -> Any:
+        """``state.get``: the caller's smoothed state by source."""
+        return self.states.current(_user(call))
+
+    async def reflect(self, call: RpcCall) -> Any:
+        """``self.reflect``: home state, harmony, self-understanding and the questions they raise."""
+        user = _user(call)
+        now = self.clock()
+        reflection = self.states.reflect(user, now)
+        for question in reflection.questions:
+            self.journal.append(events.question_asked(user, now, question.to_dict()))
+        return reflection.body
+
+    async def _take_state(self, user: str, state: EmotionalState, client: str | None) -> SmoothedState:
+        smoothed = self.states.take(user, state)
+        self._seq += 1
+        self.journal.append(
+            events.state_changed(user, state.at, state.to_dict(), session_id=client, seq=self._seq)
+        )
+        member = self.states.member_state(user)
+        if member is not None:
+            for room_id in self.directory.state(user, member, state.at):
+                await self.publisher.publish(
+                    room_channel(room_id), {"type": "state", "user": user, "state": smoothed_dict(smoothed)}
+                )
+        return smoothed
+
+    # -- rooms ----------
+
+    async def join_room(self, call: RpcCall) -> Any:
+        """``room.join``: the room's channel and everyone in it, on any worker."""
+        user = _user(call)
+        room_id = _room_id(call.data)
+        room = self.directory.room(room_id)
+        if room_id not in self.directory.rooms:
+            await self._share_room(room_id, room)  # who is in it on the other workers
+        now = self.clock()
+        try:
+            self.directory.admit(room_id, room, call.client, user, self.states.member_state(user), now)
+        except RoomFullError:
+            raise RpcError(ErrorCode.LIMIT_EXCEEDED, f"room {room_id} is full") from None
+        await self._share_room(room_id, room)  # the others see the new member now, not at the next tick
+        self.journal.append(events.presence_changed(room_id, now, user, joined=True, client_id=call.client))
+        self._set_gauges(now)
+        return {"channel": room_channel(room_id), "members": room.users()}
+
+    async def leave_room(self, call: RpcCall) -> Any:
+        """``room.leave``: this connection leaves the room."""
+        _user(call)
+        room_id = _room_id(call.data)
+        room = self.directory.rooms.get(room_id)
+        if room is None or call.client not in room.members:
+            raise RpcError(ErrorCode.BAD_REQUEST, f"not a member of room {room_id}")
+        await self._drop_member(room_id, room, call.client)
+        return {"left": room_id}
+
+    async def _drop_member(self, room_id: str, room: Room, client: str) -> None:
+        user, last_here = self.directory.leave(room_id, room, client)
+        self.journal.append(
+            events.presence_changed(room_id, self.clock(), user, joined=False, client_id=client)
+        )
+        if not last_here:
+            return
+        try:
+            await self.storage.engine.remove_presence(
+                ROOM_STATE_PREFIX + room_id, self.directory.entry_client(user)
+            )
+        except EngineError as exc:  # the entry expires with its TTL
+            log.warning("room entry not removed", extra={"room": room_id, "error": str(exc)})
+            self.thyroid.feel(PainSource.ENGINE_TIMEOUT)
+
+    async def _share_room(self, room_id: str, room: Room) -> None:
+        """Write our members' entries into the room's shared presence (TTL: a worker that dies stops
+        refreshing them), read everyone's and mirror the other workers' members.
+
+        When the engine fails the room carries on with what it knows, and this worker counts itself
+        as the only one (degraded mode fans its publications out locally anyway).
+        """
+        channel = ROOM_STATE_PREFIX + room_id
+        engine = self.storage.engine
+        try:
+            for user, client, entry in self.directory.entries_to_share(room, self.clock()):
+                info = ClientInfo(user=user, client=client, conn_info=entry)
+                await engine.add_presence(channel, info, ttl_seconds=self.directory.entry_ttl)
+            entries = await engine.presence(channel)
+        except EngineError as exc:
+            log.warning("room not shared", extra={"room": room_id, "error": str(exc)})
+            self.thyroid.feel(PainSource.ENGINE_TIMEOUT)
+            self.directory.alone(room)
+            return
+        malformed = self.directory.merge(room, ((client, info.conn_info) for client, info in entries.items()))
+        for client, problem in malformed:
+            log.warning("malformed room entry", extra={"room": room_id, "entry": client, "error": problem})
+
+    async def rooms_step(self) -> None:
+        """Every room: drop members whose connection is gone, share ours and read the other workers',
+        and, on the room's leader, tick and publish what the monitor says."""
+        now = self.clock()
+        for room_id, room in list(self.directory.rooms.items()):
+            for client in [c for c in room.members if c not in self.present.connections]:
+                await self._drop_member(room_id, room, client)
+        # Rooms are independent: their engine round trips overlap instead of adding up.
+        rooms = list(self.directory.rooms.items())
+        await asyncio.gather(*(self._share_room(room_id, room) for room_id, room in rooms))
+        for room_id, room in rooms:
+            if self.directory.rooms.get(room_id) is not room:
+                continue  # its last member here left meanwhile
+            if self.directory.leads(room, now):
+                await self._tick_room(room_id, room.monitor.tick(now), room)
+            else:
+                room.monitor.trim(now)
+        self._forget_absent(now)
+        self._set_gauges(now)
+
+    async def _tick_room(self, room_id: str, tick: RoomTick, room: Room) -> None:
+        channel = room_channel(room_id)
+        if tick.publish is not None:
+            result = tick.resonance.to_dict()
+            await self.publisher.publish(
+                channel,
+                {"type": "resonance", "reason": tick.publish.value, **result, "computed_by": self.origin},
+            )
+            self.journal.append(events.resonance_computed(room_id, tick.resonance.at, result))
+        members = room.users()
+        for pattern in tick.patterns:
+            await self.publisher.publish(channel, {"type": "pattern", **pattern.to_dict()})
+            self.journal.append(events.pattern_detected(room_id, pattern.at, pattern.to_dict()))
+            for question in from_room_pattern(pattern, members):
+                await self.publisher.publish(channel, {"type": "question", **question.to_dict()})
+                self.journal.append(events.question_asked(question.subject, pattern.at, question.to_dict()))
+
+    def _forget_absent(self, now: float) -> None:
+        """Drop what is kept of people with no connection here for ``FORGET_AFTER_S`` (a reconnect
+        within it keeps their biometric stream and history): memory stays bounded by who is around."""
+        known = self.bio.known() | self.states.known() | self.directory.known() | set(self._absent_since)
+        for user in known:
+            if user in self.present.by_user:
+                self._absent_since.pop(user, None)
+                continue
+            since = self._absent_since.setdefault(user, now)
+            if now - since >= FORGET_AFTER_S:
+                self.forget(user)
+
+    def forget(self, user: str) -> None:
+        """Drop everything this worker keeps of ``user`` (stream, states, reports, shared trail)."""
+        self.bio.forget(user)
+        self.states.forget(user)
+        self.directory.forget(user)
+        self._absent_since.pop(user, None)
+
+    def _set_gauges(self, now: float) -> None:
+        self.thyroid.set_gauges(now)
+        self.rooms_gauge.set(len(self.directory.rooms))
+
+    # -- biometrics ----------
+
+    async def push_biometrics(self, call: RpcCall) -> Any:
+        """``bio.push``: a batch through the caller's stream; the readings, also published and used."""
+        user = _user(call)
+        pushed = await self.bio.push(user, parse_batch(call.data))
+        self.bio_seconds.observe(pushed.cpu_seconds)
+        readings = await self.use_readings(user, call.client, pushed.readings)
+        return {"readings": readings, "channel": bio_channel(user)}
+
+    async def use_readings(self, user: str, client: str, readings: Sequence[Reading]) -> list[dict[str, Any]]:
+        """Publish each reading on ``bio:#<user>`` and feed it where it belongs: a heart rate to the
+        person's rooms, an arousal to their state. The readings as published."""
+        now = self.clock()
+        published = []
+        for reading in readings:
+            body = reading.to_dict()
+            published.append(body)
+            await self.publisher.publish(bio_channel(user), body)
+            match reading:
+                case HeartRateReading(bpm=float() as bpm) if math.isfinite(bpm):
+                    self.states.heart_rate(user, bpm)
+                    self.directory.heart_rate(user, HeartRateSample(now, bpm))
+                case ArousalReading(index=float() as index) if math.isfinite(index):
+                    await self._take_state(user, self.states.aroused(user, index, now), client)
+        return published
+
+    async def stop_biometrics(self, call: RpcCall) -> Any:
+        """``bio.stop``: close the caller's stream."""
+        return {"stopped": self.bio.stop(_user(call))}
+
+    # -- thyroid and events over RPC ----------
+
+    async def thyroid_status(self, call: RpcCall) -> Any:
+        """``thyroid.status``: as ``GET /thyroid/status``."""
+        return self.thyroid.status(self.clock())
+
+    async def replay(self, call: RpcCall) -> Any:
+        """``events.replay``: the caller's own events in a window of the log (``since_ms``/``until_ms``)."""
+        user = _user(call)
+        data = call.data if call.data is not None else {}
+        if not isinstance(data, dict):
+            raise RpcError(ErrorCode.BAD_REQUEST, "events.replay takes a JSON object")
+        types = data.get("types")
+        try:
+            wanted = None if types is None else {events.EventType(kind) for kind in types}
+            found = await self.event_log.replay(
+                data.get("since_ms"), data.get("until_ms"), limit=data.get("limit", 1000)
+            )
+        except (TypeError, ValueError) as exc:  # EventLogInputError is a ValueError
+            raise RpcError(ErrorCode.BAD_REQUEST, f"events.replay: {exc}") from None
+        return {
+            "events": [
+                event.to_dict()
+                for event in found
+                if event.subject == user and (wanted is None or event.type in wanted)
+            ]
+        }
