@@ -148,7 +148,10 @@ def plan_drain(connection_ids: Iterable[str], policy: DrainPolicy, now: float, s
             break
         end = min(second + 1.0, policy.deadline)
         chunk = order[position : position + per_slot]
-        times = sorted(second + rng.random() * (end - second) for _ in chunk)
+        # Strictly before ``end``: a slot ending 2e-16 s after its second rounds ``second + r * width``
+        # up to the deadline itself.
+        latest = math.nextafter(end, second)
+        times = sorted(min(second + rng.random() * (end - second), latest) for _ in chunk)
         batches.append(Batch(second, tuple(Disconnect(t, c) for t, c in zip(times, chunk, strict=True))))
         position += len(chunk)
 
