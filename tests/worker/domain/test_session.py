@@ -27,7 +27,7 @@ from resonance_worker.domain.operations import (
     UnsubscribeOp,
 )
 from resonance_worker.domain.protocol import encode_publication_push
-from resonance_worker.domain.results import PublishResult
+from resonance_worker.domain.results import PresenceStatsResult, PublishResult
 from resonance_worker.domain.session import Session, SessionConfig
 from resonance_worker.engines.base import ClientInfo, Publication
 
@@ -647,3 +647,99 @@ def test_a_rejected_subscribe_releases_the_commands_behind_it() -> None:
     assert replies(session) == []
     session.complete(sub, Failed(ErrorCode.INTERNAL), T0)
     assert [r["id"] for r in replies(session)] == [2, 3]
+
+
+# -- the rule book on the client path ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("recovery", "accepted"),
+    [
+        ({"offset": 5, "epoch": "e"}, True),
+        ({}, True),
+        ({"offset": 2**64 - 1}, True),
+        ({"offset": "5", "epoch": "e"}, False),  # digit strings: not what the SDKs send, nor Centrifugo takes
+        ({"offset": True, "epoch": "e"}, False),  # a bool is not an offset
+        ({"offset": -1}, False),
+        ({"offset": 1.5}, False),
+        ({"offset": 1, "epoch": 7}, False),
+    ],
+)
+def test_a_recovery_position_follows_the_offset_rule(recovery: dict[str, Any], accepted: bool) -> None:
+    session = connected()
+    send(session, {"id": 2, "subscribe": {"channel": "chat:a", "recover": True, **recovery}})
+    if accepted:
+        (op,) = session.effects()
+        assert isinstance(op, SubscribeOp) and op.since == (
+            recovery.get("offset", 0),
+            recovery.get("epoch", ""),
+        )
+    else:
+        assert session.close_reason == Disconnects.BAD_REQUEST
+        assert session.effects() == [] and "chat:a" not in session.channels
+
+
+def test_a_malformed_recovery_closes_even_where_the_namespace_would_not_recover() -> None:
+    """The command's shape is checked before its meaning, as Centrifugo decodes a command whole."""
+    session = connected()
+    send(session, {"id": 2, "subscribe": {"channel": "typing:a", "recover": True, "offset": "5"}})
+    assert session.close_reason == Disconnects.BAD_REQUEST
+
+
+@pytest.mark.parametrize("entry", [5, "x", [1], {"recover": True, "offset": "1"}])
+def test_a_malformed_connect_subs_entry_closes_with_bad_request(entry: Any) -> None:
+    session = make()
+    send(session, {"id": 1, "connect": {"token": token(channels=["chat:a"]), "subs": {"chat:a": entry}}})
+    assert session.close_reason == Disconnects.BAD_REQUEST
+
+
+def test_a_malformed_command_is_answered_in_its_turn() -> None:
+    """Commands behind a subscribe wait for it, a malformed one included."""
+    session = connected()
+    send(
+        session,
+        {"id": 2, "subscribe": {"channel": "chat:a"}},
+        {"id": 3, "history": {"channel": "chat:a", "limit": "5"}},
+    )
+    (op,) = session.effects()
+    assert replies(session) == []
+    assert session.complete(op, StreamState(0, "e"), T0)
+    assert [(r["id"], r.get("error", {}).get("code")) for r in replies(session)] == [(2, None), (3, 107)]
+
+
+def test_a_connect_completed_without_the_stream_of_a_server_side_subscription_closes() -> None:
+    session = make(SessionConfig(personal_channel=False))
+    send(session, {"id": 1, "connect": {"token": token(channels=["chat:lobby"])}})
+    (op,) = session.effects()
+    assert not session.complete(op, Connected({}), T0)
+    assert session.close_reason == Disconnects.SERVER_ERROR
+
+
+def test_completing_after_the_connection_closed_sends_nothing() -> None:
+    session = connected()
+    send(session, {"id": 2, "presence": {"channel": "open:a"}}, {"id": 3, "subscribe": {"channel": "chat:a"}})
+    presence, sub = session.effects()
+    session.close(Disconnects.SHUTDOWN)
+    assert not session.complete(presence, PresenceStatsResult(1, 1), T0)
+    assert not session.complete(sub, StreamState(0, "e"), T0)
+    assert not session.complete(sub, Failed(ErrorCode.INTERNAL), T0)
+    assert session.data_to_send() == []
+
+
+def test_a_failed_connect_is_answered_and_leaves_the_connection_unusable() -> None:
+    session = make()
+    send(session, {"id": 1, "connect": {"token": token()}})
+    (op,) = session.effects()
+    assert not session.complete(op, Failed(ErrorCode.INTERNAL), T0)
+    assert replies(session) == [{"id": 1, "error": {"code": 100, "message": "internal", "temporary": True}}]
+    send(session, {"id": 2, "connect": {"token": token()}})
+    assert session.close_reason == Disconnects.BAD_REQUEST
+
+
+def test_a_publication_of_another_epoch_while_subscribing_closes_3010() -> None:
+    session = connected()
+    send(session, {"id": 2, "subscribe": {"channel": "chat:room"}})
+    (op,) = session.effects()
+    session.deliver_publication("chat:room", b"{}", 4, "old")
+    assert not session.complete(op, StreamState(3, "new"), T0)
+    assert session.close_reason == Disconnects.INSUFFICIENT_STATE
