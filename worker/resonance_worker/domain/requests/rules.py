@@ -68,9 +68,9 @@ def is_integer(value: object) -> TypeGuard[int]:
 
 
 def integer(value: object, name: str, *, fatal: bool = False) -> int:
-    if not is_integer(value):
-        raise bad_request(f"{name} must be an integer", fatal=fatal)
-    return value
+    if isinstance(value, int) and not isinstance(value, bool):  # is_integer, inlined: per command
+        return value
+    raise bad_request(f"{name} must be an integer", fatal=fatal)
 
 
 def offset(value: object, *, fatal: bool = False) -> int:
