@@ -34,6 +34,7 @@ from resonance_worker.domain.requests.server import (
     ApiDisconnectRequest,
     ApiPublishRequest,
     ApiUnsubscribeRequest,
+    control_message,
 )
 from resonance_worker.errors import EngineError
 from resonance_worker.transport import audit
@@ -123,15 +124,13 @@ async def _history(node: Node, request: HistoryRequest) -> dict[str, Any]:
 
 
 async def _disconnect(node: Node, request: ApiDisconnectRequest) -> dict[str, Any]:
-    command = {"op": "disconnect", "user": request.user, "code": request.code, "reason": request.reason}
-    await node.engine.publish_control(orjson.dumps(command))
+    await node.engine.publish_control(control_message(request))
     return {}
 
 
 async def _unsubscribe(node: Node, request: ApiUnsubscribeRequest) -> dict[str, Any]:
     _options(node, request.channel)
-    command = {"op": "unsubscribe", "user": request.user, "channel": request.channel}
-    await node.engine.publish_control(orjson.dumps(command))
+    await node.engine.publish_control(control_message(request))
     return {}
 
 

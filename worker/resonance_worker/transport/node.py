@@ -44,6 +44,8 @@ from resonance_worker.domain.operations import (
 )
 from resonance_worker.domain.positions import Position
 from resonance_worker.domain.protocol import encode_join_push, encode_leave_push, encode_publication_push
+from resonance_worker.domain.requests.rules import RequestError
+from resonance_worker.domain.requests.server import ApiDisconnectRequest, ApiUnsubscribeRequest, parse_control
 from resonance_worker.domain.results import (
     HistoryResult,
     PresenceResult,
@@ -148,6 +150,8 @@ class Node:
     """The performer of each operation type (filled in below the class)."""
     _FOLLOW_UPS: ClassVar[dict[type[Op], Callable[[Node, Connection, Any, bool], Awaitable[None]]]]
     """What follows a completed operation, told whether it took effect (below the class)."""
+    _CONTROLS: ClassVar[dict[type, Callable[[Node, Any], None]]]
+    """What each server API request relayed to every worker does here (below the class)."""
 
     def __init__(
         self,
@@ -264,22 +268,23 @@ class Node:
                 conn.wake()
 
     def on_control(self, payload: bytes) -> None:
+        """A server API request relayed to every worker (``control_message``), done here."""
         try:
-            command = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            log.warning("malformed control message ignored")
+            request = parse_control(payload)
+        except RequestError as exc:
+            log.warning("malformed control message ignored", extra={"error": exc.message})
             return
-        if command.get("op") == "disconnect":
-            reason = Disconnect(
-                int(command.get("code", 3503)), str(command.get("reason", "force disconnect"))
-            )
-            for conn in list(self.by_user.get(str(command.get("user", "")), ())):
-                conn.disconnect(reason)
-        elif command.get("op") == "unsubscribe":
-            channel = str(command.get("channel", ""))
-            for conn in list(self.by_user.get(str(command.get("user", "")), ())):
-                conn.session.server_unsubscribe(channel)
-                conn.pump()
+        self._CONTROLS[type(request)](self, request)
+
+    def _disconnect_user(self, request: ApiDisconnectRequest) -> None:
+        reason = Disconnect(request.code, request.reason)
+        for conn in list(self.by_user.get(request.user, ())):
+            conn.disconnect(reason)
+
+    def _unsubscribe_user(self, request: ApiUnsubscribeRequest) -> None:
+        for conn in list(self.by_user.get(request.user, ())):
+            conn.session.server_unsubscribe(request.channel)
+            conn.pump()
 
     # -- local subscriptions -----------------------------------------------------------
 
@@ -540,3 +545,4 @@ Node._PERFORMERS = {
     PresenceRefreshOp: Node._refresh_presence,
 }
 Node._FOLLOW_UPS = {SubscribeOp: Node._subscribed, ConnectOp: Node._connected}
+Node._CONTROLS = {ApiDisconnectRequest: Node._disconnect_user, ApiUnsubscribeRequest: Node._unsubscribe_user}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from resonance_worker.domain.codes import ErrorCode
 from resonance_worker.domain.requests.client import HistoryRequest, PresenceRequest, PresenceStatsRequest
@@ -14,6 +15,8 @@ from resonance_worker.domain.requests.server import (
     ApiDisconnectRequest,
     ApiPublishRequest,
     ApiUnsubscribeRequest,
+    control_message,
+    parse_control,
 )
 
 
@@ -69,3 +72,33 @@ def test_bad_bodies_say_which_field(method: str, body: dict[str, Any], field: st
         SERVER_REQUESTS[method](body)
     assert refused.value.code is ErrorCode.BAD_REQUEST
     assert field in refused.value.message
+
+
+@pytest.mark.parametrize(
+    "request_", [ApiDisconnectRequest("u", 4500, "bye"), ApiUnsubscribeRequest("u", "chat:a")]
+)
+def test_a_control_message_carries_its_request_to_every_worker(request_: Any) -> None:
+    payload = control_message(request_)
+    assert parse_control(payload) == request_
+    assert orjson.loads(payload)["op"] in ("disconnect", "unsubscribe")
+
+
+def test_the_control_message_format_is_stable_across_versions() -> None:
+    """Workers of two versions share the control channel during a rollout."""
+    assert orjson.loads(control_message(ApiDisconnectRequest("u", 3503, "force disconnect"))) == {
+        "op": "disconnect",
+        "user": "u",
+        "code": 3503,
+        "reason": "force disconnect",
+    }
+    assert parse_control(b'{"op": "unsubscribe", "user": "u", "channel": "c"}') == ApiUnsubscribeRequest(
+        "u", "c"
+    )
+
+
+@pytest.mark.parametrize(
+    "payload", [b"{", b"[]", b"{}", b'{"op": "publish"}', b'{"op": "disconnect", "user": ""}', b"null"]
+)
+def test_a_malformed_control_message_is_refused(payload: bytes) -> None:
+    with pytest.raises(RequestError):
+        parse_control(payload)

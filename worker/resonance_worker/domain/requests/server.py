@@ -8,8 +8,10 @@ the same functions, so a rule cannot differ between the two paths. A refused bod
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
+
+import orjson
 
 from resonance_worker.domain.requests import rules
 from resonance_worker.domain.requests.client import (
@@ -126,3 +128,32 @@ SERVER_REQUESTS: Mapping[str, Callable[[Mapping[str, Any]], ServerRequest]] = {
     "unsubscribe": parse_unsubscribe,
 }
 """The parser of each server API method; a method not here is answered 404 (104)."""
+
+ControlRequest = ApiDisconnectRequest | ApiUnsubscribeRequest
+"""What the server API asks of every worker, through the engine's control channel."""
+
+
+def control_message(request: ControlRequest) -> bytes:
+    """The control message relaying ``request`` to every worker: its fields, and the method's
+    name under ``op``."""
+    return orjson.dumps({"op": _CONTROL_OPS[type(request)], **asdict(request)})
+
+
+def parse_control(payload: bytes) -> ControlRequest:
+    """A control message back into its request, by the same rules; ``RequestError`` if it is
+    not one (the worker ignores it)."""
+    try:
+        message = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise rules.bad_request("a control message must be JSON") from None
+    parse = _CONTROLS.get(message.get("op")) if isinstance(message, dict) else None
+    if parse is None:
+        raise rules.bad_request("a control message must be an object with a known op")
+    return parse(message)
+
+
+_CONTROLS: Mapping[object, Callable[[Mapping[str, Any]], ControlRequest]] = {
+    "disconnect": parse_disconnect,
+    "unsubscribe": parse_unsubscribe,
+}
+_CONTROL_OPS: Mapping[type, str] = {ApiDisconnectRequest: "disconnect", ApiUnsubscribeRequest: "unsubscribe"}
