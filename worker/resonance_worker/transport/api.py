@@ -67,7 +67,12 @@ def _options(node: Node, channel: str) -> NamespaceOptions:
 
 
 async def _publish_one(
-    node: Node, channel: str, options: NamespaceOptions, data: bytes, key: str | None, tags: Any
+    node: Node,
+    channel: str,
+    options: NamespaceOptions,
+    data: bytes,
+    key: str | None,
+    tags: dict[str, str] | None,
 ) -> dict[str, Any]:
     result = await node.engine.publish(
         channel,

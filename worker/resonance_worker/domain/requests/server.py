@@ -32,7 +32,7 @@ class ApiPublishRequest:
     channel: str
     data: bytes
     idempotency_key: str | None = None
-    tags: Mapping[str, str] | None = None
+    tags: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,7 @@ class ApiBroadcastRequest:
     channels: tuple[str, ...]
     data: bytes
     idempotency_key: str | None = None
-    tags: Mapping[str, str] | None = None
+    tags: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +72,7 @@ def _idempotency_key(body: Mapping[str, Any]) -> str | None:
     return None if key is None else rules.string(key, "idempotency_key")
 
 
-def _tags(body: Mapping[str, Any]) -> Mapping[str, str] | None:
+def _tags(body: Mapping[str, Any]) -> dict[str, str] | None:
     tags = body.get("tags")
     if tags is not None and (
         not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values())
