@@ -5,9 +5,10 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 from resonance_worker.domain.codes import Disconnects
+from resonance_worker.domain.operations import Connected, StreamState, UnsubscribeOp
 from resonance_worker.domain.positions import PositionWatch, reached
 from resonance_worker.domain.protocol import encode_publication_push
-from resonance_worker.domain.session import SessionConfig, StreamState, UnsubscribeOp
+from resonance_worker.domain.session import SessionConfig
 
 from tests.worker.domain.test_session import T0, connected, make, pub, replies, send, subscribe, token
 
@@ -108,7 +109,7 @@ def test_a_server_side_subscription_that_lost_its_position_closes_the_connection
     session = make(SessionConfig(personal_channel=False))
     send(session, {"id": 1, "connect": {"token": token(channels=["chat:lobby"])}})
     (op,) = session.effects()
-    session.connected(op, {"chat:lobby": StreamState(2, "e")}, T0)
+    session.complete(op, Connected({"chat:lobby": StreamState(2, "e")}), T0)
     replies(session)
     assert session.stream_position("chat:lobby") == (2, "e")
     session.position_lost("chat:lobby")

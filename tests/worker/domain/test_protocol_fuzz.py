@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from resonance_worker.domain.auth import TokenVerifier
 from resonance_worker.domain.channels import ChannelRules, default_namespaces
 from resonance_worker.domain.codes import Disconnects, ErrorCode
+from resonance_worker.domain.operations import Connected, ConnectOp, Failed
 from resonance_worker.domain.protocol import METHODS, ProtocolViolationError, parse_frame
-from resonance_worker.domain.session import ConnectOp, Session, SessionConfig
+from resonance_worker.domain.session import Session, SessionConfig
 
 SECRET = "a-fuzzing-secret-that-is-long-enough-for-hs256"
 T0 = 1_800_000_000.0
@@ -104,7 +105,7 @@ def connected() -> Session:
     session.receive_data(json.dumps({"id": 1, "connect": {"token": token}}), T0)
     (op,) = session.effects()
     assert isinstance(op, ConnectOp)
-    session.connected(op, {}, T0)
+    session.complete(op, Connected({}), T0)
     session.data_to_send()
     return session
 
@@ -130,9 +131,9 @@ def settle(session: Session, now: float) -> None:
             return
         for op in ops:
             if isinstance(op, ConnectOp):
-                session.connected(op, {}, now)
+                session.complete(op, Connected({}), now)
             else:
-                session.reject(op, ErrorCode.INTERNAL)
+                session.complete(op, Failed(ErrorCode.INTERNAL), now)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -11,9 +11,10 @@ import pytest
 from resonance_worker.domain.auth import TokenVerifier
 from resonance_worker.domain.channels import ChannelRules, NamespaceOptions, default_namespaces
 from resonance_worker.domain.codes import Disconnects, ErrorCode
-from resonance_worker.domain.protocol import encode_publication_push
-from resonance_worker.domain.session import (
+from resonance_worker.domain.operations import (
+    Connected,
     ConnectOp,
+    Failed,
     HistoryOp,
     PresenceOp,
     PresenceRefreshOp,
@@ -21,12 +22,13 @@ from resonance_worker.domain.session import (
     PublishOp,
     RpcOp,
     SendOp,
-    Session,
-    SessionConfig,
     StreamState,
     SubscribeOp,
     UnsubscribeOp,
 )
+from resonance_worker.domain.protocol import encode_publication_push
+from resonance_worker.domain.results import PresenceStatsResult, PublishResult
+from resonance_worker.domain.session import Session, SessionConfig
 from resonance_worker.engines.base import ClientInfo, Publication
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
@@ -78,7 +80,7 @@ def connected(session: Session | None = None, **claims: Any) -> Session:
     send(session, {"id": 1, "connect": {"token": token(**claims)}})
     (op,) = session.effects()
     assert isinstance(op, ConnectOp)
-    session.connected(op, {}, T0)
+    session.complete(op, Connected({}), T0)
     reply = replies(session)[0]
     assert reply["id"] == 1 and reply["connect"]["client"] == "c1"
     return session
@@ -94,7 +96,7 @@ def subscribe(
     send(session, {"id": cmd_id, "subscribe": {"channel": channel, **params}})
     (op,) = session.effects()
     assert isinstance(op, SubscribeOp)
-    assert session.subscribed(op, stream, T0)
+    assert session.complete(op, stream, T0)
     (reply,) = replies(session)
     return reply
 
@@ -107,7 +109,7 @@ def test_connect_reply_has_ping_pong_and_expiry() -> None:
     send(session, {"id": 1, "connect": {"token": token(exp=T0 + 100), "name": "python"}})
     (op,) = session.effects()
     assert isinstance(op, ConnectOp) and op.user == "alice"
-    session.connected(op, {}, T0)
+    session.complete(op, Connected({}), T0)
     (reply,) = replies(session)
     assert reply == {
         "id": 1,
@@ -207,9 +209,9 @@ def test_server_side_channels_and_personal_channel() -> None:
     assert [s.channel for s in op.subscriptions] == ["chat:lobby", "personal:#alice"]
     lobby = op.subscriptions[0]
     assert lobby.server_side and lobby.since == (1, "e")
-    session.connected(
+    session.complete(
         op,
-        {"chat:lobby": StreamState(2, "e", [pub(2)]), "personal:#alice": StreamState(0, "p")},
+        Connected({"chat:lobby": StreamState(2, "e", [pub(2)]), "personal:#alice": StreamState(0, "p")}),
         T0,
     )
     (reply,) = replies(session)
@@ -235,7 +237,7 @@ def test_connection_limit_rejection_closes() -> None:
     session = make()
     send(session, {"id": 1, "connect": {"token": token()}})
     (op,) = session.effects()
-    session.reject(op, Disconnects.CONNECTION_LIMIT)
+    session.complete(op, Failed(Disconnects.CONNECTION_LIMIT), T0)
     assert session.close_reason == Disconnects.CONNECTION_LIMIT
 
 
@@ -336,7 +338,7 @@ def test_recovery_merges_buffered_publications_in_order() -> None:
     session.deliver_publication("chat:room", frame3, 3, "ep")
     session.deliver_publication("chat:room", frame4, 4, "ep")
     assert session.data_to_send() == []
-    assert session.subscribed(op, StreamState(3, "ep", [pub(2), pub(3)]), T0)
+    assert session.complete(op, StreamState(3, "ep", [pub(2), pub(3)]), T0)
     frames = session.data_to_send()
     reply = json.loads(frames[0])
     assert reply["subscribe"]["recovered"] is True and reply["subscribe"]["was_recovering"] is True
@@ -363,7 +365,7 @@ def test_unrecoverable_position_with_flag_is_error_112() -> None:
         },
     )
     (op,) = session.effects()
-    assert not session.subscribed(op, StreamState(5, "new"), T0)
+    assert not session.complete(op, StreamState(5, "new"), T0)
     assert replies(session) == [{"id": 2, "error": {"code": 112, "message": "unrecoverable position"}}]
     assert "chat:room" not in session.channels
 
@@ -373,7 +375,7 @@ def test_gap_while_subscribing_closes_3010() -> None:
     send(session, {"id": 2, "subscribe": {"channel": "chat:room"}})
     (op,) = session.effects()
     session.deliver_publication("chat:room", b"{}", 7, "ep")
-    assert not session.subscribed(op, StreamState(3, "ep"), T0)
+    assert not session.complete(op, StreamState(3, "ep"), T0)
     assert session.close_reason == Disconnects.INSUFFICIENT_STATE
 
 
@@ -383,7 +385,7 @@ def test_typing_has_no_positions_and_buffers_until_subscribed() -> None:
     (op,) = session.effects()
     assert isinstance(op, SubscribeOp) and not op.positioned
     session.deliver_publication("typing:room", b'{"push":1}', 0, "")
-    assert session.subscribed(op, StreamState(0, ""), T0)
+    assert session.complete(op, StreamState(0, ""), T0)
     assert session.data_to_send() == [b'{"id":2,"subscribe":{}}', b'{"push":1}']
 
 
@@ -431,7 +433,7 @@ def test_subscribe_with_token_to_a_private_channel_and_sub_refresh() -> None:
     send(session, {"id": 2, "subscribe": {"channel": "chat:$vip", "token": sub_token}})
     (op,) = session.effects()
     assert isinstance(op, SubscribeOp) and op.info.chan_info == b'{"r":1}'
-    assert session.subscribed(op, StreamState(0, "e"), T0)
+    assert session.complete(op, StreamState(0, "e"), T0)
     assert replies(session)[0]["subscribe"]["ttl"] == 10
     new = jwt.encode({"sub": "alice", "channel": "chat:$vip", "exp": T0 + 100}, SECRET, "HS256")
     send(session, {"id": 3, "sub_refresh": {"channel": "chat:$vip", "token": new}})
@@ -511,7 +513,7 @@ def test_publish_requires_subscription_in_chat() -> None:
     send(session, {"id": 4, "publish": {"channel": "chat:a", "data": {"x": 1}}})
     (op,) = session.effects()
     assert isinstance(op, PublishOp) and op.data == b'{"x":1}' and op.info.user == "alice"
-    session.resolve(op, {})
+    session.complete(op, PublishResult(), T0)
     assert replies(session) == [{"id": 4, "publish": {}}]
     send(session, {"id": 5, "publish": {"channel": "chat:a"}})
     assert replies(session)[0]["error"]["code"] == 107
@@ -534,7 +536,7 @@ def test_presence_history_rpc_send_ping() -> None:
     assert isinstance(history, HistoryOp) and history.limit == 1000 and history.since == (2, "e")
     rpc = ops[3]
     assert isinstance(rpc, RpcOp) and rpc.rpc_method == "echo" and rpc.data == b"[1]"
-    session.reject(rpc, ErrorCode.METHOD_NOT_FOUND)
+    session.complete(rpc, Failed(ErrorCode.METHOD_NOT_FOUND), T0)
     assert replies(session) == [
         {"id": 6, "ping": {}},
         {"id": 5, "error": {"code": 104, "message": "method not found"}},
@@ -564,7 +566,7 @@ def test_internal_errors_are_temporary() -> None:
     session = connected()
     send(session, {"id": 2, "presence": {"channel": "open:a"}})
     (op,) = session.effects()
-    session.reject(op, ErrorCode.INTERNAL)
+    session.complete(op, Failed(ErrorCode.INTERNAL), T0)
     assert replies(session) == [{"id": 2, "error": {"code": 100, "message": "internal", "temporary": True}}]
 
 
@@ -629,10 +631,10 @@ def test_commands_batched_after_connect_and_subscribe_wait_for_them() -> None:
     )
     (connect,) = session.effects()
     assert isinstance(connect, ConnectOp)
-    session.connected(connect, {}, T0)
+    session.complete(connect, Connected({}), T0)
     (sub,) = session.effects()
     assert isinstance(sub, SubscribeOp)
-    assert session.subscribed(sub, StreamState(0, "e"), T0)
+    assert session.complete(sub, StreamState(0, "e"), T0)
     (publish,) = session.effects()
     assert isinstance(publish, PublishOp)  # allowed: the subscription exists by now
     assert [next(iter(r.keys() - {"id"})) for r in replies(session)] == ["connect", "subscribe"]
@@ -643,5 +645,101 @@ def test_a_rejected_subscribe_releases_the_commands_behind_it() -> None:
     send(session, {"id": 2, "subscribe": {"channel": "chat:a"}}, {"id": 3, "ping": {}})
     (sub,) = session.effects()
     assert replies(session) == []
-    session.reject(sub, ErrorCode.INTERNAL)
+    session.complete(sub, Failed(ErrorCode.INTERNAL), T0)
     assert [r["id"] for r in replies(session)] == [2, 3]
+
+
+# -- the rule book on the client path ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("recovery", "accepted"),
+    [
+        ({"offset": 5, "epoch": "e"}, True),
+        ({}, True),
+        ({"offset": 2**64 - 1}, True),
+        ({"offset": "5", "epoch": "e"}, False),  # digit strings: not what the SDKs send, nor Centrifugo takes
+        ({"offset": True, "epoch": "e"}, False),  # a bool is not an offset
+        ({"offset": -1}, False),
+        ({"offset": 1.5}, False),
+        ({"offset": 1, "epoch": 7}, False),
+    ],
+)
+def test_a_recovery_position_follows_the_offset_rule(recovery: dict[str, Any], accepted: bool) -> None:
+    session = connected()
+    send(session, {"id": 2, "subscribe": {"channel": "chat:a", "recover": True, **recovery}})
+    if accepted:
+        (op,) = session.effects()
+        assert isinstance(op, SubscribeOp) and op.since == (
+            recovery.get("offset", 0),
+            recovery.get("epoch", ""),
+        )
+    else:
+        assert session.close_reason == Disconnects.BAD_REQUEST
+        assert session.effects() == [] and "chat:a" not in session.channels
+
+
+def test_a_malformed_recovery_closes_even_where_the_namespace_would_not_recover() -> None:
+    """The command's shape is checked before its meaning, as Centrifugo decodes a command whole."""
+    session = connected()
+    send(session, {"id": 2, "subscribe": {"channel": "typing:a", "recover": True, "offset": "5"}})
+    assert session.close_reason == Disconnects.BAD_REQUEST
+
+
+@pytest.mark.parametrize("entry", [5, "x", [1], {"recover": True, "offset": "1"}])
+def test_a_malformed_connect_subs_entry_closes_with_bad_request(entry: Any) -> None:
+    session = make()
+    send(session, {"id": 1, "connect": {"token": token(channels=["chat:a"]), "subs": {"chat:a": entry}}})
+    assert session.close_reason == Disconnects.BAD_REQUEST
+
+
+def test_a_malformed_command_is_answered_in_its_turn() -> None:
+    """Commands behind a subscribe wait for it, a malformed one included."""
+    session = connected()
+    send(
+        session,
+        {"id": 2, "subscribe": {"channel": "chat:a"}},
+        {"id": 3, "history": {"channel": "chat:a", "limit": "5"}},
+    )
+    (op,) = session.effects()
+    assert replies(session) == []
+    assert session.complete(op, StreamState(0, "e"), T0)
+    assert [(r["id"], r.get("error", {}).get("code")) for r in replies(session)] == [(2, None), (3, 107)]
+
+
+def test_a_connect_completed_without_the_stream_of_a_server_side_subscription_closes() -> None:
+    session = make(SessionConfig(personal_channel=False))
+    send(session, {"id": 1, "connect": {"token": token(channels=["chat:lobby"])}})
+    (op,) = session.effects()
+    assert not session.complete(op, Connected({}), T0)
+    assert session.close_reason == Disconnects.SERVER_ERROR
+
+
+def test_completing_after_the_connection_closed_sends_nothing() -> None:
+    session = connected()
+    send(session, {"id": 2, "presence": {"channel": "open:a"}}, {"id": 3, "subscribe": {"channel": "chat:a"}})
+    presence, sub = session.effects()
+    session.close(Disconnects.SHUTDOWN)
+    assert not session.complete(presence, PresenceStatsResult(1, 1), T0)
+    assert not session.complete(sub, StreamState(0, "e"), T0)
+    assert not session.complete(sub, Failed(ErrorCode.INTERNAL), T0)
+    assert session.data_to_send() == []
+
+
+def test_a_failed_connect_is_answered_and_leaves_the_connection_unusable() -> None:
+    session = make()
+    send(session, {"id": 1, "connect": {"token": token()}})
+    (op,) = session.effects()
+    assert not session.complete(op, Failed(ErrorCode.INTERNAL), T0)
+    assert replies(session) == [{"id": 1, "error": {"code": 100, "message": "internal", "temporary": True}}]
+    send(session, {"id": 2, "connect": {"token": token()}})
+    assert session.close_reason == Disconnects.BAD_REQUEST
+
+
+def test_a_publication_of_another_epoch_while_subscribing_closes_3010() -> None:
+    session = connected()
+    send(session, {"id": 2, "subscribe": {"channel": "chat:room"}})
+    (op,) = session.effects()
+    session.deliver_publication("chat:room", b"{}", 4, "old")
+    assert not session.complete(op, StreamState(3, "new"), T0)
+    assert session.close_reason == Disconnects.INSUFFICIENT_STATE

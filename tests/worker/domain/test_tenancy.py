@@ -12,7 +12,8 @@ from resonance_worker.domain import tenancy
 from resonance_worker.domain.auth import TokenVerifier
 from resonance_worker.domain.channels import ChannelRules, default_namespaces
 from resonance_worker.domain.codes import Disconnects, ErrorCode
-from resonance_worker.domain.session import ConnectOp, Session, SessionConfig, StreamState, SubscribeOp
+from resonance_worker.domain.operations import Connected, ConnectOp, StreamState, SubscribeOp
+from resonance_worker.domain.session import Session, SessionConfig
 
 SECRET = "a-tenancy-secret-that-is-long-enough-for-hs256"
 T0 = 1_800_000_000.0
@@ -46,7 +47,7 @@ def session(
     ops = s.effects()
     if ops and isinstance(ops[0], ConnectOp):
         streams = {sub.channel: StreamState(0, "epoch", []) for sub in ops[0].subscriptions}
-        s.connected(ops[0], streams, T0)
+        s.complete(ops[0], Connected(streams), T0)
         s.effects()
     frames = [json.loads(line) for f in s.data_to_send() for line in f.decode().split("\n")]
     return s, frames

@@ -18,10 +18,19 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from resonance_worker.domain.codes import ErrorCode
+from resonance_worker.domain.auth import TokenVerifier
+from resonance_worker.domain.channels import NamespaceOptions
+from resonance_worker.domain.codes import Disconnects, ErrorCode
+from resonance_worker.domain.operations import Connected
+from resonance_worker.domain.session import Session
+from resonance_worker.engines.memory import MemoryEngine
+from resonance_worker.metrics import WorkerMetrics
 from resonance_worker.rpc import RpcCall, RpcError
 from resonance_worker.settings import WorkerSettings
+from resonance_worker.tokens import mint_connection_token
+from resonance_worker.transport import api
 from resonance_worker.transport.app import create_app
+from resonance_worker.transport.node import Node
 
 from tests.harness.worker import API_KEY, JWT_SECRET, WorkerProcess, api_call
 from tests.worker.transport.conftest import Clients
@@ -256,3 +265,118 @@ async def test_send_without_a_message_handler_is_not_available(worker: WorkerPro
         await ws.send_str('{"send": {"data": 1}}')
         closed = await ws.receive(timeout=5)
         assert (closed.data, closed.extra) == (3508, "not available")
+
+
+# -- one rule book: every request rule is the same for a client command and the server API ----------
+
+OPEN = NamespaceOptions(
+    presence=True,
+    history_size=10,
+    history_ttl_seconds=60,
+    allow_subscribe_for_client=True,
+    allow_publish_for_client=True,
+    allow_presence_for_client=True,
+    allow_history_for_client=True,
+)
+QUIET = NamespaceOptions(allow_subscribe_for_client=True, allow_publish_for_client=True)
+FATAL = "fatal"  # malformed: a client connection is closed with 3501, the server API answers 107
+
+RULE_CASES: list[tuple[str, dict[str, Any], int | str | None]] = [
+    ("history", {"channel": "open:a"}, None),
+    ("history", {"channel": "open:a", "limit": 5, "reverse": True}, None),
+    ("history", {"channel": "open:a", "limit": -1}, None),
+    ("history", {"channel": "open:a", "limit": True}, 107),
+    ("history", {"channel": "open:a", "limit": "5"}, 107),
+    ("history", {"channel": "open:a", "limit": 2.5}, 107),
+    ("history", {"channel": "open:a", "reverse": "yes"}, 107),
+    ("history", {"channel": "open:a", "since": None}, None),
+    ("history", {"channel": "open:a", "since": {"offset": 3, "epoch": "e"}}, None),
+    ("history", {"channel": "open:a", "since": {"offset": 2**64 - 1}}, None),
+    ("history", {"channel": "open:a", "since": {"offset": True, "epoch": "e"}}, 107),
+    ("history", {"channel": "open:a", "since": {"offset": "3", "epoch": "e"}}, 107),
+    ("history", {"channel": "open:a", "since": {"offset": -1, "epoch": "e"}}, 107),
+    ("history", {"channel": "open:a", "since": {"offset": 3, "epoch": 5}}, 107),
+    ("history", {"channel": "open:a", "since": 3}, 107),
+    ("history", {"channel": "quiet:a"}, 108),
+    ("history", {"channel": "nope:a"}, 102),
+    ("history", {"channel": "open:" + "a" * 300}, 107),
+    ("history", {"channel": ""}, FATAL),
+    ("history", {"channel": 5}, FATAL),
+    ("presence", {"channel": "open:a"}, None),
+    ("presence", {"channel": "quiet:a"}, 108),
+    ("presence", {"channel": "nope:a"}, 102),
+    ("presence", {}, FATAL),
+    ("presence_stats", {"channel": "open:a"}, None),
+    ("presence_stats", {"channel": "quiet:a"}, 108),
+    ("publish", {"channel": "open:a", "data": {"n": 1}}, None),
+    ("publish", {"channel": "open:a", "data": False}, None),
+    ("publish", {"channel": "open:a", "data": None}, 107),
+    ("publish", {"channel": "open:a"}, 107),
+    ("publish", {"channel": "nope:a", "data": 1}, 102),
+    ("publish", {"data": 1}, FATAL),
+]
+
+
+def _rules_node() -> Node:
+    settings = WorkerSettings(  # type: ignore[call-arg]
+        _env_file=None, jwt_secret=JWT_SECRET, namespaces={"open": OPEN, "quiet": QUIET}
+    )
+    return Node(
+        settings,
+        MemoryEngine(sweep_interval=0),
+        WorkerMetrics(),
+        TokenVerifier(hmac_secret=JWT_SECRET),
+        rpc_methods={},
+    )
+
+
+def _over_a_connection(node: Node, method: str, params: dict[str, Any]) -> int | str | None:
+    session = Session(
+        "c1", config=node.session_config, rules=node.rules, verifier=node.verifier, now=time.time()
+    )
+    token = mint_connection_token(JWT_SECRET, sub="rules", now=time.time())
+    session.receive_data(json.dumps({"id": 1, "connect": {"token": token}}), time.time())
+    (connect,) = session.effects()
+    session.complete(connect, Connected({}), time.time())
+    session.data_to_send()
+    session.receive_data(json.dumps({"id": 2, method: params}), time.time())
+    if session.closed:
+        assert session.close_reason == Disconnects.BAD_REQUEST
+        return FATAL
+    replies = [json.loads(frame) for frame in session.data_to_send()]
+    if replies:
+        return int(replies[0]["error"]["code"])
+    assert session.effects(), "an accepted command asks for its operation"
+    return None
+
+
+async def _over_the_server_api(node: Node, method: str, body: dict[str, Any]) -> int | str | None:
+    try:
+        await api._call(node, method, body)
+    except api.ApiError as exc:
+        return int(exc.code)
+    return None
+
+
+@pytest.mark.parametrize(("method", "params", "outcome"), RULE_CASES)
+async def test_each_request_rule_is_the_same_on_both_paths(
+    method: str, params: dict[str, Any], outcome: int | str | None
+) -> None:
+    node = _rules_node()
+    assert _over_a_connection(node, method, params) == outcome
+    api_outcome = await _over_the_server_api(node, method, params)
+    assert api_outcome == (int(ErrorCode.BAD_REQUEST) if outcome == FATAL else outcome)
+
+
+async def test_a_broadcast_with_one_bad_channel_publishes_nothing() -> None:
+    node = _rules_node()
+    body = {"channels": ["open:a", "nope:b"], "data": 1}
+    assert await _over_the_server_api(node, "broadcast", body) == 102
+    assert await _over_the_server_api(node, "history", {"channel": "open:a", "limit": -1}) is None
+    result = await api._call(node, "history", {"channel": "open:a", "limit": -1})
+    assert result["publications"] == [] and result["offset"] == 0
+    body = {"channels": ["open:a", "open:b"], "data": 1, "idempotency_key": ""}
+    first = await api._call(node, "broadcast", body)
+    again = await api._call(node, "broadcast", body)
+    assert [r.get("duplicate") for r in again["responses"]] == [True, True]
+    assert [r["offset"] for r in first["responses"]] == [1, 1]

@@ -1,39 +1,52 @@
-"""Frames of the Centrifuge client protocol v2, JSON encoding (sans-I/O).
+"""The JSON codec of the Centrifuge client protocol v2 (sans-I/O): frames into typed commands,
+typed results and pushes into frames.
 
 A WebSocket text frame carries one or more JSON objects separated by ``\\n``.
-Client to server: ``Command`` objects ``{"id": 1, "<method>": {...}}``; an
-empty object ``{}`` is the pong to a server ping. Server to client: ``Reply``
-objects ``{"id": 1, "<method>": {...}}`` or ``{"id": 1, "error": {...}}``,
-pushes ``{"push": {"channel": "...", "pub": {...}}}``, and the empty object
-``{}`` as the server ping. Field names follow ``centrifugal/protocol``
-``client.proto`` (JSON names are the proto field names); ``bytes`` fields such
-as ``data`` hold raw JSON.
+Client to server: commands ``{"id": 1, "<method>": {...}}``; an empty object
+``{}`` is the pong to a server ping. Server to client: replies
+``{"id": 1, "<method>": {...}}`` or ``{"id": 1, "error": {...}}``, pushes
+``{"push": {"channel": "...", "pub": {...}}}``, and the empty object ``{}`` as
+the server ping. Field names follow ``centrifugal/protocol`` ``client.proto``
+(JSON names are the proto field names); ``bytes`` fields such as ``data`` hold
+raw JSON.
+
+Decoding is two steps: ``parse_frame`` checks the envelope of every command of
+a frame (a bad one is a ``ProtocolViolationError``: the connection is closed
+with 3501), then each command's fields go through the rule book
+(``resonance_worker.domain.requests``) into a typed ``Command``. ``JSON_CODEC``
+bundles what the session needs (``Codec``); a protobuf codec would be a sibling
+of this module giving the session the same commands and taking the same results.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
 
 from resonance_worker.domain.codes import ErrorCode
-
-METHODS = (
-    "connect",
-    "subscribe",
-    "unsubscribe",
-    "publish",
-    "presence",
-    "presence_stats",
-    "history",
-    "ping",
-    "send",
-    "rpc",
-    "refresh",
-    "sub_refresh",
+from resonance_worker.domain.requests.client import CLIENT_REQUESTS, Command, parse_command
+from resonance_worker.domain.results import (
+    ClientInfoLike,
+    ConnectResult,
+    HistoryResult,
+    PingResult,
+    PresenceResult,
+    PresenceStatsResult,
+    PublicationLike,
+    PublishResult,
+    RefreshResult,
+    Result,
+    RpcResult,
+    SubRefreshResult,
+    SubscribeResult,
+    UnsubscribeResult,
 )
+
+METHODS = tuple(CLIENT_REQUESTS)
+"""Every client method, in the order a command's keys are tried (the first present wins)."""
 
 PING_FRAME = b"{}"
 """The server ping: an empty reply. The SDK answers with an empty command."""
@@ -45,9 +58,31 @@ class ProtocolViolationError(ValueError):
     """A frame that is not the protocol: the connection is closed with "bad request"."""
 
 
-@dataclass(frozen=True, slots=True)
-class Command:
-    """One decoded command. ``method`` is ``""`` for a pong."""
+class Codec(Protocol):
+    """One encoding of the client protocol, as the session uses it: frames into typed commands,
+    typed results, errors and the session's own pushes into frames. Publications, join/leave
+    and other pushes fanned out to many connections are encoded once by the node."""
+
+    @property
+    def ping(self) -> bytes:
+        """The server ping frame."""
+        ...
+
+    def decode(self, text: str) -> list[Command]:
+        """Every command of a frame; ``ProtocolViolationError`` if the frame is not the protocol."""
+        ...
+
+    def reply(self, cmd_id: int, result: Result) -> bytes: ...
+    def error(self, cmd_id: int, code: ErrorCode, message: str | None = None) -> bytes: ...
+    def unsubscribe_push(self, channel: str, code: int, reason: str) -> bytes: ...
+
+
+# -- decoding -------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RawCommand:
+    """One command's envelope as JSON holds it. ``method`` is ``""`` for a pong."""
 
     id: int
     method: str
@@ -58,8 +93,9 @@ class Command:
         return self.method == ""
 
 
-def parse_frame(text: str) -> list[Command]:
-    """Decode every command of a text frame; raise ``ProtocolViolationError`` on any bad one."""
+def parse_frame(text: str) -> list[RawCommand]:
+    """Decode the envelope of every command of a text frame; raise ``ProtocolViolationError``
+    on any bad one."""
     commands = []
     for line in text.split("\n"):
         if not line.strip():
@@ -74,7 +110,7 @@ def parse_frame(text: str) -> list[Command]:
     return commands
 
 
-def _command_from_object(obj: object) -> Command:
+def _command_from_object(obj: object) -> RawCommand:
     if not isinstance(obj, dict):
         raise ProtocolViolationError("a command must be a JSON object")
     cmd_id = obj.get("id", 0)
@@ -83,7 +119,7 @@ def _command_from_object(obj: object) -> Command:
     present = [m for m in METHODS if obj.get(m) is not None]
     if not present:
         if cmd_id == 0:
-            return Command(0, "", {})
+            return RawCommand(0, "", {})
         raise ProtocolViolationError("command without a method")
     method = present[0]  # as Centrifuge: the first request present wins
     params = obj[method]
@@ -91,40 +127,15 @@ def _command_from_object(obj: object) -> Command:
         raise ProtocolViolationError(f"{method} must be an object")
     if cmd_id == 0 and method != "send":
         raise ProtocolViolationError("only send may have no id")
-    return Command(cmd_id, method, params)
+    return RawCommand(cmd_id, method, params)
 
 
-def raw_json(value: Any) -> bytes | None:
-    """A ``data`` field as the raw JSON bytes to store (``None`` when absent)."""
-    if value is None:
-        return None
-    return orjson.dumps(value)
+def decode_commands(text: str) -> list[Command]:
+    """Every command of a text frame, typed (a request the rules refuse is ``Malformed``)."""
+    return [parse_command(raw.id, raw.method, raw.params) for raw in parse_frame(text)]
 
 
-class ClientInfoLike(Protocol):
-    """Who published, joined or left (the engine's ``ClientInfo`` fits)."""
-
-    @property
-    def user(self) -> str: ...
-    @property
-    def client(self) -> str: ...
-    @property
-    def conn_info(self) -> bytes | None: ...
-    @property
-    def chan_info(self) -> bytes | None: ...
-
-
-class PublicationLike(Protocol):
-    """A publication (the engine's ``Publication`` fits)."""
-
-    @property
-    def data(self) -> bytes: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def info(self) -> ClientInfoLike | None: ...
-    @property
-    def tags(self) -> dict[str, str]: ...
+# -- encoding -------------------------------------------------------------------------------------
 
 
 def client_info_json(info: ClientInfoLike) -> dict[str, Any]:
@@ -147,14 +158,100 @@ def publication_json(pub: PublicationLike) -> dict[str, Any]:
     return out
 
 
+def _expiry(out: dict[str, Any], ttl: int | None) -> dict[str, Any]:
+    if ttl is not None:
+        out["expires"] = True
+        out["ttl"] = ttl
+    return out
+
+
+def subscribe_json(result: SubscribeResult) -> dict[str, Any]:
+    out = _expiry({}, result.ttl)
+    if not result.positioned:
+        return out
+    out["positioned"] = True
+    if result.recoverable:
+        out["recoverable"] = True
+    if result.was_recovering:
+        out["was_recovering"] = True
+    if result.recovered:
+        out["recovered"] = True
+    out["epoch"] = result.epoch
+    out["offset"] = result.offset
+    if result.publications:
+        out["publications"] = [publication_json(p) for p in result.publications]
+    return out
+
+
+def connect_json(result: ConnectResult) -> dict[str, Any]:
+    out: dict[str, Any] = {"client": result.client, "version": result.version}
+    if result.node:
+        out["node"] = result.node
+    if result.ping is not None:
+        out["ping"] = result.ping
+        out["pong"] = True
+    _expiry(out, result.ttl)
+    if result.subs:
+        out["subs"] = {channel: subscribe_json(sub) for channel, sub in result.subs.items()}
+    return out
+
+
+def history_json(result: HistoryResult) -> dict[str, Any]:
+    out: dict[str, Any] = {"epoch": result.epoch, "offset": result.offset}
+    if result.publications:
+        out["publications"] = [publication_json(p) for p in result.publications]
+    return out
+
+
+def presence_json(result: PresenceResult) -> dict[str, Any]:
+    return {"presence": {client: client_info_json(info) for client, info in result.presence.items()}}
+
+
+def presence_stats_json(result: PresenceStatsResult) -> dict[str, Any]:
+    return {"num_clients": result.num_clients, "num_users": result.num_users}
+
+
+def rpc_json(result: RpcResult) -> dict[str, Any]:
+    return {} if result.data is None else {"data": orjson.Fragment(result.data)}
+
+
+def refresh_json(result: RefreshResult) -> dict[str, Any]:
+    return _expiry({"client": result.client, "version": result.version}, result.ttl)
+
+
+def sub_refresh_json(result: SubRefreshResult) -> dict[str, Any]:
+    return _expiry({}, result.ttl)
+
+
+def empty_json(result: Result) -> dict[str, Any]:
+    return {}
+
+
+RESULTS: Mapping[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {
+    ConnectResult: ("connect", connect_json),
+    SubscribeResult: ("subscribe", subscribe_json),
+    UnsubscribeResult: ("unsubscribe", empty_json),
+    PublishResult: ("publish", empty_json),
+    PresenceResult: ("presence", presence_json),
+    PresenceStatsResult: ("presence_stats", presence_stats_json),
+    HistoryResult: ("history", history_json),
+    RpcResult: ("rpc", rpc_json),
+    RefreshResult: ("refresh", refresh_json),
+    SubRefreshResult: ("sub_refresh", sub_refresh_json),
+    PingResult: ("ping", empty_json),
+}
+"""Each result type: the reply's key (its method) and its JSON object."""
+
+
 def encode(obj: Mapping[str, Any]) -> bytes:
     """One message as UTF-8 JSON bytes, sent as a text frame (encoded once, even for fan-out)."""
     return orjson.dumps(obj)
 
 
-def encode_reply(cmd_id: int, method: str, result: Mapping[str, Any]) -> bytes:
+def encode_result(cmd_id: int, result: Result) -> bytes:
     """A successful reply: ``{"id": N, "<method>": {...}}``."""
-    return encode({"id": cmd_id, method: result})
+    method, to_json = RESULTS[type(result)]
+    return orjson.dumps({"id": cmd_id, method: to_json(result)})
 
 
 def encode_error(cmd_id: int, code: ErrorCode, message: str | None = None) -> bytes:
@@ -194,3 +291,16 @@ def encode_unsubscribe_push(channel: str, code: int, reason: str) -> bytes:
 
 def encode_disconnect_push(code: int, reason: str) -> bytes:
     return encode_push("", "disconnect", {"code": code, "reason": reason})
+
+
+class JsonCodec:
+    """The JSON encoding as a ``Codec`` (its functions, called with no extra layer)."""
+
+    ping = PING_FRAME
+    decode = staticmethod(decode_commands)
+    reply = staticmethod(encode_result)
+    error = staticmethod(encode_error)
+    unsubscribe_push = staticmethod(encode_unsubscribe_push)
+
+
+JSON_CODEC = JsonCodec()

@@ -8,20 +8,34 @@ Methods: ``publish`` {channel, data, idempotency_key?, tags?}, ``broadcast``
 {user, code?, reason?}, ``unsubscribe`` {user, channel}. Answers are
 ``{"result": {...}}``; bad input is HTTP 400 with ``{"error": {"code", "message"}}`` (the key
 check and the envelope are ``transport.http``'s, shared with ``/drain`` and ``/api/graph.*``).
+Bodies are parsed by the rule book (``resonance_worker.domain.requests.server``), with the
+same field and namespace rules as the client commands; ``_METHODS`` maps each typed request
+to what it does.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from resonance_worker.domain.channels import NamespaceOptions
 from resonance_worker.domain.codes import ErrorCode
-from resonance_worker.domain.protocol import client_info_json, publication_json
-from resonance_worker.engines.base import StreamPosition, history_options
+from resonance_worker.domain.protocol import presence_json, presence_stats_json, publication_json
+from resonance_worker.domain.requests import rules
+from resonance_worker.domain.requests.client import HistoryRequest, PresenceRequest, PresenceStatsRequest
+from resonance_worker.domain.requests.rules import RequestError
+from resonance_worker.domain.requests.server import (
+    SERVER_REQUESTS,
+    ApiBroadcastRequest,
+    ApiDisconnectRequest,
+    ApiPublishRequest,
+    ApiUnsubscribeRequest,
+    control_message,
+)
+from resonance_worker.engines.base import history_options
 from resonance_worker.errors import EngineError
 from resonance_worker.transport import audit
 from resonance_worker.transport.http import (
@@ -37,32 +51,21 @@ from resonance_worker.transport.node import Node
 log = logging.getLogger("resonance.worker.api")
 
 
-def _channel(node: Node, body: dict[str, Any], name: str = "channel") -> tuple[str, NamespaceOptions]:
-    channel = body.get(name)
-    if not isinstance(channel, str) or not node.rules.valid_name(channel):
-        raise ApiError(ErrorCode.BAD_REQUEST, f"{name} must be a channel name")
-    options = node.rules.options(channel)
-    if options is None:
-        raise ApiError(ErrorCode.UNKNOWN_CHANNEL, f"unknown namespace of channel {channel!r}")
-    return channel, options
+def _options(node: Node, channel: str) -> NamespaceOptions:
+    return rules.channel_options(node.rules, channel)
 
 
-async def _publish(
-    node: Node, channel: str, options: NamespaceOptions, body: dict[str, Any]
+async def _publish_one(
+    node: Node,
+    channel: str,
+    options: NamespaceOptions,
+    data: bytes,
+    key: str | None,
+    tags: dict[str, str] | None,
 ) -> dict[str, Any]:
-    if "data" not in body:
-        raise ApiError(ErrorCode.BAD_REQUEST, "data is required")
-    key = body.get("idempotency_key")
-    tags = body.get("tags")
-    if key is not None and not isinstance(key, str):
-        raise ApiError(ErrorCode.BAD_REQUEST, "idempotency_key must be a string")
-    if tags is not None and (
-        not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values())
-    ):
-        raise ApiError(ErrorCode.BAD_REQUEST, "tags must map strings to strings")
     result = await node.engine.publish(
         channel,
-        orjson.dumps(body["data"]),
+        data,
         tags=tags,
         history=history_options(options),
         idempotency_key=key,
@@ -74,75 +77,78 @@ async def _publish(
     return out
 
 
+async def _publish(node: Node, request: ApiPublishRequest) -> dict[str, Any]:
+    options = _options(node, request.channel)
+    return await _publish_one(
+        node, request.channel, options, request.data, request.idempotency_key, request.tags
+    )
+
+
+async def _broadcast(node: Node, request: ApiBroadcastRequest) -> dict[str, Any]:
+    # Every channel is checked before anything is published; each gets its own idempotency key.
+    targets = [(channel, _options(node, channel)) for channel in request.channels]
+    key = request.idempotency_key
+    responses = []
+    for channel, options in targets:
+        channel_key = None if key is None else f"{key}:{channel}"
+        responses.append(await _publish_one(node, channel, options, request.data, channel_key, request.tags))
+    return {"responses": responses}
+
+
+async def _presence(node: Node, request: PresenceRequest) -> dict[str, Any]:
+    rules.require_presence(_options(node, request.channel))
+    return presence_json(await node.read_presence(request.channel))
+
+
+async def _presence_stats(node: Node, request: PresenceStatsRequest) -> dict[str, Any]:
+    rules.require_presence(_options(node, request.channel))
+    return presence_stats_json(await node.read_presence_stats(request.channel))
+
+
+async def _history(node: Node, request: HistoryRequest) -> dict[str, Any]:
+    options = _options(node, request.channel)
+    rules.require_history(options)
+    limit = rules.capped_limit(request.limit, node.settings.limits.history_max_limit)
+    result = await node.read_history(request.channel, options, request.since, limit, request.reverse)
+    return {
+        "publications": [publication_json(p) for p in result.publications],
+        "offset": result.offset,
+        "epoch": result.epoch,
+    }
+
+
+async def _disconnect(node: Node, request: ApiDisconnectRequest) -> dict[str, Any]:
+    await node.engine.publish_control(control_message(request))
+    return {}
+
+
+async def _unsubscribe(node: Node, request: ApiUnsubscribeRequest) -> dict[str, Any]:
+    _options(node, request.channel)
+    await node.engine.publish_control(control_message(request))
+    return {}
+
+
+_METHODS: dict[type, Callable[[Node, Any], Awaitable[dict[str, Any]]]] = {
+    ApiPublishRequest: _publish,
+    ApiBroadcastRequest: _broadcast,
+    PresenceRequest: _presence,
+    PresenceStatsRequest: _presence_stats,
+    HistoryRequest: _history,
+    ApiDisconnectRequest: _disconnect,
+    ApiUnsubscribeRequest: _unsubscribe,
+}
+"""What each server API request does (its body is parsed by ``SERVER_REQUESTS``)."""
+
+
 async def _call(node: Node, method: str, body: dict[str, Any]) -> dict[str, Any]:
-    if method == "publish":
-        channel, options = _channel(node, body)
-        return await _publish(node, channel, options, body)
-    if method == "broadcast":
-        channels = body.get("channels")
-        if not isinstance(channels, list) or not channels:
-            raise ApiError(ErrorCode.BAD_REQUEST, "channels must be a non-empty list")
-        responses = []
-        for index, _ in enumerate(channels):
-            channel, options = _channel(node, {"channel": channels[index]})
-            per_channel = dict(body)
-            if isinstance(body.get("idempotency_key"), str):
-                per_channel["idempotency_key"] = f"{body['idempotency_key']}:{channel}"
-            responses.append(await _publish(node, channel, options, per_channel))
-        return {"responses": responses}
-    if method == "presence":
-        channel, options = _channel(node, body)
-        if not options.presence:
-            raise ApiError(ErrorCode.NOT_AVAILABLE, "presence is off in this namespace")
-        presence = await node.engine.presence(channel)
-        return {"presence": {k: client_info_json(v) for k, v in presence.items()}}
-    if method == "presence_stats":
-        channel, options = _channel(node, body)
-        if not options.presence:
-            raise ApiError(ErrorCode.NOT_AVAILABLE, "presence is off in this namespace")
-        clients, users = await node.engine.presence_stats(channel)
-        return {"num_clients": clients, "num_users": users}
-    if method == "history":
-        channel, options = _channel(node, body)
-        if not options.has_history:
-            raise ApiError(ErrorCode.NOT_AVAILABLE, "history is off in this namespace")
-        limit = body.get("limit", 0)
-        reverse = body.get("reverse", False)
-        since = body.get("since")
-        if not isinstance(limit, int) or not isinstance(reverse, bool):
-            raise ApiError(ErrorCode.BAD_REQUEST, "limit must be an integer and reverse a boolean")
-        position = None
-        if since is not None:
-            if not isinstance(since, dict) or not isinstance(since.get("offset", 0), int):
-                raise ApiError(ErrorCode.BAD_REQUEST, "since must be {offset, epoch}")
-            position = StreamPosition(int(since.get("offset", 0)), str(since.get("epoch", "")))
-        cap = node.settings.limits.history_max_limit
-        if cap and (limit < 0 or limit > cap):
-            limit = cap
-        pubs, top = await node.engine.history(
-            channel,
-            since=position,
-            limit=limit,
-            reverse=reverse,
-            meta_ttl_seconds=options.history_meta_ttl_seconds,
-        )
-        return {"publications": [publication_json(p) for p in pubs], "offset": top.offset, "epoch": top.epoch}
-    if method in ("disconnect", "unsubscribe"):
-        user = body.get("user")
-        if not isinstance(user, str) or not user:
-            raise ApiError(ErrorCode.BAD_REQUEST, "user must be a non-empty string")
-        command: dict[str, Any] = {"op": method, "user": user}
-        if method == "disconnect":
-            code = body.get("code", 3503)
-            if not isinstance(code, int) or not 3000 <= code <= 4999:
-                raise ApiError(ErrorCode.BAD_REQUEST, "code must be in 3000..4999")
-            command["code"] = code
-            command["reason"] = str(body.get("reason", "force disconnect"))
-        else:
-            command["channel"], _ = _channel(node, body)
-        await node.engine.publish_control(orjson.dumps(command))
-        return {}
-    raise ApiError(ErrorCode.METHOD_NOT_FOUND, f"unknown method {method!r}", status=404)
+    parse = SERVER_REQUESTS.get(method)
+    if parse is None:
+        raise ApiError(ErrorCode.METHOD_NOT_FOUND, f"unknown method {method!r}", status=404)
+    try:
+        request = parse(body)
+        return await _METHODS[type(request)](node, request)
+    except RequestError as exc:
+        raise ApiError(exc.code, exc.message) from None
 
 
 async def handle(request: web.Request) -> web.Response:

@@ -1,9 +1,10 @@
 """The node: this worker's connections, its local subscriptions and the engine.
 
-It performs the operations sessions ask for (against the engine), and fans
-out what the engine delivers: each publication is encoded once, and the same
-frame object is queued to every local subscriber; the connections touched are
-flushed together once per event-loop iteration.
+It performs the operations sessions ask for (against the engine; one performer
+per operation type, each completing its operation with one typed outcome,
+``Session.complete``), and fans out what the engine delivers: each publication
+is encoded once, and the same frame object is queued to every local subscriber;
+the connections touched are flushed together once per event-loop iteration.
 
 Everything the node consults is given to its constructor (``create_app`` builds them in order):
 the channel rules, the RPC table, the roster it records connections in, the pain hooks it reports
@@ -17,27 +18,23 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, ClassVar, Protocol
 
 import orjson
 
 from resonance_worker.domain.auth import TokenVerifier
-from resonance_worker.domain.channels import ChannelRules
+from resonance_worker.domain.channels import ChannelRules, NamespaceOptions
 from resonance_worker.domain.codes import Disconnect, Disconnects, ErrorCode
 from resonance_worker.domain.limits import ConnectionCounter, LimitKind
 from resonance_worker.domain.netpolicy import AddressPolicy
-from resonance_worker.domain.protocol import (
-    client_info_json,
-    encode_join_push,
-    encode_leave_push,
-    encode_publication_push,
-    publication_json,
-)
-from resonance_worker.domain.session import (
+from resonance_worker.domain.operations import (
+    Connected,
     ConnectOp,
+    Failed,
     HistoryOp,
     Op,
+    Outcome,
     PeerInfo,
     PresenceOp,
     PresenceRefreshOp,
@@ -45,12 +42,22 @@ from resonance_worker.domain.session import (
     PublishOp,
     RpcOp,
     SendOp,
-    Session,
-    SessionConfig,
     StreamState,
     SubscribeOp,
     UnsubscribeOp,
 )
+from resonance_worker.domain.positions import Position
+from resonance_worker.domain.protocol import encode_join_push, encode_leave_push, encode_publication_push
+from resonance_worker.domain.requests.rules import RequestError
+from resonance_worker.domain.requests.server import ApiDisconnectRequest, ApiUnsubscribeRequest, parse_control
+from resonance_worker.domain.results import (
+    HistoryResult,
+    PresenceResult,
+    PresenceStatsResult,
+    PublishResult,
+    RpcResult,
+)
+from resonance_worker.domain.session import Session, SessionConfig
 from resonance_worker.domain.thyroid import PainSource
 from resonance_worker.engines.base import (
     ClientInfo,
@@ -108,6 +115,13 @@ CLEANUP_CONCURRENCY = 32
 
 class Node:
     """Everything of one worker process that outlives a single connection."""
+
+    _PERFORMERS: ClassVar[dict[type[Op], Performer]]
+    """The performer of each operation type (filled in below the class)."""
+    _FOLLOW_UPS: ClassVar[dict[type[Op], Callable[[Node, Connection, Any, bool], Awaitable[None]]]]
+    """What follows a completed operation, told whether it took effect (below the class)."""
+    _CONTROLS: ClassVar[dict[type, Callable[[Node, Any], None]]]
+    """What each server API request relayed to every worker does here (below the class)."""
 
     def __init__(
         self,
@@ -229,22 +243,23 @@ class Node:
                 conn.wake()
 
     def on_control(self, payload: bytes) -> None:
+        """A server API request relayed to every worker (``control_message``), done here."""
         try:
-            command = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            log.warning("malformed control message ignored")
+            request = parse_control(payload)
+        except RequestError as exc:
+            log.warning("malformed control message ignored", extra={"error": exc.message})
             return
-        if command.get("op") == "disconnect":
-            reason = Disconnect(
-                int(command.get("code", 3503)), str(command.get("reason", "force disconnect"))
-            )
-            for conn in list(self.by_user.get(str(command.get("user", "")), ())):
-                conn.disconnect(reason)
-        elif command.get("op") == "unsubscribe":
-            channel = str(command.get("channel", ""))
-            for conn in list(self.by_user.get(str(command.get("user", "")), ())):
-                conn.session.server_unsubscribe(channel)
-                conn.pump()
+        self._CONTROLS[type(request)](self, request)
+
+    def _disconnect_user(self, request: ApiDisconnectRequest) -> None:
+        reason = Disconnect(request.code, request.reason)
+        for conn in list(self.by_user.get(request.user, ())):
+            conn.disconnect(reason)
+
+    def _unsubscribe_user(self, request: ApiUnsubscribeRequest) -> None:
+        for conn in list(self.by_user.get(request.user, ())):
+            conn.session.server_unsubscribe(request.channel)
+            conn.pump()
 
     # -- local subscriptions -----------------------------------------------------------
 
@@ -323,44 +338,49 @@ class Node:
                     await self.perform(conn, op)
 
     # -- operations -------------------------------------------------------------------------
+    # One performer per operation type (``_PERFORMERS``): it does the engine or application
+    # work and returns the outcome (``resonance_worker.domain.operations``), or None for an
+    # operation that needs no answer. ``perform`` completes the operation with it, once.
 
     async def perform(self, conn: Connection, op: Op) -> None:
-        """Carry out one operation of ``conn``'s session and feed the result back."""
+        """Carry out one operation of ``conn``'s session and complete it with its outcome;
+        then what follows a connect or subscribe (``_FOLLOW_UPS``); then wake ``conn``."""
         session = conn.session
         try:
-            if isinstance(op, SubscribeOp):
-                await self._subscribe(conn, op)
-            elif isinstance(op, ConnectOp):
-                await self._connect(conn, op)
-            elif isinstance(op, UnsubscribeOp):
-                await self._unsubscribe(conn, op)
-            elif isinstance(op, PublishOp):
-                await self._publish(conn, op)
-            elif isinstance(op, PresenceOp):
-                presence = await self.engine.presence(op.channel)
-                session.resolve(op, {"presence": {k: client_info_json(v) for k, v in presence.items()}})
-            elif isinstance(op, PresenceStatsOp):
-                clients, users = await self.engine.presence_stats(op.channel)
-                session.resolve(op, {"num_clients": clients, "num_users": users})
-            elif isinstance(op, HistoryOp):
-                await self._history(conn, op)
-            elif isinstance(op, RpcOp):
-                await self._rpc(conn, op)
-            elif isinstance(op, SendOp):
-                await self._send(conn, op)
-            elif isinstance(op, PresenceRefreshOp):
-                for channel, info in op.entries:
-                    await self.engine.add_presence(
-                        channel, engine_info(info), ttl_seconds=self.settings.presence_ttl_seconds
-                    )
+            outcome = await self._PERFORMERS[type(op)](self, conn, op)
+            if outcome is not None:
+                took = session.complete(op, outcome, time.time())
+                follow_up = self._FOLLOW_UPS.get(type(op))
+                if follow_up is not None:
+                    await follow_up(self, conn, op, took)
         except EngineError as exc:
             log.error(
                 "engine operation failed",
                 extra={"op": op.method, "client": conn.client_id, "error": str(exc)},
             )
-            session.reject(op, ErrorCode.INTERNAL)
+            session.complete(op, Failed(ErrorCode.INTERNAL), time.time())
             self.pain.feel(PainSource.ENGINE_TIMEOUT)
         conn.wake()
+
+    # Reads shared with the server API.
+
+    async def read_presence(self, channel: str) -> PresenceResult:
+        return PresenceResult(await self.engine.presence(channel))
+
+    async def read_presence_stats(self, channel: str) -> PresenceStatsResult:
+        return PresenceStatsResult(*await self.engine.presence_stats(channel))
+
+    async def read_history(
+        self, channel: str, options: NamespaceOptions, since: Position | None, limit: int, reverse: bool
+    ) -> HistoryResult:
+        pubs, top = await self.engine.history(
+            channel,
+            since=StreamPosition(*since) if since is not None else None,
+            limit=limit,
+            reverse=reverse,
+            meta_ttl_seconds=options.history_meta_ttl_seconds,
+        )
+        return HistoryResult(pubs, top.epoch, top.offset)
 
     async def _stream_state(self, conn: Connection, op: SubscribeOp) -> StreamState:
         await self.add_local(op.channel, conn)
@@ -384,24 +404,25 @@ class Node:
         if op.options.presence:
             await self.engine.remove_presence(op.channel, conn.client_id)
 
-    async def _subscribe(self, conn: Connection, op: SubscribeOp) -> None:
+    async def _subscribe(self, conn: Connection, op: SubscribeOp) -> Outcome:
         try:
-            stream = await self._stream_state(conn, op)
+            return await self._stream_state(conn, op)
         except EngineError:
             await self._undo_subscribe(conn, op)
             raise
-        if conn.session.subscribed(op, stream, time.time()):
+
+    async def _subscribed(self, conn: Connection, op: SubscribeOp, took: bool) -> None:
+        """Announce a subscription in place, or undo what was done for a refused one."""
+        if took:
             if op.options.join_leave:
                 await self.engine.publish_join(op.channel, engine_info(op.info))
         else:
             await self._undo_subscribe(conn, op)
 
-    async def _connect(self, conn: Connection, op: ConnectOp) -> None:
-        session = conn.session
+    async def _connect(self, conn: Connection, op: ConnectOp) -> Outcome:
         if not self.counter.admit_user(op.user):
             self.limit_tripped(LimitKind.CONNECTIONS_PER_USER, client=conn.client_id, user=op.user)
-            session.reject(op, Disconnects.CONNECTION_LIMIT)
-            return
+            return Failed(Disconnects.CONNECTION_LIMIT)
         conn.user_counted = True
         streams: dict[str, StreamState] = {}
         try:
@@ -411,8 +432,11 @@ class Node:
             for sub_op in op.subscriptions:
                 await self._undo_subscribe(conn, sub_op)
             raise
-        session.connected(op, streams, time.time())
-        if session.closed:
+        return Connected(streams)
+
+    async def _connected(self, conn: Connection, op: ConnectOp, took: bool) -> None:
+        """Register a connection that stayed open and announce its server-side subscriptions."""
+        if conn.session.closed:
             return
         self.register_user(conn)
         log.info("client connected", extra={"client": conn.client_id, "user": op.user, "ip": conn.ip})
@@ -427,7 +451,13 @@ class Node:
         if op.options.join_leave:
             await self.engine.publish_leave(op.channel, engine_info(op.info))
 
-    async def _publish(self, conn: Connection, op: PublishOp) -> None:
+    async def _refresh_presence(self, conn: Connection, op: PresenceRefreshOp) -> None:
+        for channel, info in op.entries:
+            await self.engine.add_presence(
+                channel, engine_info(info), ttl_seconds=self.settings.presence_ttl_seconds
+            )
+
+    async def _publish(self, conn: Connection, op: PublishOp) -> Outcome:
         limits = self.limits.current()
         if limits.user_publish_rate > 0:
             wait = await self.engine.take_token(
@@ -437,51 +467,57 @@ class Node:
             )
             if wait > 0:
                 self.limit_tripped(LimitKind.USER_RATE, client=conn.client_id, user=op.info.user)
-                conn.session.reject(op, ErrorCode.TOO_MANY_REQUESTS)
-                return
+                return Failed(ErrorCode.TOO_MANY_REQUESTS)
         await self.engine.publish(
             op.channel, op.data, info=engine_info(op.info), history=history_options(op.options)
         )
-        conn.session.resolve(op, {})
+        return PublishResult()
 
-    async def _history(self, conn: Connection, op: HistoryOp) -> None:
-        since = StreamPosition(*op.since) if op.since is not None else None
-        pubs, top = await self.engine.history(
-            op.channel,
-            since=since,
-            limit=op.limit,
-            reverse=op.reverse,
-            meta_ttl_seconds=op.options.history_meta_ttl_seconds,
-        )
-        result: dict[str, Any] = {"epoch": top.epoch, "offset": top.offset}
-        if pubs:
-            result["publications"] = [publication_json(p) for p in pubs]
-        conn.session.resolve(op, result)
+    async def _presence(self, conn: Connection, op: PresenceOp) -> Outcome:
+        return await self.read_presence(op.channel)
 
-    async def _rpc(self, conn: Connection, op: RpcOp) -> None:
+    async def _presence_stats(self, conn: Connection, op: PresenceStatsOp) -> Outcome:
+        return await self.read_presence_stats(op.channel)
+
+    async def _history(self, conn: Connection, op: HistoryOp) -> Outcome:
+        return await self.read_history(op.channel, op.options, op.since, op.limit, op.reverse)
+
+    async def _rpc(self, conn: Connection, op: RpcOp) -> Outcome:
         handler = self.rpc_methods.get(op.rpc_method)
         if handler is None:
-            conn.session.reject(op, ErrorCode.METHOD_NOT_FOUND)
-            return
+            return Failed(ErrorCode.METHOD_NOT_FOUND)
         data = None if op.data is None else orjson.loads(op.data)
         try:
             result = await handler(RpcCall(op.rpc_method, data, op.user, op.client))
         except RpcError as exc:
-            conn.session.reject(op, exc.code, exc.message)
-            return
+            return Failed(exc.code, exc.message)
         except Exception:
             log.exception("rpc handler failed", extra={"method": op.rpc_method, "client": op.client})
             self.pain.feel(PainSource.SERVER_ERROR)
-            conn.session.reject(op, ErrorCode.INTERNAL)
-            return
-        out: dict[str, Any] = {}
-        if result is not None:
-            out["data"] = orjson.Fragment(orjson.dumps(result))
-        conn.session.resolve(op, out)
+            return Failed(ErrorCode.INTERNAL)
+        return RpcResult(None if result is None else orjson.dumps(result))
 
-    async def _send(self, conn: Connection, op: SendOp) -> None:
+    async def _send(self, conn: Connection, op: SendOp) -> Outcome | None:
         if self.message_handler is None:
-            conn.session.reject(op, Disconnects.NOT_AVAILABLE)
-            return
+            return Failed(Disconnects.NOT_AVAILABLE)
         data = None if op.data is None else orjson.loads(op.data)
         await self.message_handler(RpcCall("send", data, op.user, op.client))
+        return None
+
+
+Performer = Callable[[Node, "Connection", Any], Awaitable[Outcome | None]]
+
+Node._PERFORMERS = {
+    SubscribeOp: Node._subscribe,
+    ConnectOp: Node._connect,
+    UnsubscribeOp: Node._unsubscribe,
+    PublishOp: Node._publish,
+    PresenceOp: Node._presence,
+    PresenceStatsOp: Node._presence_stats,
+    HistoryOp: Node._history,
+    RpcOp: Node._rpc,
+    SendOp: Node._send,
+    PresenceRefreshOp: Node._refresh_presence,
+}
+Node._FOLLOW_UPS = {SubscribeOp: Node._subscribed, ConnectOp: Node._connected}
+Node._CONTROLS = {ApiDisconnectRequest: Node._disconnect_user, ApiUnsubscribeRequest: Node._unsubscribe_user}

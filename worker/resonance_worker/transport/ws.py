@@ -20,7 +20,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from resonance_worker.domain.codes import Disconnect, Disconnects
 from resonance_worker.domain.limits import LimitKind
-from resonance_worker.domain.session import RpcOp, Session
+from resonance_worker.domain.session import Session
 from resonance_worker.metrics import WorkerMetrics
 from resonance_worker.transport.http import client_ip
 from resonance_worker.transport.keys import NODE
@@ -206,7 +206,7 @@ class Connection:
         # frame sees the subscription. RPCs run beside, as they may be slow.
         while ops := self.session.effects():
             for op in ops:
-                if isinstance(op, RpcOp):
+                if op.runs_beside:
                     self._spawn(self.node.perform(self, op))
                 else:
                     await self.node.perform(self, op)
