@@ -4,6 +4,10 @@ Stream time is the clock of the sample timestamps (seconds); the stream never
 reads a clock. Each ``push_ppg``/``push_rgb`` call returns the readings that fell
 due up to its last timestamp: heart rate every ``hr_interval_s``, HRV, breathing
 and arousal every ``hrv_interval_s``.
+
+Why one module of a little over 500 lines: it is one class whose push path reads top to bottom
+(samples → pulse → beats → readings → baseline); the signal processing itself already lives in
+the sibling modules it imports.
 """
 
 from __future__ import annotations
