@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 
 import numpy as np
 import pytest
 
+from bench.archive import archived_result
 from bench.biometrics import baselines, report, run, synthetic
 
 pytestmark = pytest.mark.skipif(
@@ -64,7 +64,7 @@ def test_belt_reference_counts_breaths_in_the_window() -> None:
 
 
 def test_the_report_renders_every_section_of_the_committed_result() -> None:
-    results = json.loads((run.RESULTS / "biometrics.json").read_text())
+    results = archived_result("biometrics.json")
     text = report.render(results)
     for title in report.TITLES.values():
         assert f"**{title}**" in text
