@@ -13,7 +13,9 @@ any order end in the same chain. The statement first writes the ``User`` node,
 which takes its lock: two projectors inserting states for one person serialise.
 Neighbours are found by seeks on the ``State(user_id, at)`` index in index order
 (the strictly earlier/later neighbour, and ties at the same time by id), so an
-insert costs O(log n) in the person's number of states, not a scan of them.
+insert costs O(log n) in the person's number of states, not a scan of them. The seeks are
+hinted (``USING INDEX``): with statistics from a younger graph the planner may otherwise pick a
+label scan for a long chain (seen: 461 database hits for one insert instead of ~40).
 """
 
 from __future__ import annotations
@@ -54,22 +56,26 @@ CREATE (s:State {id: $id, user_id: $subject, at: $at, valence: $valence, arousal
                  label: $label, source: $source, session_id: $session_id})
 WITH u, s
 CALL {
-  OPTIONAL MATCH (t:State) WHERE t.user_id = $subject AND t.at = $at AND t.id < $id
+  OPTIONAL MATCH (t:State) USING INDEX t:State(user_id, at)
+  WHERE t.user_id = $subject AND t.at = $at AND t.id < $id
   WITH t ORDER BY t.id DESC LIMIT 1
   RETURN t AS tie_before
 }
 CALL {
-  OPTIONAL MATCH (e:State) WHERE e.user_id = $subject AND e.at < $at
+  OPTIONAL MATCH (e:State) USING INDEX e:State(user_id, at)
+  WHERE e.user_id = $subject AND e.at < $at
   WITH e ORDER BY e.user_id DESC, e.at DESC, e.id DESC LIMIT 1
   RETURN e AS earlier
 }
 CALL {
-  OPTIONAL MATCH (t:State) WHERE t.user_id = $subject AND t.at = $at AND t.id > $id
+  OPTIONAL MATCH (t:State) USING INDEX t:State(user_id, at)
+  WHERE t.user_id = $subject AND t.at = $at AND t.id > $id
   WITH t ORDER BY t.id ASC LIMIT 1
   RETURN t AS tie_after
 }
 CALL {
-  OPTIONAL MATCH (l:State) WHERE l.user_id = $subject AND l.at > $at
+  OPTIONAL MATCH (l:State) USING INDEX l:State(user_id, at)
+  WHERE l.user_id = $subject AND l.at > $at
   WITH l ORDER BY l.user_id ASC, l.at ASC, l.id ASC LIMIT 1
   RETURN l AS later
 }
