@@ -1,0 +1,49 @@
+"""The web console (``web/``): built with its own npm lock and esbuild, and served to the browser tests.
+
+``build_console`` runs ``npm ci`` only when ``web/node_modules`` is missing or older than the lock, then the
+one esbuild call (``node build.mjs``, about a second). ``source_hash`` recomputes, in Python, the hash
+``build.mjs`` writes into ``build.json``, so a test can prove a bundle was built from the tree's sources.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+WEB = Path(__file__).resolve().parents[2] / "web"
+
+
+def npm_ci(web: Path = WEB) -> None:
+    lock = web / "package-lock.json"
+    marker = web / "node_modules" / ".package-lock.json"
+    if not marker.exists() or lock.stat().st_mtime > marker.stat().st_mtime:
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=web, check=True)
+
+
+def build_console(out: Path, *, encoding: str = "json", web: Path = WEB) -> dict[str, object]:
+    """Build the console into ``out``; returns its build.json."""
+    npm_ci(web)
+    env = {**os.environ, "RESONANCE_CONSOLE_OUT": str(out), "RESONANCE_CONSOLE_ENCODING": encoding}
+    subprocess.run(["node", "build.mjs"], cwd=web, check=True, env=env, capture_output=True)
+    info: dict[str, object] = json.loads((out / "build.json").read_text())
+    return info
+
+
+def _files(directory: Path) -> list[Path]:
+    # As build.mjs: every file under the directory, sorted by the whole path (JavaScript's default sort
+    # compares UTF-16 code units, which for these ASCII names is Python's order).
+    return sorted((p for p in directory.rglob("*") if p.is_file()), key=str)
+
+
+def source_hash(web: Path = WEB) -> str:
+    """The same hash as ``sourceHash()`` in web/build.mjs."""
+    digest = hashlib.sha256()
+    inputs = [*_files(web / "src"), web / "index.html", web / "build.mjs", web / "package-lock.json"]
+    for path in inputs:
+        digest.update(path.relative_to(web).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
