@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from tests.browser.helpers import (
 )
 from tests.browser.serve import ConsoleServer
 from tests.harness.browser import bundled_chromium_version
-from tests.harness.console import source_hash
+from tests.harness.console import WEB, source_hash
 from tests.harness.worker import API_KEY, WorkerProcess
 
 VIEWS = ["signin", "pulse", "thyroid", "me", "rooms", "admin"]
@@ -33,6 +34,12 @@ def test_the_bundle_is_built_from_the_sources_in_the_tree_and_small(console_dist
     assert info["source_sha256"] == source_hash()
     assert info["encoding"] == "json"
     assert info["gzip_bytes"]["app.js"] + info["gzip_bytes"]["app.css"] < 150_000
+
+
+def test_the_console_type_checks(console_dist: Path) -> None:
+    """tsc --strict over web/src (console_dist has run npm ci)."""
+    result = subprocess.run(["npx", "tsc", "--noEmit", "-p", "."], cwd=WEB, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_debian_chromium_matches_the_pinned_playwright(browser: Browser) -> None:
