@@ -6,6 +6,8 @@ export type ThyroidState = "calm" | "stressed" | "overloaded";
 export interface ThyroidStatus {
   pain: number;
   threshold: number;
+  /** Overloaded from overload_factor × threshold (RESONANCE_LIVING__THYROID_OVERLOAD_FACTOR). */
+  overload_factor?: number;
   state: ThyroidState;
   sources: Record<string, number>;
   insights: ThyroidInsight[];
@@ -23,8 +25,15 @@ export interface ThyroidInsight {
   summary?: string;
 }
 
-/** The worker's default overload factor (k): overloaded at k × threshold (docs/living-core.md). */
+/** The worker's default overload factor (k): overloaded at k × threshold (docs/living-core.md); used
+ * only when a status does not carry its own (`overload_factor`, reported since issue 16). */
 export const OVERLOAD_FACTOR = 3;
+
+/** The status's overload factor, or the default when absent or not above 1. */
+export function overloadFactor(status: Pick<ThyroidStatus, "overload_factor">): number {
+  const k = status.overload_factor;
+  return typeof k === "number" && k > 1 ? k : OVERLOAD_FACTOR;
+}
 
 /** 0..1 along the bar: calm fills the first third up to the threshold, stressed the second up to k·T,
  * overloaded the last (full at 2·k·T). */

@@ -1,6 +1,6 @@
 // The thyroid bar, live from system:thyroid: state, pain by source, insights.
 import { clock, fill, fmt, h } from "../dom";
-import { STATE_COLOURS, SOURCE_NAMES, barLevel, pulseRate } from "../thyroid";
+import { STATE_COLOURS, SOURCE_NAMES, barLevel, overloadFactor, pulseRate } from "../thyroid";
 import type { ThyroidStatus } from "../thyroid";
 import { decode } from "../wire";
 import type { App, View } from "./view";
@@ -64,16 +64,18 @@ export function thyroidView(app: App): View {
   }
 
   function render(status: ThyroidStatus): void {
-    const level = barLevel(status.pain, status.threshold);
-    const perMinute = pulseRate(status.pain, status.threshold);
+    const k = overloadFactor(status);
+    const level = barLevel(status.pain, status.threshold, k);
+    const perMinute = pulseRate(status.pain, status.threshold, k);
     bar.dataset.state = status.state;
+    bar.dataset.overloadAt = String(k * status.threshold);
     bar.setAttribute("aria-valuenow", String(Math.round(level * 100)));
     bar.setAttribute("aria-valuetext", `${status.state}, pain ${status.pain.toFixed(1)} of threshold ${status.threshold}`);
     bar.style.setProperty("--level", String(level));
     bar.style.setProperty("--state-colour", STATE_COLOURS[status.state]);
     bar.style.setProperty("--period", `${(60 / perMinute).toFixed(2)}s`);
     state.textContent = status.state;
-    pain.textContent = `${status.pain.toFixed(2)} (threshold ${status.threshold})`;
+    pain.textContent = `${status.pain.toFixed(2)} (stressed from ${status.threshold}, overloaded from ${fmt(k * status.threshold, 1)})`;
     rate.textContent = reducedMotion.matches ? `pulse ${perMinute}/min (animation off: reduced motion)` : `pulse ${perMinute}/min`;
     if (status.state !== lastState) {
       spoken.textContent = `Platform ${status.state}`;
