@@ -39,6 +39,11 @@ interface NodeInfo {
   num_channels?: number;
 }
 
+/** "12 connections on worker-a" (or "1000 of 2345 …" when the reply was capped). */
+function listed(shown: number, total: number, what: string, node: string): string {
+  return `${shown === total ? total : `${shown} of ${total}`} ${what} on ${node} (the worker that answered).`;
+}
+
 function table(head: string[], rows: (string | number | HTMLElement)[][], label: string): HTMLElement {
   return h(
     "table",
@@ -76,12 +81,14 @@ export function adminView(app: App): View {
       const info = await api<{ nodes: NodeInfo[] }>("info");
       fill(nodes, table(["node", "version", "uptime (s)", "clients", "users", "subscriptions", "channels"],
         info.nodes.map((n) => [n.name, n.version ?? "", n.uptime ?? "", n.num_clients ?? "", n.num_users ?? "", n.num_subs ?? "", n.num_channels ?? ""]), "Nodes"));
-      const conns = await api<{ connections: Record<string, { user: string; node?: string; name?: string; channels?: string[] }> }>("connections");
-      fill(connections, table(["client", "user", "node", "SDK", "channels"],
-        Object.entries(conns.connections).map(([c, i]) => [c, i.user, i.node ?? "", i.name ?? "", (i.channels ?? []).join(", ")]), "Connections"));
-      const chans = await api<{ channels: Record<string, { num_clients: number }> }>("channels");
+      const conns = await api<{ connections: Record<string, { user: string; node: string; channels: string[] }>; total: number; node: string }>("connections");
+      fill(connections, table(["client", "user", "node", "channels"],
+        Object.entries(conns.connections).map(([c, i]) => [c, i.user || "(anonymous)", i.node, i.channels.join(", ")]), "Connections"),
+        h("p", { class: "note" }, listed(Object.keys(conns.connections).length, conns.total, "connections", conns.node)));
+      const chans = await api<{ channels: Record<string, { num_clients: number }>; total: number; node: string }>("channels");
       fill(channels, table(["channel", "clients", ""],
-        Object.entries(chans.channels).map(([name, c]) => [name, c.num_clients, h("button", { type: "button", onclick: () => void showPresence(name) }, `Presence of ${name}`)]), "Channels"));
+        Object.entries(chans.channels).map(([name, c]) => [name, c.num_clients, h("button", { type: "button", onclick: () => void showPresence(name) }, `Presence of ${name}`)]), "Channels"),
+        h("p", { class: "note" }, listed(Object.keys(chans.channels).length, chans.total, "channels", chans.node)));
       result.textContent = `Updated ${new Date().toLocaleTimeString([], { hour12: false })}.`;
     } catch (e) {
       result.textContent = `Server API: ${(e as Error).message}`;
