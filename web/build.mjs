@@ -1,12 +1,14 @@
-// Builds the console into dist/ with one esbuild call: dist/app.js (+ app.css), index.html, build.json.
+// Builds the console into dist/ with one esbuild call: dist/assets/app-<hash>.js (+ .css, each with a
+// gzipped copy the worker sends to browsers that accept it), index.html naming them, build.json.
+// The worker serves index.html with no-cache and the hashed assets with a year's immutable cache.
 //   node build.mjs                 JSON encoding (the worker's today)
 //   RESONANCE_CONSOLE_ENCODING=protobuf node build.mjs    the centrifuge-protobuf subprotocol
 // build.json records a hash of every input (src/, index.html, this file, the lock file), so a test can
 // tell whether a served bundle was built from the sources in the tree.
 import { build } from "esbuild";
 import { createHash } from "node:crypto";
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { dirname, join, relative } from "node:path";
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { basename, dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 
@@ -33,27 +35,43 @@ export function sourceHash() {
   return hash.digest("hex");
 }
 
-mkdirSync(out, { recursive: true });
-await build({
+const assets = join(out, "assets");
+rmSync(assets, { recursive: true, force: true }); // only this build's hashed files stay
+mkdirSync(assets, { recursive: true });
+const result = await build({
   entryPoints: [join(root, "src", "main.ts")],
   bundle: true,
   minify: true,
   format: "esm",
   target: ["chrome111", "firefox115", "safari16"],
-  outfile: join(out, "app.js"),
+  outdir: assets,
+  entryNames: "app-[hash]",
+  metafile: true,
   alias: encoding === "protobuf" ? { centrifuge: "centrifuge/build/protobuf" } : {},
   define: { __PROTOBUF__: String(encoding === "protobuf") },
   legalComments: "none",
   logLevel: "warning",
 });
-copyFileSync(join(root, "index.html"), join(out, "index.html"));
-const js = readFileSync(join(out, "app.js"));
-const css = readFileSync(join(out, "app.css"));
-const info = {
-  source_sha256: sourceHash(),
-  encoding,
-  bytes: { "app.js": js.length, "app.css": css.length },
-  gzip_bytes: { "app.js": gzipSync(js, { level: 9 }).length, "app.css": gzipSync(css, { level: 9 }).length },
+const outputs = Object.keys(result.metafile.outputs).map((path) => basename(path));
+const named = (ext) => {
+  const found = outputs.filter((name) => name.endsWith(ext));
+  if (found.length !== 1) throw new Error(`expected one ${ext} output, got ${found.join(", ") || "none"}`);
+  return found[0];
 };
+const built = { js: named(".js"), css: named(".css") };
+const html = readFileSync(join(root, "index.html"), "utf8");
+if (!html.includes('href="app.css"') || !html.includes('src="app.js"')) throw new Error("index.html must name app.css and app.js");
+writeFileSync(
+  join(out, "index.html"),
+  html.replace('href="app.css"', `href="assets/${built.css}"`).replace('src="app.js"', `src="assets/${built.js}"`),
+);
+const info = { source_sha256: sourceHash(), encoding, assets: built, bytes: {}, gzip_bytes: {} };
+for (const name of Object.values(built)) {
+  const body = readFileSync(join(assets, name));
+  const gzipped = gzipSync(body, { level: 9 });
+  writeFileSync(join(assets, name + ".gz"), gzipped);
+  info.bytes[name] = body.length;
+  info.gzip_bytes[name] = gzipped.length;
+}
 writeFileSync(join(out, "build.json"), JSON.stringify(info, null, 1) + "\n");
-console.log(`console: ${out} (${encoding}) app.js ${info.bytes["app.js"]} B, gzip ${info.gzip_bytes["app.js"]} B`);
+console.log(`console: ${out} (${encoding}) ${built.js} ${info.bytes[built.js]} B, gzip ${info.gzip_bytes[built.js]} B`);

@@ -3,11 +3,11 @@
 Run: ``.venv/bin/python -m bench.console.run [--seconds 20]``; writes ``bench/results/console.json``.
 
 Debian's Chromium plays a generated 320×240, 30 fps synthetic face through its fake camera into the
-console (signed in to a real worker, so the frames' colour means go out as ``bio.push`` batches as in
-use). **Ours** is the page's own work per frame: the face box drawn small into a canvas, read back,
-skin-masked and averaged, handed to the batcher (``frameCost`` in web/src/pulse/camera.ts), plus the
-plot redraws (4 a second) spread over the frames. The **baseline**, measured on the same frames in the
-same page at the same time, is the least any pixel-reading page does: the whole frame drawn into a
+console (served by a real worker and signed in to it, so the frames' colour means go out as ``bio.push``
+batches as in use). **Ours** is the page's own work per frame: the face box drawn small into a canvas,
+read back, skin-masked and averaged, handed to the batcher (``frameCost`` in web/src/pulse/camera.ts),
+plus the plot redraws (4 a second) spread over the frames. The **baseline**, measured on the same frames
+in the same page at the same time, is the least any pixel-reading page does: the whole frame drawn into a
 canvas and read back with ``getImageData``. Targets (issue 16): under 2 ms a frame while holding 30 fps,
 and under 150 KB gzipped.
 """
@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 from playwright.sync_api import sync_playwright
 
-from tests.browser.serve import ConsoleServer
 from tests.harness.browser import fake_camera_flags, launch
 from tests.harness.console import build_console
 from tests.harness.worker import WorkerProcess
@@ -65,13 +64,14 @@ def measure(seconds: float, workdir: Path) -> dict[str, Any]:
     dist = workdir / "dist"
     info = build_console(dist)
     video = write_y4m(workdir / "face-320.y4m", Scene(width=320, height=240, seconds=10 / 3, bpm=72.0))
-    worker = WorkerProcess(workdir, {"RESONANCE_DEV_MODE": "true"}, name="bench-console").start()
-    server = ConsoleServer(dist, worker.base_url, worker.ws_url).start()
+    worker = WorkerProcess(
+        workdir, {"RESONANCE_DEV_MODE": "true", "RESONANCE_CONSOLE_DIR": str(dist)}, name="bench-console"
+    ).start()
     try:
         with sync_playwright() as pw:
             browser = launch(pw, *fake_camera_flags(video))
             page = browser.new_page(viewport={"width": 800, "height": 700})
-            page.goto(f"{server.url}#token={worker.token('bench')}")
+            page.goto(f"{worker.base_url}/#token={worker.token('bench')}")
             page.wait_for_selector("[data-testid=connection-state][data-state=connected]")
             page.get_by_test_id("start-camera").click()
             page.wait_for_function("() => (window.resonanceConsoleCosts?.frameCost.length ?? 0) > 30")
@@ -89,7 +89,6 @@ def measure(seconds: float, workdir: Path) -> dict[str, Any]:
             version = browser.version
             browser.close()
     finally:
-        server.stop()
         worker.stop()
     frame, draw, base = stats(costs["frameCost"]), stats(costs["drawCost"]), stats(baseline)
     per_frame_with_plots = frame["mean_ms"] + draw["mean_ms"] * len(costs["drawCost"]) / max(1, frame["n"])
@@ -114,6 +113,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         result = measure(args.seconds, Path(tmp))
+    assets = result["bundle"]["assets"]
     gz = result["bundle"]["gzip_bytes"]
     print(
         f"Chromium {result['chromium']}, 320x240 fake camera, {result['seconds']} s: "
@@ -132,7 +132,7 @@ def main() -> None:
         f"p50 ratio ours/baseline {result['ratio_p50_ours_to_baseline']}"
     )
     print(
-        f"bundle: app.js {gz['app.js']} B + app.css {gz['app.css']} B gzipped (target < 150 000 B); "
+        f"bundle: js {gz[assets['js']]} B + css {gz[assets['css']]} B gzipped (target < 150 000 B); "
         f"heart rate shown: {result['heart_rate_shown']}"
     )
     RESULTS.mkdir(exist_ok=True)

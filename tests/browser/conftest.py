@@ -1,7 +1,9 @@
-"""Fixtures for the console's browser tests: a built console, a real worker, Debian's Chromium.
+"""Fixtures for the console's browser tests: a real worker serving its own console at ``/``, and
+Debian's Chromium.
 
-Until the worker serves the console at ``/`` itself, ``ConsoleServer`` serves the build next to it
-(tests/browser/serve.py). Videos for the fake camera are generated here, never committed.
+The console is built into the worker package (as ``make console`` does; skipped when the build there
+already comes from the tree's sources) and the worker serves it from there. Videos for the fake camera
+are generated here, never committed.
 """
 
 from __future__ import annotations
@@ -13,9 +15,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
-from tests.browser.serve import ConsoleServer
 from tests.harness.browser import fake_camera_flags, launch
-from tests.harness.console import build_console
+from tests.harness.console import PACKAGED, packaged_console
 from tests.harness.worker import WorkerProcess
 from tests.harness.y4m import Scene, write_y4m
 
@@ -23,6 +24,7 @@ from tests.harness.y4m import Scene, write_y4m
 # 0.75, so the pain comes from several (forwarded) addresses.
 FAST_THYROID = {
     "RESONANCE_LIVING__THYROID_THRESHOLD": "3",
+    "RESONANCE_LIVING__THYROID_OVERLOAD_FACTOR": "2",  # not the default 3: the bar reads it from the status
     "RESONANCE_LIVING__THYROID_HALF_LIFE_SECONDS": "2",
     "RESONANCE_LIVING__THYROID_MIN_DWELL_SECONDS": "1",
     "RESONANCE_LIVING__THYROID_EVALUATE_SECONDS": "0.2",
@@ -41,16 +43,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def console_dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def console_dist() -> Path:
+    """The console build inside the worker package, up to date with web/."""
     if shutil.which("node") is None:
         pytest.fail("node is missing (the machine image provides it)")
-    out = tmp_path_factory.mktemp("console")
-    build_console(out)
-    return out
+    packaged_console()
+    return PACKAGED
 
 
 @pytest.fixture(scope="session")
-def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+def worker(console_dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     process = WorkerProcess(
         tmp_path_factory.mktemp("console-worker"),
         {"RESONANCE_DEV_MODE": "true", **FAST_THYROID, **ROOMS},
@@ -63,29 +65,24 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
 
 
 @pytest.fixture(scope="session")
-def console(console_dist: Path, worker: WorkerProcess) -> Iterator[ConsoleServer]:
-    server = ConsoleServer(console_dist, worker.base_url, worker.ws_url).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def console(worker: WorkerProcess) -> str:
+    """The console's address: the worker's own ``/``."""
+    return worker.base_url + "/"
 
 
 @pytest.fixture(scope="module")
 def fresh_console(
     console_dist: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[ConsoleServer, WorkerProcess]]:
-    """A worker nothing has hurt yet (no pain, no insights) and the console beside it: pages that
-    look the same every run."""
+) -> Iterator[tuple[str, WorkerProcess]]:
+    """A worker nothing has hurt yet (no pain, no insights) serving its console: pages that look the
+    same every run."""
     process = WorkerProcess(
         tmp_path_factory.mktemp("fresh-worker"), {"RESONANCE_DEV_MODE": "true"}, name="fresh"
     )
     process.start()
-    server = ConsoleServer(console_dist, process.base_url, process.ws_url).start()
     try:
-        yield server, process
+        yield process.base_url + "/", process
     finally:
-        server.stop()
         process.stop()
 
 
@@ -142,3 +139,14 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
 @pytest.fixture
 def page(context: BrowserContext) -> Page:
     return context.new_page()
+
+
+@pytest.fixture
+def axe_page(browser: Browser) -> Iterator[Page]:
+    """A page that lets the test inject axe-core: the console's Content-Security-Policy allows only its
+    own scripts, so this context bypasses it (the other tests run under it)."""
+    ctx = browser.new_context(viewport=VIEWPORT, reduced_motion="reduce", bypass_csp=True)
+    try:
+        yield ctx.new_page()
+    finally:
+        ctx.close()

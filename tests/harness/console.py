@@ -1,8 +1,10 @@
-"""The web console (``web/``): built with its own npm lock and esbuild, and served to the browser tests.
+"""The web console (``web/``): built with its own npm lock and esbuild, served by the worker itself.
 
 ``build_console`` runs ``npm ci`` only when ``web/node_modules`` is missing or older than the lock, then the
-one esbuild call (``node build.mjs``, about a second). ``source_hash`` recomputes, in Python, the hash
-``build.mjs`` writes into ``build.json``, so a test can prove a bundle was built from the tree's sources.
+one esbuild call (``node build.mjs``, about a second). ``packaged_console`` keeps the build inside the worker
+package (where ``make console`` puts it and the worker serves it from) up to date with the sources.
+``source_hash`` recomputes, in Python, the hash ``build.mjs`` writes into ``build.json``, so a test can
+prove a bundle was built from the tree's sources.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import os
 import subprocess
 from pathlib import Path
 
-WEB = Path(__file__).resolve().parents[2] / "web"
+ROOT = Path(__file__).resolve().parents[2]
+WEB = ROOT / "web"
+PACKAGED = ROOT / "worker" / "resonance_worker" / "console_assets"
+"""= resonance_worker.transport.console.PACKAGED (a test checks they agree)."""
 
 
 def npm_ci(web: Path = WEB) -> None:
@@ -47,3 +52,13 @@ def source_hash(web: Path = WEB) -> str:
         digest.update(path.read_bytes())
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+def packaged_console() -> dict[str, object]:
+    """The build the worker serves by default, rebuilt unless it already comes from these sources (JSON)."""
+    record = PACKAGED / "build.json"
+    if record.is_file():
+        info: dict[str, object] = json.loads(record.read_text())
+        if info.get("source_sha256") == source_hash() and info.get("encoding") == "json":
+            return info
+    return build_console(PACKAGED)
