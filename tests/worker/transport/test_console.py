@@ -5,6 +5,7 @@ out, served over a real socket; without a build the worker still starts and ``/`
 from __future__ import annotations
 
 import gzip
+import html
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -103,14 +104,14 @@ async def test_only_the_builds_own_assets_are_served(tmp_path: Path) -> None:
 
 
 async def test_without_a_build_the_worker_starts_and_says_how_to_build_the_console(tmp_path: Path) -> None:
-    empty = tmp_path / "nothing-built"
+    empty = tmp_path / "nothing <built> & here"  # the page names it, escaped
     empty.mkdir()
     assert not ConsoleFiles.read(empty).built
     async with serving(console_dir=empty) as get:
         status, headers, body = await get("/")
         assert status == 503 and headers["Content-Type"].startswith("text/html")
         assert b"The console has not been built" in body and b"make console" in body
-        assert str(empty).encode() in body
+        assert html.escape(str(empty)).encode() in body and b"<built>" not in body
         assert (await get("/build.json"))[0] == 404
         assert (await get("/health"))[0] == 200
         assert (await get("/config.json"))[0] == 200

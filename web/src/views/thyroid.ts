@@ -7,6 +7,9 @@ import type { App, View } from "./view";
 
 const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
 
+/** A state's starting pain as people write it: 10, 7.5 (not 10.0 beside 30). */
+const limit = (value: number): string => String(Math.round(value * 10) / 10);
+
 export function thyroidView(app: App): View {
   const marker = h("div", { class: "marker" });
   const bar = h(
@@ -75,7 +78,7 @@ export function thyroidView(app: App): View {
     bar.style.setProperty("--state-colour", STATE_COLOURS[status.state]);
     bar.style.setProperty("--period", `${(60 / perMinute).toFixed(2)}s`);
     state.textContent = status.state;
-    pain.textContent = `${status.pain.toFixed(2)} (stressed from ${status.threshold}, overloaded from ${fmt(k * status.threshold, 1)})`;
+    pain.textContent = `${status.pain.toFixed(2)} (stressed from ${limit(status.threshold)}, overloaded from ${limit(k * status.threshold)})`;
     rate.textContent = reducedMotion.matches ? `pulse ${perMinute}/min (animation off: reduced motion)` : `pulse ${perMinute}/min`;
     if (status.state !== lastState) {
       spoken.textContent = `Platform ${status.state}`;
@@ -107,7 +110,7 @@ export function thyroidView(app: App): View {
               i.suggested_action ? h("div", { class: "note" }, `Suggested: ${i.suggested_action}`) : null,
             ),
           )
-        : [h("li", { class: "note" }, "No releases yet.")]),
+        : [h("li", { class: "note" }, "No insights yet: one is written each time the pain pushes the thyroid into a worse state.")]),
     );
   }
 

@@ -16,6 +16,7 @@ answers 503 with a page saying how to build the console.
 
 from __future__ import annotations
 
+import html
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,7 +102,7 @@ def install_console(app: web.Application, settings: WorkerSettings) -> ConsoleFi
 
     async def index(request: web.Request) -> web.Response:
         if files.index is None:
-            page = NOT_BUILT.format(directory=files.directory).encode()
+            page = NOT_BUILT.format(directory=html.escape(str(files.directory))).encode()
             return web.Response(
                 body=page, status=503, content_type="text/html", headers={"Cache-Control": NO_CACHE}
             )
