@@ -4,7 +4,6 @@ the thyroid bar, rooms, admin, sign-in, screenshots, accessibility and keyboard 
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from tests.browser.helpers import (
     sign_in,
 )
 from tests.harness.browser import bundled_chromium_version
-from tests.harness.console import WEB, source_hash
+from tests.harness.console import source_hash, type_check
 from tests.harness.worker import API_KEY, WorkerProcess
 
 VIEWS = ["signin", "pulse", "thyroid", "me", "rooms", "admin"]
@@ -42,7 +41,7 @@ def test_the_worker_serves_a_console_built_from_the_sources_in_the_tree_and_smal
 
 def test_the_console_type_checks(console_dist: Path) -> None:
     """tsc --strict over web/src (console_dist has run npm ci)."""
-    result = subprocess.run(["npx", "tsc", "--noEmit", "-p", "."], cwd=WEB, capture_output=True, text=True)
+    result = type_check()
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -211,6 +210,33 @@ def test_an_admin_publish_reaches_a_page_and_a_disconnect_shows_on_it(
     assert admin.evaluate("() => localStorage.length") == 0
     admin.context.close()
     ctx.close()
+
+
+# Every text the header shows, in order (a reconnect can take less time than a poll).
+RECORD_CONNECTION_STATES = """() => {
+  const header = document.querySelector('[data-testid=connection-state]');
+  window.connectionStates = [];
+  new MutationObserver(() => window.connectionStates.push([header.dataset.state, header.textContent]))
+    .observe(header, {attributes: true, childList: true, characterData: true, subtree: true});
+}"""
+
+
+def test_a_disconnect_that_allows_reconnecting_shows_the_backoff_and_connects_again(
+    page: Page, console: str, worker: WorkerProcess
+) -> None:
+    sign_in(page, console, worker, "remy", "rooms")
+    page.evaluate(RECORD_CONNECTION_STATES)
+    status, body = worker.api("disconnect", {"user": "remy", "code": 3001, "reason": "shutdown"})
+    assert status == 200, body
+    page.wait_for_function(
+        "() => window.connectionStates.some(([state]) => state === 'connected')", timeout=30_000
+    )
+    seen = page.evaluate("() => window.connectionStates")
+    states = [state for state, _ in seen]
+    assert states.index("reconnecting") < states.index("connected"), seen
+    reconnecting = next(text for state, text in seen if state == "reconnecting")
+    assert reconnecting == "reconnecting (attempt 1, shutdown) with backoff", seen
+    expect(page.get_by_test_id("connection-state")).to_contain_text("connected as remy")
 
 
 def view_page(page: Page, console: str, worker: WorkerProcess, view: str) -> Page:

@@ -4,7 +4,8 @@
 one esbuild call (``node build.mjs``, about a second). ``packaged_console`` keeps the build inside the worker
 package (where ``make console`` puts it and the worker serves it from) up to date with the sources.
 ``source_hash`` recomputes, in Python, the hash ``build.mjs`` writes into ``build.json``, so a test can
-prove a bundle was built from the tree's sources.
+prove a bundle was built from the tree's sources. ``type_check`` runs ``tsc --strict`` incrementally, its
+build info cached under ``~/.cache/resonance-liminal/web-tsc/`` (about 15 s cold, a few warm).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "web"
 PACKAGED = ROOT / "worker" / "resonance_worker" / "console_assets"
 """= resonance_worker.transport.console.PACKAGED (a test checks they agree)."""
+CACHE = Path(os.environ.get("RESONANCE_CACHE", Path.home() / ".cache" / "resonance-liminal"))
 
 
 def npm_ci(web: Path = WEB) -> None:
@@ -35,6 +37,25 @@ def build_console(out: Path, *, encoding: str = "json", web: Path = WEB) -> dict
     subprocess.run(["node", "build.mjs"], cwd=web, check=True, env=env, capture_output=True)
     info: dict[str, object] = json.loads((out / "build.json").read_text())
     return info
+
+
+def type_check(web: Path = WEB) -> subprocess.CompletedProcess[str]:
+    """``tsc --noEmit`` over ``web/src`` (tsconfig.json: strict). Incremental: tsc keeps each file's hash in
+    the build info and re-checks what changed, so the cache can only save time; one file per checkout."""
+    checkout = hashlib.sha256(str(web.resolve()).encode()).hexdigest()[:12]
+    info = CACHE / "web-tsc" / f"{checkout}.tsbuildinfo"
+    info.parent.mkdir(parents=True, exist_ok=True)
+    command = [
+        "node",
+        "node_modules/typescript/bin/tsc",
+        "--noEmit",
+        "-p",
+        ".",
+        "--incremental",
+        "--tsBuildInfoFile",
+        str(info),
+    ]
+    return subprocess.run(command, cwd=web, capture_output=True, text=True)
 
 
 def _files(directory: Path) -> list[Path]:
