@@ -48,8 +48,22 @@ $(RUN_VENV)/.synced: pyproject.toml $(RUN_LOCK)
 	uv pip install --python $(RUN_VENV)/bin/python --no-deps -e .
 	@touch $@
 
+# The web console (web/, npm + esbuild) is built into the worker package, which serves it at /.
+CONSOLE_OUT := worker/resonance_worker/console_assets
+CONSOLE_SRC := $(shell find web/src -type f 2>/dev/null) web/index.html web/build.mjs web/package.json web/package-lock.json
+
+$(CONSOLE_OUT)/build.json: $(CONSOLE_SRC)
+	@command -v npm >/dev/null || { echo "console: npm is missing (Node.js 20+ and npm build web/)"; exit 1; }
+	@if [ ! -d web/node_modules ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then \
+	  cd web && npm ci --no-audit --no-fund --loglevel=error; fi
+	cd web && RESONANCE_CONSOLE_OUT=$(abspath $(CONSOLE_OUT)) node build.mjs
+
+.PHONY: console
+console: $(CONSOLE_OUT)/build.json  ## Build the web console into the worker package (needs Node.js and npm)
+
 .PHONY: run
-run: $(RUN_VENV)/.synced  ## Start a worker on localhost with the in-memory engine
+run: $(RUN_VENV)/.synced  ## Start a worker on localhost with the in-memory engine; the console is at /
+	@$(MAKE) --no-print-directory console || echo "console: not built; the worker says at / how to build it"
 	RESONANCE_LOG_JSON=$${RESONANCE_LOG_JSON:-false} $(RUN_VENV)/bin/resonance-worker
 
 .PHONY: lint

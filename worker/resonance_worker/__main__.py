@@ -51,6 +51,7 @@ def banner(settings: WorkerSettings, port: int, *, demo_token: bool = True) -> s
             f"resonance-worker listening on http://{base} (engine: {settings.engine.value})",
             f"  health:    http://{base}/health   ready: http://{base}/ready   metrics: http://{base}/metrics",
             f"  websocket: ws://{base}/connection/websocket",
+            f"  console:   http://{base}/" + (f"#token={token}" if demo_token else ""),
             f"  demo token (user 'demo', valid 1 h): {token}",
             "  quickstart (pip install centrifuge-python):",
             f"    client = centrifuge.Client('ws://{base}/connection/websocket', token=TOKEN)",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import json
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -129,6 +130,11 @@ class WorkerSettings(BaseSettings):
         None, description="Key for the server API (`Authorization: apikey <key>`); unset: API disabled."
     )
     node_name: str = Field("", description="Name of this worker in logs and metrics; defaults to host:port.")
+    console_dir: Path | None = Field(
+        None,
+        description="Directory of the built web console served at `/` (index.html, build.json, assets/); "
+        "unset: the one inside the package (`make run` and the image build it; see docs/console.md).",
+    )
     log_level: str = Field("INFO", description="Root log level.")
     log_json: bool = Field(True, description="Structured JSON logs (false: human-readable lines).")
     ping_interval_seconds: float = Field(25.0, ge=0, description="Server ping period (0: no pings).")

@@ -360,6 +360,7 @@ def test_status_has_exactly_the_documented_fields_with_insights_newest_first() -
     assert thyroid.status(0) == {
         "pain": 0.0,
         "threshold": 10.0,
+        "overload_factor": 3.0,
         "state": "calm",
         "sources": {source.value: 0.0 for source in PainSource},
         "insights": [],
@@ -370,7 +371,15 @@ def test_status_has_exactly_the_documented_fields_with_insights_newest_first() -
         thyroid.evaluate(start + 100)
     thyroid.feel(PainSource.DISCONNECT_STORM, now=500, severity=11)
     status = thyroid.status(560)
-    assert set(status) == {"pain", "threshold", "state", "sources", "insights", "updated_at"}
+    assert set(status) == {
+        "pain",
+        "threshold",
+        "overload_factor",
+        "state",
+        "sources",
+        "insights",
+        "updated_at",
+    }
     assert status["state"] == "stressed"
     # 12·2^(−560/60) + 12·2^(−360/60) + 12·2^(−160/60) + 11·2^(−60/60) = 0.0187 + 0.1875 + 1.8899 + 5.5
     assert status["pain"] == pytest.approx(7.596, abs=1e-3)

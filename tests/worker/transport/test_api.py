@@ -380,3 +380,62 @@ async def test_a_broadcast_with_one_bad_channel_publishes_nothing() -> None:
     again = await api._call(node, "broadcast", body)
     assert [r.get("duplicate") for r in again["responses"]] == [True, True]
     assert [r["offset"] for r in first["responses"]] == [1, 1]
+
+
+async def test_info_channels_and_connections_describe_the_worker_that_answers(
+    start_worker: StartWorker, clients: Clients
+) -> None:
+    """The admin view's methods: a fresh worker, two people, three subscriptions."""
+    worker = start_worker({"RESONANCE_NODE_NAME": "admin-node"}, name="admin-node")
+    ana, _ = await clients.connected(worker.ws_url, worker.token("ana"))
+    ben, _ = await clients.connected(worker.ws_url, worker.token("ben"))
+    for client, channel in ((ana, "chat:a1"), (ana, "chat:b1"), (ben, "chat:a1")):
+        await subscribed(client, channel)
+
+    status, body = await api_call(worker, "connections", {})
+    assert status == 200
+    connections = body["result"]["connections"]
+    assert body["result"]["total"] == 2 and body["result"]["node"] == "admin-node"
+    assert {c["user"] for c in connections.values()} == {"ana", "ben"}
+    assert connections[ana.client_id]["node"] == "admin-node"
+    assert {"chat:a1", "chat:b1"} <= set(connections[ana.client_id]["channels"])
+    status, body = await api_call(worker, "connections", {"user": "ben"})
+    assert list(body["result"]["connections"]) == [ben.client_id]
+
+    status, body = await api_call(worker, "channels", {})
+    channels = body["result"]["channels"]
+    assert channels["chat:a1"] == {"num_clients": 2} and channels["chat:b1"] == {"num_clients": 1}
+    status, body = await api_call(worker, "channels", {"pattern": "chat:a*"})
+    assert body["result"]["channels"] == {"chat:a1": {"num_clients": 2}} and body["result"]["total"] == 1
+
+    status, body = await api_call(worker, "info", {})
+    assert status == 200
+    [node] = body["result"]["nodes"]
+    assert node["name"] == "admin-node" and node["version"] and node["uptime"] >= 0
+    assert (node["num_clients"], node["num_users"]) == (2, 2)
+    assert node["num_channels"] == len(channels)
+    assert node["num_subs"] == sum(len(c["channels"]) for c in connections.values())
+
+    await ben.disconnect()
+    for _ in range(100):
+        status, body = await api_call(worker, "connections", {"user": "ben"})
+        if body["result"]["total"] == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert body["result"] == {"connections": {}, "total": 0, "node": "admin-node"}
+    status, body = await api_call(worker, "channels", {})
+    assert body["result"]["channels"]["chat:a1"] == {"num_clients": 1}
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "field"),
+    [("channels", {"pattern": ""}, "pattern"), ("connections", {"user": 7}, "user")],
+)
+async def test_the_admin_methods_refuse_bad_bodies_and_missing_keys(
+    worker: WorkerProcess, method: str, body: dict[str, Any], field: str
+) -> None:
+    status, answer = await api_call(worker, method, body)
+    assert status == 400 and answer["error"]["code"] == ErrorCode.BAD_REQUEST
+    assert field in answer["error"]["message"]
+    status, _ = await asyncio.to_thread(worker.api, method, {}, None)
+    assert status == 401

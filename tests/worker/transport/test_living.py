@@ -78,7 +78,7 @@ async def status(worker: WorkerProcess) -> dict[str, Any]:
 async def test_thyroid_status_shape_and_metrics(start_worker: StartWorker) -> None:
     worker = start_worker()
     body = await status(worker)
-    assert set(body) == {"pain", "threshold", "state", "sources", "insights", "updated_at"}
+    assert set(body) == {"pain", "threshold", "overload_factor", "state", "sources", "insights", "updated_at"}
     assert body["state"] == "calm" and body["pain"] == 0 and body["threshold"] == 10.0
     assert set(body["sources"]) == {
         "protocol_error",

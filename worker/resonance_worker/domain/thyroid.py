@@ -749,7 +749,8 @@ class Thyroid:
         return insight
 
     def status(self, now: float) -> dict[str, Any]:
-        """The body of ``GET /thyroid/status``: exactly pain, threshold, state, sources, insights, updated_at.
+        """The body of ``GET /thyroid/status``: exactly pain, threshold, overload_factor (overloaded from
+        pain ≥ overload_factor × threshold), state, sources, insights, updated_at.
 
         A read: it does not run the state machine (``state`` is as of the last
         evaluation), so ``pain`` may sit inside the hysteresis band below the
@@ -759,6 +760,7 @@ class Thyroid:
         return {
             "pain": round(max(0.0, view.total()), 4),
             "threshold": self.config.threshold,
+            "overload_factor": self.config.overload_factor,
             "state": self._state.value,
             "sources": {source.value: round(view.slow.get(source, 0.0), 4) for source in PainSource},
             "insights": [insight.to_dict() for insight in self.insights],

@@ -5,7 +5,9 @@ JSON body and ``Authorization: apikey <key>`` (Centrifugo's scheme; the
 Methods: ``publish`` {channel, data, idempotency_key?, tags?}, ``broadcast``
 {channels, data, idempotency_key?}, ``presence`` {channel}, ``presence_stats``
 {channel}, ``history`` {channel, limit?, since?, reverse?}, ``disconnect``
-{user, code?, reason?}, ``unsubscribe`` {user, channel}. Answers are
+{user, code?, reason?}, ``unsubscribe`` {user, channel}; for the web console's admin view, about the
+worker that answers: ``info`` {} (``{"nodes": [...]}``), ``channels`` {pattern?} and ``connections``
+{user?} (at most ``LISTED`` of each, with the ``total``). Answers are
 ``{"result": {...}}``; bad input is HTTP 400 with ``{"error": {"code", "message"}}`` (the key
 check and the envelope are ``transport.http``'s, shared with ``/drain`` and ``/api/graph.*``).
 Bodies are parsed by the rule book (``resonance_worker.domain.requests.server``), with the
@@ -15,12 +17,15 @@ to what it does.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from resonance_worker import __version__
 from resonance_worker.domain.channels import NamespaceOptions
 from resonance_worker.domain.codes import ErrorCode
 from resonance_worker.domain.protocol import presence_json, presence_stats_json, publication_json
@@ -30,7 +35,10 @@ from resonance_worker.domain.requests.rules import RequestError
 from resonance_worker.domain.requests.server import (
     SERVER_REQUESTS,
     ApiBroadcastRequest,
+    ApiChannelsRequest,
+    ApiConnectionsRequest,
     ApiDisconnectRequest,
+    ApiInfoRequest,
     ApiPublishRequest,
     ApiUnsubscribeRequest,
     control_message,
@@ -128,6 +136,50 @@ async def _unsubscribe(node: Node, request: ApiUnsubscribeRequest) -> dict[str, 
     return {}
 
 
+LISTED = 1000
+"""Most channels or connections one ``channels`` or ``connections`` reply lists (``total`` counts all)."""
+
+
+async def _info(node: Node, request: ApiInfoRequest) -> dict[str, Any]:
+    subs = node.local_subs
+    return {
+        "nodes": [
+            {
+                "name": node.settings.worker_name,
+                "version": __version__,
+                "uptime": int(time.time() - node.started_at),
+                "num_clients": len(node.connections),
+                "num_users": len(node.by_user),
+                "num_subs": sum(len(clients) for clients in subs.values()),
+                "num_channels": len(subs),
+            }
+        ]
+    }
+
+
+async def _channels(node: Node, request: ApiChannelsRequest) -> dict[str, Any]:
+    names = sorted(
+        name
+        for name in node.local_subs
+        if request.pattern is None or fnmatch.fnmatchcase(name, request.pattern)
+    )
+    listed = {name: {"num_clients": len(node.local_subs[name])} for name in names[:LISTED]}
+    return {"channels": listed, "total": len(names), "node": node.settings.worker_name}
+
+
+async def _connections(node: Node, request: ApiConnectionsRequest) -> dict[str, Any]:
+    conns = (
+        list(node.connections.values()) if request.user is None else list(node.by_user.get(request.user, ()))
+    )
+    conns.sort(key=lambda conn: conn.client_id)
+    name = node.settings.worker_name
+    listed = {
+        conn.client_id: {"user": conn.session.user, "node": name, "channels": sorted(conn.session.channels)}
+        for conn in conns[:LISTED]
+    }
+    return {"connections": listed, "total": len(conns), "node": name}
+
+
 _METHODS: dict[type, Callable[[Node, Any], Awaitable[dict[str, Any]]]] = {
     ApiPublishRequest: _publish,
     ApiBroadcastRequest: _broadcast,
@@ -136,6 +188,9 @@ _METHODS: dict[type, Callable[[Node, Any], Awaitable[dict[str, Any]]]] = {
     HistoryRequest: _history,
     ApiDisconnectRequest: _disconnect,
     ApiUnsubscribeRequest: _unsubscribe,
+    ApiInfoRequest: _info,
+    ApiChannelsRequest: _channels,
+    ApiConnectionsRequest: _connections,
 }
 """What each server API request does (its body is parsed by ``SERVER_REQUESTS``)."""
 

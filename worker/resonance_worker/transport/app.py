@@ -36,6 +36,7 @@ from resonance_worker.storage import Storage, build_storage
 from resonance_worker.tokens import mint_connection_token
 from resonance_worker.transport import api, audit
 from resonance_worker.transport.background import run_in_background
+from resonance_worker.transport.console import install_console
 from resonance_worker.transport.drain import Drainer, install_drain
 from resonance_worker.transport.keys import (
     DRAINER,
@@ -172,6 +173,7 @@ def create_app(
     app.router.add_post("/token", issue_token)
     app.router.add_post("/api/{method}", api.handle)
     install_drain(app, app[DRAINER])  # POST/GET /drain
+    install_console(app, settings)  # GET /, /config.json, /build.json, /assets/<name>
     return app
 
 

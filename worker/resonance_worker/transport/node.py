@@ -140,6 +140,8 @@ class Node:
         """``rules`` default to the settings' namespaces, ``roster`` to an empty one, ``pain`` to
         hooks that feel nothing and ``limits`` to the configured ones, fixed."""
         self.settings = settings
+        self.started_at = time.time()
+        """When this node was built (the server API's ``info`` reports its uptime)."""
         self.engine = engine
         self.metrics = metrics
         self.verifier = verifier

@@ -12,7 +12,10 @@ from resonance_worker.domain.requests.rules import RequestError
 from resonance_worker.domain.requests.server import (
     SERVER_REQUESTS,
     ApiBroadcastRequest,
+    ApiChannelsRequest,
+    ApiConnectionsRequest,
     ApiDisconnectRequest,
+    ApiInfoRequest,
     ApiPublishRequest,
     ApiUnsubscribeRequest,
     control_message,
@@ -37,6 +40,12 @@ from resonance_worker.domain.requests.server import (
         ("disconnect", {"user": "u", "code": 4500, "reason": "bye"}, ApiDisconnectRequest("u", 4500, "bye")),
         ("disconnect", {"user": "u", "reason": 5}, ApiDisconnectRequest("u", 3503, "5")),
         ("unsubscribe", {"user": "u", "channel": "c"}, ApiUnsubscribeRequest("u", "c")),
+        ("info", {}, ApiInfoRequest()),
+        ("channels", {}, ApiChannelsRequest()),
+        ("channels", {"pattern": "chat:*"}, ApiChannelsRequest("chat:*")),
+        ("connections", {}, ApiConnectionsRequest()),
+        ("connections", {"user": "ana"}, ApiConnectionsRequest("ana")),
+        ("connections", {"user": ""}, ApiConnectionsRequest("")),  # anonymous connections
     ],
 )
 def test_bodies_are_parsed_into_their_types(method: str, body: dict[str, Any], request_: Any) -> None:
@@ -65,6 +74,9 @@ def test_bodies_are_parsed_into_their_types(method: str, body: dict[str, Any], r
         ("disconnect", {"user": "u", "code": True}, "code"),
         ("unsubscribe", {"user": "u"}, "channel"),
         ("unsubscribe", {"channel": "c"}, "user"),
+        ("channels", {"pattern": ""}, "pattern"),
+        ("channels", {"pattern": 5}, "pattern"),
+        ("connections", {"user": ["ana"]}, "user"),
     ],
 )
 def test_bad_bodies_say_which_field(method: str, body: dict[str, Any], field: str) -> None:

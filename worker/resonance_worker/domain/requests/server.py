@@ -56,6 +56,25 @@ class ApiUnsubscribeRequest:
     channel: str
 
 
+@dataclass(frozen=True, slots=True)
+class ApiInfoRequest:
+    """``info`` {}: the nodes (the web console's admin view, as Centrifugo's ``info``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiChannelsRequest:
+    """``channels`` {pattern?}: channels with subscribers, ``pattern`` a glob (``*``, ``?``, ``[…]``)."""
+
+    pattern: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConnectionsRequest:
+    """``connections`` {user?}: the connections, only ``user``'s when given."""
+
+    user: str | None = None
+
+
 ServerRequest = (
     ApiPublishRequest
     | ApiBroadcastRequest
@@ -64,6 +83,9 @@ ServerRequest = (
     | HistoryRequest
     | ApiDisconnectRequest
     | ApiUnsubscribeRequest
+    | ApiInfoRequest
+    | ApiChannelsRequest
+    | ApiConnectionsRequest
 )
 
 
@@ -118,6 +140,20 @@ def parse_unsubscribe(body: Mapping[str, Any]) -> ApiUnsubscribeRequest:
     return ApiUnsubscribeRequest(_user(body), rules.channel(body.get("channel")))
 
 
+def parse_info(body: Mapping[str, Any]) -> ApiInfoRequest:
+    return ApiInfoRequest()
+
+
+def parse_channels(body: Mapping[str, Any]) -> ApiChannelsRequest:
+    pattern = body.get("pattern")
+    return ApiChannelsRequest(None if pattern is None else rules.non_empty_string(pattern, "pattern"))
+
+
+def parse_connections(body: Mapping[str, Any]) -> ApiConnectionsRequest:
+    user = body.get("user")
+    return ApiConnectionsRequest(None if user is None else rules.string(user, "user"))
+
+
 SERVER_REQUESTS: Mapping[str, Callable[[Mapping[str, Any]], ServerRequest]] = {
     "publish": parse_publish,
     "broadcast": parse_broadcast,
@@ -126,6 +162,9 @@ SERVER_REQUESTS: Mapping[str, Callable[[Mapping[str, Any]], ServerRequest]] = {
     "history": parse_history,
     "disconnect": parse_disconnect,
     "unsubscribe": parse_unsubscribe,
+    "info": parse_info,
+    "channels": parse_channels,
+    "connections": parse_connections,
 }
 """The parser of each server API method; a method not here is answered 404 (104)."""
 
