@@ -32,13 +32,17 @@ ID_MAP = "0 0 65536\n"
 _INIT = r"""
 set -eu
 read -r _go
-root=$1 workdir=$2 user=$3 read_only=$4 tmpfs=$5
-shift 5
+root=$1 workdir=$2 user=$3 read_only=$4 tmpfs=$5 binds=$6
+shift 6
 mount --rbind "$root" "$root"
 mount -t proc proc "$root/proc"
 mount --rbind /dev "$root/dev"
 if [ "$read_only" = 1 ]; then mount -o remount,bind,ro "$root"; fi
 for dir in $tmpfs; do mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$root$dir"; done
+for bind in $binds; do
+  mkdir -p "$root${bind#*=}"
+  mount --bind -o ro "${bind%%=*}" "$root${bind#*=}"
+done
 exec chroot ${user:+--userspec=$user} "$root" /usr/bin/env -i -C "$workdir" "$@" </dev/null
 """
 
@@ -94,6 +98,7 @@ def start(
     env: dict[str, str] | None = None,
     read_only: bool = False,
     tmpfs: tuple[str, ...] = (),
+    binds: dict[Path, str] | None = None,
     stdout: Any = None,
     stderr: Any = None,
 ) -> subprocess.Popen[bytes]:
@@ -101,6 +106,8 @@ def start(
 
     ``read_only`` mounts the image's root file system read-only and ``tmpfs`` lists directories that
     get an empty tmpfs, as a Pod with ``readOnlyRootFilesystem`` and ``emptyDir`` volumes would.
+    ``binds`` mounts host directories read-only (like a Secret volume) at image paths, which must lie
+    in one of the ``tmpfs`` directories (so no path of the image is followed out of it).
 
     Returns the ``unshare`` process, which waits for the entry point and exits with its status. For
     a graceful stop send SIGTERM to the entry point itself (:func:`entry_pid`): as PID 1 of its
@@ -108,6 +115,10 @@ def start(
     """
     if os.geteuid() != 0:
         raise RunError("writing a user namespace's ID maps for another range needs root")
+    for host, target in (binds or {}).items():
+        inside = [d for d in tmpfs if target.startswith(d.rstrip("/") + "/")]
+        if not inside or ".." in Path(target).parts or " " in f"{host}{target}" or "=" in str(host):
+            raise RunError(f"bind target {target} must be a plain path inside one of the tmpfs {tmpfs}")
     config = prepare(layout, rootfs).config["config"]
     argv = command_line(config, args, env or {}, entrypoint)
     process = subprocess.Popen(
@@ -128,6 +139,7 @@ def start(
             _userspec(config.get("User", "")),
             "1" if read_only else "0",
             " ".join(tmpfs),
+            " ".join(f"{host}={target}" for host, target in (binds or {}).items()),
             *argv,
         ],
         stdin=subprocess.PIPE,
@@ -146,6 +158,7 @@ def start(
         assert process.stdin is not None
         process.stdin.write(b"go\n")
         process.stdin.close()
+        process.stdin = None  # so communicate() works on the returned process
     except BaseException:
         process.kill()
         process.wait()

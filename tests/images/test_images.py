@@ -192,7 +192,6 @@ def test_the_root_is_read_only_and_the_user_is_10001(
         tmpfs=("/tmp",),
         stdout=run.subprocess.PIPE,
     )
-    assert process.stdout is not None
-    out = process.stdout.read()
-    assert process.wait(timeout=60) == 0
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0
     assert out.decode().split() == ["10001", "10001", "read-only", "tmp-writable"]
