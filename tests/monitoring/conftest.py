@@ -1,15 +1,17 @@
-"""The cached tools of e2e/cluster/build-binaries (helm, promtool), and the chart rendered by helm."""
+"""The cached tools of e2e/cluster/build-binaries (helm, promtool); the chart is rendered by
+``tests.operator.test_chart.render`` (the real helm)."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
+
+from tests.operator.test_chart import by_kind, render
+
+__all__ = ["CHART", "REPO", "by_kind", "helm", "promtool", "render", "tool"]
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "resonance-operator"
@@ -38,17 +40,3 @@ def helm() -> str:
 @pytest.fixture(scope="session")
 def promtool() -> str:
     return tool("promtool")
-
-
-def render(helm: str, *args: str) -> list[dict[str, Any]]:
-    out = subprocess.run(
-        [helm, "template", "rel", str(CHART), "--namespace", "ops", "--kube-version", "1.34.0", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
-
-
-def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [doc for doc in docs if doc["kind"] == kind]
