@@ -195,3 +195,17 @@ def test_the_root_is_read_only_and_the_user_is_10001(
     out, _ = process.communicate(timeout=60)
     assert process.returncode == 0
     assert out.decode().split() == ["10001", "10001", "read-only", "tmp-writable"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_image_entry_point_prints_its_version_as_10001(
+    name: str, layouts: dict[str, Path], rootfs: dict[str, Path]
+) -> None:
+    """The image's own entry point, arguments replacing CMD, on a read-only root with no settings."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    process = run.start(
+        layouts[name], rootfs[name], args=["--version"], read_only=True, stdout=run.subprocess.PIPE
+    )
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0
+    assert out.decode().strip() == f"resonance-{name} {project['version']}"
