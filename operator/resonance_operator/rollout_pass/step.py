@@ -213,7 +213,7 @@ def take(observation: Observation, memory: Memory, now: float) -> Pass:
         settled=not decision.progressing and topology.settled,
     )
     view = RolloutView(
-        _status(cluster, decision, connections, topology),
+        _status(cluster, decision, connections, topology, revisions.traffic_weights(cluster, topology, live)),
         decision.progressing,
         decision.reason,
         decision.message,
@@ -303,6 +303,7 @@ def _status(
     decision: Decision,
     connections: Mapping[str, int],
     topology: revisions.Topology | None,
+    weights: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     status: dict[str, Any] = decision.state.to_status()
     status.update(
@@ -311,7 +312,7 @@ def _status(
             "phase": decision.reason.value,
             "message": decision.message,
             "step": decision.step or None,
-            "weights": decision.weights,
+            "weights": dict(weights) if weights is not None else decision.weights,
             "connections": dict(connections) or None,
             "heldForConnections": (topology.held_for_connections or None) if topology else None,
         }
