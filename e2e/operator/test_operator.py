@@ -159,7 +159,9 @@ def test_full_example_becomes_ready(operator: RunningOperator, namespace: str) -
     assert condition(body, "Degraded")["status"] == "False"
     monitoring = condition(body, "Monitoring")
     assert (monitoring["status"], monitoring["reason"]) == ("False", "MonitoringCRDMissing")
-    events = kubectl_json("get", "events", "-n", namespace, "--field-selector", "involvedObject.name=full")["items"]
+    events = kubectl_json("get", "events", "-n", namespace, "--field-selector", "involvedObject.name=full")[
+        "items"
+    ]
     warnings = [e for e in events if e["reason"] == "MonitoringCRDMissing"]
     assert [e["type"] for e in warnings] == ["Warning"] and "PodMonitor" in warnings[0]["message"]
     printed = kubectl("get", "rescl", "full", "-n", namespace)
