@@ -180,10 +180,12 @@ def judge(
 ) -> MetricResult:
     """The verdict on one metric from the canary's value, the data volume behind it and stable's
     value, however they were measured (two scrapes, or PromQL)."""
-    if not has_pods or volume < check.min_count or (canary is None and check.min_count > 0):
+    if not has_pods or volume < check.min_count:
         return MetricResult(
             check.kind, Phase.INCONCLUSIVE, canary, stable, f"{volume:g} < {check.min_count} needed"
         )
+    if canary is None and check.min_count > 0:
+        return MetricResult(check.kind, Phase.INCONCLUSIVE, None, stable, "no value (empty or NaN)")
     if canary is None:
         # Enough volume was not required and nothing was measured: nothing went wrong either.
         return MetricResult(check.kind, Phase.SUCCESSFUL, None, stable, "no data, none required")

@@ -7,7 +7,7 @@ value query and a volume query (the data behind the value, compared with ``minCo
 
 | kind | value | volume |
 |---|---|---|
-| ``errorRatio`` | increase of error replies / increase of commands | commands |
+| ``errorRatio`` | increase of error replies (0 without any) / increase of commands | commands |
 | ``latencyP99`` | ``histogram_quantile(0.99, ...)`` of the delivery latency | observations |
 | ``thyroidPain`` | mean thyroid pain over the revision's Pods | Pods reporting it |
 | ``reconnectRate`` | recoveries per second / open connections | open connections |
@@ -53,7 +53,9 @@ def queries(check: MetricCheck, *, namespace: str, cluster: str, revision: str, 
         errors = selector(namespace, cluster, revision, f'code=~"{codes}"' if codes else "")
         commands = f"sum(increase(resonance_commands_total{sel}[{window}]))"
         return Queries(
-            f"sum(increase(resonance_command_errors_total{errors}[{window}])) / {commands}", commands
+            # A revision that never answered an error has no error series at all: zero, not nothing.
+            f"(sum(increase(resonance_command_errors_total{errors}[{window}])) or vector(0)) / {commands}",
+            commands,
         )
     if check.kind is MetricKind.LATENCY_P99:
         buckets = f"sum by (le) (increase(resonance_delivery_latency_seconds_bucket{sel}[{window}]))"
@@ -63,7 +65,10 @@ def queries(check: MetricCheck, *, namespace: str, cluster: str, revision: str, 
         return Queries(f"avg(resonance_thyroid_pain{sel})", f"count(resonance_thyroid_pain{sel})")
     if check.kind is MetricKind.RECONNECT_RATE:
         connections = f"sum(resonance_connections{sel})"
-        return Queries(f"sum(rate(resonance_recoveries_total{sel}[{window}])) / {connections}", connections)
+        return Queries(
+            f"(sum(rate(resonance_recoveries_total{sel}[{window}])) or vector(0)) / {connections}",
+            connections,
+        )
     assert check.query is not None  # AnalysisSpec refuses a query check without one
     filled = (
         check.query.replace("{{revision}}", revision)

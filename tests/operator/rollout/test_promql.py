@@ -15,7 +15,7 @@ def test_each_check_selects_one_revision_of_one_cluster() -> None:
     sel = 'namespace="apps", resonance_liminal_dev_cluster="demo", resonance_liminal_dev_revision="r2"'
     errors = promql.queries(MetricCheck(kind="errorRatio", codes=["100", "109", "x"]), **where)
     assert errors.value == (
-        f'sum(increase(resonance_command_errors_total{{{sel}, code=~"100|109"}}[30s])) / '
+        f'(sum(increase(resonance_command_errors_total{{{sel}, code=~"100|109"}}[30s])) or vector(0)) / '
         f"sum(increase(resonance_commands_total{{{sel}}}[30s]))"
     )
     assert errors.volume == f"sum(increase(resonance_commands_total{{{sel}}}[30s]))"
