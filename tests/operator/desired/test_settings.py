@@ -3,7 +3,6 @@ from __future__ import annotations
 import base64
 
 import pytest
-
 from resonance_operator.desired import settings
 
 from tests.operator import fixtures
