@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from resonance_operator.api.spec import ResonanceCluster
@@ -325,20 +326,8 @@ def service_monitor(cluster: ResonanceCluster, *, crd_present: bool) -> dict[str
     monitor = cluster.spec.observability.service_monitor
     if not monitor.enabled or not crd_present:
         return None
-    body_meta = meta.metadata(cluster, name(cluster), meta.WORKER)
-    body_meta["labels"].update(monitor.labels)
-    return meta.with_spec_hash(
-        {
-            "apiVersion": "monitoring.coreos.com/v1",
-            "kind": "ServiceMonitor",
-            "metadata": body_meta,
-            "spec": {
-                "selector": {"matchLabels": meta.selector_labels(cluster, meta.WORKER)},
-                "endpoints": [{"port": HTTP_PORT_NAME, "path": "/metrics", "interval": monitor.interval}],
-                "podTargetLabels": list(MONITOR_POD_LABELS),
-            },
-        }
-    )
+    endpoint = {"port": HTTP_PORT_NAME, "path": "/metrics", "interval": monitor.interval}
+    return _monitor(cluster, "ServiceMonitor", monitor.labels, "endpoints", endpoint)
 
 
 def pod_monitor(cluster: ResonanceCluster) -> dict[str, Any] | None:
@@ -347,21 +336,28 @@ def pod_monitor(cluster: ResonanceCluster) -> dict[str, Any] | None:
     monitor = cluster.spec.observability.pod_monitor
     if not monitor.enabled:
         return None
-    body_meta = meta.metadata(cluster, name(cluster), meta.WORKER)
-    body_meta["labels"].update(monitor.labels)
     endpoint = {
         "port": HTTP_PORT_NAME,
         "path": cluster.spec.rollout.metrics_path,
         "interval": monitor.interval,
     }
+    return _monitor(cluster, "PodMonitor", monitor.labels, "podMetricsEndpoints", endpoint)
+
+
+def _monitor(
+    cluster: ResonanceCluster, kind: str, labels: Mapping[str, str], endpoints: str, endpoint: dict[str, Any]
+) -> dict[str, Any]:
+    """A Prometheus Operator monitor of the worker Pods (their cluster and revision as target labels)."""
+    body_meta = meta.metadata(cluster, name(cluster), meta.WORKER)
+    body_meta["labels"].update(labels)
     return meta.with_spec_hash(
         {
             "apiVersion": "monitoring.coreos.com/v1",
-            "kind": "PodMonitor",
+            "kind": kind,
             "metadata": body_meta,
             "spec": {
                 "selector": {"matchLabels": meta.selector_labels(cluster, meta.WORKER)},
-                "podMetricsEndpoints": [endpoint],
+                endpoints: [endpoint],
                 "podTargetLabels": list(MONITOR_POD_LABELS),
             },
         }
