@@ -3,27 +3,12 @@ OTLP/HTTP exporter come back from its file exporter with their names, ids, paren
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from tests.harness.otelcol import BIN, Collector
-
-
-@pytest.fixture
-def collector(tmp_path: Path) -> Iterator[Collector]:
-    if not (BIN / "otelcol").exists():
-        pytest.skip("no otelcol: run `make binaries`")
-    running = Collector(tmp_path / "otelcol").start()
-    try:
-        yield running
-    finally:
-        running.stop()
+from tests.harness.otelcol import Collector
 
 
 def test_spans_from_the_sdk_reach_the_file_exporter(collector: Collector) -> None:

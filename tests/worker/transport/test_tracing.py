@@ -10,32 +10,20 @@ import json
 import secrets
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import aiohttp
 import neo4j
 import pytest
 
 from tests.harness.neo4j import Neo4jServer
-from tests.harness.otelcol import BIN, Collector, Span
+from tests.harness.otelcol import Collector, Span
 from tests.harness.worker import API_KEY, WorkerProcess
 from tests.worker.transport.conftest import Clients
 
 StartWorker = Callable[..., WorkerProcess]
 STARTUP_S = 120.0
 """The SDK, its exporter and the Neo4j driver take their time to import on a loaded 2-core machine."""
-
-
-@pytest.fixture
-def collector(tmp_path: Path) -> Iterator[Collector]:
-    if not (BIN / "otelcol").exists():
-        pytest.fail("no otelcol: run `make binaries`")
-    running = Collector(tmp_path / "otelcol").start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def new_traceparent() -> tuple[str, str]:
