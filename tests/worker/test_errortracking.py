@@ -5,8 +5,10 @@ searched for them)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sentry_sdk
@@ -15,7 +17,9 @@ from resonance_worker.errortracking import FILTERED, configure_error_tracking, s
 from resonance_worker.settings import SentrySettings
 from resonance_worker.tokens import mint_connection_token
 
+from tests.harness.processes import free_port
 from tests.harness.sentry import SentrySink
+from tests.harness.worker import WorkerProcess
 
 TOKEN = mint_connection_token("sentry-test-secret-long-enough-for-hs256", sub="wren", now=1_800_000_000)
 SAMPLES = [{"t": 1.0, "bpm": 71.123457}, {"t": 2.0, "bpm": 73.987654}]
@@ -87,3 +91,27 @@ def test_without_a_dsn_nothing_starts() -> None:
     close = configure_error_tracking(SentrySettings(), node="n")
     close()
     assert sentry_sdk.get_client().transport is None  # nothing could be sent
+
+
+def test_a_real_workers_error_lines_reach_sentry_scrubbed(tmp_path: Path) -> None:
+    """A worker process started with ``RESONANCE_SENTRY__DSN``: its ERROR line (a JWKS URL it cannot
+    fetch, carrying a token in its query) arrives as an event, the token filtered out."""
+    with SentrySink() as running:
+        closed = free_port()
+        worker = WorkerProcess(
+            tmp_path,
+            {
+                "RESONANCE_SENTRY__DSN": running.dsn,
+                "RESONANCE_SENTRY__ENVIRONMENT": "worker-test",
+                "RESONANCE_JWT_JWKS_URL": f"http://127.0.0.1:{closed}/jwks?access_token={TOKEN}",
+            },
+            name="sentried",
+        ).start(timeout=120)
+        try:
+            (event, *_) = running.wait_for_events(1, timeout=60)
+        finally:
+            worker.stop()
+        raw = running.raw().decode("utf-8", "replace")
+    assert TOKEN not in raw and FILTERED in raw
+    assert event["environment"] == "worker-test" and event["server_name"] == "sentried"
+    assert event["level"] == "error" and "JWKS fetch failed" in json.dumps(event)
