@@ -83,8 +83,14 @@ cluster-up: binaries  ## Start the real control plane on loopback (prints KUBECO
 cluster-down:  ## Stop the control plane
 	$(CLUSTER)/down
 
+.PHONY: images
+images: venv  ## Build the worker and operator images without Docker (root, mmdebstrap; cached OCI layouts)
+	$(PY) -m images.build worker operator
+
 .PHONY: test
-test: deps venv lint binaries  ## Lint, then unit, integration and e2e tests on real services, with coverage
+test: deps venv lint binaries  ## Lint, build the images, then unit, integration and e2e tests, with coverage
+	@if [ "$$(id -u)" = 0 ] && command -v mmdebstrap >/dev/null; then $(MAKE) --no-print-directory images; \
+	else echo "images: skipped (the daemonless build needs root and mmdebstrap)"; fi
 	@scripts/test-all
 
 .PHONY: e2e

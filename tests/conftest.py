@@ -74,3 +74,20 @@ async def neo4j_driver(neo4j_server: Neo4jServer) -> AsyncIterator[neo4j.AsyncDr
         yield driver
     finally:
         await driver.close()
+
+
+# --- OpenTelemetry Collector (issue 17) ---------------------------------------------------------------
+from tests.harness.otelcol import BIN as OTELCOL_BIN  # noqa: E402
+from tests.harness.otelcol import Collector  # noqa: E402
+
+
+@pytest.fixture
+def collector(tmp_path: Path) -> Iterator[Collector]:
+    """A real OpenTelemetry Collector (``make binaries`` builds it): OTLP in, spans to a file."""
+    if not (OTELCOL_BIN / "otelcol").exists():
+        pytest.fail("no otelcol: run `make binaries`")
+    running = Collector(tmp_path / "otelcol").start()
+    try:
+        yield running
+    finally:
+        running.stop()

@@ -155,8 +155,17 @@ def test_full_example_becomes_ready(operator: RunningOperator, namespace: str) -
     assert found["secret"] == ["full-jwt", "full-neo4j-auth"]
     ingress = kubectl_json("get", "ingress", "full", "-n", namespace)
     assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600"
-    # No ServiceMonitor CRD in this cluster: the toggle is honoured without failing the reconcile.
+    # No Prometheus Operator CRDs in this cluster: nothing fails, and the status and an Event say so.
     assert condition(body, "Degraded")["status"] == "False"
+    monitoring = condition(body, "Monitoring")
+    assert (monitoring["status"], monitoring["reason"]) == ("False", "MonitoringCRDMissing")
+    events = kubectl_json("get", "events", "-n", namespace, "--field-selector", "involvedObject.name=full")[
+        "items"
+    ]
+    warnings = [e for e in events if e["reason"] == "MonitoringCRDMissing"]
+    assert [e["type"] for e in warnings] == ["Warning"] and "PodMonitor" in warnings[0]["message"]
+    printed = kubectl("get", "rescl", "full", "-n", namespace)
+    assert "DEGRADED" in printed.splitlines()[0]  # a default column now
 
 
 def test_scale_and_spec_edit_roll_through(operator: RunningOperator, namespace: str) -> None:

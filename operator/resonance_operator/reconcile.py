@@ -43,6 +43,7 @@ from resonance_operator.rollout import plan
 from resonance_operator.rollout_pass import act, observe, step
 from resonance_operator.rollout_pass.step import Memory, Pass
 from resonance_operator.status import compute, conditions
+from resonance_operator.status.facts import requested_monitors
 
 logger = logging.getLogger("resonance.operator.reconcile")
 
@@ -70,6 +71,7 @@ class OptionalApis:
 
     service_monitor: bool
     gateway: bool
+    pod_monitor: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +109,9 @@ async def reconcile_cluster(
     applied = Applied() if rollout is None else await _apply(kube, probe, cluster, observed, apis, rollout)
     # A pass whose children could not be applied is not reported: the status says ApplyFailed.
     reported = None if applied.error is not None else rollout
-    written = await write_status(kube, cluster, _render(cluster, observed, invalid, applied, reported, now))
+    written = await write_status(
+        kube, cluster, _render(cluster, observed, apis, invalid, applied, reported, now)
+    )
     events = await _post_events(kube, cluster, written, applied.result, reported, instance=instance)
     return Outcome(
         ready=conditions.is_true(written.status["conditions"], ConditionType.READY),
@@ -124,16 +128,22 @@ async def reconcile_cluster(
 
 async def _observe(kube: KubeClient, cluster: ResonanceCluster) -> tuple[Observed, OptionalApis]:
     service_monitor_crd = await kube_children.served(kube, kinds.SERVICE_MONITOR)
+    pod_monitor_crd = await kube_children.served(kube, kinds.POD_MONITOR)
     # Discovery of the Gateway API only when the spec asks for a route.
     wants_route = cluster.spec.rollout.gateway_route is not None
     gateway_crd = wants_route and await kube_children.served(kube, kinds.HTTP_ROUTE)
-    keys = children.possible_keys(cluster, service_monitor_crd=service_monitor_crd, gateway_crd=gateway_crd)
+    keys = children.possible_keys(
+        cluster,
+        service_monitor_crd=service_monitor_crd,
+        gateway_crd=gateway_crd,
+        pod_monitor_crd=pod_monitor_crd,
+    )
     observed = await kube_children.observe(kube, cluster, keys, validation.referenced_secret_names(cluster))
     if cluster.spec.rollout.strategy is not RolloutStrategy.ROLLING or _has_revisions(cluster):
         # One Deployment per revision: listed, so a revision nobody remembers is still pruned.
         revisions = await kube_children.list_worker_deployments(kube, cluster)
         observed = dataclasses.replace(observed, children={**observed.children, **revisions})
-    return observed, OptionalApis(service_monitor_crd, gateway_crd)
+    return observed, OptionalApis(service_monitor_crd, gateway_crd, pod_monitor_crd)
 
 
 def _has_revisions(cluster: ResonanceCluster) -> bool:
@@ -173,6 +183,7 @@ async def _apply(
         cluster,
         service_monitor_crd=apis.service_monitor,
         gateway_crd=apis.gateway,
+        pod_monitor_crd=apis.pod_monitor,
         fresh=children.FreshSecrets(
             jwt=secrets.token_urlsafe(32),
             neo4j_password=secrets.token_urlsafe(24),
@@ -191,9 +202,16 @@ async def _apply(
     return Applied(result)
 
 
+def _unserved_monitors(cluster: ResonanceCluster, apis: OptionalApis) -> list[str]:
+    """The monitor kinds the spec asks for that the cluster does not serve (for the Monitoring condition)."""
+    served = {"PodMonitor": apis.pod_monitor, "ServiceMonitor": apis.service_monitor}
+    return [kind for kind in requested_monitors(cluster) if not served[kind]]
+
+
 def _render(
     cluster: ResonanceCluster,
     observed: Observed,
+    apis: OptionalApis,
     invalid: Sequence[str],
     applied: Applied,
     rollout: Pass | None,
@@ -202,11 +220,13 @@ def _render(
     """The new status as a pure function of the status it replaces (``kube/status.py`` may call it
     again after a conflict)."""
     stamp = datetime.datetime.fromtimestamp(now, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    unserved = _unserved_monitors(cluster, apis)
 
     def render(previous: Mapping[str, Any]) -> dict[str, Any]:
         return compute.compute(
             cluster,
             observed,
+            unserved=unserved,
             now=stamp,
             invalid=invalid,
             apply_error=applied.error,

@@ -5,49 +5,21 @@ test format: the script sees the resource as the global ``obj`` and returns
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.deploy import lua
+
 ARGOCD = Path(__file__).resolve().parents[2] / "deploy" / "argocd"
 CASES = yaml.safe_load((ARGOCD / "health_test.yaml").read_text())["tests"]
 
 
-def lua_literal(value: Any) -> str:
-    """A Lua expression for a YAML/JSON value (lists become 1-based arrays, as Argo CD passes them)."""
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string literal is a valid Lua string literal for this text
-    if isinstance(value, list):
-        return "{" + ", ".join(lua_literal(v) for v in value) + "}"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"[{json.dumps(str(k))}] = {lua_literal(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"cannot express {type(value).__name__} in Lua")
-
-
 def run_health(obj: dict[str, Any]) -> dict[str, str]:
-    lua = shutil.which("lua5.1") or shutil.which("lua")
-    if lua is None:
-        pytest.fail("no Lua interpreter: run `make deps` (apt-get install lua5.1)")
-    program = (
-        f"obj = {lua_literal(obj)}\n"
-        f"local check = assert(loadfile({json.dumps(str(ARGOCD / 'health.lua'))}))\n"
-        "local hs = check()\n"
-        "io.write(hs.status, '\\n', hs.message or '', '\\n')\n"
-    )
-    result = subprocess.run([lua, "-"], input=program, capture_output=True, text=True, timeout=10, check=True)
-    status, message = result.stdout.split("\n")[:2]
-    return {"status": status, "message": message}
+    hs = lua.run_script(ARGOCD / "health.lua", obj)
+    return {"status": hs["status"], "message": hs.get("message", "")}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[Path(c["inputPath"]).stem for c in CASES])

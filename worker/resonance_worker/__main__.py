@@ -18,9 +18,11 @@ from pydantic import SecretStr, ValidationError
 
 from resonance_worker import __version__
 from resonance_worker.errors import ConfigError
+from resonance_worker.errortracking import configure_error_tracking
 from resonance_worker.log import configure_logging
 from resonance_worker.settings import WorkerSettings
 from resonance_worker.tokens import mint_connection_token
+from resonance_worker.tracing import configure_tracing
 from resonance_worker.transport.app import create_app
 from resonance_worker.transport.drain import DrainRequest
 from resonance_worker.transport.keys import DRAINER
@@ -172,11 +174,19 @@ def run(settings: WorkerSettings, demo_token: bool, process_index: int | None = 
         runner = asyncio.run
     else:
         runner = uvloop.run
+    # Per process (after a fork): the SDK's export thread does not survive one.
+    stop_tracing = configure_tracing(
+        settings.tracing, service=settings.tracing.service_name, node=settings.worker_name
+    )
+    stop_error_tracking = configure_error_tracking(settings.sentry, node=settings.worker_name)
     try:
         runner(serve(settings, demo_token=demo_token, process_index=process_index))
     except ConfigError as exc:
         print(f"resonance-worker: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
+    finally:
+        stop_tracing()
+        stop_error_tracking()
 
 
 def supervise(settings: WorkerSettings, demo_token: bool) -> int:

@@ -63,6 +63,34 @@ class LimitSettings(BaseModel):
     history_max_limit: int = Field(1000, ge=0, description="Most publications one history call returns.")
 
 
+class TracingSettings(BaseModel):
+    """OpenTelemetry traces, exported over OTLP/HTTP (see docs/operate.md)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool = Field(
+        False, description="Export spans (connect, commands, engine, RPCs, event log, graph)."
+    )
+    endpoint: str = Field(
+        "http://127.0.0.1:4318",
+        description="OTLP/HTTP receiver, e.g. an OpenTelemetry Collector (`/v1/traces` is appended).",
+    )
+    sample_ratio: float = Field(
+        0.01, ge=0, le=1, description="Share of new traces kept; a remote parent's decision is followed."
+    )
+    service_name: str = Field("resonance-worker", description="The `service.name` of the spans.")
+
+
+class SentrySettings(BaseModel):
+    """Error tracking with the Sentry SDK; tokens, samples and reports are scrubbed before sending."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dsn: SecretStr | None = Field(None, description="Sentry DSN; unset: error tracking off.")
+    environment: str = Field("", description="The events' environment (e.g. `production`).")
+    sample_rate: float = Field(1.0, ge=0, le=1, description="Share of error events sent.")
+
+
 class WorkerSettings(BaseSettings):
     """All worker settings. Build once in ``main`` and pass down; never a global."""
 
@@ -192,6 +220,12 @@ class WorkerSettings(BaseSettings):
     neo4j: Neo4jSettings = Field(
         default_factory=Neo4jSettings, description="The temporal graph (off by default)."
     )
+    tracing: TracingSettings = Field(
+        default_factory=TracingSettings, description="OpenTelemetry traces (off by default)."
+    )
+    sentry: SentrySettings = Field(
+        default_factory=SentrySettings, description="Sentry error tracking (off by default)."
+    )
 
     @property
     def worker_name(self) -> str:
@@ -277,6 +311,18 @@ def render_settings_doc() -> str:
         "| Variable | Default | Meaning |",
         "|---|---|---|",
         *_rows(Neo4jSettings, "RESONANCE_NEO4J__"),
+        "",
+        "## Traces (`RESONANCE_TRACING__…`)",
+        "",
+        "| Variable | Default | Meaning |",
+        "|---|---|---|",
+        *_rows(TracingSettings, "RESONANCE_TRACING__"),
+        "",
+        "## Error tracking (`RESONANCE_SENTRY__…`)",
+        "",
+        "| Variable | Default | Meaning |",
+        "|---|---|---|",
+        *_rows(SentrySettings, "RESONANCE_SENTRY__"),
         "",
         "## Namespace options (JSON keys in `RESONANCE_NAMESPACES`)",
         "",

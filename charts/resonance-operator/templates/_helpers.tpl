@@ -63,7 +63,7 @@ app.kubernetes.io/part-of: resonance-liminal
   resources: [poddisruptionbudgets]
   verbs: [get, create, patch, delete]
 - apiGroups: [monitoring.coreos.com]
-  resources: [servicemonitors]
+  resources: [servicemonitors, podmonitors]
   verbs: [get, create, patch, delete]
 # Workloads are also watched, so pods getting ready show up in the status at once.
 - apiGroups: [apps]

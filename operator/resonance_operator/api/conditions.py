@@ -14,6 +14,8 @@ class ConditionType(enum.StrEnum):
     READY = "Ready"
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
+    MONITORING = "Monitoring"
+    """The PodMonitor / ServiceMonitor the spec asks for exists (its CRD is served)."""
 
 
 class ConditionStatus(enum.StrEnum):
@@ -39,6 +41,10 @@ class Reason(enum.StrEnum):
     INVALID_SPEC = "InvalidSpec"
     APPLY_FAILED = "ApplyFailed"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    # Monitoring
+    MONITORS_CREATED = "MonitorsCreated"
+    MONITORING_NOT_REQUESTED = "NotRequested"
+    MONITORING_CRD_MISSING = "MonitoringCRDMissing"
 
 
 class ProgressingReason(enum.StrEnum):
@@ -76,6 +82,7 @@ class EventReason(enum.StrEnum):
     ANALYSIS_FAILED = "AnalysisFailed"
     ROLLOUT_ABORTED = "RolloutAborted"
     INVALID_ROLLOUT_ACTION = "InvalidRolloutAction"
+    MONITORING_CRD_MISSING = "MonitoringCRDMissing"
 
 
 class EventType(enum.StrEnum):

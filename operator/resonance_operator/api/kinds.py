@@ -71,6 +71,7 @@ NETWORK_POLICY = child("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies
 HORIZONTAL_POD_AUTOSCALER = child("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers")
 POD_DISRUPTION_BUDGET = child("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets")
 SERVICE_MONITOR = child("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors", optional=True)
+POD_MONITOR = child("monitoring.coreos.com/v1", "PodMonitor", "podmonitors", optional=True)
 HTTP_ROUTE = child("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes", optional=True)
 
 CLUSTER = Kind(
@@ -102,6 +103,7 @@ KINDS: tuple[Kind, ...] = (
     HORIZONTAL_POD_AUTOSCALER,
     POD_DISRUPTION_BUDGET,
     SERVICE_MONITOR,
+    POD_MONITOR,
     HTTP_ROUTE,
     EVENT,
     POD,

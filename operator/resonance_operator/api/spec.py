@@ -253,8 +253,37 @@ class ServiceMonitorSpec(Model):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
+class PodMonitorSpec(Model):
+    """A prometheus-operator PodMonitor for the worker Pods of every revision, each scraped once."""
+
+    enabled: bool = False
+    interval: str = "30s"
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class TracingSpec(Model):
+    """OpenTelemetry traces of the workers, exported over OTLP/HTTP (``RESONANCE_TRACING__*``)."""
+
+    enabled: bool = False
+    endpoint: str = ""
+    """The collector's OTLP/HTTP base URL (``/v1/traces`` is appended), e.g. ``http://otel-collector:4318``."""
+    sample_ratio: float = Field(0.01, ge=0.0, le=1.0)
+    """Share of new traces recorded; a client's or caller's ``traceparent`` decision is followed."""
+
+
+class SentrySpec(Model):
+    """Error reports to Sentry (``RESONANCE_SENTRY__*``); the DSN comes from a Secret."""
+
+    dsn_secret_ref: SecretKeyRef | None = None
+    environment: str = ""
+    sample_rate: float = Field(1.0, ge=0.0, le=1.0)
+
+
 class ObservabilitySpec(Model):
     service_monitor: ServiceMonitorSpec = Field(default_factory=ServiceMonitorSpec)
+    pod_monitor: PodMonitorSpec = Field(default_factory=PodMonitorSpec)
+    tracing: TracingSpec = Field(default_factory=TracingSpec)
+    sentry: SentrySpec = Field(default_factory=SentrySpec)
 
 
 class PodDisruptionBudgetSpec(Model):

@@ -93,6 +93,7 @@ def _secret_refs(cluster: ResonanceCluster) -> list[tuple[str, SecretKeyRef | No
             "spec.neo4j.external.passwordSecretRef",
             spec.neo4j.external.password_secret_ref if spec.neo4j.external else None,
         ),
+        ("spec.observability.sentry.dsnSecretRef", spec.observability.sentry.dsn_secret_ref),
     ]
 
 

@@ -180,12 +180,17 @@ CHILDREN: tuple[ChildKind, ...] = (
         _named(worker.name),
         _one(lambda c: worker.service_monitor(c, crd_present=True)),
     ),
+    ChildKind(kinds.POD_MONITOR, _named(worker.name), _one(worker.pod_monitor)),
 )
 
 
-def _served(*, service_monitor_crd: bool, gateway_crd: bool) -> tuple[Kind, ...]:
+def _served(*, service_monitor_crd: bool, gateway_crd: bool, pod_monitor_crd: bool) -> tuple[Kind, ...]:
     """The optional kinds this cluster serves (their CRDs are installed)."""
-    flags = ((kinds.SERVICE_MONITOR, service_monitor_crd), (kinds.HTTP_ROUTE, gateway_crd))
+    flags = (
+        (kinds.SERVICE_MONITOR, service_monitor_crd),
+        (kinds.HTTP_ROUTE, gateway_crd),
+        (kinds.POD_MONITOR, pod_monitor_crd),
+    )
     return tuple(kind for kind, served in flags if served)
 
 
@@ -194,10 +199,16 @@ def _present(child: ChildKind, served: Sequence[Kind]) -> bool:
 
 
 def possible_keys(
-    cluster: ResonanceCluster, *, service_monitor_crd: bool, gateway_crd: bool = False
+    cluster: ResonanceCluster,
+    *,
+    service_monitor_crd: bool,
+    gateway_crd: bool = False,
+    pod_monitor_crd: bool = False,
 ) -> list[ChildKey]:
     """Every child this cluster could have, whatever its spec: what to observe and prune."""
-    served = _served(service_monitor_crd=service_monitor_crd, gateway_crd=gateway_crd)
+    served = _served(
+        service_monitor_crd=service_monitor_crd, gateway_crd=gateway_crd, pod_monitor_crd=pod_monitor_crd
+    )
     return [key for child in CHILDREN if _present(child, served) for key in child.keys(cluster)]
 
 
@@ -209,6 +220,7 @@ def desired_children(
     topology: revisions.Topology | None = None,
     live_revisions: Mapping[str, Body] | None = None,
     gateway_crd: bool = False,
+    pod_monitor_crd: bool = False,
 ) -> list[Child]:
     """The children the spec wants now, in dependency order (the order of :data:`CHILDREN`).
 
@@ -216,7 +228,9 @@ def desired_children(
     revision and its Services, Ingresses, route and HPAs (``revisions``); else the one
     rolling Deployment.
     """
-    served = _served(service_monitor_crd=service_monitor_crd, gateway_crd=gateway_crd)
+    served = _served(
+        service_monitor_crd=service_monitor_crd, gateway_crd=gateway_crd, pod_monitor_crd=pod_monitor_crd
+    )
     inputs = Inputs(fresh, topology, live_revisions or {})
     return [
         Child(body, create_only=child.create_only)

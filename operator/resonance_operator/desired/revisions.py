@@ -292,6 +292,27 @@ def _canary_in_traffic(cluster: ResonanceCluster, topology: Topology) -> bool:
     return topology.canary is not None and not _blue_green(cluster) and topology.weight > 0
 
 
+def traffic_weights(
+    cluster: ResonanceCluster, topology: Topology, live: Mapping[str, Body]
+) -> dict[str, int]:
+    """Percent of new connections each track gets, as the traffic really splits.
+
+    Behind ingress-nginx's canary Ingress or an HTTPRoute the router applies the weight as set. With
+    plain Services the split is the replica ratio: the worker Service spreads new connections over the
+    ready Pods of every revision it selects, so 1 stable and 1 canary Pod split 50/50 whatever the
+    step's ``setWeight``, and a canary with no ready Pod yet gets nothing (the configured weight is
+    shown only when no Pod of either is ready).
+    """
+    if _traffic_split_by_router(cluster) or not _canary_in_traffic(cluster, topology):
+        weight = topology.weight if _canary_in_traffic(cluster, topology) else 0
+        return {"stable": 100 - weight, "canary": weight}
+    stable, canary = _ready(live.get(topology.stable)), _ready(live.get(topology.canary or ""))
+    if stable + canary == 0:
+        return {"stable": 100 - topology.weight, "canary": topology.weight}
+    share = round(100 * canary / (stable + canary))
+    return {"stable": 100 - share, "canary": share}
+
+
 def deployments(
     cluster: ResonanceCluster, topology: Topology, live: Mapping[str, Body]
 ) -> list[dict[str, Any]]:

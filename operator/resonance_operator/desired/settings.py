@@ -122,6 +122,19 @@ def worker_environment(cluster: ResonanceCluster) -> WorkerEnvironment:
     if password_ref is not None:
         from_secrets["RESONANCE_NEO4J__PASSWORD"] = password_ref
 
+    # Traces and error tracking only when asked for: an untouched spec keeps its revision.
+    tracing = spec.observability.tracing
+    if tracing.enabled:
+        plain["RESONANCE_TRACING__ENABLED"] = "true"
+        plain["RESONANCE_TRACING__ENDPOINT"] = tracing.endpoint
+        plain["RESONANCE_TRACING__SAMPLE_RATIO"] = repr(tracing.sample_ratio)
+    sentry = spec.observability.sentry
+    if sentry.dsn_secret_ref is not None:
+        from_secrets["RESONANCE_SENTRY__DSN"] = sentry.dsn_secret_ref
+        plain["RESONANCE_SENTRY__SAMPLE_RATE"] = repr(sentry.sample_rate)
+        if sentry.environment:
+            plain["RESONANCE_SENTRY__ENVIRONMENT"] = sentry.environment
+
     # A worker stopped by SIGTERM (a rolling update, a scale-down) drains within the rollouts'
     # reconnect budget and deadline; the Pod's grace period exceeds the deadline (desired/worker.py).
     # The budget is per Pod here: dividing it by the Pods a rolling update stops together would tie

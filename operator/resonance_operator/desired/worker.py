@@ -1,7 +1,8 @@
-"""The worker tier: Deployment, Service, Ingress, HPA, PDB and ServiceMonitor."""
+"""The worker tier: Deployment, Service, Ingress, HPA, PDB, ServiceMonitor and PodMonitor."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from resonance_operator.api.spec import ResonanceCluster
@@ -313,20 +314,51 @@ def pod_disruption_budget(cluster: ResonanceCluster) -> dict[str, Any] | None:
     )
 
 
+# Pod labels copied onto every scraped series: which cluster and which revision a worker belongs to
+# (as resonance_liminal_dev_cluster and resonance_liminal_dev_revision), for dashboards, alerts, KEDA
+# and the Prometheus source of rollout analysis.
+MONITOR_POD_LABELS = (meta.CLUSTER_LABEL, meta.REVISION_LABEL)
+
+
 def service_monitor(cluster: ResonanceCluster, *, crd_present: bool) -> dict[str, Any] | None:
+    """A ServiceMonitor over the worker Services. During a replica-ratio canary a canary Pod is behind
+    both the worker and the canary Service, so it is scraped twice: prefer :func:`pod_monitor`."""
     monitor = cluster.spec.observability.service_monitor
     if not monitor.enabled or not crd_present:
         return None
+    endpoint = {"port": HTTP_PORT_NAME, "path": "/metrics", "interval": monitor.interval}
+    return _monitor(cluster, "ServiceMonitor", monitor.labels, "endpoints", endpoint)
+
+
+def pod_monitor(cluster: ResonanceCluster) -> dict[str, Any] | None:
+    """A PodMonitor selecting the worker Pods of every revision: each Pod is one target, labelled
+    with its cluster and revision (created only when the CRD is served: ``desired/children.py``)."""
+    monitor = cluster.spec.observability.pod_monitor
+    if not monitor.enabled:
+        return None
+    endpoint = {
+        "port": HTTP_PORT_NAME,
+        "path": cluster.spec.rollout.metrics_path,
+        "interval": monitor.interval,
+    }
+    return _monitor(cluster, "PodMonitor", monitor.labels, "podMetricsEndpoints", endpoint)
+
+
+def _monitor(
+    cluster: ResonanceCluster, kind: str, labels: Mapping[str, str], endpoints: str, endpoint: dict[str, Any]
+) -> dict[str, Any]:
+    """A Prometheus Operator monitor of the worker Pods (their cluster and revision as target labels)."""
     body_meta = meta.metadata(cluster, name(cluster), meta.WORKER)
-    body_meta["labels"].update(monitor.labels)
+    body_meta["labels"].update(labels)
     return meta.with_spec_hash(
         {
             "apiVersion": "monitoring.coreos.com/v1",
-            "kind": "ServiceMonitor",
+            "kind": kind,
             "metadata": body_meta,
             "spec": {
                 "selector": {"matchLabels": meta.selector_labels(cluster, meta.WORKER)},
-                "endpoints": [{"port": HTTP_PORT_NAME, "path": "/metrics", "interval": monitor.interval}],
+                endpoints: [endpoint],
+                "podTargetLabels": list(MONITOR_POD_LABELS),
             },
         }
     )

@@ -5,6 +5,7 @@ becoming ready (or a child being deleted) show up at once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import random
@@ -66,6 +67,7 @@ class Runtime:
             if contended or trigger not in {"change", "resync"}:
                 fresh = await kube_children.get_cluster(self.kube, *key)
                 if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+                    self.forget(key)
                     return None
                 body = fresh
             return await self._reconcile_now(body, trigger, key, retry)
@@ -92,7 +94,7 @@ class Runtime:
         finally:
             self.metrics.reconcile_duration.observe(time.perf_counter() - started)
         if outcome is None:
-            self.memories.pop(key, None)
+            self.forget(key)
             return None
         self.memories[key] = outcome.memory
         self._requeue(key, outcome.requeue_after)
@@ -101,6 +103,14 @@ class Runtime:
             self.metrics.reconcile_errors.labels(kind="apply").inc()
             raise kopf.TemporaryError(outcome.apply_error, delay=retry_delay(retry, random.random()))
         return outcome
+
+    def forget(self, key: tuple[str, str]) -> None:
+        """A cluster deleted or being deleted: drop what this process keeps about it, and its
+        ``resonance_operator_cluster_ready`` series (no stale series for a cluster that is gone)."""
+        self.memories.pop(key, None)
+        self.due.pop(key, None)
+        with contextlib.suppress(KeyError):
+            self.metrics.clusters_ready.remove(*key)
 
     def _requeue(self, key: tuple[str, str], delay: float | None) -> None:
         self.due[key] = None if delay is None else time.monotonic() + delay
@@ -179,6 +189,11 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
     async def changed(body: kopf.Body, retry: int = 0, **_: Any) -> None:
         await runtime.reconcile(body, "change", retry)
+
+    # Optional: no finalizer of its own; it only forgets what this process keeps about the cluster.
+    @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True, registry=registry)
+    async def deleted(body: kopf.Body, **_: Any) -> None:
+        runtime.forget((str(body["metadata"]["namespace"]), str(body["metadata"]["name"])))
 
     @kopf.timer(GROUP, VERSION, PLURAL, interval=runtime.settings.resync_seconds, registry=registry)
     async def resync(body: kopf.Body, retry: int = 0, **_: Any) -> None:

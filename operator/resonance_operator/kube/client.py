@@ -191,6 +191,10 @@ class KubeClient:
     async def create(self, collection: str, body: Mapping[str, Any]) -> None:
         await self._request("create", "POST", collection, body=body)
 
+    def forget_discovery(self) -> None:
+        """Ask discovery again on the next question (a CRD was installed or removed meanwhile)."""
+        self._discovery.clear()
+
     async def api_group_version_served(self, group_version: str, *, ttl: float = 300.0) -> bool:
         """Discovery (which every authenticated user may read), cached for ``ttl`` seconds."""
         cached = self._discovery.get(group_version)

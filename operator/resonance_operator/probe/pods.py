@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 
+from resonance_operator.probe.prometheus import PrometheusProbe
 from resonance_operator.probe.targets import DrainReport, DrainRequest, PodTarget
 
 logger = logging.getLogger("resonance.operator.probe")
@@ -24,11 +25,14 @@ class PodProbe:
         self._limit = asyncio.Semaphore(max_concurrency)
         self._session: aiohttp.ClientSession | None = None
         self.calls: collections.Counter[str] = collections.Counter()
+        self.prometheus = PrometheusProbe(timeout=max(timeout, 5.0))
+        """PromQL for analyses with a Prometheus source (``rollout_pass.observe``)."""
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await self.prometheus.close()
 
     async def _request(
         self,

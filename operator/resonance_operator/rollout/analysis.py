@@ -19,7 +19,7 @@ import enum
 import math
 from collections.abc import Mapping, Sequence
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from resonance_operator.api.spec import Model
 from resonance_operator.rollout.scrapes import (
@@ -48,6 +48,8 @@ class MetricKind(enum.StrEnum):
     """Mean ``resonance_thyroid_pain`` over the revision's Pods at the second scrape."""
     RECONNECT_RATE = "reconnectRate"
     """Recoveries (resumed sessions) per second per open connection."""
+    QUERY = "query"
+    """A PromQL expression of your own (``query``), for the Prometheus source only."""
 
 
 class MetricCheck(Model):
@@ -64,6 +66,9 @@ class MetricCheck(Model):
     """Commands, observations or connections the canary needs in the window, else Inconclusive."""
     codes: list[str] = Field(default_factory=list)
     """For ``errorRatio``: only these error codes (all when empty)."""
+    query: str | None = None
+    """For ``query``: PromQL giving one number per revision, with ``{{revision}}``, ``{{namespace}}``,
+    ``{{cluster}}`` and ``{{window}}`` filled in (``rollout/promql.py``)."""
 
 
 def default_checks() -> list[MetricCheck]:
@@ -74,6 +79,15 @@ def default_checks() -> list[MetricCheck]:
         MetricCheck(kind=MetricKind.LATENCY_P99, max_value=0.5, max_ratio_to_stable=2.0, baseline_floor=0.01),
         MetricCheck(kind=MetricKind.THYROID_PAIN, max_ratio_to_stable=1.5, baseline_floor=1.0, min_count=0),
     ]
+
+
+class PrometheusSource(Model):
+    """Measure on PromQL against a Prometheus instead of scraping the worker Pods."""
+
+    address: str = Field(pattern=r"^https?://.+")
+    """Prometheus' base URL, e.g. ``http://prometheus-operated.monitoring.svc:9090``."""
+    window: str = Field("1m", pattern=r"^[0-9]+(ms|s|m|h)$")
+    """The range of ``rate``/``increase`` in each query (at least a few scrape intervals)."""
 
 
 class AnalysisSpec(Model):
@@ -89,6 +103,16 @@ class AnalysisSpec(Model):
     max_measurements: int = Field(20, ge=1)
     """Measurements after which a run neither passed nor failed becomes inconclusive."""
     metrics: list[MetricCheck] = Field(default_factory=default_checks)
+    prometheus: PrometheusSource | None = None
+    """Set: every check is a PromQL query over ``prometheus.window`` (series of the cluster's
+    PodMonitor); unset: the operator scrapes the Pods and compares two scrapes."""
+
+    @model_validator(mode="after")
+    def _queries_need_prometheus(self) -> AnalysisSpec:
+        for check in self.metrics:
+            if check.kind is MetricKind.QUERY and (self.prometheus is None or not check.query):
+                raise ValueError("a metric of kind query needs its query and analysis.prometheus")
+        return self
 
 
 class Phase(enum.StrEnum):
@@ -129,6 +153,8 @@ def _value_and_volume(
     if check.kind is MetricKind.THYROID_PAIN:
         pods = sum(1 for s in after if s.revision == revision and s.values(THYROID_PAIN))
         return gauge_mean(after, revision, THYROID_PAIN), pods
+    if check.kind is MetricKind.QUERY:
+        return None, 0.0  # refused without a Prometheus source (AnalysisSpec)
     connections = gauge_sum(after, revision, CONNECTIONS) or 0.0
     rate = counter_rate(before, after, revision, RECOVERIES)
     return (rate / connections if rate is not None and connections else None), connections
@@ -146,10 +172,20 @@ def evaluate_metric(
     canary, volume = _value_and_volume(check, before, after, canary_revision)
     stable, _ = _value_and_volume(check, before, after, stable_revision)
     has_pods = any(s.revision == canary_revision for s in after)
-    if not has_pods or volume < check.min_count or (canary is None and check.min_count > 0):
+    return judge(check, canary, volume, stable, has_pods=has_pods)
+
+
+def judge(
+    check: MetricCheck, canary: float | None, volume: float, stable: float | None, *, has_pods: bool
+) -> MetricResult:
+    """The verdict on one metric from the canary's value, the data volume behind it and stable's
+    value, however they were measured (two scrapes, or PromQL)."""
+    if not has_pods or volume < check.min_count:
         return MetricResult(
             check.kind, Phase.INCONCLUSIVE, canary, stable, f"{volume:g} < {check.min_count} needed"
         )
+    if canary is None and check.min_count > 0:
+        return MetricResult(check.kind, Phase.INCONCLUSIVE, None, stable, "no value (empty or NaN)")
     if canary is None:
         # Enough volume was not required and nothing was measured: nothing went wrong either.
         return MetricResult(check.kind, Phase.SUCCESSFUL, None, stable, "no data, none required")
@@ -195,6 +231,36 @@ def measure(
     phases = {r.phase for r in results}
     phase = next((p for p in (Phase.FAILED, Phase.INCONCLUSIVE) if p in phases), Phase.SUCCESSFUL)
     return Measurement(phase, results)
+
+
+@dataclasses.dataclass(frozen=True)
+class Reading:
+    """One check's value for one revision as Prometheus answered it (``None``: empty or NaN)."""
+
+    value: float | None
+    volume: float
+
+
+def measure_readings(
+    spec: AnalysisSpec, canary: Sequence[Reading | None], stable: Sequence[Reading | None]
+) -> Measurement:
+    """All metrics of ``spec`` from PromQL readings, one per check in order (``None``: the query
+    failed, which is Inconclusive, as an empty result is in Argo Rollouts)."""
+    results = []
+    for check, mine, theirs in zip(spec.metrics, canary, stable, strict=True):
+        if mine is None:
+            results.append(
+                MetricResult(check.kind, Phase.INCONCLUSIVE, None, None, "Prometheus did not answer")
+            )
+            continue
+        volume = mine.volume if check.kind is not MetricKind.QUERY else float(mine.value is not None)
+        needed = check if check.kind is not MetricKind.QUERY else check.model_copy(update={"min_count": 1})
+        results.append(
+            judge(needed, mine.value, volume, None if theirs is None else theirs.value, has_pods=True)
+        )
+    phases = {r.phase for r in results}
+    phase = next((p for p in (Phase.FAILED, Phase.INCONCLUSIVE) if p in phases), Phase.SUCCESSFUL)
+    return Measurement(phase, tuple(results))
 
 
 @dataclasses.dataclass(frozen=True)

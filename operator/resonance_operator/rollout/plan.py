@@ -60,6 +60,25 @@ from resonance_operator.rollout.state import RolloutState
 from resonance_operator.rollout.strategies import blue_green_phases, canary_steps, rolling_update
 
 
+def current_analysis(spec: RolloutSpec, state: RolloutState) -> AnalysisSpec | None:
+    """The analysis whose run is in flight (``state.analysis`` set): the current canary step's, or
+    blue-green's pre-promotion analysis; ``None`` when none runs or it does not parse."""
+    if state.analysis is None:
+        return None
+    raw: dict[str, Any] | None = None
+    if spec.strategy is RolloutStrategy.CANARY and spec.canary is not None:
+        steps = spec.canary.steps
+        raw = steps[state.step_index].analysis if state.step_index < len(steps) else None
+    elif spec.strategy is RolloutStrategy.BLUE_GREEN and spec.blue_green is not None:
+        raw = spec.blue_green.pre_promotion_analysis
+    if raw is None:
+        return None
+    try:
+        return AnalysisSpec.model_validate(raw)
+    except pydantic.ValidationError:
+        return None
+
+
 def spec_errors(spec: RolloutSpec, *, gateway_served: bool) -> list[str]:
     """Rollout settings the CRD schema cannot check: every analysis parses, the Gateway API is served."""
     analyses: list[tuple[str, Any]] = []

@@ -18,7 +18,9 @@ from resonance_operator.kube import children as kube_children
 from resonance_operator.kube.client import KubeClient
 from resonance_operator.probe.pods import PodProbe
 from resonance_operator.probe.targets import DrainReport, PodTarget, drain_requests, pod_targets
+from resonance_operator.rollout.analysis import Reading
 from resonance_operator.rollout.exposition import ExpositionError, parse_exposition
+from resonance_operator.rollout.plan import current_analysis
 from resonance_operator.rollout.scrapes import Scrape
 from resonance_operator.rollout.state import RolloutState
 from resonance_operator.rollout_pass.step import Observation, api_key
@@ -46,6 +48,7 @@ async def gather(
         )
         scrapes = _scrapes(texts, now)
 
+    readings = await _promql_readings(probe, cluster, state)
     reports: list[DrainReport | None] | None = None
     draining = state.draining_revision
     if draining is not None and now >= (state.drain_not_before or now):
@@ -60,7 +63,26 @@ async def gather(
         scrapes=tuple(scrapes),
         drain_reports=None if reports is None else tuple(reports),
         api_key=key,
+        readings=readings,
     )
+
+
+async def _promql_readings(
+    probe: PodProbe, cluster: ResonanceCluster, state: RolloutState
+) -> tuple[tuple[Reading, ...], tuple[Reading, ...]] | None:
+    """The canary's and stable's readings while an analysis with a Prometheus source runs."""
+    spec = current_analysis(cluster.spec.rollout, state)
+    if (
+        spec is None
+        or spec.prometheus is None
+        or state.canary_revision is None
+        or state.stable_revision is None
+    ):
+        return None
+    where = {"namespace": cluster.namespace, "cluster": cluster.name}
+    canary = await probe.prometheus.readings(spec, revision=state.canary_revision, **where)
+    stable = await probe.prometheus.readings(spec, revision=state.stable_revision, **where)
+    return canary, stable
 
 
 async def _drain_progress(

@@ -74,6 +74,8 @@ class Observation:
     """Each Pod of the draining revision on its drain; ``None`` when no drain was due."""
     api_key: str | None = None
     """The workers' API key (from the generated Secret), for ``POST /drain``."""
+    readings: tuple[tuple[analysis.Reading, ...], tuple[analysis.Reading, ...]] | None = None
+    """(canary, stable) PromQL readings of the analysis in flight, when it has a Prometheus source."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,7 +181,7 @@ def take(observation: Observation, memory: Memory, now: float) -> Pass:
     )
     new_state, requeue = decision.state, decision.requeue_after
     if decision.action in (ActionKind.START_ANALYSIS, ActionKind.MEASURE):
-        new_state, requeue, memory = _analyse(decision, memory, scrapes, now)
+        new_state, requeue, memory = _analyse(decision, memory, scrapes, now, observation.readings)
         decision = dataclasses.replace(decision, state=new_state)
 
     topology = revisions.plan_topology(cluster, new_state, live, stable_connections=stable_connections)
@@ -213,7 +215,7 @@ def take(observation: Observation, memory: Memory, now: float) -> Pass:
         settled=not decision.progressing and topology.settled,
     )
     view = RolloutView(
-        _status(cluster, decision, connections, topology),
+        _status(cluster, decision, connections, topology, revisions.traffic_weights(cluster, topology, live)),
         decision.progressing,
         decision.reason,
         decision.message,
@@ -252,13 +254,19 @@ def _drains(observation: Observation, decision: Decision, now: float) -> Drains 
 
 
 def _analyse(
-    decision: Decision, memory: Memory, scrapes: Sequence[Scrape], now: float
+    decision: Decision,
+    memory: Memory,
+    scrapes: Sequence[Scrape],
+    now: float,
+    readings: tuple[tuple[analysis.Reading, ...], tuple[analysis.Reading, ...]] | None = None,
 ) -> tuple[RolloutState, float | None, Memory]:
     """The state after a ``StartAnalysis`` / ``Measure`` action, when to look again, and the new memory."""
     state = decision.state
     assert decision.analysis is not None
     assert state.stable_revision is not None
     assert state.canary_revision is not None
+    if decision.analysis.prometheus is not None:
+        return _analyse_promql(decision, memory, now, readings)
     pair = (state.stable_revision, state.canary_revision)
     measuring = decision.action is ActionKind.MEASURE and memory.baseline_pair == pair
     if measuring and _comparable(memory.baseline, scrapes, pair):
@@ -288,6 +296,30 @@ def _analyse(
     return state, 0.0, dataclasses.replace(memory, baseline=tuple(scrapes), missed=0)
 
 
+def _analyse_promql(
+    decision: Decision,
+    memory: Memory,
+    now: float,
+    readings: tuple[tuple[analysis.Reading, ...], tuple[analysis.Reading, ...]] | None,
+) -> tuple[RolloutState, float | None, Memory]:
+    """The Prometheus source: each query covers its own window, so there is no baseline to keep; a
+    run's first measurement is one interval after it starts (its window then holds the canary)."""
+    state = decision.state
+    assert decision.analysis is not None
+    if decision.action is ActionKind.START_ANALYSIS:
+        return state, decision.requeue_after, memory
+    if readings is None:
+        empty = tuple(None for _ in decision.analysis.metrics)
+        measurement = analysis.measure_readings(decision.analysis, empty, empty)
+    else:
+        measurement = analysis.measure_readings(decision.analysis, *readings)
+    state = record(state, measurement, now)
+    logger.info(
+        "analysis (PromQL) of %s: %s %s", state.canary_revision, measurement.phase, measurement.message
+    )
+    return state, 0.0, memory
+
+
 def _comparable(before: Sequence[Scrape], after: Sequence[Scrape], revisions_: tuple[str, str]) -> bool:
     """Both revisions have a Pod scraped in both rounds (a Pod that was not answering yet at the
     baseline, or restarted since, would measure as no traffic at all)."""
@@ -303,6 +335,7 @@ def _status(
     decision: Decision,
     connections: Mapping[str, int],
     topology: revisions.Topology | None,
+    weights: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     status: dict[str, Any] = decision.state.to_status()
     status.update(
@@ -311,7 +344,7 @@ def _status(
             "phase": decision.reason.value,
             "message": decision.message,
             "step": decision.step or None,
-            "weights": decision.weights,
+            "weights": dict(weights) if weights is not None else decision.weights,
             "connections": dict(connections) or None,
             "heldForConnections": (topology.held_for_connections or None) if topology else None,
         }

@@ -3,7 +3,8 @@
 :func:`compute` gathers the :class:`~resonance_operator.status.facts.Facts` once and
 asks each condition module for its condition: :mod:`~resonance_operator.status.ready`,
 :mod:`~resonance_operator.status.progressing`, :mod:`~resonance_operator.status.degraded`
-(one function each, each stamped with ``observedGeneration``). To add a condition,
+and :mod:`~resonance_operator.status.monitoring` (one function each, each stamped with
+``observedGeneration``). To add a condition,
 add its type to ``api/conditions.py``, a module here with its ``condition(facts,
 stamp)``, and one line in :func:`compute`. :func:`changed` tells the caller whether
 the status needs writing at all; :func:`transitions` which flips deserve an Event.
@@ -15,11 +16,11 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from resonance_operator.api.conditions import ConditionType, EventReason, EventType
+from resonance_operator.api.conditions import ConditionType, EventReason, EventType, Reason
 from resonance_operator.api.observed import ChildKey, Observed
 from resonance_operator.api.spec import ResonanceCluster
 from resonance_operator.desired import meta, worker
-from resonance_operator.status import conditions, degraded, progressing, ready
+from resonance_operator.status import conditions, degraded, monitoring, progressing, ready
 from resonance_operator.status.facts import RolloutView, gather
 
 
@@ -42,6 +43,7 @@ def compute(
     applied: Sequence[ChildKey] = (),
     rollout: RolloutView | None = None,
     previous: Mapping[str, Any] | None = None,
+    unserved: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The full new status (the caller compares it with the old one before writing).
 
@@ -49,7 +51,14 @@ def compute(
     their ``lastTransitionTime`` while their status holds.
     """
     facts = gather(
-        cluster, observed, invalid=invalid, apply_error=apply_error, applied=applied, rollout=rollout
+        cluster,
+        observed,
+        invalid=invalid,
+        apply_error=apply_error,
+        applied=applied,
+        rollout=rollout,
+        unserved=unserved,
+        previous=cluster.status if previous is None else previous,
     )
     generation = cluster.metadata.generation
     before = cluster.status if previous is None else previous
@@ -61,6 +70,7 @@ def compute(
             ready.condition(facts, stamp),
             progressing.condition(facts, stamp),
             degraded.condition(facts, stamp),
+            monitoring.condition(facts, stamp),
         ],
         "replicas": workers.current,
         "readyReplicas": workers.ready,
@@ -119,4 +129,16 @@ def transitions(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Transiti
         )
     elif was_degraded and not is_degraded:
         found.append(Transition(EventType.NORMAL, EventReason.RECOVERED, "the cluster is no longer degraded"))
+    monitoring_after = conditions.find(after, ConditionType.MONITORING)
+    monitoring_before = conditions.find(before, ConditionType.MONITORING) or {}
+    if (
+        monitoring_after is not None
+        and monitoring_after["reason"] == Reason.MONITORING_CRD_MISSING
+        and monitoring_before.get("reason") != Reason.MONITORING_CRD_MISSING
+    ):
+        found.append(
+            Transition(
+                EventType.WARNING, EventReason.MONITORING_CRD_MISSING, str(monitoring_after["message"])
+            )
+        )
     return found

@@ -53,6 +53,10 @@ class Facts:
     workloads_applied: bool = False
     """A Deployment or StatefulSet was written in this reconcile (its rollout has only begun)."""
     rollout: RolloutView | None = None
+    monitors: tuple[str, ...] = ()
+    """The monitor kinds the spec asks for (``PodMonitor``, ``ServiceMonitor``)."""
+    unserved: tuple[str, ...] = ()
+    """Those of them whose CRD the cluster does not serve (nothing was created for them)."""
 
     @property
     def not_ready_message(self) -> str:
@@ -76,8 +80,14 @@ def gather(
     apply_error: str | None = None,
     applied: Sequence[ChildKey] = (),
     rollout: RolloutView | None = None,
+    unserved: Sequence[str] = (),
+    previous: Mapping[str, Any] | None = None,
 ) -> Facts:
-    """The facts of one reconcile: what was observed, what the spec lacked, what was applied."""
+    """The facts of one reconcile: what was observed, what the spec lacked, what was applied.
+
+    ``unserved`` names the kinds the spec asks for whose CRD the cluster does not serve;
+    ``previous`` is the status this one replaces.
+    """
     deployment_key = _apps("Deployment", worker.name(cluster))
     deployment = observed.child(deployment_key)
     workers = worker_readiness(cluster, deployment)
@@ -94,7 +104,7 @@ def gather(
         "workers": {"desired": workers.desired, "ready": workers.ready, "updated": workers.updated}
     }
     not_ready: list[tuple[Reason, str]] = []
-    if not workers.ready_all:
+    if not workers.serving and not _scaling_up(workers, previous):
         not_ready.append((Reason.WORKERS_NOT_READY, f"workers ready {workers.display}"))
 
     if cluster.spec.redis.external is None:
@@ -127,4 +137,29 @@ def gather(
         apply_error=apply_error,
         workloads_applied=any(key.kind in _WORKLOAD_KINDS for key in applied),
         rollout=rollout,
+        monitors=requested_monitors(cluster),
+        unserved=tuple(unserved),
     )
+
+
+def _scaling_up(workers: WorkerReadiness, previous: Mapping[str, Any] | None) -> bool:
+    """More workers are wanted while none of those serving was lost: a cluster that was Ready with
+    ``n`` ready workers still serves with ``n`` or more while new ones start (no flip to not ready,
+    no Warning Event on a scale-up; Progressing says ``WorkersScaling``)."""
+    if previous is None or workers.ready == 0:
+        return False
+    was_ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in previous.get("conditions") or []
+    )
+    before = previous.get("readyReplicas")
+    return was_ready and before is not None and workers.ready >= int(before)
+
+
+def requested_monitors(cluster: ResonanceCluster) -> tuple[str, ...]:
+    """The Prometheus Operator kinds ``spec.observability`` asks for."""
+    observability = cluster.spec.observability
+    wanted = (
+        ("PodMonitor", observability.pod_monitor.enabled),
+        ("ServiceMonitor", observability.service_monitor.enabled),
+    )
+    return tuple(kind for kind, enabled in wanted if enabled)

@@ -33,7 +33,14 @@ class WorkerReadiness:
 
     @property
     def ready_all(self) -> bool:
+        """Every desired worker runs the newest template and is ready: a rollout is finished."""
         return self.rolled_out and self.ready >= self.desired and self.updated >= self.desired
+
+    @property
+    def serving(self) -> bool:
+        """As many workers are ready as are desired, whichever template they run (a rollout in
+        progress on ready workers still serves)."""
+        return self.ready >= self.desired
 
     @property
     def display(self) -> str:

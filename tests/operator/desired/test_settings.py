@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 from resonance_operator.desired import settings
 
 from tests.operator import fixtures
@@ -38,7 +39,7 @@ def test_a_stopping_worker_drains_by_the_rollout_budget_within_its_grace_period(
     assert int(plain["RESONANCE_SHUTDOWN_DRAIN_DEADLINE_SECONDS"]) == 120 < termination_grace_seconds(cluster)
 
 
-def test_the_mapping_matches_the_worker_settings_model() -> None:
+def test_the_mapping_matches_the_worker_settings_model(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every variable the operator derives is one the worker actually reads, nested groups included."""
     cluster = fixtures.cluster(
         {
@@ -52,12 +53,33 @@ def test_the_mapping_matches_the_worker_settings_model() -> None:
                 }
             },
             "auth": {"jwksUrl": "https://idp.example/jwks"},
+            "observability": {
+                "tracing": {"enabled": True, "endpoint": "http://otel:4318", "sampleRatio": 0.25},
+                "sentry": {"dsnSecretRef": {"name": "sentry", "key": "dsn"}, "environment": "prod"},
+            },
         }
     )
     environment = settings.worker_environment(cluster)
     derived = set(environment.plain) | set(environment.from_secrets)
     assert {"RESONANCE_NEO4J__URI", "RESONANCE_NEO4J__PASSWORD", "RESONANCE_JWT_JWKS_URL"} <= derived
     assert derived <= worker_variables()
+    assert environment.plain["RESONANCE_TRACING__ENDPOINT"] == "http://otel:4318"
+    assert environment.plain["RESONANCE_TRACING__SAMPLE_RATIO"] == "0.25"
+    assert environment.plain["RESONANCE_SENTRY__ENVIRONMENT"] == "prod"
+    assert _refs(environment)["RESONANCE_SENTRY__DSN"] == ("sentry", "dsn")
+    # The worker reads what the operator writes.
+    from resonance_worker.settings import WorkerSettings
+
+    for name, value in environment.plain.items():
+        if name.startswith(("RESONANCE_TRACING__", "RESONANCE_SENTRY__")):
+            monkeypatch.setenv(name, value)
+    read = WorkerSettings()
+    assert (read.tracing.enabled, read.tracing.endpoint, read.tracing.sample_ratio) == (
+        True,
+        "http://otel:4318",
+        0.25,
+    )
+    assert read.sentry.environment == "prod"
 
 
 def worker_variables() -> set[str]:

@@ -191,3 +191,32 @@ def test_service_monitor_only_when_enabled_and_its_crd_exists() -> None:
     assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
     assert worker.service_monitor(enabled, crd_present=False) is None
     assert worker.service_monitor(fixtures.cluster(), crd_present=True) is None
+    # Both monitors copy the cluster and revision labels onto the series.
+    assert monitor["spec"]["podTargetLabels"] == [
+        "resonance.liminal.dev/cluster",
+        "resonance.liminal.dev/revision",
+    ]
+
+
+def test_pod_monitor_selects_every_revision_and_labels_each_pod_once() -> None:
+    enabled = fixtures.cluster(
+        {
+            **fixtures.with_worker(),
+            "observability": {
+                "podMonitor": {"enabled": True, "interval": "10s", "labels": {"release": "kps"}}
+            },
+            "rollout": {"metricsPath": "/metrics"},
+        }
+    )
+    monitor = worker.pod_monitor(enabled)
+    assert monitor is not None and monitor["kind"] == "PodMonitor"
+    assert monitor["metadata"]["name"] == "demo-worker"
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+    spec = monitor["spec"]
+    # The selector carries no revision: stable, canary, preview and draining Pods alike.
+    assert spec["selector"] == {
+        "matchLabels": {"resonance.liminal.dev/cluster": "demo", "app.kubernetes.io/component": "worker"}
+    }
+    assert spec["podMetricsEndpoints"] == [{"port": "http", "path": "/metrics", "interval": "10s"}]
+    assert spec["podTargetLabels"] == ["resonance.liminal.dev/cluster", "resonance.liminal.dev/revision"]
+    assert worker.pod_monitor(fixtures.cluster()) is None

@@ -459,8 +459,10 @@ def test_status_uses_the_crds_rollout_fields_for_the_printer_columns() -> None:
     assert {"currentStep", "canaryWeight", "stableRevision", "updateRevision"} <= set(written)
     assert declared["x-kubernetes-preserve-unknown-fields"] is True  # the other fields survive
     columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
-    assert columns["Step"] == ".status.rollout.currentStep"
-    assert columns["Weight"] == ".status.rollout.canaryWeight"
+    # 1-based ("2/5", or the blue-green phase) and the weights as traffic really splits.
+    assert columns["Step"] == ".status.rollout.step"
+    assert columns["Weight"] == ".status.rollout.weights.canary"
+    assert "priority" not in next(c for c in version["additionalPrinterColumns"] if c["name"] == "Degraded")
 
 
 def test_abort_after_a_rollback_does_not_drain_twice() -> None:

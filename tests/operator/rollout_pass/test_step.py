@@ -8,7 +8,7 @@ from typing import Any
 from resonance_operator.api.conditions import EventReason, EventType, ProgressingReason
 from resonance_operator.api.observed import ChildKey, Observed
 from resonance_operator.api.spec import parse
-from resonance_operator.desired import worker
+from resonance_operator.desired import revisions, worker
 from resonance_operator.probe.targets import DrainReport, PodTarget
 from resonance_operator.rollout import decision as plan_decision
 from resonance_operator.rollout import request as plan_request
@@ -173,8 +173,32 @@ def test_a_new_template_starts_a_canary_and_the_memory_is_untouched() -> None:
     assert list(done.live) == ["r1"]
     assert done.requeue_after == 5.0 and done.drains is None and not done.remove_annotation
     assert [note[1] for note in done.notes] == [EventReason.ROLLOUT_STARTED]
-    assert done.view.status["weights"] == {"stable": 80, "canary": 20}
+    # setWeight 20, but the canary has no ready Pod yet: every new connection still goes to stable.
+    assert done.view.status["weights"] == {"stable": 100, "canary": 0}
     assert done.view.status["updateRevision"] == desired and done.view.progressing
+
+
+def test_weights_are_the_replica_ratio_the_worker_service_really_splits_by() -> None:
+    cluster = _canary({"strategy": "canary", "stableRevision": "r1"})
+    desired = worker.revision(cluster)
+    stable = _revision_deployment("demo-worker-r1", "r1", ready=1)
+    canary = _revision_deployment(f"demo-worker-{desired}", desired, ready=1)
+    live = {"r1": stable, desired: canary}
+    topology = revisions.Topology(stable="r1", canary=desired, weight=20)
+    # setWeight 20 with one ready Pod each: the Service spreads new connections 1:1.
+    assert revisions.traffic_weights(cluster, topology, live) == {"stable": 50, "canary": 50}
+    assert revisions.traffic_weights(cluster, revisions.Topology(stable="r1"), live) == {
+        "stable": 100,
+        "canary": 0,
+    }
+    spec = {
+        **fixtures.with_worker(),
+        "ingress": {"enabled": True, "host": "x.example", "className": "nginx"},
+        "rollout": {"strategy": "canary", "canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}},
+    }
+    routed = parse(fixtures.body(spec))
+    # Behind ingress-nginx's canary Ingress the router applies the weight as set.
+    assert revisions.traffic_weights(routed, topology, live) == {"stable": 80, "canary": 20}
 
 
 def test_a_promotion_drains_the_old_revision_after_the_children_are_applied() -> None:

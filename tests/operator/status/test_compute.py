@@ -57,6 +57,7 @@ def test_nothing_created_yet() -> None:
         "Ready": ("False", "WorkersNotReady"),
         "Progressing": ("True", "Creating"),
         "Degraded": ("False", "AsExpected"),
+        "Monitoring": ("True", "NotRequested"),
     }
     assert status["observedGeneration"] == 3
     assert status["workers"] == "0/2"
@@ -72,6 +73,7 @@ def test_everything_ready() -> None:
         "Ready": ("True", "AllComponentsReady"),
         "Progressing": ("False", "Reconciled"),
         "Degraded": ("False", "AsExpected"),
+        "Monitoring": ("True", "NotRequested"),
     }
     assert status["components"] == {
         "workers": {"desired": 2, "ready": 2, "updated": 2},
@@ -104,18 +106,36 @@ def test_rolling_out_a_new_template() -> None:
     surge = _compute(
         fixtures.cluster(), {DEPLOYMENT: deployment(updated=1, current=3), REDIS: stateful_set()}
     )
+    # A rollout on ready workers: the cluster serves (Ready), Progressing says what is happening.
     assert _conditions(surge)["Progressing"] == ("True", "WorkersUpdating")
-    assert _conditions(surge)["Ready"] == ("False", "WorkersNotReady")
+    assert _conditions(surge)["Ready"] == ("True", "AllComponentsReady")
     just_applied = _compute(
         fixtures.cluster(), {DEPLOYMENT: deployment(), REDIS: stateful_set()}, applied=[DEPLOYMENT]
     )
     assert _conditions(just_applied)["Progressing"] == ("True", "WorkersUpdating")
-    assert _conditions(just_applied)["Ready"] == ("False", "WorkersNotReady")
+    assert _conditions(just_applied)["Ready"] == ("True", "AllComponentsReady")
+    short = _compute(fixtures.cluster(), {DEPLOYMENT: deployment(ready=1, updated=1), REDIS: stateful_set()})
+    assert _conditions(short)["Ready"] == ("False", "WorkersNotReady")
     rescaled = _compute(
         fixtures.cluster(fixtures.with_worker(replicas=5)), {DEPLOYMENT: deployment(), REDIS: stateful_set()}
     )
     assert _conditions(rescaled)["Ready"] == ("False", "WorkersNotReady")
     assert rescaled["workers"] == "2/5"
+
+
+def test_a_scale_up_of_a_ready_cluster_stays_ready_without_a_warning() -> None:
+    ready = _compute(fixtures.cluster(), {DEPLOYMENT: deployment(), REDIS: stateful_set()})
+    children = {DEPLOYMENT: deployment(replicas=5, ready=2, updated=5, current=5), REDIS: stateful_set()}
+    scaled = _compute(fixtures.cluster(fixtures.with_worker(replicas=5), status=ready), children)
+    assert _conditions(scaled)["Ready"] == ("True", "AllComponentsReady")
+    assert _conditions(scaled)["Progressing"] == ("True", "WorkersScaling")
+    assert scaled["workers"] == "2/5"
+    assert compute.transitions(ready, scaled) == []
+    # Losing a serving worker while scaling is not a scale-up any more.
+    children[DEPLOYMENT] = deployment(replicas=5, ready=1, updated=5, current=5)
+    lost = _compute(fixtures.cluster(fixtures.with_worker(replicas=5), status=scaled), children)
+    assert _conditions(lost)["Ready"] == ("False", "WorkersNotReady")
+    assert [t.reason for t in compute.transitions(scaled, lost)] == [EventReason.BECAME_NOT_READY]
 
 
 def test_autoscaled_workers_follow_the_live_replica_count() -> None:
@@ -230,6 +250,7 @@ def test_a_rollout_sets_progressing_and_degraded() -> None:
         "Ready": ("True", "AllComponentsReady"),
         "Progressing": ("True", "RolloutPaused"),
         "Degraded": ("False", "AsExpected"),
+        "Monitoring": ("True", "NotRequested"),
     }
     assert paused["rollout"] == {"strategy": "canary", "phase": "RolloutPaused", "drainingRevision": None}
     rolled_back = _compute(
@@ -241,8 +262,9 @@ def test_a_rollout_sets_progressing_and_degraded() -> None:
         "Ready": ("True", "AllComponentsReady"),
         "Progressing": ("False", "RolledBack"),
         "Degraded": ("True", "AnalysisFailed"),
+        "Monitoring": ("True", "NotRequested"),
     }
-    assert [c["message"] for c in rolled_back["conditions"]][1:] == ["rollout RolledBack"] * 2
+    assert [c["message"] for c in rolled_back["conditions"]][1:3] == ["rollout RolledBack"] * 2
     later = compute.compute(
         fixtures.cluster(status=rolled_back),
         Observed(children={REDIS: stateful_set()}),
@@ -252,7 +274,7 @@ def test_a_rollout_sets_progressing_and_degraded() -> None:
         ),
     )
     # Why it degraded stays in the condition while later passes only drain.
-    assert [c["message"] for c in later["conditions"]][1:] == ["draining", "rollout RolledBack"]
+    assert [c["message"] for c in later["conditions"]][1:3] == ["draining", "rollout RolledBack"]
     done = _compute(cluster, {REDIS: stateful_set()}, rollout=_view("RolloutCompleted", progressing=False))
     assert _conditions(done)["Progressing"] == ("False", "Reconciled")
     creating = _compute(

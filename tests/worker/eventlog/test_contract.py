@@ -212,3 +212,27 @@ def test_impossible_retention_is_refused(options: dict[str, int], message: str) 
 def test_an_event_round_trips_through_the_wire_form() -> None:
     event = state("ann", 1.0)
     assert Event.from_json(event.to_json()) == event
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def test_a_trace_context_travels_beside_its_events_to_readers_and_claimers(setup: LogSetup) -> None:
+    traced = burst(2)
+    untraced = state("bo", 50.0)
+    await setup.log.append_many(traced, trace=TRACEPARENT)
+    await setup.log.append(untraced)
+
+    read = await setup.log.read_new("p1", count=10)
+    assert [(e.event, e.trace) for e in read] == [
+        (traced[0], TRACEPARENT),
+        (traced[1], TRACEPARENT),
+        (untraced, None),
+    ]
+    claimed = (await setup.log.claim_stale("p2", min_idle_ms=0, count=10)).entries
+    assert [e.trace for e in claimed] == [TRACEPARENT, TRACEPARENT, None]
+    assert await setup.log.replay() == [*traced, untraced]  # the event itself is untouched (same id)
+    with pytest.raises(EventLogInputError, match="traceparent"):
+        await setup.log.append(untraced, trace="x" * 200)
+    with pytest.raises(EventLogInputError, match="traceparent"):
+        await setup.log.append(untraced, trace="00-\n")

@@ -136,8 +136,10 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Start workers with extra settings; all are stopped after the test."""
     started: list[WorkerProcess] = []
 
-    def start(env: dict[str, str] | None = None, name: str = "worker") -> WorkerProcess:
-        worker = WorkerProcess(tmp_path, env, name=name).start()
+    def start(
+        env: dict[str, str] | None = None, name: str = "worker", timeout: float = 30.0
+    ) -> WorkerProcess:
+        worker = WorkerProcess(tmp_path, env, name=name).start(timeout=timeout)
         started.append(worker)
         return worker
 

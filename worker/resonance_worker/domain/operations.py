@@ -75,6 +75,8 @@ class ConnectOp(Op):
 
     user: str
     subscriptions: list[SubscribeOp] = field(default_factory=list)
+    traceparent: str = ""
+    """The client's W3C trace context from its connect data (empty: none)."""
 
 
 @dataclass(eq=False)

@@ -309,7 +309,7 @@ class Session(SessionCore):
                 raise _RefusedError(ErrorCode.UNKNOWN_CHANNEL)
             asked = request.subs.get(channel, NO_OPTIONS)
             sub_ops.append(self._subscribe_op(0, channel, options, asked, server_side=True))
-        op = ConnectOp(cmd_id, self.user, sub_ops)
+        op = ConnectOp(cmd_id, self.user, sub_ops, traceparent=request.traceparent)
         self._waiting = op
         self._effects.append(op)
 

@@ -83,6 +83,9 @@ class LogEntry:
     log_id: str
     event: Event | None
     problem: str | None = None
+    trace: str | None = None
+    """The W3C ``traceparent`` of the span that appended it (kept beside the event, not in it: the
+    event's id stays a function of the fact alone), so its projection continues that trace."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +113,14 @@ class EventLog(Protocol):
 
     group: str
 
-    async def append(self, event: Event) -> str:
-        """Store ``event``; return its log id once it is stored."""
+    async def append(self, event: Event, *, trace: str | None = None) -> str:
+        """Store ``event`` (with the ``traceparent`` it was appended under, if any); return its log
+        id once it is stored."""
         ...
 
-    async def append_many(self, events: Sequence[Event]) -> list[str]:
-        """Store several events in order (one round trip); return their log ids."""
+    async def append_many(self, events: Sequence[Event], *, trace: str | None = None) -> list[str]:
+        """Store several events in order (one round trip), all under ``trace`` if given; return
+        their log ids."""
         ...
 
     async def read_new(self, consumer: str, count: int = 100, block_ms: int = 0) -> list[LogEntry]:
@@ -203,11 +208,22 @@ def check_log_ids(log_ids: object) -> list[str]:
     return result
 
 
-def decode_entry(log_id: str, body: bytes | str | None) -> LogEntry:
+def check_trace(trace: object) -> str | None:
+    """A ``traceparent`` to keep beside events: None, or at most 128 printable ASCII characters."""
+    if trace is None or trace == "":
+        return None
+    if not isinstance(trace, str) or len(trace) > 128 or not trace.isascii() or not trace.isprintable():
+        raise EventLogInputError("trace must be a W3C traceparent string of at most 128 characters")
+    return trace
+
+
+def decode_entry(log_id: str, body: bytes | str | None, trace: bytes | str | None = None) -> LogEntry:
     """A stored body → an entry; an invalid record becomes an entry with a ``problem``."""
     if body is None:
         return LogEntry(log_id, None, "entry has no event field")
+    if isinstance(trace, bytes):
+        trace = trace.decode("ascii", "replace")
     try:
-        return LogEntry(log_id, Event.from_json(body))
+        return LogEntry(log_id, Event.from_json(body), trace=trace or None)
     except EventFormatError as exc:
         return LogEntry(log_id, None, f"not a valid event: {exc}")

@@ -28,6 +28,7 @@ from resonance_worker.eventlog.base import (
     check_event,
     check_log_ids,
     check_millis,
+    check_trace,
     check_window,
 )
 
@@ -53,6 +54,7 @@ class MemoryEventLog:
         self._clock = clock
         self._keys: list[tuple[int, int]] = []
         self._events: list[Event] = []
+        self._traces: dict[tuple[int, int], str] = {}
         self._last: tuple[int, int] = (0, 0)
         self._delivered: tuple[int, int] = (0, 0)
         self._pending: dict[tuple[int, int], _Pending] = {}
@@ -61,17 +63,20 @@ class MemoryEventLog:
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
-    async def append(self, event: Event) -> str:
-        return (await self.append_many([event]))[0]
+    async def append(self, event: Event, *, trace: str | None = None) -> str:
+        return (await self.append_many([event], trace=trace))[0]
 
-    async def append_many(self, events: Sequence[Event]) -> list[str]:
+    async def append_many(self, events: Sequence[Event], *, trace: str | None = None) -> list[str]:
         checked = [check_event(event) for event in events]
+        trace = check_trace(trace)
         ids = []
         for event in checked:
             ms = max(self._now_ms(), self._last[0])
             key = (ms, self._last[1] + 1 if ms == self._last[0] else 0)
             self._keys.append(key)
             self._events.append(event)
+            if trace is not None:
+                self._traces[key] = trace
             self._last = key
             ids.append(f"{key[0]}-{key[1]}")
         self._trim()
@@ -86,6 +91,8 @@ class MemoryEventLog:
         elif self.retention.max_age_ms is not None:
             drop = bisect.bisect_left(self._keys, (self._now_ms() - self.retention.max_age_ms, 0))
         if drop:
+            for key in self._keys[:drop]:
+                self._traces.pop(key, None)
             del self._keys[:drop]
             del self._events[:drop]
 
@@ -108,7 +115,7 @@ class MemoryEventLog:
             self._pending[key] = _Pending(consumer, now)
         if chosen:
             self._delivered = chosen[-1][0]
-        return [LogEntry(f"{key[0]}-{key[1]}", event) for key, event in chosen]
+        return [LogEntry(f"{key[0]}-{key[1]}", event, trace=self._traces.get(key)) for key, event in chosen]
 
     async def ack(self, log_ids: Sequence[str]) -> int:
         acked = 0
@@ -139,7 +146,7 @@ class MemoryEventLog:
                 trimmed.append(log_id)
                 continue
             pending.consumer, pending.delivered_ms = consumer, now
-            entries.append(LogEntry(log_id, self._events[index]))
+            entries.append(LogEntry(log_id, self._events[index], trace=self._traces.get(key)))
         return ClaimResult(entries, trimmed)
 
     async def lag(self) -> LogLag:

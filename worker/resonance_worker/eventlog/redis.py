@@ -42,14 +42,17 @@ from resonance_worker.eventlog.base import (
     check_event,
     check_log_ids,
     check_millis,
+    check_trace,
     check_window,
     decode_entry,
 )
 
 T = TypeVar("T")
 _FIELD = b"e"
+_TRACE_FIELD = b"t"
 
-# KEYS: stream. ARGV: max age ms (-1: none), max length (-1: none), bodies...
+# KEYS: stream. ARGV: max age ms (-1: none), max length (-1: none), traceparent ("": none), bodies...
+# Each entry is ``e <body>`` and, under a trace, ``t <traceparent>``.
 # One script: the batch is atomic, and MINID is computed on Redis's clock, so a worker
 # whose clock runs ahead can never trim away the entry it is appending.
 _APPEND = """
@@ -69,11 +72,18 @@ elseif max_len >= 0 then
 end
 command[#command + 1] = "*"
 command[#command + 1] = "e"
+local trace = ARGV[3]
 local ids = {}
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   command[#command + 1] = ARGV[i]
+  if trace ~= "" then
+    command[#command + 1] = "t"
+    command[#command + 1] = trace
+  end
   ids[#ids + 1] = redis.call(unpack(command))
-  command[#command] = nil
+  for _ = 1, (trace ~= "" and 3 or 1) do
+    command[#command] = nil
+  end
 end
 return ids
 """
@@ -148,17 +158,18 @@ class RedisEventLog:
         await self._create_group()
         return await call()
 
-    async def append(self, event: Event) -> str:
-        return (await self.append_many([event]))[0]
+    async def append(self, event: Event, *, trace: str | None = None) -> str:
+        return (await self.append_many([event], trace=trace))[0]
 
-    async def append_many(self, events: Sequence[Event]) -> list[str]:
+    async def append_many(self, events: Sequence[Event], *, trace: str | None = None) -> list[str]:
         bodies = [check_event(event).to_json().encode("utf-8") for event in events]
+        traceparent = check_trace(trace) or ""
         if not bodies:
             return []
         age = -1 if self.retention.max_age_ms is None else self.retention.max_age_ms
         max_len = -1 if self.retention.max_len is None else self.retention.max_len
         ids = await self._call(
-            "append", lambda: self._append_script(keys=[self.key], args=[age, max_len, *bodies])
+            "append", lambda: self._append_script(keys=[self.key], args=[age, max_len, traceparent, *bodies])
         )
         return [_text(log_id) for log_id in ids]
 
@@ -174,7 +185,7 @@ class RedisEventLog:
 
         reply = await self._call("read", lambda: self._with_group(run), extra_s=block_ms / 1000)
         return [
-            decode_entry(_text(log_id), fields.get(_FIELD))
+            decode_entry(_text(log_id), fields.get(_FIELD), fields.get(_TRACE_FIELD))
             for _stream, entries in reply or []
             for log_id, fields in entries
         ]
@@ -197,7 +208,10 @@ class RedisEventLog:
             )
 
         reply = await self._call("claim", lambda: self._with_group(run))
-        entries = [decode_entry(_text(log_id), fields.get(_FIELD)) for log_id, fields in reply[1]]
+        entries = [
+            decode_entry(_text(log_id), fields.get(_FIELD), fields.get(_TRACE_FIELD))
+            for log_id, fields in reply[1]
+        ]
         trimmed = [_text(log_id) for log_id in (reply[2] if len(reply) > 2 else [])]
         return ClaimResult(entries, trimmed)
 
@@ -228,7 +242,7 @@ class RedisEventLog:
         reply: Any = await self._call("replay", lambda: self._client.xrange(self.key, low, high, count=limit))
         events = []
         for log_id, fields in reply:
-            entry = decode_entry(_text(log_id), fields.get(_FIELD))
+            entry = decode_entry(_text(log_id), fields.get(_FIELD), fields.get(_TRACE_FIELD))
             if entry.event is not None:
                 events.append(entry.event)
         return events

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import neo4j
+from opentelemetry.trace import StatusCode
 
 from resonance_worker.domain.backoff import Backoff
 from resonance_worker.domain.circuit import CircuitBreaker, CircuitState
@@ -41,6 +42,8 @@ from resonance_worker.eventlog.base import EventLog, EventLogError, LogEntry, Lo
 from resonance_worker.graph.errors import GraphError
 from resonance_worker.graph.projection import Plan, ProjectionInputError, plan
 from resonance_worker.graph.schema import ensure_schema
+from resonance_worker.tracing import TRACER, context_of
+from resonance_worker.tracing import enabled as tracing_enabled
 
 T = TypeVar("T")
 _TRANSIENT_RETRIES = 4
@@ -206,7 +209,7 @@ class Projector:
             self._schema_ready = True
         if not self._written:
             # Counted once, at the commit; a failed ack then retries only the ack.
-            applied = await self._write(plans) if plans else 0
+            applied = await self._write_traced(entries, plans) if plans else 0
             self._written = True
             self.stats.batches += 1
             self.stats.projected += applied
@@ -251,6 +254,36 @@ class Projector:
                 self._next_claim = now
                 return claim.entries
         return await self.log.read_new(self.consumer, self.config.batch_size, self.config.block_ms)
+
+    async def _write_traced(self, entries: list[LogEntry], plans: list[Plan]) -> int:
+        """:meth:`_write`; traced, each event appended under a trace gets a ``graph.project`` span in
+        that trace, from the start of the batch's transaction to its commit (or failure)."""
+        if not tracing_enabled():
+            return await self._write(plans)
+        spans = [
+            TRACER.start_span(
+                "graph.project",
+                context=parent,
+                attributes={
+                    "resonance.event": entry.event.type.value,
+                    "resonance.event_id": entry.event.id,
+                    "resonance.batch": len(entries),
+                    "db.system": "neo4j",
+                },
+            )
+            for entry in entries
+            if entry.event is not None and (parent := context_of(entry.trace)) is not None
+        ]
+        try:
+            return await self._write(plans)
+        except Exception as exc:
+            for span in spans:
+                span.record_exception(exc)
+                span.set_status(StatusCode.ERROR, str(exc))
+            raise
+        finally:
+            for span in spans:
+                span.end()
 
     async def _write(self, plans: list[Plan]) -> int:
         async def transaction() -> int:

@@ -18,6 +18,8 @@ from resonance_worker.domain.channels import ChannelRules
 from resonance_worker.engines.base import Engine, history_options
 from resonance_worker.errors import EngineError
 from resonance_worker.eventlog import EventLog, EventLogError
+from resonance_worker.tracing import TRACER, current_traceparent
+from resonance_worker.tracing import enabled as tracing_enabled
 
 log = logging.getLogger("resonance.worker.living")
 
@@ -42,8 +44,16 @@ class Journal:
             await asyncio.gather(*list(self._appending))
 
     async def _append_now(self, event: events.Event) -> None:
+        """Runs in the context of whoever raised the event (``ensure_future`` copies it): traced,
+        the append is a span of that trace, and its ``traceparent`` is kept beside the event."""
         try:
-            await self.event_log.append(event)
+            if tracing_enabled():
+                with TRACER.start_as_current_span(
+                    "eventlog.append", attributes={"resonance.event": event.type.value}
+                ):
+                    await self.event_log.append(event, trace=current_traceparent())
+            else:
+                await self.event_log.append(event)
         except EventLogError as exc:
             log.warning("event not appended", extra={"event": event.type.value, "error": str(exc)})
             self._on_failure()

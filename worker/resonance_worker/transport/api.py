@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from opentelemetry.trace import SpanKind
 
 from resonance_worker import __version__
 from resonance_worker.domain.channels import NamespaceOptions
@@ -45,6 +46,8 @@ from resonance_worker.domain.requests.server import (
 )
 from resonance_worker.engines.base import history_options
 from resonance_worker.errors import EngineError
+from resonance_worker.tracing import TRACER, context_from_headers
+from resonance_worker.tracing import enabled as tracing_enabled
 from resonance_worker.transport import audit
 from resonance_worker.transport.http import (
     ApiError,
@@ -207,8 +210,20 @@ async def _call(node: Node, method: str, body: dict[str, Any]) -> dict[str, Any]
 
 
 async def handle(request: web.Request) -> web.Response:
-    """Answer one server-API call and write its audit record."""
-    response, body = await _answer(request)
+    """Answer one server-API call and write its audit record; traced, the call is a span, a child
+    of the caller's ``traceparent`` header when it sent one."""
+    if tracing_enabled():
+        method = request.match_info["method"]
+        with TRACER.start_as_current_span(
+            f"api {method}",
+            context=context_from_headers(request.headers),
+            kind=SpanKind.SERVER,
+            attributes={"rpc.method": method},
+        ) as span:
+            response, body = await _answer(request)
+            span.set_attribute("http.response.status_code", response.status)
+    else:
+        response, body = await _answer(request)
     audit.record(request, f"api.{request.match_info['method']}", response.status, body)
     return response
 

@@ -70,9 +70,12 @@ from resonance_worker.errors import EngineError
 from resonance_worker.living.limits import FixedLimits, LimitsProvider, limits_from_settings
 from resonance_worker.living.pain import PainHooks
 from resonance_worker.living.roster import Roster
+from resonance_worker.log import bind_user
 from resonance_worker.metrics import WorkerMetrics
 from resonance_worker.rpc import RpcCall, RpcError, RpcHandler
 from resonance_worker.settings import WorkerSettings
+from resonance_worker.tracing import TRACER, Context, context_of
+from resonance_worker.tracing import enabled as tracing_enabled
 from resonance_worker.transport.timers import Timers
 
 log = logging.getLogger("resonance.worker.node")
@@ -89,6 +92,8 @@ class Connection(Protocol):
     transport: asyncio.Transport | None
     user_counted: bool
     """Whether the connection holds one of its user's connection slots (``ConnectionCounter``)."""
+    trace_context: Context | None
+    """The remote parent of this connection's spans (from its connect data), when it sent one."""
 
     def wake(self) -> None:
         """Something was queued or decided: flush it at the end of this loop iteration."""
@@ -222,6 +227,21 @@ class Node:
             return
         if publication.time_ms:
             self.metrics.delivery_latency.observe(max(0.0, time.time() - publication.time_ms / 1000))
+        if tracing_enabled():
+            with TRACER.start_as_current_span(
+                "fanout", attributes={"resonance.channel": channel, "resonance.subscribers": len(subscribers)}
+            ):
+                self._fan_out(channel, subscribers, publication, position)
+        else:
+            self._fan_out(channel, subscribers, publication, position)
+
+    def _fan_out(
+        self,
+        channel: str,
+        subscribers: Mapping[str, Connection],
+        publication: Publication,
+        position: StreamPosition,
+    ) -> None:
         frame = encode_publication_push(channel, publication)
         for conn in list(subscribers.values()):
             conn.session.deliver_publication(channel, frame, position.offset, position.epoch)
@@ -346,7 +366,26 @@ class Node:
 
     async def perform(self, conn: Connection, op: Op) -> None:
         """Carry out one operation of ``conn``'s session and complete it with its outcome;
-        then what follows a connect or subscribe (``_FOLLOW_UPS``); then wake ``conn``."""
+        then what follows a connect or subscribe (``_FOLLOW_UPS``); then wake ``conn``.
+        Traced, each operation is one span (``connect``, ``subscribe``, ``publish``, ``rpc`` …)."""
+        if not tracing_enabled():
+            await self._perform(conn, op)
+            return
+        if isinstance(op, ConnectOp):
+            conn.trace_context = context_of(op.traceparent)
+        attributes: dict[str, str] = {"resonance.client": conn.client_id}
+        if conn.session.user:
+            attributes["resonance.user"] = conn.session.user
+        channel = getattr(op, "channel", None)
+        if isinstance(channel, str):
+            attributes["resonance.channel"] = channel
+        if isinstance(op, RpcOp):
+            attributes["rpc.method"] = op.rpc_method
+        name = f"rpc {op.rpc_method}" if isinstance(op, RpcOp) else op.method
+        with TRACER.start_as_current_span(name, context=conn.trace_context, attributes=attributes):
+            await self._perform(conn, op)
+
+    async def _perform(self, conn: Connection, op: Op) -> None:
         session = conn.session
         try:
             outcome = await self._PERFORMERS[type(op)](self, conn, op)
@@ -441,6 +480,7 @@ class Node:
         if conn.session.closed:
             return
         self.register_user(conn)
+        bind_user(op.user)
         log.info("client connected", extra={"client": conn.client_id, "user": op.user, "ip": conn.ip})
         for sub_op in op.subscriptions:
             if sub_op.options.join_leave:
@@ -470,9 +510,15 @@ class Node:
             if wait > 0:
                 self.limit_tripped(LimitKind.USER_RATE, client=conn.client_id, user=op.info.user)
                 return Failed(ErrorCode.TOO_MANY_REQUESTS)
-        await self.engine.publish(
-            op.channel, op.data, info=engine_info(op.info), history=history_options(op.options)
-        )
+        if tracing_enabled():
+            with TRACER.start_as_current_span("engine.publish", attributes={"resonance.channel": op.channel}):
+                await self.engine.publish(
+                    op.channel, op.data, info=engine_info(op.info), history=history_options(op.options)
+                )
+        else:
+            await self.engine.publish(
+                op.channel, op.data, info=engine_info(op.info), history=history_options(op.options)
+            )
         return PublishResult()
 
     async def _presence(self, conn: Connection, op: PresenceOp) -> Outcome:

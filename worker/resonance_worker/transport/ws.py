@@ -21,7 +21,9 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from resonance_worker.domain.codes import Disconnect, Disconnects
 from resonance_worker.domain.limits import LimitKind
 from resonance_worker.domain.session import Session
+from resonance_worker.log import bind_connection
 from resonance_worker.metrics import WorkerMetrics
+from resonance_worker.tracing import Context
 from resonance_worker.transport.http import client_ip
 from resonance_worker.transport.keys import NODE
 from resonance_worker.transport.node import Node
@@ -93,6 +95,7 @@ class Connection:
         "ip",
         "node",
         "session",
+        "trace_context",
         "transport",
         "user_counted",
         "ws",
@@ -113,6 +116,7 @@ class Connection:
         self.ip = ip
         self.client_id = secrets.token_hex(12)
         self.user_counted = False
+        self.trace_context: Context | None = None
         self.session = Session(
             self.client_id,
             config=node.session_config,
@@ -251,6 +255,7 @@ class Connection:
 
     async def serve(self) -> None:
         """Run until the client goes away or the session closes the connection."""
+        bind_connection(self.client_id)  # this task's log lines, and its operations', name the client
         self._reschedule()
         try:
             async for msg in self.ws:

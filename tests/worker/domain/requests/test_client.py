@@ -128,3 +128,19 @@ def test_malformed_requests_carry_their_error(method: str, params: dict[str, Any
     assert isinstance(command.request, Malformed), command.request
     error = command.request.error
     assert error.code is ErrorCode.BAD_REQUEST and error.fatal is fatal and error.message
+
+
+@pytest.mark.parametrize(
+    ("data", "traceparent"),
+    [
+        ({"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}, True),
+        ({"traceparent": 7}, False),
+        ({"traceparent": "x" * 129}, False),
+        ({"traceparent": "00-ü"}, False),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", False),  # only inside an object
+        (None, False),
+    ],
+)
+def test_connect_data_may_carry_a_traceparent(data: Any, traceparent: bool) -> None:
+    request = CLIENT_REQUESTS["connect"]({"token": "t", "data": data})
+    assert request.traceparent == (data["traceparent"] if traceparent else "")

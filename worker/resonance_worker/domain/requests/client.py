@@ -46,6 +46,9 @@ _OPTION_FIELDS = frozenset(("recoverable", "positioned", "join_leave", "recover"
 class ConnectRequest:
     token: str = ""
     subs: Mapping[str, SubscribeOptions] = field(default_factory=dict)
+    traceparent: str = ""
+    """A W3C ``traceparent`` from the connect ``data`` (``{"traceparent": …}``): the connection's
+    commands are spans of that trace. Anything else in ``data`` is ignored, as before."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +189,13 @@ def parse_connect(params: Mapping[str, Any]) -> ConnectRequest:
             channel: subscribe_options(rules.fields(entry, "a subs entry", fatal=True))
             for channel, entry in subs.items()
         },
+        traceparent=_traceparent(params.get("data")),
     )
+
+
+def _traceparent(data: object) -> str:
+    value = data.get("traceparent") if isinstance(data, Mapping) else None
+    return value if isinstance(value, str) and 0 < len(value) <= 128 and value.isascii() else ""
 
 
 def parse_subscribe(params: Mapping[str, Any]) -> SubscribeRequest:
