@@ -51,9 +51,14 @@ export class ResonanceYjsProvider extends ObservableV2 {
     this.sub.subscribe();
   }
 
-  /** Send y-protocols messages in order; the answers are applied. Failures resync. */
+  /** Send y-protocols messages in order; the answers are applied. Offline, nothing is sent: the
+   * resync after the next subscribe carries what changed meanwhile (the server's step 1 asks for it). */
   send(messages) {
     this._queue = this._queue.then(async () => {
+      if (this.centrifuge.state !== 'connected' || this.sub.state !== 'subscribed') {
+        this._setSynced(false);
+        return;
+      }
       try {
         const reply = await this.centrifuge.rpc('doc.send', { channel: this.channel, messages: messages.map(b64.to) });
         for (const m of reply.data.messages) this._receive(b64.from(m));
