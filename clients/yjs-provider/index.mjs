@@ -33,8 +33,11 @@ export class ResonanceYjsProvider extends ObservableV2 {
     this.awareness = awareness;
     this.synced = false;
     this._queue = Promise.resolve();
+    this._pending = [];
+    this._pendingUpdates = [];
+    this._flushing = false;
     this._onUpdate = (update, origin) => {
-      if (origin !== this) this.send([syncMessage(syncProtocol.writeUpdate, update)]);
+      if (origin !== this) this.send([], [update]);
     };
     this._onAwareness = ({ added, updated, removed }, origin) => {
       if (origin !== 'local') return;
@@ -51,23 +54,40 @@ export class ResonanceYjsProvider extends ObservableV2 {
     this.sub.subscribe();
   }
 
-  /** Send y-protocols messages in order; the answers are applied. Offline, nothing is sent: the
-   * resync after the next subscribe carries what changed meanwhile (the server's step 1 asks for it). */
-  send(messages) {
-    this._queue = this._queue.then(async () => {
-      if (this.centrifuge.state !== 'connected' || this.sub.state !== 'subscribed') {
-        this._setSynced(false);
-        return;
-      }
-      try {
-        const reply = await this.centrifuge.rpc('doc.send', { channel: this.channel, messages: messages.map(b64.to) });
-        for (const m of reply.data.messages) this._receive(b64.from(m));
-      } catch (error) {
-        this.emit('error', [error]);
-        if (this.sub.state === 'subscribed' && error && error.code !== 106 && error.code !== 103) this._setSynced(false);
-      }
-    });
+  /** Send y-protocols messages, in order, one `doc.send` at a time; while one is in flight the next
+   * ones wait and go together (local updates merged into one). The answers are applied. Offline,
+   * nothing is sent: the resync after the next subscribe carries what changed meanwhile. */
+  send(messages, updates = []) {
+    this._pending.push(...messages);
+    this._pendingUpdates.push(...updates);
+    if (!this._flushing) {
+      this._flushing = true;
+      this._queue = this._flush();
+    }
     return this._queue;
+  }
+
+  async _flush() {
+    try {
+      while (this._pending.length || this._pendingUpdates.length) {
+        const messages = this._pending.splice(0, 31);
+        const updates = this._pendingUpdates.splice(0);
+        if (updates.length) messages.push(syncMessage(syncProtocol.writeUpdate, Y.mergeUpdates(updates)));
+        if (this.centrifuge.state !== 'connected' || this.sub.state !== 'subscribed') {
+          this._setSynced(false);
+          continue;
+        }
+        try {
+          const reply = await this.centrifuge.rpc('doc.send', { channel: this.channel, messages: messages.map(b64.to) });
+          for (const m of reply.data.messages) this._receive(b64.from(m));
+        } catch (error) {
+          this.emit('error', [error]);
+          if (this.sub.state === 'subscribed' && error && error.code !== 106 && error.code !== 103) this._setSynced(false);
+        }
+      }
+    } finally {
+      this._flushing = false;
+    }
   }
 
   resync() {
