@@ -169,3 +169,28 @@ async def test_awareness_is_withdrawn_when_the_connection_goes_and_idle_document
     clock.now += 61
     await docs.step()
     assert docs.open == {}
+
+
+async def test_writers_on_two_workers_keep_the_log_compacted_without_anyone_joining() -> None:
+    first, store, *_ = make(doc_compact_updates=4)
+    second = SharedDocs(
+        first.settings,
+        store,  # the same store: two workers over one Redis
+        first.publisher,
+        rules=RULES,
+        present=first.present,
+        room_members=first.room_members,
+        clock=first.clock,
+    )
+    for docs in (first, second):  # each worker has the document open (its writer synced there)
+        await send(docs, "doc:x", sync_message(SyncKind.STEP1, b"\x00"))
+    for i in range(20):
+        await send(first if i % 2 else second, "doc:x", sync_message(SyncKind.UPDATE, text_update(f"{i},")))
+    kept = store.docs["doc:x"]
+    assert kept.snapshot is not None and kept.base >= 12 and len(kept.log) < 8
+    chunk = await store.load("doc:x", -1)
+    reader: pycrdt.Doc = pycrdt.Doc()
+    for u in [chunk.snapshot or b"\x00\x00", *chunk.updates]:
+        reader.apply_update(u)
+    assert len(str(reader.get("t", type=pycrdt.Text))) == sum(len(f"{i},") for i in range(20))
+    assert chunk.size < sum(len(text_update(f"{i},")) for i in range(20))  # the size bound shrank

@@ -187,13 +187,21 @@ class SharedDocs:
                 ErrorCode.LIMIT_EXCEEDED,
                 f"{channel} would exceed its size limit of {exc.limit} bytes (has {exc.size}): refused",
             ) from None
+        await self._publish(channel, sync_message(SyncKind.UPDATE, update), client)
+        # Keep the log short while people only write (no one joins to trigger a read): fold it in
+        # once it is doc_compact_updates ahead of what this worker holds, and compact.
+        threshold = self.settings.doc_compact_updates
         opened = self.open.get(channel)
         if opened is not None and opened.position == position - 1 and not opened.lock.locked():
             opened.doc.apply_update(update)  # the next in the log: folded in without a read
             opened.position = position
             opened.updates_since_snapshot += 1
             opened.touched = self.clock()
-        await self._publish(channel, sync_message(SyncKind.UPDATE, update), client)
+            if opened.updates_since_snapshot >= threshold:
+                async with opened.lock:
+                    await self._compact(channel, opened)
+        elif opened is None or position - opened.position >= threshold:
+            await self._caught_up(channel)  # other workers wrote meanwhile: read, fold in, compact
 
     async def _caught_up(self, channel: str) -> OpenDoc:
         """The open document, with everything the log holds folded in (compacted when it is long)."""
