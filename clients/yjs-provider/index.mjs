@@ -17,6 +17,7 @@ import { ObservableV2 } from 'lib0/observable';
 const MSG_SYNC = 0;
 const MSG_AWARENESS = 1;
 const MSG_QUERY_AWARENESS = 3;
+const RETRY_MS = 1000;
 
 const toB64 = (bytes) => Buffer.from(bytes).toString('base64');
 const fromB64 = (text) => new Uint8Array(Buffer.from(text, 'base64'));
@@ -82,7 +83,13 @@ export class ResonanceYjsProvider extends ObservableV2 {
           for (const m of reply.data.messages) this._receive(b64.from(m));
         } catch (error) {
           this.emit('error', [error]);
-          if (this.sub.state === 'subscribed' && error && error.code !== 106 && error.code !== 103) this._setSynced(false);
+          // 103 (no access) and 106 (size limit) are answers; anything else (a timeout, 100 from a store
+          // that failed) lost what was sent: sync again soon, the exchange of steps carries it.
+          if (this.sub.state === 'subscribed' && error && error.code !== 106 && error.code !== 103) {
+            this._setSynced(false);
+            clearTimeout(this._retry);
+            this._retry = setTimeout(() => this.resync(), RETRY_MS);
+          }
         }
       }
     } finally {
@@ -124,6 +131,7 @@ export class ResonanceYjsProvider extends ObservableV2 {
   }
 
   destroy() {
+    clearTimeout(this._retry);
     awarenessProtocol.removeAwarenessStates(this.awareness, [this.doc.clientID], 'local');
     this.doc.off('update', this._onUpdate);
     this.awareness.off('update', this._onAwareness);
