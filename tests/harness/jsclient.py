@@ -27,9 +27,11 @@ class JsClientError(RuntimeError):
 
 
 class JsClient:
-    """One centrifuge-js client in a Node process."""
+    """One centrifuge-js client in a Node process (``script``: another driver in tests/js)."""
 
-    def __init__(self) -> None:
+    def __init__(self, script: str = "client.mjs", *, node_args: tuple[str, ...] = ()) -> None:
+        self.script = script
+        self.node_args = node_args
         self.events: list[dict[str, Any]] = []
         self._proc: asyncio.subprocess.Process | None = None
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -42,7 +44,7 @@ class JsClient:
         if node is None or not (JS_DIR / "node_modules" / "centrifuge").exists():
             raise RuntimeError("Node or tests/js/node_modules missing: run `make deps`")
         self._proc = await asyncio.create_subprocess_exec(
-            node, str(JS_DIR / "client.mjs"), cwd=JS_DIR,
+            node, *self.node_args, str(JS_DIR / self.script), cwd=JS_DIR,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         self._reader = asyncio.create_task(self._read())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from resonance_worker.engines import LocalFallbackEngine, MemoryEngine, RedisEngine
+from resonance_worker.engines.docs import MemoryDocStore, RedisDocStore
 from resonance_worker.eventlog import MemoryEventLog
 from resonance_worker.eventlog.redis import RedisEventLog
 from resonance_worker.graph.store import Neo4jGraphStore
@@ -16,6 +17,7 @@ async def test_the_memory_mode_keeps_everything_in_this_process() -> None:
     assert isinstance(storage.engine, MemoryEngine) and isinstance(storage.event_log, MemoryEventLog)
     assert storage.event_log.retention == MEMORY_LOG_RETENTION
     assert storage.graph is None and storage.owned == ()
+    assert isinstance(storage.docs, MemoryDocStore)
     await storage.close()
 
 
@@ -25,7 +27,9 @@ async def test_the_redis_mode_logs_next_to_the_engines_keys_on_a_client_of_its_o
     assert isinstance(storage.engine, LocalFallbackEngine) and isinstance(storage.engine.inner, RedisEngine)
     log = storage.event_log
     assert isinstance(log, RedisEventLog) and log.key == "p7.events" and log.retention == REDIS_LOG_RETENTION
-    assert storage.owned == (log,)
+    docs = storage.docs  # shared documents: next to the engine's keys, on a client of their own
+    assert isinstance(docs, RedisDocStore) and docs.prefix == "p7"
+    assert storage.owned == (log, docs)
     await storage.close()  # nothing was connected: closing is still clean
 
 

@@ -70,6 +70,18 @@ class LivingSettings(BaseModel):
     )
     room_max_members: int = Field(50, ge=2, description="Members per room (over it: error 106).")
     bio_max_streams: int = Field(1000, ge=1, description="Biometric streams per worker (over it: error 106).")
+    doc_max_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Size limit of a shared document (past it: error 106)."
+    )
+    doc_compact_updates: int = Field(
+        200, ge=1, description="A shared document's log is folded into a snapshot at this many updates."
+    )
+    doc_idle_seconds: float = Field(
+        60.0, gt=0, description="A shared document untouched this long is dropped from a worker's memory."
+    )
+    doc_ttl_seconds: float = Field(
+        30 * 86400.0, gt=0, description="A shared document not written this long expires from Redis."
+    )
 
 
 class Neo4jSettings(BaseModel):

@@ -23,11 +23,12 @@ or Cluster, another log) is a new branch of :func:`build_storage` and nothing el
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from resonance_worker.engines import Engine, build_engine
 from resonance_worker.engines.base import EngineEventHandler
+from resonance_worker.engines.docs import DocStore, MemoryDocStore, RedisDocStore
 from resonance_worker.eventlog import EventLog, MemoryEventLog, Retention
 from resonance_worker.eventlog.redis import RedisEventLog
 from resonance_worker.settings import EngineKind, WorkerSettings
@@ -86,6 +87,8 @@ class Storage:
     graph: GraphStore | None = None
     owned: tuple[Closable, ...] = ()
     """What :meth:`close` releases besides the engine and the graph (the Redis log's client)."""
+    docs: DocStore = field(default_factory=MemoryDocStore)
+    """Shared Yjs documents (update logs, snapshots, awareness): next to the engine's keys."""
 
     @classmethod
     def around(cls, engine: Engine) -> Storage:
@@ -112,7 +115,8 @@ def build_storage(settings: WorkerSettings) -> Storage:
         log = RedisEventLog.from_url(
             settings.redis_url, prefix=settings.redis_prefix, retention=REDIS_LOG_RETENTION
         )
-        return Storage(engine, log, graph, owned=(log,))
+        docs = RedisDocStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
+        return Storage(engine, log, graph, owned=(log, docs), docs=docs)
     return Storage(engine, MemoryEventLog(retention=MEMORY_LOG_RETENTION), graph)
 
 

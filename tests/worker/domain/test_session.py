@@ -743,3 +743,20 @@ def test_a_publication_of_another_epoch_while_subscribing_closes_3010() -> None:
     session.deliver_publication("chat:room", b"{}", 4, "old")
     assert not session.complete(op, StreamState(3, "new"), T0)
     assert session.close_reason == Disconnects.INSUFFICIENT_STATE
+
+
+def test_a_plain_publish_into_a_document_namespace_is_refused() -> None:
+    """Documents are written with doc.send, which logs them; a raw publish would skip the log."""
+    rules = ChannelRules(
+        {"doc": NamespaceOptions(allow_subscribe_for_client=True, allow_publish_for_client=True)}
+    )
+    session = Session(
+        "c1",
+        config=SessionConfig(personal_channel=False),
+        rules=rules,
+        verifier=TokenVerifier(hmac_secret=SECRET),
+        now=T0,
+    )
+    connected(session)
+    send(session, {"id": 2, "publish": {"channel": "doc:plan", "data": {"m": "AAA="}}})
+    assert replies(session)[0]["error"]["code"] == 103

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from resonance_worker.domain import tenancy
 from resonance_worker.domain.auth import ConnectClaims, InvalidTokenError, TokenExpiredError
-from resonance_worker.domain.channels import NamespaceOptions
+from resonance_worker.domain.channels import ChannelRules, NamespaceOptions
 from resonance_worker.domain.codes import Disconnect, Disconnects, ErrorCode
 from resonance_worker.domain.limits import LimitKind
 from resonance_worker.domain.operations import (
@@ -73,6 +73,7 @@ from resonance_worker.domain.results import (
 )
 from resonance_worker.domain.session_core import SessionConfig, SessionCore, SessionObserver, SessionState
 from resonance_worker.domain.subscriptions import Subscription, SubState, settle
+from resonance_worker.domain.ydocs import DOC_NAMESPACES
 
 __all__ = ["Session", "SessionConfig", "SessionObserver", "SessionState"]
 
@@ -413,6 +414,8 @@ class Session(SessionCore):
         if not self.user and not options.allow_publish_for_anonymous:
             raise _RefusedError(ErrorCode.PERMISSION_DENIED)
         if not self._allowed(channel, options.allow_publish_for_client, options.allow_publish_for_subscriber):
+            raise _RefusedError(ErrorCode.PERMISSION_DENIED)
+        if ChannelRules.namespace_of(channel) in DOC_NAMESPACES:  # written through doc.send (logged) only
             raise _RefusedError(ErrorCode.PERMISSION_DENIED)
         sub = self._subs.get(channel)
         info = sub.info if sub is not None else self._peer()

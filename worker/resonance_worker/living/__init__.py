@@ -19,6 +19,9 @@ pain, RPC calls, clock and stores:
 ``biometrics``      ``bio.push`` batches (typed, numpy) and the per-person streams
 ``graph``           the projector's run and the ``graph.*`` queries, through the circuit
 ``outbox``          events to the log and publications to channels, failures felt as pain
+``docs``            shared Yjs documents (``doc.send``): open pycrdt documents, their log and
+                    snapshot in the store, awareness, idle GC (messages and permissions:
+                    ``domain.ydocs``; the store: ``engines.docs``)
 ==================  ==========================================================================
 
 Where to add things:

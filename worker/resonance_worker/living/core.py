@@ -32,10 +32,12 @@ from resonance_worker.domain.emotion import EmotionalState, EmotionReportError, 
 from resonance_worker.domain.insights import from_room_pattern
 from resonance_worker.domain.resonance import HeartRateSample, RoomTick
 from resonance_worker.domain.thyroid import PainSource
+from resonance_worker.domain.ydocs import DOC_NAMESPACE, NOTES_NAMESPACE
 from resonance_worker.engines.base import ClientInfo
 from resonance_worker.errors import EngineError
 from resonance_worker.eventlog import EventLog
 from resonance_worker.living.biometrics import BIO_NAMESPACE, BioStreams, bio_channel, parse_batch
+from resonance_worker.living.docs import SharedDocs
 from resonance_worker.living.graph import LivingGraph
 from resonance_worker.living.limits import Limits
 from resonance_worker.living.outbox import Journal, Publisher
@@ -76,6 +78,9 @@ def living_namespaces() -> dict[str, NamespaceOptions]:
             allow_presence_for_subscriber=True,
             allow_history_for_subscriber=True,
         ),
+        # Shared documents: read by subscribers, written with doc.send (logged; raw publish is refused).
+        DOC_NAMESPACE: NamespaceOptions(allow_subscribe_for_client=True, allow_publish_for_client=True),
+        NOTES_NAMESPACE: NamespaceOptions(allow_subscribe_for_client=True),  # written by the room's members
         BIO_NAMESPACE: NamespaceOptions(
             history_size=100,
             history_ttl_seconds=300.0,
@@ -134,6 +139,15 @@ class Living:
         self.directory = RoomDirectory(origin, settings)
         self.states = States(settings.state_half_life_seconds)
         self.bio = BioStreams(settings.bio_max_streams)
+        self.docs = SharedDocs(
+            settings,
+            storage.docs,
+            self.publisher,
+            rules=rules,
+            present=present,
+            room_members=self._room_members,
+            clock=clock,
+        )
         self.graph = (
             None
             if storage.graph is None
@@ -162,6 +176,10 @@ class Living:
     def rooms(self) -> dict[str, Room]:
         """The rooms with members on this worker."""
         return self.directory.rooms
+
+    def _room_members(self, room_id: str) -> frozenset[str]:
+        room = self.directory.rooms.get(room_id)
+        return frozenset(room.users()) if room is not None else frozenset()
 
     @property
     def event_log(self) -> EventLog:

@@ -25,6 +25,7 @@ def living_methods(living: Living) -> dict[str, RpcHandler]:
         "bio.stop": living.stop_biometrics,
         "thyroid.status": living.thyroid_status,
         "events.replay": living.replay,
+        "doc.send": living.docs.send,
     }
     if living.graph is not None:
         methods.update(living.graph.rpc_methods())

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from resonance_worker.domain.codes import ErrorCode
 from resonance_worker.living.core import Living
+from resonance_worker.living.docs import DOC_STEP_SECONDS
 from resonance_worker.living.graph import LivingGraph
 from resonance_worker.living.origin import PainOrigin, charged_to
 from resonance_worker.rpc import RpcError
@@ -78,6 +79,7 @@ async def _run(living: Living) -> None:
     await asyncio.gather(
         _every(living.settings.thyroid_evaluate_seconds, living.thyroid_step),
         _every(living.settings.room_tick_seconds, living.rooms_step),
+        _every(DOC_STEP_SECONDS, living.docs.step),
     )
 
 

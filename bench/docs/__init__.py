@@ -1,0 +1,1 @@
+"""The shared-documents benchmark (issue 20): ``python -m bench.docs.run``."""

@@ -1,0 +1,192 @@
+"""Shared Yjs documents across two workers: 50 editors in one document, each editing 5 times a second.
+
+Run: ``.venv/bin/python -m bench.docs.run [--editors 50] [--rate 5] [--seconds 20]``; writes
+``bench/results/docs.json``.
+
+One Redis and two workers (``resonance-worker``, Redis engine) on loopback; the editors are real
+npm ``yjs`` documents with the ``resonance-yjs`` provider on centrifuge-js (tests/js/bench-editors.mjs),
+half of them on each worker, in two Node processes. Each edit inserts a character into a shared
+text and sets the editor's entry in a shared map to ``[editor, seq, wall ms]``; every other editor
+records, when the update is applied, the delay from the edit (one machine, one clock). The
+provider merges the updates made while its previous ``doc.send`` is in flight, and a map entry
+overwritten twice in one merged update is seen once, so under backlog "delivered" counts fewer
+than were made; the latency of what arrives is what an editor saw. ``rpc_ms`` is each editor's
+``doc.send`` round trip. The
+**baseline** runs the same schedule as plain publications on a channel without history (``typing:``)
+through the same workers: the price of the document path (RPC, the log in Redis, the publication) is
+the ratio. Delivered/expected counts map entries seen (two updates of one editor applied in one
+batch count once, so it is under 1 for documents when the provider merges).
+
+Memory per open document: this process opens 300 documents as a worker holds them (``OpenDoc``,
+pycrdt), each holding the benchmark's final document state, and reports the RSS growth per document beside the
+document's encoded size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.centrifugo.config import Engine
+from bench.load.protocol import mint_token
+from bench.load.servers import stack
+
+ROOT = Path(__file__).resolve().parents[2]
+JS = ROOT / "tests" / "js"
+RESULTS = ROOT / "bench" / "results"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]  # nearest rank
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+async def run_editors(
+    urls: tuple[str, ...], secret: str, mode: str, args: argparse.Namespace, server_pids: tuple[int, ...]
+) -> dict[str, Any]:
+    channel = f"{'doc' if mode == 'yjs' else 'typing'}:bench-{mode}-{int(time.time())}"
+    procs = []
+    for half in range(2):
+        ids = list(range(half, args.editors, 2))
+        cfg = {
+            "urls": [urls[half]] * len(ids),
+            "tokens": [mint_token(secret, f"ed{i}", now=time.time()) for i in ids],
+            "ids": ids,
+            "channel": channel,
+            "rate": args.rate,
+            "seconds": args.seconds,
+            "mode": mode,
+        }
+        proc = await asyncio.create_subprocess_exec(
+            "node", "--preserve-symlinks", "bench-editors.mjs", json.dumps(cfg), cwd=JS,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26,
+        )  # fmt: skip
+        procs.append(proc)
+    for proc in procs:
+        assert proc.stdout is not None
+        ready = json.loads(await asyncio.wait_for(proc.stdout.readline(), 120))
+        assert ready.get("ready"), ready
+    start_ms = time.time() * 1000 + 500
+    workers_cpu = sum(cpu_seconds(p) for p in server_pids)
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(f"go {start_ms}\n".encode())
+        await proc.stdin.drain()
+    outs = []
+    for proc in procs:
+        assert proc.stdout is not None
+        outs.append(json.loads(await asyncio.wait_for(proc.stdout.readline(), args.seconds + 120)))
+    window = args.seconds + 2.5  # the editing window, the start delay and the last deliveries
+    cores = {
+        "workers": round((sum(cpu_seconds(p) for p in server_pids) - workers_cpu) / window, 2),
+        "editors": round(sum(out["cpuSeconds"] for out in outs) / window, 2),  # Node's own count
+    }
+    for proc in procs:
+        await proc.wait()
+    latencies = [lat for out in outs for lat in out["latencies"]]
+    sent = sum(out["sent"] for out in outs)
+    expected = sent * (args.editors - 1)
+    return {
+        "mode": mode,
+        "sent": sent,
+        "delivered": len(latencies),
+        "delivered_ratio": round(len(latencies) / expected, 4) if expected else 0.0,
+        "p50_ms": round(percentile(latencies, 50), 2),
+        "p99_ms": round(percentile(latencies, 99), 2),
+        "max_ms": round(max(latencies), 2),
+        "doc_bytes": max(out["docBytes"] for out in outs),
+        "cores": cores,
+        "rpc_ms": [out.get("rpcMs") for out in outs],
+        "errors": {
+            k: sum(out.get("errors", {}).get(k, 0) for out in outs)
+            for out in outs
+            for k in out.get("errors", {})
+        },
+    }
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+async def memory_per_document(state_bytes: int, count: int = 300) -> dict[str, Any]:
+    """RSS growth per open document holding a document of about ``state_bytes`` (built here the
+    same way: 1-character inserts at random places plus a map of 50 entries rewritten)."""
+    import random
+
+    import pycrdt
+    from resonance_worker.living.docs import OpenDoc
+
+    rng = random.Random(1)
+    source: pycrdt.Doc[Any] = pycrdt.Doc()
+    text, ymap = source.get("t", type=pycrdt.Text), source.get("m", type=pycrdt.Map)
+    seq = 0
+    while len(source.get_update()) < state_bytes:
+        with source.transaction():
+            text.insert(rng.randrange(len(text) + 1), "k")
+            ymap[f"e{seq % 50}"] = [seq % 50, seq, 0.0]
+        seq += 1
+    state = source.get_update()
+    before = rss_kib()
+    held = []
+    for _i in range(count):
+        opened = OpenDoc()
+        opened.doc.apply_update(state)
+        held.append(opened)
+    after = rss_kib()
+    return {
+        "documents": count,
+        "state_bytes": len(state),
+        "edits_in_state": seq,
+        "rss_kib_per_document": round((after - before) / count, 1),
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--editors", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    workdir = RESULTS / "docs-run"
+    with stack(workdir) as servers:
+        redis_url = servers.start_redis()
+        target = servers.start_worker(Engine.REDIS, nodes=2, redis_url=redis_url)
+        runs = []
+        for mode in ("plain", "yjs", "plain", "yjs"):  # alternated: machine load falls on both alike
+            run = await run_editors(target.ws_urls, target.token_secret, mode, args, target.server_pids)
+            runs.append(run)
+            print(json.dumps(runs[-1]), flush=True)
+    doc_bytes = max(r["doc_bytes"] for r in runs)
+    memory = await memory_per_document(doc_bytes)
+    result = {
+        "editors": args.editors,
+        "rate_per_editor": args.rate,
+        "seconds": args.seconds,
+        "workers": 2,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},
+        "runs": runs,
+        "memory": memory,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "docs.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(memory))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

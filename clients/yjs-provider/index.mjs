@@ -1,0 +1,163 @@
+// A Yjs provider over an existing centrifuge-js connection to Resonance Liminal.
+//
+// The standard y-protocols messages (sync step 1/2, update, awareness, query awareness) travel
+// base64-encoded: to the server with the `doc.send` RPC ({channel, messages: [b64...]}, answered
+// with {messages: [b64...]}), from the server in the document channel's publications
+// ({m: b64, from: <client id>}). See docs/protocol.md, "Shared documents".
+//
+//   const provider = new ResonanceYjsProvider(centrifuge, 'doc:plan', ydoc)
+//   provider.on('synced', () => ...); provider.awareness.setLocalStateField('user', {name})
+import * as Y from 'yjs';
+import * as syncProtocol from 'y-protocols/sync';
+import * as awarenessProtocol from 'y-protocols/awareness';
+import * as encoding from 'lib0/encoding';
+import * as decoding from 'lib0/decoding';
+import { ObservableV2 } from 'lib0/observable';
+
+const MSG_SYNC = 0;
+const MSG_AWARENESS = 1;
+const MSG_QUERY_AWARENESS = 3;
+const RETRY_MS = 1000;
+
+const toB64 = (bytes) => Buffer.from(bytes).toString('base64');
+const fromB64 = (text) => new Uint8Array(Buffer.from(text, 'base64'));
+const b64 = typeof Buffer === 'undefined'
+  ? { to: (u) => btoa(String.fromCharCode(...u)), from: (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0)) }
+  : { to: toB64, from: fromB64 };
+
+export class ResonanceYjsProvider extends ObservableV2 {
+  constructor(centrifuge, channel, doc, { awareness = new awarenessProtocol.Awareness(doc) } = {}) {
+    super();
+    this.centrifuge = centrifuge;
+    this.channel = channel;
+    this.doc = doc;
+    this.awareness = awareness;
+    this.synced = false;
+    this._queue = Promise.resolve();
+    this._pending = [];
+    this._pendingUpdates = [];
+    this._flushing = false;
+    this._onUpdate = (update, origin) => {
+      if (origin !== this) this.send([], [update]);
+    };
+    this._onAwareness = ({ added, updated, removed }, origin) => {
+      if (origin !== 'local') return;
+      const changed = added.concat(updated, removed);
+      this.send([awarenessMessage(awarenessProtocol.encodeAwarenessUpdate(this.awareness, changed))]);
+    };
+    doc.on('update', this._onUpdate);
+    awareness.on('update', this._onAwareness);
+    this.sub = centrifuge.getSubscription(channel) ?? centrifuge.newSubscription(channel);
+    this.sub.on('publication', (ctx) => this._receive(b64.from(ctx.data.m)));
+    // (Re)subscribed, also after a reconnect: sync again; what was edited offline goes up in step 2.
+    this.sub.on('subscribed', () => this.resync());
+    this.sub.on('unsubscribed', () => this._setSynced(false));
+    this.sub.subscribe();
+  }
+
+  /** Send y-protocols messages, in order, one `doc.send` at a time; while one is in flight the next
+   * ones wait and go together (local updates merged into one). The answers are applied. Offline,
+   * nothing is sent: the resync after the next subscribe carries what changed meanwhile. */
+  send(messages, updates = []) {
+    this._pending.push(...messages);
+    this._pendingUpdates.push(...updates);
+    if (!this._flushing) {
+      this._flushing = true;
+      this._queue = this._flush();
+    }
+    return this._queue;
+  }
+
+  async _flush() {
+    try {
+      while (this._pending.length || this._pendingUpdates.length) {
+        const messages = this._pending.splice(0, 31);
+        const updates = this._pendingUpdates.splice(0);
+        if (updates.length) messages.push(syncMessage(syncProtocol.writeUpdate, Y.mergeUpdates(updates)));
+        if (this.centrifuge.state !== 'connected' || this.sub.state !== 'subscribed') {
+          this._setSynced(false);
+          continue;
+        }
+        try {
+          const reply = await this.centrifuge.rpc('doc.send', { channel: this.channel, messages: messages.map(b64.to) });
+          for (const m of reply.data.messages) this._receive(b64.from(m));
+        } catch (error) {
+          this.emit('error', [error]);
+          // 103 (no access) and 106 (size limit) are answers; anything else (a timeout, 100 from a store
+          // that failed) lost what was sent: sync again soon, the exchange of steps carries it.
+          if (this.sub.state === 'subscribed' && error && error.code !== 106 && error.code !== 103) {
+            this._setSynced(false);
+            clearTimeout(this._retry);
+            this._retry = setTimeout(() => this.resync(), RETRY_MS);
+          }
+        }
+      }
+    } finally {
+      this._flushing = false;
+    }
+  }
+
+  resync() {
+    const step1 = syncMessage(syncProtocol.writeSyncStep1, this.doc);
+    const local = this.awareness.getLocalState() !== null
+      ? [awarenessMessage(awarenessProtocol.encodeAwarenessUpdate(this.awareness, [this.doc.clientID]))]
+      : [];
+    return this.send([step1, ...local, queryAwareness()]);
+  }
+
+  _receive(message) {
+    const decoder = decoding.createDecoder(message);
+    const type = decoding.readVarUint(decoder);
+    if (type === MSG_SYNC) {
+      const encoder = encoding.createEncoder();
+      encoding.writeVarUint(encoder, MSG_SYNC);
+      const kind = syncProtocol.readSyncMessage(decoder, encoder, this.doc, this);
+      if (kind === syncProtocol.messageYjsSyncStep1) {
+        this.send([encoding.toUint8Array(encoder)]); // the server's step 1: answer with what it lacks
+      } else if (kind === syncProtocol.messageYjsSyncStep2) {
+        this._setSynced(true);
+      }
+    } else if (type === MSG_AWARENESS) {
+      awarenessProtocol.applyAwarenessUpdate(this.awareness, decoding.readVarUint8Array(decoder), this);
+    }
+  }
+
+  _setSynced(synced) {
+    if (this.synced !== synced) {
+      this.synced = synced;
+      this.emit('synced', [synced]);
+      this.emit('sync', [synced]);
+    }
+  }
+
+  destroy() {
+    clearTimeout(this._retry);
+    awarenessProtocol.removeAwarenessStates(this.awareness, [this.doc.clientID], 'local');
+    this.doc.off('update', this._onUpdate);
+    this.awareness.off('update', this._onAwareness);
+    this.sub.unsubscribe();
+    super.destroy();
+  }
+}
+
+function syncMessage(write, arg) {
+  const encoder = encoding.createEncoder();
+  encoding.writeVarUint(encoder, MSG_SYNC);
+  write(encoder, arg);
+  return encoding.toUint8Array(encoder);
+}
+
+function awarenessMessage(update) {
+  const encoder = encoding.createEncoder();
+  encoding.writeVarUint(encoder, MSG_AWARENESS);
+  encoding.writeVarUint8Array(encoder, update);
+  return encoding.toUint8Array(encoder);
+}
+
+function queryAwareness() {
+  const encoder = encoding.createEncoder();
+  encoding.writeVarUint(encoder, MSG_QUERY_AWARENESS);
+  return encoding.toUint8Array(encoder);
+}
+
+export { Y };

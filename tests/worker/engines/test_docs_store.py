@@ -1,0 +1,83 @@
+"""The document store's contract, on the in-memory store and on a real Redis: append with a size
+limit, load after a position (with the snapshot when older), compaction, awareness expiry."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pycrdt
+import pytest
+import redis.asyncio as aioredis
+from resonance_worker.engines.docs import DocStore, DocTooLargeError, MemoryDocStore, RedisDocStore
+
+from tests.harness.redis import RedisServer
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[DocStore]:
+    if request.param == "memory":
+        yield MemoryDocStore()
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    client = aioredis.Redis.from_url(server.url)
+    yield RedisDocStore(client, prefix=f"docs-{uuid.uuid4().hex[:8]}")
+    await client.aclose()
+
+
+def edits(n: int) -> tuple[list[bytes], str]:
+    doc: pycrdt.Doc = pycrdt.Doc()
+    text = doc.get("t", type=pycrdt.Text)
+    updates: list[bytes] = []
+    doc.observe(lambda event: updates.append(event.update))
+    for i in range(n):
+        text += f"{i},"
+    return updates, str(text)
+
+
+def replay(snapshot: bytes | None, updates: list[bytes]) -> str:
+    doc: pycrdt.Doc = pycrdt.Doc()
+    for u in ([snapshot] if snapshot else []) + updates:
+        doc.apply_update(u)
+    return str(doc.get("t", type=pycrdt.Text))
+
+
+async def test_log_snapshot_and_positions(store: DocStore) -> None:
+    updates, text = edits(10)
+    for i, u in enumerate(updates[:6]):
+        assert await store.append("doc:a", u, limit=10_000, ttl_seconds=60) == i + 1
+    chunk = await store.load("doc:a", -1)
+    assert chunk.snapshot is None and chunk.position == 6 and replay(None, chunk.updates) == "0,1,2,3,4,5,"
+    # A worker at position 4 compacts; the log keeps what follows.
+    folded = pycrdt.merge_updates(*updates[:4])
+    assert await store.compact("doc:a", folded, 4, ttl_seconds=60)
+    assert not await store.compact("doc:a", folded, 4, ttl_seconds=60)  # not newer
+    for u in updates[6:]:
+        await store.append("doc:a", u, limit=10_000, ttl_seconds=60)
+    late = await store.load("doc:a", -1)
+    assert late.position == 10 and late.snapshot == folded and len(late.updates) == 6
+    assert replay(late.snapshot, late.updates) == text
+    tail = await store.load("doc:a", 8)
+    assert tail.snapshot is None and len(tail.updates) == 2
+    behind = await store.load("doc:a", 2)  # older than the snapshot: gets it
+    assert behind.snapshot == folded and replay(behind.snapshot, behind.updates) == text
+    lost = await store.load("doc:a", 50)  # ahead of the log (Redis lost it): everything again
+    assert replay(lost.snapshot, lost.updates) == text
+
+
+async def test_size_limit_refuses_and_keeps_what_was_accepted(store: DocStore) -> None:
+    await store.append("doc:s", b"x" * 60, limit=100, ttl_seconds=60)
+    with pytest.raises(DocTooLargeError) as refused:
+        await store.append("doc:s", b"y" * 50, limit=100, ttl_seconds=60)
+    assert refused.value.size == 60 and refused.value.limit == 100
+    chunk = await store.load("doc:s", -1)
+    assert chunk.updates == [b"x" * 60] and chunk.size == 60
+
+
+async def test_awareness_expires_and_is_removed(store: DocStore) -> None:
+    await store.set_awareness("doc:w", {1: b"one", 2: b"two"}, expires_ms=1000, ttl_seconds=60)
+    await store.set_awareness("doc:w", {3: b"three"}, expires_ms=5000, ttl_seconds=60)
+    assert await store.awareness("doc:w", 500) == {1: b"one", 2: b"two", 3: b"three"}
+    assert await store.awareness("doc:w", 2000) == {3: b"three"}
+    await store.remove_awareness("doc:w", [3])
+    assert await store.awareness("doc:w", 0) == {}

@@ -1,0 +1,289 @@
+"""Shared Yjs documents across workers: the ``doc.send`` RPC method, the open documents, their GC.
+
+A client opens a document by subscribing to its channel (``doc:<id>``, ``notes:<room>``) and
+sending the Yjs sync step 1 with ``doc.send``; the answer holds step 2 (what it lacks), the
+server's step 1 (so the client sends what the server lacks: offline edits merge) and everyone's
+awareness. Updates and awareness sent with ``doc.send`` are appended to the document's log in the
+store (:mod:`resonance_worker.engines.docs`) and published on the channel, through the engine, to
+the subscribers on every worker. The messages are parsed and permissions decided in
+:mod:`resonance_worker.domain.ydocs`.
+
+Any worker serves any document: an open document here is a pycrdt ``Doc`` plus the position in
+the store's log it has folded in; before it answers a step 1 it reads what the log gained since
+(so a late joiner on another worker gets the whole document). When the log grows past
+``doc_compact_updates`` the worker folds it into a snapshot. A document nobody touched for
+``doc_idle_seconds`` is dropped from memory (:meth:`SharedDocs.step`); its connections' awareness
+states are withdrawn (published as ``null``) when they disconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pycrdt
+
+from resonance_worker.domain.channels import ChannelRules
+from resonance_worker.domain.codes import ErrorCode
+from resonance_worker.domain.ydocs import (
+    Access,
+    AwarenessEntry,
+    AwarenessMessage,
+    DocMessageError,
+    QueryAwareness,
+    SyncKind,
+    SyncMessage,
+    access,
+    awareness_message,
+    decode_entry,
+    doc_channel_of,
+    encode_entry,
+    parse_message,
+    room_of_notes,
+    sync_message,
+)
+from resonance_worker.engines.docs import DocStore, DocTooLargeError
+from resonance_worker.errors import EngineError
+from resonance_worker.living.outbox import Publisher
+from resonance_worker.living.roster import Present
+from resonance_worker.living_settings import LivingSettings
+from resonance_worker.rpc import RpcCall, RpcError
+
+log = logging.getLogger("resonance.worker.docs")
+
+DOC_STEP_SECONDS = 1.0
+"""How often gone connections' awareness is withdrawn and idle documents are dropped."""
+MAX_MESSAGES = 32
+"""Messages in one ``doc.send`` call."""
+AWARENESS_TIMEOUT_MS = 30_000
+"""A client's awareness lives this long unless renewed (y-protocols renews every 15 s)."""
+
+
+@dataclass
+class OpenDoc:
+    """A document this worker holds: the CRDT and the position in the log it has folded in."""
+
+    doc: pycrdt.Doc[Any] = field(default_factory=pycrdt.Doc)
+    position: int = -1
+    """-1: nothing read yet (the first read takes the snapshot)."""
+    updates_since_snapshot: int = 0
+    touched: float = 0.0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def _decode(data: object) -> list[bytes]:
+    if not isinstance(data, dict):
+        raise RpcError(ErrorCode.BAD_REQUEST, "doc.send takes a JSON object")
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not 1 <= len(messages) <= MAX_MESSAGES:
+        raise RpcError(ErrorCode.BAD_REQUEST, f"messages must be a list of 1-{MAX_MESSAGES} base64 strings")
+    try:
+        return [base64.b64decode(m, validate=True) for m in messages]
+    except (TypeError, ValueError, binascii.Error):
+        raise RpcError(ErrorCode.BAD_REQUEST, "messages must be base64 strings") from None
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+class SharedDocs:
+    """The documents of one worker and the ``doc.send`` method."""
+
+    def __init__(
+        self,
+        settings: LivingSettings,
+        store: DocStore,
+        publisher: Publisher,
+        *,
+        rules: ChannelRules,
+        present: Present,
+        room_members: Callable[[str], frozenset[str]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.publisher = publisher
+        self.rules = rules
+        self.present = present
+        self.room_members = room_members
+        self.clock = clock
+        self.open: dict[str, OpenDoc] = {}
+        self._aware: dict[str, dict[str, set[int]]] = {}
+        """connection → document → the Yjs client ids it announced (withdrawn when it goes)."""
+
+    # -- doc.send ----------
+
+    async def send(self, call: RpcCall) -> Any:
+        """``doc.send``: y-protocols messages for one document; the answers (base64) in order."""
+        channel = doc_channel_of(call.data)
+        if channel is None:
+            raise RpcError(
+                ErrorCode.BAD_REQUEST,
+                "channel must be doc:<id> or notes:<room> (id: 1-128 of A-Z a-z 0-9 _ . -)",
+            )
+        raws = _decode(call.data)
+        room = room_of_notes(channel)
+        members = self.room_members(room) if room is not None else None
+        allowed = access(self.rules, channel, call.user, room_members=members)
+        if allowed is Access.NONE:
+            raise RpcError(ErrorCode.PERMISSION_DENIED, f"no access to {channel}")
+        replies: list[bytes] = []
+        try:
+            for raw in raws:
+                message = parse_message(raw)
+                replies += await self._handle(channel, message, allowed, call.client)
+        except DocMessageError as exc:
+            raise RpcError(ErrorCode.BAD_REQUEST, f"doc.send: {exc}") from None
+        except EngineError as exc:
+            log.warning("document store failed", extra={"channel": channel, "error": str(exc)})
+            raise RpcError(ErrorCode.INTERNAL, "document store unavailable, retry") from None
+        return {"messages": [_b64(r) for r in replies]}
+
+    async def _handle(self, channel: str, message: Any, allowed: Access, client: str) -> list[bytes]:
+        match message:
+            case SyncMessage(kind=SyncKind.STEP1, payload=vector):
+                opened = await self._caught_up(channel)
+                try:
+                    missing = opened.doc.get_update(vector)
+                except ValueError:
+                    raise DocMessageError("sync step 1 holds no valid state vector") from None
+                state = opened.doc.get_state()
+                answer = [sync_message(SyncKind.STEP2, missing), sync_message(SyncKind.STEP1, state)]
+                present = await self._awareness(channel)
+                return answer + ([awareness_message(present)] if present else [])
+            case SyncMessage(payload=update):  # step 2 or update: both are updates
+                if allowed is not Access.WRITE:
+                    raise RpcError(ErrorCode.PERMISSION_DENIED, f"{channel} is read-only for you")
+                await self._update(channel, update, client)
+                return []
+            case AwarenessMessage(entries=entries):
+                await self._announce(channel, entries, client)
+                return []
+            case QueryAwareness():
+                present = await self._awareness(channel)
+                return [awareness_message(present)]
+        raise DocMessageError("unhandled message")
+
+    async def _update(self, channel: str, update: bytes, client: str) -> None:
+        try:
+            pycrdt.get_state(update)  # decodes it: a malformed update is refused before it is stored
+        except ValueError:
+            raise DocMessageError("not a Yjs (V1) update") from None
+        if update in (b"\x00\x00", b""):
+            return  # an empty update (a step 2 with nothing new)
+        try:
+            position = await self.store.append(
+                channel, update, limit=self.settings.doc_max_bytes, ttl_seconds=self.settings.doc_ttl_seconds
+            )
+        except DocTooLargeError as exc:
+            raise RpcError(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"{channel} would exceed its size limit of {exc.limit} bytes (has {exc.size}): refused",
+            ) from None
+        await self._publish(channel, sync_message(SyncKind.UPDATE, update), client)
+        # Keep the log short while people only write (no one joins to trigger a read): fold it in
+        # once it is doc_compact_updates ahead of what this worker holds, and compact.
+        threshold = self.settings.doc_compact_updates
+        opened = self.open.get(channel)
+        if opened is not None and opened.position == position - 1 and not opened.lock.locked():
+            opened.doc.apply_update(update)  # the next in the log: folded in without a read
+            opened.position = position
+            opened.updates_since_snapshot += 1
+            opened.touched = self.clock()
+            if opened.updates_since_snapshot >= threshold:
+                async with opened.lock:
+                    await self._compact(channel, opened)
+        elif opened is None or position - opened.position >= threshold:
+            await self._caught_up(channel)  # other workers wrote meanwhile: read, fold in, compact
+
+    async def _caught_up(self, channel: str) -> OpenDoc:
+        """The open document, with everything the log holds folded in (compacted when it is long)."""
+        opened = self.open.get(channel)
+        if opened is None:
+            opened = self.open[channel] = OpenDoc()
+        opened.touched = self.clock()
+        async with opened.lock:
+            chunk = await self.store.load(channel, opened.position)
+            if chunk.snapshot is not None:
+                opened.doc.apply_update(chunk.snapshot)
+                opened.updates_since_snapshot = 0
+            for update in chunk.updates:
+                opened.doc.apply_update(update)
+            opened.updates_since_snapshot += len(chunk.updates)
+            opened.position = chunk.position
+            if opened.updates_since_snapshot >= self.settings.doc_compact_updates:
+                await self._compact(channel, opened)
+        return opened
+
+    async def _compact(self, channel: str, opened: OpenDoc) -> None:
+        snapshot = opened.doc.get_update()
+        compacted = await self.store.compact(
+            channel, snapshot, opened.position, ttl_seconds=self.settings.doc_ttl_seconds
+        )
+        opened.updates_since_snapshot = 0
+        if compacted:
+            log.info("document compacted", extra={"channel": channel, "bytes": len(snapshot)})
+
+    # -- awareness ----------
+
+    async def _announce(self, channel: str, entries: tuple[AwarenessEntry, ...], client: str) -> None:
+        if not entries:
+            return
+        mine = self._aware.setdefault(client, {}).setdefault(channel, set())
+        live = {e.client_id: encode_entry(e) for e in entries if not e.gone}
+        gone = [e.client_id for e in entries if e.gone]
+        mine.update(live)
+        mine.difference_update(gone)
+        now_ms = int(self.clock() * 1000)
+        if live:
+            await self.store.set_awareness(
+                channel,
+                live,
+                expires_ms=now_ms + AWARENESS_TIMEOUT_MS,
+                ttl_seconds=AWARENESS_TIMEOUT_MS / 1000,
+            )
+        await self.store.remove_awareness(channel, gone)
+        await self._publish(channel, awareness_message(entries), client)
+
+    async def _awareness(self, channel: str) -> list[AwarenessEntry]:
+        found = await self.store.awareness(channel, int(self.clock() * 1000))
+        return [decode_entry(raw) for raw in found.values()]
+
+    # -- the step: disconnects and GC ----------
+
+    async def step(self) -> None:
+        """Withdraw the awareness of connections that are gone; drop documents idle in memory."""
+        for client in [c for c in self._aware if c not in self.present.connections]:
+            for channel, ids in self._aware.pop(client).items():
+                await self._withdraw(channel, ids, client)
+        now = self.clock()
+        for channel, opened in list(self.open.items()):
+            if now - opened.touched >= self.settings.doc_idle_seconds and not opened.lock.locked():
+                del self.open[channel]
+
+    async def _withdraw(self, channel: str, ids: set[int], client: str) -> None:
+        if not ids:
+            return
+        try:
+            found = await self.store.awareness(channel, int(self.clock() * 1000))
+            await self.store.remove_awareness(channel, sorted(ids))
+        except EngineError as exc:  # the entries expire on their own
+            log.warning("awareness not withdrawn", extra={"channel": channel, "error": str(exc)})
+            return
+        clocks = {i: decode_entry(found[i]).clock if i in found else 0 for i in ids}
+        gone = [AwarenessEntry(i, clocks[i] + 1, "null") for i in sorted(ids)]
+        await self._publish(channel, awareness_message(gone), client)
+
+    async def _publish(self, channel: str, message: bytes, client: str) -> None:
+        await self.publisher.publish(channel, {"m": _b64(message), "from": client}, history=False)
+
+    def memory(self) -> dict[str, int]:
+        """Open documents and the bytes of their encoded state (for the gauges and the benchmark)."""
+        return {channel: len(opened.doc.get_update()) for channel, opened in self.open.items()}
