@@ -24,7 +24,11 @@ dbb11b92d, 2026-03):
   (default ``0.0.0.0/0``, as ingress-nginx's).
 * **Upstreams** are the Service's ready endpoints (the EndpointSlices), round robin (``load-balance``'s
   default), ``keepalive`` ``upstream-keepalive-connections`` (320); a Service without ready endpoints
-  answers 503, and a request for an unknown host gets the default backend's 404.
+  answers 503, and a request for an unknown host gets the default backend's 404. On the harness's
+  control plane the Pod IPs are loopback addresses, which the API server refuses in an EndpointSlice
+  ("may not be in the loopback range"), so :func:`endpoint_slices_from_pods` computes the slices the
+  EndpointSlice controller would write: the Service selector's Running, Ready, not terminating Pods, at
+  the container port the Service's ``targetPort`` names.
 
 What differs, on purpose: ingress-nginx balances in Lua and changes endpoints without a reload, where the
 harness reloads (old workers keep their WebSockets until ``worker-shutdown-timeout``, as on an
@@ -240,6 +244,66 @@ def _ready_endpoints(
             for address in endpoint.get("addresses", []):
                 found.update((address, number) for number in numbers)
     return tuple(sorted(found))
+
+
+def _selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return bool(selector) and all(labels.get(key) == value for key, value in selector.items())
+
+
+def _pod_ready(pod: Mapping[str, Any]) -> bool:
+    status = pod.get("status", {})
+    conditions = {c.get("type"): c.get("status") for c in status.get("conditions", [])}
+    return (
+        status.get("phase") == "Running" and bool(status.get("podIP")) and conditions.get("Ready") == "True"
+    )
+
+
+def _target_port(service_port: Mapping[str, Any], pod: Mapping[str, Any]) -> int | None:
+    target = service_port.get("targetPort", service_port.get("port"))
+    if isinstance(target, int):
+        return target
+    for container in pod.get("spec", {}).get("containers", []):
+        for port in container.get("ports", []):
+            if port.get("name") == target:
+                return int(port["containerPort"])
+    return None
+
+
+def endpoint_slices_from_pods(
+    service: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """What the EndpointSlice controller would write for ``service``: one slice per Service port, with the
+    selected Pods' IPs, ``ready`` false for a Pod not Ready and ``terminating`` for one being deleted."""
+    selector = service.get("spec", {}).get("selector") or {}
+    chosen = [
+        pod
+        for pod in pods
+        if _selects(selector, pod["metadata"].get("labels", {})) and pod.get("status", {}).get("podIP")
+    ]
+    slices = []
+    for service_port in service.get("spec", {}).get("ports", []):
+        by_number: dict[int, list[dict[str, Any]]] = {}
+        for pod in chosen:
+            number = _target_port(service_port, pod)
+            if number is None:
+                continue
+            terminating = pod["metadata"].get("deletionTimestamp") is not None
+            by_number.setdefault(number, []).append(
+                {
+                    "addresses": [pod["status"]["podIP"]],
+                    "conditions": {"ready": _pod_ready(pod) and not terminating, "terminating": terminating},
+                    "targetRef": {"kind": "Pod", "name": pod["metadata"]["name"]},
+                }
+            )
+        for number, endpoints in sorted(by_number.items()):
+            slices.append(
+                {
+                    "metadata": {"labels": {"kubernetes.io/service-name": service["metadata"]["name"]}},
+                    "ports": [{"name": service_port.get("name", ""), "port": number, "protocol": "TCP"}],
+                    "endpoints": endpoints,
+                }
+            )
+    return slices
 
 
 def routes_from_objects(

@@ -19,6 +19,7 @@ import pytest
 from tests.harness.ingress_nginx import (
     ControllerConfig,
     IngressError,
+    endpoint_slices_from_pods,
     render,
     routes_from_objects,
 )
@@ -362,3 +363,40 @@ def test_request_bodies_over_the_body_size_are_refused_by_the_proxy(proxy: Nginx
     with pytest.raises(urllib.error.HTTPError) as missing:
         opener.open(unknown, timeout=5)
     assert missing.value.code == 404
+
+
+def pod(name: str, ip: str, *, ready: bool = True, deleting: bool = False, app: str = "w") -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name, "labels": {"app": app}}
+    if deleting:
+        metadata["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {
+        "metadata": metadata,
+        "spec": {"containers": [{"name": "worker", "ports": [{"name": "http", "containerPort": 8000}]}]},
+        "status": {
+            "phase": "Running",
+            "podIP": ip,
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+def test_endpoint_slices_are_computed_from_pods_as_the_controller_would() -> None:
+    svc = {**service(), "spec": {**service()["spec"], "selector": {"app": "w"}}}
+    pods = [
+        pod("a", "127.9.0.2"),
+        pod("b", "127.9.0.3", ready=False),
+        pod("c", "127.9.0.4", deleting=True),
+        pod("d", "127.9.0.5", app="other"),
+    ]
+    slices = endpoint_slices_from_pods(svc, pods)
+    assert [s["ports"] for s in slices] == [[{"name": "http", "port": 8000, "protocol": "TCP"}]]
+    conditions = {e["addresses"][0]: e["conditions"] for e in slices[0]["endpoints"]}
+    assert conditions == {
+        "127.9.0.2": {"ready": True, "terminating": False},
+        "127.9.0.3": {"ready": False, "terminating": False},
+        "127.9.0.4": {"ready": False, "terminating": True},
+    }
+    routes = routes_from_objects(ingress(), {"full-worker": svc}, {"full-worker": slices})
+    assert routes[0].endpoints == (("127.9.0.2", 8000),)
+    # A Service without a selector selects nothing (its endpoints would be managed by hand).
+    assert endpoint_slices_from_pods(service(), pods) == []
