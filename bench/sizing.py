@@ -17,6 +17,11 @@ Load: the chat scenario of ``bench.load`` from 200 loopback source addresses - e
 to a 50-member room and each room gets one publication a second for ``--seconds``. **Idle** is the RSS
 growth per connection after the ramp and a settle pause; **active** is the peak RSS while publishing, per
 connection. Results: ``bench/results/sizing-<time>.json`` and a table on stdout.
+
+A person streaming biometrics (``bio.push``) costs more than a connection: :func:`person_cost` keeps
+``--persons`` biometric streams in one process, feeds each a minute and a half of one-second 30 Hz PPG
+batches through the worker's ``bio.push`` path without the network, and reports the memory each stream
+holds (tracemalloc) and the CPU time of one update.
 """
 
 from __future__ import annotations
@@ -127,6 +132,36 @@ def measure(profile: str, connections: int, seconds: float, workdir: Path) -> di
     }
 
 
+def person_cost(persons: int = 50, seconds: int = 90) -> dict[str, Any]:
+    """Memory held per biometric stream after ``seconds`` of PPG, and CPU milliseconds per update."""
+    import tracemalloc
+
+    from resonance_worker.domain.biometrics import BiometricStream
+    from resonance_worker.transport.living import _parse_batch, _push
+
+    from bench.living.bio_update import batches
+
+    feed = batches(seconds)
+    tracemalloc.start()
+    streams = [BiometricStream() for _ in range(persons)]
+    cpu: list[float] = []
+    for batch in feed:
+        for stream in streams:
+            started = time.thread_time()
+            _push(stream, _parse_batch(batch))
+            cpu.append(time.thread_time() - started)
+    held, _peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    cpu.sort()
+    return {
+        "persons": persons,
+        "seconds": seconds,
+        "kib_per_person": round(held / persons / 1024, 1),
+        "update_cpu_p50_ms": round(cpu[len(cpu) // 2] * 1000, 2),
+        "update_cpu_p95_ms": round(cpu[int(len(cpu) * 0.95)] * 1000, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -134,6 +169,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, nargs="+", default=[2000, 5000, 10_000])
     parser.add_argument("--seconds", type=float, default=10.0, help="publishing phase of each run")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--persons", type=int, default=50, help="biometric streams for person_cost (0: skip)")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="sizing-") as tmp:
@@ -150,12 +186,20 @@ def main() -> None:
                     f"delivered {row['delivery_ratio']}, p99 {row['latency_p99_ms']} ms ({row['wall_s']} s)",
                     flush=True,
                 )
+    persons = person_cost(args.persons) if args.persons else None
+    if persons is not None:
+        print(
+            f"bio.push person: {persons['kib_per_person']} KiB held per stream, update CPU p50 "
+            f"{persons['update_cpu_p50_ms']} ms, p95 {persons['update_cpu_p95_ms']} ms",
+            flush=True,
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"sizing-{time.strftime('%Y%m%d-%H%M%S')}.json"
     document = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},
         "operator_environment": operator_environment(),
         "rows": rows,
+        "persons": persons,
     }
     path.write_text(json.dumps(document, indent=2))
     print(f"\n{'size':>6} | {'idle KiB/conn (op/base)':>24} | {'active KiB/conn (op/base)':>26}")
