@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 from bench.load import runner
-from bench.load.scenario import Kind, Scenario, Target
+from bench.load.scenario import Target, chat_scenario
 from bench.load.servers import Server, _http_ok, _wait_until, free_port, stack
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,14 +87,11 @@ def start_worker(
 
 
 def measure(profile: str, connections: int, seconds: float, workdir: Path) -> dict[str, Any]:
-    scenario = Scenario(
-        kind=Kind.CHAT,
-        connections=connections,
-        room_size=50,
-        publish_rate_per_room=1.0,
-        duration_s=seconds,
-        processes=2,
+    scenario = chat_scenario(
+        connections,
         source_addresses=SOURCE_ADDRESSES,
+        seconds=seconds,
+        processes=2,
         connect_concurrency=200,
         connect_timeout_s=300,
         settle_s=3.0,

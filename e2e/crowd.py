@@ -26,7 +26,7 @@ import aiohttp
 import jwt
 
 from bench.load import runner
-from bench.load.scenario import Kind, Scenario, Target
+from bench.load.scenario import Target, chat_scenario
 
 
 def chat_crowd(
@@ -41,14 +41,11 @@ def chat_crowd(
     server_pids: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     """Run the chat scenario through the proxy; the ``bench.load`` result document."""
-    scenario = Scenario(
-        kind=Kind.CHAT,
-        connections=connections,
-        room_size=50,
-        publish_rate_per_room=1.0,
-        duration_s=seconds,
-        processes=processes,
+    scenario = chat_scenario(
+        connections,
         source_addresses=source_addresses,
+        seconds=seconds,
+        processes=processes,
         connect_concurrency=100,
         connect_timeout_s=180,
         settle_s=0.5,

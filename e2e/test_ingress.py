@@ -15,6 +15,7 @@ import pytest
 from e2e.ingress import LoopbackIngress
 from e2e.kube import apply, kubectl
 from e2e.podrunner import LoopbackKubelet
+from tests.harness.ingress_nginx import ingress_manifest
 
 SECRET = "loopback-ingress-jwt-secret-long-enough"
 HOST = "ws.e2e.test"
@@ -66,36 +67,15 @@ def objects(replicas: int) -> list[dict[str, Any]]:
             "metadata": {"name": "ingress-worker"},
             "spec": {"selector": LABELS, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
         },
-        {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "Ingress",
-            "metadata": {
-                "name": "realtime",
-                "annotations": {
-                    "nginx.ingress.kubernetes.io/proxy-read-timeout": "3600",
-                    "nginx.ingress.kubernetes.io/proxy-send-timeout": "3600",
-                },
+        ingress_manifest(
+            "realtime",
+            HOST,
+            "ingress-worker",
+            annotations={
+                "nginx.ingress.kubernetes.io/proxy-read-timeout": "3600",
+                "nginx.ingress.kubernetes.io/proxy-send-timeout": "3600",
             },
-            "spec": {
-                "ingressClassName": "nginx",
-                "rules": [
-                    {
-                        "host": HOST,
-                        "http": {
-                            "paths": [
-                                {
-                                    "path": "/",
-                                    "pathType": "Prefix",
-                                    "backend": {
-                                        "service": {"name": "ingress-worker", "port": {"name": "http"}}
-                                    },
-                                }
-                            ]
-                        },
-                    }
-                ],
-            },
-        },
+        ),
     ]
 
 

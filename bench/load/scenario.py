@@ -132,6 +132,22 @@ class Scenario(BaseModel):
         return self.kind is not Kind.IDLE and self.publish_rate_per_room > 0
 
 
+def chat_scenario(connections: int, *, source_addresses: int, seconds: float, **options: object) -> Scenario:
+    """The chat scenario as the sizing benchmark and the e2e crowds run it: 50-member rooms, one
+    publication a second in each, from ``source_addresses`` loopback addresses; ``options`` set the rest."""
+    return Scenario.model_validate(
+        {
+            "kind": Kind.CHAT,
+            "connections": connections,
+            "room_size": 50,
+            "publish_rate_per_room": 1.0,
+            "duration_s": seconds,
+            "source_addresses": source_addresses,
+            **options,
+        }
+    )
+
+
 def node_of(connection: int, nodes: int) -> int:
     """Which node a connection talks to: connections alternate, so every room spans every node."""
     return connection % nodes

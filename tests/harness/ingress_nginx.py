@@ -59,6 +59,32 @@ class IngressError(ValueError):
     """An Ingress (or controller option) the harness cannot translate; the message says which field."""
 
 
+def ingress_manifest(
+    name: str,
+    host: str,
+    service: str,
+    *,
+    annotations: Mapping[str, str] | None = None,
+    path: str = "/",
+    path_type: str = "Prefix",
+    port_name: str = "http",
+) -> dict[str, Any]:
+    """An ``networking.k8s.io/v1`` Ingress with one rule: ``host`` + ``path`` to ``service``'s named port,
+    class ``nginx`` - the shape the operator renders, for tests that need one of their own."""
+    backend = {"service": {"name": service, "port": {"name": port_name}}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": name, "annotations": dict(annotations or {})},
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [
+                {"host": host, "http": {"paths": [{"path": path, "pathType": path_type, "backend": backend}]}}
+            ],
+        },
+    }
+
+
 def _bool(value: str, name: str) -> bool:
     lowered = value.strip().lower()
     if lowered in ("true", "1", "yes", "on"):

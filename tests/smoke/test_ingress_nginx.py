@@ -20,6 +20,7 @@ from tests.harness.ingress_nginx import (
     ControllerConfig,
     IngressError,
     endpoint_slices_from_pods,
+    ingress_manifest,
     render,
     routes_from_objects,
 )
@@ -38,28 +39,11 @@ WEBSOCKET_ANNOTATIONS = {
 def ingress(
     annotations: dict[str, str] | None = None, *, path: str = "/", path_type: str = "Prefix"
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "Ingress",
-        "metadata": {"name": "full", "namespace": "ns", "annotations": annotations or {}},
-        "spec": {
-            "ingressClassName": "nginx",
-            "rules": [
-                {
-                    "host": HOST,
-                    "http": {
-                        "paths": [
-                            {
-                                "path": path,
-                                "pathType": path_type,
-                                "backend": {"service": {"name": "full-worker", "port": {"name": "http"}}},
-                            }
-                        ]
-                    },
-                }
-            ],
-        },
-    }
+    body = ingress_manifest(
+        "full", HOST, "full-worker", annotations=annotations, path=path, path_type=path_type
+    )
+    body["metadata"]["namespace"] = "ns"
+    return body
 
 
 def service(name: str = "full-worker") -> dict[str, Any]:
