@@ -79,11 +79,42 @@ class NginxProxy:
         self.process.wait_until(lambda: port_open(self.host, self.port), timeout=timeout, what="open port")
         return self
 
-    def reload(self, conf: str) -> None:
-        """Check ``conf`` and make nginx use it (SIGHUP); open connections finish on the old workers."""
+    def workers(self) -> dict[int, str]:
+        """The master's worker processes now: pid -> process title (``nginx: worker process`` or,
+        once told to go, ``nginx: worker process is shutting down``)."""
+        found = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue  # gone meanwhile
+            # The parent pid is the second field after the parenthesised command name.
+            if int(stat.rsplit(")", 1)[1].split()[1]) == self.process.pid:
+                found[int(entry.name)] = title.strip()
+        return found
+
+    def reload(self, conf: str, timeout: float = 10.0) -> None:
+        """Check ``conf`` and make nginx use it (SIGHUP); open connections finish on the old workers.
+
+        Returns once the reload has happened: new workers run and every old one has stopped accepting
+        (its title says it is shutting down) or is gone. A SIGHUP alone returns before that, and a
+        client connecting in between still reaches an old worker with the old upstreams.
+        """
         self._check(conf)
+        before = self.workers()
         os.kill(self.process.pid, signal.SIGHUP)  # the master only: it replaces its workers
         self.reloads += 1
+
+        def reloaded() -> bool:
+            now = self.workers()
+            fresh = set(now) - set(before)
+            old_accepting = [pid for pid in before if pid in now and "shutting down" not in now[pid]]
+            return bool(fresh) and not old_accepting
+
+        self.process.wait_until(reloaded, timeout=timeout, what="nginx reload")
 
     def stop(self) -> int | None:
         return self.process.stop()
