@@ -84,6 +84,9 @@ async def address_probe(
     """Open the connections (all of them held open together), classify each, then close them all."""
     result = ProbeResult()
     sessions: list[aiohttp.ClientSession] = []
+    # Every accepted socket is referenced until the end: one nothing refers to is collected, and its
+    # connection closed, at once - freeing its slot, so a limit would never see them together.
+    sockets: list[aiohttp.ClientWebSocketResponse] = []
     url = f"ws://{connect_to}/connection/websocket"
     started = time.monotonic()
 
@@ -97,6 +100,7 @@ async def address_probe(
         except aiohttp.WSServerHandshakeError as refused:
             result.refused.setdefault(address, []).append(refused.status)
             return
+        sockets.append(ws)
         token = jwt.encode({"sub": f"probe-{address}-{index}"}, token_secret, algorithm="HS256")
         await ws.send_str(json.dumps({"id": 1, "connect": {"token": token}}))
         message = await ws.receive(timeout=timeout)
