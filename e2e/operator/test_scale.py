@@ -17,7 +17,7 @@ import yaml
 
 from e2e.crowd import address_probe, chat_crowd
 from e2e.ingress import LoopbackIngress
-from e2e.kube import apply, kubectl_json
+from e2e.kube import apply, kubectl, kubectl_json, wait_until
 from e2e.operator.conftest import REPO, RunningOperator, wait_ready
 from e2e.podrunner import LoopbackKubelet
 from tests.harness.redis import RedisServer
@@ -119,3 +119,53 @@ def ingress_annotations(namespace: str) -> dict[str, str]:
     body = kubectl_json("get", "ingress", "full", "-n", namespace)
     annotations: dict[str, str] = body["metadata"].get("annotations", {})
     return annotations
+
+
+def test_turning_autoscaling_on_for_a_live_cluster_keeps_its_replicas(
+    operator: RunningOperator, namespace: str
+) -> None:
+    """Server-side apply resets a field no manager owns to its default: dropping ``spec.replicas`` from the
+    operator's Deployment when the HPA takes over made 5 replicas 1 at once. Now the count is handed over."""
+    body = full_example()
+    body["metadata"]["name"] = "grows"
+    body["spec"]["worker"]["replicas"] = 5
+    body["spec"]["worker"]["autoscaling"]["enabled"] = False
+    apply(body, namespace=namespace)
+    wait_ready("grows", namespace, timeout=180)
+    deployment = "grows-worker"
+    wait_until(
+        lambda: (
+            kubectl_json("get", "deployment", deployment, "-n", namespace)["status"].get("readyReplicas") == 5
+        ),
+        timeout=120,
+        what="5 ready workers",
+    )
+    kubectl(
+        "patch",
+        "rescl",
+        "grows",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"worker":{"autoscaling":{"enabled":true,"minReplicas":3,"maxReplicas":20}}}}',
+    )
+    # Watch the Deployment while the operator hands the count to the HPA (a few resyncs, and one HPA sync
+    # period of 15 s): never fewer than 5 wanted, never fewer than 5 ready.
+    seen: list[tuple[int, int]] = []
+
+    def handed_over() -> bool:
+        live = kubectl_json("get", "deployment", deployment, "-n", namespace)
+        seen.append((live["spec"].get("replicas", 0), live["status"].get("readyReplicas", 0)))
+        managers = {
+            entry["manager"]
+            for entry in live["metadata"].get("managedFields", [])
+            if "f:replicas" in entry.get("fieldsV1", {}).get("f:spec", {})
+        }
+        return "resonance-operator" not in managers and len(seen) >= 40
+
+    hpa = wait_until(lambda: kubectl_json("get", "hpa", "-n", namespace)["items"], timeout=60, what="the HPA")
+    assert hpa[0]["spec"]["scaleTargetRef"]["name"] == deployment
+    wait_until(handed_over, timeout=120, what="replicas no longer the operator's", interval=0.5)
+    assert min(wanted for wanted, _ in seen) >= 5, seen
+    assert min(ready for _, ready in seen) >= 5, seen
