@@ -12,7 +12,7 @@ from typing import Any
 from tests.harness.redis import RedisServer
 from tests.worker.transport.conftest import Clients
 from tests.worker.transport.test_limits import StartWorker
-from tests.worker.transport.test_living import ppg_batches
+from tests.worker.transport.test_living import next_data, ppg_batches, subscribe
 
 
 def stored_baseline(redis_server: RedisServer, prefix: str, user: str) -> dict[str, Any]:
@@ -44,6 +44,7 @@ async def test_baseline_and_self_understanding_continue_on_another_worker(
     # On the first worker: 100 s of PPG (the baseline becomes ready, arousal readings follow), and two
     # sessions of self-reports beside them.
     streaming, _ = await clients.connected(first.ws_url, first.token("pia"))
+    assert (await streaming.rpc("room.join", {"room": "duo"})).data["members"] == ["pia"]
     arousal: list[dict[str, Any]] = []
     for batch in batches[:100]:
         readings = (await streaming.rpc("bio.push", batch)).data["readings"]
@@ -64,6 +65,7 @@ async def test_baseline_and_self_understanding_continue_on_another_worker(
     await clients.close()
     clients.clients.clear()
     moved, _ = await clients.connected(second.ws_url, second.token("pia"))
+    room = await subscribe(moved, "room:duo")  # what the SDK's resubscribe does after a reconnect
     after = (await moved.rpc("self.reflect", {})).data
     assert after["self_understanding"] == before["self_understanding"]
     assert after["home"] == before["home"]
@@ -79,5 +81,9 @@ async def test_baseline_and_self_understanding_continue_on_another_worker(
     # A third session, on the new worker, adds to the same self-understanding.
     for value in (0.6, 0.7):
         await moved.rpc("state.report", {"valence": 0.2, "arousal": value})
+    # Still in the room: the first living call of the new connection put it back, so its states reach
+    # the room (a worker shares a state only in the rooms the person is in there).
+    shared = await next_data(room, lambda d: d["type"] == "state" and d["user"] == "pia")
+    assert shared["state"]["arousal"] > 0
     assert (await moved.rpc("self.reflect", {})).data["self_understanding"]["sessions"] == 3
     await asyncio.sleep(0)

@@ -141,6 +141,10 @@ class Living:
             max_items=REFLECT_HISTORY,
             on_failure=self._store_failed,
         )
+        self._person_rooms: dict[str, set[str]] = {}
+        """The rooms each restored person joined (and has not left), on any worker."""
+        self._clients_seen: set[str] = set()
+        """Connections whose first living call has put them back in their person's rooms."""
         self._restored: dict[str, dict[str, Any] | None] = {}
         """People whose stored state this worker has read, with their stored baseline (until their
         stream here opens with it)."""
@@ -227,6 +231,19 @@ class Living:
             if user not in self._restored:  # two first calls at once: the first one restores
                 self.states.restore(user, stored.reports, stored.body)
                 self._restored[user] = stored.baseline
+                self._person_rooms[user] = set(stored.rooms)
+        if call.client and call.client not in self._clients_seen:
+            # A connection's first living call puts it back in the rooms its person is in (a reconnect,
+            # here or after a move from another worker): membership is the person's, not the socket's.
+            self._clients_seen.add(call.client)
+            for room_id in sorted(self._person_rooms.get(user, ())):
+                room = self.directory.rooms.get(room_id)
+                if room is not None and call.client in room.members:
+                    continue
+                try:
+                    await self._admit(room_id, call.client, user)
+                except RpcError as exc:
+                    log.info("room not restored", extra={"room": room_id, "user": user, "error": exc.message})
         return user
 
     # -- emotional state ----------
@@ -276,27 +293,41 @@ class Living:
         """``room.join``: the room's channel and everyone in it, on any worker."""
         user = await self._person(call)
         room_id = _room_id(call.data)
+        room = await self._admit(room_id, call.client, user)
+        rooms = self._person_rooms.setdefault(user, set())
+        if room_id not in rooms:
+            rooms.add(room_id)
+            await self.people.rooms(user, rooms)
+        return {"channel": room_channel(room_id), "members": room.users()}
+
+    async def _admit(self, room_id: str, client: str, user: str) -> Room:
         room = self.directory.room(room_id)
         if room_id not in self.directory.rooms:
             await self._share_room(room_id, room)  # who is in it on the other workers
         now = self.clock()
         try:
-            self.directory.admit(room_id, room, call.client, user, self.states.member_state(user), now)
+            self.directory.admit(room_id, room, client, user, self.states.member_state(user), now)
         except RoomFullError:
             raise RpcError(ErrorCode.LIMIT_EXCEEDED, f"room {room_id} is full") from None
         await self._share_room(room_id, room)  # the others see the new member now, not at the next tick
-        self.journal.append(events.presence_changed(room_id, now, user, joined=True, client_id=call.client))
+        self.journal.append(events.presence_changed(room_id, now, user, joined=True, client_id=client))
         self._set_gauges(now)
-        return {"channel": room_channel(room_id), "members": room.users()}
+        return room
 
     async def leave_room(self, call: RpcCall) -> Any:
         """``room.leave``: this connection leaves the room."""
-        _user(call)
+        user = _user(call)
         room_id = _room_id(call.data)
         room = self.directory.rooms.get(room_id)
         if room is None or call.client not in room.members:
             raise RpcError(ErrorCode.BAD_REQUEST, f"not a member of room {room_id}")
         await self._drop_member(room_id, room, call.client)
+        rooms = self._person_rooms.get(user)
+        if (
+            rooms is not None and room_id in rooms and not any(u == user for u in room.members.values())
+        ):  # the person's last connection here left it: they are out of the room
+            rooms.discard(room_id)
+            await self.people.rooms(user, rooms)
         return {"left": room_id}
 
     async def _drop_member(self, room_id: str, room: Room, client: str) -> None:
@@ -355,6 +386,7 @@ class Living:
             else:
                 room.monitor.trim(now)
         self._forget_absent(now)
+        self._clients_seen &= set(self.present.connections)
         self._set_gauges(now)
 
     async def _tick_room(self, room_id: str, tick: RoomTick, room: Room) -> None:
@@ -399,6 +431,7 @@ class Living:
         self.directory.forget(user)
         self._absent_since.pop(user, None)
         self._restored.pop(user, None)  # kept in the engine; read again if they come back
+        self._person_rooms.pop(user, None)
 
     def _set_gauges(self, now: float) -> None:
         self.thyroid.set_gauges(now)

@@ -5,15 +5,16 @@ Kept by the agreed key scheme (``domain/keys.py``: ``<prefix>.{u:<user>}.<kind>`
 explicit TTL (``RESONANCE_LIVING__PERSON_TTL_SECONDS``, renewed by every write): the biometric baseline
 (``person.baseline``, the stream's ``PersonalBaseline.to_dict``), the self-reports behind
 self-understanding (``person.reports``) and the body samples they are paired with (``person.body``), the
-newest ``REFLECT_HISTORY`` of each. A worker reads a person once, at their first living call there
-(:meth:`PersonStore.load`), and writes each change as it happens. When the engine fails the person carries
-on with what this worker holds (the pain is felt); nothing already stored is lost.
+newest ``REFLECT_HISTORY`` of each, and the rooms they joined (``person.rooms``, until they leave). A worker
+reads a person once, at their first living call there (:meth:`PersonStore.load`), and writes each change as
+it happens; a connection's first living call puts it back in the person's rooms. When the engine fails
+the person carries on with what this worker holds (the pain is felt); nothing already stored is lost.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ from resonance_worker.errors import EngineError
 
 log = logging.getLogger("resonance.worker.living")
 
-KINDS = (keys.PERSON_BASELINE, keys.PERSON_REPORTS, keys.PERSON_BODY)
+KINDS = (keys.PERSON_BASELINE, keys.PERSON_REPORTS, keys.PERSON_BODY, keys.PERSON_ROOMS)
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Stored:
     baseline: dict[str, Any] | None = None
     reports: list[tuple[str, SelfReport]] = field(default_factory=list)
     body: list[BodySample] = field(default_factory=list)
+    rooms: list[str] = field(default_factory=list)
 
 
 def _items(raw: bytes | list[bytes] | None) -> list[dict[str, Any]]:
@@ -60,6 +62,13 @@ def decode(raw: dict[str, bytes | list[bytes]]) -> Stored:
         except orjson.JSONDecodeError:
             value = None
         stored.baseline = value if isinstance(value, dict) else None
+    rooms = raw.get(keys.PERSON_ROOMS.name)
+    if isinstance(rooms, bytes):
+        try:
+            value = orjson.loads(rooms)
+        except orjson.JSONDecodeError:
+            value = None
+        stored.rooms = [room for room in value if isinstance(room, str)] if isinstance(value, list) else []
     for item in _items(raw.get(keys.PERSON_REPORTS.name)):
         try:
             report = SelfReport(
@@ -103,6 +112,14 @@ class PersonStore:
         await self._guard(
             self.engine.person_write(
                 user, keys.PERSON_BASELINE, orjson.dumps(baseline), ttl_seconds=self.ttl_seconds
+            ),
+            user,
+        )
+
+    async def rooms(self, user: str, rooms: Collection[str]) -> None:
+        await self._guard(
+            self.engine.person_write(
+                user, keys.PERSON_ROOMS, orjson.dumps(sorted(rooms)), ttl_seconds=self.ttl_seconds
             ),
             user,
         )
