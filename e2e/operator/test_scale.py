@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import jwt
 import pytest
 import yaml
 
@@ -169,3 +172,141 @@ def test_turning_autoscaling_on_for_a_live_cluster_keeps_its_replicas(
     wait_until(handed_over, timeout=120, what="replicas no longer the operator's", interval=0.5)
     assert min(wanted for wanted, _ in seen) >= 5, seen
     assert min(ready for _, ready in seen) >= 5, seen
+
+
+class Protocol:
+    """A raw Centrifugo-protocol client through the loopback ingress (JSON, one command a frame)."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, session: aiohttp.ClientSession) -> None:
+        self.ws, self.session = ws, session
+        self.ids = itertools.count(1)
+        self.pushes: list[dict[str, Any]] = []
+        self.node = ""
+
+    @classmethod
+    async def connect(cls, ingress: LoopbackIngress, secret: str, user: str) -> Protocol:
+        session = aiohttp.ClientSession()
+        ws = await session.ws_connect(
+            f"ws://{ingress.connect_to}/connection/websocket", headers={"Host": ingress.host}
+        )
+        client = cls(ws, session)
+        token = jwt.encode({"sub": user}, secret, algorithm="HS256")
+        client.node = str((await client.call({"connect": {"token": token}}))["connect"].get("node", ""))
+        return client
+
+    async def call(self, command: dict[str, Any]) -> dict[str, Any]:
+        ident = next(self.ids)
+        await self.ws.send_str(json.dumps({"id": ident, **command}))
+        while True:
+            message = await self.ws.receive(timeout=30)
+            assert message.type is aiohttp.WSMsgType.TEXT, (message.type, self.ws.close_code)
+            for line in message.data.splitlines():
+                reply = json.loads(line)
+                if reply.get("id") == ident:
+                    assert "error" not in reply, reply
+                    return dict(reply)
+                if "push" in reply:
+                    self.pushes.append(reply["push"])
+
+    async def rpc(self, method: str, data: Any) -> Any:
+        return (await self.call({"rpc": {"method": method, "data": data}}))["rpc"].get("data")
+
+    async def closed(self, timeout: float) -> int | None:
+        """Wait for the server to close the connection (a draining worker); its close code."""
+        async with asyncio.timeout(timeout):
+            while not self.ws.closed:
+                message = await self.ws.receive()
+                if message.type is aiohttp.WSMsgType.TEXT:
+                    self.pushes.extend(
+                        json.loads(line)["push"] for line in message.data.splitlines() if '"push"' in line
+                    )
+                elif message.type in (
+                    aiohttp.WSMsgType.CLOSE,
+                    aiohttp.WSMsgType.CLOSED,
+                    aiohttp.WSMsgType.CLOSING,
+                ):
+                    break
+        return self.ws.close_code
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self.session.close()
+
+
+def room_states(pushes: list[dict[str, Any]], user: str) -> list[dict[str, Any]]:
+    found = []
+    for push in pushes:
+        data = push.get("pub", {}).get("data", {})
+        if push.get("channel") == "room:duo" and data.get("type") == "state" and data.get("user") == user:
+            found.append(data)
+    return found
+
+
+async def test_a_person_streaming_in_a_room_survives_the_drain_of_their_pod(
+    operator: RunningOperator, namespace: str, tmp_path: Path, redis: RedisServer
+) -> None:
+    from tests.worker.transport.test_living import ppg_batches
+
+    body = full_example()
+    body["metadata"]["name"] = "moves"
+    body["spec"]["worker"]["replicas"] = 2
+    body["spec"]["ingress"]["host"] = "moves.example.com"
+    apply(body, namespace=namespace)
+    wait_ready("moves", namespace, timeout=180)
+    async with LoopbackKubelet(
+        namespace,
+        "app.kubernetes.io/component=worker",
+        env_overrides={"RESONANCE_REDIS_URL": redis.url, "RESONANCE_LOG_JSON": "false"},
+        env_unset=NEO4J,
+        workdir=tmp_path / "pods",
+    ) as kubelet:
+        with LoopbackIngress(namespace, "moves", workdir=tmp_path / "nginx", poll_seconds=0.5) as ingress:
+            await kubelet.wait_endpoints_async(2, timeout=120)
+            await ingress.wait_upstreams_async(2)
+            secret = jwt_secret("moves", namespace)
+            batches = ppg_batches(175)
+            pia = await Protocol.connect(ingress, secret, "pia")
+            assert (await pia.rpc("room.join", {"room": "duo"}))["members"] == ["pia"]
+            await pia.call({"subscribe": {"channel": "room:duo"}})
+            for batch in batches[:100]:
+                await pia.rpc("bio.push", batch)
+            for value in (0.7, 0.4, 0.8, 0.3, 0.6):
+                await pia.rpc("state.report", {"valence": 0.2, "arousal": value})
+            before = await pia.rpc("self.reflect", {})
+            assert before["self_understanding"]["pairs"] == 5, before
+
+            # Drain pia's pod: its worker closes her connection; she reconnects through the proxy.
+            old = pia.node
+            kubectl("delete", "pod", old, "-n", namespace, "--wait=false")
+            await pia.closed(timeout=90)
+            await pia.close()
+            moved = await reconnect_elsewhere(ingress, secret, "pia", old)
+            await moved.call({"subscribe": {"channel": "room:duo"}})  # the SDK's resubscribe
+            after = await moved.rpc("self.reflect", {})
+            assert after["self_understanding"] == before["self_understanding"]
+            assert after["home"] == before["home"]
+            readings = []
+            for batch in batches[100:]:
+                readings += (await moved.rpc("bio.push", batch))["readings"]
+            arousal = [r for r in readings if r["kind"] == "arousal"]
+            assert arousal and all(r["baseline_ready"] for r in arousal), arousal[:2]  # not reset
+            await moved.rpc("state.report", {"valence": 0.2, "arousal": 0.5})
+            await moved.rpc("state.get", {})  # a round trip: the room's publication has arrived by now
+            assert room_states(moved.pushes, "pia"), moved.pushes[-5:]  # still in the room
+            await moved.close()
+            assert not ingress.errors, ingress.errors
+
+
+async def reconnect_elsewhere(ingress: LoopbackIngress, secret: str, user: str, old: str) -> Protocol:
+    """Reconnect as a client does (with backoff) until a worker other than ``old`` answers."""
+    for _ in range(60):
+        try:
+            client = await Protocol.connect(ingress, secret, user)
+        except (aiohttp.ClientError, AssertionError):
+            await asyncio.sleep(0.5)
+            continue
+        if client.node != old:
+            return client
+        await client.close()
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"no worker but {old} answered")

@@ -250,6 +250,9 @@ redis.call("pexpire", KEYS[1], tonumber(ARGV[3]))
 return 1
 """
 
+SLOT_REFRESH_CHUNK = 200
+"""Connection slots refreshed per pipelined round trip."""
+
 # KEYS: the slot set. ARGV: ttl ms, holder. Keeps the holder for another ttl.
 _REFRESH_SLOT = """
 local t = redis.call("time")
@@ -868,18 +871,21 @@ class RedisEngine:
 
     async def refresh_slots(self, slots: Sequence[tuple[SlotScope, str, str]], *, ttl_seconds: float) -> None:
         ttl_ms = max(1, int(ttl_seconds * 1000))
-        # One single-key script per slot (a Redis Cluster routes each by its key), all pipelined.
-        async with self._guard("refresh slots"):
-            await asyncio.gather(
-                *(
-                    self._script(
-                        self._refresh_slot_script,
-                        [keys.slot_key(self.prefix, scope, subject)],
-                        [ttl_ms, holder],
+        # One single-key script per slot (a Redis Cluster routes each by its key), pipelined a chunk at a
+        # time, each chunk with its own deadline: thousands at once held Redis and the call deadline long
+        # enough on a loaded machine to time out publishes beside them and open the circuit.
+        for start in range(0, len(slots), SLOT_REFRESH_CHUNK):
+            async with self._guard("refresh slots"):
+                await asyncio.gather(
+                    *(
+                        self._script(
+                            self._refresh_slot_script,
+                            [keys.slot_key(self.prefix, scope, subject)],
+                            [ttl_ms, holder],
+                        )
+                        for scope, subject, holder in slots[start : start + SLOT_REFRESH_CHUNK]
                     )
-                    for scope, subject, holder in slots
                 )
-            )
 
     # -- a person's state ----------------------------------------------------------------------
 
