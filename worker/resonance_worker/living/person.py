@@ -40,35 +40,28 @@ class Stored:
     rooms: list[str] = field(default_factory=list)
 
 
+def _json(raw: object) -> Any:
+    """One stored JSON value; None when it is missing or does not parse."""
+    if not isinstance(raw, bytes):
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
 def _items(raw: bytes | list[bytes] | None) -> list[dict[str, Any]]:
-    out = []
-    for item in raw if isinstance(raw, list) else []:
-        try:
-            value = orjson.loads(item)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(value, dict):
-            out.append(value)
-    return out
+    values = (_json(item) for item in (raw if isinstance(raw, list) else []))
+    return [value for value in values if isinstance(value, dict)]
 
 
 def decode(raw: dict[str, bytes | list[bytes]]) -> Stored:
     """The engine's values as the living core's; an entry that does not parse is skipped."""
     stored = Stored()
-    baseline = raw.get(keys.PERSON_BASELINE.name)
-    if isinstance(baseline, bytes):
-        try:
-            value = orjson.loads(baseline)
-        except orjson.JSONDecodeError:
-            value = None
-        stored.baseline = value if isinstance(value, dict) else None
-    rooms = raw.get(keys.PERSON_ROOMS.name)
-    if isinstance(rooms, bytes):
-        try:
-            value = orjson.loads(rooms)
-        except orjson.JSONDecodeError:
-            value = None
-        stored.rooms = [room for room in value if isinstance(room, str)] if isinstance(value, list) else []
+    baseline = _json(raw.get(keys.PERSON_BASELINE.name))
+    stored.baseline = baseline if isinstance(baseline, dict) else None
+    rooms = _json(raw.get(keys.PERSON_ROOMS.name))
+    stored.rooms = [room for room in rooms if isinstance(room, str)] if isinstance(rooms, list) else []
     for item in _items(raw.get(keys.PERSON_REPORTS.name)):
         try:
             report = SelfReport(
