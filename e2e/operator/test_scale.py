@@ -172,6 +172,8 @@ def test_turning_autoscaling_on_for_a_live_cluster_keeps_its_replicas(
     wait_until(handed_over, timeout=120, what="replicas no longer the operator's", interval=0.5)
     assert min(wanted for wanted, _ in seen) >= 5, seen
     assert min(ready for _, ready in seen) >= 5, seen
+    events = kubectl_json("get", "events", "-n", namespace, "--field-selector", "reason=AutoscalingHandover")
+    assert any("keeps its 5 replicas" in event["message"] for event in events["items"]), events["items"]
 
 
 class Protocol:

@@ -80,6 +80,8 @@ class ApplyResult:
     created: list[ChildKey] = dataclasses.field(default_factory=list)
     updated: list[ChildKey] = dataclasses.field(default_factory=list)
     deleted: list[ChildKey] = dataclasses.field(default_factory=list)
+    handed_over: list[tuple[ChildKey, int]] = dataclasses.field(default_factory=list)
+    """Scalable children whose replica count went to their autoscaler, with the count kept."""
 
     @property
     def applied(self) -> list[ChildKey]:
@@ -113,8 +115,8 @@ async def apply_children(
     for child, _ in pending:
         await _apply(kube, cluster, child, dry_run=True)
     for child, live in pending:
-        if live is not None:
-            await hand_over_replicas(kube, cluster, child.body, live)
+        if live is not None and await hand_over_replicas(kube, cluster, child.body, live):
+            result.handed_over.append((child.key, int(live["spec"]["replicas"])))
         await _apply(kube, cluster, child)
         (result.created if live is None else result.updated).append(child.key)
     wanted = {child.key for child in desired}
