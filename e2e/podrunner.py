@@ -17,7 +17,8 @@ for the worker container of the Pods matching a label selector:
   - then ``RESONANCE_HOST`` = the Pod IP and ``RESONANCE_PORT`` = the container
   port (named ``http``, else the first), then ``env_overrides`` last (in-cluster
   DNS names do not resolve here: override ``RESONANCE_REDIS_URL`` with a test
-  Redis, or set ``RESONANCE_ENGINE=memory``).
+  Redis, or set ``RESONANCE_ENGINE=memory``); ``env_unset`` names variables to leave out (e.g. a
+  Neo4j URI no test process can reach).
 * When the Pod goes away (kwok deletes a Pod as soon as it has a
   ``deletionTimestamp``, so usually it simply vanishes) the process gets SIGTERM
   - the worker drains (``POST /drain`` plans are followed) - and SIGKILL once the
@@ -148,6 +149,7 @@ class LoopbackKubelet:
         selector: str,
         *,
         env_overrides: dict[str, str] | None = None,
+        env_unset: tuple[str, ...] = (),
         container: str = "worker",
         workdir: Path | None = None,
         poll_seconds: float = 0.5,
@@ -157,6 +159,7 @@ class LoopbackKubelet:
         self.namespace = namespace
         self.selector = selector
         self.env_overrides = dict(env_overrides or {})
+        self.env_unset = frozenset(env_unset)
         self.container = container
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="loopback-kubelet-"))
         self.poll_seconds = poll_seconds
@@ -338,6 +341,7 @@ class LoopbackKubelet:
             return
         self.waiting.discard(name)
         env = {**env, "RESONANCE_HOST": ip, "RESONANCE_PORT": str(port), **self.env_overrides}
+        env = {key: value for key, value in env.items() if key not in self.env_unset}
         process = ServiceProcess(
             f"{name}@{ip}:{port}", [worker_command()], log_path=self.workdir / f"{name}.log", env=env
         )

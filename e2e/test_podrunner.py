@@ -102,7 +102,12 @@ async def test_kubelet_runs_a_real_worker_per_pod_and_drains_deleted_ones(
     for manifest in worker_objects(replicas=2):
         apply(manifest, namespace=namespace)
     async with LoopbackKubelet(
-        namespace, SELECTOR, env_overrides={"RESONANCE_ENGINE": "memory"}, poll_seconds=0.3, workdir=tmp_path
+        namespace,
+        SELECTOR,
+        env_overrides={"RESONANCE_ENGINE": "memory"},
+        env_unset=("RESONANCE_REDIS_URL",),
+        poll_seconds=0.3,
+        workdir=tmp_path,
     ) as kubelet:
         endpoints = await kubelet.wait_endpoints_async(2, timeout=90)
         for endpoint in endpoints:
@@ -123,6 +128,7 @@ async def test_kubelet_runs_a_real_worker_per_pod_and_drains_deleted_ones(
             assert env["GREETING"] == f"node {endpoint.pod} $(kept)"
             assert env["RESONANCE_ALLOW_ANONYMOUS"] == "true"
             assert "OPTIONAL_MISSING" not in env
+            assert "RESONANCE_REDIS_URL" not in env  # env_unset: left out although the spec sets it
             assert "resonance-worker listening on" in kubelet.log(endpoint.pod)
 
         # A crashed process is started again, as with restartPolicy: Always.

@@ -38,12 +38,21 @@ class Target(BaseModel):
     token_secret: str = Field(min_length=1, description="HS256 secret for connection tokens.")
     channel_prefix: str = Field("chat:", description="Namespace prefix of the rooms (history + recovery).")
     server_pids: tuple[int, ...] = Field((), description="Processes whose RSS and CPU are measured.")
+    connect_to: str | None = Field(
+        None,
+        description="`address:port` to connect to instead of the URL's host (which still goes in the Host "
+        "header), like curl's --connect-to: a virtual host behind a proxy on loopback.",
+    )
 
     @model_validator(mode="after")
     def _urls(self) -> Target:
         for url in self.ws_urls:
             if not url.startswith(("ws://", "wss://")):
                 raise ValueError(f"ws_urls must be ws:// or wss:// URLs, got {url!r}")
+        if self.connect_to is not None:
+            host, _, port = self.connect_to.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"connect_to must be address:port, got {self.connect_to!r}")
         if self.api_url is not None and not self.api_url.startswith(("http://", "https://")):
             raise ValueError(f"api_url must be an http(s) URL, got {self.api_url!r}")
         return self
@@ -121,6 +130,22 @@ class Scenario(BaseModel):
     @property
     def publishes(self) -> bool:
         return self.kind is not Kind.IDLE and self.publish_rate_per_room > 0
+
+
+def chat_scenario(connections: int, *, source_addresses: int, seconds: float, **options: object) -> Scenario:
+    """The chat scenario as the sizing benchmark and the e2e crowds run it: 50-member rooms, one
+    publication a second in each, from ``source_addresses`` loopback addresses; ``options`` set the rest."""
+    return Scenario.model_validate(
+        {
+            "kind": Kind.CHAT,
+            "connections": connections,
+            "room_size": 50,
+            "publish_rate_per_room": 1.0,
+            "duration_s": seconds,
+            "source_addresses": source_addresses,
+            **options,
+        }
+    )
 
 
 def node_of(connection: int, nodes: int) -> int:

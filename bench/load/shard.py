@@ -143,11 +143,19 @@ class Conn(asyncio.Protocol):
         self.pending[command_id] = None
         self._write(wsframes.OP_TEXT, protocol.publish_command(command_id, channel, data))
 
-    async def open(self, url: str, source: str, token: str, timeout: float) -> None:
+    async def open(
+        self, url: str, source: str, token: str, timeout: float, connect_to: str | None = None
+    ) -> None:
+        """Connect from ``source`` to ``url`` (or to ``connect_to``, ``address:port``, with the URL's host
+        in the Host header), upgrade, and send the connect command."""
         parts = urllib.parse.urlsplit(url)
         if parts.scheme != "ws" or parts.hostname is None:
             raise protocol.ProtocolError(f"only ws:// URLs are supported, got {url!r}")
         port = parts.port or 80
+        address, dial_port = parts.hostname, port
+        if connect_to is not None:
+            address, _, dial = connect_to.rpartition(":")
+            dial_port = int(dial)
         loop = asyncio.get_running_loop()
         self._key = base64.b64encode(os.urandom(16)).decode()
         self._upgraded = loop.create_future()
@@ -155,7 +163,7 @@ class Conn(asyncio.Protocol):
         self._head = b""
         self.pending.clear()
         await asyncio.wait_for(
-            loop.create_connection(lambda: self, parts.hostname, port, local_addr=(source, 0)), timeout
+            loop.create_connection(lambda: self, address, dial_port, local_addr=(source, 0)), timeout
         )
         assert self.transport is not None
         self.transport.write(wsframes.handshake_request(parts.hostname, port, parts.path or "/", self._key))
@@ -288,7 +296,7 @@ class Shard:
         async with semaphore:
             started = time.perf_counter()
             try:
-                await conn.open(url, source, token, timeout=30.0)
+                await conn.open(url, source, token, timeout=30.0, connect_to=self.target.connect_to)
                 await conn.subscribe(timeout=30.0)
             except (TimeoutError, OSError, protocol.ProtocolError, wsframes.WebSocketError) as exc:
                 self.note_error(f"connect {conn.index}: {exc!r}")

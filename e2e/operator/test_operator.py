@@ -395,6 +395,17 @@ def test_schema_and_cel_refuse_bad_specs(operator: RunningOperator, namespace: s
         {"worker": {**worker, "autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}}
     )
     assert "ingress.host is required" in refused({"worker": worker, "ingress": {"enabled": True}})
+    below_target = refused(
+        {
+            "worker": {
+                **worker,
+                "autoscaling": {"targetConnectionsPerPod": 2000},
+                "limits": {"connectionsPerPod": 1000},
+            }
+        }
+    )
+    assert "spec.worker.limits.connectionsPerPod must be at least" in below_target
+    assert "spec.worker.autoscaling.targetConnectionsPerPod" in below_target
     apply(example("minimal"), namespace=namespace)
     with pytest.raises(KubectlError, match="immutable"):
         kubectl(

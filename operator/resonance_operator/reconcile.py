@@ -261,6 +261,14 @@ async def _post_events(
         notes.append(
             (EventType.NORMAL, EventReason.CHILD_DELETED, "deleted " + ", ".join(map(str, result.deleted)))
         )
+    for key, replicas in result.handed_over:
+        notes.append(
+            (
+                EventType.NORMAL,
+                EventReason.AUTOSCALING_HANDOVER,
+                f"{key} keeps its {replicas} replicas; its autoscaler owns the count from now on",
+            )
+        )
     for type_, reason, message in notes:
         try:
             await kube_children.post_event(kube, cluster, type_, reason, message, reporting_instance=instance)

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from bench.load.scenario import Kind, Scenario, Target, node_of, source_address
+from bench.load.scenario import Kind, Scenario, Target, chat_scenario, node_of, source_address
 
 
 def test_chat_rooms_and_publishers() -> None:
@@ -68,3 +68,22 @@ def test_targets_need_websocket_and_http_urls() -> None:
 def test_connections_alternate_over_nodes_and_source_addresses() -> None:
     assert [node_of(i, 2) for i in range(4)] == [0, 1, 0, 1]
     assert [source_address(i, 3) for i in range(4)] == ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.2"]
+
+
+def test_chat_scenario_fixes_the_rooms_and_passes_the_rest() -> None:
+    scenario = chat_scenario(2000, source_addresses=200, seconds=3.0, processes=2, settle_s=0.5)
+    assert (scenario.kind, scenario.room_size, scenario.publish_rate_per_room) == (Kind.CHAT, 50, 1.0)
+    assert (scenario.connections, scenario.source_addresses, scenario.duration_s) == (2000, 200, 3.0)
+    assert (scenario.processes, scenario.settle_s) == (2, 0.5)
+    assert scenario.rooms == 40
+    with pytest.raises(ValueError, match="room_size cannot exceed connections"):
+        chat_scenario(10, source_addresses=2, seconds=1.0)
+
+
+def test_connect_to_must_be_address_and_port() -> None:
+    target = Target(
+        name="t", ws_urls=("ws://realtime.example:8080/c",), token_secret="s", connect_to="127.0.0.1:80"
+    )
+    assert target.connect_to == "127.0.0.1:80"
+    with pytest.raises(ValueError, match="connect_to must be address:port"):
+        Target(name="t", ws_urls=("ws://h/c",), token_secret="s", connect_to="127.0.0.1")

@@ -55,6 +55,12 @@ class LivingSettings(BaseModel):
     )
     disconnect_storm_window_seconds: float = Field(10.0, gt=0, description="The disconnect-storm window.")
     state_half_life_seconds: float = Field(60.0, gt=0, description="Half-life of a person's smoothed state.")
+    person_ttl_seconds: float = Field(
+        30 * 86400.0,
+        gt=0,
+        description="A person's biometric baseline, self-reports and body samples are kept in the engine "
+        "this long after their last change, so a person moved to another worker continues.",
+    )
     room_tick_seconds: float = Field(1.0, gt=0, description="How often each room's resonance is computed.")
     room_cadence_seconds: float = Field(
         5.0, gt=0, description="A room's resonance is published at least this often."

@@ -34,10 +34,21 @@ class LimitSettings(BaseModel):
 
     max_connections: int = Field(100, ge=0, description="Open connections per worker (over it: HTTP 503).")
     max_connections_per_ip: int = Field(
-        10, ge=0, description="Open connections per client IP per worker (over it: close 3504)."
+        10,
+        ge=0,
+        description="Open connections per client address across every worker sharing the engine (the "
+        "redis engine counts them in Redis; over it: close 3504).",
     )
     max_connections_per_user: int = Field(
-        20, ge=0, description="Open connections per user per worker (over it: close 3504)."
+        20,
+        ge=0,
+        description="Open connections per user across every worker sharing the engine (over it: close 3504).",
+    )
+    slot_ttl_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="A connection's cluster-wide address and user slots expire unless its worker refreshes "
+        "them (every third of this): a worker that dies frees its clients' slots within it.",
     )
     max_message_bytes: int = Field(
         65536,

@@ -83,6 +83,7 @@ class EventReason(enum.StrEnum):
     ROLLOUT_ABORTED = "RolloutAborted"
     INVALID_ROLLOUT_ACTION = "InvalidRolloutAction"
     MONITORING_CRD_MISSING = "MonitoringCRDMissing"
+    AUTOSCALING_HANDOVER = "AutoscalingHandover"
 
 
 class EventType(enum.StrEnum):

@@ -72,6 +72,39 @@ class Autoscaling(Model):
     target_connections_per_pod: int | None = None
 
 
+class WorkerLimits(Model):
+    """``spec.worker.limits``: the workers' connection and rate limits (``RESONANCE_LIMITS__*``)."""
+
+    connections_per_pod: int | None = None
+    """None: derived (``desired.sizing``)."""
+    connections_per_address: int = 100
+    connections_per_user: int = 20
+    message_bytes: int = 65536
+    commands_per_second: int = 50
+    command_burst: int = 100
+    publishes_per_second: int = 20
+    publish_burst: int = 40
+
+
+DEFAULT_TRUSTED_PROXIES = (
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "127.0.0.1/32",
+    "fc00::/7",
+    "::1/128",
+)
+"""The private, shared (RFC 6598) and loopback networks an in-cluster ingress connects from."""
+
+
+class ClientAddress(Model):
+    """``spec.worker.clientAddress``: where a connection's address comes from behind a proxy."""
+
+    header: str = "X-Forwarded-For"
+    trusted_proxies: list[str] = Field(default_factory=lambda: list(DEFAULT_TRUSTED_PROXIES))
+
+
 class TopologySpread(Model):
     enabled: bool = True
     max_skew: int = 1
@@ -89,6 +122,8 @@ class WorkerSpec(Model):
     env: list[dict[str, Any]] = Field(default_factory=list)
     termination_grace_period_seconds: int = 60
     autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+    limits: WorkerLimits = Field(default_factory=WorkerLimits)
+    client_address: ClientAddress = Field(default_factory=ClientAddress)
     topology_spread: TopologySpread = Field(default_factory=TopologySpread)
     scheduling: Scheduling = Field(default_factory=Scheduling)
 

@@ -269,6 +269,9 @@ def http_route(cluster: ResonanceCluster, weight: int, *, with_canary: bool) -> 
             {
                 "matches": [{"path": {"type": "PathPrefix", "value": route.path}}],
                 "backendRefs": backends,
+                # A WebSocket is one request that lasts for hours: "0s" disables the request timeouts
+                # (Gateway API GEP-1742; implementations that cannot disable one use their longest).
+                "timeouts": {"request": "0s", "backendRequest": "0s"},
             }
         ],
     }

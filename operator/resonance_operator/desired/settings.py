@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 from typing import Any
 
 from resonance_operator.api.spec import Neo4jMode, ResonanceCluster, RolloutStrategy, SecretKeyRef
-from resonance_operator.desired import meta
+from resonance_operator.desired import meta, sizing
 
 REDIS_PORT = 6379
 NEO4J_BOLT_PORT = 7687
@@ -142,6 +143,21 @@ def worker_environment(cluster: ResonanceCluster) -> WorkerEnvironment:
     drain = spec.rollout.drain
     plain["RESONANCE_SHUTDOWN_DRAIN_DEADLINE_SECONDS"] = str(drain.max_drain_seconds)
     plain["RESONANCE_SHUTDOWN_DRAIN_BUDGET_PER_SECOND"] = str(drain.reconnects_per_second)
+
+    # Limits a deployment survives (desired/sizing.py), counted per client address and user across the
+    # cluster; the client address is what a trusted proxy forwarded (rightmost untrusted hop).
+    limits = spec.worker.limits
+    plain["RESONANCE_LIMITS__MAX_CONNECTIONS"] = str(sizing.connections_per_pod(cluster))
+    plain["RESONANCE_LIMITS__MAX_CONNECTIONS_PER_IP"] = str(limits.connections_per_address)
+    plain["RESONANCE_LIMITS__MAX_CONNECTIONS_PER_USER"] = str(limits.connections_per_user)
+    plain["RESONANCE_LIMITS__MAX_MESSAGE_BYTES"] = str(limits.message_bytes)
+    plain["RESONANCE_LIMITS__COMMAND_RATE"] = str(limits.commands_per_second)
+    plain["RESONANCE_LIMITS__COMMAND_BURST"] = str(limits.command_burst)
+    plain["RESONANCE_LIMITS__USER_PUBLISH_RATE"] = str(limits.publishes_per_second)
+    plain["RESONANCE_LIMITS__USER_PUBLISH_BURST"] = str(limits.publish_burst)
+    client_address = spec.worker.client_address
+    plain["RESONANCE_CLIENT_IP_HEADER"] = client_address.header
+    plain["RESONANCE_TRUSTED_PROXIES"] = json.dumps(client_address.trusted_proxies)
 
     # Free-form settings last, so a newer worker setting needs no operator release;
     # they cannot override what the operator derives from the spec.

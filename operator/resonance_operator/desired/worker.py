@@ -15,13 +15,15 @@ WEBSOCKET_PATH = "/connection/websocket"
 SHUTDOWN_MARGIN_SECONDS = 10
 REVISION_LENGTH = 10
 
-# What ingress-nginx needs to keep a WebSocket open for an hour instead of 60 s.
+# What ingress-nginx needs to keep a WebSocket open for an hour instead of 60 s (far above twice the
+# workers' ping interval, 25 s), unbuffered.
 NGINX_WEBSOCKET_ANNOTATIONS = {
     "nginx.ingress.kubernetes.io/proxy-read-timeout": "3600",
     "nginx.ingress.kubernetes.io/proxy-send-timeout": "3600",
     "nginx.ingress.kubernetes.io/proxy-http-version": "1.1",
     "nginx.ingress.kubernetes.io/proxy-buffering": "off",
 }
+NGINX_BODY_SIZE = "nginx.ingress.kubernetes.io/proxy-body-size"
 
 
 def name(cluster: ResonanceCluster) -> str:
@@ -194,6 +196,9 @@ def ingress(
     annotations: dict[str, str] = {}
     if nginx_ingress(cluster):
         annotations.update(NGINX_WEBSOCKET_ANNOTATIONS)
+        # A request body (the HTTP-streaming and server API transports) as large as the worker's largest
+        # message, so the proxy refuses with 413 what the worker would refuse anyway, and nothing less.
+        annotations[NGINX_BODY_SIZE] = str(cluster.spec.worker.limits.message_bytes)
     annotations.update(spec.annotations)
     annotations.update(extra_annotations or {})
     body: dict[str, Any] = {

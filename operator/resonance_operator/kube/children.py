@@ -80,6 +80,8 @@ class ApplyResult:
     created: list[ChildKey] = dataclasses.field(default_factory=list)
     updated: list[ChildKey] = dataclasses.field(default_factory=list)
     deleted: list[ChildKey] = dataclasses.field(default_factory=list)
+    handed_over: list[tuple[ChildKey, int]] = dataclasses.field(default_factory=list)
+    """Scalable children whose replica count went to their autoscaler, with the count kept."""
 
     @property
     def applied(self) -> list[ChildKey]:
@@ -113,6 +115,8 @@ async def apply_children(
     for child, _ in pending:
         await _apply(kube, cluster, child, dry_run=True)
     for child, live in pending:
+        if live is not None and await hand_over_replicas(kube, cluster, child.body, live):
+            result.handed_over.append((child.key, int(live["spec"]["replicas"])))
         await _apply(kube, cluster, child)
         (result.created if live is None else result.updated).append(child.key)
     wanted = {child.key for child in desired}
@@ -122,6 +126,40 @@ async def apply_children(
             await kube.delete(object_path(key, cluster.namespace))
             result.deleted.append(key)
     return result
+
+
+HANDOVER_MANAGER_SUFFIX = "-replicas-handover"
+
+
+def _owns_replicas(live: Mapping[str, Any], manager: str) -> bool:
+    return any(
+        entry.get("manager") == manager
+        and entry.get("operation") == "Apply"
+        and "f:replicas" in entry.get("fieldsV1", {}).get("f:spec", {})
+        for entry in live.get("metadata", {}).get("managedFields", [])
+    )
+
+
+async def hand_over_replicas(
+    kube: KubeClient, cluster: ResonanceCluster, body: Mapping[str, Any], live: Mapping[str, Any]
+) -> bool:
+    """Before a scalable child is applied without ``spec.replicas`` (an HPA now owns the count), keep
+    the live count: server-side apply resets a field no manager owns any more to its default, and a
+    5-replica Deployment became 1 at once. Another field manager applies just the live count first,
+    so the field stays owned until the HPA's first scale takes it (Kubernetes' documented handover)."""
+    if "replicas" in body.get("spec", {}) or live.get("spec", {}).get("replicas") is None:
+        return False
+    if not _owns_replicas(live, kube.field_manager):
+        return False
+    handover = {
+        "apiVersion": body["apiVersion"],
+        "kind": body["kind"],
+        "metadata": {"name": body["metadata"]["name"], "namespace": cluster.namespace},
+        "spec": {"replicas": live["spec"]["replicas"]},
+    }
+    await kube.apply(handover, cluster.namespace, field_manager=kube.field_manager + HANDOVER_MANAGER_SUFFIX)
+    logger.info("replicas of %s handed over at %s", ChildKey.of(body), live["spec"]["replicas"])
+    return True
 
 
 async def _apply(kube: KubeClient, cluster: ResonanceCluster, child: Child, *, dry_run: bool = False) -> None:

@@ -150,14 +150,23 @@ class KubeClient:
         await self._request("patch", "PATCH", path, body=body, content_type="application/merge-patch+json")
 
     async def apply(
-        self, body: Mapping[str, Any], namespace: str, *, force: bool = False, dry_run: bool = False
+        self,
+        body: Mapping[str, Any],
+        namespace: str,
+        *,
+        force: bool = False,
+        dry_run: bool = False,
+        field_manager: str | None = None,
     ) -> dict[str, Any]:
-        """Server-side apply ``body`` as this field manager.
+        """Server-side apply ``body`` as this field manager (or ``field_manager``).
 
         ``dry_run`` runs every validation and admission step and stores nothing (not counted as a write).
         """
         path = object_path(ChildKey.of(body), namespace)
-        params = {"fieldManager": self.field_manager, "force": "true" if force else "false"}
+        params = {
+            "fieldManager": field_manager or self.field_manager,
+            "force": "true" if force else "false",
+        }
         if dry_run:
             params["dryRun"] = "All"
         result = await self._request(

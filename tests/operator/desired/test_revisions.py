@@ -66,7 +66,7 @@ def test_revision_changes_with_the_template_not_the_replicas() -> None:
     assert worker.revision(canary_cluster(replicas=2)) == worker.revision(canary_cluster(replicas=9))
     changed = fixtures.cluster(
         {
-            **fixtures.with_worker(settings={"extra": {"LIMITS__COMMAND_RATE": "1"}}),
+            **fixtures.with_worker(limits={"commandsPerSecond": 1}),
             "rollout": {"strategy": "canary", "canary": CANARY_STEPS},
         }
     )
@@ -182,6 +182,9 @@ def test_gateway_route_weights() -> None:
     assert http_route["apiVersion"] == "gateway.networking.k8s.io/v1"
     assert http_route["spec"]["parentRefs"] == [{"name": "gw", "namespace": "infra", "sectionName": "wss"}]
     assert http_route["spec"]["hostnames"] == ["ws.example"]
+    assert all(
+        rule["timeouts"] == {"request": "0s", "backendRequest": "0s"} for rule in http_route["spec"]["rules"]
+    )
     assert http_route["spec"]["rules"][0]["backendRefs"] == [
         {"name": "demo-worker", "port": 80, "weight": 75},
         {"name": "demo-worker-canary", "port": 80, "weight": 25},

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import base64
+import json
+from typing import Any
 
 import pytest
+from resonance_operator.api.spec import DEFAULT_TRUSTED_PROXIES
 from resonance_operator.desired import settings
 
 from tests.operator import fixtures
@@ -12,7 +15,7 @@ def _refs(environment: settings.WorkerEnvironment) -> dict[str, tuple[str, str]]
     return {name: (ref.name, ref.key) for name, ref in environment.from_secrets.items()}
 
 
-def test_defaults_map_onto_the_worker_settings() -> None:
+def test_defaults_map_onto_the_worker_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     environment = settings.worker_environment(fixtures.cluster())
     assert environment.plain == {
         "RESONANCE_HOST": "0.0.0.0",
@@ -24,8 +27,73 @@ def test_defaults_map_onto_the_worker_settings() -> None:
         "RESONANCE_LOG_JSON": "true",
         "RESONANCE_SHUTDOWN_DRAIN_DEADLINE_SECONDS": "300",
         "RESONANCE_SHUTDOWN_DRAIN_BUDGET_PER_SECOND": "200",
+        # Limits a deployment survives (no memory limit, no autoscaling target: desired/sizing.py).
+        "RESONANCE_LIMITS__MAX_CONNECTIONS": "10000",
+        "RESONANCE_LIMITS__MAX_CONNECTIONS_PER_IP": "100",
+        "RESONANCE_LIMITS__MAX_CONNECTIONS_PER_USER": "20",
+        "RESONANCE_LIMITS__MAX_MESSAGE_BYTES": "65536",
+        "RESONANCE_LIMITS__COMMAND_RATE": "50",
+        "RESONANCE_LIMITS__COMMAND_BURST": "100",
+        "RESONANCE_LIMITS__USER_PUBLISH_RATE": "20",
+        "RESONANCE_LIMITS__USER_PUBLISH_BURST": "40",
+        # The rightmost X-Forwarded-For hop outside the cluster's private networks (ingress-nginx, Gateway).
+        "RESONANCE_CLIENT_IP_HEADER": "X-Forwarded-For",
+        "RESONANCE_TRUSTED_PROXIES": json.dumps(list(DEFAULT_TRUSTED_PROXIES)),
     }
     assert _refs(environment) == {"RESONANCE_JWT_SECRET": ("demo-jwt", "secret")}
+    # The worker reads them as meant: its settings model parses this environment.
+    from resonance_worker.settings import WorkerSettings
+
+    for name, value in environment.plain.items():
+        monkeypatch.setenv(name, value)
+    parsed = WorkerSettings()
+    assert (parsed.limits.max_connections, parsed.limits.max_connections_per_ip) == (10000, 100)
+    assert parsed.trusted_proxies == list(DEFAULT_TRUSTED_PROXIES)
+    assert parsed.client_ip_header == "X-Forwarded-For"
+
+
+def test_limits_from_the_memory_limit_the_autoscaling_target_or_the_cr() -> None:
+    def plain(**worker: Any) -> dict[str, str]:
+        return settings.worker_environment(fixtures.cluster(fixtures.with_worker(**worker))).plain
+
+    # examples/full.yaml: 512Mi fits floor((0.8 * 512 MiB - 160 MiB) / 20 KiB) = 12,779 > its target 2000.
+    full = plain(resources={"limits": {"memory": "512Mi"}}, autoscaling={"targetConnectionsPerPod": 2000})
+    assert full["RESONANCE_LIMITS__MAX_CONNECTIONS"] == str(int((0.8 * 512 - 160) * 1024 / 20)) == "12779"
+    # A target above what the memory fits wins: a pod accepts what the autoscaler aims to give it.
+    assert (
+        plain(resources={"limits": {"memory": "256Mi"}}, autoscaling={"targetConnectionsPerPod": 5000})[
+            "RESONANCE_LIMITS__MAX_CONNECTIONS"
+        ]
+        == "5000"
+    )
+    assert (
+        plain(autoscaling={"targetConnectionsPerPod": 20000})["RESONANCE_LIMITS__MAX_CONNECTIONS"] == "20000"
+    )
+    explicit = plain(
+        limits={"connectionsPerPod": 3000, "connectionsPerAddress": 0, "messageBytes": 4096},
+        clientAddress={"header": "X-Real-Ip", "trustedProxies": ["10.2.0.0/16"]},
+    )
+    assert explicit["RESONANCE_LIMITS__MAX_CONNECTIONS"] == "3000"
+    assert explicit["RESONANCE_LIMITS__MAX_CONNECTIONS_PER_IP"] == "0"
+    assert explicit["RESONANCE_LIMITS__MAX_MESSAGE_BYTES"] == "4096"
+    assert explicit["RESONANCE_CLIENT_IP_HEADER"] == "X-Real-Ip"
+    assert explicit["RESONANCE_TRUSTED_PROXIES"] == '["10.2.0.0/16"]'
+
+
+def test_an_extra_setting_the_limits_render_is_refused_with_the_field_to_use() -> None:
+    from resonance_operator.api.validation import semantic_errors
+
+    cluster = fixtures.cluster(
+        fixtures.with_worker(
+            settings={"extra": {"LIMITS__MAX_CONNECTIONS_PER_IP": "5"}},
+            clientAddress={"trustedProxies": ["10.0.0.0/8", "not-a-network"]},
+        )
+    )
+    assert semantic_errors(cluster, {}) == [
+        "spec.worker.settings.extra: LIMITS__MAX_CONNECTIONS_PER_IP is set from "
+        "spec.worker.limits.connectionsPerAddress",
+        "spec.worker.clientAddress.trustedProxies: 'not-a-network' is not a CIDR or IP address",
+    ]
 
 
 def test_a_stopping_worker_drains_by_the_rollout_budget_within_its_grace_period() -> None:

@@ -136,6 +136,23 @@ def test_ingress_for_nginx_with_tls() -> None:
     annotations = ingress["metadata"]["annotations"]
     assert annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "7200"  # the user's value wins
     assert annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"] == "3600"
+    assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+    # The body size follows the worker's message limit; the timeouts outlast two pings by far.
+    assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "65536"
+    from resonance_worker.settings import WorkerSettings
+
+    assert int(annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"]) > 2 * (
+        WorkerSettings.model_fields["ping_interval_seconds"].default
+    )
+    small = fixtures.cluster(
+        {
+            **fixtures.with_worker(limits={"messageBytes": 4096}),
+            "ingress": {"enabled": True, "className": "nginx", "host": "rt.example.com"},
+        }
+    )
+    assert (worker.ingress(small) or {})["metadata"]["annotations"][
+        "nginx.ingress.kubernetes.io/proxy-body-size"
+    ] == "4096"
     assert ingress["spec"]["ingressClassName"] == "nginx"
     assert ingress["spec"]["tls"] == [{"hosts": ["rt.example.com"], "secretName": "rt-tls"}]
     rule = ingress["spec"]["rules"][0]

@@ -4,9 +4,12 @@ engine against a real redis-server (``setup`` is parametrized over both)."""
 from __future__ import annotations
 
 import pytest
+from resonance_worker.domain import keys
+from resonance_worker.domain.keys import SlotScope
 from resonance_worker.engines.base import ClientInfo, HistoryOptions, StreamPosition
+from resonance_worker.engines.redis import RedisEngine
 
-from tests.worker.engines.conftest import EngineSetup
+from tests.worker.engines.conftest import EngineSetup, Node
 
 KEEP = HistoryOptions(size=100, ttl_seconds=60)
 ALICE = ClientInfo(user="alice", client="c-alice-1", conn_info=b'{"name":"Alice"}', chan_info=b'{"role":1}')
@@ -378,3 +381,56 @@ async def test_publish_rejects_impossible_history_options(
         await setup.engine.publish("chat:z", b"1", history=history)
     _, top = await setup.engine.history("chat:z")
     assert top.offset == 0  # nothing was stored
+
+
+# -- cluster-wide connection slots and a person's state (domain/keys.py) -------------------------------
+
+
+async def test_connection_slots_count_holders_until_released_or_expired(setup: EngineSetup) -> None:
+    take = setup.engine.take_slot
+    assert await take(SlotScope.ADDRESS, "10.0.0.1", "c1", limit=2, ttl_seconds=0.4)
+    assert await take(SlotScope.ADDRESS, "10.0.0.1", "c2", limit=2, ttl_seconds=0.4)
+    assert await take(SlotScope.ADDRESS, "10.0.0.1", "c2", limit=2, ttl_seconds=0.4)  # held already
+    assert not await take(SlotScope.ADDRESS, "10.0.0.1", "c3", limit=2, ttl_seconds=0.4)
+    assert await take(SlotScope.ADDRESS, "10.0.0.2", "c3", limit=2, ttl_seconds=0.4)  # per address
+    assert await take(SlotScope.USER, "10.0.0.1", "c3", limit=2, ttl_seconds=0.4)  # per scope
+    await setup.engine.release_slot(SlotScope.ADDRESS, "10.0.0.1", "c1")
+    assert await take(SlotScope.ADDRESS, "10.0.0.1", "c3", limit=2, ttl_seconds=0.4)
+    # c2 is refreshed, c3 is not: only c3's slot expires.
+    await setup.let_pass(0.2)
+    await setup.engine.refresh_slots([(SlotScope.ADDRESS, "10.0.0.1", "c2")], ttl_seconds=0.4)
+    await setup.let_pass(0.3)
+    assert await take(SlotScope.ADDRESS, "10.0.0.1", "c4", limit=2, ttl_seconds=0.4)
+    assert not await take(SlotScope.ADDRESS, "10.0.0.1", "c5", limit=2, ttl_seconds=0.4)
+
+
+async def test_a_persons_state_is_written_appended_read_and_erased(setup: EngineSetup) -> None:
+    engine = setup.engine
+    kinds = keys.USER_KINDS
+    assert await engine.person_read("alice", kinds) == {}
+    await engine.person_write("alice", keys.PERSON_BASELINE, b'{"frozen":true}', ttl_seconds=0.5)
+    await engine.person_append("alice", keys.PERSON_REPORTS, [b"1", b"2"], max_items=3, ttl_seconds=60)
+    await engine.person_append("alice", keys.PERSON_REPORTS, [b"3", b"4"], max_items=3, ttl_seconds=60)
+    await engine.person_write("bob", keys.PERSON_BASELINE, b"{}", ttl_seconds=60)
+    assert await engine.person_read("alice", kinds) == {
+        "person.baseline": b'{"frozen":true}',
+        "person.reports": [b"2", b"3", b"4"],  # the newest max_items, oldest first
+    }
+    await setup.let_pass(0.7)
+    assert await engine.person_read("alice", kinds) == {"person.reports": [b"2", b"3", b"4"]}
+    await engine.person_erase("alice", kinds)
+    assert await engine.person_read("alice", kinds) == {}
+    assert await engine.person_read("bob", kinds) == {"person.baseline": b"{}"}
+
+
+@pytest.mark.redis
+async def test_connection_slots_are_shared_by_the_workers_of_a_cluster(redis_nodes: list[Node]) -> None:
+    first, second = (node.engine for node in redis_nodes)
+    assert await first.take_slot(SlotScope.USER, "alice", "a1", limit=2, ttl_seconds=30)
+    assert await second.take_slot(SlotScope.USER, "alice", "b1", limit=2, ttl_seconds=30)
+    assert not await first.take_slot(SlotScope.USER, "alice", "a2", limit=2, ttl_seconds=30)
+    await second.release_slot(SlotScope.USER, "alice", "b1")
+    assert await first.take_slot(SlotScope.USER, "alice", "a2", limit=2, ttl_seconds=30)
+    assert isinstance(first, RedisEngine)
+    # The key is the agreed one: hash-tagged by the user (domain/keys.py).
+    assert await first.client.zcard(f"{first.prefix}.conns.user.{{u:alice}}") == 2

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from collections.abc import Callable
 
 import aiohttp
 import centrifuge
 import pytest
 
+from tests.harness.redis import RedisServer
 from tests.harness.worker import WorkerProcess, api_call
 from tests.worker.transport.conftest import Clients, SubRecorder
 from tests.worker.transport.test_sdk import metric, subscribed
@@ -255,3 +257,40 @@ async def test_raw_websocket_that_stops_reading_is_closed_as_slow(
         ctx = await reader_events.wait_for("publication")
         assert ctx.pub.data[0] == received
         received += 1
+
+
+async def test_address_and_user_limits_hold_across_the_workers_of_a_cluster(
+    start_worker: StartWorker, clients: Clients, redis_server: RedisServer
+) -> None:
+    """Two workers on one Redis: an address's and a user's connections count together (issue 15: they
+    counted per worker). A forged X-Forwarded-For from an untrusted peer changes nothing."""
+    shared = {
+        "RESONANCE_ENGINE": "redis",
+        "RESONANCE_REDIS_URL": redis_server.url,
+        "RESONANCE_REDIS_PREFIX": f"limits-{secrets.token_hex(4)}",
+        "RESONANCE_LIMITS__MAX_CONNECTIONS_PER_IP": "3",
+        "RESONANCE_LIMITS__MAX_CONNECTIONS_PER_USER": "2",
+        # Only 10.9.9.9 may forward; the test client (127.0.0.1) is not a proxy of ours.
+        "RESONANCE_CLIENT_IP_HEADER": "X-Forwarded-For",
+        "RESONANCE_TRUSTED_PROXIES": '["10.9.9.9/32"]',
+    }
+    one, two = start_worker(shared, name="one"), start_worker(shared, name="two")
+    await clients.connected(one.ws_url, one.token("a"), headers={"X-Forwarded-For": "10.0.0.1"})
+    await clients.connected(two.ws_url, two.token("b"), headers={"X-Forwarded-For": "10.0.0.2"})
+    await clients.connected(one.ws_url, one.token("c"))
+    fourth, events = clients.new(two.ws_url, two.token("d"), headers={"X-Forwarded-For": "10.0.0.3"})
+    await fourth.connect()
+    assert (await events.wait_for("disconnected")).code == 3504  # the fourth from 127.0.0.1, forged or not
+    assert metric(two.metrics(), "resonance_limit_violations_total", kind="connections_per_ip") == 1
+    assert metric(one.metrics(), "resonance_limit_violations_total", kind="connections_per_ip") == 0
+    await clients.close()
+    clients.clients.clear()
+    await wait_connections(one, 0)
+    await wait_connections(two, 0)
+    # The address's slots are free again; now the user: two on one worker, the third on the other.
+    await clients.connected(one.ws_url, one.token("same"))
+    await clients.connected(one.ws_url, one.token("same"))
+    third, events = clients.new(two.ws_url, two.token("same"))
+    await third.connect()
+    assert (await events.wait_for("disconnected")).code == 3504
+    assert limit_logged(two, "connections_per_user")

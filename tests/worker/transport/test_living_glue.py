@@ -292,7 +292,9 @@ async def test_biometric_arousal_feeds_the_state_and_heart_rate_the_room(
     clock.now += 301
     await core.rooms_step()
     assert "ann" not in core.bio.streams and core.states.smoother.current("ann") is None
-    assert (await core.reflect(call(None)))["harmony"]["states"] == 0
+    # Forgotten by this worker, not by the engine: the reports come back with Ann's next call here
+    # (living/person.py: a person survives pod moves).
+    assert (await core.reflect(call(None)))["harmony"]["states"] == reflection["harmony"]["states"] > 0
     assert core.states.smoother.current("someone-else") is not None
 
 

@@ -14,10 +14,12 @@ The in-memory engine does this for one process; the Redis engine for many pods.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from resonance_worker.domain.channels import NamespaceOptions
+from resonance_worker.domain.keys import SlotScope, UserKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,4 +194,41 @@ class Engine(Protocol):
 
         Returns 0.0 when a token was taken, else the seconds until one is free.
         """
+        ...
+
+    async def take_slot(
+        self, scope: SlotScope, subject: str, holder: str, *, limit: int, ttl_seconds: float
+    ) -> bool:
+        """Hold one of ``limit`` connection slots of a client address or a user across every node
+        (``holder``: the connection's id); False when all are held. A slot not refreshed within
+        ``ttl_seconds`` is free again (a node that died stops refreshing its connections' slots)."""
+        ...
+
+    async def release_slot(self, scope: SlotScope, subject: str, holder: str) -> None:
+        """Free ``holder``'s slot."""
+        ...
+
+    async def refresh_slots(self, slots: Sequence[tuple[SlotScope, str, str]], *, ttl_seconds: float) -> None:
+        """Keep the ``(scope, subject, holder)`` slots this node holds for another ``ttl_seconds``."""
+        ...
+
+    # -- a person's state (domain/keys.py: USER_KINDS) -----------------------------
+
+    async def person_read(self, user: str, kinds: Sequence[UserKind]) -> dict[str, bytes | list[bytes]]:
+        """The stored values of ``user``'s ``kinds`` that exist: a string kind's value, a list kind's
+        items (oldest first)."""
+        ...
+
+    async def person_write(self, user: str, kind: UserKind, value: bytes, *, ttl_seconds: float) -> None:
+        """Store a string kind's value for ``ttl_seconds``."""
+        ...
+
+    async def person_append(
+        self, user: str, kind: UserKind, items: Sequence[bytes], *, max_items: int, ttl_seconds: float
+    ) -> None:
+        """Append to a list kind, keep the newest ``max_items``, expire the list after ``ttl_seconds``."""
+        ...
+
+    async def person_erase(self, user: str, kinds: Sequence[UserKind]) -> None:
+        """Delete ``user``'s ``kinds``."""
         ...

@@ -18,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 
+from resonance_worker.domain.keys import SlotScope, UserKind
 from resonance_worker.engines.base import (
     ClientInfo,
     Engine,
@@ -147,3 +149,28 @@ class LocalFallbackEngine:
             return await self.inner.take_token(key, rate_per_second=rate_per_second, burst=burst)
         except EngineError:
             return 0.0  # the cluster-wide bucket lives in the engine; per-connection limits still hold
+
+    async def take_slot(
+        self, scope: SlotScope, subject: str, holder: str, *, limit: int, ttl_seconds: float
+    ) -> bool:
+        return await self.inner.take_slot(scope, subject, holder, limit=limit, ttl_seconds=ttl_seconds)
+
+    async def release_slot(self, scope: SlotScope, subject: str, holder: str) -> None:
+        await self.inner.release_slot(scope, subject, holder)
+
+    async def refresh_slots(self, slots: Sequence[tuple[SlotScope, str, str]], *, ttl_seconds: float) -> None:
+        await self.inner.refresh_slots(slots, ttl_seconds=ttl_seconds)
+
+    async def person_read(self, user: str, kinds: Sequence[UserKind]) -> dict[str, bytes | list[bytes]]:
+        return await self.inner.person_read(user, kinds)
+
+    async def person_write(self, user: str, kind: UserKind, value: bytes, *, ttl_seconds: float) -> None:
+        await self.inner.person_write(user, kind, value, ttl_seconds=ttl_seconds)
+
+    async def person_append(
+        self, user: str, kind: UserKind, items: Sequence[bytes], *, max_items: int, ttl_seconds: float
+    ) -> None:
+        await self.inner.person_append(user, kind, items, max_items=max_items, ttl_seconds=ttl_seconds)
+
+    async def person_erase(self, user: str, kinds: Sequence[UserKind]) -> None:
+        await self.inner.person_erase(user, kinds)

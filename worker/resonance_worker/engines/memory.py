@@ -24,9 +24,10 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from resonance_worker.domain.keys import SlotScope, UserKind
 from resonance_worker.engines.base import (
     ClientInfo,
     EngineEventHandler,
@@ -109,6 +110,8 @@ class MemoryEngine:
         self._idempotency: dict[tuple[str, str], tuple[PublishResult, float]] = {}
         self._presence: dict[str, dict[str, tuple[ClientInfo, float]]] = {}
         self._buckets: dict[str, _Bucket] = {}
+        self._slots: dict[tuple[SlotScope, str], dict[str, float]] = {}  # holder -> expiry
+        self._person: dict[tuple[str, str], tuple[bytes | list[bytes], float]] = {}  # -> (value, expiry)
         self._sweeper: asyncio.Task[None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------
@@ -327,3 +330,62 @@ class MemoryEngine:
         bucket.tokens -= 1.0
         bucket.full_at = now + (burst - bucket.tokens) / rate_per_second
         return 0.0
+
+    # -- cluster-wide connection slots (one process: this node's) ----------------------------
+
+    def _live_slots(self, scope: SlotScope, subject: str) -> dict[str, float]:
+        now = self._clock()
+        held = self._slots.setdefault((scope, subject), {})
+        for holder in [h for h, expiry in held.items() if expiry <= now]:
+            del held[holder]
+        return held
+
+    async def take_slot(
+        self, scope: SlotScope, subject: str, holder: str, *, limit: int, ttl_seconds: float
+    ) -> bool:
+        held = self._live_slots(scope, subject)
+        if holder not in held and len(held) >= limit:
+            return False
+        held[holder] = self._clock() + ttl_seconds
+        return True
+
+    async def release_slot(self, scope: SlotScope, subject: str, holder: str) -> None:
+        held = self._slots.get((scope, subject))
+        if held is not None:
+            held.pop(holder, None)
+            if not held:
+                del self._slots[(scope, subject)]
+
+    async def refresh_slots(self, slots: Sequence[tuple[SlotScope, str, str]], *, ttl_seconds: float) -> None:
+        expiry = self._clock() + ttl_seconds
+        for scope, subject, holder in slots:
+            self._slots.setdefault((scope, subject), {})[holder] = expiry
+
+    # -- a person's state ------------------------------------------------------------------------
+
+    def _person_value(self, user: str, kind: UserKind) -> bytes | list[bytes] | None:
+        kept = self._person.get((user, kind.name))
+        if kept is None:
+            return None
+        if kept[1] <= self._clock():
+            del self._person[(user, kind.name)]
+            return None
+        return kept[0]
+
+    async def person_read(self, user: str, kinds: Sequence[UserKind]) -> dict[str, bytes | list[bytes]]:
+        found = {kind.name: self._person_value(user, kind) for kind in kinds}
+        return {name: value for name, value in found.items() if value is not None}
+
+    async def person_write(self, user: str, kind: UserKind, value: bytes, *, ttl_seconds: float) -> None:
+        self._person[(user, kind.name)] = (value, self._clock() + ttl_seconds)
+
+    async def person_append(
+        self, user: str, kind: UserKind, items: Sequence[bytes], *, max_items: int, ttl_seconds: float
+    ) -> None:
+        kept = self._person_value(user, kind)
+        values = [*(kept if isinstance(kept, list) else []), *items][-max_items:]
+        self._person[(user, kind.name)] = (values, self._clock() + ttl_seconds)
+
+    async def person_erase(self, user: str, kinds: Sequence[UserKind]) -> None:
+        for kind in kinds:
+            self._person.pop((user, kind.name), None)

@@ -9,6 +9,9 @@ Keys (``P`` is the ``prefix`` given to the constructor, ``C`` a channel name)::
     P.presence.users.C      hash: client id -> user id (for distinct-user stats without decoding)
     P.presence.expire.C     sorted set: client id scored by its expiry time (ms, Redis clock)
     P.bucket.K              hash: t = tokens, ts = last refill (s, Redis clock)
+    P.conns.addr.{A}        sorted set: connection ids from client address A scored by expiry (ms, Redis
+    P.conns.user.{u:U}      clock) | of user U: cluster-wide connection slots (domain/keys.py)
+    P.{u:U}.<kind>          a person's state, one key per kind of domain/keys.USER_KINDS, each with a TTL
 
 Publishing is one Lua script: check the idempotency key, bump the offset, XADD
 with an exact MAXLEN, set TTLs, PUBLISH the body with its offset and epoch, and
@@ -54,7 +57,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -65,8 +68,10 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from resonance_worker.domain import keys
 from resonance_worker.domain.backoff import Backoff
 from resonance_worker.domain.circuit import CircuitBreaker, CircuitState
+from resonance_worker.domain.keys import SlotScope, UserKind
 from resonance_worker.engines.base import (
     ClientInfo,
     EngineEventHandler,
@@ -84,6 +89,7 @@ from resonance_worker.engines.memory import (
 from resonance_worker.errors import EngineCircuitOpenError, EngineError, EngineTimeoutError
 
 log = logging.getLogger("resonance.worker.engine")
+
 
 _DROP_EXPIRED_PRESENCE = """
 local function now_ms()
@@ -229,6 +235,31 @@ end
 redis.call("hset", KEYS[1], "t", string.format("%.17g", tokens), "ts", string.format("%.17g", now))
 redis.call("pexpire", KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
 return string.format("%.17g", wait)
+"""
+
+# KEYS: the slot set. ARGV: holder, limit, ttl ms. Returns 1 when the holder holds a slot, else 0.
+_TAKE_SLOT = """
+local t = redis.call("time")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call("zremrangebyscore", KEYS[1], "-inf", now)
+if redis.call("zscore", KEYS[1], ARGV[1]) == false and redis.call("zcard", KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call("zadd", KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call("pexpire", KEYS[1], tonumber(ARGV[3]))
+return 1
+"""
+
+SLOT_REFRESH_CHUNK = 200
+"""Connection slots refreshed per pipelined round trip."""
+
+# KEYS: the slot set. ARGV: ttl ms, holder. Keeps the holder for another ttl.
+_REFRESH_SLOT = """
+local t = redis.call("time")
+local expiry = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+redis.call("zadd", KEYS[1], expiry, ARGV[2])
+redis.call("pexpire", KEYS[1], tonumber(ARGV[1]))
+return 1
 """
 
 
@@ -463,6 +494,8 @@ class RedisEngine:
         self._presence_script = client.register_script(_PRESENCE)
         self._presence_stats_script = client.register_script(_PRESENCE_STATS)
         self._take_token_script = client.register_script(_TAKE_TOKEN)
+        self._take_slot_script = client.register_script(_TAKE_SLOT)
+        self._refresh_slot_script = client.register_script(_REFRESH_SLOT)
         self._auto_pipeline = _AutoPipeline(client)
         self._reader = asyncio.create_task(self._pubsub_forever(), name="redis-engine-pubsub")
         # Serve ready when Redis is: wait (briefly) for the pub/sub connection. A Redis that is down
@@ -818,3 +851,77 @@ class RedisEngine:
                 keys=[self._key("bucket", key)], args=[repr(float(rate_per_second)), burst]
             )
         return float(wait)
+
+    # -- cluster-wide connection slots ---------------------------------------------------------
+
+    async def take_slot(
+        self, scope: SlotScope, subject: str, holder: str, *, limit: int, ttl_seconds: float
+    ) -> bool:
+        async with self._guard("take slot"):
+            held = await self._script(
+                self._take_slot_script,
+                [keys.slot_key(self.prefix, scope, subject)],
+                [holder, limit, max(1, int(ttl_seconds * 1000))],
+            )
+        return bool(int(held))
+
+    async def release_slot(self, scope: SlotScope, subject: str, holder: str) -> None:
+        async with self._guard("release slot"):
+            await self._pipeline.call("ZREM", keys.slot_key(self.prefix, scope, subject), holder)
+
+    async def refresh_slots(self, slots: Sequence[tuple[SlotScope, str, str]], *, ttl_seconds: float) -> None:
+        ttl_ms = max(1, int(ttl_seconds * 1000))
+        # One single-key script per slot (a Redis Cluster routes each by its key), pipelined a chunk at a
+        # time, each chunk with its own deadline: thousands at once held Redis and the call deadline long
+        # enough on a loaded machine to time out publishes beside them and open the circuit.
+        for start in range(0, len(slots), SLOT_REFRESH_CHUNK):
+            async with self._guard("refresh slots"):
+                await asyncio.gather(
+                    *(
+                        self._script(
+                            self._refresh_slot_script,
+                            [keys.slot_key(self.prefix, scope, subject)],
+                            [ttl_ms, holder],
+                        )
+                        for scope, subject, holder in slots[start : start + SLOT_REFRESH_CHUNK]
+                    )
+                )
+
+    # -- a person's state ----------------------------------------------------------------------
+
+    async def person_read(self, user: str, kinds: Sequence[UserKind]) -> dict[str, bytes | list[bytes]]:
+        async with self._guard("person read"), self.client.pipeline(transaction=False) as pipe:
+            for kind in kinds:
+                key = keys.user_key(self.prefix, user, kind)
+                if kind.shape is keys.Shape.LIST:
+                    pipe.lrange(key, 0, -1)
+                else:
+                    pipe.get(key)
+            values = await pipe.execute()
+        found: dict[str, bytes | list[bytes]] = {}
+        for kind, value in zip(kinds, values, strict=True):
+            if value:  # a missing string is None, a missing list empty
+                found[kind.name] = value
+        return found
+
+    async def person_write(self, user: str, kind: UserKind, value: bytes, *, ttl_seconds: float) -> None:
+        async with self._guard("person write"):
+            await self._pipeline.call(
+                "SET", keys.user_key(self.prefix, user, kind), value, "PX", max(1, int(ttl_seconds * 1000))
+            )
+
+    async def person_append(
+        self, user: str, kind: UserKind, items: Sequence[bytes], *, max_items: int, ttl_seconds: float
+    ) -> None:
+        if not items:
+            return
+        key = keys.user_key(self.prefix, user, kind)
+        async with self._guard("person append"), self.client.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, *items)
+            pipe.ltrim(key, -max_items, -1)
+            pipe.pexpire(key, max(1, int(ttl_seconds * 1000)))
+            await pipe.execute()
+
+    async def person_erase(self, user: str, kinds: Sequence[UserKind]) -> None:
+        async with self._guard("person erase"):
+            await self.client.delete(*(keys.user_key(self.prefix, user, kind) for kind in kinds))

@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from resonance_worker.domain.biometrics import BiometricsError, BiometricStream, Reading, StreamConfig
+from resonance_worker.domain.biometrics.arousal import PersonalBaseline
 from resonance_worker.domain.biometrics.config import CameraRegion, FaceMethod
 from resonance_worker.domain.codes import ErrorCode
 from resonance_worker.rpc import RpcError
@@ -167,22 +168,37 @@ class BioStreams:
         self.max_streams = max_streams
         self.streams: dict[str, BioStream] = {}
 
-    async def push(self, user: str, batch: BioBatch) -> Pushed:
+    async def push(self, user: str, batch: BioBatch, *, baseline: dict[str, Any] | None = None) -> Pushed:
         """``batch`` through ``user``'s stream (opened by their first batch, which picks the camera
-        region and face method), off the event loop. Errors: 106 when this worker has too many
-        streams, 107 when the stream refuses the samples."""
+        region and face method, continuing ``baseline`` - the person's stored one - when given), off
+        the event loop. Errors: 106 when this worker has too many streams, 107 when the stream refuses
+        the samples."""
         bio = self.streams.get(user)
         if bio is None:
             if len(self.streams) >= self.max_streams:
                 raise RpcError(ErrorCode.LIMIT_EXCEEDED, "too many biometric streams on this worker")
             config = StreamConfig(camera_region=batch.region, face_method=batch.face_method)
-            bio = self.streams[user] = BioStream(BiometricStream(config))
+            kept = (
+                None
+                if baseline is None
+                else PersonalBaseline.from_dict(
+                    baseline,
+                    min_hr_readings=config.baseline_min_hr_readings,
+                    min_hrv_readings=config.baseline_min_hrv_readings,
+                )
+            )
+            bio = self.streams[user] = BioStream(BiometricStream(config, baseline=kept))
         async with bio.lock:  # one batch of a person at a time, in order
             loop = asyncio.get_running_loop()
             try:
                 return await loop.run_in_executor(None, push, bio.stream, batch)
             except BiometricsError as exc:
                 raise RpcError(ErrorCode.BAD_REQUEST, str(exc)) from None
+
+    def baseline(self, user: str) -> dict[str, Any] | None:
+        """``user``'s baseline in its plain form (None without a stream here)."""
+        bio = self.streams.get(user)
+        return None if bio is None else bio.stream.baseline.to_dict()
 
     def stop(self, user: str) -> bool:
         """Close ``user``'s stream; whether there was one."""

@@ -41,6 +41,7 @@ from resonance_worker.living.docs import SharedDocs
 from resonance_worker.living.graph import LivingGraph
 from resonance_worker.living.limits import Limits
 from resonance_worker.living.outbox import Journal, Publisher
+from resonance_worker.living.person import PersonStore
 from resonance_worker.living.rooms import (
     ROOM_NAMESPACE,
     ROOM_STATE_PREFIX,
@@ -51,7 +52,7 @@ from resonance_worker.living.rooms import (
     room_id_of,
 )
 from resonance_worker.living.roster import Present
-from resonance_worker.living.states import States, smoothed_dict
+from resonance_worker.living.states import REFLECT_HISTORY, States, smoothed_dict
 from resonance_worker.living.thyroid import PAIN_CHANNEL, ThyroidService
 from resonance_worker.living_settings import LivingSettings
 from resonance_worker.rpc import RpcCall, RpcError
@@ -148,6 +149,19 @@ class Living:
             room_members=self._room_members,
             clock=clock,
         )
+        self.people = PersonStore(
+            storage.engine,
+            ttl_seconds=settings.person_ttl_seconds,
+            max_items=REFLECT_HISTORY,
+            on_failure=self._store_failed,
+        )
+        self._person_rooms: dict[str, set[str]] = {}
+        """The rooms each restored person joined (and has not left), on any worker."""
+        self._clients_seen: set[str] = set()
+        """Connections whose first living call has put them back in their person's rooms."""
+        self._restored: dict[str, dict[str, Any] | None] = {}
+        """People whose stored state this worker has read, with their stored baseline (until their
+        stream here opens with it)."""
         self.graph = (
             None
             if storage.graph is None
@@ -224,26 +238,53 @@ class Living:
         if status is not None:
             await self.publisher.publish(THYROID_CHANNEL, status, history=False)
 
+    # -- a person's state across workers ----------
+
+    async def _person(self, call: RpcCall) -> str:
+        """The caller, with what the engine keeps of them read in at their first call here (another
+        worker may have held them before a drain, a rollout or a crash: ``living/person.py``)."""
+        user = _user(call)
+        if user not in self._restored:
+            stored = await self.people.load(user)
+            if user not in self._restored:  # two first calls at once: the first one restores
+                self.states.restore(user, stored.reports, stored.body)
+                self._restored[user] = stored.baseline
+                self._person_rooms[user] = set(stored.rooms)
+        if call.client and call.client not in self._clients_seen:
+            # A connection's first living call puts it back in the rooms its person is in (a reconnect,
+            # here or after a move from another worker): membership is the person's, not the socket's.
+            self._clients_seen.add(call.client)
+            for room_id in sorted(self._person_rooms.get(user, ())):
+                room = self.directory.rooms.get(room_id)
+                if room is not None and call.client in room.members:
+                    continue
+                try:
+                    await self._admit(room_id, call.client, user)
+                except RpcError as exc:
+                    log.info("room not restored", extra={"room": room_id, "user": user, "error": exc.message})
+        return user
+
     # -- emotional state ----------
 
     async def report_state(self, call: RpcCall) -> Any:
         """``state.report``: a validated, smoothed state, shared in the person's rooms and logged."""
-        user = _user(call)
+        user = await self._person(call)
         try:
             state = parse_report(call.data, now=self.clock())
         except EmotionReportError as exc:
             raise RpcError(ErrorCode.BAD_REQUEST, str(exc)) from None
         smoothed = await self._take_state(user, state, call.client)
-        self.states.self_reported(user, call.client, state)
+        report = self.states.self_reported(user, call.client, state)
+        await self.people.report(user, call.client, report)
         return {"state": smoothed_dict(smoothed)}
 
     async def current_state(self, call: RpcCall) -> Any:
         """``state.get``: the caller's smoothed state by source."""
-        return self.states.current(_user(call))
+        return self.states.current(await self._person(call))
 
     async def reflect(self, call: RpcCall) -> Any:
         """``self.reflect``: home state, harmony, self-understanding and the questions they raise."""
-        user = _user(call)
+        user = await self._person(call)
         now = self.clock()
         reflection = self.states.reflect(user, now)
         for question in reflection.questions:
@@ -268,29 +309,43 @@ class Living:
 
     async def join_room(self, call: RpcCall) -> Any:
         """``room.join``: the room's channel and everyone in it, on any worker."""
-        user = _user(call)
+        user = await self._person(call)
         room_id = _room_id(call.data)
+        room = await self._admit(room_id, call.client, user)
+        rooms = self._person_rooms.setdefault(user, set())
+        if room_id not in rooms:
+            rooms.add(room_id)
+            await self.people.rooms(user, rooms)
+        return {"channel": room_channel(room_id), "members": room.users()}
+
+    async def _admit(self, room_id: str, client: str, user: str) -> Room:
         room = self.directory.room(room_id)
         if room_id not in self.directory.rooms:
             await self._share_room(room_id, room)  # who is in it on the other workers
         now = self.clock()
         try:
-            self.directory.admit(room_id, room, call.client, user, self.states.member_state(user), now)
+            self.directory.admit(room_id, room, client, user, self.states.member_state(user), now)
         except RoomFullError:
             raise RpcError(ErrorCode.LIMIT_EXCEEDED, f"room {room_id} is full") from None
         await self._share_room(room_id, room)  # the others see the new member now, not at the next tick
-        self.journal.append(events.presence_changed(room_id, now, user, joined=True, client_id=call.client))
+        self.journal.append(events.presence_changed(room_id, now, user, joined=True, client_id=client))
         self._set_gauges(now)
-        return {"channel": room_channel(room_id), "members": room.users()}
+        return room
 
     async def leave_room(self, call: RpcCall) -> Any:
         """``room.leave``: this connection leaves the room."""
-        _user(call)
+        user = _user(call)
         room_id = _room_id(call.data)
         room = self.directory.rooms.get(room_id)
         if room is None or call.client not in room.members:
             raise RpcError(ErrorCode.BAD_REQUEST, f"not a member of room {room_id}")
         await self._drop_member(room_id, room, call.client)
+        rooms = self._person_rooms.get(user)
+        if (
+            rooms is not None and room_id in rooms and not any(u == user for u in room.members.values())
+        ):  # the person's last connection here left it: they are out of the room
+            rooms.discard(room_id)
+            await self.people.rooms(user, rooms)
         return {"left": room_id}
 
     async def _drop_member(self, room_id: str, room: Room, client: str) -> None:
@@ -349,6 +404,7 @@ class Living:
             else:
                 room.monitor.trim(now)
         self._forget_absent(now)
+        self._clients_seen &= set(self.present.connections)
         self._set_gauges(now)
 
     async def _tick_room(self, room_id: str, tick: RoomTick, room: Room) -> None:
@@ -371,7 +427,13 @@ class Living:
     def _forget_absent(self, now: float) -> None:
         """Drop what is kept of people with no connection here for ``FORGET_AFTER_S`` (a reconnect
         within it keeps their biometric stream and history): memory stays bounded by who is around."""
-        known = self.bio.known() | self.states.known() | self.directory.known() | set(self._absent_since)
+        known = (
+            self.bio.known()
+            | self.states.known()
+            | self.directory.known()
+            | set(self._absent_since)
+            | set(self._restored)
+        )
         for user in known:
             if user in self.present.by_user:
                 self._absent_since.pop(user, None)
@@ -386,6 +448,8 @@ class Living:
         self.states.forget(user)
         self.directory.forget(user)
         self._absent_since.pop(user, None)
+        self._restored.pop(user, None)  # kept in the engine; read again if they come back
+        self._person_rooms.pop(user, None)
 
     def _set_gauges(self, now: float) -> None:
         self.thyroid.set_gauges(now)
@@ -395,10 +459,14 @@ class Living:
 
     async def push_biometrics(self, call: RpcCall) -> Any:
         """``bio.push``: a batch through the caller's stream; the readings, also published and used."""
-        user = _user(call)
-        pushed = await self.bio.push(user, parse_batch(call.data))
+        user = await self._person(call)
+        pushed = await self.bio.push(user, parse_batch(call.data), baseline=self._restored.get(user))
+        self._restored[user] = None  # the stream holds it now
         self.bio_seconds.observe(pushed.cpu_seconds)
         readings = await self.use_readings(user, call.client, pushed.readings)
+        baseline = self.bio.baseline(user)
+        if pushed.readings and baseline is not None:
+            await self.people.baseline(user, baseline)
         return {"readings": readings, "channel": bio_channel(user)}
 
     async def use_readings(self, user: str, client: str, readings: Sequence[Reading]) -> list[dict[str, Any]]:
@@ -416,6 +484,9 @@ class Living:
                     self.directory.heart_rate(user, HeartRateSample(now, bpm))
                 case ArousalReading(index=float() as index) if math.isfinite(index):
                     await self._take_state(user, self.states.aroused(user, index, now), client)
+                    sample = self.states.last_body(user)
+                    if sample is not None:
+                        await self.people.body(user, [sample])
         return published
 
     async def stop_biometrics(self, call: RpcCall) -> Any:

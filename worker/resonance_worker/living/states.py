@@ -68,10 +68,22 @@ class States:
         """A new state of ``user`` (reported or from the body): the smoothed state it makes."""
         return self.smoother.update(user, state)
 
-    def self_reported(self, user: str, session: str, state: EmotionalState) -> None:
+    def self_reported(self, user: str, session: str, state: EmotionalState) -> SelfReport:
         """Keep a self-report for ``self.reflect`` (``session``: the connection that made it)."""
         report = SelfReport(state.at, state.arousal, state.valence, state.label)
         self._reports.setdefault(user, deque(maxlen=REFLECT_HISTORY)).append((session, report))
+        return report
+
+    def restore(self, user: str, reports: list[tuple[str, SelfReport]], body: list[BodySample]) -> None:
+        """What another worker kept of ``user`` (``living/person.py``), before anything of theirs here."""
+        if reports:
+            kept = deque(reports, maxlen=REFLECT_HISTORY)
+            kept.extend(self._reports.get(user, ()))
+            self._reports[user] = kept
+        if body:
+            samples = deque(body, maxlen=REFLECT_HISTORY)
+            samples.extend(self._body.get(user, ()))
+            self._body[user] = samples
 
     def heart_rate(self, user: str, bpm: float) -> None:
         """The latest gated heart rate, paired with the next body sample."""
@@ -135,6 +147,10 @@ class States:
             "questions": [q.to_dict() for q in questions],
         }
         return Reflection(body_out, questions)
+
+    def last_body(self, user: str) -> BodySample | None:
+        kept = self._body.get(user)
+        return kept[-1] if kept else None
 
     def known(self) -> set[str]:
         """People with reports or body samples kept."""

@@ -166,6 +166,7 @@ def create_app(
         install_living(app, living, node)
     if settings.jwt_jwks_url:
         run_in_background(app, "jwks-refresh", lambda: _refresh_jwks_forever(app))
+    run_in_background(app, "connection-slots", lambda: _refresh_slots_forever(node))
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/metrics", metrics_text)
@@ -196,6 +197,17 @@ async def fetch_jwks(app: web.Application) -> None:
         document = await response.json()
     count = app[NODE].verifier.set_jwks(document)
     log.info("JWKS loaded", extra={"keys": count})
+
+
+async def _refresh_slots_forever(node: Node) -> None:
+    """Keep this worker's cluster-wide connection slots alive: three refreshes per TTL, so one
+    failed refresh loses none."""
+    while True:
+        await asyncio.sleep(node.settings.limits.slot_ttl_seconds / 3)
+        try:
+            await node.refresh_slots()
+        except EngineError as exc:
+            log.warning("connection slots not refreshed", extra={"error": str(exc)})
 
 
 JWKS_RETRY_MIN_SECONDS = 1.0

@@ -26,6 +26,7 @@ import orjson
 from resonance_worker.domain.auth import TokenVerifier
 from resonance_worker.domain.channels import ChannelRules, NamespaceOptions
 from resonance_worker.domain.codes import Disconnect, Disconnects, ErrorCode
+from resonance_worker.domain.keys import SlotScope
 from resonance_worker.domain.limits import ConnectionCounter, LimitKind
 from resonance_worker.domain.netpolicy import AddressPolicy
 from resonance_worker.domain.operations import (
@@ -169,6 +170,9 @@ class Node:
             max_per_ip=configured.max_connections_per_ip,
             max_per_user=configured.max_connections_per_user,
         )
+        self.slots: dict[str, list[tuple[SlotScope, str]]] = {}
+        """The cluster-wide connection slots each connection holds (by client id): its address's, its
+        user's. Counted in the engine, so a limit holds across every worker sharing it."""
         self.roster: Roster[Connection] = roster if roster is not None else Roster()
         self.connections = self.roster.connections
         self.by_user = self.roster.by_user
@@ -350,6 +354,7 @@ class Node:
         if conn.user_counted:
             self.counter.release_user(conn.session.user)
             conn.user_counted = False
+        await self.release_slots(conn.client_id)
         ops = conn.session.cleanup_ops()
         if ops:
             # When thousands leave at once, their engine calls wait here, not in
@@ -358,6 +363,44 @@ class Node:
             async with self._cleanup_slots:
                 for op in ops:
                     await self.perform(conn, op)
+
+    # -- cluster-wide connection limits ------------------------------------------------------
+
+    async def hold_slot(self, conn: Connection, scope: SlotScope, subject: str, limit: int) -> bool:
+        """Take one of ``limit`` slots of an address or a user across the cluster for ``conn``
+        (0: unlimited); False when all are held. While the engine fails, the per-worker count
+        (``ConnectionCounter``) is the only one that holds: admitted, and the pain is felt."""
+        if not limit or not subject:
+            return True
+        try:
+            held = await self.engine.take_slot(
+                scope, subject, conn.client_id, limit=limit, ttl_seconds=self.settings.limits.slot_ttl_seconds
+            )
+        except EngineError as exc:
+            log.warning("connection slot not counted", extra={"scope": scope.value, "error": str(exc)})
+            self.pain.feel(PainSource.ENGINE_TIMEOUT)
+            return True
+        if held:
+            self.slots.setdefault(conn.client_id, []).append((scope, subject))
+        return held
+
+    async def release_slots(self, client_id: str) -> None:
+        """Free the slots a closed connection held (one not freed expires with its TTL)."""
+        for scope, subject in self.slots.pop(client_id, ()):
+            try:
+                await self.engine.release_slot(scope, subject, client_id)
+            except EngineError as exc:
+                log.info("connection slot left to expire", extra={"scope": scope.value, "error": str(exc)})
+
+    async def refresh_slots(self) -> None:
+        """Keep every slot this worker's connections hold for another TTL (called a few times per TTL)."""
+        held = [
+            (scope, subject, client_id)
+            for client_id, slots in list(self.slots.items())
+            for scope, subject in slots
+        ]
+        if held:
+            await self.engine.refresh_slots(held, ttl_seconds=self.settings.limits.slot_ttl_seconds)
 
     # -- operations -------------------------------------------------------------------------
     # One performer per operation type (``_PERFORMERS``): it does the engine or application
@@ -465,6 +508,11 @@ class Node:
             self.limit_tripped(LimitKind.CONNECTIONS_PER_USER, client=conn.client_id, user=op.user)
             return Failed(Disconnects.CONNECTION_LIMIT)
         conn.user_counted = True
+        if not await self.hold_slot(
+            conn, SlotScope.USER, op.user, self.settings.limits.max_connections_per_user
+        ):
+            self.limit_tripped(LimitKind.CONNECTIONS_PER_USER, client=conn.client_id, user=op.user)
+            return Failed(Disconnects.CONNECTION_LIMIT)
         streams: dict[str, StreamState] = {}
         try:
             for sub_op in op.subscriptions:

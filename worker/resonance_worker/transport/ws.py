@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from resonance_worker.domain.codes import Disconnect, Disconnects
+from resonance_worker.domain.keys import SlotScope
 from resonance_worker.domain.limits import LimitKind
 from resonance_worker.domain.session import Session
 from resonance_worker.log import bind_connection
@@ -327,6 +328,13 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             await ws.close(code=reason.code, message=reason.reason.encode())
             return ws
         conn = Connection(node, ws, ip, request.query.get("token") or None, request.transport, request)
+        if not await node.hold_slot(conn, SlotScope.ADDRESS, ip, node.settings.limits.max_connections_per_ip):
+            # Over the per-address limit across the cluster: refused like one over it on this worker.
+            node.limit_tripped(LimitKind.CONNECTIONS_PER_IP, ip=ip)
+            node.metrics.disconnects.labels(code=str(Disconnects.CONNECTION_LIMIT.code)).inc()
+            reason = Disconnects.CONNECTION_LIMIT
+            await ws.close(code=reason.code, message=reason.reason.encode())
+            return ws
         node.register(conn)
         await conn.serve()
     finally:
