@@ -16,6 +16,7 @@ import pytest
 
 from bench.load import protocol
 from bench.load.scenario import Target
+from tests.harness import sdkflows
 from tests.harness.javaclient import JavaClient
 from tests.harness.jsclient import BrowserClient, JsClient
 from tests.harness.sdkclient import SdkClient
@@ -34,33 +35,16 @@ def token(target: Target, user: str, ttl: float = 3600.0) -> str:
     return protocol.mint_token(target.token_secret, user, now=time.time(), ttl=ttl)
 
 
-def publications(client: SdkClient, channel: str) -> list[object]:
-    return [e.get("data") for e in client.of("publication", channel)]
-
-
 @pytest.mark.parametrize("sdk", sorted(PROTOBUF_SDKS))
 async def test_a_protobuf_sdk_and_a_json_client_share_a_channel(centrifugo_memory: Target, sdk: str) -> None:
-    channel = f"chat:mix-{sdk}"
-    url = centrifugo_memory.ws_urls[0]
     async with PROTOBUF_SDKS[sdk]() as pb, JsClient("json") as js:
-        await pb.call("connect", url=url, token=token(centrifugo_memory, f"{sdk}-user"))
-        await js.call("connect", url=url, token=token(centrifugo_memory, "json-user"))
-        await pb.call("subscribe", channel=channel, joinLeave=True, recoverable=True)
-        await js.call("subscribe", channel=channel)
-        await pb.wait_for(lambda e: e.get("event") == "join" and e["info"]["user"] == "json-user")
-        await pb.call("publish", channel=channel, data={"from": sdk})
-        await js.wait_for(lambda e: e.get("event") == "publication" and e["data"] == {"from": sdk})
-        await js.call("publish", channel=channel, data={"from": "json"})
-        got = await pb.wait_for(lambda e: e.get("event") == "publication" and e["data"] == {"from": "json"})
-        assert got["info"]["user"] == "json-user" and got["offset"] == 2
-        assert base64.b64decode(got["b64"]) == b'{"from":"json"}'  # JSON text, carried as bytes
-        history = await pb.call("history", channel=channel, limit=10)
-        assert [p["data"] for p in history["publications"]] == [{"from": sdk}, {"from": "json"}]
-        presence = await pb.call("presence", channel=channel)
-        assert {c["user"] for c in presence["clients"].values()} == {f"{sdk}-user", "json-user"}
-        assert await pb.call("presenceStats", channel=channel) == {"numClients": 2, "numUsers": 2}
-        subscribed = pb.of("subscribed", channel)[0]
-        assert subscribed["recoverable"] and subscribed["streamPosition"]["epoch"]
+        await sdkflows.shared_channel(
+            pb,
+            js,
+            url=centrifugo_memory.ws_urls[0],
+            mint=lambda user: token(centrifugo_memory, user),
+            channel=f"chat:mix-{sdk}",
+        )
 
 
 async def test_java_refreshes_an_expiring_token(centrifugo_memory: Target) -> None:
