@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
+from resonance_worker.domain import client_pb2 as pb
 
-from bench.load import client_pb2 as pb
 from bench.load.protocol import ProtocolError, StreamPosition
 
 SUBPROTOCOL = "centrifuge-protobuf"

@@ -13,12 +13,11 @@ import pytest
 from centrifuge.protocol import client_pb2 as upstream
 from google.protobuf import descriptor
 from google.protobuf.internal import api_implementation
-
-from bench.load import client_pb2 as ours
+from resonance_worker.domain import client_pb2 as ours
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "gen-proto"
-TARGET = Path("bench/load/client_pb2.py")
+TARGET = Path("worker/resonance_worker/domain/client_pb2.py")
 
 
 def gen_proto(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -46,7 +45,7 @@ def test_check_fails_when_the_schema_changed_and_regenerating_fixes_it(tmp_path:
     proto.write_text(proto.read_text().replace("bool temporary = 3;", added))
     stale = gen_proto(tmp_path, "--check")
     assert stale.returncode == 1
-    assert "stale: bench/load/client_pb2.py" in stale.stderr
+    assert "stale: worker/resonance_worker/domain/client_pb2.py" in stale.stderr
     assert gen_proto(tmp_path).returncode == 0
     assert gen_proto(tmp_path, "--check").returncode == 0
     assert b"hint" in (tmp_path / TARGET).read_bytes()

@@ -19,7 +19,9 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from resonance_worker.domain.codes import Disconnect, Disconnects
+from resonance_worker.domain.encodings import UnsupportedEncodingError, negotiate, offered_subprotocols
 from resonance_worker.domain.limits import LimitKind
+from resonance_worker.domain.protocol import JSON_CODEC, Codec
 from resonance_worker.domain.session import Session
 from resonance_worker.log import bind_connection
 from resonance_worker.metrics import WorkerMetrics
@@ -37,10 +39,12 @@ ABORT_AFTER_SECONDS = 2.0
 class _Observer:
     """Turns session decisions into metrics and log lines."""
 
-    def __init__(self, node: Node, ip: str) -> None:
+    def __init__(self, node: Node, ip: str, client: str, encoding: str) -> None:
         self.metrics: WorkerMetrics = node.metrics
         self.node = node
         self.ip = ip
+        self.client = client
+        self.encoding = encoding
 
     def command(self, method: str) -> None:
         self.metrics.commands.labels(method=method).inc()
@@ -55,15 +59,40 @@ class _Observer:
     def recovery(self, outcome: str) -> None:
         self.metrics.recoveries.labels(outcome=outcome).inc()
 
+    def protocol_error(self, kind: str, detail: str) -> None:
+        self.metrics.protocol_errors.labels(encoding=self.encoding, kind=kind).inc()
+        level = logging.ERROR if kind == "unencodable" else logging.WARNING
+        log.log(
+            level,
+            "protocol error",
+            extra={
+                "client": self.client,
+                "ip": self.ip,
+                "encoding": self.encoding,
+                "kind": kind,
+                "error": detail,
+            },
+        )
+
 
 def text_frame(payload: bytes) -> bytes:
     """One unmasked, unfragmented RFC 6455 text frame (as a server sends it) carrying ``payload``."""
+    return ws_frame(0x81, payload)
+
+
+def binary_frame(payload: bytes) -> bytes:
+    """One unmasked, unfragmented RFC 6455 binary frame carrying ``payload``."""
+    return ws_frame(0x82, payload)
+
+
+def ws_frame(first: int, payload: bytes) -> bytes:
+    """One unmasked RFC 6455 frame: ``first`` is its first byte (FIN and the opcode)."""
     size = len(payload)
     if size < 126:
-        return _HEADER_SHORT(0x81, size) + payload
+        return _HEADER_SHORT(first, size) + payload
     if size < 65536:
-        return _HEADER_MEDIUM(0x81, 126, size) + payload
-    return _HEADER_LONG(0x81, 127, size) + payload
+        return _HEADER_MEDIUM(first, 126, size) + payload
+    return _HEADER_LONG(first, 127, size) + payload
 
 
 _HEADER_SHORT = struct.Struct("!BB").pack
@@ -77,17 +106,20 @@ class Connection:
     Reading, the session's operations and its timers run in the handler task.
     There is no writer task: whatever the session queued is written straight to
     the transport, once per event-loop iteration (``Node`` collects the
-    connections to flush), all queued replies and pushes in one frame separated
-    by newlines, as Centrifugo batches them. A task exists only while the socket
-    is paused (the client reads slowly) and when closing.
+    connections to flush), all queued replies and pushes in one frame, as
+    Centrifugo batches them: a text frame separated by newlines (JSON) or a
+    binary frame of length-delimited messages (protobuf). A task exists only
+    while the socket is paused (the client reads slowly) and when closing.
     """
 
     __slots__ = (
         "_abort_handle",
         "_closer",
         "_draining",
+        "_first_byte",
         "_flush_queued",
         "_protocol",
+        "_separator",
         "_tasks",
         "_timer_at",
         "_writer",
@@ -109,6 +141,7 @@ class Connection:
         url_token: str | None,
         transport: asyncio.Transport | None = None,
         request: web.Request | None = None,
+        codec: Codec = JSON_CODEC,
     ) -> None:
         self.node = node
         self.ws = ws
@@ -124,8 +157,11 @@ class Connection:
             verifier=node.verifier,
             now=time.time(),
             url_token=url_token,
-            observer=_Observer(node, ip),
+            observer=_Observer(node, ip, self.client_id, codec.name),
+            codec=codec,
         )
+        self._first_byte = 0x82 if codec.binary else 0x81
+        self._separator = codec.separator
         # Flow control: the protocol says when the socket's buffer is full; the
         # request's payload writer waits until it drains (both public aiohttp API).
         self._protocol = request.protocol if request is not None else None
@@ -168,7 +204,8 @@ class Connection:
                 session.close(Disconnects.WRITE_ERROR)
             else:
                 assert transport is not None
-                transport.write(text_frame(frames[0] if len(frames) == 1 else b"\n".join(frames)))
+                payload = frames[0] if len(frames) == 1 else self._separator.join(frames)
+                transport.write(ws_frame(self._first_byte, payload))
         if session.closed and self._closer is None:
             self._closer = self._spawn(self._close())
 
@@ -259,12 +296,9 @@ class Connection:
         self._reschedule()
         try:
             async for msg in self.ws:
-                if msg.type is WSMsgType.TEXT:
+                if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
                     self.session.receive_data(msg.data, time.time())
                     await self._run_effects()
-                elif msg.type is WSMsgType.BINARY:
-                    self.session.receive_binary()
-                    self.wake()
                 elif msg.type is WSMsgType.ERROR:
                     self._transport_error(msg.data)
                     break
@@ -301,14 +335,28 @@ class Connection:
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
-    """``GET /connection/websocket``: the Centrifuge protocol endpoint."""
+    """``GET /connection/websocket``: the Centrifuge protocol endpoint, in the encoding the handshake
+    asks for (``resonance_worker.domain.encodings``)."""
     node = request.app[NODE]
     ip = client_ip(request, node.address_policy)
     if not node.address_policy.admits(ip):
         log.info("connection refused by IP policy", extra={"ip": ip})
         return web.json_response({"error": "address not allowed"}, status=403)
+    origin = request.headers.get("Origin")
+    if not node.origin_policy.admits(origin, request.host):
+        log.info("connection refused: origin", extra={"ip": ip, "origin": (origin or "")[:200]})
+        return web.json_response(
+            {"error": f"origin {origin[:200]!r} is not allowed (allowed_origins)" if origin else "origin"},
+            status=403,
+        )
     if node.draining:
         return web.json_response({"error": "shutting down"}, status=503)
+    offered = offered_subprotocols(request.headers.getall("Sec-WebSocket-Protocol", []))
+    try:
+        encoding = negotiate(offered, request.query)
+    except UnsupportedEncodingError as exc:
+        log.info("handshake refused: encoding", extra={"ip": ip, "error": str(exc)})
+        return web.json_response({"error": str(exc)}, status=400)
     broken = node.counter.admit(ip)
     if broken == LimitKind.CONNECTIONS_TOTAL:
         node.limit_tripped(broken, ip=ip)
@@ -317,6 +365,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         max_msg_size=node.settings.limits.max_message_bytes,
         compress=False,  # permessage-deflate costs ~90 KB per connection and 3.5x fan-out CPU
         autoping=True,
+        protocols=(encoding.subprotocol,) if encoding.subprotocol else (),
     )
     try:
         await ws.prepare(request)
@@ -326,7 +375,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             reason = Disconnects.CONNECTION_LIMIT
             await ws.close(code=reason.code, message=reason.reason.encode())
             return ws
-        conn = Connection(node, ws, ip, request.query.get("token") or None, request.transport, request)
+        token = request.query.get("token") or None
+        conn = Connection(node, ws, ip, token, request.transport, request, encoding.codec)
         node.register(conn)
         await conn.serve()
     finally:
