@@ -40,11 +40,15 @@ class JsClient(SdkClient):
 class BrowserClient(SdkClient):
     """centrifuge-js's protobuf build in a page of headless Debian Chromium, driven through playwright-core.
 
-    The page is served from its own loopback origin (``page_origin`` once started), so a worker must allow
-    that origin for the handshake to pass."""
+    The page is served from its own loopback origin (``page_origin`` once started; ``port`` fixes its port,
+    0 takes any free one), so a worker must allow that origin for the handshake to pass."""
 
     name = "centrifuge-js (protobuf, Chromium)"
     page_origin = ""
+
+    def __init__(self, port: int = 0) -> None:
+        super().__init__()
+        self.port = port
 
     async def start(self) -> BrowserClient:
         await super().start()
@@ -57,4 +61,4 @@ class BrowserClient(SdkClient):
             raise RuntimeError(f"{CHROMIUM} missing: run `make deps` (Debian package chromium)")
         if not (JS_DIR / "node_modules" / "playwright-core").exists():
             raise RuntimeError("tests/js/node_modules/playwright-core missing: run `make deps`")
-        return [_node(), str(JS_DIR / "browser.mjs"), CHROMIUM], JS_DIR
+        return [_node(), str(JS_DIR / "browser.mjs"), CHROMIUM, str(self.port)], JS_DIR

@@ -1,10 +1,13 @@
 """Scripted flows over :mod:`tests.harness.sdkclient` drivers, shared by the tests that run them against
-Centrifugo (the reference) and against our worker, so both servers are held to the same script."""
+Centrifugo (the reference) and against our worker, so both servers are held to the same script; and the
+worker's own flow (``living_client``: token refresh, the personal channel, recovery across workers, the
+living core's RPCs), the same for every official protobuf SDK."""
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from tests.harness.sdkclient import SdkClient
 
@@ -34,3 +37,80 @@ async def shared_channel(pb: SdkClient, js: SdkClient, *, url: str, mint: Mint, 
     assert await pb.call("presenceStats", channel=channel) == {"numClients": 2, "numUsers": 2}
     subscribed = pb.of("subscribed", channel)[0]
     assert subscribed["recoverable"] and subscribed["streamPosition"]["epoch"], subscribed
+
+
+Api = Callable[
+    [str, dict[str, Any]], Awaitable[tuple[int, Any]]
+]  # server API call: (method, body) -> (status, body)
+MintFor = Callable[[str, float], str]  # (user, ttl seconds) -> connection token
+
+
+async def living_client(
+    pb: SdkClient,
+    *,
+    url: str,
+    mint: MintFor,
+    api: Api,
+    user: str,
+    channel: str,
+    ppg: Sequence[dict[str, Any]],
+) -> None:
+    """What a phone app does against the worker, with one protobuf SDK ``pb`` (started, any state): connect
+    with a short-lived JWT and refresh it twice; the personal channel arrives as a server-side subscription
+    and carries a server API publication; a recoverable subscription survives a forced disconnect sent
+    through ``api`` (another worker, the same Redis, when ``api`` is that worker's) and gets what was
+    published meanwhile; the living core's ``state.report`` and ``bio.push`` with raw PPG answer."""
+    pb.events.clear()  # what came before (an earlier connection) is not this flow's
+    await pb.call(
+        "connect",
+        url=url,
+        token=mint(user, 3),
+        refreshTokens=True,
+        minReconnectDelay=1500,
+        maxReconnectDelay=2000,
+    )
+    personal = f"personal:#{user}"
+    server_sub = await pb.wait_for(
+        lambda e: e.get("event") == "server_subscribed" and e["channel"] == personal, what="personal channel"
+    )
+    assert server_sub["recoverable"], server_sub
+    for n in (1, 2):  # the SDK asks for a token before each expiry; the second ask follows a refreshed ttl
+        await pb.wait_for(lambda e, n=n: len(pb.of("get_token")) >= n, timeout=10, what=f"token request {n}")
+        await pb.call("setToken", token=mint(user, 3 if n == 1 else 3600))
+    dropped = [e for e in pb.events if e.get("event") in ("disconnected", "connecting") and e["code"]]
+    assert not dropped, dropped  # refreshed in time: no 3005 (expired); code 0 is the SDK's own
+    status, _ = await api("publish", {"channel": personal, "data": {"note": "for you"}})
+    assert status == 200
+    got = await pb.wait_for(
+        lambda e: e.get("event") == "server_publication" and e["data"] == {"note": "for you"}
+    )
+    assert got["channel"] == personal
+    await pb.call("subscribe", channel=channel, recoverable=True)
+    await api("publish", {"channel": channel, "data": {"m": 1}})
+    await pb.wait_for(lambda e: e.get("event") == "publication" and e["data"] == {"m": 1})
+    await pb.call("setToken", token=mint(user, 3600))  # the reconnect asks again: its first token has expired
+    status, _ = await api("disconnect", {"user": user, "code": 3011, "reason": "forced"})
+    assert status == 200
+    await pb.wait_for(
+        lambda e: e.get("event") == "connecting" and e["code"] == 3011, what="forced disconnect"
+    )
+    for m in (2, 3):
+        await api("publish", {"channel": channel, "data": {"m": m}})
+    again = await pb.wait_for(
+        lambda e: e.get("event") == "subscribed" and e["channel"] == channel and e.get("wasRecovering"),
+        what="recovering subscribe",
+    )
+    assert again["recovered"], again
+    missed = [e for e in pb.of("publication", channel) if e["data"] in ({"m": 2}, {"m": 3})]
+    if len(missed) < 2:
+        await pb.wait_for(lambda e: e.get("event") == "publication" and e["data"] == {"m": 3})
+        missed = [e for e in pb.of("publication", channel) if e["data"] in ({"m": 2}, {"m": 3})]
+    assert [(e["offset"], e["data"]) for e in missed] == [(2, {"m": 2}), (3, {"m": 3})]
+    report = await pb.call(
+        "rpc", method="state.report", data={"valence": 0.5, "arousal": 0.2, "label": "calm"}
+    )
+    assert report["data"] is not None, report
+    replies = [(await pb.call("rpc", method="bio.push", data=batch))["data"] for batch in ppg]
+    assert all(r["channel"] == f"bio:#{user}" for r in replies), replies[:1]
+    rates = [r["bpm"] for reply in replies for r in reply["readings"] if r["kind"] == "heart_rate"]
+    assert rates and all(50 < bpm < 95 for bpm in rates), rates

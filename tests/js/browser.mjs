@@ -32,7 +32,8 @@ const server = http.createServer((req, res) => {
     res.writeHead(404).end();
   }
 });
-await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+const pagePort = Number(process.argv[3] ?? 0); // 0: any free port (a worker must allow the origin)
+await new Promise((resolve) => server.listen(pagePort, '127.0.0.1', resolve));
 const origin = `http://127.0.0.1:${server.address().port}`;
 
 const browser = await chromium.launch({ executablePath, headless: true, args: ['--no-sandbox'] });

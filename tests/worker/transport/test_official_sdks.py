@@ -1,0 +1,124 @@
+"""The official protobuf SDKs against real worker processes: centrifuge-java 0.4.1 (as on Android; Dart and
+Swift speak the same wire format), centrifuge-js's protobuf build in Node and in headless Chromium, each
+beside centrifuge-js in JSON. Two workers share one real Redis; the SDK connects to the first, and the server
+API calls of the flow (publications, the forced disconnect) go to the second.
+
+The flows are ``tests.harness.sdkflows``: ``shared_channel`` (the one Centrifugo passes in
+``tests/bench/test_sdks_against_centrifugo.py``) and ``living_client``."""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from resonance_worker.tokens import mint_connection_token
+
+from tests.harness import sdkflows
+from tests.harness.javaclient import JavaClient
+from tests.harness.jsclient import BrowserClient, JsClient
+from tests.harness.processes import free_port
+from tests.harness.redis import RedisServer
+from tests.harness.sdkclient import SdkClient
+from tests.harness.worker import JWT_SECRET, WorkerProcess, api_call
+from tests.worker.transport.test_living import ppg_batches
+
+pytestmark = [pytest.mark.node, pytest.mark.redis, pytest.mark.timeout(300)]
+
+PAGE_PORT = free_port()
+"""The Chromium page's port: its origin, http://127.0.0.1:<port>, is on the workers' allowed_origins."""
+PROTOBUF_SDKS: dict[str, Callable[[], SdkClient]] = {
+    "java": JavaClient,
+    "js-node": lambda: JsClient("protobuf"),
+    "js-chromium": lambda: BrowserClient(PAGE_PORT),
+}
+NOT_JSON = bytes([0xFF, 0xFE, 0xFD, 0x00, 0x01])
+
+
+@pytest.fixture(scope="module")
+def pair(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[WorkerProcess, WorkerProcess]]:
+    workdir: Path = tmp_path_factory.mktemp("sdk-workers")
+    env = {
+        "RESONANCE_ENGINE": "redis",
+        "RESONANCE_REDIS_URL": redis_server.url,
+        "RESONANCE_REDIS_PREFIX": f"sdk-{uuid.uuid4().hex[:8]}",
+        "RESONANCE_LIMITS__USER_PUBLISH_RATE": "0",
+        "RESONANCE_EXPIRED_CLOSE_DELAY_SECONDS": "1",
+        "RESONANCE_ALLOWED_ORIGINS": f'["http://127.0.0.1:{PAGE_PORT}"]',
+    }
+    started = [WorkerProcess(workdir, env, name=name).start() for name in ("worker-a", "worker-b")]
+    yield started[0], started[1]
+    for worker in started:
+        worker.stop()
+
+
+def mint(user: str, ttl: float = 3600.0) -> str:
+    return mint_connection_token(JWT_SECRET, sub=user, now=time.time(), ttl=ttl)
+
+
+@pytest.mark.parametrize("sdk", sorted(PROTOBUF_SDKS))
+async def test_an_official_protobuf_sdk_against_two_workers(
+    pair: tuple[WorkerProcess, WorkerProcess], sdk: str
+) -> None:
+    a, b = pair
+
+    async def api(method: str, body: dict[str, Any]) -> tuple[int, Any]:
+        return await api_call(b, method, body)
+
+    async with PROTOBUF_SDKS[sdk]() as pb, JsClient("json") as js:
+        await sdkflows.shared_channel(pb, js, url=a.ws_url, mint=mint, channel=f"chat:mix-{sdk}")
+        await pb.call("disconnect")
+        await sdkflows.living_client(
+            pb,
+            url=a.ws_url,
+            mint=mint,
+            api=api,
+            user=f"phone-{sdk}",
+            channel=f"chat:away-{sdk}",
+            ppg=ppg_batches(12),
+        )
+    a_log, b_log = a.log(), b.log()
+    assert "Traceback" not in a_log and "Traceback" not in b_log
+
+
+async def test_binary_data_from_java_closes_json_readers_as_centrifugo_does(
+    pair: tuple[WorkerProcess, WorkerProcess],
+) -> None:
+    """The Centrifugo test of the same name (``tests/bench/test_sdks_against_centrifugo.py``), against the
+    worker: accepted and stored; protobuf readers get the bytes; JSON readers (on either worker) are closed
+    with 3506, terminal for the SDK; a JSON client that later reads the history is closed the same way."""
+    a, b = pair
+    channel = "chat:binary-sdk"
+    async with (
+        JavaClient() as java,
+        JsClient("protobuf") as pb,
+        JsClient("json") as js1,
+        JsClient("json") as js2,
+    ):
+        for client, user, url in ((java, "java", a), (pb, "pb", b), (js1, "js1", a), (js2, "js2", b)):
+            await client.call("connect", url=url.ws_url, token=mint(user))
+            await client.call("subscribe", channel=channel)
+        await java.call("publish", channel=channel, b64=base64.b64encode(NOT_JSON).decode())
+        for reader in (java, pb):
+            got = await reader.wait_for(lambda e: e.get("event") == "publication")
+            assert base64.b64decode(got["b64"]) == NOT_JSON and got["data"] is None
+        for js in (js1, js2):
+            gone = await js.wait_for(lambda e: e.get("event") == "disconnected", what="3506")
+            assert (gone["code"], gone["reason"]) == (3506, "inappropriate protocol")
+            assert not js.of("publication")
+        await java.call("publish", channel=channel, data={"after": 1})
+        await pb.wait_for(lambda e: e.get("event") == "publication" and e["data"] == {"after": 1})
+        assert [e["code"] for e in js1.of("connecting")] == [0]  # 3506 is terminal: no reconnect
+        async with JsClient("json") as late:
+            await late.call("connect", url=a.ws_url, token=mint("late"))
+            await late.call("subscribe", channel=channel)
+            with pytest.raises(Exception, match="connection closed"):
+                await late.call("history", channel=channel, limit=10)
+            gone = await late.wait_for(lambda e: e.get("event") == "disconnected", what="3506")
+            assert gone["code"] == 3506
