@@ -6,10 +6,11 @@ living core's RPCs), the same for every official protobuf SDK."""
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from tests.harness.sdkclient import SdkClient
+from tests.harness.sdkclient import SdkClient, SdkClientError
 
 Mint = Callable[[str], str]  # user -> connection token
 
@@ -114,3 +115,45 @@ async def living_client(
     assert all(r["channel"] == f"bio:#{user}" for r in replies), replies[:1]
     rates = [r["bpm"] for reply in replies for r in reply["readings"] if r["kind"] == "heart_rate"]
     assert rates and all(50 < bpm < 95 for bpm in rates), rates
+
+
+async def refusals(
+    client: SdkClient, *, url: str, mint: Mint, api: Api, user: str
+) -> list[tuple[str | int | None, ...]]:
+    """What a client is told when things go wrong, as the SDK reports it, in a form every SDK and encoding
+    shares: error replies of commands (``(op, code, message)``), server-side unsubscribe and disconnect
+    pushes and close frames (``(event, channel, code, reason)``). ``client`` is started and ends
+    disconnected. Subscribe errors are read from the ``unsubscribed`` event (JS's ``ready()`` rejects
+    with its own code 7)."""
+    told: list[tuple[str | int | None, ...]] = []
+
+    async def attempt(op: str, **args: Any) -> None:
+        try:
+            await client.call(op, **args)
+        except SdkClientError as e:
+            told.append((op, e.code, e.error.get("message")))
+
+    with contextlib.suppress(SdkClientError):  # no token: refused with a terminal code, no reconnect
+        await client.call("connect", url=url, timeout=5)
+    gone = await client.wait_for(lambda e: e.get("event") == "disconnected", what="the refusal")
+    told.append(("disconnected", None, gone["code"], gone["reason"]))
+    client.events.clear()
+    await client.call("connect", url=url, token=mint(user))
+    for channel in ("nowhere:x", f"personal:#not-{user}"):  # unknown namespace; someone else's channel
+        with contextlib.suppress(SdkClientError):
+            await client.call("subscribe", channel=channel)
+    await client.call("subscribe", channel="typing:codes")
+    await attempt("presence", channel="typing:codes")  # presence and history are off in `typing`
+    await attempt("history", channel="typing:codes")
+    await attempt("rpc", method="no.such.method", data={})
+    await client.call("subscribe", channel="chat:codes")
+    assert (await api("unsubscribe", {"user": user, "channel": "chat:codes"}))[0] == 200
+    await client.wait_for(lambda e: e.get("event") == "unsubscribed" and e["channel"] == "chat:codes")
+    assert (await api("disconnect", {"user": user, "code": 4501, "reason": "gone for good"}))[0] == 200
+    await client.wait_for(lambda e: e.get("event") == "disconnected", what="the disconnect")
+    told += [
+        (e["event"], e.get("channel"), e["code"], e["reason"])
+        for e in client.events
+        if e.get("event") in ("unsubscribed", "disconnected")
+    ]
+    return told

@@ -122,3 +122,45 @@ async def test_binary_data_from_java_closes_json_readers_as_centrifugo_does(
                 await late.call("history", channel=channel, limit=10)
             gone = await late.wait_for(lambda e: e.get("event") == "disconnected", what="3506")
             assert gone["code"] == 3506
+
+
+REFUSALS = [
+    (
+        "disconnected",
+        None,
+        3501,
+        "bad request: no token (in connect or ?token=) and anonymous connections are off",
+    ),
+    ("presence", 108, "not available"),
+    ("history", 108, "not available"),
+    ("rpc", 104, "method not found"),
+    ("unsubscribed", "nowhere:x", 102, "unknown channel"),
+    ("unsubscribed", "personal:#not-{user}", 103, "permission denied"),
+    ("unsubscribed", "chat:codes", 2000, "server unsubscribe"),
+    ("disconnected", None, 4501, "gone for good"),
+]
+
+
+@pytest.mark.parametrize(
+    "sdk",
+    [
+        pytest.param(lambda: JsClient("json"), id="js-json"),
+        pytest.param(lambda: JsClient("protobuf"), id="js-protobuf"),
+        pytest.param(JavaClient, id="java"),
+    ],
+)
+async def test_the_same_error_and_disconnect_codes_in_both_encodings(
+    pair: tuple[WorkerProcess, WorkerProcess], sdk: Callable[[], SdkClient]
+) -> None:
+    """Error replies, unsubscribe pushes and close frames carry the same codes and reasons to a JSON and
+    a protobuf client, as their SDKs report them (``sdkflows.refusals``)."""
+    a, _ = pair
+    user = f"codes-{uuid.uuid4().hex[:6]}"
+
+    async def api(method: str, body: dict[str, Any]) -> tuple[int, Any]:
+        return await api_call(a, method, body)
+
+    async with sdk() as client:
+        told = await sdkflows.refusals(client, url=a.ws_url, mint=mint, api=api, user=user)
+    expected = [tuple(str(v).format(user=user) if isinstance(v, str) else v for v in t) for t in REFUSALS]
+    assert sorted(told, key=str) == sorted(expected, key=str)
