@@ -114,6 +114,7 @@ class Connection:
 
     __slots__ = (
         "_abort_handle",
+        "_close_sent",
         "_closer",
         "_draining",
         "_first_byte",
@@ -172,6 +173,7 @@ class Connection:
         self._draining: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self._abort_handle: asyncio.TimerHandle | None = None
+        self._close_sent = False  # our close frame is out; the client's answer ends the read loop
 
     # -- called by the node and by the reader -------------------------------------
 
@@ -287,8 +289,19 @@ class Connection:
                     "reason": reason.reason,
                 },
             )
-        if not self.ws.closed:
-            await self.ws.close(code=reason.code, message=reason.reason.encode())
+        if self.ws.closed or self._close_sent:
+            return
+        # The close frame goes out and the connection stays open until the client answers with its own
+        # (RFC 6455 7.1.1; the read loop ends on it) or the abort timer cuts it off. Closing the socket at
+        # once, as aiohttp's close() does while a read is pending, lets a client that writes meanwhile
+        # (its close answer, a pong) get a reset that discards the unread close frame: centrifuge-java
+        # then sees "transport closed" instead of the code.
+        self._close_sent = True
+        try:
+            await self.ws.send_frame(struct.pack("!H", reason.code) + reason.reason.encode(), WSMsgType.CLOSE)
+        except (ConnectionError, RuntimeError):  # the client is gone already
+            if self.transport is not None:
+                self.transport.close()
 
     async def serve(self) -> None:
         """Run until the client goes away or the session closes the connection."""
@@ -296,13 +309,13 @@ class Connection:
         self._reschedule()
         try:
             async for msg in self.ws:
+                if self.session.closed:
+                    continue  # closing: what the client sends before its close frame is dropped
                 if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
                     self.session.receive_data(msg.data, time.time())
                     await self._run_effects()
                 elif msg.type is WSMsgType.ERROR:
                     self._transport_error(msg.data)
-                    break
-                if self.session.closed:
                     break
         finally:
             self.flush()  # what is queued, and the close frame with its code if the session closed
@@ -311,8 +324,11 @@ class Connection:
                     await asyncio.wait_for(asyncio.shield(self._closer), timeout=5.0)
                 except (TimeoutError, asyncio.CancelledError):
                     self._closer.cancel()
-            if not self.ws.closed:
-                await self.ws.close()
+            if self._close_sent:
+                if self.transport is not None:
+                    self.transport.close()  # both close frames exchanged (or the client is gone)
+            elif not self.ws.closed:
+                await self.ws.close()  # the client closed first: answer it
             if self._timer_at is not None:
                 self.node.timers.cancel(self, self._timer_at)
                 self._timer_at = None
@@ -365,6 +381,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         max_msg_size=node.settings.limits.max_message_bytes,
         compress=False,  # permessage-deflate costs ~90 KB per connection and 3.5x fan-out CPU
         autoping=True,
+        autoclose=False,  # a client's close frame ends the read loop; ``serve`` answers it or ends the socket
         protocols=(encoding.subprotocol,) if encoding.subprotocol else (),
     )
     try:
