@@ -7,8 +7,6 @@ centrifuge-js in JSON as the other side of the channel."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import time
 from collections.abc import Callable
 
@@ -28,7 +26,6 @@ PROTOBUF_SDKS: dict[str, Callable[[], SdkClient]] = {
     "js-node": lambda: JsClient("protobuf"),
     "js-chromium": BrowserClient,
 }
-NOT_JSON = bytes([0xFF, 0xFE, 0xFD, 0x00, 0x01])
 
 
 def token(target: Target, user: str, ttl: float = 3600.0) -> str:
@@ -64,33 +61,20 @@ async def test_centrifugo_disconnects_json_readers_of_binary_data(centrifugo_mem
     subscribers get the bytes; every JSON subscriber is disconnected with 3506 "inappropriate protocol",
     which the SDKs treat as terminal (no reconnect); and a JSON client that later reads that history (history
     call or recovery) is disconnected the same way. docs/protocol.md records this."""
-    channel = "chat:binary"
     url = centrifugo_memory.ws_urls[0]
     async with (
         JavaClient() as java,
         JsClient("protobuf") as pb,
         JsClient("json") as js1,
         JsClient("json") as js2,
+        JsClient("json") as late,
     ):
-        for client, user in ((java, "java"), (pb, "pb"), (js1, "js1"), (js2, "js2")):
-            await client.call("connect", url=url, token=token(centrifugo_memory, user))
-            await client.call("subscribe", channel=channel)
-        await java.call("publish", channel=channel, b64=base64.b64encode(NOT_JSON).decode())
-        for reader in (java, pb):
-            got = await reader.wait_for(lambda e: e.get("event") == "publication")
-            assert base64.b64decode(got["b64"]) == NOT_JSON and got["data"] is None
-        for js in (js1, js2):
-            gone = await js.wait_for(lambda e: e.get("event") == "disconnected", what="3506")
-            assert (gone["code"], gone["reason"]) == (3506, "inappropriate protocol")
-            assert not js.of("publication")
-        await java.call("publish", channel=channel, data={"after": 1})
-        await pb.wait_for(lambda e: e.get("event") == "publication" and e["data"] == {"after": 1})
-        await asyncio.sleep(0.5)
-        assert [e["code"] for e in js1.of("connecting")] == [0]  # 3506 is terminal: no reconnect
-        async with JsClient("json") as late:
-            await late.call("connect", url=url, token=token(centrifugo_memory, "late"))
-            await late.call("subscribe", channel=channel)
-            with pytest.raises(Exception, match="connection closed"):
-                await late.call("history", channel=channel, limit=10)
-            gone = await late.wait_for(lambda e: e.get("event") == "disconnected", what="3506")
-            assert gone["code"] == 3506
+        await sdkflows.binary_data(
+            java,
+            pb,
+            [js1, js2],
+            late,
+            urls=[url] * 5,
+            mint=lambda user: token(centrifugo_memory, user),
+            channel="chat:binary",
+        )

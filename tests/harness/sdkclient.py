@@ -109,7 +109,7 @@ class SdkClient:
         try:
             return await asyncio.wait_for(scan(), timeout)
         except TimeoutError:
-            recent = self.events[-10:]
+            recent = self.events[-40:]
             raise AssertionError(f"{self.name}: no {what} within {timeout} s; events: {recent}") from None
 
     def of(self, kind: str, channel: str | None = None) -> list[dict[str, Any]]:

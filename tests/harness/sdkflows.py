@@ -5,10 +5,13 @@ living core's RPCs), the same for every official protobuf SDK."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+
+import pytest
 
 from tests.harness.sdkclient import SdkClient, SdkClientError
 
@@ -80,33 +83,38 @@ async def living_client(
         await pb.call("setToken", token=mint(user, 3 if n == 1 else 3600))
     dropped = [e for e in pb.events if e.get("event") in ("disconnected", "connecting") and e["code"]]
     assert not dropped, dropped  # refreshed in time: no 3005 (expired); code 0 is the SDK's own
-    status, _ = await api("publish", {"channel": personal, "data": {"note": "for you"}})
-    assert status == 200
-    got = await pb.wait_for(
-        lambda e: e.get("event") == "server_publication" and e["data"] == {"note": "for you"}
-    )
-    assert got["channel"] == personal
-    await pb.call("subscribe", channel=channel, recoverable=True)
-    await api("publish", {"channel": channel, "data": {"m": 1}})
-    await pb.wait_for(lambda e: e.get("event") == "publication" and e["data"] == {"m": 1})
-    await pb.call("setToken", token=mint(user, 3600))  # the reconnect asks again: its first token has expired
-    status, _ = await api("disconnect", {"user": user, "code": 3011, "reason": "forced"})
-    assert status == 200
-    await pb.wait_for(
-        lambda e: e.get("event") == "connecting" and e["code"] == 3011, what="forced disconnect"
-    )
-    for m in (2, 3):
-        await api("publish", {"channel": channel, "data": {"m": m}})
-    again = await pb.wait_for(
-        lambda e: e.get("event") == "subscribed" and e["channel"] == channel and e.get("wasRecovering"),
-        what="recovering subscribe",
-    )
-    assert again["recovered"], again
-    missed = [e for e in pb.of("publication", channel) if e["data"] in ({"m": 2}, {"m": 3})]
-    if len(missed) < 2:
-        await pb.wait_for(lambda e: e.get("event") == "publication" and e["data"] == {"m": 3})
+    # From here on every token the SDK asks for (a reconnect may send its first, expired token and get
+    # 109) is answered with a fresh one, whenever it is asked.
+    answer = asyncio.create_task(_answer_token_requests(pb, lambda: mint(user, 3600)))
+    try:
+        status, _ = await api("publish", {"channel": personal, "data": {"note": "for you"}})
+        assert status == 200
+        got = await pb.wait_for(
+            lambda e: e.get("event") == "server_publication" and e["data"] == {"note": "for you"}
+        )
+        assert got["channel"] == personal
+        await pb.call("subscribe", channel=channel, recoverable=True)
+        await api("publish", {"channel": channel, "data": {"m": 1}})
+        await pb.wait_for(lambda e: e.get("event") == "publication" and e["data"] == {"m": 1})
+        status, _ = await api("disconnect", {"user": user, "code": 3011, "reason": "forced"})
+        assert status == 200
+        await pb.wait_for(
+            lambda e: e.get("event") == "connecting" and e["code"] == 3011, what="forced disconnect"
+        )
+        for m in (2, 3):
+            await api("publish", {"channel": channel, "data": {"m": m}})
+        again = await pb.wait_for(
+            lambda e: e.get("event") == "subscribed" and e["channel"] == channel and e.get("wasRecovering"),
+            what="recovering subscribe",
+        )
+        assert again["recovered"], again
         missed = [e for e in pb.of("publication", channel) if e["data"] in ({"m": 2}, {"m": 3})]
-    assert [(e["offset"], e["data"]) for e in missed] == [(2, {"m": 2}), (3, {"m": 3})]
+        if len(missed) < 2:
+            await pb.wait_for(lambda e: e.get("event") == "publication" and e["data"] == {"m": 3})
+            missed = [e for e in pb.of("publication", channel) if e["data"] in ({"m": 2}, {"m": 3})]
+        assert [(e["offset"], e["data"]) for e in missed] == [(2, {"m": 2}), (3, {"m": 3})]
+    finally:
+        answer.cancel()
     report = await pb.call(
         "rpc", method="state.report", data={"valence": 0.5, "arousal": 0.2, "label": "calm"}
     )
@@ -115,6 +123,14 @@ async def living_client(
     assert all(r["channel"] == f"bio:#{user}" for r in replies), replies[:1]
     rates = [r["bpm"] for reply in replies for r in reply["readings"] if r["kind"] == "heart_rate"]
     assert rates and all(50 < bpm < 95 for bpm in rates), rates
+
+
+async def _answer_token_requests(pb: SdkClient, fresh: Callable[[], str]) -> None:
+    answered = len(pb.of("get_token"))
+    while True:
+        await pb.wait_for(lambda e, n=answered: len(pb.of("get_token")) > n, timeout=3600)
+        answered += 1
+        await pb.call("setToken", token=fresh())
 
 
 async def refusals(
@@ -157,3 +173,48 @@ async def refusals(
         if e.get("event") in ("unsubscribed", "disconnected")
     ]
     return told
+
+
+NOT_JSON = bytes([0xFF, 0xFE, 0xFD, 0x00, 0x01])
+"""Publication data that is not JSON (what a protobuf client may send)."""
+
+
+async def binary_data(
+    publisher: SdkClient,
+    pb: SdkClient,
+    jsons: Sequence[SdkClient],
+    late: SdkClient,
+    *,
+    urls: Sequence[str],
+    mint: Mint,
+    channel: str,
+) -> None:
+    """A protobuf ``publisher`` publishes :data:`NOT_JSON` into a channel with another protobuf reader ``pb``
+    and JSON readers ``jsons``: the publish is accepted; the protobuf readers get the bytes; every JSON
+    reader is disconnected with 3506 "inappropriate protocol", terminal for the SDK (no reconnect); a JSON
+    client ``late`` that reads that history later is disconnected the same way. ``urls`` gives each client
+    its server, in the order publisher, pb, jsons..., late. All drivers started."""
+    clients = [publisher, pb, *jsons, late]
+    assert len(urls) == len(clients)
+    for n, (client, url) in enumerate(zip(clients[:-1], urls, strict=False)):
+        await client.call("connect", url=url, token=mint(f"{channel}-{n}"))
+        await client.call("subscribe", channel=channel)
+    await publisher.call("publish", channel=channel, b64=base64.b64encode(NOT_JSON).decode())
+    for reader in (publisher, pb):
+        got = await reader.wait_for(lambda e: e.get("event") == "publication")
+        assert base64.b64decode(got["b64"]) == NOT_JSON and got["data"] is None
+    for js in jsons:
+        gone = await js.wait_for(lambda e: e.get("event") == "disconnected", what="3506")
+        assert (gone["code"], gone["reason"]) == (3506, "inappropriate protocol")
+        assert not js.of("publication")
+    await publisher.call("publish", channel=channel, data={"after": 1})
+    await pb.wait_for(lambda e: e.get("event") == "publication" and e["data"] == {"after": 1})
+    await asyncio.sleep(0.5)
+    for js in jsons:
+        assert [e["code"] for e in js.of("connecting")] == [0]  # 3506 is terminal: no reconnect
+    await late.call("connect", url=urls[-1], token=mint(f"{channel}-late"))
+    await late.call("subscribe", channel=channel)
+    with pytest.raises(Exception, match="connection closed"):  # the call fails as the connection closes
+        await late.call("history", channel=channel, limit=10)
+    gone = await late.wait_for(lambda e: e.get("event") == "disconnected", what="3506")
+    assert gone["code"] == 3506
