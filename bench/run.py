@@ -27,7 +27,7 @@ from typing import Any
 from bench.centrifugo.config import Engine
 from bench.load import plot, runner
 from bench.load.__main__ import default_cpus
-from bench.load.scenario import Kind, Scenario
+from bench.load.scenario import Encoding, Kind, Scenario
 from bench.load.servers import CENTRIFUGO_VERSION, stack
 
 PRODUCTS = ("centrifugo", "worker")
@@ -38,13 +38,14 @@ def scenarios(quick: bool) -> list[tuple[Scenario, Engine, int]]:
     n = 2000 if quick else 10_000
     secs = 6.0 if quick else 20.0
     common: dict[str, Any] = {"processes": 2 if quick else 4, "settle_s": 3.0, "drain_s": 2.0}
+    chat = Scenario(kind=Kind.CHAT, connections=n, room_size=50, duration_s=secs, **common)
+    broadcast = Scenario(kind=Kind.BROADCAST, connections=n // 2, room_size=n // 2, duration_s=secs, **common)
+    protobuf = {"encoding": Encoding.PROTOBUF}
     plan = [
-        (Scenario(kind=Kind.CHAT, connections=n, room_size=50, duration_s=secs, **common), Engine.MEMORY, 1),
-        (
-            Scenario(kind=Kind.BROADCAST, connections=n // 2, room_size=n // 2, duration_s=secs, **common),
-            Engine.MEMORY,
-            1,
-        ),
+        (chat, Engine.MEMORY, 1),
+        (chat.model_copy(update=protobuf), Engine.MEMORY, 1),
+        (broadcast, Engine.MEMORY, 1),
+        (broadcast.model_copy(update=protobuf), Engine.MEMORY, 1),
         (
             Scenario(kind=Kind.CROSS_NODE, connections=n // 2, room_size=50, duration_s=secs, **common),
             Engine.REDIS,
@@ -132,13 +133,19 @@ def figure(result: dict[str, Any], section: str, key: str) -> float | None:
     return value if isinstance(value, int | float) else None
 
 
+def scenario_label(scenario: dict[str, Any]) -> str:
+    """``chat`` for JSON (the default encoding), ``chat/protobuf`` otherwise."""
+    encoding = scenario.get("encoding", Encoding.JSON.value)
+    return scenario["kind"] if encoding == Encoding.JSON.value else f"{scenario['kind']}/{encoding}"
+
+
 def table(results: list[dict[str, Any]]) -> str:
     """Markdown table: a row per scenario and figure, a column per product, the worker/Centrifugo ratio."""
     lines = ["| scenario | figure | centrifugo | worker | worker / centrifugo |", "|---|---|---|---|---|"]
     by_kind: dict[str, dict[str, dict[str, Any]]] = {}
     for result in results:
         product = result["target"].split("-")[0]
-        by_kind.setdefault(result["scenario"]["kind"], {})[product] = result
+        by_kind.setdefault(scenario_label(result["scenario"]), {})[product] = result
     for kind, pair in by_kind.items():
         n = next(iter(pair.values()))["scenario"]["connections"]
         for section, key, label in FIGURES:
@@ -157,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the reduced set (a few minutes)")
     parser.add_argument("--targets", nargs="+", choices=PRODUCTS, default=list(PRODUCTS))
     parser.add_argument("--only", nargs="+", choices=[k.value for k in Kind], help="run just these scenarios")
+    parser.add_argument(
+        "--encodings", nargs="+", choices=[e.value for e in Encoding], default=[e.value for e in Encoding]
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument(
         "--nice",
@@ -177,8 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     for scenario, engine, nodes in scenarios(args.quick):
         if args.only and scenario.kind.value not in args.only:
             continue
+        if scenario.encoding.value not in args.encodings:
+            continue
         for product in args.targets:
-            label = f"{scenario.kind.value} on {product}-{engine.value} ×{nodes}, N={scenario.connections}"
+            label = (
+                f"{scenario.kind.value} ({scenario.encoding.value}) on {product}-{engine.value} ×{nodes}, "
+                f"N={scenario.connections}"
+            )
             print(f"… {label}", file=sys.stderr, flush=True)
             try:
                 result = run_one(product, scenario, engine, nodes, args.nice)

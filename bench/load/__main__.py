@@ -5,6 +5,7 @@ Start-and-stop targets (the tool starts the servers on loopback and kills them a
     python -m bench.load chat --target centrifugo-memory --connections 5000
     python -m bench.load cross_node --target centrifugo-redis --nodes 2 --connections 4000
     python -m bench.load chat --target worker-memory --connections 5000
+    python -m bench.load chat --target centrifugo-memory --encoding protobuf --connections 5000
 
 An already running server (measured by pid when given)::
 
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from bench.centrifugo.config import Engine
 from bench.load import plot, runner
-from bench.load.scenario import Kind, PublishVia, Scenario, Target
+from bench.load.scenario import Encoding, Kind, PublishVia, Scenario, Target
 from bench.load.servers import stack
 
 TARGETS = ("centrifugo-memory", "centrifugo-redis", "worker-memory", "worker-redis")
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--room-size", type=int, default=None, help="default 50 (broadcast: all)")
     parser.add_argument("--rate", type=float, default=1.0, help="publications per second per room")
     parser.add_argument("--publish-via", choices=[p.value for p in PublishVia], default="client")
+    parser.add_argument("--encoding", choices=[e.value for e in Encoding], default="json")
     parser.add_argument("--message-bytes", type=int, default=100)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--processes", type=int, default=2)
@@ -78,6 +80,7 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
         room_size=room_size,
         publish_rate_per_room=args.rate,
         publish_via=PublishVia(args.publish_via),
+        encoding=Encoding(args.encoding),
         message_bytes=args.message_bytes,
         duration_s=args.duration,
         processes=args.processes,
@@ -116,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                 server_pids=tuple(args.server_pid),
             )
         result = runner.run(scenario, target, client_cpus=client_cpus, nice=args.nice)
-    stem = f"{scenario.kind.value}-{target.name}-{time.strftime('%Y%m%dT%H%M%S')}"
+    kind = scenario.kind.value if scenario.encoding is Encoding.JSON else f"{scenario.kind.value}-protobuf"
+    stem = f"{kind}-{target.name}-{time.strftime('%Y%m%dT%H%M%S')}"
     path = args.out / f"{stem}.json"
     path.write_text(json.dumps(result, indent=2))
     plot.plot_results([result], args.out / f"{stem}.png")

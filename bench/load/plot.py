@@ -22,7 +22,9 @@ TICKS: dict[str, Any] = {"fontsize": 6, "rotation": 20, "ha": "right"}
 
 def _label(result: dict[str, Any]) -> str:
     scenario = result["scenario"]
-    return f"{scenario['kind']}\n{result['target']}\nN={scenario['connections']}"
+    encoding = scenario.get("encoding", "json")
+    kind = scenario["kind"] if encoding == "json" else f"{scenario['kind']}/{encoding}"
+    return f"{kind}\n{result['target']}\nN={scenario['connections']}"
 
 
 def plot_results(results: Sequence[dict[str, Any]], path: Path, *, title: str = "") -> Path:

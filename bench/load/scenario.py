@@ -21,6 +21,11 @@ class Kind(enum.StrEnum):
     RECONNECT_STORM = "reconnect_storm"
 
 
+class Encoding(enum.StrEnum):
+    JSON = "json"  # text frames, newline-delimited JSON (no subprotocol)
+    PROTOBUF = "protobuf"  # binary frames, varint-delimited protobuf, subprotocol centrifuge-protobuf
+
+
 class PublishVia(enum.StrEnum):
     CLIENT = "client"  # a member of the room sends a publish command over its connection
     API = "api"  # the server HTTP API, POST {api_url}/publish
@@ -68,6 +73,7 @@ class Scenario(BaseModel):
     room_size: int = Field(50, ge=1, description="Subscribers per channel (broadcast: all of them).")
     publish_rate_per_room: float = Field(1.0, ge=0, le=1000, description="Publications per second per room.")
     publish_via: PublishVia = PublishVia.CLIENT
+    encoding: Encoding = Field(Encoding.JSON, description="The client protocol encoding of every connection.")
     message_bytes: int = Field(100, ge=60, le=65_536, description="Approximate size of a publication's data.")
     duration_s: float = Field(10.0, gt=0, le=3600, description="Length of the publishing phase.")
     processes: int = Field(2, ge=1, le=64, description="Load processes the connections are spread over.")

@@ -20,7 +20,7 @@ from typing import Any, cast
 
 import aiohttp
 
-from bench.load import procstat, protocol, wsframes
+from bench.load import procstat, protocol, wire, wsframes
 from bench.load.scenario import PublishVia, Scenario, Target, node_of, source_address
 from bench.load.stats import PerSecond, Reservoir
 
@@ -45,13 +45,15 @@ class ShardPlan:
 
 
 class Conn(asyncio.Protocol):
-    """One client connection speaking the Centrifugo JSON protocol over :mod:`bench.load.wsframes`.
+    """One client connection speaking the Centrifugo protocol (JSON or protobuf, :mod:`bench.load.wire`) over
+    :mod:`bench.load.wsframes`.
 
     The object is its own asyncio protocol, so a message costs one synchronous call, no task wake-up; it is
     reused when the connection comes back (reconnect storm)."""
 
     def __init__(self, shard: Shard, index: int, node: int, room: int, channel: str) -> None:
         self.shard = shard
+        self.wire = wire.wire_for(shard.scenario.encoding)
         self.index = index
         self.node = node
         self.room = room
@@ -79,14 +81,17 @@ class Conn(asyncio.Protocol):
         try:
             if self._upgraded is not None and not self._upgraded.done():
                 self._head += data
-                length = wsframes.parse_handshake_response(self._head, self._key)
+                length = wsframes.parse_handshake_response(self._head, self._key, self.wire.subprotocol)
                 if length is None:
                     return
                 data, self._head = self._head[length:], b""
                 self._upgraded.set_result(None)
             for opcode, payload in self._parser.feed(data):
-                if opcode == wsframes.OP_TEXT:
-                    self._on_text(payload, arrived_ns)
+                if opcode == self.wire.opcode:
+                    self._on_message(payload, arrived_ns)
+                elif opcode in (wsframes.OP_TEXT, wsframes.OP_BINARY):
+                    encoding = self.shard.scenario.encoding
+                    raise protocol.ProtocolError(f"opcode {opcode:#x} on a {encoding} connection")
                 elif opcode == wsframes.OP_PING:
                     self._write(wsframes.OP_PONG, payload)
                 elif opcode == wsframes.OP_CLOSE:
@@ -132,7 +137,7 @@ class Conn(asyncio.Protocol):
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.pending[command_id] = future
         try:
-            self._write(wsframes.OP_TEXT, build(command_id, *args))
+            self._write(self.wire.opcode, build(command_id, *args))
             return await asyncio.wait_for(future, timeout)
         finally:
             self.pending.pop(command_id, None)
@@ -141,7 +146,7 @@ class Conn(asyncio.Protocol):
         """Send a publish command; its reply is only checked for an error."""
         command_id = self._new_id()
         self.pending[command_id] = None
-        self._write(wsframes.OP_TEXT, protocol.publish_command(command_id, channel, data))
+        self._write(self.wire.opcode, self.wire.publish_command(command_id, channel, data))
 
     async def open(
         self, url: str, source: str, token: str, timeout: float, connect_to: str | None = None
@@ -166,17 +171,20 @@ class Conn(asyncio.Protocol):
             loop.create_connection(lambda: self, address, dial_port, local_addr=(source, 0)), timeout
         )
         assert self.transport is not None
-        self.transport.write(wsframes.handshake_request(parts.hostname, port, parts.path or "/", self._key))
+        path = parts.path or "/"
+        self.transport.write(
+            wsframes.handshake_request(parts.hostname, port, path, self._key, self.wire.subprotocol)
+        )
         await asyncio.wait_for(self._upgraded, timeout)
         result = protocol.reply_result(
-            await self.request(protocol.connect_command, token, timeout=timeout), "connect"
+            await self.request(self.wire.connect_command, token, timeout=timeout), "connect"
         )
         self.pong = bool(result.get("pong", False))
 
     async def subscribe(self, timeout: float) -> None:
         recover_from = self.position
         reply = await self.request(
-            lambda cid, ch: protocol.subscribe_command(cid, ch, recover_from=recover_from),
+            lambda cid, ch: self.wire.subscribe_command(cid, ch, recover_from=recover_from),
             self.channel,
             timeout=timeout,
         )
@@ -205,8 +213,8 @@ class Conn(asyncio.Protocol):
         if not recovered:
             self.shard.on_delivery(payload, self.node, arrived_ns)
 
-    def _on_text(self, frame: bytes, arrived_ns: int) -> None:
-        for reply in protocol.split_frame(frame):
+    def _on_message(self, frame: bytes, arrived_ns: int) -> None:
+        for reply in self.wire.split_frame(frame):
             command_id = reply.get("id")
             if command_id:
                 self._on_reply(command_id, reply)
@@ -215,7 +223,7 @@ class Conn(asyncio.Protocol):
                 if publication is not None:
                     self.on_publication(publication, arrived_ns)
             elif not reply and self.pong:
-                self._write(wsframes.OP_TEXT, protocol.PONG_FRAME)
+                self._write(self.wire.opcode, self.wire.pong)
 
     def _on_reply(self, command_id: int, reply: dict[str, Any]) -> None:
         if command_id not in self.pending:
@@ -366,7 +374,7 @@ class Shard:
         elif wait:
             try:
                 reply = await conn.request(
-                    protocol.publish_command, conn.channel, self._data(conn, seq), timeout=30
+                    conn.wire.publish_command, conn.channel, self._data(conn, seq), timeout=30
                 )
                 protocol.reply_result(reply, "publish")
             except (protocol.ProtocolError, ConnectionError, TimeoutError) as exc:

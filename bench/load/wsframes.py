@@ -3,8 +3,8 @@
 The load tool speaks WebSocket itself because on a 2-core machine the client's cost per message sets how much
 of the measured latency is the server's: frames are parsed synchronously in ``data_received`` and stamped
 with one clock read per chunk, with no coroutine wake-up per message (aiohttp's client cost ~35 µs/message
-here). Only what a Centrifugo-protocol client needs: text frames, ping/pong, close, continuation frames; no
-extensions (compression is never negotiated, as the benchmark wants).
+here). Only what a Centrifugo-protocol client needs: text and binary frames, a subprotocol, ping/pong, close,
+continuation frames; no extensions (compression is never negotiated, as the benchmark wants).
 
 Client frames are masked with an all-zero key: the frame format stays RFC 6455 (mask bit set, 4-byte key) and
 servers accept it, while the payload is sent as is. RFC 6455 asks browsers for unpredictable keys to protect
@@ -37,7 +37,8 @@ def accept_key(key: str) -> str:
     return base64.b64encode(hashlib.sha1(key.encode() + _ACCEPT_GUID).digest()).decode()
 
 
-def handshake_request(host: str, port: int, path: str, key: str) -> bytes:
+def handshake_request(host: str, port: int, path: str, key: str, subprotocol: str | None = None) -> bytes:
+    offer = f"Sec-WebSocket-Protocol: {subprotocol}\r\n" if subprotocol else ""
     return (
         f"GET {path} HTTP/1.1\r\n"
         f"Host: {host}:{port}\r\n"
@@ -45,13 +46,15 @@ def handshake_request(host: str, port: int, path: str, key: str) -> bytes:
         "Connection: Upgrade\r\n"
         f"Sec-WebSocket-Key: {key}\r\n"
         "Sec-WebSocket-Version: 13\r\n"
+        f"{offer}"
         "\r\n"
     ).encode()
 
 
-def parse_handshake_response(data: bytes, key: str) -> int | None:
+def parse_handshake_response(data: bytes, key: str, subprotocol: str | None = None) -> int | None:
     """``None`` while the response head is incomplete; else the length of the head (bytes after it are
-    already WebSocket frames). Raises :class:`WebSocketError` for anything but a valid 101 upgrade."""
+    already WebSocket frames). Raises :class:`WebSocketError` for anything but a valid 101 upgrade, and when
+    the server did not select the ``subprotocol`` that was offered."""
     end = data.find(b"\r\n\r\n")
     if end < 0:
         if len(data) > 16384:
@@ -69,6 +72,9 @@ def parse_handshake_response(data: bytes, key: str) -> int | None:
         raise WebSocketError("handshake response lacks Upgrade: websocket")
     if headers.get("sec-websocket-accept") != accept_key(key):
         raise WebSocketError("handshake response has a wrong Sec-WebSocket-Accept")
+    selected = headers.get("sec-websocket-protocol", "")
+    if selected != (subprotocol or ""):
+        raise WebSocketError(f"offered subprotocol {subprotocol!r}, server selected {selected!r}")
     if headers.get("sec-websocket-extensions"):
         raise WebSocketError(f"server negotiated an extension: {headers['sec-websocket-extensions']}")
     return end + 4

@@ -17,7 +17,7 @@ import pytest
 from bench.centrifugo.config import Engine
 from bench.load import protocol, runner
 from bench.load.__main__ import main as cli_main
-from bench.load.scenario import Kind, PublishVia, Scenario, Target
+from bench.load.scenario import Encoding, Kind, PublishVia, Scenario, Target
 from bench.load.servers import Stack
 from bench.load.shard import GAP_SEQ_BASE, Shard, ShardPlan, monotonic_ns
 
@@ -60,8 +60,12 @@ async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_tool_and_sdk_understand_each_other(centrifugo_memory: Target) -> None:
-    scenario = Scenario(kind=Kind.CHAT, connections=4, room_size=4, publish_rate_per_room=4, processes=1)
+@pytest.mark.parametrize("encoding", list(Encoding))
+async def test_tool_and_sdk_understand_each_other(centrifugo_memory: Target, encoding: Encoding) -> None:
+    """In protobuf, the tool's binary frames and the JSON SDK share one channel through the server."""
+    scenario = Scenario(
+        kind=Kind.CHAT, connections=4, room_size=4, publish_rate_per_room=4, processes=1, encoding=encoding
+    )
     shard = in_process_shard(centrifugo_memory, scenario)
     connected = await shard.phase_connect()
     assert connected["ok"] == 4, shard.first_errors
@@ -186,8 +190,16 @@ async def test_a_ramp_past_its_deadline_is_cut_off_and_counted(centrifugo_memory
             processes=1,
         ),
         Scenario(kind=Kind.RECONNECT_STORM, connections=30, room_size=10, gap_messages=2, settle_s=0.3),
+        Scenario(
+            kind=Kind.RECONNECT_STORM,
+            connections=30,
+            room_size=10,
+            gap_messages=2,
+            settle_s=0.3,
+            encoding=Encoding.PROTOBUF,
+        ),
     ],
-    ids=lambda s: s.kind.value,
+    ids=lambda s: f"{s.kind.value}-{s.encoding.value}",
 )
 def test_every_scenario_runs_end_to_end_in_load_processes(
     centrifugo_memory: Target, scenario: Scenario

@@ -1,117 +1,69 @@
-"""Drive the official npm ``centrifuge`` SDK (in Node) from async tests.
-
-``tests/js/client.mjs`` wraps a real centrifuge-js client: commands go in as
-JSON lines on its stdin, replies and SDK events come back as JSON lines.
-"""
+"""Drive the official npm ``centrifuge`` SDK from async tests: in Node (``tests/js/client.mjs``), in JSON
+or in its protobuf build (``centrifuge/build/protobuf``), or in headless Chromium (``tests/js/browser.mjs``,
+the protobuf build bundled into a page). The line protocol is :mod:`tests.harness.sdkclient`'s."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+
+from tests.harness.sdkclient import SdkClient, SdkClientError
 
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
+CHROMIUM = "/usr/bin/chromium"
+
+JsClientError = SdkClientError
 
 
-class JsClientError(RuntimeError):
-    """An SDK call rejected; ``code`` is the protocol error code when there is one."""
-
-    def __init__(self, op: str, error: dict[str, Any]) -> None:
-        super().__init__(f"{op}: {error.get('message')} (code {error.get('code')})")
-        self.code = error.get("code")
-        self.error = error
+def _node() -> str:
+    node = shutil.which("node")
+    if node is None or not (JS_DIR / "node_modules" / "centrifuge").exists():
+        raise RuntimeError("Node or tests/js/node_modules missing: run `make deps`")
+    return node
 
 
-class JsClient:
-    """One centrifuge-js client in a Node process (``script``: another driver in tests/js)."""
+class JsClient(SdkClient):
+    """One centrifuge-js client in a Node process; ``protocol`` is ``"json"`` or ``"protobuf"``;
+    ``script`` names another driver in tests/js (it gets the protocol as its first argument)."""
 
-    def __init__(self, script: str = "client.mjs", *, node_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, protocol: str = "json", *, script: str = "client.mjs", node_args: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__()
+        if protocol not in ("json", "protobuf"):
+            raise ValueError(f"protocol must be json or protobuf, got {protocol!r}")
+        self.protocol = protocol
         self.script = script
         self.node_args = node_args
-        self.events: list[dict[str, Any]] = []
-        self._proc: asyncio.subprocess.Process | None = None
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._next_id = 0
-        self._reader: asyncio.Task[None] | None = None
-        self._changed = asyncio.Event()
+        self.name = f"centrifuge-js ({protocol}, Node, {script})"
 
-    async def start(self) -> JsClient:
-        node = shutil.which("node")
-        if node is None or not (JS_DIR / "node_modules" / "centrifuge").exists():
-            raise RuntimeError("Node or tests/js/node_modules missing: run `make deps`")
-        self._proc = await asyncio.create_subprocess_exec(
-            node, *self.node_args, str(JS_DIR / self.script), cwd=JS_DIR,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        self._reader = asyncio.create_task(self._read())
+    def command(self) -> tuple[Sequence[str], Path]:
+        return [_node(), *self.node_args, str(JS_DIR / self.script), self.protocol], JS_DIR
+
+
+class BrowserClient(SdkClient):
+    """centrifuge-js's protobuf build in a page of headless Debian Chromium, driven through playwright-core.
+
+    The page is served from its own loopback origin (``page_origin`` once started; ``port`` fixes its port,
+    0 takes any free one), so a worker must allow that origin for the handshake to pass."""
+
+    name = "centrifuge-js (protobuf, Chromium)"
+    page_origin = ""
+
+    def __init__(self, port: int = 0) -> None:
+        super().__init__()
+        self.port = port
+
+    async def start(self) -> BrowserClient:
+        await super().start()
+        page = await self.wait_for(lambda e: e.get("event") == "page", what="the page")
+        self.page_origin = page["origin"]
         return self
 
-    async def _read(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        async for raw in self._proc.stdout:
-            message = json.loads(raw)
-            if "id" in message and message["id"] in self._pending:
-                self._pending.pop(message["id"]).set_result(message)
-            else:
-                self.events.append(message)
-                self._changed.set()
-
-    async def call(self, op: str, timeout: float = 15.0, **args: Any) -> Any:
-        """Run one SDK operation; return its result or raise ``JsClientError``."""
-        assert self._proc is not None and self._proc.stdin is not None
-        self._next_id += 1
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[self._next_id] = future
-        self._proc.stdin.write((json.dumps({"id": self._next_id, "op": op, **args}) + "\n").encode())
-        await self._proc.stdin.drain()
-        reply = await asyncio.wait_for(future, timeout)
-        if not reply["ok"]:
-            raise JsClientError(op, reply["error"])
-        return reply["result"]
-
-    async def wait_for(
-        self, predicate: Callable[[dict[str, Any]], bool], *, timeout: float = 10.0, what: str = "event"
-    ) -> dict[str, Any]:
-        """The first event (already seen or still to come) that satisfies ``predicate``."""
-
-        async def scan() -> dict[str, Any]:
-            while True:
-                for event in self.events:
-                    if predicate(event):
-                        return event
-                self._changed.clear()
-                await self._changed.wait()
-
-        try:
-            return await asyncio.wait_for(scan(), timeout)
-        except TimeoutError:
-            raise AssertionError(f"no {what} within {timeout} s; events: {self.events[-10:]}") from None
-
-    def of(self, kind: str, channel: str | None = None) -> list[dict[str, Any]]:
-        return [
-            e
-            for e in self.events
-            if e.get("event") == kind and (channel is None or e.get("channel") == channel)
-        ]
-
-    async def close(self) -> None:
-        if self._proc is None:
-            return
-        with contextlib.suppress(Exception):
-            await self.call("close", timeout=3)
-        with contextlib.suppress(ProcessLookupError):
-            self._proc.kill()
-        await self._proc.wait()
-        if self._reader is not None:
-            self._reader.cancel()
-        self._proc = None
-
-    async def __aenter__(self) -> JsClient:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    def command(self) -> tuple[Sequence[str], Path]:
+        if not Path(CHROMIUM).exists():
+            raise RuntimeError(f"{CHROMIUM} missing: run `make deps` (Debian package chromium)")
+        if not (JS_DIR / "node_modules" / "playwright-core").exists():
+            raise RuntimeError("tests/js/node_modules/playwright-core missing: run `make deps`")
+        return [_node(), str(JS_DIR / "browser.mjs"), CHROMIUM, str(self.port)], JS_DIR

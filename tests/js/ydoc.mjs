@@ -3,7 +3,7 @@
 // Run with `node --preserve-symlinks` (the provider is linked from clients/, its yjs is ours).
 //
 // stdin: {"id", "op", ...}; stdout: replies {"id", "ok", "result"|"error"} and events.
-// Ops: connect {url, token}, open {channel, name?}, edit {channel, ops: [[kind, pos, text]...]},
+// Ops: hello {} (answered once the driver is ready), connect {url, token}, open {channel, name?}, edit {channel, ops: [[kind, pos, text]...]},
 // read {channel}, peers {channel}, disconnect {}, reconnect {}, close {}.
 // An edit op is ["ins", pos, text] | ["app", 0, text] | ["del", pos, len] | ["set", key, value] on the text "t" / map "m";
 // positions are taken modulo the current length, so random schedules are always valid.
@@ -28,6 +28,9 @@ function contentOf(channel) {
 }
 
 const ops = {
+  async hello() {
+    return { sdk: 'centrifuge-js + resonance-yjs', encoding: 'json', runtime: `Node ${process.version}` };
+  },
   async connect(cmd) {
     client = new Centrifuge(cmd.url, { websocket: WebSocket, token: cmd.token, minReconnectDelay: 100, maxReconnectDelay: 500 });
     client.on('connected', (ctx) => out({ event: 'connected', client: ctx.client }));

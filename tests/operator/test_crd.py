@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import pytest
 import yaml
 from resonance_operator.api.spec import parse
 from resonance_operator.rollout import plan
@@ -101,3 +103,23 @@ def test_every_example_parses_and_its_rollout_is_valid() -> None:
             {**body, "spec": fixtures.apply_schema_defaults(body["spec"], fixtures.spec_schema())}
         )
         assert plan.spec_errors(cluster.spec.rollout, gateway_served=False) == [], path.name
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["*", "null", "https://app.example.com", "http://127.0.0.1:8080", "https://*.example.org", "http://[::1]:3000",
+     "https://app.example.com/", "https://a.com/path", "app.example.com", "https://*.*.example.com",
+     "https://a.*.com", "https://a.com:port", ""],
+)  # fmt: skip
+def test_the_allowed_origins_pattern_is_the_workers(entry: str) -> None:
+    """The API server refuses (by the CRD's pattern) exactly the entries the worker refuses to start with."""
+    from resonance_worker.domain.origins import check_entry
+
+    worker = _version()["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["worker"]
+    pattern = worker["properties"]["allowedOrigins"]["items"]["pattern"]
+    try:
+        check_entry(entry)
+        accepted = True
+    except ValueError:
+        accepted = False
+    assert bool(re.match(pattern, entry)) is accepted

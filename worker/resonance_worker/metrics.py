@@ -33,6 +33,13 @@ class WorkerMetrics:
         self.disconnects = Counter(
             "resonance_disconnects", "Connections closed by the server, by code.", ["code"], registry=r
         )
+        self.protocol_errors = Counter(
+            "resonance_protocol_errors",
+            "Connections closed for their encoding, by encoding (json, protobuf) and kind (bad_frame: "
+            "3501, a frame that is not the protocol; unencodable: 3506, data the encoding cannot carry).",
+            ["encoding", "kind"],
+            registry=r,
+        )
         self.limits = Counter("resonance_limit_violations", "Limits tripped, by kind.", ["kind"], registry=r)
         self.recoveries = Counter(
             "resonance_recoveries",

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from resonance_worker.domain.channels import NamespaceOptions, default_namespaces
 from resonance_worker.domain.netpolicy import parse_networks
+from resonance_worker.domain.origins import check_entry
 from resonance_worker.living_settings import LivingSettings, Neo4jSettings
 
 
@@ -163,6 +164,13 @@ class WorkerSettings(BaseSettings):
     ip_deny: list[str] = Field(
         default_factory=list, description="CIDRs that may not connect (JSON list); wins over `ip_allow`."
     )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed besides the worker's own (JSON list of `scheme://host[:port]`, "
+        "`https://*.example.com`, `null`, or `*` for any): they may open a WebSocket (another origin: "
+        "HTTP 403; no `Origin`, as from native apps: allowed) and read `/thyroid/status`, `/health` and "
+        "dev-mode `POST /token` (CORS).",
+    )
     allow_anonymous: bool = Field(False, description="Accept connections without a token (user '').")
     dev_mode: bool = Field(False, description="Development mode: enables `POST /token`. Never in production.")
     api_key: SecretStr | None = Field(
@@ -263,6 +271,8 @@ class WorkerSettings(BaseSettings):
     def _address_lists(self) -> WorkerSettings:
         for name in ("trusted_proxies", "ip_allow", "ip_deny"):
             parse_networks(getattr(self, name))
+        for origin in self.allowed_origins:
+            check_entry(origin)
         if self.client_ip_header and not self.trusted_proxies:
             # Believing the header from anyone lets every client pick its own address.
             raise ValueError("client_ip_header needs trusted_proxies (the CIDRs of the proxies that set it)")

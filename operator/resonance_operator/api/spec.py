@@ -117,6 +117,8 @@ class WorkerSpec(Model):
     image_pull_policy: str = "IfNotPresent"
     replicas: int = 2
     port: int = 8000
+    allowed_origins: list[str] = Field(default_factory=list)
+    """Browser origins besides the worker's own (RESONANCE_ALLOWED_ORIGINS); native apps send none."""
     resources: Resources = Field(default_factory=Resources)
     settings: WorkerSettingsSpec = Field(default_factory=WorkerSettingsSpec)
     env: list[dict[str, Any]] = Field(default_factory=list)

@@ -89,6 +89,8 @@ def worker_environment(cluster: ResonanceCluster) -> WorkerEnvironment:
         "RESONANCE_LOG_LEVEL": settings.log_level,
         "RESONANCE_LOG_JSON": "true" if settings.log_json else "false",
     }
+    if spec.worker.allowed_origins:
+        plain["RESONANCE_ALLOWED_ORIGINS"] = json.dumps(spec.worker.allowed_origins)
     from_secrets: dict[str, SecretKeyRef] = {}
 
     external_redis = spec.redis.external

@@ -224,3 +224,13 @@ def test_configmap_and_generated_secrets() -> None:
     neo4j = settings.neo4j_auth_secret(cluster, "pw")
     assert neo4j["metadata"]["name"] == "demo-neo4j-auth"
     assert neo4j["metadata"]["labels"]["app.kubernetes.io/component"] == "neo4j"
+
+
+def test_allowed_origins_reach_the_worker_as_its_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from resonance_worker.settings import WorkerSettings
+
+    origins = ["https://app.example.com", "https://*.example.org", "null"]
+    plain = settings.worker_environment(fixtures.cluster(fixtures.with_worker(allowedOrigins=origins))).plain
+    monkeypatch.setenv("RESONANCE_ALLOWED_ORIGINS", plain["RESONANCE_ALLOWED_ORIGINS"])
+    assert WorkerSettings(_env_file=None).allowed_origins == origins  # type: ignore[call-arg]
+    assert "RESONANCE_ALLOWED_ORIGINS" not in settings.worker_environment(fixtures.cluster()).plain

@@ -169,7 +169,7 @@ def test_a_binary_frame_closes_with_bad_request_whatever_came_before(text: str) 
     session = connected()
     session.receive_data(text, T0)
     settle(session, T0)
-    session.receive_binary()
+    session.receive_data(text.encode(), T0)  # the same commands, in a binary frame
     assert session.closed
     assert session.close_reason is not None
     assert session.close_reason.code in (Disconnects.BAD_REQUEST.code, *DISCONNECT_CODES)

@@ -178,8 +178,12 @@ def test_commands_before_connect_and_garbage_are_bad_requests() -> None:
         session.receive_data(frame, T0)
         assert session.close_reason == Disconnects.BAD_REQUEST, frame
     session = make()
-    session.receive_binary()
-    assert session.close_reason == Disconnects.BAD_REQUEST
+    session.receive_data(b'{"id": 1, "connect": {}}', T0)  # a binary frame on a JSON connection
+    assert session.close_reason is not None
+    assert (session.close_reason.code, session.close_reason.reason) == (
+        3501,
+        "bad request: a binary frame on a JSON connection (the protobuf subprotocol was not asked for)",
+    )
 
 
 def test_stale_connection_is_closed_at_the_connect_deadline() -> None:

@@ -205,15 +205,22 @@ async def test_raw_websocket_that_never_sends_connect_is_closed_3502(start_worke
         assert (closed.data, closed.extra) == (3502, "stale")
 
 
-@pytest.mark.parametrize("frame", ["not json", '{"id": 1, "subscribe": {"channel": "chat:x"}}', "[]"])
+@pytest.mark.parametrize(
+    ("frame", "detail"),
+    [
+        ("not json", "not JSON (invalid literal, expected 'null' at 0)"),
+        ('{"id": 1, "subscribe": {"channel": "chat:x"}}', "subscribe before connect"),
+        ("[]", "a command must be a JSON object"),
+    ],
+)
 async def test_raw_websocket_malformed_or_premature_frames_are_closed_3501(
-    worker: WorkerProcess, frame: str
+    worker: WorkerProcess, frame: str, detail: str
 ) -> None:
     async with aiohttp.ClientSession() as http:
         ws = await http.ws_connect(worker.ws_url)
         await ws.send_str(frame)
         closed = await ws.receive(timeout=5)
-        assert (closed.data, closed.extra) == (3501, "bad request")
+        assert (closed.data, closed.extra) == (3501, f"bad request: {detail}")
 
 
 async def test_raw_websocket_binary_frame_is_a_bad_request(worker: WorkerProcess) -> None:

@@ -9,11 +9,14 @@ import pytest
 from resonance_worker.domain.auth import TokenVerifier
 from resonance_worker.domain.codes import Disconnect, Disconnects, ErrorCode
 from resonance_worker.domain.operations import Failed, PresenceOp, SendOp
+from resonance_worker.domain.protobuf import PROTOBUF_CODEC
+from resonance_worker.domain.protocol import JSON_CODEC, Codec
 from resonance_worker.domain.requests.server import (
     ApiDisconnectRequest,
     ApiUnsubscribeRequest,
     control_message,
 )
+from resonance_worker.engines.base import Publication, StreamPosition
 from resonance_worker.engines.memory import MemoryEngine
 from resonance_worker.errors import EngineError
 from resonance_worker.metrics import WorkerMetrics
@@ -109,3 +112,51 @@ async def test_an_engine_failure_completes_the_operation_with_a_temporary_error(
     op = PresenceOp(3, "chat:a")
     await n.perform(conn, op)  # type: ignore[arg-type]
     assert conn.session.completed == [(op, Failed(ErrorCode.INTERNAL))]
+
+
+class CountingCodec:
+    """A real codec that counts the publication pushes it encodes."""
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+        self.encoded = 0
+
+    def publication_push(self, channel: str, pub: Publication) -> bytes | None:
+        self.encoded += 1
+        return self.codec.publication_push(channel, pub)
+
+
+class FanOutSession:
+    def __init__(self, codec: CountingCodec) -> None:
+        self.codec = codec
+        self.frames: list[bytes] = []
+        self.closed: list[Disconnect] = []
+
+    def deliver_publication(self, channel: str, frame: bytes, offset: int, epoch: str) -> None:
+        self.frames.append(frame)
+
+    def close(self, reason: Disconnect) -> None:
+        self.closed.append(reason)
+
+
+@pytest.mark.parametrize(
+    ("data", "json_closed"), [(b'{"m":1}', False), (b"\xff\x00", True)], ids=["json-data", "not-json"]
+)
+def test_a_publication_is_encoded_once_per_encoding_in_its_channel(data: bytes, json_closed: bool) -> None:
+    n = node()
+    json_codec, protobuf_codec = CountingCodec(JSON_CODEC), CountingCodec(PROTOBUF_CODEC)
+    conns = [FakeConnection() for _ in range(6)]
+    for i, conn in enumerate(conns):  # the two encodings interleaved in the channel's order
+        conn.session = FanOutSession(json_codec if i % 2 else protobuf_codec)  # type: ignore[assignment]
+    n.local_subs["chat:mixed"] = {f"c{i}": conn for i, conn in enumerate(conns)}  # type: ignore[misc]
+    n.on_publication("chat:mixed", Publication(data, offset=1), StreamPosition(1, "e"))
+    assert (json_codec.encoded, protobuf_codec.encoded) == (1, 1)
+    sessions: list[FanOutSession] = [conn.session for conn in conns]  # type: ignore[misc]
+    json_readers = [s for s in sessions if s.codec is json_codec]
+    protobuf_readers = [s for s in sessions if s.codec is protobuf_codec]
+    assert len({id(s.frames[0]) for s in protobuf_readers}) == 1  # the same bytes object for all
+    if json_closed:
+        assert all(s.closed == [Disconnects.INAPPROPRIATE_PROTOCOL] and not s.frames for s in json_readers)
+    else:
+        assert len({id(s.frames[0]) for s in json_readers}) == 1 and not any(s.closed for s in sessions)
+    assert all(conn.woken == 1 for conn in conns)

@@ -52,7 +52,7 @@ async def stack() -> AsyncIterator[AsyncExitStack]:
 
 
 async def editor(stack: AsyncExitStack, worker: WorkerProcess, user: str) -> JsClient:
-    js = await stack.enter_async_context(JsClient("ydoc.mjs", node_args=("--preserve-symlinks",)))
+    js = await stack.enter_async_context(JsClient(script="ydoc.mjs", node_args=("--preserve-symlinks",)))
     await js.call("connect", url=worker.ws_url, token=worker.token(user))
     return js
 
@@ -141,7 +141,7 @@ async def test_awareness_crosses_workers_and_leaves_with_the_connection(
     a, b = pair
     ann = await editor(stack, a, "ann")
     await opened(ann, "doc:aware", name="Ann")
-    ben = JsClient("ydoc.mjs", node_args=("--preserve-symlinks",))
+    ben = JsClient(script="ydoc.mjs", node_args=("--preserve-symlinks",))
     await ben.start()
     try:
         await ben.call("connect", url=b.ws_url, token=b.token("ben"))

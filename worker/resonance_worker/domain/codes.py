@@ -11,7 +11,7 @@ unsubscribe code >= 2500 makes the SDK resubscribe.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class ErrorCode(enum.IntEnum):
@@ -41,12 +41,25 @@ class ErrorCode(enum.IntEnum):
         return self in (ErrorCode.INTERNAL, ErrorCode.TOO_MANY_REQUESTS)
 
 
+MAX_REASON_BYTES = 123
+"""A WebSocket close frame's reason: at most 123 bytes of UTF-8 (RFC 6455 5.5)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Disconnect:
-    """Why the server closes a connection: sent as the WebSocket close code and reason."""
+    """Why the server closes a connection: sent as the WebSocket close code and reason. Two are
+    the same disconnect when their codes are (the SDK acts on the code; the reason is for people)."""
 
     code: int
-    reason: str
+    reason: str = field(compare=False)
+
+    def because(self, detail: str) -> Disconnect:
+        """This disconnect with what exactly was wrong after its reason (``bad request: ...``),
+        cut to fit a close frame. Say what was wrong, never a secret (a token, a key)."""
+        reason = f"{self.reason}: {detail}"
+        if len(reason.encode()) > MAX_REASON_BYTES:
+            reason = reason.encode()[: MAX_REASON_BYTES - 3].decode(errors="ignore") + "..."
+        return Disconnect(self.code, reason)
 
     @property
     def reconnect(self) -> bool:
@@ -76,6 +89,9 @@ class Disconnects:
     FORCE_NO_RECONNECT = Disconnect(3503, "force disconnect")
     CONNECTION_LIMIT = Disconnect(3504, "connection limit")
     CHANNEL_LIMIT = Disconnect(3505, "channel limit")
+    INAPPROPRIATE_PROTOCOL = Disconnect(3506, "inappropriate protocol")
+    """Publication data this connection's encoding cannot carry: bytes that are not JSON, from a
+    protobuf client, for a JSON subscriber (as Centrifugo)."""
     PERMISSION_DENIED = Disconnect(3507, "permission denied")
     NOT_AVAILABLE = Disconnect(3508, "not available")
     TOO_MANY_ERRORS = Disconnect(3509, "too many errors")

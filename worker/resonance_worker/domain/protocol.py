@@ -14,13 +14,20 @@ Decoding is two steps: ``parse_frame`` checks the envelope of every command of
 a frame (a bad one is a ``ProtocolViolationError``: the connection is closed
 with 3501), then each command's fields go through the rule book
 (``resonance_worker.domain.requests``) into a typed ``Command``. ``JSON_CODEC``
-bundles what the session needs (``Codec``); a protobuf codec would be a sibling
-of this module giving the session the same commands and taking the same results.
+bundles what the session and the node's fan-out need (``Codec``); the protobuf codec
+(``protobuf``) is its sibling, giving the session the same commands and taking the
+same results.
+
+``data`` is carried as raw JSON, so bytes that are not JSON (a protobuf client may
+publish any bytes) cannot reach a JSON client: the codec refuses them
+(``publication_push`` returns None, ``reply`` raises ``UnencodableError``) and the
+connection is closed with 3506 "inappropriate protocol", as Centrifugo does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import base64
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -53,28 +60,57 @@ PING_FRAME = b"{}"
 
 _MAX_COMMAND_ID = 2**32 - 1
 
+MAX_COMMANDS = 1000
+"""Commands one frame may carry, in either encoding (an SDK's reconnect batch is a connect and at
+most one subscribe per channel, 128 by default); more closes the connection with 3501."""
+
 
 class ProtocolViolationError(ValueError):
-    """A frame that is not the protocol: the connection is closed with "bad request"."""
+    """A frame that is not the protocol: the connection is closed with "bad request" and this
+    error's message as the reason's detail (what was wrong, never the frame's content)."""
+
+
+class UnencodableError(ValueError):
+    """A result this encoding cannot carry (publication data that is not JSON, for a JSON
+    client): the connection is closed with 3506 "inappropriate protocol"."""
 
 
 class Codec(Protocol):
-    """One encoding of the client protocol, as the session uses it: frames into typed commands,
-    typed results, errors and the session's own pushes into frames. Publications, join/leave
-    and other pushes fanned out to many connections are encoded once by the node."""
+    """One encoding of the client protocol: frames into typed commands, and typed results,
+    errors and pushes into messages. The session uses the first part; the node uses the pushes
+    it fans out (``publication_push``, ``join_push``, ``leave_push``), encoding each once per
+    codec in use in a channel and sharing the bytes among that codec's connections.
+
+    A frame written to a client is its messages joined by ``separator``, sent as a binary
+    WebSocket frame if ``binary`` (protobuf), else as a text frame (JSON)."""
+
+    name: str
+    """``json`` or ``protobuf``: for metrics and logs."""
+    binary: bool
+    separator: bytes
 
     @property
     def ping(self) -> bytes:
-        """The server ping frame."""
+        """The server ping message."""
         ...
 
-    def decode(self, text: str) -> list[Command]:
-        """Every command of a frame; ``ProtocolViolationError`` if the frame is not the protocol."""
+    def decode(self, data: str | bytes) -> list[Command]:
+        """Every command of a frame (``str``: a text frame, ``bytes``: a binary one);
+        ``ProtocolViolationError`` if the frame is not the protocol."""
         ...
 
-    def reply(self, cmd_id: int, result: Result) -> bytes: ...
+    def reply(self, cmd_id: int, result: Result) -> bytes:
+        """A successful reply; ``UnencodableError`` if the result cannot be carried."""
+        ...
+
     def error(self, cmd_id: int, code: ErrorCode, message: str | None = None) -> bytes: ...
     def unsubscribe_push(self, channel: str, code: int, reason: str) -> bytes: ...
+    def publication_push(self, channel: str, pub: PublicationLike) -> bytes | None:
+        """The publication push, or None when this encoding cannot carry its data."""
+        ...
+
+    def join_push(self, channel: str, info: ClientInfoLike) -> bytes: ...
+    def leave_push(self, channel: str, info: ClientInfoLike) -> bytes: ...
 
 
 # -- decoding -------------------------------------------------------------------------------------
@@ -96,14 +132,17 @@ class RawCommand:
 def parse_frame(text: str) -> list[RawCommand]:
     """Decode the envelope of every command of a text frame; raise ``ProtocolViolationError``
     on any bad one."""
+    lines = text.split("\n")
+    if len(lines) > MAX_COMMANDS and sum(1 for line in lines if line.strip()) > MAX_COMMANDS:
+        raise ProtocolViolationError(f"more than {MAX_COMMANDS} commands in one frame")
     commands = []
-    for line in text.split("\n"):
+    for line in lines:
         if not line.strip():
             continue
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            raise ProtocolViolationError(f"not JSON: {exc}") from None
+            raise ProtocolViolationError(f"not JSON ({exc.msg} at {exc.pos})") from None
         commands.append(_command_from_object(obj))
     if not commands:
         raise ProtocolViolationError("empty frame")
@@ -130,8 +169,12 @@ def _command_from_object(obj: object) -> RawCommand:
     return RawCommand(cmd_id, method, params)
 
 
-def decode_commands(text: str) -> list[Command]:
+def decode_commands(text: str | bytes) -> list[Command]:
     """Every command of a text frame, typed (a request the rules refuse is ``Malformed``)."""
+    if not isinstance(text, str):
+        raise ProtocolViolationError(
+            "a binary frame on a JSON connection (the protobuf subprotocol was not asked for)"
+        )
     return [parse_command(raw.id, raw.method, raw.params) for raw in parse_frame(text)]
 
 
@@ -147,7 +190,17 @@ def client_info_json(info: ClientInfoLike) -> dict[str, Any]:
     return out
 
 
+def is_json(data: bytes) -> bool:
+    """Whether ``data`` is one JSON value (what a JSON client can be sent as raw ``data``)."""
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
 def publication_json(pub: PublicationLike) -> dict[str, Any]:
+    """A publication's JSON object (its ``data`` trusted to be JSON: see ``checked_publications``)."""
     out: dict[str, Any] = {"data": orjson.Fragment(pub.data or b"null")}
     if pub.info is not None:
         out["info"] = client_info_json(pub.info)
@@ -155,6 +208,17 @@ def publication_json(pub: PublicationLike) -> dict[str, Any]:
         out["offset"] = pub.offset
     if pub.tags:
         out["tags"] = dict(pub.tags)
+    return out
+
+
+def api_publication_json(pub: PublicationLike) -> dict[str, Any]:
+    """A publication for the server API (JSON over HTTP): data that is not JSON (published by a
+    protobuf client) goes base64 in ``b64data`` instead of ``data`` (as Centrifugo names it)."""
+    if not pub.data or is_json(pub.data):
+        return publication_json(pub)
+    out = publication_json(pub)
+    del out["data"]
+    out["b64data"] = base64.b64encode(pub.data).decode()
     return out
 
 
@@ -179,7 +243,18 @@ def subscribe_json(result: SubscribeResult) -> dict[str, Any]:
     out["epoch"] = result.epoch
     out["offset"] = result.offset
     if result.publications:
-        out["publications"] = [publication_json(p) for p in result.publications]
+        out["publications"] = checked_publications(result.publications)
+    return out
+
+
+def checked_publications(pubs: Sequence[PublicationLike]) -> list[dict[str, Any]]:
+    """Publications of a reply (history, recovery), each checked to be JSON: ``UnencodableError``
+    names the first that is not."""
+    out = []
+    for pub in pubs:
+        if pub.data and not is_json(pub.data):
+            raise UnencodableError(f"publication {pub.offset} holds data that is not JSON")
+        out.append(publication_json(pub))
     return out
 
 
@@ -199,7 +274,7 @@ def connect_json(result: ConnectResult) -> dict[str, Any]:
 def history_json(result: HistoryResult) -> dict[str, Any]:
     out: dict[str, Any] = {"epoch": result.epoch, "offset": result.offset}
     if result.publications:
-        out["publications"] = [publication_json(p) for p in result.publications]
+        out["publications"] = checked_publications(result.publications)
     return out
 
 
@@ -273,6 +348,13 @@ def encode_publication_push(channel: str, pub: PublicationLike) -> bytes:
     return encode_push(channel, "pub", publication_json(pub))
 
 
+def checked_publication_push(channel: str, pub: PublicationLike) -> bytes | None:
+    """The publication push, or None when its data is not JSON (the node closes 3506)."""
+    if pub.data and not is_json(pub.data):
+        return None
+    return encode_push(channel, "pub", publication_json(pub))
+
+
 def encode_join_push(channel: str, info: ClientInfoLike) -> bytes:
     return encode_push(channel, "join", {"info": client_info_json(info)})
 
@@ -296,11 +378,17 @@ def encode_disconnect_push(code: int, reason: str) -> bytes:
 class JsonCodec:
     """The JSON encoding as a ``Codec`` (its functions, called with no extra layer)."""
 
+    name = "json"
+    binary = False
+    separator = b"\n"
     ping = PING_FRAME
     decode = staticmethod(decode_commands)
     reply = staticmethod(encode_result)
     error = staticmethod(encode_error)
     unsubscribe_push = staticmethod(encode_unsubscribe_push)
+    publication_push = staticmethod(checked_publication_push)
+    join_push = staticmethod(encode_join_push)
+    leave_push = staticmethod(encode_leave_push)
 
 
 JSON_CODEC = JsonCodec()

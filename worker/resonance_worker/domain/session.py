@@ -7,7 +7,7 @@ command, found in a table by request type (``_HANDLERS``), applies the rules: au
 permissions, limits, recovery and positioning (``subscriptions``), expiry. An operation it asks
 for is completed by one input, ``complete``, whatever the operation.
 
-Input methods: ``receive_data`` / ``receive_binary`` (frames), ``complete`` (the outcome of an
+Input methods: ``receive_data`` (frames, text or binary), ``complete`` (the outcome of an
 operation), and from ``SessionCore`` (``session_core.py``: the state and the output queues)
 ``tick`` (timers), ``deliver_*`` and ``server_unsubscribe`` (pushes fanned out by the node),
 ``position_lost`` and ``close``. Output methods: ``data_to_send()`` (frames to write),
@@ -100,9 +100,10 @@ class Session(SessionCore):
 
     # -- inputs -------------------------------------------------------------------------------
 
-    def receive_data(self, text: str, now: float) -> None:
-        """Handle one text frame from the client: its commands run in order, each waiting for
-        a connect or subscribe before it to be completed.
+    def receive_data(self, data: str | bytes, now: float) -> None:
+        """Handle one frame from the client (``str``: a text frame, ``bytes``: a binary one): its
+        commands run in order, each waiting for a connect or subscribe before it to be completed.
+        A frame that is not this connection's encoding closes it with 3501 and what was wrong.
 
         After calling this method: call ``data_to_send()`` and write the frames; call
         ``effects()`` and perform the operations, answering each with ``complete``; check
@@ -110,17 +111,13 @@ class Session(SessionCore):
         if self.state is SessionState.CLOSED:
             return
         try:
-            commands = self.codec.decode(text)
-        except ProtocolViolationError:
-            self.close(Disconnects.BAD_REQUEST)
+            commands = self.codec.decode(data)
+        except ProtocolViolationError as violation:
+            self.observer.protocol_error("bad_frame", str(violation))
+            self.close(Disconnects.BAD_REQUEST.because(str(violation)))
             return
         self._queue.extend(commands)
         self._drain(now)
-
-    def receive_binary(self) -> None:
-        """The JSON protocol has no binary frames: closes with 3501. After calling this method:
-        close the connection with ``close_reason``."""
-        self.close(Disconnects.BAD_REQUEST)
 
     def complete(self, op: Op, outcome: Outcome, now: float) -> bool:
         """Feed back what became of an operation from ``effects()`` (see ``operations`` for the
@@ -143,7 +140,7 @@ class Session(SessionCore):
         if self.state is SessionState.CLOSED:
             return False
         if op.cmd_id:
-            self._push(self.codec.reply(op.cmd_id, result))
+            self._reply(op.cmd_id, result)
         return True
 
     def _failed(self, op: Op, failure: Failed, now: float) -> bool:
@@ -183,7 +180,7 @@ class Session(SessionCore):
         reply = ConnectResult(
             self.client_id, self.config.version, self.config.node, ping, _ttl(self.expire_at, now), subs
         )
-        self._push(self.codec.reply(op.cmd_id, reply))
+        self._reply(op.cmd_id, reply)
         self._flush_buffers(op.subscriptions)
         if self.config.presence_update_interval > 0:
             self._next_presence = now + self.config.presence_update_interval
@@ -197,7 +194,7 @@ class Session(SessionCore):
         if self.state is not SessionState.CLOSED and op.channel in self._subs:
             result = self._settle(op, stream, now)
         if result is not None:
-            self._push(self.codec.reply(op.cmd_id, result))
+            self._reply(op.cmd_id, result)
             self._flush_buffers([op])
         self._answered(op)
         return result is not None
@@ -229,11 +226,12 @@ class Session(SessionCore):
     def _handle(self, command: Command, now: float) -> None:
         if command.is_pong:
             if self.state is not SessionState.CONNECTED or self._pong_deadline is None:
-                self.close(Disconnects.BAD_REQUEST)  # a pong nobody asked for, as Centrifuge
+                self.close(Disconnects.BAD_REQUEST.because("a pong without a ping"))  # as Centrifuge
             self._pong_deadline = None
             return
         if self.state is SessionState.CONNECTING and (command.method != "connect" or self._unusable):
-            self.close(Disconnects.BAD_REQUEST)
+            detail = "a connect failed before" if self._unusable else f"{command.method} before connect"
+            self.close(Disconnects.BAD_REQUEST.because(detail))
             return
         self.observer.command(command.method)
         if command.method != "connect" and self._rate_limited(command, now):
@@ -241,7 +239,10 @@ class Session(SessionCore):
         try:
             self._HANDLERS[type(command.request)](self, command.request, command.id, now)
         except RequestError as error:
-            self._refuse(command.method, command.id, Disconnects.BAD_REQUEST if error.fatal else error.code)
+            if error.fatal:
+                self.close(Disconnects.BAD_REQUEST.because(f"{command.method}: {error.message}"))
+            else:
+                self._refuse(command.method, command.id, error.code)
         except _RefusedError as refusal:
             self._refuse(command.method, command.id, refusal.outcome)
 
@@ -264,7 +265,7 @@ class Session(SessionCore):
 
     def _on_connect(self, request: ConnectRequest, cmd_id: int, now: float) -> None:
         if self.state is not SessionState.CONNECTING:
-            raise _RefusedError(Disconnects.BAD_REQUEST)  # already authenticated
+            raise _RefusedError(Disconnects.BAD_REQUEST.because("already connected"))
         token = request.token or self._url_token
         claims: ConnectClaims
         if token:
@@ -273,14 +274,22 @@ class Session(SessionCore):
             except TokenExpiredError:
                 self._unusable = True
                 raise _RefusedError(ErrorCode.TOKEN_EXPIRED) from None
-            except InvalidTokenError:
-                raise _RefusedError(Disconnects.INVALID_TOKEN) from None
+            except InvalidTokenError as exc:
+                raise _RefusedError(Disconnects.INVALID_TOKEN.because(str(exc))) from None
             if not claims.user and not self.config.allow_anonymous:
-                raise _RefusedError(Disconnects.PERMISSION_DENIED)
+                raise _RefusedError(
+                    Disconnects.PERMISSION_DENIED.because(
+                        "the token's sub is empty and anonymous connections are off"
+                    )
+                )
         elif self.config.allow_anonymous:
             claims = ConnectClaims(user="", expire_at=None, info=None)
-        else:
-            raise _RefusedError(Disconnects.BAD_REQUEST)  # no credentials, as Centrifuge
+        else:  # no credentials: 3501 as Centrifuge, saying so
+            raise _RefusedError(
+                Disconnects.BAD_REQUEST.because(
+                    "no token (in connect or ?token=) and anonymous connections are off"
+                )
+            )
         self.user = claims.user
         self.tenant = claims.tenant
         self.conn_info = claims.info
@@ -288,9 +297,9 @@ class Session(SessionCore):
         channels = list(claims.channels)
         if self.config.tenant_isolation:
             if not tenancy.valid_tenant(self.tenant):
-                raise _RefusedError(Disconnects.INVALID_TOKEN)
+                raise _RefusedError(Disconnects.INVALID_TOKEN.because("no valid tenant in the token"))
             if any(tenancy.split_tenant(c)[0] != self.tenant for c in channels):
-                raise _RefusedError(Disconnects.PERMISSION_DENIED)
+                raise _RefusedError(Disconnects.PERMISSION_DENIED.because("a channel of another tenant"))
         if self.config.personal_channel and self.user:
             personal = (
                 tenancy.personal_channel(self.tenant, self.user)
@@ -301,7 +310,9 @@ class Session(SessionCore):
                 channels.append(personal)
         if self.config.max_channels and len(channels) > self.config.max_channels:
             self.observer.limit(LimitKind.CHANNELS, self.client_id, self.user)
-            raise _RefusedError(Disconnects.CHANNEL_LIMIT)
+            raise _RefusedError(
+                Disconnects.CHANNEL_LIMIT.because(f"more than {self.config.max_channels} channels")
+            )
         sub_ops = []
         for channel in channels:
             options = self.rules.options(channel)
@@ -370,7 +381,9 @@ class Session(SessionCore):
             except InvalidTokenError:
                 raise _RefusedError(ErrorCode.PERMISSION_DENIED) from None
             if claims.channel != channel or claims.user != self.user:
-                raise _RefusedError(Disconnects.INVALID_TOKEN)
+                raise _RefusedError(
+                    Disconnects.INVALID_TOKEN.because("subscription token of another channel or user")
+                )
             expire_at = claims.expire_at
             chan_info = claims.info
         else:
@@ -406,7 +419,7 @@ class Session(SessionCore):
         sub = self._subs.pop(request.channel, None)
         if sub is not None:
             self._effects.append(UnsubscribeOp(0, sub.channel, sub.options, sub.info))
-        self._push(self.codec.reply(cmd_id, UnsubscribeResult()))
+        self._reply(cmd_id, UnsubscribeResult())
 
     def _on_publish(self, request: PublishRequest, cmd_id: int, now: float) -> None:
         channel = request.channel
@@ -446,7 +459,7 @@ class Session(SessionCore):
         self._effects.append(HistoryOp(cmd_id, channel, options, request.since, limit, request.reverse))
 
     def _on_ping(self, request: PingRequest, cmd_id: int, now: float) -> None:
-        self._push(self.codec.reply(cmd_id, PingResult()))
+        self._reply(cmd_id, PingResult())
 
     def _on_rpc(self, request: RpcRequest, cmd_id: int, now: float) -> None:
         self._effects.append(RpcOp(cmd_id, request.method, request.data, self.user, self.client_id))
@@ -459,15 +472,15 @@ class Session(SessionCore):
             claims = self.verifier.verify_connect(request.token, now)
         except TokenExpiredError:
             raise _RefusedError(Disconnects.EXPIRED) from None
-        except InvalidTokenError:
-            raise _RefusedError(Disconnects.INVALID_TOKEN) from None
+        except InvalidTokenError as exc:
+            raise _RefusedError(Disconnects.INVALID_TOKEN.because(str(exc))) from None
         if claims.user != self.user:
-            raise _RefusedError(Disconnects.INVALID_TOKEN)
+            raise _RefusedError(Disconnects.INVALID_TOKEN.because("refresh token of another user"))
         self.expire_at = claims.expire_at
         if claims.info is not None:
             self.conn_info = claims.info
         result = RefreshResult(self.client_id, self.config.version, _ttl(self.expire_at, now))
-        self._push(self.codec.reply(cmd_id, result))
+        self._reply(cmd_id, result)
 
     def _on_sub_refresh(self, request: SubRefreshRequest, cmd_id: int, now: float) -> None:
         sub = self._subs.get(request.channel)
@@ -484,7 +497,7 @@ class Session(SessionCore):
         if claims.channel != request.channel or claims.user != self.user:
             raise _RefusedError(Disconnects.INVALID_TOKEN)
         sub.expire_at = claims.expire_at
-        self._push(self.codec.reply(cmd_id, SubRefreshResult(_ttl(claims.expire_at, now))))
+        self._reply(cmd_id, SubRefreshResult(_ttl(claims.expire_at, now)))
 
 
 Session._HANDLERS = {

@@ -21,8 +21,9 @@ from resonance_worker.domain.channels import ChannelRules
 from resonance_worker.domain.codes import Disconnect, Disconnects, ErrorCode, UnsubscribeCode
 from resonance_worker.domain.limits import LimitKind, TokenBucket
 from resonance_worker.domain.operations import Op, PeerInfo, PresenceRefreshOp, SubscribeOp, UnsubscribeOp
-from resonance_worker.domain.protocol import JSON_CODEC, Codec
+from resonance_worker.domain.protocol import JSON_CODEC, Codec, UnencodableError
 from resonance_worker.domain.requests.client import Command
+from resonance_worker.domain.results import Result
 from resonance_worker.domain.subscriptions import Subscription, SubState
 
 
@@ -62,6 +63,9 @@ class SessionObserver(Protocol):
     def error(self, method: str, code: int) -> None: ...
     def limit(self, kind: str, client: str, user: str) -> None: ...
     def recovery(self, outcome: str) -> None: ...
+    def protocol_error(self, kind: str, detail: str) -> None:
+        """The connection is closed for its encoding: ``bad_frame`` (3501, a frame that is not the
+        protocol) or ``unencodable`` (3506, a reply its encoding cannot carry)."""
 
 
 class _NullObserver:
@@ -75,6 +79,9 @@ class _NullObserver:
         return None
 
     def recovery(self, outcome: str) -> None:
+        return None
+
+    def protocol_error(self, kind: str, detail: str) -> None:
         return None
 
 
@@ -286,6 +293,17 @@ class SessionCore:
             self._outgoing.clear()
             self.queued_bytes = 0
             self.close(Disconnects.SLOW)
+
+    def _reply(self, cmd_id: int, result: Result) -> None:
+        """Queue a successful reply; close with 3506 when this encoding cannot carry it (history
+        or recovered publications whose data is not JSON, for a JSON client: as Centrifugo)."""
+        try:
+            frame = self.codec.reply(cmd_id, result)
+        except UnencodableError as error:
+            self.observer.protocol_error("unencodable", str(error))
+            self.close(Disconnects.INAPPROPRIATE_PROTOCOL)
+            return
+        self._push(frame)
 
     def _refuse(
         self, method: str, cmd_id: int, outcome: ErrorCode | Disconnect, message: str | None = None

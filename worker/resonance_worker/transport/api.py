@@ -29,7 +29,7 @@ from opentelemetry.trace import SpanKind
 from resonance_worker import __version__
 from resonance_worker.domain.channels import NamespaceOptions
 from resonance_worker.domain.codes import ErrorCode
-from resonance_worker.domain.protocol import presence_json, presence_stats_json, publication_json
+from resonance_worker.domain.protocol import api_publication_json, presence_json, presence_stats_json
 from resonance_worker.domain.requests import rules
 from resonance_worker.domain.requests.client import HistoryRequest, PresenceRequest, PresenceStatsRequest
 from resonance_worker.domain.requests.rules import RequestError
@@ -122,7 +122,7 @@ async def _history(node: Node, request: HistoryRequest) -> dict[str, Any]:
     limit = rules.capped_limit(request.limit, node.settings.limits.history_max_limit)
     result = await node.read_history(request.channel, options, request.since, limit, request.reverse)
     return {
-        "publications": [publication_json(p) for p in result.publications],
+        "publications": [api_publication_json(p) for p in result.publications],
         "offset": result.offset,
         "epoch": result.epoch,
     }

@@ -38,6 +38,7 @@ from resonance_worker.transport import api, audit
 from resonance_worker.transport.background import run_in_background
 from resonance_worker.transport.console import install_console
 from resonance_worker.transport.drain import Drainer, install_drain
+from resonance_worker.transport.http import cors_middleware
 from resonance_worker.transport.keys import (
     DRAINER,
     LIVING,
@@ -158,6 +159,7 @@ def create_app(
     app[NODE] = node
     app[DRAINER] = Drainer(node)
     app.cleanup_ctx.append(_storage_lifecycle)
+    app.middlewares.append(cors_middleware(node.origin_policy, cors_paths(settings)))  # outermost
     checker = install_position_check(app, node, settings.position_check_seconds)
     if checker is not None:
         app[POSITION_CHECKER] = checker
@@ -176,6 +178,11 @@ def create_app(
     install_drain(app, app[DRAINER])  # POST/GET /drain
     install_console(app, settings)  # GET /, /config.json, /build.json, /assets/<name>
     return app
+
+
+def cors_paths(settings: WorkerSettings) -> frozenset[str]:
+    """The endpoints a browser app on an allowed origin reads (``POST /token`` in dev mode only)."""
+    return frozenset({"/health", "/thyroid/status", *(("/token",) if settings.dev_mode else ())})
 
 
 async def _storage_lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -11,6 +11,7 @@ answers the same way:
 A route checks the key with :func:`check_api_key`, reads its body with :func:`read_json_object`,
 and turns any :class:`ApiError`, :class:`~resonance_worker.rpc.RpcError` or
 :class:`~resonance_worker.errors.EngineError` it meets into a response with :func:`response_for`.
+The endpoints a browser app reads answer CORS for the allowed origins (:func:`cors_middleware`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from pydantic import SecretStr
 
 from resonance_worker.domain.codes import ErrorCode
 from resonance_worker.domain.netpolicy import AddressPolicy
+from resonance_worker.domain.origins import OriginPolicy
 from resonance_worker.errors import EngineError
 from resonance_worker.rpc import RpcError
 
@@ -95,3 +98,45 @@ def client_ip(request: web.Request, policy: AddressPolicy) -> str:
     peer = request.remote or ""
     forwarded = request.headers.get(policy.header) if policy.header else None
     return policy.client_address(peer, forwarded)
+
+
+CORS_METHODS = "GET, POST, OPTIONS"
+CORS_HEADERS = "Content-Type, Authorization"
+CORS_MAX_AGE = "600"
+
+
+def cors_middleware(policy: OriginPolicy, paths: frozenset[str]) -> Middleware:
+    """CORS for the endpoints a browser app on an allowed origin reads (``paths``; see
+    ``domain.origins``): a preflight (``OPTIONS`` with ``Access-Control-Request-Method``) is answered
+    204 with what may be sent, or 403 for an origin not allowed; an answer to an allowed origin
+    carries ``Access-Control-Allow-Origin``. Other paths and requests without ``Origin`` are left as
+    they are."""
+
+    @web.middleware
+    async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is None or request.path not in paths:
+            return await handler(request)
+        allowed = policy.admits(origin, request.host)
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            if not allowed:
+                return json_response(
+                    {"error": f"origin {origin[:200]!r} is not allowed (allowed_origins)"}, 403
+                )
+            return web.Response(
+                status=204,
+                headers={
+                    "Access-Control-Allow-Origin": origin,
+                    "Access-Control-Allow-Methods": CORS_METHODS,
+                    "Access-Control-Allow-Headers": CORS_HEADERS,
+                    "Access-Control-Max-Age": CORS_MAX_AGE,
+                    "Vary": "Origin",
+                },
+            )
+        response = await handler(request)
+        if allowed:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+        return response
+
+    return cors

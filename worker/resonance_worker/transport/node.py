@@ -3,8 +3,12 @@
 It performs the operations sessions ask for (against the engine; one performer
 per operation type, each completing its operation with one typed outcome,
 ``Session.complete``), and fans out what the engine delivers: each publication
-is encoded once, and the same frame object is queued to every local subscriber;
-the connections touched are flushed together once per event-loop iteration.
+is encoded once per encoding in use in its channel (JSON, protobuf: each
+connection's codec), never per connection, and the same frame object is queued
+to every local subscriber of that encoding; the connections touched are flushed
+together once per event-loop iteration. Publication data a JSON subscriber
+cannot be sent (bytes that are not JSON, from a protobuf client) closes that
+subscriber with 3506, as Centrifugo does.
 
 Everything the node consults is given to its constructor (``create_app`` builds them in order):
 the channel rules, the RPC table, the roster it records connections in, the pain hooks it reports
@@ -47,8 +51,9 @@ from resonance_worker.domain.operations import (
     SubscribeOp,
     UnsubscribeOp,
 )
+from resonance_worker.domain.origins import OriginPolicy
 from resonance_worker.domain.positions import Position
-from resonance_worker.domain.protocol import encode_join_push, encode_leave_push, encode_publication_push
+from resonance_worker.domain.protocol import Codec
 from resonance_worker.domain.requests.rules import RequestError
 from resonance_worker.domain.requests.server import ApiDisconnectRequest, ApiUnsubscribeRequest, parse_control
 from resonance_worker.domain.results import (
@@ -160,6 +165,8 @@ class Node:
             trusted_proxies=settings.trusted_proxies,
             header=settings.client_ip_header,
         )
+        self.origin_policy = OriginPolicy.from_list(settings.allowed_origins)
+        """Which browser origins may open a WebSocket and read the CORS endpoints."""
         self.pain = pain or PainHooks()
         """Where the node reports what hurts."""
         self.limits = limits or FixedLimits(limits_from_settings(settings))
@@ -246,23 +253,49 @@ class Node:
         publication: Publication,
         position: StreamPosition,
     ) -> None:
-        frame = encode_publication_push(channel, publication)
+        offset, epoch = position.offset, position.epoch
+        # Encoded once per codec in use (subscribers of one codec in a row share the last frame).
+        frames: dict[Codec, bytes | None] = {}
+        codec: Codec | None = None
+        frame: bytes | None = None
+        refused = 0
         for conn in list(subscribers.values()):
-            conn.session.deliver_publication(channel, frame, position.offset, position.epoch)
+            session = conn.session
+            if session.codec is not codec:
+                codec = session.codec
+                if codec in frames:
+                    frame = frames[codec]
+                else:
+                    frame = frames[codec] = codec.publication_push(channel, publication)
+            if frame is None:
+                refused += 1
+                session.close(Disconnects.INAPPROPRIATE_PROTOCOL)
+            else:
+                session.deliver_publication(channel, frame, offset, epoch)
             conn.wake()
-        self.metrics.publications.inc(len(subscribers))
+        self.metrics.publications.inc(len(subscribers) - refused)
+        if refused:
+            self.metrics.protocol_errors.labels(encoding="json", kind="unencodable").inc(refused)
+            log.warning(
+                "publication data is not JSON: its JSON subscribers here are disconnected (3506)",
+                extra={"channel": channel, "offset": offset, "disconnected": refused},
+            )
 
     def on_join(self, channel: str, info: ClientInfo) -> None:
-        self._join_leave(channel, encode_join_push(channel, info))
+        self._join_leave(channel, lambda codec: codec.join_push(channel, info))
 
     def on_leave(self, channel: str, info: ClientInfo) -> None:
-        self._join_leave(channel, encode_leave_push(channel, info))
+        self._join_leave(channel, lambda codec: codec.leave_push(channel, info))
 
-    def _join_leave(self, channel: str, frame: bytes) -> None:
+    def _join_leave(self, channel: str, encode: Callable[[Codec], bytes]) -> None:
         # Every member is asked, but most never want join/leave pushes (a client
         # asks for them when subscribing): only those that queued one are woken.
+        frames: dict[Codec, bytes] = {}
         for conn in list(self.local_subs.get(channel, {}).values()):
             session = conn.session
+            frame = frames.get(session.codec)
+            if frame is None:
+                frame = frames[session.codec] = encode(session.codec)
             queued = session.queued_bytes
             session.deliver_join_leave(channel, frame)
             if session.queued_bytes != queued or session.closed:

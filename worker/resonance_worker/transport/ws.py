@@ -19,8 +19,10 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from resonance_worker.domain.codes import Disconnect, Disconnects
+from resonance_worker.domain.encodings import UnsupportedEncodingError, negotiate, offered_subprotocols
 from resonance_worker.domain.keys import SlotScope
 from resonance_worker.domain.limits import LimitKind
+from resonance_worker.domain.protocol import JSON_CODEC, Codec
 from resonance_worker.domain.session import Session
 from resonance_worker.log import bind_connection
 from resonance_worker.metrics import WorkerMetrics
@@ -38,10 +40,12 @@ ABORT_AFTER_SECONDS = 2.0
 class _Observer:
     """Turns session decisions into metrics and log lines."""
 
-    def __init__(self, node: Node, ip: str) -> None:
+    def __init__(self, node: Node, ip: str, client: str, encoding: str) -> None:
         self.metrics: WorkerMetrics = node.metrics
         self.node = node
         self.ip = ip
+        self.client = client
+        self.encoding = encoding
 
     def command(self, method: str) -> None:
         self.metrics.commands.labels(method=method).inc()
@@ -56,15 +60,40 @@ class _Observer:
     def recovery(self, outcome: str) -> None:
         self.metrics.recoveries.labels(outcome=outcome).inc()
 
+    def protocol_error(self, kind: str, detail: str) -> None:
+        self.metrics.protocol_errors.labels(encoding=self.encoding, kind=kind).inc()
+        level = logging.ERROR if kind == "unencodable" else logging.WARNING
+        log.log(
+            level,
+            "protocol error",
+            extra={
+                "client": self.client,
+                "ip": self.ip,
+                "encoding": self.encoding,
+                "kind": kind,
+                "error": detail,
+            },
+        )
+
 
 def text_frame(payload: bytes) -> bytes:
     """One unmasked, unfragmented RFC 6455 text frame (as a server sends it) carrying ``payload``."""
+    return ws_frame(0x81, payload)
+
+
+def binary_frame(payload: bytes) -> bytes:
+    """One unmasked, unfragmented RFC 6455 binary frame carrying ``payload``."""
+    return ws_frame(0x82, payload)
+
+
+def ws_frame(first: int, payload: bytes) -> bytes:
+    """One unmasked RFC 6455 frame: ``first`` is its first byte (FIN and the opcode)."""
     size = len(payload)
     if size < 126:
-        return _HEADER_SHORT(0x81, size) + payload
+        return _HEADER_SHORT(first, size) + payload
     if size < 65536:
-        return _HEADER_MEDIUM(0x81, 126, size) + payload
-    return _HEADER_LONG(0x81, 127, size) + payload
+        return _HEADER_MEDIUM(first, 126, size) + payload
+    return _HEADER_LONG(first, 127, size) + payload
 
 
 _HEADER_SHORT = struct.Struct("!BB").pack
@@ -78,17 +107,21 @@ class Connection:
     Reading, the session's operations and its timers run in the handler task.
     There is no writer task: whatever the session queued is written straight to
     the transport, once per event-loop iteration (``Node`` collects the
-    connections to flush), all queued replies and pushes in one frame separated
-    by newlines, as Centrifugo batches them. A task exists only while the socket
-    is paused (the client reads slowly) and when closing.
+    connections to flush), all queued replies and pushes in one frame, as
+    Centrifugo batches them: a text frame separated by newlines (JSON) or a
+    binary frame of length-delimited messages (protobuf). A task exists only
+    while the socket is paused (the client reads slowly) and when closing.
     """
 
     __slots__ = (
         "_abort_handle",
+        "_close_sent",
         "_closer",
         "_draining",
+        "_first_byte",
         "_flush_queued",
         "_protocol",
+        "_separator",
         "_tasks",
         "_timer_at",
         "_writer",
@@ -110,6 +143,7 @@ class Connection:
         url_token: str | None,
         transport: asyncio.Transport | None = None,
         request: web.Request | None = None,
+        codec: Codec = JSON_CODEC,
     ) -> None:
         self.node = node
         self.ws = ws
@@ -125,8 +159,11 @@ class Connection:
             verifier=node.verifier,
             now=time.time(),
             url_token=url_token,
-            observer=_Observer(node, ip),
+            observer=_Observer(node, ip, self.client_id, codec.name),
+            codec=codec,
         )
+        self._first_byte = 0x82 if codec.binary else 0x81
+        self._separator = codec.separator
         # Flow control: the protocol says when the socket's buffer is full; the
         # request's payload writer waits until it drains (both public aiohttp API).
         self._protocol = request.protocol if request is not None else None
@@ -137,6 +174,7 @@ class Connection:
         self._draining: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self._abort_handle: asyncio.TimerHandle | None = None
+        self._close_sent = False  # our close frame is out; the client's answer ends the read loop
 
     # -- called by the node and by the reader -------------------------------------
 
@@ -169,7 +207,8 @@ class Connection:
                 session.close(Disconnects.WRITE_ERROR)
             else:
                 assert transport is not None
-                transport.write(text_frame(frames[0] if len(frames) == 1 else b"\n".join(frames)))
+                payload = frames[0] if len(frames) == 1 else self._separator.join(frames)
+                transport.write(ws_frame(self._first_byte, payload))
         if session.closed and self._closer is None:
             self._closer = self._spawn(self._close())
 
@@ -251,8 +290,19 @@ class Connection:
                     "reason": reason.reason,
                 },
             )
-        if not self.ws.closed:
-            await self.ws.close(code=reason.code, message=reason.reason.encode())
+        if self.ws.closed or self._close_sent:
+            return
+        # The close frame goes out and the connection stays open until the client answers with its own
+        # (RFC 6455 7.1.1; the read loop ends on it) or the abort timer cuts it off. Closing the socket at
+        # once, as aiohttp's close() does while a read is pending, lets a client that writes meanwhile
+        # (its close answer, a pong) get a reset that discards the unread close frame: centrifuge-java
+        # then sees "transport closed" instead of the code.
+        self._close_sent = True
+        try:
+            await self.ws.send_frame(struct.pack("!H", reason.code) + reason.reason.encode(), WSMsgType.CLOSE)
+        except (ConnectionError, RuntimeError):  # the client is gone already
+            if self.transport is not None:
+                self.transport.close()
 
     async def serve(self) -> None:
         """Run until the client goes away or the session closes the connection."""
@@ -260,16 +310,13 @@ class Connection:
         self._reschedule()
         try:
             async for msg in self.ws:
-                if msg.type is WSMsgType.TEXT:
+                if self.session.closed:
+                    continue  # closing: what the client sends before its close frame is dropped
+                if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
                     self.session.receive_data(msg.data, time.time())
                     await self._run_effects()
-                elif msg.type is WSMsgType.BINARY:
-                    self.session.receive_binary()
-                    self.wake()
                 elif msg.type is WSMsgType.ERROR:
                     self._transport_error(msg.data)
-                    break
-                if self.session.closed:
                     break
         finally:
             self.flush()  # what is queued, and the close frame with its code if the session closed
@@ -278,8 +325,11 @@ class Connection:
                     await asyncio.wait_for(asyncio.shield(self._closer), timeout=5.0)
                 except (TimeoutError, asyncio.CancelledError):
                     self._closer.cancel()
-            if not self.ws.closed:
-                await self.ws.close()
+            if self._close_sent:
+                if self.transport is not None:
+                    self.transport.close()  # both close frames exchanged (or the client is gone)
+            elif not self.ws.closed:
+                await self.ws.close()  # the client closed first: answer it
             if self._timer_at is not None:
                 self.node.timers.cancel(self, self._timer_at)
                 self._timer_at = None
@@ -302,14 +352,28 @@ class Connection:
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
-    """``GET /connection/websocket``: the Centrifuge protocol endpoint."""
+    """``GET /connection/websocket``: the Centrifuge protocol endpoint, in the encoding the handshake
+    asks for (``resonance_worker.domain.encodings``)."""
     node = request.app[NODE]
     ip = client_ip(request, node.address_policy)
     if not node.address_policy.admits(ip):
         log.info("connection refused by IP policy", extra={"ip": ip})
         return web.json_response({"error": "address not allowed"}, status=403)
+    origin = request.headers.get("Origin")
+    if not node.origin_policy.admits(origin, request.host):
+        log.info("connection refused: origin", extra={"ip": ip, "origin": (origin or "")[:200]})
+        return web.json_response(
+            {"error": f"origin {origin[:200]!r} is not allowed (allowed_origins)" if origin else "origin"},
+            status=403,
+        )
     if node.draining:
         return web.json_response({"error": "shutting down"}, status=503)
+    offered = offered_subprotocols(request.headers.getall("Sec-WebSocket-Protocol", []))
+    try:
+        encoding = negotiate(offered, request.query)
+    except UnsupportedEncodingError as exc:
+        log.info("handshake refused: encoding", extra={"ip": ip, "error": str(exc)})
+        return web.json_response({"error": str(exc)}, status=400)
     broken = node.counter.admit(ip)
     if broken == LimitKind.CONNECTIONS_TOTAL:
         node.limit_tripped(broken, ip=ip)
@@ -318,6 +382,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         max_msg_size=node.settings.limits.max_message_bytes,
         compress=False,  # permessage-deflate costs ~90 KB per connection and 3.5x fan-out CPU
         autoping=True,
+        autoclose=False,  # a client's close frame ends the read loop; ``serve`` answers it or ends the socket
+        protocols=(encoding.subprotocol,) if encoding.subprotocol else (),
     )
     try:
         await ws.prepare(request)
@@ -327,7 +393,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             reason = Disconnects.CONNECTION_LIMIT
             await ws.close(code=reason.code, message=reason.reason.encode())
             return ws
-        conn = Connection(node, ws, ip, request.query.get("token") or None, request.transport, request)
+        token = request.query.get("token") or None
+        conn = Connection(node, ws, ip, token, request.transport, request, encoding.codec)
         if not await node.hold_slot(conn, SlotScope.ADDRESS, ip, node.settings.limits.max_connections_per_ip):
             # Over the per-address limit across the cluster: refused like one over it on this worker.
             node.limit_tripped(LimitKind.CONNECTIONS_PER_IP, ip=ip)

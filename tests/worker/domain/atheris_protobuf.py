@@ -1,0 +1,54 @@
+"""A coverage-guided fuzz target (atheris, libFuzzer) over the protobuf decoder and a session speaking
+protobuf, with the invariants of ``test_protobuf_fuzz.py``: nothing raises; every frame written is
+length-delimited Replies with documented error codes; every close code is a documented one; a closed
+session stays silent.
+
+Each input is one connection's life: the first byte says whether it signs in first; the rest is cut into
+binary frames at ``\\x1e\\x1e``, each received, its operations answered as the node would when the engine
+is away, the timers run, and the output checked.
+
+Run by ``test_protobuf_atheris.py`` with a bounded number of runs; by hand:
+
+    .venv/bin/python -m tests.worker.domain.atheris_protobuf -runs=100000 [corpus_dir]
+"""
+
+from __future__ import annotations
+
+import sys
+
+import atheris
+
+with atheris.instrument_imports(include=["resonance_worker"]):
+    from resonance_worker.domain import client_pb2 as pb
+    from resonance_worker.domain.protobuf import delimited
+
+    from tests.worker.domain.test_protobuf_fuzz import T0, check_output, connected, fresh, settle
+
+SEPARATOR = b"\x1e\x1e"
+MAX_FRAMES = 6
+
+
+def one_connection(data: bytes) -> None:
+    if not data:
+        return
+    session = connected() if data[0] & 1 else fresh()
+    now = T0
+    for frame in data[1:].split(SEPARATOR)[:MAX_FRAMES]:
+        now += 0.01
+        session.receive_data(frame, now)
+        settle(session, now)
+        check_output(session)
+        session.tick(now)
+        check_output(session)
+    if session.closed:
+        session.receive_data(delimited(pb.Command(id=99, ping=pb.PingRequest())), now)
+        assert session.data_to_send() == [] and session.effects() == []
+
+
+def main() -> None:
+    atheris.Setup(sys.argv, one_connection)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
