@@ -111,6 +111,7 @@ def test_minimal_example_becomes_ready_on_kwok_nodes(operator: RunningOperator, 
         "Ready": "True",
         "Progressing": "False",
         "Degraded": "False",
+        "Monitoring": "True",  # nothing requested (spec.observability): NotRequested
     }
     assert body["status"]["endpoint"] == f"ws://minimal-worker.{namespace}.svc:80/connection/websocket"
     assert children_of(namespace) == {
