@@ -95,13 +95,16 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API is started its event loop counts as running in this
+# thread, so every asyncio test collected after this module would fail ("Runner.run() cannot be called from
+# a running event loop"). Stopping it when the module ends gives the thread back.
+@pytest.fixture(scope="module")
 def pw() -> Iterator[Playwright]:
     with sync_playwright() as playwright:
         yield playwright
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(pw: Playwright) -> Iterator[Browser]:
     """Chromium without a camera (the fake-camera browsers are launched per video)."""
     chromium = launch(pw)
