@@ -191,8 +191,13 @@ def test_scale_and_spec_edit_roll_through(operator: RunningOperator, namespace: 
         "patch", "rescl", "minimal", "-n", namespace, "--type=merge",
         "-p", '{"spec":{"worker":{"settings":{"logLevel":"DEBUG"}}}}',
     )  # fmt: skip
+    # Ready stays True while serving workers roll (issue 17): the rollout's end is Progressing False.
     wait_until(
-        lambda: (b := is_ready("minimal", namespace)) and b["metadata"]["generation"] == generation + 1,
+        lambda: (
+            (b := is_ready("minimal", namespace))
+            and b["status"]["observedGeneration"] == generation + 1
+            and condition(b, "Progressing")["status"] == "False"
+        ),
         timeout=120,
         what="the edited spec rolled out",
     )

@@ -195,7 +195,7 @@ def test_promql_analysis_promotes_a_good_canary_and_rolls_back_a_bad_one(
         patch_spec(
             "prom",
             namespace,
-            {"worker": {"settings": {"extra": {**WORKER_SETTINGS["extra"], **TOO_TIGHT_RATE}}}},
+            {"worker": {"limits": TOO_TIGHT_RATE}},
         )
 
         def rolled_back(body: dict[str, Any]) -> bool:

@@ -41,7 +41,12 @@ def cluster_manifest(
         "kind": "ResonanceCluster",
         "metadata": {"name": name},
         "spec": {
-            "worker": {"image": "ghcr.io/liminal/resonance-worker:0.1.0", "replicas": replicas, **worker},
+            "worker": {
+                "image": "ghcr.io/liminal/resonance-worker:0.1.0",
+                "replicas": replicas,
+                "limits": WORKER_LIMITS,
+                **worker,
+            },
             "redis": {"managed": {"persistence": {"enabled": False}}},
             "rollout": rollout,
         },
@@ -381,12 +386,12 @@ ANALYSIS = {
     ],
 }
 DRAIN = {"maxDrainSeconds": 30, "reconnectsPerSecond": 40, "windowSeconds": 2}
-# Every load client comes from 127.0.0.1.
-WORKER_SETTINGS = {
-    "extra": {"LIMITS__MAX_CONNECTIONS_PER_IP": "10000", "LIMITS__MAX_CONNECTIONS_PER_USER": "10000"}
-}
+# Every load client comes from 127.0.0.1 as one user: limits far above what the tests open, in
+# spec.worker.limits (an `extra` setting that the limits render is refused as InvalidSpec since issue 15).
+WORKER_SETTINGS: dict[str, Any] = {}
+WORKER_LIMITS = {"connectionsPerAddress": 10000, "connectionsPerUser": 10000}
 # A real misconfiguration: a command rate far under what clients send, so the canary answers errors (111).
-TOO_TIGHT_RATE = {"LIMITS__COMMAND_RATE": "1", "LIMITS__COMMAND_BURST": "1"}
+TOO_TIGHT_RATE = {**WORKER_LIMITS, "commandsPerSecond": 1, "commandBurst": 1}
 
 
 @pytest.fixture
@@ -500,8 +505,7 @@ def test_bad_canary_is_rolled_back_by_analysis(
     load = ServiceLoad(namespace, {"bad-worker": 24}, client_token("bad", namespace)).start()
     try:
         wait_until(lambda: sum(load.replies.values()) > 100, timeout=60, what="load answered")
-        bad_settings = {"extra": {**WORKER_SETTINGS["extra"], **TOO_TIGHT_RATE}}
-        patch_spec("bad", namespace, {"worker": {"settings": bad_settings}})
+        patch_spec("bad", namespace, {"worker": {"limits": TOO_TIGHT_RATE}})
 
         def rolled_back(body: dict[str, Any]) -> bool:
             return condition(body, "Degraded").get("reason") == "AnalysisFailed"
