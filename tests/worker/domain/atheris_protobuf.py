@@ -19,10 +19,8 @@ import sys
 import atheris
 
 with atheris.instrument_imports(include=["resonance_worker"]):
-    from resonance_worker.domain import client_pb2 as pb
-    from resonance_worker.domain.protobuf import delimited
-
-    from tests.worker.domain.test_protobuf_fuzz import T0, check_output, connected, fresh, settle
+    from tests.worker.domain.session_fuzzing import live
+    from tests.worker.domain.test_protobuf_fuzz import PROTOBUF_WIRE
 
 SEPARATOR = b"\x1e\x1e"
 MAX_FRAMES = 6
@@ -31,18 +29,7 @@ MAX_FRAMES = 6
 def one_connection(data: bytes) -> None:
     if not data:
         return
-    session = connected() if data[0] & 1 else fresh()
-    now = T0
-    for frame in data[1:].split(SEPARATOR)[:MAX_FRAMES]:
-        now += 0.01
-        session.receive_data(frame, now)
-        settle(session, now)
-        check_output(session)
-        session.tick(now)
-        check_output(session)
-    if session.closed:
-        session.receive_data(delimited(pb.Command(id=99, ping=pb.PingRequest())), now)
-        assert session.data_to_send() == [] and session.effects() == []
+    live(PROTOBUF_WIRE, data[1:].split(SEPARATOR)[:MAX_FRAMES], signed_in=bool(data[0] & 1))
 
 
 def main() -> None:

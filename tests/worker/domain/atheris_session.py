@@ -14,7 +14,6 @@ Run by ``test_protocol_atheris.py`` with a bounded number of runs; by hand:
 
 from __future__ import annotations
 
-import json
 import sys
 
 import atheris
@@ -22,7 +21,8 @@ import atheris
 with atheris.instrument_imports(include=["resonance_worker"]):
     from resonance_worker.domain.protocol import ProtocolViolationError, parse_frame
 
-    from tests.worker.domain.test_protocol_fuzz import T0, check_output, connected, fresh, settle
+    from tests.worker.domain.session_fuzzing import live
+    from tests.worker.domain.test_protocol_fuzz import JSON_WIRE
 
 SEPARATOR = "\x1e"
 MAX_FRAMES = 6
@@ -38,24 +38,14 @@ def decode(data: bytes) -> str:
 def one_connection(data: bytes) -> None:
     if not data:
         return
-    text = decode(data[1:])
-    session = connected() if data[0] & 1 else fresh()
-    now = T0
-    for frame in text.split(SEPARATOR)[:MAX_FRAMES]:
+    frames = decode(data[1:]).split(SEPARATOR)[:MAX_FRAMES]
+    for frame in frames:
         try:
             parsed = parse_frame(frame)
         except ProtocolViolationError:
             parsed = None
         assert parsed is None or all(isinstance(c.params, dict) for c in parsed)
-        now += 0.01
-        session.receive_data(frame, now)
-        settle(session, now)
-        check_output(session)
-        session.tick(now)
-        check_output(session)
-    if session.closed:
-        session.receive_data(json.dumps({"id": 99, "rpc": {}}), now)
-        assert session.data_to_send() == [] and session.effects() == []
+    live(JSON_WIRE, frames, signed_in=bool(data[0] & 1))
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import jwt
 from resonance_worker.domain import client_pb2 as pb
 from resonance_worker.domain.protobuf import delimited
 
-from tests.worker.domain.test_protocol_fuzz import SECRET
+from tests.worker.domain.session_fuzzing import SECRET
 
 ROOT = Path(__file__).resolve().parents[3]
 RUNS = 10_000

@@ -6,19 +6,16 @@ session stays silent."""
 
 from __future__ import annotations
 
-import jwt
+from collections.abc import Iterator
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from resonance_worker.domain import client_pb2 as pb
-from resonance_worker.domain.auth import TokenVerifier
-from resonance_worker.domain.channels import ChannelRules, default_namespaces
-from resonance_worker.domain.operations import Connected, ConnectOp
 from resonance_worker.domain.protobuf import PROTOBUF_CODEC, decode_commands, delimited, split_frame
 from resonance_worker.domain.protocol import ProtocolViolationError
 from resonance_worker.domain.requests.client import Command
-from resonance_worker.domain.session import Session, SessionConfig
 
-from tests.worker.domain.test_protocol_fuzz import DISCONNECT_CODES, ERROR_CODES, SECRET, T0, settle
+from tests.worker.domain.session_fuzzing import Wire, live
 
 texts = st.text(max_size=12)
 channels = (
@@ -113,51 +110,22 @@ def test_a_valid_frame_cut_anywhere_is_refused_or_is_fewer_whole_commands(
     )
 
 
-def fresh() -> Session:
-    return Session(
-        "fuzz",
-        config=SessionConfig(personal_channel=False),
-        rules=ChannelRules(default_namespaces()),
-        verifier=TokenVerifier(hmac_secret=SECRET),
-        now=T0,
-        codec=PROTOBUF_CODEC,
-    )
+def protobuf_error_codes(frame: bytes) -> Iterator[int]:
+    for raw in split_frame(frame):
+        reply = pb.Reply.FromString(raw)
+        if reply.HasField("error"):
+            yield reply.error.code
 
 
-def connected() -> Session:
-    session = fresh()
-    token = jwt.encode({"sub": "alice"}, SECRET, "HS256")
-    session.receive_data(delimited(pb.Command(id=1, connect=pb.ConnectRequest(token=token))), T0)
-    (op,) = session.effects()
-    assert isinstance(op, ConnectOp)
-    session.complete(op, Connected({}), T0)
-    session.data_to_send()
-    return session
-
-
-def check_output(session: Session) -> None:
-    for chunk in session.data_to_send():
-        for raw in split_frame(chunk):
-            reply = pb.Reply.FromString(raw)
-            if reply.HasField("error"):
-                assert reply.error.code in ERROR_CODES
-    if session.closed:
-        assert session.close_reason is not None
-        assert session.close_reason.code in DISCONNECT_CODES
+PROTOBUF_WIRE = Wire(
+    codec=PROTOBUF_CODEC,
+    connect=lambda token: delimited(pb.Command(id=1, connect=pb.ConnectRequest(token=token))),
+    after_close=delimited(pb.Command(id=99, ping=pb.PingRequest())),
+    error_codes=protobuf_error_codes,
+)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(frames, min_size=1, max_size=5), st.booleans())
 def test_any_frames_get_answers_or_a_documented_disconnect(batch: list[bytes], logged_in: bool) -> None:
-    session = connected() if logged_in else fresh()
-    now = T0
-    for data in batch:
-        now += 0.01
-        session.receive_data(data, now)
-        settle(session, now)
-        check_output(session)
-        session.tick(now)
-        check_output(session)
-    if session.closed:
-        session.receive_data(delimited(pb.Command(id=99, ping=pb.PingRequest())), now)
-        assert session.data_to_send() == [] and session.effects() == []
+    live(PROTOBUF_WIRE, batch, signed_in=logged_in)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jwt
 
-from tests.worker.domain.test_protocol_fuzz import SECRET
+from tests.worker.domain.session_fuzzing import SECRET
 
 ROOT = Path(__file__).resolve().parents[3]
 RUNS = 20_000

@@ -7,23 +7,30 @@ closed."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
-import jwt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from resonance_worker.domain.auth import TokenVerifier
-from resonance_worker.domain.channels import ChannelRules, default_namespaces
-from resonance_worker.domain.codes import Disconnects, ErrorCode
-from resonance_worker.domain.operations import Connected, ConnectOp, Failed
-from resonance_worker.domain.protocol import METHODS, ProtocolViolationError, parse_frame
-from resonance_worker.domain.session import Session, SessionConfig
+from resonance_worker.domain.codes import Disconnects
+from resonance_worker.domain.protocol import JSON_CODEC, METHODS, ProtocolViolationError, parse_frame
 
-SECRET = "a-fuzzing-secret-that-is-long-enough-for-hs256"
-T0 = 1_800_000_000.0
-DISCONNECT_CODES = {
-    value.code for value in vars(Disconnects).values() if hasattr(value, "code") and hasattr(value, "reason")
-}
-ERROR_CODES = {int(code) for code in ErrorCode}
+from tests.worker.domain.session_fuzzing import DISCONNECT_CODES, T0, Wire, connected, live, settle
+
+
+def json_error_codes(frame: bytes) -> Iterator[int]:
+    for line in frame.decode().split("\n"):
+        reply = json.loads(line)
+        assert isinstance(reply, dict)
+        if "error" in reply:
+            yield reply["error"]["code"]
+
+
+JSON_WIRE = Wire(
+    codec=JSON_CODEC,
+    connect=lambda token: json.dumps({"id": 1, "connect": {"token": token}}),
+    after_close='{"id": 99, "rpc": {}}',
+    error_codes=json_error_codes,
+)
 
 json_scalars = st.one_of(
     st.none(),
@@ -89,53 +96,6 @@ raw_lines = st.one_of(
 frames = st.lists(raw_lines, min_size=1, max_size=4).map("\n".join)
 
 
-def fresh() -> Session:
-    return Session(
-        "fuzz",
-        config=SessionConfig(personal_channel=False),
-        rules=ChannelRules(default_namespaces()),
-        verifier=TokenVerifier(hmac_secret=SECRET),
-        now=T0,
-    )
-
-
-def connected() -> Session:
-    session = fresh()
-    token = jwt.encode({"sub": "alice"}, SECRET, "HS256")
-    session.receive_data(json.dumps({"id": 1, "connect": {"token": token}}), T0)
-    (op,) = session.effects()
-    assert isinstance(op, ConnectOp)
-    session.complete(op, Connected({}), T0)
-    session.data_to_send()
-    return session
-
-
-def check_output(session: Session) -> None:
-    for frame in session.data_to_send():
-        for line in frame.decode().split("\n"):
-            reply = json.loads(line)
-            assert isinstance(reply, dict)
-            if "error" in reply:
-                assert reply["error"]["code"] in ERROR_CODES
-    if session.closed:
-        assert session.close_reason is not None
-        assert session.close_reason.code in DISCONNECT_CODES
-
-
-def settle(session: Session, now: float) -> None:
-    """Answer every operation the session asked for with a temporary failure,
-    as the node does when the engine is away, so queued commands run too."""
-    for _ in range(50):
-        ops = session.effects()
-        if not ops:
-            return
-        for op in ops:
-            if isinstance(op, ConnectOp):
-                session.complete(op, Connected({}), now)
-            else:
-                session.complete(op, Failed(ErrorCode.INTERNAL), now)
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frames)
 def test_parse_frame_returns_commands_or_a_protocol_violation(text: str) -> None:
@@ -149,24 +109,13 @@ def test_parse_frame_returns_commands_or_a_protocol_violation(text: str) -> None
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(frames, min_size=1, max_size=5), st.booleans())
 def test_any_frames_get_answers_or_a_documented_disconnect(batch: list[str], logged_in: bool) -> None:
-    session = connected() if logged_in else fresh()
-    now = T0
-    for text in batch:
-        now += 0.01
-        session.receive_data(text, now)
-        settle(session, now)
-        check_output(session)
-        session.tick(now)
-        check_output(session)
-    if session.closed:  # a closed session ignores whatever comes after
-        session.receive_data('{"id": 99, "rpc": {}}', now)
-        assert session.data_to_send() == [] and session.effects() == []
+    live(JSON_WIRE, batch, signed_in=logged_in)
 
 
 @settings(max_examples=50, deadline=None)
 @given(st.lists(commands.map(json.dumps), min_size=1, max_size=3).map("\n".join))
 def test_a_binary_frame_closes_with_bad_request_whatever_came_before(text: str) -> None:
-    session = connected()
+    session = connected(JSON_WIRE)
     session.receive_data(text, T0)
     settle(session, T0)
     session.receive_data(text.encode(), T0)  # the same commands, in a binary frame
@@ -177,7 +126,7 @@ def test_a_binary_frame_closes_with_bad_request_whatever_came_before(text: str) 
 
 def test_pathological_inputs_each_close_with_bad_request() -> None:
     for text in [deep(5000), '{"id": 1e999, "rpc": {}}', "\ud800", "{", "[]", '{"id": 2**99}', ""]:
-        session = connected()
+        session = connected(JSON_WIRE)
         session.receive_data(text, T0)
         assert session.closed, text
         assert session.close_reason == Disconnects.BAD_REQUEST, text
@@ -192,7 +141,7 @@ def test_huge_numbers_get_an_answer_for_their_command() -> None:
             ("publish", {"channel": "chat:x", "data": huge}),
             ("rpc", {"method": "echo", "data": huge}),
         ]:
-            session = connected()
+            session = connected(JSON_WIRE)
             session.receive_data(json.dumps({"id": 5, method: body}), T0)
             settle(session, T0)
             answers = [json.loads(f) for f in session.data_to_send()]
