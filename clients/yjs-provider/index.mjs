@@ -21,8 +21,15 @@ const RETRY_MS = 1000;
 
 const toB64 = (bytes) => Buffer.from(bytes).toString('base64');
 const fromB64 = (text) => new Uint8Array(Buffer.from(text, 'base64'));
+// In a browser: btoa over a binary string built in chunks (one spread of a whole document's step 2
+// would overflow the call stack).
+const btoaBytes = (bytes) => {
+  let binary = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(binary);
+};
 const b64 = typeof Buffer === 'undefined'
-  ? { to: (u) => btoa(String.fromCharCode(...u)), from: (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0)) }
+  ? { to: btoaBytes, from: (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0)) }
   : { to: toB64, from: fromB64 };
 
 export class ResonanceYjsProvider extends ObservableV2 {
@@ -48,10 +55,13 @@ export class ResonanceYjsProvider extends ObservableV2 {
     doc.on('update', this._onUpdate);
     awareness.on('update', this._onAwareness);
     this.sub = centrifuge.getSubscription(channel) ?? centrifuge.newSubscription(channel);
-    this.sub.on('publication', (ctx) => this._receive(b64.from(ctx.data.m)));
-    // (Re)subscribed, also after a reconnect: sync again; what was edited offline goes up in step 2.
-    this.sub.on('subscribed', () => this.resync());
-    this.sub.on('unsubscribed', () => this._setSynced(false));
+    this._listeners = {
+      publication: (ctx) => this._receive(b64.from(ctx.data.m)),
+      // (Re)subscribed, also after a reconnect: sync again; what was edited offline goes up in step 2.
+      subscribed: () => this.resync(),
+      unsubscribed: () => this._setSynced(false),
+    };
+    for (const [event, listener] of Object.entries(this._listeners)) this.sub.on(event, listener);
     this.sub.subscribe();
   }
 
@@ -135,6 +145,8 @@ export class ResonanceYjsProvider extends ObservableV2 {
     awarenessProtocol.removeAwarenessStates(this.awareness, [this.doc.clientID], 'local');
     this.doc.off('update', this._onUpdate);
     this.awareness.off('update', this._onAwareness);
+    // Only this provider's listeners: the subscription may be reused (the client keeps it by channel).
+    for (const [event, listener] of Object.entries(this._listeners)) this.sub.off(event, listener);
     this.sub.unsubscribe();
     super.destroy();
   }
