@@ -53,6 +53,10 @@ RULES = ChannelRules(
 )
 
 
+async def members_of(members: frozenset[str], call: RpcCall) -> bool:
+    return call.user in members
+
+
 def make(
     members: frozenset[str] = frozenset(), **settings: Any
 ) -> tuple[SharedDocs, MemoryDocStore, Clock, Present]:
@@ -63,7 +67,7 @@ def make(
         Publisher(MemoryEngine(), RULES, on_failure=lambda: None),
         rules=RULES,
         present=present,  # type: ignore[arg-type]
-        room_members=lambda room: members,
+        writes_notes=lambda call, room: members_of(members, call),
         clock=clock,
     )
     return docs, store, clock, present
@@ -179,7 +183,7 @@ async def test_writers_on_two_workers_keep_the_log_compacted_without_anyone_join
         first.publisher,
         rules=RULES,
         present=first.present,
-        room_members=first.room_members,
+        writes_notes=first.writes_notes,
         clock=first.clock,
     )
     for docs in (first, second):  # each worker has the document open (its writer synced there)

@@ -23,7 +23,7 @@ import base64
 import binascii
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,7 +104,7 @@ class SharedDocs:
         *,
         rules: ChannelRules,
         present: Present,
-        room_members: Callable[[str], frozenset[str]],
+        writes_notes: Callable[[RpcCall, str], Awaitable[bool]],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -112,7 +112,8 @@ class SharedDocs:
         self.publisher = publisher
         self.rules = rules
         self.present = present
-        self.room_members = room_members
+        self.writes_notes = writes_notes
+        """Whether the caller is a member of the room (on any worker): they write its notes."""
         self.clock = clock
         self.open: dict[str, OpenDoc] = {}
         self._aware: dict[str, dict[str, set[int]]] = {}
@@ -130,14 +131,17 @@ class SharedDocs:
             )
         raws = _decode(call.data)
         room = room_of_notes(channel)
-        members = self.room_members(room) if room is not None else None
-        allowed = access(self.rules, channel, call.user, room_members=members)
-        if allowed is Access.NONE:
-            raise RpcError(ErrorCode.PERMISSION_DENIED, f"no access to {channel}")
         replies: list[bytes] = []
         try:
-            for raw in raws:
-                message = parse_message(raw)
+            messages = [parse_message(raw) for raw in raws]
+            members = None
+            if room is not None:  # membership is looked up (maybe in the engine) only to write
+                writes = any(isinstance(m, SyncMessage) and m.kind is not SyncKind.STEP1 for m in messages)
+                members = frozenset({call.user}) if writes and await self.writes_notes(call, room) else frozenset()
+            allowed = access(self.rules, channel, call.user, room_members=members)
+            if allowed is Access.NONE:
+                raise RpcError(ErrorCode.PERMISSION_DENIED, f"no access to {channel}")
+            for message in messages:
                 replies += await self._handle(channel, message, allowed, call.client)
         except DocMessageError as exc:
             raise RpcError(ErrorCode.BAD_REQUEST, f"doc.send: {exc}") from None
