@@ -35,6 +35,7 @@ from resonance_worker.domain.ydocs import (
     Access,
     AwarenessEntry,
     AwarenessMessage,
+    AwarenessRate,
     DocMessageError,
     QueryAwareness,
     SyncKind,
@@ -117,6 +118,8 @@ class SharedDocs:
         self.clock = clock
         self.open: dict[str, OpenDoc] = {}
         self._aware: dict[str, dict[str, set[int]]] = {}
+        self.awareness_rate = AwarenessRate(settings.doc_awareness_per_second)
+        """Each connection's awareness per document, bounded; superseded states dropped."""
         """connection → document → the Yjs client ids it announced (withdrawn when it goes)."""
 
     # -- doc.send ----------
@@ -137,7 +140,8 @@ class SharedDocs:
             members = None
             if room is not None:  # membership is looked up (maybe in the engine) only to write
                 writes = any(isinstance(m, SyncMessage) and m.kind is not SyncKind.STEP1 for m in messages)
-                members = frozenset({call.user}) if writes and await self.writes_notes(call, room) else frozenset()
+                member = writes and await self.writes_notes(call, room)
+                members = frozenset({call.user}) if member else frozenset()
             allowed = access(self.rules, channel, call.user, room_members=members)
             if allowed is Access.NONE:
                 raise RpcError(ErrorCode.PERMISSION_DENIED, f"no access to {channel}")
@@ -168,7 +172,8 @@ class SharedDocs:
                 await self._update(channel, update, client)
                 return []
             case AwarenessMessage(entries=entries):
-                await self._announce(channel, entries, client)
+                now_announced = self.awareness_rate.offer(client, channel, entries, self.clock())
+                await self._announce(channel, now_announced, client)
                 return []
             case QueryAwareness():
                 present = await self._awareness(channel)
@@ -263,7 +268,13 @@ class SharedDocs:
     # -- the step: disconnects and GC ----------
 
     async def step(self) -> None:
-        """Withdraw the awareness of connections that are gone; drop documents idle in memory."""
+        """Release the awareness held back by the rate; withdraw the awareness of connections that are
+        gone; drop documents idle in memory."""
+        for client, channel, entries in self.awareness_rate.due(self.present.connections):
+            try:
+                await self._announce(channel, entries, client)
+            except EngineError as exc:  # a newer state, or the next step, carries it
+                log.warning("held awareness not announced", extra={"channel": channel, "error": str(exc)})
         for client in [c for c in self._aware if c not in self.present.connections]:
             for channel, ids in self._aware.pop(client).items():
                 await self._withdraw(channel, ids, client)
