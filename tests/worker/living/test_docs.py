@@ -114,6 +114,8 @@ async def test_permissions_per_namespace() -> None:
     with pytest.raises(RpcError) as refused:
         await send(docs, "notes:r1", update, user="cy")
     assert refused.value.code is ErrorCode.PERMISSION_DENIED and "read-only" in refused.value.message
+    # A reader answers the server's step 1 with a step 2 holding nothing: no refusal, nothing stored.
+    assert await send(docs, "notes:r1", sync_message(SyncKind.STEP2, b"\x00\x00"), user="cy") == []
     with pytest.raises(RpcError) as refused:
         await send(docs, "board:x", update)
     assert refused.value.code is ErrorCode.BAD_REQUEST  # not a document namespace

@@ -62,6 +62,8 @@ DOC_STEP_SECONDS = 1.0
 """How often gone connections' awareness is withdrawn and idle documents are dropped."""
 MAX_MESSAGES = 32
 """Messages in one ``doc.send`` call."""
+EMPTY_UPDATES = (b"\x00\x00", b"")
+"""A Yjs V1 update with nothing in it: what a reader's step 2 holds (it has written nothing)."""
 AWARENESS_TIMEOUT_MS = 30_000
 """A client's awareness lives this long unless renewed (y-protocols renews every 15 s)."""
 
@@ -88,6 +90,15 @@ def _decode(data: object) -> list[bytes]:
         return [base64.b64decode(m, validate=True) for m in messages]
     except (TypeError, ValueError, binascii.Error):
         raise RpcError(ErrorCode.BAD_REQUEST, "messages must be base64 strings") from None
+
+
+def _writes(message: Any) -> bool:
+    """Whether a message would write: an update or a step 2 with something in it."""
+    return (
+        isinstance(message, SyncMessage)
+        and message.kind is not SyncKind.STEP1
+        and message.payload not in EMPTY_UPDATES
+    )
 
 
 def _b64(raw: bytes) -> str:
@@ -139,7 +150,12 @@ class SharedDocs:
             messages = [parse_message(raw) for raw in raws]
             members = None
             if room is not None:  # membership is looked up (maybe in the engine) only to write
-                writes = any(isinstance(m, SyncMessage) and m.kind is not SyncKind.STEP1 for m in messages)
+                writes = any(
+                    isinstance(m, SyncMessage)
+                    and m.kind is not SyncKind.STEP1
+                    and m.payload not in EMPTY_UPDATES
+                    for m in messages
+                )
                 member = writes and await self.writes_notes(call, room)
                 members = frozenset({call.user}) if member else frozenset()
             allowed = access(self.rules, channel, call.user, room_members=members)
@@ -166,6 +182,8 @@ class SharedDocs:
                 answer = [sync_message(SyncKind.STEP2, missing), sync_message(SyncKind.STEP1, state)]
                 present = await self._awareness(channel)
                 return answer + ([awareness_message(present)] if present else [])
+            case SyncMessage(payload=update) if update in EMPTY_UPDATES:
+                return []  # a step 2 with nothing new (every reader answers the server's step 1 so)
             case SyncMessage(payload=update):  # step 2 or update: both are updates
                 if allowed is not Access.WRITE:
                     raise RpcError(ErrorCode.PERMISSION_DENIED, f"{channel} is read-only for you")
@@ -185,8 +203,6 @@ class SharedDocs:
             pycrdt.get_state(update)  # decodes it: a malformed update is refused before it is stored
         except ValueError:
             raise DocMessageError("not a Yjs (V1) update") from None
-        if update in (b"\x00\x00", b""):
-            return  # an empty update (a step 2 with nothing new)
         try:
             position = await self.store.append(
                 channel, update, limit=self.settings.doc_max_bytes, ttl_seconds=self.settings.doc_ttl_seconds
