@@ -7,6 +7,9 @@
 //
 //   const provider = new ResonanceYjsProvider(centrifuge, 'doc:plan', ydoc)
 //   provider.on('synced', () => ...); provider.awareness.setLocalStateField('user', {name})
+//
+// With centrifuge-js's protobuf build (centrifuge/build/protobuf) data crosses as bytes: pass
+// `{ codec: JSON_BYTES }` (JSON text as bytes, as the server reads it from protobuf clients).
 import * as Y from 'yjs';
 import * as syncProtocol from 'y-protocols/sync';
 import * as awarenessProtocol from 'y-protocols/awareness';
@@ -32,9 +35,17 @@ const b64 = typeof Buffer === 'undefined'
   ? { to: btoaBytes, from: (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0)) }
   : { to: toB64, from: fromB64 };
 
+/** Application data as JSON text in bytes: the codec for centrifuge-js's protobuf build. */
+export const JSON_BYTES = {
+  encode: (value) => new TextEncoder().encode(JSON.stringify(value)),
+  decode: (data) => (data instanceof Uint8Array ? JSON.parse(new TextDecoder().decode(data)) : data),
+};
+const AS_IS = { encode: (value) => value, decode: (data) => data };
+
 export class ResonanceYjsProvider extends ObservableV2 {
-  constructor(centrifuge, channel, doc, { awareness = new awarenessProtocol.Awareness(doc) } = {}) {
+  constructor(centrifuge, channel, doc, { awareness = new awarenessProtocol.Awareness(doc), codec = AS_IS } = {}) {
     super();
+    this.codec = codec;
     this.centrifuge = centrifuge;
     this.channel = channel;
     this.doc = doc;
@@ -56,7 +67,7 @@ export class ResonanceYjsProvider extends ObservableV2 {
     awareness.on('update', this._onAwareness);
     this.sub = centrifuge.getSubscription(channel) ?? centrifuge.newSubscription(channel);
     this._listeners = {
-      publication: (ctx) => this._receive(b64.from(ctx.data.m)),
+      publication: (ctx) => this._receive(b64.from(this.codec.decode(ctx.data).m)),
       // (Re)subscribed, also after a reconnect: sync again; what was edited offline goes up in step 2.
       subscribed: () => this.resync(),
       unsubscribed: () => this._setSynced(false),
@@ -89,8 +100,9 @@ export class ResonanceYjsProvider extends ObservableV2 {
           continue;
         }
         try {
-          const reply = await this.centrifuge.rpc('doc.send', { channel: this.channel, messages: messages.map(b64.to) });
-          for (const m of reply.data.messages) this._receive(b64.from(m));
+          const request = this.codec.encode({ channel: this.channel, messages: messages.map(b64.to) });
+          const reply = await this.centrifuge.rpc('doc.send', request);
+          for (const m of this.codec.decode(reply.data).messages) this._receive(b64.from(m));
         } catch (error) {
           this.emit('error', [error]);
           // 103 (no access) and 106 (size limit) are answers; anything else (a timeout, 100 from a store

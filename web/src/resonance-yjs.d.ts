@@ -4,8 +4,15 @@ declare module "resonance-yjs" {
   import type * as Y from "yjs";
   import type { Awareness } from "y-protocols/awareness";
 
+  /** How application data crosses: as is (JSON), or JSON text as bytes (the SDK's protobuf build). */
+  export interface Codec {
+    encode(value: unknown): unknown;
+    decode(data: unknown): any;
+  }
+  export const JSON_BYTES: Codec;
+
   export class ResonanceYjsProvider {
-    constructor(centrifuge: Centrifuge, channel: string, doc: Y.Doc, options?: { awareness?: Awareness });
+    constructor(centrifuge: Centrifuge, channel: string, doc: Y.Doc, options?: { awareness?: Awareness; codec?: Codec });
     readonly channel: string;
     readonly doc: Y.Doc;
     readonly awareness: Awareness;

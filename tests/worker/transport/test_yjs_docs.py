@@ -56,9 +56,9 @@ async def stack() -> AsyncIterator[AsyncExitStack]:
         yield s
 
 
-async def editor(stack: AsyncExitStack, worker: WorkerProcess, user: str) -> JsClient:
+async def editor(stack: AsyncExitStack, worker: WorkerProcess, user: str, encoding: str = "json") -> JsClient:
     js = await stack.enter_async_context(JsClient(script="ydoc.mjs", node_args=("--preserve-symlinks",)))
-    await js.call("connect", url=worker.ws_url, token=worker.token(user))
+    await js.call("connect", url=worker.ws_url, token=worker.token(user), encoding=encoding)
     return js
 
 
@@ -138,6 +138,25 @@ async def test_late_joiner_on_the_other_worker_gets_the_whole_document(
     got = await late.call("read", channel="doc:late")
     assert got["text"] == written["text"] == "".join(f"line {i}\n" for i in range(30))
     assert got["map"] == {"k0": 27, "k1": 28, "k2": 29}
+
+
+async def test_a_protobuf_editor_and_a_json_editor_share_a_document(
+    pair: tuple[WorkerProcess, WorkerProcess], stack: AsyncExitStack
+) -> None:
+    """centrifuge-js's protobuf build with the provider's JSON_BYTES codec (the data as JSON bytes) on
+    one worker, the JSON SDK on the other: both edit at once, converge and see each other's awareness."""
+    a, b = pair
+    pb, js = await editor(stack, a, "pia", "protobuf"), await editor(stack, b, "jon")
+    await asyncio.gather(opened(pb, "doc:mixed", "pia"), opened(js, "doc:mixed", "jon"))
+    await asyncio.gather(
+        pb.call("edit", channel="doc:mixed", ops=[["app", 0, "from protobuf "], ["set", "pb", 1]]),
+        js.call("edit", channel="doc:mixed", ops=[["app", 0, "from json "], ["set", "js", 2]]),
+    )
+    final = await converged([pb, js], "doc:mixed")
+    assert sorted(final["text"].split()) == ["from", "from", "json", "protobuf"]
+    assert final["map"] == {"pb": 1, "js": 2}
+    for reader, other in ((pb, "jon"), (js, "pia")):
+        await wait_peers(reader, "doc:mixed", lambda names, other=other: other in names)  # type: ignore[misc]
 
 
 async def test_awareness_crosses_workers_and_leaves_with_the_connection(

@@ -1,7 +1,7 @@
 // A room's shared notes (notes:<room>): a text area bound to a Y.Text through the resonance-yjs
 // provider (docs/protocol.md, "Shared documents"), and who is here with where their cursor is, from
 // the document's awareness. Members of the room write; the server refuses anyone else (103).
-import { ResonanceYjsProvider } from "resonance-yjs";
+import { JSON_BYTES, ResonanceYjsProvider } from "resonance-yjs";
 import { Awareness } from "y-protocols/awareness";
 import * as Y from "yjs";
 import { fill, h } from "../dom";
@@ -103,7 +103,9 @@ export function notesPanel(app: App): NotesPanel {
     text = doc.getText("notes");
     const awareness = new Awareness(doc);
     awareness.setLocalStateField("user", { name: app.conn.user ?? "anonymous" });
-    provider = new ResonanceYjsProvider(app.conn.client!, `notes:${room}`, doc, { awareness });
+    // The protobuf build sends data as JSON bytes (wire.ts): the provider does the same.
+    const codec = __PROTOBUF__ ? { codec: JSON_BYTES } : {};
+    provider = new ResonanceYjsProvider(app.conn.client!, `notes:${room}`, doc, { awareness, ...codec });
     state.textContent = "Loading the notes…";
     provider.on("synced", (synced) => {
       area.disabled = !synced;
