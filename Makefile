@@ -50,7 +50,8 @@ $(RUN_VENV)/.synced: pyproject.toml $(RUN_LOCK)
 
 # The web console (web/, npm + esbuild) is built into the worker package, which serves it at /.
 CONSOLE_OUT := worker/resonance_worker/console_assets
-CONSOLE_SRC := $(shell find web/src -type f 2>/dev/null) web/index.html web/build.mjs web/package.json web/package-lock.json
+CONSOLE_SRC := $(shell find web/src -type f 2>/dev/null) web/index.html web/build.mjs web/package.json web/package-lock.json \
+	clients/yjs-provider/index.mjs
 
 $(CONSOLE_OUT)/build.json: $(CONSOLE_SRC)
 	@command -v npm >/dev/null || { echo "console: npm is missing (Node.js 20+ and npm build web/)"; exit 1; }

@@ -3,7 +3,7 @@
 // The worker serves index.html with no-cache and the hashed assets with a year's immutable cache.
 //   node build.mjs                 JSON encoding (the worker's today)
 //   RESONANCE_CONSOLE_ENCODING=protobuf node build.mjs    the centrifuge-protobuf subprotocol
-// build.json records a hash of every input (src/, index.html, this file, the lock file), so a test can
+// build.json records a hash of every input (src/, index.html, this file, the lock file, the provider), so a test can
 // tell whether a served bundle was built from the sources in the tree.
 import { build } from "esbuild";
 import { createHash } from "node:crypto";
@@ -13,6 +13,9 @@ import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 
 const root = dirname(fileURLToPath(import.meta.url));
+// The rooms' shared notes use the resonance-yjs provider from this repository (clients/yjs-provider);
+// its yjs, y-protocols and lib0 come from web/node_modules (one copy of yjs in the bundle).
+const provider = join(root, "..", "clients", "yjs-provider", "index.mjs");
 const out = process.env.RESONANCE_CONSOLE_OUT ?? join(root, "dist");
 const encoding = process.env.RESONANCE_CONSOLE_ENCODING ?? "json"; // the one-line switch: "json" | "protobuf"
 if (!["json", "protobuf"].includes(encoding)) throw new Error(`encoding must be json or protobuf, got ${encoding}`);
@@ -27,8 +30,9 @@ function files(dir) {
 export function sourceHash() {
   const hash = createHash("sha256");
   const inputs = [...files(join(root, "src")), join(root, "index.html"), join(root, "build.mjs"), join(root, "package-lock.json")];
-  for (const path of inputs) {
-    hash.update(relative(root, path).split("\\").join("/") + "\0");
+  for (const path of [...inputs, provider]) {
+    const name = path === provider ? "resonance-yjs/index.mjs" : relative(root, path).split("\\").join("/");
+    hash.update(name + "\0");
     hash.update(readFileSync(path));
     hash.update("\0");
   }
@@ -47,7 +51,8 @@ const result = await build({
   outdir: assets,
   entryNames: "app-[hash]",
   metafile: true,
-  alias: encoding === "protobuf" ? { centrifuge: "centrifuge/build/protobuf" } : {},
+  alias: { "resonance-yjs": provider, ...(encoding === "protobuf" ? { centrifuge: "centrifuge/build/protobuf" } : {}) },
+  nodePaths: [join(root, "node_modules")],
   define: { __PROTOBUF__: String(encoding === "protobuf") },
   legalComments: "none",
   logLevel: "warning",

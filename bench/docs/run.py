@@ -48,6 +48,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]  # nearest rank
 
 
+def run_delay_seconds(pid: int) -> float:
+    """Time the process's threads spent runnable but waiting for a CPU (/proc/<pid>/schedstat, summed
+    over its threads): on a loaded machine, what a process wanted and did not get."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
@@ -80,6 +92,7 @@ async def run_editors(
         assert ready.get("ready"), ready
     start_ms = time.time() * 1000 + 500
     workers_cpu = sum(cpu_seconds(p) for p in server_pids)
+    workers_waited = sum(run_delay_seconds(p) for p in server_pids)
     for proc in procs:
         assert proc.stdin is not None
         proc.stdin.write(f"go {start_ms}\n".encode())
@@ -89,6 +102,12 @@ async def run_editors(
         assert proc.stdout is not None
         outs.append(json.loads(await asyncio.wait_for(proc.stdout.readline(), args.seconds + 120)))
     window = args.seconds + 2.5  # the editing window, the start delay and the last deliveries
+    # Cores' worth of time spent waiting for a CPU (run queue), beside the cores used: a process
+    # starved by the machine's load shows it here, one that idles does not.
+    waited = {
+        "workers": round((sum(run_delay_seconds(p) for p in server_pids) - workers_waited) / window, 2),
+        "editors": round(sum(out["waitedSeconds"] for out in outs) / window, 2),  # Node's own count
+    }
     cores = {
         "workers": round((sum(cpu_seconds(p) for p in server_pids) - workers_cpu) / window, 2),
         "editors": round(sum(out["cpuSeconds"] for out in outs) / window, 2),  # Node's own count
@@ -108,6 +127,8 @@ async def run_editors(
         "max_ms": round(max(latencies), 2),
         "doc_bytes": max(out["docBytes"] for out in outs),
         "cores": cores,
+        "waited_cores": waited,
+        "load": os.getloadavg()[0],
         "rpc_ms": [out.get("rpcMs") for out in outs],
         "errors": {
             k: sum(out.get("errors", {}).get(k, 0) for out in outs)

@@ -7,6 +7,9 @@
 //
 //   const provider = new ResonanceYjsProvider(centrifuge, 'doc:plan', ydoc)
 //   provider.on('synced', () => ...); provider.awareness.setLocalStateField('user', {name})
+//
+// With centrifuge-js's protobuf build (centrifuge/build/protobuf) data crosses as bytes: pass
+// `{ codec: JSON_BYTES }` (JSON text as bytes, as the server reads it from protobuf clients).
 import * as Y from 'yjs';
 import * as syncProtocol from 'y-protocols/sync';
 import * as awarenessProtocol from 'y-protocols/awareness';
@@ -21,13 +24,28 @@ const RETRY_MS = 1000;
 
 const toB64 = (bytes) => Buffer.from(bytes).toString('base64');
 const fromB64 = (text) => new Uint8Array(Buffer.from(text, 'base64'));
+// In a browser: btoa over a binary string built in chunks (one spread of a whole document's step 2
+// would overflow the call stack).
+const btoaBytes = (bytes) => {
+  let binary = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(binary);
+};
 const b64 = typeof Buffer === 'undefined'
-  ? { to: (u) => btoa(String.fromCharCode(...u)), from: (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0)) }
+  ? { to: btoaBytes, from: (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0)) }
   : { to: toB64, from: fromB64 };
 
+/** Application data as JSON text in bytes: the codec for centrifuge-js's protobuf build. */
+export const JSON_BYTES = {
+  encode: (value) => new TextEncoder().encode(JSON.stringify(value)),
+  decode: (data) => (data instanceof Uint8Array ? JSON.parse(new TextDecoder().decode(data)) : data),
+};
+const AS_IS = { encode: (value) => value, decode: (data) => data };
+
 export class ResonanceYjsProvider extends ObservableV2 {
-  constructor(centrifuge, channel, doc, { awareness = new awarenessProtocol.Awareness(doc) } = {}) {
+  constructor(centrifuge, channel, doc, { awareness = new awarenessProtocol.Awareness(doc), codec = AS_IS } = {}) {
     super();
+    this.codec = codec;
     this.centrifuge = centrifuge;
     this.channel = channel;
     this.doc = doc;
@@ -48,10 +66,13 @@ export class ResonanceYjsProvider extends ObservableV2 {
     doc.on('update', this._onUpdate);
     awareness.on('update', this._onAwareness);
     this.sub = centrifuge.getSubscription(channel) ?? centrifuge.newSubscription(channel);
-    this.sub.on('publication', (ctx) => this._receive(b64.from(ctx.data.m)));
-    // (Re)subscribed, also after a reconnect: sync again; what was edited offline goes up in step 2.
-    this.sub.on('subscribed', () => this.resync());
-    this.sub.on('unsubscribed', () => this._setSynced(false));
+    this._listeners = {
+      publication: (ctx) => this._receive(b64.from(this.codec.decode(ctx.data).m)),
+      // (Re)subscribed, also after a reconnect: sync again; what was edited offline goes up in step 2.
+      subscribed: () => this.resync(),
+      unsubscribed: () => this._setSynced(false),
+    };
+    for (const [event, listener] of Object.entries(this._listeners)) this.sub.on(event, listener);
     this.sub.subscribe();
   }
 
@@ -79,8 +100,9 @@ export class ResonanceYjsProvider extends ObservableV2 {
           continue;
         }
         try {
-          const reply = await this.centrifuge.rpc('doc.send', { channel: this.channel, messages: messages.map(b64.to) });
-          for (const m of reply.data.messages) this._receive(b64.from(m));
+          const request = this.codec.encode({ channel: this.channel, messages: messages.map(b64.to) });
+          const reply = await this.centrifuge.rpc('doc.send', request);
+          for (const m of this.codec.decode(reply.data).messages) this._receive(b64.from(m));
         } catch (error) {
           this.emit('error', [error]);
           // 103 (no access) and 106 (size limit) are answers; anything else (a timeout, 100 from a store
@@ -135,6 +157,8 @@ export class ResonanceYjsProvider extends ObservableV2 {
     awarenessProtocol.removeAwarenessStates(this.awareness, [this.doc.clientID], 'local');
     this.doc.off('update', this._onUpdate);
     this.awareness.off('update', this._onAwareness);
+    // Only this provider's listeners: the subscription may be reused (the client keeps it by channel).
+    for (const [event, listener] of Object.entries(this._listeners)) this.sub.off(event, listener);
     this.sub.unsubscribe();
     super.destroy();
   }

@@ -174,6 +174,54 @@ def test_two_people_in_a_room_see_each_other_and_a_resonance_score(
         page.context.close()
 
 
+def notes_text(page: Page) -> str:
+    return page.get_by_test_id("notes").input_value()
+
+
+def join_with_notes(page: Page, room: str) -> None:
+    page.fill("#room-name", room)
+    page.get_by_test_id("join-room").click()
+    page.wait_for_selector("[data-testid=notes][data-synced=true]", timeout=15_000)
+
+
+def test_two_people_write_the_rooms_shared_notes_and_a_reload_gets_the_whole_document(
+    browser: Browser, console: str, worker: WorkerProcess
+) -> None:
+    """The room's notes (notes:<room>, resonance-yjs in the page): both type at once, both see the
+    merged text and each other in the awareness list; one reloads while the other writes on, and
+    joins again to the whole document (the late joiner's sync)."""
+    pages = []
+    for user in ("nora", "noel"):
+        page = browser.new_context(viewport=VIEWPORT).new_page()
+        sign_in(page, console, worker, user, "rooms")
+        join_with_notes(page, "notes-duet")
+        pages.append(page)
+    nora, noel = pages
+    nora.get_by_test_id("notes").click()
+    noel.get_by_test_id("notes").click()
+    nora.keyboard.type("alpha ")  # noel's keys go out while nora's updates are still arriving
+    noel.keyboard.type("beta ")
+    # Both hold the same text with every key of both (concurrent keys interleave where they met).
+    deadline = time.monotonic() + 10
+    while not (notes_text(nora) == notes_text(noel) and sorted(notes_text(nora)) == sorted("alpha beta ")):
+        assert time.monotonic() < deadline, (notes_text(nora), notes_text(noel))
+        nora.wait_for_timeout(50)
+    for page, other in ((nora, "noel"), (noel, "nora")):
+        expect(page.locator(f"[data-testid=notes-peers] li[data-user={other}]")).to_contain_text("at line 1")
+
+    noel.reload()  # a new connection: the page joins again and syncs from nothing
+    nora.keyboard.type("gamma")
+    expect(nora.get_by_test_id("notes-state")).to_have_text("Up to date.")
+    written = notes_text(nora)
+    assert "gamma" in written
+    join_with_notes(noel, "notes-duet")
+    expect(noel.get_by_test_id("notes")).to_have_value(written, timeout=10_000)
+    # noel's awareness before the reload was withdrawn when that connection went: two people, once each
+    expect(nora.locator("[data-testid=notes-peers] li")).to_have_count(2, timeout=10_000)
+    for page in pages:
+        page.context.close()
+
+
 def test_an_admin_publish_reaches_a_page_and_a_disconnect_shows_on_it(
     browser: Browser, console: str, worker: WorkerProcess
 ) -> None:

@@ -68,8 +68,10 @@ def source_hash(web: Path = WEB) -> str:
     """The same hash as ``sourceHash()`` in web/build.mjs."""
     digest = hashlib.sha256()
     inputs = [*_files(web / "src"), web / "index.html", web / "build.mjs", web / "package-lock.json"]
-    for path in inputs:
-        digest.update(path.relative_to(web).as_posix().encode() + b"\0")
+    named = [(path.relative_to(web).as_posix(), path) for path in inputs]
+    named.append(("resonance-yjs/index.mjs", web.parent / "clients" / "yjs-provider" / "index.mjs"))
+    for name, path in named:
+        digest.update(name.encode() + b"\0")
         digest.update(path.read_bytes())
         digest.update(b"\0")
     return digest.hexdigest()

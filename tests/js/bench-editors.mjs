@@ -9,6 +9,7 @@
 import { Centrifuge } from 'centrifuge';
 import WebSocket from 'ws';
 import readline from 'node:readline';
+import { readdirSync, readFileSync } from 'node:fs';
 import { ResonanceYjsProvider, Y } from 'resonance-yjs';
 
 const cfg = JSON.parse(process.argv[2]);
@@ -61,7 +62,16 @@ process.stdout.write(JSON.stringify({ ready: editors.length }) + '\n');
 const rl = readline.createInterface({ input: process.stdin });
 const start = await new Promise((resolve) => rl.on('line', (line) => resolve(Number(line.split(' ')[1]))));
 const pct = (xs) => { const o = [...xs].sort((a, b) => a - b); return o.length ? { p50: o[Math.floor(o.length / 2)], p99: o[Math.floor(o.length * 0.99)], n: o.length } : null; };
+// Seconds this process's threads were runnable but waited for a CPU (Linux schedstat; 0 elsewhere).
+const runDelay = () => {
+  try {
+    return readdirSync('/proc/self/task').reduce((sum, t) => {
+      try { return sum + Number(readFileSync(`/proc/self/task/${t}/schedstat`, 'utf8').split(' ')[1]) / 1e9; } catch { return sum; }
+    }, 0);
+  } catch { return 0; }
+};
 const cpuAtStart = process.cpuUsage();
+const delayAtStart = runDelay();
 const period = 1000 / cfg.rate;
 const end = start + cfg.seconds * 1000;
 await Promise.all(editors.map(async (ed) => {
@@ -77,6 +87,7 @@ await new Promise((r) => setTimeout(r, 2000)); // the last deliveries
 const docBytes = editors[0].doc ? Y.encodeStateAsUpdate(editors[0].doc).length : 0;
 const used = process.cpuUsage(cpuAtStart);
 const cpuSeconds = (used.user + used.system) / 1e6;
+const waitedSeconds = runDelay() - delayAtStart;
 const rounded = latencies.map((l) => Math.round(l * 100) / 100);
 // A pipe is written asynchronously: exit once the whole line is out.
-process.stdout.write(JSON.stringify({ latencies: rounded, received, sent, docBytes, cpuSeconds, errors, rpcMs: pct(rpcTimes) }) + '\n', () => process.exit(0));
+process.stdout.write(JSON.stringify({ latencies: rounded, received, sent, docBytes, cpuSeconds, waitedSeconds, errors, rpcMs: pct(rpcTimes) }) + '\n', () => process.exit(0));

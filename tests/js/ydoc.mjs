@@ -3,17 +3,19 @@
 // Run with `node --preserve-symlinks` (the provider is linked from clients/, its yjs is ours).
 //
 // stdin: {"id", "op", ...}; stdout: replies {"id", "ok", "result"|"error"} and events.
-// Ops: hello {} (answered once the driver is ready), connect {url, token}, open {channel, name?}, edit {channel, ops: [[kind, pos, text]...]},
+// Ops: hello {} (answered once the driver is ready), connect {url, token, encoding?: json|protobuf}, open {channel, name?}, edit {channel, ops: [[kind, pos, text]...]},
 // read {channel}, peers {channel}, disconnect {}, reconnect {}, close {}.
 // An edit op is ["ins", pos, text] | ["app", 0, text] | ["del", pos, len] | ["set", key, value] on the text "t" / map "m";
 // positions are taken modulo the current length, so random schedules are always valid.
 import { Centrifuge } from 'centrifuge';
+import { Centrifuge as ProtobufCentrifuge } from 'centrifuge/build/protobuf';
 import WebSocket from 'ws';
 import readline from 'node:readline';
-import { ResonanceYjsProvider, Y } from 'resonance-yjs';
+import { JSON_BYTES, ResonanceYjsProvider, Y } from 'resonance-yjs';
 
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
 let client = null;
+let protobuf = false;
 const docs = new Map();
 
 function contentOf(channel) {
@@ -32,7 +34,9 @@ const ops = {
     return { sdk: 'centrifuge-js + resonance-yjs', encoding: 'json', runtime: `Node ${process.version}` };
   },
   async connect(cmd) {
-    client = new Centrifuge(cmd.url, { websocket: WebSocket, token: cmd.token, minReconnectDelay: 100, maxReconnectDelay: 500 });
+    protobuf = cmd.encoding === 'protobuf'; // the SDK's protobuf build: data as bytes (the provider's JSON_BYTES codec)
+    const Sdk = protobuf ? ProtobufCentrifuge : Centrifuge;
+    client = new Sdk(cmd.url, { websocket: WebSocket, token: cmd.token, minReconnectDelay: 100, maxReconnectDelay: 500 });
     client.on('connected', (ctx) => out({ event: 'connected', client: ctx.client }));
     client.on('disconnected', (ctx) => out({ event: 'disconnected', code: ctx.code }));
     client.connect();
@@ -41,7 +45,7 @@ const ops = {
   },
   async open(cmd) {
     const doc = new Y.Doc();
-    const provider = new ResonanceYjsProvider(client, cmd.channel, doc);
+    const provider = new ResonanceYjsProvider(client, cmd.channel, doc, protobuf ? { codec: JSON_BYTES } : {});
     provider.on('synced', (synced) => out({ event: 'synced', channel: cmd.channel, synced }));
     provider.on('error', (error) => out({ event: 'doc_error', channel: cmd.channel, code: error?.code ?? null, message: error?.message ?? String(error) }));
     provider.awareness.on('change', () => out({ event: 'awareness', channel: cmd.channel }));

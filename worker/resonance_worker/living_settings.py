@@ -88,6 +88,12 @@ class LivingSettings(BaseModel):
     doc_ttl_seconds: float = Field(
         30 * 86400.0, gt=0, description="A shared document not written this long expires from Redis."
     )
+    doc_awareness_per_second: float = Field(
+        10.0,
+        gt=0,
+        description="Awareness updates one connection may announce per document and second (burst as many); "
+        "past it a client's newer state replaces its held one, released within a second.",
+    )
 
 
 class Neo4jSettings(BaseModel):

@@ -9,6 +9,7 @@ from resonance_worker.domain.ydocs import (
     Access,
     AwarenessEntry,
     AwarenessMessage,
+    AwarenessRate,
     DocMessageError,
     QueryAwareness,
     SyncKind,
@@ -89,3 +90,24 @@ def test_permissions_per_namespace() -> None:
     assert access(rules, "notes:r1", "ann", room_members=frozenset({"ann"})) is Access.WRITE
     assert access(rules, "notes:r1", "cy", room_members=frozenset({"ann"})) is Access.READ
     assert access(rules, "nope:r1", "ann") is Access.NONE
+
+
+def test_the_awareness_rate_never_lets_an_older_state_replace_a_newer_one() -> None:
+    rate = AwarenessRate(per_second=1)
+    first = AwarenessEntry(1, 5, "{}")
+    assert rate.offer("c", "doc:x", (first,), now=0.0) == (first,)
+    newer, older, other = (
+        AwarenessEntry(1, 9, '{"a":1}'),
+        AwarenessEntry(1, 7, "{}"),
+        AwarenessEntry(2, 1, "{}"),
+    )
+    for entry in (newer, older, other):
+        assert rate.offer("c", "doc:x", (entry,), now=0.1) == ()
+    assert rate.superseded == 0  # the older one came after the newer: ignored, not counted
+    # Half a second later still no token; at 1.0 s one: the held entries go out with the new message,
+    # except the held state of a client the message itself brings anew.
+    assert rate.offer("c", "doc:x", (AwarenessEntry(2, 2, "{}"),), now=0.5) == ()
+    assert rate.superseded == 1
+    fresh = AwarenessEntry(3, 1, "{}")
+    assert rate.offer("c", "doc:x", (fresh,), now=1.2) == (newer, AwarenessEntry(2, 2, "{}"), fresh)
+    assert rate.due({"c"}) == []

@@ -18,6 +18,7 @@ from resonance_worker.domain.ydocs import (
     SyncKind,
     SyncMessage,
     awareness_message,
+    decode_entry,
     parse_message,
     sync_message,
 )
@@ -53,6 +54,10 @@ RULES = ChannelRules(
 )
 
 
+async def members_of(members: frozenset[str], call: RpcCall) -> bool:
+    return call.user in members
+
+
 def make(
     members: frozenset[str] = frozenset(), **settings: Any
 ) -> tuple[SharedDocs, MemoryDocStore, Clock, Present]:
@@ -63,7 +68,7 @@ def make(
         Publisher(MemoryEngine(), RULES, on_failure=lambda: None),
         rules=RULES,
         present=present,  # type: ignore[arg-type]
-        room_members=lambda room: members,
+        writes_notes=lambda call, room: members_of(members, call),
         clock=clock,
     )
     return docs, store, clock, present
@@ -109,6 +114,8 @@ async def test_permissions_per_namespace() -> None:
     with pytest.raises(RpcError) as refused:
         await send(docs, "notes:r1", update, user="cy")
     assert refused.value.code is ErrorCode.PERMISSION_DENIED and "read-only" in refused.value.message
+    # A reader answers the server's step 1 with a step 2 holding nothing: no refusal, nothing stored.
+    assert await send(docs, "notes:r1", sync_message(SyncKind.STEP2, b"\x00\x00"), user="cy") == []
     with pytest.raises(RpcError) as refused:
         await send(docs, "board:x", update)
     assert refused.value.code is ErrorCode.BAD_REQUEST  # not a document namespace
@@ -179,7 +186,7 @@ async def test_writers_on_two_workers_keep_the_log_compacted_without_anyone_join
         first.publisher,
         rules=RULES,
         present=first.present,
-        room_members=first.room_members,
+        writes_notes=first.writes_notes,
         clock=first.clock,
     )
     for docs in (first, second):  # each worker has the document open (its writer synced there)
@@ -194,3 +201,41 @@ async def test_writers_on_two_workers_keep_the_log_compacted_without_anyone_join
         reader.apply_update(u)
     assert len(str(reader.get("t", type=pycrdt.Text))) == sum(len(f"{i},") for i in range(20))
     assert chunk.size < sum(len(text_update(f"{i},")) for i in range(20))  # the size bound shrank
+
+
+class Recording(Publisher):
+    """The real publisher (into the in-memory engine), noting each y-protocols message it publishes."""
+
+    def __init__(self) -> None:
+        super().__init__(MemoryEngine(), RULES, on_failure=lambda: None)
+        self.sent: list[tuple[str, Any]] = []
+
+    async def publish(self, channel: str, payload: Mapping[str, Any], *, history: bool = True) -> None:
+        self.sent.append((payload["from"], parse_message(base64.b64decode(payload["m"]))))
+        await super().publish(channel, payload, history=history)
+
+
+async def test_awareness_past_the_rate_is_held_and_only_the_latest_state_goes_out() -> None:
+    docs, store, clock, present = make(doc_awareness_per_second=5)
+    docs.publisher = recording = Recording()
+    present.connections["c1"] = object()
+    for n in range(1, 31):  # 30 cursor moves at one instant: a burst of 5 goes out, the rest is held
+        await send(docs, "doc:x", awareness_message([AwarenessEntry(7, n, f'{{"cursor":{n}}}')]))
+    clocks = [m.entries[0].clock for _, m in recording.sent]
+    assert clocks == [1, 2, 3, 4, 5]
+    await docs.step()  # the held state is released: the newest one, the 24 between are dropped
+    assert [m.entries[0].clock for _, m in recording.sent[5:]] == [30]
+    assert docs.awareness_rate.superseded == 24
+    stored = await store.awareness("doc:x", int(clock.now * 1000))
+    assert decode_entry(stored[7]).clock == 30  # a late joiner reads the latest too
+    clock.now += 1.0  # a second later the bucket lets the next one through at once
+    await send(docs, "doc:x", awareness_message([AwarenessEntry(7, 31, '{"cursor":31}')]))
+    assert recording.sent[-1][1].entries[0].clock == 31
+    # Another connection's held state is dropped when it goes (its awareness is withdrawn instead).
+    present.connections["c2"] = object()
+    for n in range(1, 8):
+        await send(docs, "doc:x", awareness_message([AwarenessEntry(8, n, "{}")]), client="c2")
+    del present.connections["c2"]
+    await docs.step()
+    from_c2 = [m.entries[0] for c, m in recording.sent if c == "c2"]
+    assert [e.clock for e in from_c2] == [1, 2, 3, 4, 5, 6] and from_c2[-1].gone  # 6: the withdrawal

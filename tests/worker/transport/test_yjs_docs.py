@@ -9,17 +9,22 @@ edits concurrently (text inserts and deletes, map sets) and the documents must c
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
+import centrifuge
+import pycrdt
 import pytest
+from resonance_worker.domain.ydocs import SyncKind, parse_message, sync_message
 
 from tests.harness.jsclient import JsClient
 from tests.harness.redis import RedisServer
 from tests.harness.worker import WorkerProcess
+from tests.worker.transport.conftest import Clients
 
 pytestmark = [pytest.mark.redis, pytest.mark.node]
 
@@ -51,9 +56,9 @@ async def stack() -> AsyncIterator[AsyncExitStack]:
         yield s
 
 
-async def editor(stack: AsyncExitStack, worker: WorkerProcess, user: str) -> JsClient:
+async def editor(stack: AsyncExitStack, worker: WorkerProcess, user: str, encoding: str = "json") -> JsClient:
     js = await stack.enter_async_context(JsClient(script="ydoc.mjs", node_args=("--preserve-symlinks",)))
-    await js.call("connect", url=worker.ws_url, token=worker.token(user))
+    await js.call("connect", url=worker.ws_url, token=worker.token(user), encoding=encoding)
     return js
 
 
@@ -135,6 +140,25 @@ async def test_late_joiner_on_the_other_worker_gets_the_whole_document(
     assert got["map"] == {"k0": 27, "k1": 28, "k2": 29}
 
 
+async def test_a_protobuf_editor_and_a_json_editor_share_a_document(
+    pair: tuple[WorkerProcess, WorkerProcess], stack: AsyncExitStack
+) -> None:
+    """centrifuge-js's protobuf build with the provider's JSON_BYTES codec (the data as JSON bytes) on
+    one worker, the JSON SDK on the other: both edit at once, converge and see each other's awareness."""
+    a, b = pair
+    pb, js = await editor(stack, a, "pia", "protobuf"), await editor(stack, b, "jon")
+    await asyncio.gather(opened(pb, "doc:mixed", "pia"), opened(js, "doc:mixed", "jon"))
+    await asyncio.gather(
+        pb.call("edit", channel="doc:mixed", ops=[["app", 0, "from protobuf "], ["set", "pb", 1]]),
+        js.call("edit", channel="doc:mixed", ops=[["app", 0, "from json "], ["set", "js", 2]]),
+    )
+    final = await converged([pb, js], "doc:mixed")
+    assert sorted(final["text"].split()) == ["from", "from", "json", "protobuf"]
+    assert final["map"] == {"pb": 1, "js": 2}
+    for reader, other in ((pb, "jon"), (js, "pia")):
+        await wait_peers(reader, "doc:mixed", lambda names, other=other: other in names)  # type: ignore[misc]
+
+
 async def test_awareness_crosses_workers_and_leaves_with_the_connection(
     pair: tuple[WorkerProcess, WorkerProcess], stack: AsyncExitStack
 ) -> None:
@@ -196,3 +220,39 @@ async def test_size_limit_refuses_an_update_with_a_clear_error(
     assert (await other.call("read", channel="doc:big"))["text"] == ""
     await other.call("edit", channel="doc:big", ops=[["set", "ok", True]])
     assert error["channel"] == "doc:big"
+
+
+async def test_a_room_member_joined_on_the_other_worker_writes_the_notes_here(
+    pair: tuple[WorkerProcess, WorkerProcess], clients: Clients
+) -> None:
+    """notes:<room> is written by the room's members on any worker: a person who joined the room through
+    worker A writes the notes through a connection on worker B, whether B learns it from the person's
+    stored rooms (B's first living call for them) or, when B had read the person before the join, from
+    the room's shared roster; someone outside the room is still refused there."""
+    a, b = pair
+    for user, known_to_b_first in (("wen", False), ("wu", True)):
+        on_b, _ = await clients.connected(b.ws_url, b.token(user))
+        if known_to_b_first:  # B reads the person (no rooms yet) before they join on A
+            await on_b.rpc("state.get", {})
+        on_a, _ = await clients.connected(a.ws_url, a.token(user))
+        await on_a.rpc("room.join", {"room": f"far-{user}"})
+        reply = await on_b.rpc("doc.send", {"channel": f"notes:far-{user}", "messages": [notes_update(user)]})
+        assert reply.data == {"messages": []}
+    outsider, _ = await clients.connected(b.ws_url, b.token("otto"))
+    with pytest.raises(centrifuge.ReplyError) as refused:
+        await outsider.rpc("doc.send", {"channel": "notes:far-wu", "messages": [notes_update("graffiti")]})
+    assert refused.value.code == 103 and "read-only" in refused.value.message
+    reader = await outsider.rpc("doc.send", {"channel": "notes:far-wu", "messages": [step1_b64()]})
+    doc: pycrdt.Doc = pycrdt.Doc()
+    doc.apply_update(parse_message(base64.b64decode(reader.data["messages"][0])).payload)  # type: ignore[union-attr]
+    assert str(doc.get("t", type=pycrdt.Text)) == "wu"
+
+
+def notes_update(text: str) -> str:
+    doc: pycrdt.Doc = pycrdt.Doc()
+    doc.get("t", type=pycrdt.Text).insert(0, text)
+    return base64.b64encode(sync_message(SyncKind.UPDATE, doc.get_update())).decode()
+
+
+def step1_b64() -> str:
+    return base64.b64encode(sync_message(SyncKind.STEP1, pycrdt.Doc().get_state())).decode()

@@ -1,9 +1,10 @@
 // Rooms: join one, see who is there and how they feel, the room's resonance over time, its patterns and
-// questions, and a chat beside it (chat:<room>).
+// questions, a chat beside it (chat:<room>) and the room's shared notes (notes:<room>, ./notes.ts).
 import { clock, fill, fmt, h } from "../dom";
 import { linePlot } from "../plot";
 import { decode } from "../wire";
 import type { PublicationContext, Subscription } from "../wire";
+import { notesPanel } from "./notes";
 import type { App, View } from "./view";
 
 interface RoomPublication {
@@ -33,6 +34,7 @@ export function roomsView(app: App): View {
   const chatLog = h("ol", { class: "chat", "data-testid": "chat-log", "aria-live": "polite" });
   const chatText = h("input", { id: "chat-text", type: "text", maxlength: "500", autocomplete: "off" });
   const chatSend = h("button", { type: "submit" }, "Send");
+  const notes = notesPanel(app);
   const body = h(
     "div",
     { hidden: true },
@@ -48,6 +50,7 @@ export function roomsView(app: App): View {
     h("h2", {}, "Chat"),
     chatLog,
     h("form", { class: "row", onsubmit: (e: Event) => void say(e) }, h("label", { for: "chat-text" }, "Message"), chatText, chatSend),
+    notes.root,
   );
 
   const root = h(
@@ -127,6 +130,7 @@ export function roomsView(app: App): View {
         const m = decode<{ text: string }>(ctx.data);
         chatLog.append(h("li", {}, h("strong", {}, ctx.info?.user ?? "server"), `: ${m.text}`));
       });
+      notes.open(wanted);
       renderMembers();
       body.hidden = false;
       leave.disabled = false;
@@ -148,6 +152,7 @@ export function roomsView(app: App): View {
       }
     }
     sub = chat = null;
+    notes.close();
     await app.conn.rpc("room.leave", { room: old }).catch(() => {});
     body.hidden = true;
     leave.disabled = true;

@@ -17,9 +17,11 @@ from __future__ import annotations
 import enum
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from resonance_worker.domain.channels import NAMESPACE_BOUNDARY, USER_BOUNDARY, ChannelRules, NamespaceOptions
+from resonance_worker.domain.limits import TokenBucket
 
 DOC_NAMESPACE = "doc"
 """Documents anyone the namespace lets in may open: ``doc:<id>``."""
@@ -268,3 +270,54 @@ def access(
     if room_members is not None:
         can_write = user in room_members
     return Access.WRITE if can_write else Access.READ
+
+
+class AwarenessRate:
+    """A per-connection, per-document bound on awareness, dropping superseded states (sans I/O).
+
+    Awareness is state, not a stream of events: a client's newer state (a higher clock) replaces its
+    older one, and y-protocols clients apply whatever arrives last. So instead of refusing a fast
+    client (an error would make a provider resync), each (connection, document) gets a token bucket of
+    ``per_second`` with a burst of as many; past it the entries are held, a newer entry of the same
+    Yjs client replacing the held one, and released by :meth:`due` (the living core's step, once a
+    second) or with the next message the bucket lets through. What others see is each client's
+    latest state, at most about ``per_second`` + 1 times a second, never an older one after a newer.
+    Time is passed in.
+    """
+
+    def __init__(self, per_second: float) -> None:
+        self.per_second = per_second
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        """(connection, channel) → its bucket."""
+        self._held: dict[tuple[str, str], dict[int, AwarenessEntry]] = {}
+        self.superseded = 0
+        """Held entries replaced by a newer one of the same client before they went out."""
+
+    def offer(
+        self, client: str, channel: str, entries: tuple[AwarenessEntry, ...], now: float
+    ) -> tuple[AwarenessEntry, ...]:
+        """What to announce now (the held entries not replaced, then ``entries``); ``()`` when held."""
+        key = (client, channel)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(self.per_second, max(1, round(self.per_second)))
+        if bucket.take(now) == 0.0:
+            held = self._held.pop(key, {})
+            fresh = {e.client_id for e in entries}
+            return tuple(e for i, e in held.items() if i not in fresh) + entries
+        held = self._held.setdefault(key, {})
+        for entry in entries:
+            old = held.get(entry.client_id)
+            if old is None or entry.clock >= old.clock:
+                self.superseded += old is not None
+                held[entry.client_id] = entry
+        return ()
+
+    def due(self, present: Collection[str]) -> list[tuple[str, str, tuple[AwarenessEntry, ...]]]:
+        """The held entries of connections still ``present`` (client, channel, entries), released; those
+        of connections gone are dropped (their awareness is withdrawn anyway), with their buckets."""
+        released = [(c, ch, tuple(held.values())) for (c, ch), held in self._held.items() if c in present]
+        self._held.clear()
+        for key in [k for k in self._buckets if k[0] not in present]:
+            del self._buckets[key]
+        return released

@@ -146,7 +146,7 @@ class Living:
             self.publisher,
             rules=rules,
             present=present,
-            room_members=self._room_members,
+            writes_notes=self._writes_notes,
             clock=clock,
         )
         self.people = PersonStore(
@@ -194,6 +194,26 @@ class Living:
     def _room_members(self, room_id: str) -> frozenset[str]:
         room = self.directory.rooms.get(room_id)
         return frozenset(room.users()) if room is not None else frozenset()
+
+    async def _writes_notes(self, call: RpcCall, room_id: str) -> bool:
+        """Whether the caller is a member of ``room_id`` (and so writes its notes), on any worker.
+
+        Membership is the person's, not the socket's: a member may have joined through a connection on
+        another worker. This worker's view first; then the caller's first living call here puts the
+        connection back in its person's stored rooms (as every living method does); last, the room's
+        shared roster in the engine (its presence entries, one per member and worker), which also knows
+        a join on another worker after this one had read the person. ``EngineError`` when it fails.
+        """
+        user = call.user
+        if not user:
+            return False
+        if user in self._room_members(room_id):
+            return True
+        await self._person(call)
+        if user in self._room_members(room_id):
+            return True
+        entries = await self.storage.engine.presence(ROOM_STATE_PREFIX + room_id)
+        return any(info.user == user for info in entries.values())
 
     @property
     def event_log(self) -> EventLog:

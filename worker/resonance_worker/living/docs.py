@@ -23,7 +23,7 @@ import base64
 import binascii
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,7 @@ from resonance_worker.domain.ydocs import (
     Access,
     AwarenessEntry,
     AwarenessMessage,
+    AwarenessRate,
     DocMessageError,
     QueryAwareness,
     SyncKind,
@@ -61,6 +62,8 @@ DOC_STEP_SECONDS = 1.0
 """How often gone connections' awareness is withdrawn and idle documents are dropped."""
 MAX_MESSAGES = 32
 """Messages in one ``doc.send`` call."""
+EMPTY_UPDATES = (b"\x00\x00", b"")
+"""A Yjs V1 update with nothing in it: what a reader's step 2 holds (it has written nothing)."""
 AWARENESS_TIMEOUT_MS = 30_000
 """A client's awareness lives this long unless renewed (y-protocols renews every 15 s)."""
 
@@ -89,6 +92,15 @@ def _decode(data: object) -> list[bytes]:
         raise RpcError(ErrorCode.BAD_REQUEST, "messages must be base64 strings") from None
 
 
+def _writes(message: Any) -> bool:
+    """Whether a message would write: an update or a step 2 with something in it."""
+    return (
+        isinstance(message, SyncMessage)
+        and message.kind is not SyncKind.STEP1
+        and message.payload not in EMPTY_UPDATES
+    )
+
+
 def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
@@ -104,7 +116,7 @@ class SharedDocs:
         *,
         rules: ChannelRules,
         present: Present,
-        room_members: Callable[[str], frozenset[str]],
+        writes_notes: Callable[[RpcCall, str], Awaitable[bool]],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -112,10 +124,13 @@ class SharedDocs:
         self.publisher = publisher
         self.rules = rules
         self.present = present
-        self.room_members = room_members
+        self.writes_notes = writes_notes
+        """Whether the caller is a member of the room (on any worker): they write its notes."""
         self.clock = clock
         self.open: dict[str, OpenDoc] = {}
         self._aware: dict[str, dict[str, set[int]]] = {}
+        self.awareness_rate = AwarenessRate(settings.doc_awareness_per_second)
+        """Each connection's awareness per document, bounded; superseded states dropped."""
         """connection → document → the Yjs client ids it announced (withdrawn when it goes)."""
 
     # -- doc.send ----------
@@ -130,14 +145,23 @@ class SharedDocs:
             )
         raws = _decode(call.data)
         room = room_of_notes(channel)
-        members = self.room_members(room) if room is not None else None
-        allowed = access(self.rules, channel, call.user, room_members=members)
-        if allowed is Access.NONE:
-            raise RpcError(ErrorCode.PERMISSION_DENIED, f"no access to {channel}")
         replies: list[bytes] = []
         try:
-            for raw in raws:
-                message = parse_message(raw)
+            messages = [parse_message(raw) for raw in raws]
+            members = None
+            if room is not None:  # membership is looked up (maybe in the engine) only to write
+                writes = any(
+                    isinstance(m, SyncMessage)
+                    and m.kind is not SyncKind.STEP1
+                    and m.payload not in EMPTY_UPDATES
+                    for m in messages
+                )
+                member = writes and await self.writes_notes(call, room)
+                members = frozenset({call.user}) if member else frozenset()
+            allowed = access(self.rules, channel, call.user, room_members=members)
+            if allowed is Access.NONE:
+                raise RpcError(ErrorCode.PERMISSION_DENIED, f"no access to {channel}")
+            for message in messages:
                 replies += await self._handle(channel, message, allowed, call.client)
         except DocMessageError as exc:
             raise RpcError(ErrorCode.BAD_REQUEST, f"doc.send: {exc}") from None
@@ -158,13 +182,16 @@ class SharedDocs:
                 answer = [sync_message(SyncKind.STEP2, missing), sync_message(SyncKind.STEP1, state)]
                 present = await self._awareness(channel)
                 return answer + ([awareness_message(present)] if present else [])
+            case SyncMessage(payload=update) if update in EMPTY_UPDATES:
+                return []  # a step 2 with nothing new (every reader answers the server's step 1 so)
             case SyncMessage(payload=update):  # step 2 or update: both are updates
                 if allowed is not Access.WRITE:
                     raise RpcError(ErrorCode.PERMISSION_DENIED, f"{channel} is read-only for you")
                 await self._update(channel, update, client)
                 return []
             case AwarenessMessage(entries=entries):
-                await self._announce(channel, entries, client)
+                now_announced = self.awareness_rate.offer(client, channel, entries, self.clock())
+                await self._announce(channel, now_announced, client)
                 return []
             case QueryAwareness():
                 present = await self._awareness(channel)
@@ -176,8 +203,6 @@ class SharedDocs:
             pycrdt.get_state(update)  # decodes it: a malformed update is refused before it is stored
         except ValueError:
             raise DocMessageError("not a Yjs (V1) update") from None
-        if update in (b"\x00\x00", b""):
-            return  # an empty update (a step 2 with nothing new)
         try:
             position = await self.store.append(
                 channel, update, limit=self.settings.doc_max_bytes, ttl_seconds=self.settings.doc_ttl_seconds
@@ -259,7 +284,13 @@ class SharedDocs:
     # -- the step: disconnects and GC ----------
 
     async def step(self) -> None:
-        """Withdraw the awareness of connections that are gone; drop documents idle in memory."""
+        """Release the awareness held back by the rate; withdraw the awareness of connections that are
+        gone; drop documents idle in memory."""
+        for client, channel, entries in self.awareness_rate.due(self.present.connections):
+            try:
+                await self._announce(channel, entries, client)
+            except EngineError as exc:  # a newer state, or the next step, carries it
+                log.warning("held awareness not announced", extra={"channel": channel, "error": str(exc)})
         for client in [c for c in self._aware if c not in self.present.connections]:
             for channel, ids in self._aware.pop(client).items():
                 await self._withdraw(channel, ids, client)
