@@ -60,7 +60,7 @@ class WorkerProcess:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/connection/websocket"
 
-    def start(self, timeout: float = 30.0) -> WorkerProcess:
+    def start(self, timeout: float = 60.0) -> WorkerProcess:
         self.process.start()
         self.process.wait_until(lambda: self.http("GET", "/ready")[0] == 200, timeout=timeout, what="/ready")
         return self
