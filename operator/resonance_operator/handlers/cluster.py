@@ -32,6 +32,16 @@ from resonance_operator.settings import OperatorSettings
 logger = logging.getLogger("resonance.operator")
 
 FINALIZER = f"{GROUP}/kopf-finalizer"
+STORAGE_PREFIX = f"operator.{GROUP}"
+"""Prefix of kopf's progress and diff-base annotations. Not ``GROUP``: kopf's diff-base drops every
+annotation under a prefix that holds its ``kopf-managed`` marker, so with its storages under
+``GROUP`` a change of ``resonance.liminal.dev/rollout-action`` reached no handler and waited for the
+resync. Not ``kopf.…`` either: kopf stores no marker under such a prefix, and then its own progress
+annotations would count as changes of the object."""
+LEGACY_STORAGE_KEYS = (f"{GROUP}/kopf-managed", f"{GROUP}/last-handled-configuration")
+"""What the storages left under ``GROUP`` before they moved; while the marker stays, kopf keeps
+ignoring ``GROUP``'s annotations, so the first handling removes both (progress keys under ``GROUP``
+were purged by kopf after each successful handling)."""
 RETRY_DELAY_SECONDS = 5.0
 RETRY_MAX_SECONDS = 60.0
 REQUEUE_TICK_SECONDS = 1.0
@@ -168,8 +178,8 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.persistence.finalizer = FINALIZER
         # Progress and diff-base in our own annotations; the status belongs to the reconciler.
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=STORAGE_PREFIX)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=STORAGE_PREFIX)
         # We post our own Events on real transitions; kopf would post one per log line.
         settings.posting.enabled = False
         # Least-privilege RBAC: no cluster-wide watch of CRDs and namespaces.
@@ -187,7 +197,10 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
-    async def changed(body: kopf.Body, retry: int = 0, **_: Any) -> None:
+    async def changed(body: kopf.Body, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
+        for key in LEGACY_STORAGE_KEYS:
+            if key in body.metadata.annotations:
+                patch.metadata.annotations[key] = None  # kopf applies the patch after the handler
         await runtime.reconcile(body, "change", retry)
 
     # Optional: no finalizer of its own; it only forgets what this process keeps about the cluster.
