@@ -84,6 +84,8 @@ class EventReason(enum.StrEnum):
     INVALID_ROLLOUT_ACTION = "InvalidRolloutAction"
     MONITORING_CRD_MISSING = "MonitoringCRDMissing"
     AUTOSCALING_HANDOVER = "AutoscalingHandover"
+    REPLICAS_OWNED_BY_AUTOSCALER = "ReplicasOwnedByAutoscaler"
+    DEFAULT_CPU_REQUEST = "DefaultCPURequest"
 
 
 class EventType(enum.StrEnum):

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from resonance_operator.api.spec import ResonanceCluster
-from resonance_operator.desired import meta, settings, workload
+from resonance_operator.desired import meta, settings, sizing, workload
 
 HTTP_PORT_NAME = "http"
 SERVICE_PORT = 80
@@ -86,7 +86,7 @@ def pod_template(cluster: ResonanceCluster, *, inline_settings: bool = False) ->
             "securityContext": workload.container_security_context(),
         }
     )
-    if resources := workload.resources(worker.resources):
+    if resources := workload.resources(sizing.worker_resources(worker.resources)):
         container["resources"] = resources
     pod_spec: dict[str, Any] = {
         "containers": [container],

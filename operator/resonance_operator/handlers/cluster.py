@@ -17,7 +17,7 @@ import kopf
 import pydantic
 
 from resonance_operator.api import kinds
-from resonance_operator.api.spec import GROUP, KIND, PLURAL, VERSION
+from resonance_operator.api.spec import GROUP, KIND, PLURAL, VERSION, parse
 from resonance_operator.desired import meta
 from resonance_operator.errors import ApiError
 from resonance_operator.kube import children as kube_children
@@ -28,6 +28,7 @@ from resonance_operator.probe.pods import PodProbe
 from resonance_operator.reconcile import Outcome, reconcile_cluster
 from resonance_operator.rollout_pass.step import Memory
 from resonance_operator.settings import OperatorSettings
+from resonance_operator.status import notices
 
 logger = logging.getLogger("resonance.operator")
 
@@ -113,6 +114,21 @@ class Runtime:
             self.metrics.reconcile_errors.labels(kind="apply").inc()
             raise kopf.TemporaryError(outcome.apply_error, delay=retry_delay(retry, random.random()))
         return outcome
+
+    async def post_notices(self, body: Mapping[str, Any], before: Mapping[str, Any] | None) -> None:
+        """The Events a spec edit earns (``status/notices.py``); a spec that does not parse gets none
+        here (its reconcile reports it)."""
+        try:
+            cluster = parse(body)
+        except pydantic.ValidationError:
+            return
+        for type_, reason, message in notices.spec_notices(cluster, before):
+            try:
+                await kube_children.post_event(
+                    self.kube, cluster, type_, reason, message, reporting_instance=self.settings.instance
+                )
+            except ApiError as exc:  # an Event is a courtesy; never fail a handler over one
+                logger.warning("could not post event %s on %s: %s", reason, cluster.name, exc)
 
     def forget(self, key: tuple[str, str]) -> None:
         """A cluster deleted or being deleted: drop what this process keeps about it, and its
@@ -202,6 +218,12 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             if key in body.metadata.annotations:
                 patch.metadata.annotations[key] = None  # kopf applies the patch after the handler
         await runtime.reconcile(body, "change", retry)
+
+    # Spec edits the operator acts on differently than written get an Event when made, not per reconcile.
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.update(GROUP, VERSION, PLURAL, field="spec.worker", registry=registry)
+    async def worker_edited(body: kopf.Body, reason: str, old: Any, **_: Any) -> None:
+        await runtime.post_notices(body, old if reason == kopf.Reason.UPDATE else None)
 
     # Optional: no finalizer of its own; it only forgets what this process keeps about the cluster.
     @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True, registry=registry)
