@@ -26,6 +26,7 @@ from e2e.operator.conftest import (
     free_port,
     get_cluster,
     operator_settings,
+    reconciles_by_trigger,
     wait_ready,
 )
 from e2e.operator.rollout_load import ServiceLoad
@@ -238,16 +239,6 @@ def test_another_operator_continues_a_rollout_from_its_status(
     finally:
         fresh.stop()
     assert set(revision_deployments("handover", namespace)) == {canary}
-
-
-def reconciles_by_trigger(running: RunningOperator) -> dict[str, float]:
-    counts: dict[str, float] = {}
-    for metric in running.runtime.metrics.registry.collect():
-        if metric.name == "resonance_operator_reconciles":
-            for sample in metric.samples:
-                if sample.name.endswith("_total"):
-                    counts[sample.labels["trigger"]] = sample.value
-    return counts
 
 
 STORED = "operator.resonance.liminal.dev/last-handled-configuration"

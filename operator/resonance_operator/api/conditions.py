@@ -41,6 +41,7 @@ class Reason(enum.StrEnum):
     INVALID_SPEC = "InvalidSpec"
     APPLY_FAILED = "ApplyFailed"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    GENERATED_SECRET_MISSING = "GeneratedSecretMissing"
     # Monitoring
     MONITORS_CREATED = "MonitorsCreated"
     MONITORING_NOT_REQUESTED = "NotRequested"

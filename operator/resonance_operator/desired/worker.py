@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from resonance_operator.api.spec import ResonanceCluster
-from resonance_operator.desired import meta, settings, sizing, workload
+from resonance_operator.desired import meta, secrets, settings, sizing, workload
 
 HTTP_PORT_NAME = "http"
 SERVICE_PORT = 80
@@ -57,8 +57,12 @@ def _probe(path: str, *, period: int, failure_threshold: int) -> dict[str, Any]:
     }
 
 
-def pod_template(cluster: ResonanceCluster, *, inline_settings: bool = False) -> dict[str, Any]:
+def pod_template(
+    cluster: ResonanceCluster, *, inline_settings: bool = False, secrets_hash: str | None = None
+) -> dict[str, Any]:
     """The worker Pod template from the spec.
+
+    ``secrets_hash`` (``desired/secrets.py``) goes into an annotation, so a changed Secret rolls the Pods.
 
     ``inline_settings`` puts the settings in the container's own ``env`` instead of
     ``envFrom`` the shared ConfigMap, so a revision carries everything it runs with:
@@ -110,6 +114,8 @@ def pod_template(cluster: ResonanceCluster, *, inline_settings: bool = False) ->
     if not inline_settings:
         config_hash = meta.content_hash(environment.plain)
         template_meta["annotations"] = {meta.CONFIG_HASH_ANNOTATION: config_hash}
+    if secrets_hash is not None:
+        template_meta.setdefault("annotations", {})[secrets.SECRETS_HASH_ANNOTATION] = secrets_hash
     return {"metadata": template_meta, "spec": pod_spec}
 
 
@@ -118,7 +124,7 @@ def revision(cluster: ResonanceCluster) -> str:
     return meta.content_hash(pod_template(cluster, inline_settings=True))[:REVISION_LENGTH]
 
 
-def deployment(cluster: ResonanceCluster) -> dict[str, Any]:
+def deployment(cluster: ResonanceCluster, *, secrets_hash: str | None = None) -> dict[str, Any]:
     """The one worker Deployment of the ``rolling`` strategy."""
     worker = cluster.spec.worker
     rolling = cluster.spec.rollout.rolling
@@ -131,7 +137,7 @@ def deployment(cluster: ResonanceCluster) -> dict[str, Any]:
                 "maxUnavailable": meta.int_or_string(rolling.max_unavailable),
             },
         },
-        "template": pod_template(cluster),
+        "template": pod_template(cluster, secrets_hash=secrets_hash),
     }
     # With an HPA the replica count belongs to the HPA: leaving the field out of
     # the applied configuration gives up our ownership of it.
