@@ -96,3 +96,27 @@ def test_secret_changes_roll_the_workers_and_a_deleted_one_waits_for_a_person(
     wait_until(
         lambda: pods_on("sealed", namespace, str(third)), timeout=90, what="pods on the regenerated Secret"
     )
+
+
+def test_a_secret_change_is_a_new_canary_revision(operator: RunningOperator, namespace: str) -> None:
+    body = manifest("sealed-canary", replicas=2)
+    body["spec"]["rollout"] = {
+        "strategy": "canary",
+        "canary": {"steps": [{"setWeight": 50}]},
+        "drain": {"maxDrainSeconds": 2},
+    }
+    apply(body, namespace=namespace)
+    first = wait_ready("sealed-canary", namespace)["status"]["rollout"]["stableRevision"]
+    rotated = base64.b64encode(b"rotated-for-the-canary-0123456789abcdef").decode()
+    patch = json.dumps({"data": {"secret": rotated}})
+    kubectl("patch", "secret", "sealed-canary-jwt", "-n", namespace, "-p", patch)
+
+    def promoted() -> str | None:
+        rollout = get_cluster("sealed-canary", namespace).get("status", {}).get("rollout", {})
+        stable = rollout.get("stableRevision")
+        done = rollout.get("phase") == "RolloutCompleted" and not rollout.get("drainingRevision")
+        return str(stable) if done and stable != first else None
+
+    second = wait_until(promoted, timeout=90, what="the rotated Secret promoted as a new revision")
+    deployment = kubectl_json("get", "deployment", f"sealed-canary-worker-{second}", "-n", namespace)
+    assert HASH in deployment["spec"]["template"]["metadata"]["annotations"]

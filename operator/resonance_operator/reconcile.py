@@ -33,7 +33,7 @@ from resonance_operator.api import kinds, validation
 from resonance_operator.api.conditions import ConditionType, EventReason, EventType
 from resonance_operator.api.observed import ChildKey, Observed
 from resonance_operator.api.spec import ResonanceCluster, RolloutStrategy, parse
-from resonance_operator.desired import children, worker
+from resonance_operator.desired import children, revisions, worker
 from resonance_operator.desired import secrets as worker_secrets
 from resonance_operator.errors import ApiError
 from resonance_operator.kube import children as kube_children
@@ -108,7 +108,14 @@ async def reconcile_cluster(
     invalid = _invalid(cluster, observed, apis)
     fresh = _fresh_secrets()
     withheld = _withheld(cluster, observed, fresh)
-    rollout = None if invalid else await _rollout_pass(kube, probe, cluster, observed, memory, now)
+    digest = children.secrets_hash(
+        cluster,
+        fresh,
+        _live_secrets(observed),
+        withhold=withheld,
+        held=_held_secrets_hash(cluster, observed),
+    )
+    rollout = None if invalid else await _rollout_pass(kube, probe, cluster, observed, memory, now, digest)
     applied = (
         Applied()
         if rollout is None
@@ -166,9 +173,11 @@ async def _rollout_pass(
     observed: Observed,
     memory: Memory,
     now: float,
+    secrets_hash: str | None,
 ) -> Pass:
     """Observe what the rollout machine needs, then take its step (pure)."""
     observation = await observe.gather(kube, probe, cluster, observed, now)
+    observation = dataclasses.replace(observation, secrets_hash=secrets_hash)
     return step.take(observation, memory, now)
 
 
@@ -240,10 +249,16 @@ def _withheld(cluster: ResonanceCluster, observed: Observed, fresh: children.Fre
 
 
 def _held_secrets_hash(cluster: ResonanceCluster, observed: Observed) -> str | None:
-    live = observed.child(ChildKey("apps/v1", "Deployment", worker.name(cluster)))
-    annotations = (live or {}).get("spec", {}).get("template", {}).get("metadata", {}).get("annotations", {})
-    held = annotations.get(worker_secrets.SECRETS_HASH_ANNOTATION)
-    return None if held is None else str(held)
+    """The digest the live workers run with: the rolling Deployment's, or the stable revision's."""
+    stable = (cluster.status.get("rollout") or {}).get("stableRevision")
+    names = [worker.name(cluster)] + ([revisions.deployment_name(cluster, str(stable))] if stable else [])
+    for name in names:
+        live = observed.child(ChildKey("apps/v1", "Deployment", name))
+        template = (live or {}).get("spec", {}).get("template", {})
+        held = template.get("metadata", {}).get("annotations", {}).get(worker_secrets.SECRETS_HASH_ANNOTATION)
+        if held is not None:
+            return str(held)
+    return None
 
 
 def _unserved_monitors(cluster: ResonanceCluster, apis: OptionalApis) -> list[str]:

@@ -98,7 +98,7 @@ def _worker_tier(
 def _worker_deployments(cluster: ResonanceCluster, inputs: Inputs) -> Bodies:
     if inputs.topology is None:
         return [worker.deployment(cluster, secrets_hash=inputs.secrets_hash)]
-    return revisions.deployments(cluster, inputs.topology, inputs.live_revisions)
+    return revisions.deployments(cluster, inputs.topology, inputs.live_revisions, inputs.secrets_hash)
 
 
 def _generated_jwt(cluster: ResonanceCluster, inputs: Inputs) -> Bodies:
@@ -243,15 +243,8 @@ def desired_children(
     served = _served(
         service_monitor_crd=service_monitor_crd, gateway_crd=gateway_crd, pod_monitor_crd=pod_monitor_crd
     )
-    inputs = Inputs(fresh, topology, live_revisions or {})
-    generated = generated_secrets(cluster, fresh)
-    if withhold:
-        inputs = dataclasses.replace(inputs, secrets_hash=held_secrets_hash)
-    elif live_secrets is not None:
-        # A generated Secret is what lives, else what is about to be created (``create_only``).
-        effective: dict[str, Body | None] = dict(generated)
-        effective.update({name: body for name, body in live_secrets.items() if body is not None})
-        inputs = dataclasses.replace(inputs, secrets_hash=secrets.digest(cluster, effective, generated))
+    digest = secrets_hash(cluster, fresh, live_secrets, withhold=withhold, held=held_secrets_hash)
+    inputs = Inputs(fresh, topology, live_revisions or {}, digest)
     return [
         Child(body, create_only=child.create_only)
         for child in CHILDREN
@@ -259,6 +252,26 @@ def desired_children(
         for body in child.build(cluster, inputs)
         if body is not None and not (child.create_only and ChildKey.of(body).name in withhold)
     ]
+
+
+def secrets_hash(
+    cluster: ResonanceCluster,
+    fresh: FreshSecrets,
+    live_secrets: Mapping[str, Body | None] | None,
+    *,
+    withhold: Collection[str] = (),
+    held: str | None = None,
+) -> str | None:
+    """The workers' Secrets digest: of what lives, else of what is about to be created (``create_only``);
+    ``held`` (the live workers' own) while a Secret is withheld; ``None`` without ``live_secrets``."""
+    if withhold:
+        return held
+    if live_secrets is None:
+        return None
+    generated = generated_secrets(cluster, fresh)
+    effective: dict[str, Body | None] = dict(generated)
+    effective.update({name: body for name, body in live_secrets.items() if body is not None})
+    return secrets.digest(cluster, effective, generated)
 
 
 def generated_secrets(cluster: ResonanceCluster, fresh: FreshSecrets) -> dict[str, dict[str, Any]]:

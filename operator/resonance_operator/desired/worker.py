@@ -119,9 +119,11 @@ def pod_template(
     return {"metadata": template_meta, "spec": pod_spec}
 
 
-def revision(cluster: ResonanceCluster) -> str:
-    """The revision the spec asks for: a hash of the worker Pod template (settings inlined)."""
-    return meta.content_hash(pod_template(cluster, inline_settings=True))[:REVISION_LENGTH]
+def revision(cluster: ResonanceCluster, *, secrets_hash: str | None = None) -> str:
+    """The revision the spec (and the Secrets' digest) asks for: a hash of the worker Pod template
+    (settings inlined)."""
+    template = pod_template(cluster, inline_settings=True, secrets_hash=secrets_hash)
+    return meta.content_hash(template)[:REVISION_LENGTH]
 
 
 def deployment(cluster: ResonanceCluster, *, secrets_hash: str | None = None) -> dict[str, Any]:

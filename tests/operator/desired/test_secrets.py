@@ -5,7 +5,7 @@ from typing import Any
 
 from resonance_operator.api.conditions import Reason
 from resonance_operator.api.observed import Observed
-from resonance_operator.desired import children, secrets
+from resonance_operator.desired import children, secrets, worker
 from resonance_operator.status import compute
 
 from tests.operator import fixtures
@@ -99,3 +99,9 @@ def test_a_withheld_secret_degrades_the_cluster_with_what_to_do() -> None:
     degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
     assert (degraded["status"], degraded["reason"]) == ("True", Reason.GENERATED_SECRET_MISSING)
     assert f"{secrets.REGENERATE_ANNOTATION}=demo-jwt" in degraded["message"]
+
+
+def test_the_digest_is_part_of_the_canary_revision() -> None:
+    cluster = fixtures.cluster(fixtures.with_worker() | {"rollout": {"strategy": "canary"}})
+    assert worker.revision(cluster, secrets_hash="a") != worker.revision(cluster, secrets_hash="b")
+    assert worker.revision(cluster) == worker.revision(cluster, secrets_hash=None)
