@@ -94,6 +94,17 @@ class RunningOperator:
         )
 
 
+def reconciles_by_trigger(running: RunningOperator) -> dict[str, float]:
+    """``resonance_operator_reconciles_total`` of ``running``, by trigger."""
+    counts: dict[str, float] = {}
+    for metric in running.runtime.metrics.registry.collect():
+        if metric.name == "resonance_operator_reconciles":
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    counts[sample.labels["trigger"]] = sample.value
+    return counts
+
+
 @pytest.fixture(scope="session")
 def release(kubeconfig: str) -> Iterator[dict[str, str]]:
     """``helm upgrade --install`` the chart, CRD included.

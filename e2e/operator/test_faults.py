@@ -36,7 +36,16 @@ from resonance_operator.desired import meta
 from resonance_operator.settings import OperatorSettings
 
 from e2e.kube import apply, kubectl, kubectl_json, tool, wait_until
-from e2e.operator.conftest import PEERING, REPO, RunningOperator, free_port, get_cluster, is_ready, wait_ready
+from e2e.operator.conftest import (
+    PEERING,
+    REPO,
+    RunningOperator,
+    free_port,
+    get_cluster,
+    is_ready,
+    reconciles_by_trigger,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.k8s
 
@@ -384,16 +393,6 @@ def reconciled_in_sync(namespace: str, name: str) -> bool:
     body = get_cluster(name, namespace)
     current = body.get("status", {}).get("observedGeneration") == body["metadata"]["generation"]
     return current and children_in_sync(namespace, body)
-
-
-def reconciles_by_trigger(operator: RunningOperator) -> dict[str, float]:
-    counts: dict[str, float] = {}
-    for metric in operator.runtime.metrics.registry.collect():
-        if metric.name == "resonance_operator_reconciles":
-            for sample in metric.samples:
-                if sample.name.endswith("_total"):
-                    counts[sample.labels["trigger"]] = sample.value
-    return counts
 
 
 class Recorded(logging.Handler):

@@ -13,16 +13,20 @@ from typing import Any
 
 import pytest
 import yaml
+from resonance_operator.settings import OperatorSettings
 from resonance_worker.tokens import mint_connection_token
 
 from e2e.kube import apply, kubectl, kubectl_json, wait_until
 from e2e.operator.conftest import (
+    PEERING,
     REPO,
     RESYNC_SECONDS,
     RunningOperator,
     condition,
+    free_port,
     get_cluster,
     operator_settings,
+    reconciles_by_trigger,
     wait_ready,
 )
 from e2e.operator.rollout_load import ServiceLoad
@@ -235,6 +239,86 @@ def test_another_operator_continues_a_rollout_from_its_status(
     finally:
         fresh.stop()
     assert set(revision_deployments("handover", namespace)) == {canary}
+
+
+STORED = "operator.resonance.liminal.dev/last-handled-configuration"
+
+
+def wait_frozen(running: RunningOperator) -> None:
+    """Until ``running`` (a 3 s resync) has reconciled nothing for two of its periods: frozen by a peer."""
+    seen = {"count": running.reconciles(), "since": time.monotonic()}
+
+    def quiet() -> bool:
+        count = running.reconciles()
+        if count != seen["count"]:
+            seen.update(count=count, since=time.monotonic())
+        return time.monotonic() - seen["since"] > 2 * RESYNC_SECONDS
+
+    wait_until(quiet, timeout=30, what="the main operator frozen by the higher peer")
+
+
+def test_a_rollout_action_acts_at_once_with_the_default_resync(
+    operator: RunningOperator, operator_kubeconfig: str, namespace: str
+) -> None:
+    """The action annotation is a change kopf hands to the operator at once: a peer with the default
+    30 s resync promotes a paused canary long before its next resync could have seen the annotation
+    (its timers first fire when it starts; the bound ends well inside the first period)."""
+    rollout = {
+        "strategy": "canary",
+        "canary": {"steps": [{"setWeight": 50}, {"pause": {}}, {"pause": {}}]},
+        "drain": {"maxDrainSeconds": 2},
+    }
+    manifest = cluster_manifest("prompt", rollout)
+    # What the storages left on clusters before they moved to their own prefix: removed, not in the way.
+    legacy = {
+        "resonance.liminal.dev/kopf-managed": "yes",
+        "resonance.liminal.dev/last-handled-configuration": json.dumps({"spec": {}}),
+    }
+    manifest["metadata"]["annotations"] = legacy
+    apply(manifest, namespace=namespace)
+    wait_ready("prompt", namespace)
+
+    def migrated(body: dict[str, Any]) -> bool:
+        annotations = body["metadata"].get("annotations", {})
+        return not set(legacy) & set(annotations) and STORED in annotations
+
+    wait_status("prompt", namespace, migrated, "the legacy storage annotations removed")
+    patch_spec("prompt", namespace, {"worker": {"settings": {"logLevel": "DEBUG"}}})
+
+    def paused_at(step: int) -> Any:
+        def check(body: dict[str, Any]) -> bool:
+            status = rollout_of(body)
+            return status.get("phase") == "RolloutPaused" and status.get("currentStep") == step
+
+        return check
+
+    wait_status("prompt", namespace, paused_at(1), "paused at the first pause")
+    settings = OperatorSettings(
+        kubeconfig=operator_kubeconfig,
+        peering=PEERING,
+        priority=1001,
+        metrics_port=0,
+        health_port=free_port(),
+        instance="e2e-default-resync",
+    )
+    assert settings.resync_seconds == 30.0  # the default, not the e2e's 3 s
+    started = time.monotonic()
+    fresh = RunningOperator(settings).start()
+    try:
+        # In charge once it reconciles; from then on the frozen main peer writes nothing.
+        wait_until(lambda: fresh.reconciles() >= 1, timeout=20, what="the fresh peer reconciling")
+        wait_frozen(operator)
+        frozen_writes = operator.writes_in(namespace)
+        changes = reconciles_by_trigger(fresh).get("change", 0)
+        bound = 8.0
+        # Inside the fresh peer's first resync period: only the annotation's change can explain it.
+        assert time.monotonic() - started + bound < settings.resync_seconds, "the set-up took too long"
+        annotate("prompt", namespace, "promote")
+        wait_status("prompt", namespace, paused_at(2), "promoted to the second pause", timeout=bound)
+        assert reconciles_by_trigger(fresh).get("change", 0) > changes
+        assert operator.writes_in(namespace) == frozen_writes, "the frozen peer acted"
+    finally:
+        fresh.stop()
 
 
 def test_autoscaled_canary_splits_the_hpa_range(operator: RunningOperator, namespace: str) -> None:

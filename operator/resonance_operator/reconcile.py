@@ -31,9 +31,10 @@ from typing import Any
 
 from resonance_operator.api import kinds, validation
 from resonance_operator.api.conditions import ConditionType, EventReason, EventType
-from resonance_operator.api.observed import Observed
+from resonance_operator.api.observed import ChildKey, Observed
 from resonance_operator.api.spec import ResonanceCluster, RolloutStrategy, parse
-from resonance_operator.desired import children
+from resonance_operator.desired import children, revisions, worker
+from resonance_operator.desired import secrets as worker_secrets
 from resonance_operator.errors import ApiError
 from resonance_operator.kube import children as kube_children
 from resonance_operator.kube.client import KubeClient
@@ -105,12 +106,25 @@ async def reconcile_cluster(
 
     observed, apis = await _observe(kube, cluster)
     invalid = _invalid(cluster, observed, apis)
-    rollout = None if invalid else await _rollout_pass(kube, probe, cluster, observed, memory, now)
-    applied = Applied() if rollout is None else await _apply(kube, probe, cluster, observed, apis, rollout)
+    fresh = _fresh_secrets()
+    withheld = _withheld(cluster, observed, fresh)
+    digest = children.secrets_hash(
+        cluster,
+        fresh,
+        _live_secrets(observed),
+        withhold=withheld,
+        held=_held_secrets_hash(cluster, observed),
+    )
+    rollout = None if invalid else await _rollout_pass(kube, probe, cluster, observed, memory, now, digest)
+    applied = (
+        Applied()
+        if rollout is None
+        else await _apply(kube, probe, cluster, observed, apis, rollout, fresh, withheld)
+    )
     # A pass whose children could not be applied is not reported: the status says ApplyFailed.
     reported = None if applied.error is not None else rollout
     written = await write_status(
-        kube, cluster, _render(cluster, observed, apis, invalid, applied, reported, now)
+        kube, cluster, _render(cluster, observed, apis, invalid, applied, reported, now, withheld)
     )
     events = await _post_events(kube, cluster, written, applied.result, reported, instance=instance)
     return Outcome(
@@ -159,9 +173,11 @@ async def _rollout_pass(
     observed: Observed,
     memory: Memory,
     now: float,
+    secrets_hash: str | None,
 ) -> Pass:
     """Observe what the rollout machine needs, then take its step (pure)."""
     observation = await observe.gather(kube, probe, cluster, observed, now)
+    observation = dataclasses.replace(observation, secrets_hash=secrets_hash)
     return step.take(observation, memory, now)
 
 
@@ -177,6 +193,8 @@ async def _apply(
     observed: Observed,
     apis: OptionalApis,
     rollout: Pass,
+    fresh: children.FreshSecrets,
+    withheld: Sequence[str],
 ) -> Applied:
     """Apply the children the spec and the rollout's topology want, then act on the rollout decision."""
     desired = children.desired_children(
@@ -184,22 +202,63 @@ async def _apply(
         service_monitor_crd=apis.service_monitor,
         gateway_crd=apis.gateway,
         pod_monitor_crd=apis.pod_monitor,
-        fresh=children.FreshSecrets(
-            jwt=secrets.token_urlsafe(32),
-            neo4j_password=secrets.token_urlsafe(24),
-            api_key=secrets.token_urlsafe(32),
-        ),
+        fresh=fresh,
         topology=rollout.topology,
         live_revisions=rollout.live,
+        live_secrets=_live_secrets(observed),
+        withhold=withheld,
+        held_secrets_hash=_held_secrets_hash(cluster, observed),
     )
     result = kube_children.ApplyResult()
     try:
         result = await kube_children.apply_children(kube, cluster, desired, observed)
         await act.carry_out(kube, probe, cluster, rollout)
+        if worker_secrets.REGENERATE_ANNOTATION in cluster.metadata.annotations and not withheld:
+            await kube_children.remove_annotation(kube, cluster, worker_secrets.REGENERATE_ANNOTATION)
     except ApiError as exc:
         logger.warning("applying children of %s/%s failed: %s", cluster.namespace, cluster.name, exc)
         return Applied(result, str(exc))
     return Applied(result)
+
+
+def _fresh_secrets() -> children.FreshSecrets:
+    return children.FreshSecrets(
+        jwt=secrets.token_urlsafe(32),
+        neo4j_password=secrets.token_urlsafe(24),
+        api_key=secrets.token_urlsafe(32),
+    )
+
+
+def _live_secrets(observed: Observed) -> dict[str, Any]:
+    """Every Secret observed, by name: the generated children and the ones the spec names."""
+    live: dict[str, Any] = dict(observed.referenced_secrets)
+    live.update({key.name: body for key, body in observed.children.items() if key.kind == "Secret"})
+    return live
+
+
+def _withheld(cluster: ResonanceCluster, observed: Observed, fresh: children.FreshSecrets) -> list[str]:
+    """Generated Secrets deleted while a live workload of the cluster reads them: not generated again
+    (``desired/secrets.py``)."""
+    workloads = [body for key, body in observed.children.items() if key.kind in {"Deployment", "StatefulSet"}]
+    return worker_secrets.withheld(
+        children.generated_secrets(cluster, fresh),
+        _live_secrets(observed),
+        in_use=worker_secrets.used_by(workloads),
+        regenerate=worker_secrets.regenerate_requested(cluster.metadata.annotations),
+    )
+
+
+def _held_secrets_hash(cluster: ResonanceCluster, observed: Observed) -> str | None:
+    """The digest the live workers run with: the rolling Deployment's, or the stable revision's."""
+    stable = (cluster.status.get("rollout") or {}).get("stableRevision")
+    names = [worker.name(cluster)] + ([revisions.deployment_name(cluster, str(stable))] if stable else [])
+    for name in names:
+        live = observed.child(ChildKey("apps/v1", "Deployment", name))
+        template = (live or {}).get("spec", {}).get("template", {})
+        held = template.get("metadata", {}).get("annotations", {}).get(worker_secrets.SECRETS_HASH_ANNOTATION)
+        if held is not None:
+            return str(held)
+    return None
 
 
 def _unserved_monitors(cluster: ResonanceCluster, apis: OptionalApis) -> list[str]:
@@ -216,6 +275,7 @@ def _render(
     applied: Applied,
     rollout: Pass | None,
     now: float,
+    withheld: Sequence[str] = (),
 ) -> Render:
     """The new status as a pure function of the status it replaces (``kube/status.py`` may call it
     again after a conflict)."""
@@ -233,6 +293,7 @@ def _render(
             applied=applied.result.applied,
             rollout=None if rollout is None else rollout.view,
             previous=previous,
+            withheld=withheld,
         )
 
     return render

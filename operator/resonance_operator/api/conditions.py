@@ -41,6 +41,7 @@ class Reason(enum.StrEnum):
     INVALID_SPEC = "InvalidSpec"
     APPLY_FAILED = "ApplyFailed"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    GENERATED_SECRET_MISSING = "GeneratedSecretMissing"
     # Monitoring
     MONITORS_CREATED = "MonitorsCreated"
     MONITORING_NOT_REQUESTED = "NotRequested"
@@ -84,6 +85,8 @@ class EventReason(enum.StrEnum):
     INVALID_ROLLOUT_ACTION = "InvalidRolloutAction"
     MONITORING_CRD_MISSING = "MonitoringCRDMissing"
     AUTOSCALING_HANDOVER = "AutoscalingHandover"
+    REPLICAS_OWNED_BY_AUTOSCALER = "ReplicasOwnedByAutoscaler"
+    DEFAULT_CPU_REQUEST = "DefaultCPURequest"
 
 
 class EventType(enum.StrEnum):

@@ -16,14 +16,14 @@ verbs in the chart's rules (``charts/resonance-operator/templates/_helpers.tpl``
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from resonance_operator.api import kinds
 from resonance_operator.api.kinds import Kind
 from resonance_operator.api.observed import ChildKey
 from resonance_operator.api.spec import ResonanceCluster
-from resonance_operator.desired import datastores, meta, revisions, settings, worker
+from resonance_operator.desired import datastores, meta, revisions, secrets, settings, worker
 
 Body = Mapping[str, Any]
 
@@ -57,6 +57,8 @@ class Inputs:
     topology: revisions.Topology | None = None
     """Canary and blue-green: the revisions that run (``rollout_pass``); ``None`` for rolling."""
     live_revisions: Mapping[str, Body] = dataclasses.field(default_factory=dict)
+    secrets_hash: str | None = None
+    """The digest of the Secrets the workers read (``desired/secrets.py``); ``None``: not known."""
 
 
 Bodies = Sequence[dict[str, Any] | None]
@@ -91,6 +93,12 @@ def _worker_tier(
         return by_revision(cluster, inputs.topology, inputs)
 
     return build
+
+
+def _worker_deployments(cluster: ResonanceCluster, inputs: Inputs) -> Bodies:
+    if inputs.topology is None:
+        return [worker.deployment(cluster, secrets_hash=inputs.secrets_hash)]
+    return revisions.deployments(cluster, inputs.topology, inputs.live_revisions, inputs.secrets_hash)
 
 
 def _generated_jwt(cluster: ResonanceCluster, inputs: Inputs) -> Bodies:
@@ -148,7 +156,7 @@ CHILDREN: tuple[ChildKind, ...] = (
     ChildKind(
         kinds.DEPLOYMENT,
         _named(worker.name),
-        _worker_tier(worker.deployment, lambda c, t, i: revisions.deployments(c, t, i.live_revisions)),
+        _worker_deployments,
     ),
     ChildKind(
         kinds.SERVICE,
@@ -221,21 +229,58 @@ def desired_children(
     live_revisions: Mapping[str, Body] | None = None,
     gateway_crd: bool = False,
     pod_monitor_crd: bool = False,
+    live_secrets: Mapping[str, Body | None] | None = None,
+    withhold: Collection[str] = (),
+    held_secrets_hash: str | None = None,
 ) -> list[Child]:
     """The children the spec wants now, in dependency order (the order of :data:`CHILDREN`).
 
     With a ``topology`` (canary and blue-green) the worker tier is one Deployment per
     revision and its Services, Ingresses, route and HPAs (``revisions``); else the one
-    rolling Deployment.
+    rolling Deployment. ``live_secrets`` (every Secret observed, by name) gives the rolling
+    workers their Secrets' digest; generated Secrets named in ``withhold`` are left out.
     """
     served = _served(
         service_monitor_crd=service_monitor_crd, gateway_crd=gateway_crd, pod_monitor_crd=pod_monitor_crd
     )
-    inputs = Inputs(fresh, topology, live_revisions or {})
+    digest = secrets_hash(cluster, fresh, live_secrets, withhold=withhold, held=held_secrets_hash)
+    inputs = Inputs(fresh, topology, live_revisions or {}, digest)
     return [
         Child(body, create_only=child.create_only)
         for child in CHILDREN
         if _present(child, served)
         for body in child.build(cluster, inputs)
-        if body is not None
+        if body is not None and not (child.create_only and ChildKey.of(body).name in withhold)
     ]
+
+
+def secrets_hash(
+    cluster: ResonanceCluster,
+    fresh: FreshSecrets,
+    live_secrets: Mapping[str, Body | None] | None,
+    *,
+    withhold: Collection[str] = (),
+    held: str | None = None,
+) -> str | None:
+    """The workers' Secrets digest: of what lives, else of what is about to be created (``create_only``);
+    ``held`` (the live workers' own) while a Secret is withheld; ``None`` without ``live_secrets``."""
+    if withhold:
+        return held
+    if live_secrets is None:
+        return None
+    generated = generated_secrets(cluster, fresh)
+    effective: dict[str, Body | None] = dict(generated)
+    effective.update({name: body for name, body in live_secrets.items() if body is not None})
+    return secrets.digest(cluster, effective, generated)
+
+
+def generated_secrets(cluster: ResonanceCluster, fresh: FreshSecrets) -> dict[str, dict[str, Any]]:
+    """The Secrets the operator generates for this spec, by name (with ``fresh`` values)."""
+    inputs = Inputs(fresh)
+    return {
+        ChildKey.of(body).name: body
+        for child in CHILDREN
+        if child.create_only
+        for body in child.build(cluster, inputs)
+        if body is not None
+    }

@@ -105,12 +105,13 @@ def plan_topology(
     live: Mapping[str, Body],
     *,
     stable_connections: int | None = None,
+    secrets_hash: str | None = None,
 ) -> Topology:
     """The revisions to run for ``state``; ``live`` maps revisions to their live Deployments."""
     spec = cluster.spec
     autoscaling = spec.worker.autoscaling
     desired = spec.worker.replicas
-    stable = state.stable_revision or worker.revision(cluster)
+    stable = state.stable_revision or worker.revision(cluster, secrets_hash=secrets_hash)
     draining = state.draining_revision
     in_flight = state.canary_revision != draining and state.abort_reason is None
     new = state.canary_revision if in_flight else None
@@ -188,14 +189,18 @@ def plan_topology(
 
 
 def revision_deployment(
-    cluster: ResonanceCluster, revision: str, replicas: int | None, live: Body | None
+    cluster: ResonanceCluster,
+    revision: str,
+    replicas: int | None,
+    live: Body | None,
+    secrets_hash: str | None = None,
 ) -> dict[str, Any] | None:
     """The Deployment of one revision: from the spec when it is the spec's, else from its live object.
 
     ``None`` when the revision is not the spec's and no live Deployment remembers its template.
     """
-    if revision == worker.revision(cluster):
-        template = worker.pod_template(cluster, inline_settings=True)
+    if revision == worker.revision(cluster, secrets_hash=secrets_hash):
+        template = worker.pod_template(cluster, inline_settings=True, secrets_hash=secrets_hash)
     elif live is not None:
         template = copy.deepcopy(dict(live["spec"]["template"]))
         template.get("metadata", {}).pop("creationTimestamp", None)
@@ -317,12 +322,16 @@ def traffic_weights(
 
 
 def deployments(
-    cluster: ResonanceCluster, topology: Topology, live: Mapping[str, Body]
+    cluster: ResonanceCluster,
+    topology: Topology,
+    live: Mapping[str, Body],
+    secrets_hash: str | None = None,
 ) -> list[dict[str, Any]]:
     """One Deployment per revision that runs (stable, new, draining)."""
     out = []
     for revision in topology.revisions:
-        body = revision_deployment(cluster, revision, topology.replicas.get(revision), live.get(revision))
+        replicas = topology.replicas.get(revision)
+        body = revision_deployment(cluster, revision, replicas, live.get(revision), secrets_hash)
         if body is not None:
             out.append(body)
     return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from resonance_operator.api.spec import ResonanceCluster
+from resonance_operator.api.spec import ResonanceCluster, Resources
 from resonance_operator.api.validation import parse_quantity
 
 PROCESS_BYTES = 160 * 2**20
@@ -22,6 +22,23 @@ HEADROOM = Decimal("0.8")
 """Share of the memory limit given to connections; the rest absorbs swings."""
 WITHOUT_MEMORY_LIMIT = 10_000
 """Connections per pod when nothing bounds them (no memory limit, no autoscaling target)."""
+
+DEFAULT_CPU_REQUEST = "250m"
+"""The workers' CPU request when ``spec.worker.resources`` names no CPU: an HPA's CPU target is a share of
+the request, so without one the HPA cannot compute utilisation and never scales. A quarter core is what
+an idle worker with a few thousand quiet connections uses; set ``resources.requests.cpu`` to change it."""
+
+
+def names_cpu(resources: Resources) -> bool:
+    """Whether the resources give a CPU request (an explicit one, or a limit Kubernetes copies into it)."""
+    return "cpu" in resources.requests or "cpu" in resources.limits
+
+
+def worker_resources(resources: Resources) -> Resources:
+    """The workers' resources: the spec's, with :data:`DEFAULT_CPU_REQUEST` when it names no CPU."""
+    if names_cpu(resources):
+        return resources
+    return resources.model_copy(update={"requests": {**resources.requests, "cpu": DEFAULT_CPU_REQUEST}})
 
 
 def memory_fits(memory_limit: str) -> int:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from resonance_operator.api.spec import ResonanceCluster
-from resonance_operator.desired import meta, settings, workload
+from resonance_operator.desired import meta, secrets, settings, sizing, workload
 
 HTTP_PORT_NAME = "http"
 SERVICE_PORT = 80
@@ -57,8 +57,12 @@ def _probe(path: str, *, period: int, failure_threshold: int) -> dict[str, Any]:
     }
 
 
-def pod_template(cluster: ResonanceCluster, *, inline_settings: bool = False) -> dict[str, Any]:
+def pod_template(
+    cluster: ResonanceCluster, *, inline_settings: bool = False, secrets_hash: str | None = None
+) -> dict[str, Any]:
     """The worker Pod template from the spec.
+
+    ``secrets_hash`` (``desired/secrets.py``) goes into an annotation, so a changed Secret rolls the Pods.
 
     ``inline_settings`` puts the settings in the container's own ``env`` instead of
     ``envFrom`` the shared ConfigMap, so a revision carries everything it runs with:
@@ -86,7 +90,7 @@ def pod_template(cluster: ResonanceCluster, *, inline_settings: bool = False) ->
             "securityContext": workload.container_security_context(),
         }
     )
-    if resources := workload.resources(worker.resources):
+    if resources := workload.resources(sizing.worker_resources(worker.resources)):
         container["resources"] = resources
     pod_spec: dict[str, Any] = {
         "containers": [container],
@@ -110,15 +114,19 @@ def pod_template(cluster: ResonanceCluster, *, inline_settings: bool = False) ->
     if not inline_settings:
         config_hash = meta.content_hash(environment.plain)
         template_meta["annotations"] = {meta.CONFIG_HASH_ANNOTATION: config_hash}
+    if secrets_hash is not None:
+        template_meta.setdefault("annotations", {})[secrets.SECRETS_HASH_ANNOTATION] = secrets_hash
     return {"metadata": template_meta, "spec": pod_spec}
 
 
-def revision(cluster: ResonanceCluster) -> str:
-    """The revision the spec asks for: a hash of the worker Pod template (settings inlined)."""
-    return meta.content_hash(pod_template(cluster, inline_settings=True))[:REVISION_LENGTH]
+def revision(cluster: ResonanceCluster, *, secrets_hash: str | None = None) -> str:
+    """The revision the spec (and the Secrets' digest) asks for: a hash of the worker Pod template
+    (settings inlined)."""
+    template = pod_template(cluster, inline_settings=True, secrets_hash=secrets_hash)
+    return meta.content_hash(template)[:REVISION_LENGTH]
 
 
-def deployment(cluster: ResonanceCluster) -> dict[str, Any]:
+def deployment(cluster: ResonanceCluster, *, secrets_hash: str | None = None) -> dict[str, Any]:
     """The one worker Deployment of the ``rolling`` strategy."""
     worker = cluster.spec.worker
     rolling = cluster.spec.rollout.rolling
@@ -131,7 +139,7 @@ def deployment(cluster: ResonanceCluster) -> dict[str, Any]:
                 "maxUnavailable": meta.int_or_string(rolling.max_unavailable),
             },
         },
-        "template": pod_template(cluster),
+        "template": pod_template(cluster, secrets_hash=secrets_hash),
     }
     # With an HPA the replica count belongs to the HPA: leaving the field out of
     # the applied configuration gives up our ownership of it.

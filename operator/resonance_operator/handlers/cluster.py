@@ -17,7 +17,7 @@ import kopf
 import pydantic
 
 from resonance_operator.api import kinds
-from resonance_operator.api.spec import GROUP, KIND, PLURAL, VERSION
+from resonance_operator.api.spec import GROUP, KIND, PLURAL, VERSION, parse
 from resonance_operator.desired import meta
 from resonance_operator.errors import ApiError
 from resonance_operator.kube import children as kube_children
@@ -28,10 +28,21 @@ from resonance_operator.probe.pods import PodProbe
 from resonance_operator.reconcile import Outcome, reconcile_cluster
 from resonance_operator.rollout_pass.step import Memory
 from resonance_operator.settings import OperatorSettings
+from resonance_operator.status import notices
 
 logger = logging.getLogger("resonance.operator")
 
 FINALIZER = f"{GROUP}/kopf-finalizer"
+STORAGE_PREFIX = f"operator.{GROUP}"
+"""Prefix of kopf's progress and diff-base annotations. Not ``GROUP``: kopf's diff-base drops every
+annotation under a prefix that holds its ``kopf-managed`` marker, so with its storages under
+``GROUP`` a change of ``resonance.liminal.dev/rollout-action`` reached no handler and waited for the
+resync. Not ``kopf.…`` either: kopf stores no marker under such a prefix, and then its own progress
+annotations would count as changes of the object."""
+LEGACY_STORAGE_KEYS = (f"{GROUP}/kopf-managed", f"{GROUP}/last-handled-configuration")
+"""What the storages left under ``GROUP`` before they moved; while the marker stays, kopf keeps
+ignoring ``GROUP``'s annotations, so the first handling removes both (progress keys under ``GROUP``
+were purged by kopf after each successful handling)."""
 RETRY_DELAY_SECONDS = 5.0
 RETRY_MAX_SECONDS = 60.0
 REQUEUE_TICK_SECONDS = 1.0
@@ -104,6 +115,21 @@ class Runtime:
             raise kopf.TemporaryError(outcome.apply_error, delay=retry_delay(retry, random.random()))
         return outcome
 
+    async def post_notices(self, body: Mapping[str, Any], before: Mapping[str, Any] | None) -> None:
+        """The Events a spec edit earns (``status/notices.py``); a spec that does not parse gets none
+        here (its reconcile reports it)."""
+        try:
+            cluster = parse(body)
+        except pydantic.ValidationError:
+            return
+        for type_, reason, message in notices.spec_notices(cluster, before):
+            try:
+                await kube_children.post_event(
+                    self.kube, cluster, type_, reason, message, reporting_instance=self.settings.instance
+                )
+            except ApiError as exc:  # an Event is a courtesy; never fail a handler over one
+                logger.warning("could not post event %s on %s: %s", reason, cluster.name, exc)
+
     def forget(self, key: tuple[str, str]) -> None:
         """A cluster deleted or being deleted: drop what this process keeps about it, and its
         ``resonance_operator_cluster_ready`` series (no stale series for a cluster that is gone)."""
@@ -168,8 +194,8 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.persistence.finalizer = FINALIZER
         # Progress and diff-base in our own annotations; the status belongs to the reconciler.
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=STORAGE_PREFIX)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=STORAGE_PREFIX)
         # We post our own Events on real transitions; kopf would post one per log line.
         settings.posting.enabled = False
         # Least-privilege RBAC: no cluster-wide watch of CRDs and namespaces.
@@ -187,8 +213,17 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
-    async def changed(body: kopf.Body, retry: int = 0, **_: Any) -> None:
+    async def changed(body: kopf.Body, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
+        for key in LEGACY_STORAGE_KEYS:
+            if key in body.metadata.annotations:
+                patch.metadata.annotations[key] = None  # kopf applies the patch after the handler
         await runtime.reconcile(body, "change", retry)
+
+    # Spec edits the operator acts on differently than written get an Event when made, not per reconcile.
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.update(GROUP, VERSION, PLURAL, field="spec.worker", registry=registry)
+    async def worker_edited(body: kopf.Body, reason: str, old: Any, **_: Any) -> None:
+        await runtime.post_notices(body, old if reason == kopf.Reason.UPDATE else None)
 
     # Optional: no finalizer of its own; it only forgets what this process keeps about the cluster.
     @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True, registry=registry)

@@ -76,6 +76,8 @@ class Observation:
     """The workers' API key (from the generated Secret), for ``POST /drain``."""
     readings: tuple[tuple[analysis.Reading, ...], tuple[analysis.Reading, ...]] | None = None
     """(canary, stable) PromQL readings of the analysis in flight, when it has a Prometheus source."""
+    secrets_hash: str | None = None
+    """The digest of the Secrets the workers read (``desired/secrets.py``): part of the revision."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,7 +165,7 @@ def take(observation: Observation, memory: Memory, now: float) -> Pass:
     cluster, state = observation.cluster, observation.state
     notes: list[Note] = []
     request, annotated = _request(cluster.metadata.annotations, notes)
-    desired = worker.revision(cluster)
+    desired = worker.revision(cluster, secrets_hash=observation.secrets_hash)
     spec = cluster.spec.rollout
     if spec.strategy is RolloutStrategy.ROLLING:
         return _rolling(observation, memory, desired, request, annotated, notes, now)
@@ -171,7 +173,9 @@ def take(observation: Observation, memory: Memory, now: float) -> Pass:
     live = live_revisions(cluster, observation.observed)
     scrapes = observation.scrapes
     stable_connections = _connections(scrapes, state.stable_revision)
-    before = revisions.plan_topology(cluster, state, live, stable_connections=stable_connections)
+    before = revisions.plan_topology(
+        cluster, state, live, stable_connections=stable_connections, secrets_hash=observation.secrets_hash
+    )
     decision = plan.decide(
         spec,
         state,
@@ -184,7 +188,9 @@ def take(observation: Observation, memory: Memory, now: float) -> Pass:
         new_state, requeue, memory = _analyse(decision, memory, scrapes, now, observation.readings)
         decision = dataclasses.replace(decision, state=new_state)
 
-    topology = revisions.plan_topology(cluster, new_state, live, stable_connections=stable_connections)
+    topology = revisions.plan_topology(
+        cluster, new_state, live, stable_connections=stable_connections, secrets_hash=observation.secrets_hash
+    )
     if not topology.settled and requeue is None:
         requeue = SETTLE_POLL_SECONDS
     if decision.event is not None:

@@ -44,6 +44,7 @@ def compute(
     rollout: RolloutView | None = None,
     previous: Mapping[str, Any] | None = None,
     unserved: Sequence[str] = (),
+    withheld: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The full new status (the caller compares it with the old one before writing).
 
@@ -59,6 +60,7 @@ def compute(
         rollout=rollout,
         unserved=unserved,
         previous=cluster.status if previous is None else previous,
+        withheld=withheld,
     )
     generation = cluster.metadata.generation
     before = cluster.status if previous is None else previous

@@ -1,6 +1,7 @@
 """The ``Degraded`` condition: something is wrong that waiting will not fix (pure).
 
-In order: a spec the operator cannot act on, a child the API refused, a rollout
+In order: a spec the operator cannot act on, a child the API refused, a generated
+Secret deleted while the workloads use it (not generated again: ``desired/secrets.py``), a rollout
 that failed or was aborted (its first message is kept while the losing revision
 drains), a worker Deployment past its progress deadline.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from resonance_operator.api.conditions import ConditionStatus, ConditionType, Reason
+from resonance_operator.desired import secrets
 from resonance_operator.status.conditions import Stamp
 from resonance_operator.status.facts import Facts
 
@@ -20,6 +22,9 @@ def condition(facts: Facts, stamp: Stamp) -> dict[str, Any]:
         return stamp(ConditionType.DEGRADED, ConditionStatus.TRUE, Reason.INVALID_SPEC, why)
     if facts.apply_error is not None:
         return stamp(ConditionType.DEGRADED, ConditionStatus.TRUE, Reason.APPLY_FAILED, facts.apply_error)
+    if facts.withheld:
+        message = secrets.missing_message(facts.withheld)
+        return stamp(ConditionType.DEGRADED, ConditionStatus.TRUE, Reason.GENERATED_SECRET_MISSING, message)
     rollout = facts.rollout
     if rollout is not None and rollout.degraded is not None:
         # The message of the decision that degraded the rollout says why; later passes only drain.

@@ -57,6 +57,8 @@ class Facts:
     """The monitor kinds the spec asks for (``PodMonitor``, ``ServiceMonitor``)."""
     unserved: tuple[str, ...] = ()
     """Those of them whose CRD the cluster does not serve (nothing was created for them)."""
+    withheld: tuple[str, ...] = ()
+    """Generated Secrets deleted while workloads run, not generated again (``desired/secrets.py``)."""
 
     @property
     def not_ready_message(self) -> str:
@@ -82,6 +84,7 @@ def gather(
     rollout: RolloutView | None = None,
     unserved: Sequence[str] = (),
     previous: Mapping[str, Any] | None = None,
+    withheld: Sequence[str] = (),
 ) -> Facts:
     """The facts of one reconcile: what was observed, what the spec lacked, what was applied.
 
@@ -139,6 +142,7 @@ def gather(
         rollout=rollout,
         monitors=requested_monitors(cluster),
         unserved=tuple(unserved),
+        withheld=tuple(withheld),
     )
 
 

@@ -39,7 +39,18 @@ def test_deployment_from_the_minimal_spec() -> None:
     } in container["env"]
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert "resources" not in container
+    # No CPU in the spec: the default request (an HPA's CPU target is a share of it).
+    assert container["resources"] == {"requests": {"cpu": "250m"}}
+
+
+def test_a_cpu_request_or_limit_in_the_spec_replaces_the_default() -> None:
+    for resources, expected in (
+        ({"limits": {"cpu": "2"}}, {"limits": {"cpu": "2"}}),  # Kubernetes copies the limit into the request
+        ({"limits": {"memory": "512Mi"}}, {"requests": {"cpu": "250m"}, "limits": {"memory": "512Mi"}}),
+        ({"requests": {"cpu": "1", "memory": "1Gi"}}, {"requests": {"cpu": "1", "memory": "1Gi"}}),
+    ):
+        deployment = worker.deployment(fixtures.cluster(fixtures.with_worker(resources=resources)))
+        assert _container(deployment)["resources"] == expected
 
 
 def test_deployment_options() -> None:
