@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from resonance_worker.domain.features import (
     FeatureContext,
     FeatureSetError,
@@ -88,7 +87,13 @@ def test_targeting_by_user_tenant_platform_and_claims() -> None:
 
 def test_gates_refuse_rpc_methods_and_namespaces_naming_the_flag() -> None:
     features = parse_feature_set(
-        [{"name": "beta", "targeting": {"users": ["alice"]}, "gates": {"rpc": ["room.join"], "namespaces": ["lab"]}}]
+        [
+            {
+                "name": "beta",
+                "targeting": {"users": ["alice"]},
+                "gates": {"rpc": ["room.join"], "namespaces": ["lab"]},
+            }
+        ]
     )
     alice, bob = FeatureContext(user="alice"), FeatureContext(user="bob")
     assert features.refuses_rpc("room.join", alice) is None
@@ -159,7 +164,9 @@ def test_bucket_is_in_the_unit_interval_and_deterministic(seed: str, key: str) -
     rollout=st.floats(min_value=0, max_value=100),
     user=st.text(min_size=1, max_size=20),
 )
-def test_a_value_is_always_a_variant_with_weight_or_off(weights: list[int], rollout: float, user: str) -> None:
+def test_a_value_is_always_a_variant_with_weight_or_off(
+    weights: list[int], rollout: float, user: str
+) -> None:
     variants = [{"name": f"v{i}", "weight": w} for i, w in enumerate(weights)]
     features = parse_feature_set([{"name": "exp", "rollout": rollout, "variants": variants}])
     value = features.evaluate(FeatureContext(user=user))["exp"]

@@ -254,7 +254,8 @@ def _targeting(raw: Any, flag: str, errors: _Errors) -> Targeting:
     _unknown(raw, _TARGETING_FIELDS, "targeting", flag, errors)
     lists: dict[str, frozenset[str] | None] = {}
     for name in ("users", "tenants", "platforms"):
-        lists[name] = None if raw.get(name) is None else _strings(raw[name], f"targeting.{name}", flag, errors)
+        given = raw.get(name)
+        lists[name] = None if given is None else _strings(given, f"targeting.{name}", flag, errors)
     claims: dict[str, frozenset[str]] = {}
     raw_claims = raw.get("claims") or {}
     if not isinstance(raw_claims, Mapping):
@@ -404,3 +405,45 @@ def parse_feature_text(text: str) -> FeatureSet:
     except ValueError as exc:
         raise FeatureSetError([f"the flag file is not JSON: {exc}"]) from None
     return parse_feature_set(raw)
+
+
+def exposure_label(value: Value) -> str:
+    """A value as the metrics' ``variant`` label: ``on``, ``off`` or the variant's name."""
+    if value is True:
+        return "on"
+    if value is False:
+        return "off"
+    return value
+
+
+class FeatureBook:
+    """The flag set in force on a worker and what each connection was last told.
+
+    :meth:`replace` swaps the whole set at once (it was validated whole before); :meth:`tell`
+    evaluates a connection's flags, remembers them and returns those that are new to it (the
+    exposures to count); :meth:`told` is what outcomes are counted against."""
+
+    def __init__(self, features: FeatureSet = EMPTY) -> None:
+        self.current = features
+        self._told: dict[str, dict[str, Value]] = {}
+
+    def replace(self, features: FeatureSet) -> bool:
+        """Put ``features`` in force; False when it is the set already in force."""
+        if features.version == self.current.version:
+            return False
+        self.current = features
+        return True
+
+    def tell(self, client: str, context: FeatureContext) -> tuple[dict[str, Any], dict[str, Value]]:
+        """``(payload, exposures)``: what ``client`` is told now and the values new to it."""
+        payload = self.current.payload(context)
+        values: dict[str, Value] = payload["flags"]
+        before = self._told.get(client, {})
+        self._told[client] = values
+        return payload, {name: value for name, value in values.items() if before.get(name, None) != value}
+
+    def told(self, client: str) -> Mapping[str, Value]:
+        return self._told.get(client, {})
+
+    def forget(self, client: str) -> None:
+        self._told.pop(client, None)

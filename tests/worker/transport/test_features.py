@@ -1,0 +1,149 @@
+"""Feature flags on real worker processes, driven by the real centrifuge-python SDK: the connect
+result carries a client's flags, a rewritten flag file reaches connected clients on
+``system:features`` without a restart (the PID stays), a ConfigMap-style symlink swap is seen, a
+bad file changes nothing, and a gated RPC method or namespace is refused for users outside."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import centrifuge
+import pytest
+
+from tests.harness.worker import API_KEY, WorkerProcess
+from tests.worker.transport.conftest import Clients, SubRecorder
+from tests.worker.transport.test_sdk import metric
+
+StartWorker = Callable[..., WorkerProcess]
+
+GATED = {
+    "name": "beta-echo",
+    "targeting": {"users": ["alice"]},
+    "gates": {"rpc": ["echo"], "namespaces": ["chat"]},
+    "outcomes": ["whoami"],
+}
+
+
+def write_configmap(directory: Path, flags: list[dict[str, Any]], generation: int) -> None:
+    """Write the flags as the kubelet updates a ConfigMap volume: a new timestamped directory,
+    a ``..data`` symlink swapped to it atomically, and ``features.json`` a symlink through it."""
+    target = directory / f"..gen{generation}"
+    target.mkdir()
+    (target / "features.json").write_text(json.dumps(flags))
+    tmp = directory / "..data_tmp"
+    tmp.symlink_to(target.name)
+    os.replace(tmp, directory / "..data")
+    link = directory / "features.json"
+    if not link.is_symlink():
+        link.symlink_to("..data/features.json")
+
+
+@pytest.fixture
+def flag_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "features"
+    directory.mkdir()
+    write_configmap(directory, [GATED, {"name": "new-lobby", "rollout": 0}], 1)
+    return directory
+
+
+@pytest.fixture
+def flag_worker(start_worker: StartWorker, flag_dir: Path) -> WorkerProcess:
+    return start_worker(
+        {
+            "RESONANCE_FEATURES_FILE": str(flag_dir / "features.json"),
+            "RESONANCE_FEATURES_POLL_SECONDS": "0.2",
+        }
+    )
+
+
+async def connected_with_flags(
+    clients: Clients, worker: WorkerProcess, user: str
+) -> tuple[centrifuge.Client, dict[str, Any], SubRecorder]:
+    client, events = clients.new(worker.ws_url, worker.token(user))
+    await client.connect()
+    ctx = await events.wait_for("connected")
+    features = SubRecorder()
+    sub = client.new_subscription("system:features", events=features)
+    await sub.subscribe()
+    await sub.ready(timeout=10)
+    return client, ctx.data["features"], features
+
+
+async def next_flags(events: SubRecorder, version: str, timeout: float = 5.0) -> dict[str, Any]:
+    """The first publication on system:features of another version than ``version``."""
+
+    async def until() -> dict[str, Any]:
+        while True:
+            ctx = await events.wait_for("publication", timeout=timeout)
+            if ctx.pub.data["version"] != version:
+                return dict(ctx.pub.data)
+
+    return await asyncio.wait_for(until(), timeout)
+
+
+async def test_connect_result_carries_flags_and_a_flip_reaches_clients_without_a_restart(
+    flag_worker: WorkerProcess, flag_dir: Path, clients: Clients
+) -> None:
+    pid = flag_worker.process.pid
+    alice, alice_flags, alice_events = await connected_with_flags(clients, flag_worker, "alice")
+    _, bob_flags, bob_events = await connected_with_flags(clients, flag_worker, "bob")
+    assert alice_flags["flags"] == {"beta-echo": True, "new-lobby": False}
+    assert bob_flags["flags"] == {"beta-echo": False, "new-lobby": False}
+
+    write_configmap(flag_dir, [GATED, {"name": "new-lobby", "rollout": 100}], 2)
+    alice_new = await next_flags(alice_events, alice_flags["version"])
+    bob_new = await next_flags(bob_events, bob_flags["version"])
+    assert alice_new["flags"] == {"beta-echo": True, "new-lobby": True}
+    assert bob_new["flags"] == {"beta-echo": False, "new-lobby": True}
+    assert flag_worker.process.pid == pid
+    assert flag_worker.process.proc.poll() is None
+
+
+async def test_a_bad_flag_file_changes_nothing_and_is_counted(
+    flag_worker: WorkerProcess, flag_dir: Path, clients: Clients
+) -> None:
+    _, flags, _ = await connected_with_flags(clients, flag_worker, "bob")
+    bad = [{"name": "new-lobby", "rollout": 100}, {"name": "split", "variants": [{"name": "a", "weight": 60}]}]
+    write_configmap(flag_dir, bad, 2)
+
+    async def refused() -> None:
+        while metric(flag_worker.metrics(), "resonance_feature_reloads_total", result="invalid") < 1:
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(refused(), 10)
+    assert any("feature 'split'" in json.dumps(r) for r in flag_worker.log_records())
+    status, shown = flag_worker.http("GET", "/features", headers={"Authorization": f"apikey {API_KEY}"})
+    assert status == 200
+    assert shown["version"] == flags["version"]  # the old set is still in force, whole
+    late, late_flags, _ = await connected_with_flags(clients, flag_worker, "bob")
+    assert late_flags["flags"] == {"beta-echo": False, "new-lobby": False}
+
+
+async def test_a_gated_rpc_and_namespace_are_refused_for_users_outside_the_flag(
+    flag_worker: WorkerProcess, clients: Clients
+) -> None:
+    alice, _, _ = await connected_with_flags(clients, flag_worker, "alice")
+    bob, _, _ = await connected_with_flags(clients, flag_worker, "bob")
+    assert (await alice.rpc("echo", {"x": 1})).data == {"x": 1}
+    with pytest.raises(centrifuge.ReplyError) as refused:
+        await bob.rpc("echo", {"x": 1})
+    assert refused.value.code == 103
+    assert "beta-echo" in refused.value.message
+    assert (await bob.rpc("whoami", {})).data["user"] == "bob"  # ungated: allowed
+    await alice.rpc("whoami", {})
+
+    lab = bob.new_subscription("chat:one", events=(events := SubRecorder()))
+    await lab.subscribe()
+    error = await events.wait_for("unsubscribed")
+    assert error.code == 103 or "beta-echo" in str(error.reason)
+
+    text = flag_worker.metrics()
+    assert metric(text, "resonance_feature_exposures_total", flag="beta-echo", variant="on") >= 1
+    assert metric(text, "resonance_feature_exposures_total", flag="beta-echo", variant="off") >= 1
+    assert metric(text, "resonance_feature_outcomes_total", flag="beta-echo", outcome="whoami", variant="on") == 1
+    assert metric(text, "resonance_feature_outcomes_total", flag="beta-echo", outcome="whoami", variant="off") == 1
