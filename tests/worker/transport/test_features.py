@@ -17,6 +17,7 @@ import pytest
 
 from tests.harness.worker import API_KEY, WorkerProcess
 from tests.worker.transport.conftest import Clients, SubRecorder
+from tests.worker.transport.test_bulkhead import eventually
 from tests.worker.transport.test_sdk import metric
 
 StartWorker = Callable[..., WorkerProcess]
@@ -25,7 +26,7 @@ GATED = {
     "name": "beta-echo",
     "targeting": {"users": ["alice"]},
     "gates": {"rpc": ["echo"], "namespaces": ["chat"]},
-    "outcomes": ["whoami"],
+    "outcomes": ["whoami", "answered"],
 }
 
 
@@ -90,7 +91,7 @@ async def test_connect_result_carries_flags_and_a_flip_reaches_clients_without_a
     flag_worker: WorkerProcess, flag_dir: Path, clients: Clients
 ) -> None:
     pid = flag_worker.process.pid
-    alice, alice_flags, alice_events = await connected_with_flags(clients, flag_worker, "alice")
+    _, alice_flags, alice_events = await connected_with_flags(clients, flag_worker, "alice")
     _, bob_flags, bob_events = await connected_with_flags(clients, flag_worker, "bob")
     assert alice_flags["flags"] == {"beta-echo": True, "new-lobby": False}
     assert bob_flags["flags"] == {"beta-echo": False, "new-lobby": False}
@@ -108,19 +109,22 @@ async def test_a_bad_flag_file_changes_nothing_and_is_counted(
     flag_worker: WorkerProcess, flag_dir: Path, clients: Clients
 ) -> None:
     _, flags, _ = await connected_with_flags(clients, flag_worker, "bob")
-    bad = [{"name": "new-lobby", "rollout": 100}, {"name": "split", "variants": [{"name": "a", "weight": 60}]}]
+    bad = [
+        {"name": "new-lobby", "rollout": 100},
+        {"name": "split", "variants": [{"name": "a", "weight": 60}]},
+    ]
     write_configmap(flag_dir, bad, 2)
 
-    async def refused() -> None:
-        while metric(flag_worker.metrics(), "resonance_feature_reloads_total", result="invalid") < 1:
-            await asyncio.sleep(0.05)
+    async def refused() -> bool:
+        text = await asyncio.to_thread(flag_worker.metrics)
+        return metric(text, "resonance_feature_reloads_total", result="invalid") >= 1
 
-    await asyncio.wait_for(refused(), 10)
+    await eventually(refused, within_s=10, what="the bad flag file refused")
     assert any("feature 'split'" in json.dumps(r) for r in flag_worker.log_records())
     status, shown = flag_worker.http("GET", "/features", headers={"Authorization": f"apikey {API_KEY}"})
     assert status == 200
     assert shown["version"] == flags["version"]  # the old set is still in force, whole
-    late, late_flags, _ = await connected_with_flags(clients, flag_worker, "bob")
+    _, late_flags, _ = await connected_with_flags(clients, flag_worker, "bob")
     assert late_flags["flags"] == {"beta-echo": False, "new-lobby": False}
 
 
@@ -136,14 +140,33 @@ async def test_a_gated_rpc_and_namespace_are_refused_for_users_outside_the_flag(
     assert "beta-echo" in refused.value.message
     assert (await bob.rpc("whoami", {})).data["user"] == "bob"  # ungated: allowed
     await alice.rpc("whoami", {})
+    assert (await alice.rpc("features.outcome", {"outcome": "answered"})).data == {"counted": ["beta-echo"]}
+    with pytest.raises(centrifuge.ReplyError) as unknown:
+        await alice.rpc("features.outcome", {"outcome": "never-listed"})
+    assert unknown.value.code == 107 and "never-listed" in unknown.value.message
 
     lab = bob.new_subscription("chat:one", events=(events := SubRecorder()))
     await lab.subscribe()
     error = await events.wait_for("unsubscribed")
-    assert error.code == 103 or "beta-echo" in str(error.reason)
+    assert (error.code, error.reason) == (103, "chat:one needs the feature 'beta-echo'")
 
     text = flag_worker.metrics()
     assert metric(text, "resonance_feature_exposures_total", flag="beta-echo", variant="on") >= 1
     assert metric(text, "resonance_feature_exposures_total", flag="beta-echo", variant="off") >= 1
-    assert metric(text, "resonance_feature_outcomes_total", flag="beta-echo", outcome="whoami", variant="on") == 1
-    assert metric(text, "resonance_feature_outcomes_total", flag="beta-echo", outcome="whoami", variant="off") == 1
+    assert (
+        metric(text, "resonance_feature_outcomes_total", flag="beta-echo", outcome="whoami", variant="on")
+        == 1
+    )
+    assert (
+        metric(text, "resonance_feature_outcomes_total", flag="beta-echo", outcome="whoami", variant="off")
+        == 1
+    )
+    assert (
+        metric(text, "resonance_feature_outcomes_total", flag="beta-echo", outcome="answered", variant="on")
+        == 1
+    )
+    status, shown = flag_worker.http("GET", "/features", headers={"Authorization": f"apikey {API_KEY}"})
+    assert status == 200
+    counts = next(f for f in shown["flags"] if f["name"] == "beta-echo")["counts"]
+    assert counts["outcomes"]["on:answered"] == 1 and counts["exposures"]["off"] >= 1
+    assert flag_worker.http("GET", "/features")[0] == 401  # the API key is required

@@ -47,6 +47,8 @@ NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62})$")
 """A flag's or a variant's name (also a Prometheus label value)."""
 FEATURES_CHANNEL = "system:features"
 """Where a client hears its evaluated flags again when the flag set changes."""
+OUTCOME_METHOD = "features.outcome"
+"""The RPC method a client reports an outcome with (``{"outcome": name}``)."""
 
 Value = bool | str
 """A flag's value for one connection: on/off, or the variant's name (False when off)."""

@@ -32,6 +32,7 @@ from resonance_worker.domain.channels import ChannelRules, NamespaceOptions
 from resonance_worker.domain.codes import Disconnect, Disconnects, ErrorCode
 from resonance_worker.domain.features import (
     FEATURES_CHANNEL,
+    OUTCOME_METHOD,
     FeatureBook,
     FeatureContext,
     FeatureSet,
@@ -449,10 +450,25 @@ class Node:
                 self.push_features(conn)
         return len(subscribers)
 
-    def _count_outcome(self, conn: Connection, features: FeatureSet, method: str) -> None:
+    def _report_outcome(self, conn: Connection, op: RpcOp) -> Outcome:
+        """``features.outcome {"outcome": name}``: an outcome the client saw (an answer chosen, a
+        screen left), counted for every flag that lists it, under the variant the client was told."""
+        data = None if op.data is None else orjson.loads(op.data)
+        outcome = data.get("outcome") if isinstance(data, dict) else None
+        if not isinstance(outcome, str):
+            return Failed(ErrorCode.BAD_REQUEST, 'features.outcome takes {"outcome": "<name>"}')
+        features = self.features.current
+        flags = features.outcome_flags(outcome)
+        if not flags:
+            return Failed(ErrorCode.BAD_REQUEST, f"no feature flag counts the outcome {outcome[:64]!r}")
+        return RpcResult(orjson.dumps({"counted": self._count_outcome(conn, features, outcome)}))
+
+    def _count_outcome(self, conn: Connection, features: FeatureSet, method: str) -> list[str]:
+        """Count ``method`` as an outcome of the flags listing it; returns those counted."""
         flags = features.outcome_flags(method)
         if not flags:
-            return
+            return []
+        counted = []
         told = self.features.told(conn.client_id)
         for name in flags:
             value = told.get(name)
@@ -460,6 +476,8 @@ class Node:
                 self.metrics.feature_outcomes.labels(
                     flag=name, variant=exposure_label(value), outcome=method
                 ).inc()
+                counted.append(name)
+        return counted
 
     # -- cluster-wide connection limits ------------------------------------------------------
 
@@ -686,6 +704,8 @@ class Node:
         return await self.read_history(op.channel, op.options, op.since, op.limit, op.reverse)
 
     async def _rpc(self, conn: Connection, op: RpcOp) -> Outcome:
+        if op.rpc_method == OUTCOME_METHOD and OUTCOME_METHOD not in self.rpc_methods:
+            return self._report_outcome(conn, op)
         handler = self.rpc_methods.get(op.rpc_method)
         if handler is None:
             return Failed(ErrorCode.METHOD_NOT_FOUND)
