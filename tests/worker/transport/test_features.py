@@ -8,19 +8,19 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import centrifuge
 import pytest
+from resonance_worker.domain.features import version_of
 
 from tests.harness.worker import API_KEY, WorkerProcess
 from tests.worker.transport.conftest import Clients, SubRecorder
 from tests.worker.transport.test_bulkhead import eventually
 from tests.worker.transport.test_sdk import metric
-
-StartWorker = Callable[..., WorkerProcess]
 
 GATED = {
     "name": "beta-echo",
@@ -30,11 +30,13 @@ GATED = {
 }
 
 
-def write_configmap(directory: Path, flags: list[dict[str, Any]], generation: int) -> None:
+BASE: list[dict[str, Any]] = [GATED, {"name": "new-lobby", "rollout": 0}]
+
+
+def write_configmap(directory: Path, flags: list[dict[str, Any]]) -> None:
     """Write the flags as the kubelet updates a ConfigMap volume: a new timestamped directory,
     a ``..data`` symlink swapped to it atomically, and ``features.json`` a symlink through it."""
-    target = directory / f"..gen{generation}"
-    target.mkdir()
+    target = Path(tempfile.mkdtemp(prefix="..gen", dir=directory))
     (target / "features.json").write_text(json.dumps(flags))
     tmp = directory / "..data_tmp"
     tmp.symlink_to(target.name)
@@ -44,22 +46,39 @@ def write_configmap(directory: Path, flags: list[dict[str, Any]], generation: in
         link.symlink_to("..data/features.json")
 
 
-@pytest.fixture
-def flag_dir(tmp_path: Path) -> Path:
-    directory = tmp_path / "features"
-    directory.mkdir()
-    write_configmap(directory, [GATED, {"name": "new-lobby", "rollout": 0}], 1)
+@pytest.fixture(scope="module")
+def flag_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("features")
+    write_configmap(directory, BASE)
     return directory
 
 
+@pytest.fixture(scope="module")
+def shared_flag_worker(tmp_path_factory: pytest.TempPathFactory, flag_dir: Path) -> Iterator[WorkerProcess]:
+    """One worker for the module (each test puts the base flags back first)."""
+    env = {
+        "RESONANCE_FEATURES_FILE": str(flag_dir / "features.json"),
+        "RESONANCE_FEATURES_POLL_SECONDS": "0.2",
+    }
+    worker = WorkerProcess(tmp_path_factory.mktemp("flag-worker"), env).start()
+    yield worker
+    worker.stop()
+
+
 @pytest.fixture
-def flag_worker(start_worker: StartWorker, flag_dir: Path) -> WorkerProcess:
-    return start_worker(
-        {
-            "RESONANCE_FEATURES_FILE": str(flag_dir / "features.json"),
-            "RESONANCE_FEATURES_POLL_SECONDS": "0.2",
-        }
-    )
+async def flag_worker(shared_flag_worker: WorkerProcess, flag_dir: Path) -> WorkerProcess:
+    """The module's worker with the base flags in force."""
+    write_configmap(flag_dir, BASE)
+    version = version_of(BASE)
+
+    async def in_force() -> bool:
+        status, shown = await asyncio.to_thread(
+            shared_flag_worker.http, "GET", "/features", None, {"Authorization": f"apikey {API_KEY}"}
+        )
+        return status == 200 and shown["version"] == version
+
+    await eventually(in_force, within_s=10, what="the base flags in force")
+    return shared_flag_worker
 
 
 async def connected_with_flags(
@@ -96,7 +115,7 @@ async def test_connect_result_carries_flags_and_a_flip_reaches_clients_without_a
     assert alice_flags["flags"] == {"beta-echo": True, "new-lobby": False}
     assert bob_flags["flags"] == {"beta-echo": False, "new-lobby": False}
 
-    write_configmap(flag_dir, [GATED, {"name": "new-lobby", "rollout": 100}], 2)
+    write_configmap(flag_dir, [GATED, {"name": "new-lobby", "rollout": 100}])
     alice_new = await next_flags(alice_events, alice_flags["version"])
     bob_new = await next_flags(bob_events, bob_flags["version"])
     assert alice_new["flags"] == {"beta-echo": True, "new-lobby": True}
@@ -109,15 +128,16 @@ async def test_a_bad_flag_file_changes_nothing_and_is_counted(
     flag_worker: WorkerProcess, flag_dir: Path, clients: Clients
 ) -> None:
     _, flags, _ = await connected_with_flags(clients, flag_worker, "bob")
+    invalid_before = metric(flag_worker.metrics(), "resonance_feature_reloads_total", result="invalid")
     bad = [
         {"name": "new-lobby", "rollout": 100},
         {"name": "split", "variants": [{"name": "a", "weight": 60}]},
     ]
-    write_configmap(flag_dir, bad, 2)
+    write_configmap(flag_dir, bad)
 
     async def refused() -> bool:
         text = await asyncio.to_thread(flag_worker.metrics)
-        return metric(text, "resonance_feature_reloads_total", result="invalid") >= 1
+        return metric(text, "resonance_feature_reloads_total", result="invalid") > invalid_before
 
     await eventually(refused, within_s=10, what="the bad flag file refused")
     assert any("feature 'split'" in json.dumps(r) for r in flag_worker.log_records())
@@ -131,6 +151,8 @@ async def test_a_bad_flag_file_changes_nothing_and_is_counted(
 async def test_a_gated_rpc_and_namespace_are_refused_for_users_outside_the_flag(
     flag_worker: WorkerProcess, clients: Clients
 ) -> None:
+    outcomes = "resonance_feature_outcomes_total"
+    before = flag_worker.metrics()
     alice, _, _ = await connected_with_flags(clients, flag_worker, "alice")
     bob, _, _ = await connected_with_flags(clients, flag_worker, "bob")
     assert (await alice.rpc("echo", {"x": 1})).data == {"x": 1}
@@ -153,20 +175,11 @@ async def test_a_gated_rpc_and_namespace_are_refused_for_users_outside_the_flag(
     text = flag_worker.metrics()
     assert metric(text, "resonance_feature_exposures_total", flag="beta-echo", variant="on") >= 1
     assert metric(text, "resonance_feature_exposures_total", flag="beta-echo", variant="off") >= 1
-    assert (
-        metric(text, "resonance_feature_outcomes_total", flag="beta-echo", outcome="whoami", variant="on")
-        == 1
-    )
-    assert (
-        metric(text, "resonance_feature_outcomes_total", flag="beta-echo", outcome="whoami", variant="off")
-        == 1
-    )
-    assert (
-        metric(text, "resonance_feature_outcomes_total", flag="beta-echo", outcome="answered", variant="on")
-        == 1
-    )
+    for outcome, variant in (("whoami", "on"), ("whoami", "off"), ("answered", "on")):
+        labels = {"flag": "beta-echo", "outcome": outcome, "variant": variant}
+        assert metric(text, outcomes, **labels) - metric(before, outcomes, **labels) == 1, labels
     status, shown = flag_worker.http("GET", "/features", headers={"Authorization": f"apikey {API_KEY}"})
     assert status == 200
     counts = next(f for f in shown["flags"] if f["name"] == "beta-echo")["counts"]
-    assert counts["outcomes"]["on:answered"] == 1 and counts["exposures"]["off"] >= 1
+    assert counts["outcomes"]["on:answered"] >= 1 and counts["exposures"]["off"] >= 1
     assert flag_worker.http("GET", "/features")[0] == 401  # the API key is required
