@@ -15,9 +15,11 @@ from typing import Any
 import centrifuge
 import pytest
 import yaml
+from resonance_operator.api.spec import parse
+from resonance_operator.desired import features
 from resonance_worker.tokens import mint_connection_token
 
-from e2e.kube import KubectlError, apply, kubectl, kubectl_json
+from e2e.kube import KubectlError, apply, kubectl, kubectl_json, wait_until
 from e2e.operator.conftest import REPO, RunningOperator, wait_ready
 from e2e.podrunner import LoopbackKubelet
 from tests.worker.transport.conftest import Recorder, SubRecorder
@@ -25,6 +27,7 @@ from tests.worker.transport.conftest import Recorder, SubRecorder
 pytestmark = pytest.mark.k8s
 
 FLIP_SECONDS = 5.0
+ANNOTATION = features.VERSION_ANNOTATION
 
 
 def cluster_with(name: str, features: list[dict[str, Any]]) -> dict[str, Any]:
@@ -65,6 +68,11 @@ def test_the_api_server_refuses_a_bad_flag_naming_it(operator: RunningOperator, 
 def worker_pod_uids(namespace: str) -> list[str]:
     pods = kubectl_json("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=worker")
     return sorted(pod["metadata"]["uid"] for pod in pods["items"])
+
+
+def flags_version(name: str, namespace: str) -> str:
+    """The version the operator gives the flags it rendered (desired/features.py)."""
+    return features.version(parse(kubectl_json("get", "rescl", name, "-n", namespace)))
 
 
 def jwt_secret(name: str, namespace: str) -> str:
@@ -122,3 +130,11 @@ async def test_flipping_a_flag_in_the_cr_reaches_connected_clients_without_a_res
         (record,) = kubelet.processes()
         assert record.process.pid == pid and record.restarts == 0
     assert worker_pod_uids(namespace) == pods_before  # no rollout: the same Pods
+    # The operator annotated them (metadata only), so real kubelets refresh the volume at once.
+    version = flags_version(name, namespace)
+
+    def annotated() -> bool:
+        pods = kubectl_json("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=worker")
+        return [p["metadata"].get("annotations", {}).get(ANNOTATION) for p in pods["items"]] == [version]
+
+    wait_until(annotated, timeout=30, what="the worker Pods annotated with the flags' version")
