@@ -6,9 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from resonance_worker.domain.features import (
+    FeatureBook,
     FeatureContext,
     FeatureSetError,
     bucket,
+    exposure_label,
     parse_feature_set,
     parse_feature_text,
 )
@@ -173,3 +175,19 @@ def test_a_value_is_always_a_variant_with_weight_or_off(
     assert value is False or value in {f"v{i}" for i, w in enumerate(weights) if w > 0}
     if rollout == 0:
         assert value is False
+
+
+def test_the_book_counts_a_value_once_per_connection_and_again_when_it_changes() -> None:
+    book = FeatureBook()
+    assert book.replace(parse_feature_set([{"name": "x", "rollout": 0}, {"name": "y"}]))
+    alice = FeatureContext(user="alice", client="c1")
+    payload, exposed = book.tell("c1", alice)
+    assert payload["flags"] == {"x": False, "y": True} and exposed == {"x": False, "y": True}
+    assert book.tell("c1", alice)[1] == {}  # told again: nothing new to count
+    assert not book.replace(parse_feature_set([{"name": "x", "rollout": 0}, {"name": "y"}]))  # same version
+    assert book.replace(parse_feature_set([{"name": "x", "rollout": 100}, {"name": "y"}]))
+    assert book.tell("c1", alice)[1] == {"x": True}
+    assert book.told("c1") == {"x": True, "y": True}
+    book.forget("c1")
+    assert book.told("c1") == {}
+    assert [exposure_label(v) for v in (True, False, "question")] == ["on", "off", "question"]

@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,19 +172,17 @@ class FeatureSet:
     """RPC method: the flags that gate it (every one must be on)."""
     gated_namespaces: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Channel namespace: the flags that gate it (every one must be on)."""
-
-    @property
-    def by_name(self) -> dict[str, Flag]:
-        return {flag.name: flag for flag in self.flags}
+    by_name: Mapping[str, Flag] = field(default_factory=dict)
+    outcomes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Outcome (an RPC method or a reported name): the flags that count it."""
 
     def evaluate(self, context: FeatureContext) -> dict[str, Value]:
         """Every flag's value for ``context``."""
         return {flag.name: evaluate(flag, context) for flag in self.flags}
 
     def _refusing(self, flags: Iterable[str], context: FeatureContext) -> str | None:
-        by_name = self.by_name
         for name in flags:
-            if evaluate(by_name[name], context) is False:
+            if evaluate(self.by_name[name], context) is False:
                 return name
         return None
 
@@ -204,7 +202,7 @@ class FeatureSet:
 
     def outcome_flags(self, method: str) -> tuple[str, ...]:
         """The flags that count ``method`` as one of their outcomes."""
-        return tuple(flag.name for flag in self.flags if method in flag.outcomes)
+        return self.outcomes.get(method, ())
 
     def payload(self, context: FeatureContext) -> dict[str, Any]:
         """What a client is told: the set's version and its evaluated flags."""
@@ -383,19 +381,23 @@ def parse_feature_set(raw: Any) -> FeatureSet:
         flags.append(flag)
     if errors.items:
         raise FeatureSetError(errors.items)
-    gated_rpc: dict[str, list[str]] = {}
-    gated_namespaces: dict[str, list[str]] = {}
-    for flag in flags:
-        for method in flag.gated_rpc:
-            gated_rpc.setdefault(method, []).append(flag.name)
-        for namespace in flag.gated_namespaces:
-            gated_namespaces.setdefault(namespace, []).append(flag.name)
     return FeatureSet(
         flags=tuple(flags),
         version=version_of(raw),
-        gated_rpc={k: tuple(v) for k, v in gated_rpc.items()},
-        gated_namespaces={k: tuple(v) for k, v in gated_namespaces.items()},
+        gated_rpc=_index(flags, lambda flag: flag.gated_rpc),
+        gated_namespaces=_index(flags, lambda flag: flag.gated_namespaces),
+        by_name={flag.name: flag for flag in flags},
+        outcomes=_index(flags, lambda flag: flag.outcomes),
     )
+
+
+def _index(flags: list[Flag], keys: Callable[[Flag], Iterable[str]]) -> dict[str, tuple[str, ...]]:
+    """Each key (a method, a namespace, an outcome): the flags, in order, that name it."""
+    index: dict[str, list[str]] = {}
+    for flag in flags:
+        for key in keys(flag):
+            index.setdefault(key, []).append(flag.name)
+    return {key: tuple(names) for key, names in index.items()}
 
 
 def parse_feature_text(text: str) -> FeatureSet:

@@ -422,6 +422,18 @@ class Node:
             client=conn.client_id,
         )
 
+    def _gated(self, conn: Connection, channel: str) -> Failed | None:
+        """103 naming the flag when a flag gates ``channel``'s namespace and is off for ``conn``."""
+        features = self.features.current
+        if not features.gated_namespaces:  # the common case: nothing to evaluate
+            return None
+        flag = features.refuses_channel(channel, self.feature_context(conn))
+        return (
+            None
+            if flag is None
+            else Failed(ErrorCode.PERMISSION_DENIED, f"{channel} needs the feature {flag!r}")
+        )
+
     def _tell_features(self, conn: Connection) -> dict[str, Any]:
         """Evaluate ``conn``'s flags, count the values new to it (exposures) and return them."""
         payload, exposed = self.features.tell(conn.client_id, self.feature_context(conn))
@@ -604,9 +616,9 @@ class Node:
             await self.engine.remove_presence(op.channel, conn.client_id)
 
     async def _subscribe(self, conn: Connection, op: SubscribeOp) -> Outcome:
-        flag = self.features.current.refuses_channel(op.channel, self.feature_context(conn))
-        if flag is not None:
-            return Failed(ErrorCode.PERMISSION_DENIED, f"{op.channel} needs the feature {flag!r}")
+        refused = self._gated(conn, op.channel)
+        if refused is not None:
+            return refused
         try:
             return await self._stream_state(conn, op)
         except EngineError:
@@ -670,9 +682,9 @@ class Node:
             )
 
     async def _publish(self, conn: Connection, op: PublishOp) -> Outcome:
-        flag = self.features.current.refuses_channel(op.channel, self.feature_context(conn))
-        if flag is not None:
-            return Failed(ErrorCode.PERMISSION_DENIED, f"{op.channel} needs the feature {flag!r}")
+        refused = self._gated(conn, op.channel)
+        if refused is not None:
+            return refused
         limits = self.limits.current()
         if limits.user_publish_rate > 0:
             wait = await self.engine.take_token(
@@ -710,10 +722,12 @@ class Node:
         if handler is None:
             return Failed(ErrorCode.METHOD_NOT_FOUND)
         features = self.features.current
-        flag = features.refuses_rpc(op.rpc_method, self.feature_context(conn))
-        if flag is not None:
-            return Failed(ErrorCode.PERMISSION_DENIED, f"{op.rpc_method} needs the feature {flag!r}")
-        self._count_outcome(conn, features, op.rpc_method)
+        if op.rpc_method in features.gated_rpc:
+            flag = features.refuses_rpc(op.rpc_method, self.feature_context(conn))
+            if flag is not None:
+                return Failed(ErrorCode.PERMISSION_DENIED, f"{op.rpc_method} needs the feature {flag!r}")
+        if op.rpc_method in features.outcomes:
+            self._count_outcome(conn, features, op.rpc_method)
         data = None if op.data is None else orjson.loads(op.data)
         try:
             result = await handler(RpcCall(op.rpc_method, data, op.user, op.client))
