@@ -27,6 +27,13 @@ for the worker container of the Pods matching a label selector:
   backoff (``restartPolicy: Always``). A new Pod that got the IP of an old one
   whose worker still drains there is started once that worker has exited.
 
+* ``configMap`` volumes the container mounts are projected into the work directory the way
+  the kubelet's atomic writer does (a ``..<stamp>`` directory, a ``..data`` symlink swapped to
+  it, each key a symlink through ``..data``) and projected again when the ConfigMap changes
+  (checked every poll; a real kubelet takes up to its sync period). As nothing can be mounted at
+  the container's ``mountPath`` here, an environment value naming a path under a ``mountPath``
+  is rewritten to the projected directory (``RESONANCE_FEATURES_FILE``).
+
 What it does not do: it never writes Pod status, so readiness in the API stays
 kwok's (always Ready); probes are not run. Only the container named
 ``container`` (default ``worker``) runs.
@@ -122,6 +129,8 @@ class PodProcess:
     kill_at: float | None = None
     exit_code: int | None = None
     history: list[str] = field(default_factory=list)
+    volumes: dict[Path, str] = field(default_factory=dict)
+    """Projected ``configMap`` volumes: directory -> ConfigMap name."""
 
     @property
     def terminating(self) -> bool:
@@ -297,6 +306,10 @@ class LoopbackKubelet:
             except (KubectlError, OSError, ValueError) as exc:
                 self.errors.append(f"list pods: {exc}")
             self._tend()
+            try:
+                self._refresh_volumes()
+            except (KubectlError, OSError, ValueError) as exc:
+                self.errors.append(f"configMap volumes: {exc}")
             self._stop.wait(self.poll_seconds)
 
     def _list_pods(self) -> list[dict[str, Any]]:
@@ -328,9 +341,11 @@ class LoopbackKubelet:
         try:
             spec = self._container(pod)
             env = self._environment(pod, spec)
-        except (EnvError, KubectlError) as exc:
+            volumes, mounts = self._project_volumes(pod, spec)
+        except (EnvError, KubectlError, OSError) as exc:
             self.errors.append(f"{name}: {exc}")
             return
+        env = {key: _remount(value, mounts) for key, value in env.items()}
         ip = pod["status"]["podIP"]
         port = self._port(spec)
         if any((r.ip, r.port) == (ip, port) for r in self._running.values()) or port_open(ip, port):
@@ -354,6 +369,7 @@ class LoopbackKubelet:
             env=env,
             grace_seconds=float(pod["spec"].get("terminationGracePeriodSeconds", 30)),
             process=process,
+            volumes=volumes,
         )
         process.start()
         record.history.append(f"started pid {process.pid} at {ip}:{port}")
@@ -398,6 +414,36 @@ class LoopbackKubelet:
             record.restarts += 1
             record.process.start()
             record.history.append(f"restarted: pid {record.process.pid}")
+
+    # -- configMap volumes -----------------------------------------------------------------------------------
+
+    def _project_volumes(
+        self, pod: dict[str, Any], container: dict[str, Any]
+    ) -> tuple[dict[Path, str], dict[str, Path]]:
+        """Project the container's ``configMap`` volumes: ``(directory: ConfigMap, mountPath: directory)``."""
+        sources = {v["name"]: v["configMap"] for v in pod["spec"].get("volumes", []) if "configMap" in v}
+        volumes: dict[Path, str] = {}
+        mounts: dict[str, Path] = {}
+        for mount in container.get("volumeMounts", []):
+            source = sources.get(mount["name"])
+            if source is None:
+                continue
+            directory = self.workdir / "volumes" / pod["metadata"]["uid"] / mount["name"]
+            data = self._object("configmap", source, decode=False)
+            project(directory, data)
+            volumes[directory] = source["name"]
+            mounts[mount["mountPath"].rstrip("/")] = directory
+        return volumes, mounts
+
+    def _refresh_volumes(self) -> None:
+        with self._lock:
+            records = [r for r in self._running.values() if r.volumes and not r.terminating]
+        fetched: dict[str, dict[str, str]] = {}
+        for record in records:
+            for directory, name in record.volumes.items():
+                if name not in fetched:
+                    fetched[name] = self._object("configmap", {"name": name, "optional": True}, decode=False)
+                project(directory, fetched[name])
 
     # -- the Pod spec ----------------------------------------------------------------------------------------
 
@@ -462,6 +508,37 @@ class LoopbackKubelet:
         if ref.get("optional"):
             return None
         raise EnvError(f"{kind} {ref['name']} has no key {ref['key']!r}")
+
+
+def project(directory: Path, data: dict[str, str]) -> bool:
+    """Write ``data`` into ``directory`` as the kubelet's atomic writer does; False when unchanged."""
+    current = directory / "..data"
+    if current.is_dir() and {p.name: p.read_text() for p in current.iterdir()} == data:
+        return False
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = Path(tempfile.mkdtemp(prefix="..", dir=directory))
+    for key, value in data.items():
+        (stamp / key).write_text(value)
+    old = current.resolve() if current.is_symlink() else None
+    link = directory / "..data_tmp"
+    link.unlink(missing_ok=True)
+    link.symlink_to(stamp.name)
+    link.rename(current)
+    for key in data:
+        entry = directory / key
+        if not entry.is_symlink():
+            entry.symlink_to(f"..data/{key}")
+    if old is not None and old != stamp:
+        shutil.rmtree(old, ignore_errors=True)
+    return True
+
+
+def _remount(value: str, mounts: dict[str, Path]) -> str:
+    """An environment value naming a path under a container ``mountPath``, pointed at its projection."""
+    for mount_path, directory in mounts.items():
+        if value == mount_path or value.startswith(mount_path + "/"):
+            return str(directory) + value[len(mount_path) :]
+    return value
 
 
 def pod_field(pod: dict[str, Any], path: str) -> str:

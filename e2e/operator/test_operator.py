@@ -115,7 +115,7 @@ def test_minimal_example_becomes_ready_on_kwok_nodes(operator: RunningOperator, 
     }
     assert body["status"]["endpoint"] == f"ws://minimal-worker.{namespace}.svc:80/connection/websocket"
     assert children_of(namespace) == {
-        "configmap": ["minimal-worker-settings"],
+        "configmap": ["minimal-features", "minimal-worker-settings"],
         "secret": ["minimal-jwt"],
         "service": ["minimal-redis", "minimal-worker"],
         "deployment": ["minimal-worker"],

@@ -33,7 +33,7 @@ from resonance_operator.api import kinds, validation
 from resonance_operator.api.conditions import ConditionType, EventReason, EventType
 from resonance_operator.api.observed import ChildKey, Observed
 from resonance_operator.api.spec import ResonanceCluster, RolloutStrategy, parse
-from resonance_operator.desired import children, revisions, worker
+from resonance_operator.desired import children, features, revisions, worker
 from resonance_operator.desired import secrets as worker_secrets
 from resonance_operator.errors import ApiError
 from resonance_operator.kube import children as kube_children
@@ -212,6 +212,10 @@ async def _apply(
     result = kube_children.ApplyResult()
     try:
         result = await kube_children.apply_children(kube, cluster, desired, observed)
+        if features.configmap_key(cluster) in result.updated:
+            await kube_children.nudge_worker_pods(
+                kube, cluster, features.VERSION_ANNOTATION, features.version(cluster)
+            )
         await act.carry_out(kube, probe, cluster, rollout)
         if worker_secrets.REGENERATE_ANNOTATION in cluster.metadata.annotations and not withheld:
             await kube_children.remove_annotation(kube, cluster, worker_secrets.REGENERATE_ANNOTATION)

@@ -8,6 +8,7 @@ are generated here, never committed.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,13 @@ FAST_THYROID = {
     "RESONANCE_TRUSTED_PROXIES": '["127.0.0.1/32"]',
 }
 ROOMS = {"RESONANCE_LIVING__ROOM_CADENCE_SECONDS": "1", "RESONANCE_LIVING__ROOM_TICK_SECONDS": "0.5"}
+CONSOLE_FLAGS = [
+    {
+        "name": "lobby-test",
+        "variants": [{"name": "control", "weight": 50}, {"name": "question", "weight": 50}],
+    }
+]
+"""The admin view shows the flags in force (issue 20)."""
 VIEWPORT = {"width": 800, "height": 700}
 HEART_RATE_BPM = 72.0
 
@@ -53,9 +61,12 @@ def console_dist() -> Path:
 
 @pytest.fixture(scope="session")
 def worker(console_dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    workdir = tmp_path_factory.mktemp("console-worker")
+    flags = workdir / "features.json"
+    flags.write_text(json.dumps(CONSOLE_FLAGS))
     process = WorkerProcess(
-        tmp_path_factory.mktemp("console-worker"),
-        {"RESONANCE_DEV_MODE": "true", **FAST_THYROID, **ROOMS},
+        workdir,
+        {"RESONANCE_DEV_MODE": "true", **FAST_THYROID, **ROOMS, "RESONANCE_FEATURES_FILE": str(flags)},
         name="console",
     ).start()
     try:

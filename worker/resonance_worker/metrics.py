@@ -57,6 +57,30 @@ class WorkerMetrics:
             registry=r,
         )
 
+        self.feature_exposures = Counter(
+            "resonance_feature_exposures",
+            "Feature-flag values told to connections, by flag and variant (on, off or the variant's "
+            "name); bounded by the flag set's limits (100 flags, 16 variants).",
+            ["flag", "variant"],
+            registry=r,
+        )
+        self.feature_outcomes = Counter(
+            "resonance_feature_outcomes",
+            "Outcomes (RPC methods a flag lists in `outcomes`) done by connections told the flag, by "
+            "flag, variant and outcome.",
+            ["flag", "variant", "outcome"],
+            registry=r,
+        )
+        self.feature_reloads = Counter(
+            "resonance_feature_reloads",
+            "Feature-flag file reads that changed the set (applied) or were refused (invalid).",
+            ["result"],
+            registry=r,
+        )
+        self.feature_flags = Gauge(
+            "resonance_feature_flags", "Flags in the feature set in force.", registry=r
+        )
+
     def render(self) -> bytes:
         """The exposition text format."""
         return generate_latest(self.registry)

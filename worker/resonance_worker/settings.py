@@ -245,6 +245,14 @@ class WorkerSettings(BaseSettings):
     sentry: SentrySettings = Field(
         default_factory=SentrySettings, description="Sentry error tracking (off by default)."
     )
+    features_file: str | None = Field(
+        None,
+        description="The feature-flag file (JSON; the operator mounts it from a ConfigMap), re-read "
+        "without a restart when it changes. None: no flags.",
+    )
+    features_poll_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often the feature-flag file is checked for a change."
+    )
 
     @property
     def worker_name(self) -> str:

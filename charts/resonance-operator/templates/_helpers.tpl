@@ -72,10 +72,11 @@ app.kubernetes.io/part-of: resonance-liminal
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
-# Canary / blue-green: worker Pods are listed to scrape their /metrics and drain them (no watch).
+# Canary / blue-green: worker Pods are listed to scrape their /metrics and drain them (no watch); their
+# annotation is patched when the feature flags change, so kubelets refresh the flags' volume at once.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list]
+  verbs: [get, list, patch]
 # Canary weights through the Gateway API, when spec.rollout.gatewayRoute is set.
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]

@@ -88,8 +88,9 @@ CLUSTER = Kind(
     },
 )
 EVENT = Kind("v1", "Event", "events", frozenset({"create"}))
-# Canary / blue-green: the worker Pods are listed to scrape their /metrics and drain them.
-POD = Kind("v1", "Pod", "pods", frozenset({"list"}))
+# Canary / blue-green: the worker Pods are listed to scrape their /metrics and drain them; when the
+# feature flags change, their annotation is patched so kubelets refresh the flags' volume at once.
+POD = Kind("v1", "Pod", "pods", frozenset({"list", "patch"}))
 
 KINDS: tuple[Kind, ...] = (
     CLUSTER,

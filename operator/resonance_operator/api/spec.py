@@ -333,6 +333,38 @@ class NetworkPolicySpec(Model):
     enabled: bool = True
 
 
+class FeatureVariant(Model):
+    name: str
+    weight: int
+
+
+class FeatureTargeting(Model):
+    users: list[str] | None = None
+    tenants: list[str] | None = None
+    platforms: list[str] | None = None
+    claims: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class FeatureGates(Model):
+    rpc: list[str] = Field(default_factory=list)
+    namespaces: list[str] = Field(default_factory=list)
+
+
+class FeatureFlag(Model):
+    """One flag of ``spec.features``; the workers read the same shape
+    (``resonance_worker.domain.features``), rendered by ``desired/features.py``."""
+
+    name: str
+    description: str = ""
+    enabled: bool = True
+    rollout: int = 100
+    salt: str = ""
+    variants: list[FeatureVariant] | None = None
+    targeting: FeatureTargeting | None = None
+    gates: FeatureGates | None = None
+    outcomes: list[str] = Field(default_factory=list)
+
+
 class ClusterSpec(Model):
     worker: WorkerSpec
     redis: RedisSpec = Field(default_factory=lambda: RedisSpec(managed=ManagedRedis()))
@@ -343,6 +375,7 @@ class ClusterSpec(Model):
     observability: ObservabilitySpec = Field(default_factory=ObservabilitySpec)
     pod_disruption_budget: PodDisruptionBudgetSpec = Field(default_factory=PodDisruptionBudgetSpec)
     network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec)
+    features: list[FeatureFlag] = Field(default_factory=list)
 
 
 class ObjectMeta(BaseModel):

@@ -23,7 +23,7 @@ from resonance_operator.api import kinds
 from resonance_operator.api.kinds import Kind
 from resonance_operator.api.observed import ChildKey
 from resonance_operator.api.spec import ResonanceCluster
-from resonance_operator.desired import datastores, meta, revisions, secrets, settings, worker
+from resonance_operator.desired import datastores, features, meta, revisions, secrets, settings, worker
 
 Body = Mapping[str, Any]
 
@@ -130,6 +130,7 @@ def _one(builder: Callable[[ResonanceCluster], dict[str, Any] | None]) -> Builde
 
 CHILDREN: tuple[ChildKind, ...] = (
     ChildKind(kinds.CONFIG_MAP, _named(settings.settings_configmap_name), _one(settings.settings_configmap)),
+    ChildKind(kinds.CONFIG_MAP, _named(features.configmap_name), _one(features.configmap)),
     ChildKind(kinds.SECRET, _named(settings.jwt_secret_name), _generated_jwt, create_only=True),
     ChildKind(
         kinds.SECRET, _named(settings.neo4j_auth_secret_name), _generated_neo4j_password, create_only=True

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from resonance_operator.api.spec import Neo4jMode, ResonanceCluster, RolloutStrategy, SecretKeyRef
-from resonance_operator.desired import meta, sizing
+from resonance_operator.desired import features, meta, sizing
 
 REDIS_PORT = 6379
 NEO4J_BOLT_PORT = 7687
@@ -160,6 +160,9 @@ def worker_environment(cluster: ResonanceCluster) -> WorkerEnvironment:
     client_address = spec.worker.client_address
     plain["RESONANCE_CLIENT_IP_HEADER"] = client_address.header
     plain["RESONANCE_TRUSTED_PROXIES"] = json.dumps(client_address.trusted_proxies)
+
+    # The flags' file: the same path whatever the flags (they change the ConfigMap only, desired/features.py).
+    plain["RESONANCE_FEATURES_FILE"] = features.FILE_PATH
 
     # Free-form settings last, so a newer worker setting needs no operator release;
     # they cannot override what the operator derives from the spec.

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from resonance_operator.api.spec import ResonanceCluster
-from resonance_operator.desired import meta, secrets, settings, sizing, workload
+from resonance_operator.desired import features, meta, secrets, settings, sizing, workload
 
 HTTP_PORT_NAME = "http"
 SERVICE_PORT = 80
@@ -92,8 +92,10 @@ def pod_template(
     )
     if resources := workload.resources(sizing.worker_resources(worker.resources)):
         container["resources"] = resources
+    container["volumeMounts"] = [features.volume_mount()]
     pod_spec: dict[str, Any] = {
         "containers": [container],
+        "volumes": [features.volume(cluster)],
         "terminationGracePeriodSeconds": termination_grace_seconds(cluster),
         "securityContext": workload.pod_security_context(),
         "automountServiceAccountToken": False,

@@ -68,6 +68,26 @@ async def list_worker_pods(kube: KubeClient, cluster: ResonanceCluster) -> list[
     )
 
 
+async def nudge_worker_pods(kube: KubeClient, cluster: ResonanceCluster, annotation: str, value: str) -> int:
+    """Set ``annotation`` to ``value`` on each worker Pod that has another: a Pod update makes its
+    kubelet sync the Pod, which refreshes its ConfigMap volumes now rather than at its next periodic
+    sync (up to a minute). Only Pod metadata changes: no Pod is replaced. Returns how many changed."""
+    pods = await kube.list(
+        collection_path("v1", "Pod", cluster.namespace), meta.selector_string(cluster, meta.WORKER)
+    )
+    nudged = 0
+    for pod in pods:
+        metadata = pod.get("metadata", {})
+        if metadata.get("deletionTimestamp") or (metadata.get("annotations") or {}).get(annotation) == value:
+            continue
+        await kube.patch(
+            object_path(ChildKey("v1", "Pod", str(metadata["name"])), cluster.namespace),
+            {"metadata": {"annotations": {annotation: value}}},
+        )
+        nudged += 1
+    return nudged
+
+
 async def remove_annotation(kube: KubeClient, cluster: ResonanceCluster, annotation: str) -> None:
     """Drop one annotation of the cluster (a handled rollout action)."""
     await kube.patch(

@@ -13,6 +13,7 @@ def test_minimal_cluster_children_in_dependency_order() -> None:
     desired = children.desired_children(fixtures.cluster(), service_monitor_crd=False, fresh=FRESH)
     assert [str(child.key) for child in desired] == [
         "ConfigMap/demo-worker-settings",
+        "ConfigMap/demo-features",
         "Secret/demo-jwt",
         "Service/demo-redis",
         "StatefulSet/demo-redis",

@@ -20,6 +20,7 @@ def test_defaults_map_onto_the_worker_settings(monkeypatch: pytest.MonkeyPatch) 
     assert environment.plain == {
         "RESONANCE_HOST": "0.0.0.0",
         "RESONANCE_PORT": "8000",
+        "RESONANCE_FEATURES_FILE": "/etc/resonance/features/features.json",
         "RESONANCE_ENGINE": "redis",
         "RESONANCE_REDIS_URL": "redis://demo-redis.team-a.svc:6379/0",
         "RESONANCE_REDIS_PREFIX": "resonance",

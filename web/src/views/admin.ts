@@ -1,5 +1,6 @@
 // Admin: the server API (POST /api/<method>, "Authorization: apikey <key>") — nodes, connections,
-// channels with presence, publish, disconnect. The key lives in this tab's session storage only.
+// channels with presence, publish, disconnect — and the feature flags in force with their A/B counts
+// (GET /features). The key lives in this tab's session storage only.
 import type { Config } from "../config";
 import { fill, h } from "../dom";
 import type { App, View } from "./view";
@@ -44,6 +45,26 @@ function listed(shown: number, total: number, what: string, node: string): strin
   return `${shown === total ? total : `${shown} of ${total}`} ${what} on ${node} (the worker that answered).`;
 }
 
+interface FlagReport {
+  name: string;
+  enabled: boolean;
+  rollout: number;
+  variants: Record<string, number>;
+  gates: { rpc: string[]; namespaces: string[] };
+  counts: { exposures?: Record<string, number>; outcomes?: Record<string, number> };
+}
+
+/** "on 12 · off 30": a flag's counts by variant (or variant:outcome). */
+function counted(counts: Record<string, number> | undefined): string {
+  return Object.entries(counts ?? {}).map(([k, n]) => `${k} ${n}`).join(" · ") || "—";
+}
+
+export async function fetchFeatures(config: Config, key: string): Promise<{ version: string; flags: FlagReport[] }> {
+  const response = await fetch(`${config.http}/features`, { headers: { Authorization: `apikey ${key}` } });
+  if (!response.ok) throw new ApiFailure(response.status, response.status === 401 ? "the API key was refused" : `HTTP ${response.status}`);
+  return response.json();
+}
+
 function table(head: string[], rows: (string | number | HTMLElement)[][], label: string): HTMLElement {
   return h(
     "table",
@@ -61,6 +82,7 @@ export function adminView(app: App): View {
   const connections = h("div", { "data-testid": "admin-connections" });
   const channels = h("div", { "data-testid": "admin-channels" });
   const presence = h("div", { "data-testid": "admin-presence" });
+  const features = h("div", { "data-testid": "admin-features" });
   const pubChannel = h("input", { id: "pub-channel", type: "text", value: "chat:lobby" });
   const pubData = h("textarea", { id: "pub-data", rows: "3" }, '{"text": "hello from the admin"}');
   const discUser = h("input", { id: "disc-user", type: "text" });
@@ -89,6 +111,18 @@ export function adminView(app: App): View {
       fill(channels, table(["channel", "clients", ""],
         Object.entries(chans.channels).map(([name, c]) => [name, c.num_clients, h("button", { type: "button", onclick: () => void showPresence(name) }, `Presence of ${name}`)]), "Channels"),
         h("p", { class: "note" }, listed(Object.keys(chans.channels).length, chans.total, "channels", chans.node)));
+      const flags = await fetchFeatures(app.config, current() ?? "");
+      fill(features, flags.flags.length === 0 ? h("p", {}, "No feature flags on this worker.") : table(
+        ["flag", "rollout", "variants", "gates", "exposures", "outcomes"],
+        flags.flags.map((f) => [
+          f.enabled ? f.name : `${f.name} (off)`,
+          `${f.rollout} %`,
+          Object.entries(f.variants).map(([v, w]) => `${v} ${w} %`).join(", ") || "—",
+          [...f.gates.rpc, ...f.gates.namespaces.map((n) => `${n}:*`)].join(", ") || "—",
+          counted(f.counts.exposures),
+          counted(f.counts.outcomes),
+        ]), "Feature flags"),
+        h("p", { class: "note" }, `Flag set ${flags.version}; counts since this worker started (the sum over workers is in the metrics).`));
       result.textContent = `Updated ${new Date().toLocaleTimeString([], { hour12: false })}.`;
     } catch (e) {
       result.textContent = `Server API: ${(e as Error).message}`;
@@ -171,6 +205,8 @@ export function adminView(app: App): View {
       h("div", { class: "slider" }, h("label", { for: "disc-user" }, "User"), discUser),
       h("div", { class: "slider" }, h("label", { for: "disc-reason" }, "Reason"), discReason),
       h("button", { type: "submit", "data-testid": "admin-disconnect" }, "Disconnect")),
+    h("h2", {}, "Feature flags"),
+    features,
   );
 
   return {

@@ -45,6 +45,8 @@ class ConnectClaims:
     info: bytes | None  # raw JSON
     channels: tuple[str, ...] = ()  # server-side subscriptions
     tenant: str = ""  # see resonance_worker.domain.tenancy
+    claims: Mapping[str, Any] = field(default_factory=dict)
+    """Every claim of the token (feature-flag targeting reads them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +161,7 @@ class TokenVerifier:
             info=_info(claims),
             channels=tuple(channels),
             tenant=_string_claim(claims, "tenant"),
+            claims=claims,
         )
 
     def verify_subscribe(self, token: str, now: float) -> SubscribeClaims:

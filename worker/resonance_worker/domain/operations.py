@@ -176,6 +176,8 @@ class Connected:
     subscription, by channel."""
 
     streams: Mapping[str, StreamState] = field(default_factory=dict)
+    data: bytes | None = None
+    """Raw JSON for the connect reply's ``data`` (the connection's feature flags), or None."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,7 +176,8 @@ def _connect(request: pb.ConnectRequest) -> requests.ConnectRequest:
     for channel, sub in request.subs.items():
         _check_wire_types(sub, "connect.subs")
         subs[channel] = _options(sub)
-    return requests.ConnectRequest(token=request.token, subs=subs)
+    name = request.name if len(request.name) <= 64 else ""
+    return requests.ConnectRequest(token=request.token, subs=subs, name=name)
 
 
 def _subscribe(request: pb.SubscribeRequest) -> requests.SubscribeRequest:
@@ -270,6 +271,8 @@ def connect_result(result: ConnectResult) -> pb.ConnectResult:
         out.expires, out.ttl = True, result.ttl
     for channel, sub in result.subs.items():
         out.subs[channel].CopyFrom(subscribe_result(sub))
+    if result.data is not None:
+        out.data = result.data
     return out
 
 

@@ -268,6 +268,8 @@ def connect_json(result: ConnectResult) -> dict[str, Any]:
     _expiry(out, result.ttl)
     if result.subs:
         out["subs"] = {channel: subscribe_json(sub) for channel, sub in result.subs.items()}
+    if result.data is not None:
+        out["data"] = orjson.Fragment(result.data)
     return out
 
 

@@ -64,6 +64,8 @@ class ConnectResult:
     """Seconds between server pings, and the client must answer them (``pong``); None: no pings."""
     ttl: int | None = None
     subs: Mapping[str, SubscribeResult] = field(default_factory=dict)
+    data: bytes | None = None
+    """Raw JSON for the connect reply's ``data`` (the connection's feature flags)."""
 
 
 @dataclass(slots=True)

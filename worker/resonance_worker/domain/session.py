@@ -178,7 +178,13 @@ class Session(SessionCore):
             ping = max(1, round(self.config.ping_interval))
             self._next_ping = now + self.config.ping_interval
         reply = ConnectResult(
-            self.client_id, self.config.version, self.config.node, ping, _ttl(self.expire_at, now), subs
+            self.client_id,
+            self.config.version,
+            self.config.node,
+            ping,
+            _ttl(self.expire_at, now),
+            subs,
+            outcome.data,
         )
         self._reply(op.cmd_id, reply)
         self._flush_buffers(op.subscriptions)
@@ -293,6 +299,8 @@ class Session(SessionCore):
         self.user = claims.user
         self.tenant = claims.tenant
         self.conn_info = claims.info
+        self.claims = claims.claims
+        self.platform = request.name
         self.expire_at = claims.expire_at
         channels = list(claims.channels)
         if self.config.tenant_isolation:

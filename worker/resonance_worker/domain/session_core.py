@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from resonance_worker.domain.auth import TokenVerifier
 from resonance_worker.domain.channels import ChannelRules
@@ -110,6 +110,10 @@ class SessionCore:
         self.user = ""
         self.tenant = ""
         self.conn_info: bytes | None = None
+        self.claims: Mapping[str, Any] = {}
+        """The connection token's claims (feature-flag targeting)."""
+        self.platform = ""
+        """The client's name from its connect command (feature-flag targeting)."""
         self.expire_at: int | None = None
         self.close_reason: Disconnect | None = None
         self.queued_bytes = 0

@@ -38,6 +38,7 @@ from resonance_worker.transport import api, audit
 from resonance_worker.transport.background import run_in_background
 from resonance_worker.transport.console import install_console
 from resonance_worker.transport.drain import Drainer, install_drain
+from resonance_worker.transport.features import install_features
 from resonance_worker.transport.http import cors_middleware
 from resonance_worker.transport.keys import (
     DRAINER,
@@ -70,7 +71,10 @@ def build_verifier(settings: WorkerSettings) -> TokenVerifier:
 
 
 def channel_rules(settings: WorkerSettings, extra: Mapping[str, NamespaceOptions]) -> ChannelRules:
-    """The settings' namespaces, plus those of ``extra`` the settings do not define."""
+    """The settings' namespaces, plus those of ``extra`` the settings do not define (and ``system``,
+    for ``system:features``, when there is a feature-flag file)."""
+    if settings.features_file is not None:
+        extra = {"system": NamespaceOptions(allow_subscribe_for_client=True), **extra}
     return ChannelRules({**extra, **settings.namespaces}, settings.default_namespace)
 
 
@@ -176,6 +180,7 @@ def create_app(
     app.router.add_post("/token", issue_token)
     app.router.add_post("/api/{method}", api.handle)
     install_drain(app, app[DRAINER])  # POST/GET /drain
+    install_features(app, node, settings.features_file, settings.features_poll_seconds)  # GET /features
     install_console(app, settings)  # GET /, /config.json, /build.json, /assets/<name>
     return app
 

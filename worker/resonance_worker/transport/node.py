@@ -30,6 +30,14 @@ import orjson
 from resonance_worker.domain.auth import TokenVerifier
 from resonance_worker.domain.channels import ChannelRules, NamespaceOptions
 from resonance_worker.domain.codes import Disconnect, Disconnects, ErrorCode
+from resonance_worker.domain.features import (
+    FEATURES_CHANNEL,
+    OUTCOME_METHOD,
+    FeatureBook,
+    FeatureContext,
+    FeatureSet,
+    exposure_label,
+)
 from resonance_worker.domain.keys import SlotScope
 from resonance_worker.domain.limits import ConnectionCounter, LimitKind
 from resonance_worker.domain.netpolicy import AddressPolicy
@@ -189,6 +197,9 @@ class Node:
         self._cleanup_slots = asyncio.Semaphore(CLEANUP_CONCURRENCY)
         self.timers: Timers[Connection] = Timers()
         self._flush_scheduled = False
+        self.features = FeatureBook()
+        """The feature flags in force and what each connection was told (``transport.features``
+        reloads them)."""
 
     @property
     def session_config(self) -> SessionConfig:
@@ -378,6 +389,7 @@ class Node:
         """Undo everything a closed connection left: subscriptions, presence, counts."""
         self.pain.disconnected(conn.session.close_reason)
         self.connections.pop(conn.client_id, None)
+        self.features.forget(conn.client_id)
         self.metrics.connections.set(len(self.connections))
         users = self.by_user.get(conn.session.user)
         if users is not None:
@@ -396,6 +408,88 @@ class Node:
             async with self._cleanup_slots:
                 for op in ops:
                     await self.perform(conn, op)
+
+    # -- feature flags ---------------------------------------------------------------------------
+
+    @staticmethod
+    def feature_context(conn: Connection) -> FeatureContext:
+        session = conn.session
+        return FeatureContext(
+            user=session.user,
+            tenant=session.tenant,
+            platform=session.platform,
+            claims=session.claims,
+            client=conn.client_id,
+        )
+
+    def _gated(self, conn: Connection, channel: str) -> Failed | None:
+        """103 naming the flag when a flag gates ``channel``'s namespace and is off for ``conn``."""
+        features = self.features.current
+        if not features.gated_namespaces:  # the common case: nothing to evaluate
+            return None
+        flag = features.refuses_channel(channel, self.feature_context(conn))
+        return (
+            None
+            if flag is None
+            else Failed(ErrorCode.PERMISSION_DENIED, f"{channel} needs the feature {flag!r}")
+        )
+
+    def _tell_features(self, conn: Connection) -> dict[str, Any]:
+        """Evaluate ``conn``'s flags, count the values new to it (exposures) and return them."""
+        payload, exposed = self.features.tell(conn.client_id, self.feature_context(conn))
+        for name, value in exposed.items():
+            self.metrics.feature_exposures.labels(flag=name, variant=exposure_label(value)).inc()
+        return payload
+
+    def push_features(self, conn: Connection) -> None:
+        """Send ``conn`` its evaluated flags on ``system:features`` (only to it: they are its own)."""
+        session = conn.session
+        publication = Publication(orjson.dumps(self._tell_features(conn)), time_ms=int(time.time() * 1000))
+        frame = session.codec.publication_push(FEATURES_CHANNEL, publication)
+        if frame is not None:
+            session.deliver_publication(FEATURES_CHANNEL, frame, 0, "")
+            conn.wake()
+
+    def apply_features(self, features: FeatureSet) -> int:
+        """Put ``features`` in force and tell every subscriber of ``system:features`` here its
+        evaluated flags; returns how many were told (0 when the set did not change)."""
+        if not self.features.replace(features):
+            return 0
+        self.metrics.feature_flags.set(len(features.flags))
+        subscribers = list(self.local_subs.get(FEATURES_CHANNEL, {}).values())
+        for conn in subscribers:
+            if not conn.session.closed:
+                self.push_features(conn)
+        return len(subscribers)
+
+    def _report_outcome(self, conn: Connection, op: RpcOp) -> Outcome:
+        """``features.outcome {"outcome": name}``: an outcome the client saw (an answer chosen, a
+        screen left), counted for every flag that lists it, under the variant the client was told."""
+        data = None if op.data is None else orjson.loads(op.data)
+        outcome = data.get("outcome") if isinstance(data, dict) else None
+        if not isinstance(outcome, str):
+            return Failed(ErrorCode.BAD_REQUEST, 'features.outcome takes {"outcome": "<name>"}')
+        features = self.features.current
+        flags = features.outcome_flags(outcome)
+        if not flags:
+            return Failed(ErrorCode.BAD_REQUEST, f"no feature flag counts the outcome {outcome[:64]!r}")
+        return RpcResult(orjson.dumps({"counted": self._count_outcome(conn, features, outcome)}))
+
+    def _count_outcome(self, conn: Connection, features: FeatureSet, method: str) -> list[str]:
+        """Count ``method`` as an outcome of the flags listing it; returns those counted."""
+        flags = features.outcome_flags(method)
+        if not flags:
+            return []
+        counted = []
+        told = self.features.told(conn.client_id)
+        for name in flags:
+            value = told.get(name)
+            if value is not None:  # "off" too: those outside a rollout are its control group
+                self.metrics.feature_outcomes.labels(
+                    flag=name, variant=exposure_label(value), outcome=method
+                ).inc()
+                counted.append(name)
+        return counted
 
     # -- cluster-wide connection limits ------------------------------------------------------
 
@@ -522,6 +616,9 @@ class Node:
             await self.engine.remove_presence(op.channel, conn.client_id)
 
     async def _subscribe(self, conn: Connection, op: SubscribeOp) -> Outcome:
+        refused = self._gated(conn, op.channel)
+        if refused is not None:
+            return refused
         try:
             return await self._stream_state(conn, op)
         except EngineError:
@@ -533,6 +630,8 @@ class Node:
         if took:
             if op.options.join_leave:
                 await self.engine.publish_join(op.channel, engine_info(op.info))
+            if op.channel == FEATURES_CHANNEL:
+                self.push_features(conn)  # what changed between its connect and this subscribe
         else:
             await self._undo_subscribe(conn, op)
 
@@ -554,7 +653,9 @@ class Node:
             for sub_op in op.subscriptions:
                 await self._undo_subscribe(conn, sub_op)
             raise
-        return Connected(streams)
+        if self.settings.features_file is None:
+            return Connected(streams)
+        return Connected(streams, orjson.dumps({"features": self._tell_features(conn)}))
 
     async def _connected(self, conn: Connection, op: ConnectOp, took: bool) -> None:
         """Register a connection that stayed open and announce its server-side subscriptions."""
@@ -581,6 +682,9 @@ class Node:
             )
 
     async def _publish(self, conn: Connection, op: PublishOp) -> Outcome:
+        refused = self._gated(conn, op.channel)
+        if refused is not None:
+            return refused
         limits = self.limits.current()
         if limits.user_publish_rate > 0:
             wait = await self.engine.take_token(
@@ -612,9 +716,18 @@ class Node:
         return await self.read_history(op.channel, op.options, op.since, op.limit, op.reverse)
 
     async def _rpc(self, conn: Connection, op: RpcOp) -> Outcome:
+        if op.rpc_method == OUTCOME_METHOD and OUTCOME_METHOD not in self.rpc_methods:
+            return self._report_outcome(conn, op)
         handler = self.rpc_methods.get(op.rpc_method)
         if handler is None:
             return Failed(ErrorCode.METHOD_NOT_FOUND)
+        features = self.features.current
+        if op.rpc_method in features.gated_rpc:
+            flag = features.refuses_rpc(op.rpc_method, self.feature_context(conn))
+            if flag is not None:
+                return Failed(ErrorCode.PERMISSION_DENIED, f"{op.rpc_method} needs the feature {flag!r}")
+        if op.rpc_method in features.outcomes:
+            self._count_outcome(conn, features, op.rpc_method)
         data = None if op.data is None else orjson.loads(op.data)
         try:
             result = await handler(RpcCall(op.rpc_method, data, op.user, op.client))

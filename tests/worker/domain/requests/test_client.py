@@ -41,7 +41,7 @@ def test_every_method_has_a_parser() -> None:
         (
             "connect",
             {"token": "t", "subs": {"chat:a": {"recover": True, "offset": 4, "epoch": "e"}}, "name": "js"},
-            ConnectRequest("t", {"chat:a": SubscribeOptions(since=(4, "e"))}),
+            ConnectRequest("t", {"chat:a": SubscribeOptions(since=(4, "e"))}, name="js"),  # the platform
         ),
         ("connect", {"subs": {"chat:a": None}}, ConnectRequest("", {"chat:a": NO_OPTIONS})),
         ("subscribe", {"channel": "chat:a"}, SubscribeRequest("chat:a")),

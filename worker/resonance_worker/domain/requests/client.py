@@ -49,6 +49,9 @@ class ConnectRequest:
     traceparent: str = ""
     """A W3C ``traceparent`` from the connect ``data`` (``{"traceparent": …}``): the connection's
     commands are spans of that trace. Anything else in ``data`` is ignored, as before."""
+    name: str = ""
+    """The client's name (Centrifugo ``name``: the SDK's, e.g. ``js``, ``python``, or the app's);
+    feature flags target it as the platform."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +193,12 @@ def parse_connect(params: Mapping[str, Any]) -> ConnectRequest:
             for channel, entry in subs.items()
         },
         traceparent=_traceparent(params.get("data")),
+        name=_client_name(params.get("name")),
     )
+
+
+def _client_name(value: object) -> str:
+    return value if isinstance(value, str) and len(value) <= 64 else ""
 
 
 def _traceparent(data: object) -> str:
