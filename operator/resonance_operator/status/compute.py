@@ -20,7 +20,7 @@ from resonance_operator.api.conditions import ConditionType, EventReason, EventT
 from resonance_operator.api.observed import ChildKey, Observed
 from resonance_operator.api.spec import ResonanceCluster
 from resonance_operator.desired import meta, worker
-from resonance_operator.status import conditions, degraded, monitoring, progressing, ready
+from resonance_operator.status import autoscaling, conditions, degraded, monitoring, progressing, ready
 from resonance_operator.status.facts import RolloutView, gather
 
 
@@ -45,6 +45,7 @@ def compute(
     previous: Mapping[str, Any] | None = None,
     unserved: Sequence[str] = (),
     withheld: Sequence[str] = (),
+    keda_served: bool = False,
 ) -> dict[str, Any]:
     """The full new status (the caller compares it with the old one before writing).
 
@@ -73,6 +74,7 @@ def compute(
             progressing.condition(facts, stamp),
             degraded.condition(facts, stamp),
             monitoring.condition(facts, stamp),
+            *autoscaling.conditions(cluster, stamp, keda_served=keda_served),
         ],
         "replicas": workers.current,
         "readyReplicas": workers.ready,
@@ -143,4 +145,5 @@ def transitions(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Transiti
                 EventType.WARNING, EventReason.MONITORING_CRD_MISSING, str(monitoring_after["message"])
             )
         )
+    found += [Transition(*note) for note in autoscaling.transitions(before, after)]
     return found

@@ -1,0 +1,179 @@
+"""The PROXY protocol behind a real TCP proxy: Debian's nginx ``stream`` with ``proxy_protocol on`` in front
+of a real worker process (``RESONANCE_PROXY_PROTOCOL``), clients from several loopback source addresses.
+The worker counts each client's own address: a per-address limit refuses exactly the over-limit
+connections of the one address that exceeds it. A bad header from the trusted proxy closes that
+connection with a log line and the worker keeps serving; an untrusted peer's PROXY line is no address."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import jwt
+import pytest
+
+from tests.harness.nginx import NginxProxy
+from tests.harness.worker import JWT_SECRET, WorkerProcess
+
+STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
+PER_ADDRESS = 3
+# A worker imports numpy and scipy: on a loaded shared 2-core machine its start took over 30 s.
+START_SECONDS = 120.0
+
+pytestmark = pytest.mark.skipif(
+    not STREAM_MODULE.exists(), reason="nginx's stream module is missing: run `make deps`"
+)
+
+
+def stream_conf(nginx: NginxProxy, upstream_port: int) -> str:
+    prefix = nginx.workdir
+    return "\n".join(
+        [
+            f"load_module {STREAM_MODULE};",
+            *(["user root root;"] if nginx.run_as_root else []),
+            "worker_processes 1;",
+            f"pid {prefix / 'nginx.pid'};",
+            f"error_log {prefix / 'error.log'} notice;",
+            "events { worker_connections 1024; }",
+            "stream {",
+            "  server {",
+            f"    listen {nginx.listen};",
+            f"    proxy_pass 127.0.0.1:{upstream_port};",
+            "    proxy_protocol on;",
+            "  }",
+            "}",
+            "",
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WorkerProcess, NginxProxy]]:
+    workdir = tmp_path_factory.mktemp("proxy-protocol")
+    worker = WorkerProcess(
+        workdir,
+        {
+            "RESONANCE_PROXY_PROTOCOL": "true",
+            "RESONANCE_TRUSTED_PROXIES": '["127.0.0.1/32"]',
+            "RESONANCE_LIMITS__MAX_CONNECTIONS_PER_IP": str(PER_ADDRESS),
+        },
+    ).start(timeout=START_SECONDS)
+    nginx = NginxProxy(workdir / "nginx")
+    try:
+        nginx.start(stream_conf(nginx, worker.port))
+        yield worker, nginx
+    finally:
+        nginx.stop()
+        worker.stop()
+
+
+async def probe(url: str, per_address: dict[str, int]) -> tuple[Counter[str], dict[str, list[int]]]:
+    """Open every connection at once and hold them all; count who got a connect reply, who was refused."""
+    accepted: Counter[str] = Counter()
+    refused: dict[str, list[int]] = {}
+    sessions = [
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0)))
+        for address in per_address
+    ]
+    sockets: list[aiohttp.ClientWebSocketResponse] = []
+
+    async def one(session: aiohttp.ClientSession, address: str, index: int) -> None:
+        ws = await session.ws_connect(url)
+        sockets.append(ws)
+        token = jwt.encode({"sub": f"{address}-{index}"}, JWT_SECRET, algorithm="HS256")
+        await ws.send_str(json.dumps({"id": 1, "connect": {"token": token}}))
+        message = await ws.receive(timeout=20)
+        if message.type is aiohttp.WSMsgType.TEXT and '"connect"' in message.data:
+            accepted[address] += 1
+        else:
+            refused.setdefault(address, []).append(int(ws.close_code or 0))
+
+    try:
+        await asyncio.gather(
+            *(
+                one(session, address, i)
+                for session, (address, count) in zip(sessions, per_address.items(), strict=True)
+                for i in range(count)
+            )
+        )
+    finally:
+        await asyncio.gather(*(s.close() for s in sessions))
+    return accepted, refused
+
+
+async def test_each_client_counts_as_its_own_address_through_the_proxy(
+    proxied: tuple[WorkerProcess, NginxProxy],
+) -> None:
+    _, nginx = proxied
+    # Through nginx every TCP peer is 127.0.0.1: without the header all 13 would share one limit of 3.
+    per_address = {"127.0.0.2": PER_ADDRESS + 2, "127.0.0.3": PER_ADDRESS, "127.0.0.4": 2, "127.0.0.5": 3}
+    accepted, refused = await probe(nginx.ws_url(), per_address)
+    assert dict(accepted) == {
+        "127.0.0.2": PER_ADDRESS,
+        "127.0.0.3": PER_ADDRESS,
+        "127.0.0.4": 2,
+        "127.0.0.5": 3,
+    }
+    assert refused == {"127.0.0.2": [3504, 3504]}
+
+
+def raw_exchange(port: int, data: bytes) -> bytes:
+    """Send ``data`` on a fresh connection to the worker and read until it closes (or 10 s pass)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(data)
+        received = b""
+        while chunk := conn.recv(65536):
+            received += chunk
+        return received
+
+
+def test_a_bad_header_from_the_trusted_proxy_closes_that_connection_and_the_worker_serves_on(
+    proxied: tuple[WorkerProcess, NginxProxy],
+) -> None:
+    worker, _ = proxied
+    health = b"GET /health HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n"
+    bad = [
+        b"PROXY TCP4 300.1.2.3 127.0.0.1 1 2\r\n" + health,
+        b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n" + health,
+        b"PROXY " + b"9" * 200,
+        b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x04\x01\x02\x03\x04" + health,
+    ]
+    for data in bad:
+        assert raw_exchange(worker.port, data) == b"", data  # closed, nothing served
+    # A valid v2 header, then a request: served, and the worker is alive for the plain probe after it.
+    v2 = b"\r\n\r\n\x00\r\nQUIT\n\x21\x11" + struct.pack("!H", 12)
+    v2 += socket.inet_aton("203.0.113.9") + socket.inet_aton("127.0.0.1") + struct.pack("!HH", 5555, 80)
+    assert raw_exchange(worker.port, v2 + health).startswith(b"HTTP/1.1 200")
+    assert raw_exchange(worker.port, health).startswith(b"HTTP/1.1 200")  # a probe without a header
+    closed = [r for r in worker.log_records() if r.get("logger") == "resonance.worker.proxyproto"]
+    assert [r["reason"].startswith("bad PROXY protocol header") for r in closed] == [True] * len(bad)
+    assert {r["peer"] for r in closed} == {"127.0.0.1"}
+    assert "Traceback" not in worker.log()
+
+
+def test_an_untrusted_peer_cannot_name_an_address_with_a_proxy_line(tmp_path: Path) -> None:
+    # Trusting only a network the test's peer is not in: a PROXY line is then HTTP garbage (400).
+    worker = WorkerProcess(
+        tmp_path, {"RESONANCE_PROXY_PROTOCOL": "true", "RESONANCE_TRUSTED_PROXIES": '["10.255.0.0/16"]'}
+    ).start(timeout=START_SECONDS)
+    try:
+        health = b"GET /health HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n"
+        answer = raw_exchange(worker.port, b"PROXY TCP4 203.0.113.9 127.0.0.1 1 2\r\n" + health)
+        assert answer.startswith((b"HTTP/1.0 400", b"HTTP/1.1 400")), answer[:200]
+        assert raw_exchange(worker.port, health).startswith(b"HTTP/1.1 200")
+    finally:
+        worker.stop()
+
+
+def test_settings_refuse_proxy_protocol_without_trusted_proxies() -> None:
+    from pydantic import ValidationError
+    from resonance_worker.settings import WorkerSettings
+
+    with pytest.raises(ValidationError, match="proxy_protocol needs trusted_proxies"):
+        WorkerSettings(proxy_protocol=True, trusted_proxies=[])
