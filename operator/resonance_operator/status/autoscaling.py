@@ -13,22 +13,21 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from resonance_operator.api.conditions import ConditionStatus, ConditionType, EventReason, EventType, Reason
-from resonance_operator.api.spec import ResonanceCluster
-from resonance_operator.desired import keda
 from resonance_operator.status import conditions as conds
 from resonance_operator.status.conditions import Stamp
+from resonance_operator.status.facts import Facts
 
 
-def conditions(cluster: ResonanceCluster, stamp: Stamp, *, keda_served: bool) -> list[dict[str, Any]]:
+def conditions(facts: Facts, stamp: Stamp) -> list[dict[str, Any]]:
     """The condition, or none while autoscaling is off."""
-    autoscaling = cluster.spec.worker.autoscaling
-    if not autoscaling.enabled:
+    autoscaling = facts.autoscaling
+    if autoscaling is None:
         return []
     cpu = f"{autoscaling.target_cpu_utilization_percentage} % CPU"
-    if not keda.by_connections(cluster):
+    if autoscaling.target_connections_per_pod is None:
         return [stamp(ConditionType.AUTOSCALING, ConditionStatus.TRUE, Reason.SCALED_ON_CPU, f"HPA on {cpu}")]
     target = f"{autoscaling.target_connections_per_pod} connections per pod"
-    if keda_served:
+    if facts.keda_served:
         message = f"KEDA ScaledObject on {target} (Prometheus {autoscaling.prometheus_address}) and {cpu}"
         return [stamp(ConditionType.AUTOSCALING, ConditionStatus.TRUE, Reason.SCALED_BY_KEDA, message)]
     message = (

@@ -3,7 +3,8 @@
 :func:`compute` gathers the :class:`~resonance_operator.status.facts.Facts` once and
 asks each condition module for its condition: :mod:`~resonance_operator.status.ready`,
 :mod:`~resonance_operator.status.progressing`, :mod:`~resonance_operator.status.degraded`
-and :mod:`~resonance_operator.status.monitoring` (one function each, each stamped with
+and :mod:`~resonance_operator.status.monitoring` (one function each; and
+:mod:`~resonance_operator.status.autoscaling`, present only while autoscaling is on, each stamped with
 ``observedGeneration``). To add a condition,
 add its type to ``api/conditions.py``, a module here with its ``condition(facts,
 stamp)``, and one line in :func:`compute`. :func:`changed` tells the caller whether
@@ -62,6 +63,7 @@ def compute(
         unserved=unserved,
         previous=cluster.status if previous is None else previous,
         withheld=withheld,
+        keda_served=keda_served,
     )
     generation = cluster.metadata.generation
     before = cluster.status if previous is None else previous
@@ -74,7 +76,7 @@ def compute(
             progressing.condition(facts, stamp),
             degraded.condition(facts, stamp),
             monitoring.condition(facts, stamp),
-            *autoscaling.conditions(cluster, stamp, keda_served=keda_served),
+            *autoscaling.conditions(facts, stamp),
         ],
         "replicas": workers.current,
         "readyReplicas": workers.ready,

@@ -7,6 +7,7 @@ connection with a log line and the worker keeps serving; an untrusted peer's PRO
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import struct
@@ -177,3 +178,52 @@ def test_settings_refuse_proxy_protocol_without_trusted_proxies() -> None:
 
     with pytest.raises(ValidationError, match="proxy_protocol needs trusted_proxies"):
         WorkerSettings(proxy_protocol=True, trusted_proxies=[])
+
+
+async def test_in_process_the_site_yields_the_header_source_and_drops_slow_or_pending_headers(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from aiohttp import web
+    from resonance_worker.transport import proxyproto
+
+    async def remote(request: web.Request) -> web.Response:
+        return web.Response(text=str(request.remote))
+
+    monkeypatch.setattr(proxyproto, "HEADER_SECONDS", 0.3)
+    app = web.Application()
+    app.router.add_get("/remote", remote)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = proxyproto.ProxyProtocolSite(runner, "127.0.0.1", 0, trusted_proxies=["127.0.0.1/32"])
+    await site.start()
+    port = runner.addresses[0][1]
+    request = b"GET /remote HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n"
+
+    async def exchange(data: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(data)
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        return answer
+
+    try:
+        assert (await exchange(b"PROXY TCP4 192.0.2.7 10.0.0.1 4000 80\r\n" + request)).endswith(b"192.0.2.7")
+        assert (await exchange(b"PROXY UNKNOWN\r\n" + request)).endswith(b"127.0.0.1")
+        assert (await exchange(request)).endswith(b"127.0.0.1")  # no header from a trusted peer
+        with caplog.at_level("WARNING", logger="resonance.worker.proxyproto"):
+            assert await exchange(b"PROXY TCP4 192.0.2.7") == b""  # never completed: closed
+        assert "no complete PROXY protocol header within 0.3 s" in caplog.text
+        # A connection still waiting for its header when the site stops is closed with it.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"PROXY ")
+        await writer.drain()
+        # Until the server has taken it (the pending set is what stop() empties; it has no event to await).
+        while not site._pending:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        await site.stop()
+        assert not site._pending
+        with contextlib.suppress(ConnectionResetError):  # a reset is as closed as an end of file
+            assert await asyncio.wait_for(reader.read(), 10) == b""
+        writer.close()
+    finally:
+        await runner.cleanup()
