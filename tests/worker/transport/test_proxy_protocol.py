@@ -19,10 +19,9 @@ import aiohttp
 import jwt
 import pytest
 
-from tests.harness.nginx import NginxProxy
+from tests.harness.nginx import STREAM_MODULE, NginxProxy, stream_proxy_conf
 from tests.harness.worker import JWT_SECRET, WorkerProcess
 
-STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
 PER_ADDRESS = 3
 # A worker imports numpy and scipy: on a loaded shared 2-core machine its start took over 30 s.
 START_SECONDS = 120.0
@@ -30,28 +29,6 @@ START_SECONDS = 120.0
 pytestmark = pytest.mark.skipif(
     not STREAM_MODULE.exists(), reason="nginx's stream module is missing: run `make deps`"
 )
-
-
-def stream_conf(nginx: NginxProxy, upstream_port: int) -> str:
-    prefix = nginx.workdir
-    return "\n".join(
-        [
-            f"load_module {STREAM_MODULE};",
-            *(["user root root;"] if nginx.run_as_root else []),
-            "worker_processes 1;",
-            f"pid {prefix / 'nginx.pid'};",
-            f"error_log {prefix / 'error.log'} notice;",
-            "events { worker_connections 1024; }",
-            "stream {",
-            "  server {",
-            f"    listen {nginx.listen};",
-            f"    proxy_pass 127.0.0.1:{upstream_port};",
-            "    proxy_protocol on;",
-            "  }",
-            "}",
-            "",
-        ]
-    )
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +44,7 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WorkerPr
     ).start(timeout=START_SECONDS)
     nginx = NginxProxy(workdir / "nginx")
     try:
-        nginx.start(stream_conf(nginx, worker.port))
+        nginx.start(stream_proxy_conf(nginx, f"127.0.0.1:{worker.port}"))
         yield worker, nginx
     finally:
         nginx.stop()
