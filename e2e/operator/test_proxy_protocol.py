@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,22 +17,12 @@ from e2e.kube import apply, kubectl_json
 from e2e.operator.conftest import RunningOperator, wait_ready
 from e2e.podrunner import LoopbackKubelet
 from tests.harness.nginx import STREAM_MODULE, NginxProxy, stream_proxy_conf
-from tests.harness.redis import RedisServer
 
 PER_ADDRESS = 3
 
 
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis").start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def test_the_cr_turns_on_the_proxy_protocol_and_each_client_behind_nginx_counts_as_itself(
-    operator: RunningOperator, namespace: str, tmp_path: Path, redis: RedisServer
+    operator: RunningOperator, namespace: str, tmp_path: Path
 ) -> None:
     if not STREAM_MODULE.exists():
         pytest.fail("nginx's stream module is missing: run `make deps` (libnginx-mod-stream)")
@@ -50,7 +39,6 @@ def test_the_cr_turns_on_the_proxy_protocol_and_each_client_behind_nginx_counts_
                     "clientAddress": {"proxyProtocol": True},
                     "limits": {"connectionsPerAddress": PER_ADDRESS},
                 },
-                # The workers get a real Redis (below); the managed one's Pod runs nothing.
                 "redis": {"managed": {"persistence": {"enabled": False}}},
             },
         },
@@ -68,7 +56,9 @@ def test_the_cr_turns_on_the_proxy_protocol_and_each_client_behind_nginx_counts_
     with LoopbackKubelet(
         namespace,
         f"app.kubernetes.io/component=worker,resonance.liminal.dev/cluster={name}",
-        env_overrides={"RESONANCE_REDIS_URL": redis.url, "RESONANCE_LOG_JSON": "false"},
+        # One worker: its own count is the limit (the managed Redis's Pod runs nothing).
+        env_overrides={"RESONANCE_ENGINE": "memory", "RESONANCE_LOG_JSON": "false"},
+        env_unset=("RESONANCE_REDIS_URL",),
         workdir=tmp_path / "pods",
     ) as kubelet:
         (endpoint,) = kubelet.wait_endpoints(1, timeout=120)
