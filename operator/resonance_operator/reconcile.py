@@ -73,6 +73,8 @@ class OptionalApis:
     service_monitor: bool
     gateway: bool
     pod_monitor: bool = False
+    keda: bool = False
+    """KEDA's ScaledObject is served (``autoscaling.targetConnectionsPerPod`` acts through it)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,18 +148,21 @@ async def _observe(kube: KubeClient, cluster: ResonanceCluster) -> tuple[Observe
     # Discovery of the Gateway API only when the spec asks for a route.
     wants_route = cluster.spec.rollout.gateway_route is not None
     gateway_crd = wants_route and await kube_children.served(kube, kinds.HTTP_ROUTE)
+    # Asked whatever the spec: a ScaledObject the spec no longer wants is pruned.
+    keda_crd = await kube_children.served(kube, kinds.SCALED_OBJECT)
     keys = children.possible_keys(
         cluster,
         service_monitor_crd=service_monitor_crd,
         gateway_crd=gateway_crd,
         pod_monitor_crd=pod_monitor_crd,
+        keda_crd=keda_crd,
     )
     observed = await kube_children.observe(kube, cluster, keys, validation.referenced_secret_names(cluster))
     if cluster.spec.rollout.strategy is not RolloutStrategy.ROLLING or _has_revisions(cluster):
         # One Deployment per revision: listed, so a revision nobody remembers is still pruned.
         revisions = await kube_children.list_worker_deployments(kube, cluster)
         observed = dataclasses.replace(observed, children={**observed.children, **revisions})
-    return observed, OptionalApis(service_monitor_crd, gateway_crd, pod_monitor_crd)
+    return observed, OptionalApis(service_monitor_crd, gateway_crd, pod_monitor_crd, keda_crd)
 
 
 def _has_revisions(cluster: ResonanceCluster) -> bool:
@@ -202,6 +207,7 @@ async def _apply(
         service_monitor_crd=apis.service_monitor,
         gateway_crd=apis.gateway,
         pod_monitor_crd=apis.pod_monitor,
+        keda_crd=apis.keda,
         fresh=fresh,
         topology=rollout.topology,
         live_revisions=rollout.live,
@@ -298,6 +304,7 @@ def _render(
             rollout=None if rollout is None else rollout.view,
             previous=previous,
             withheld=withheld,
+            keda_served=apis.keda,
         )
 
     return render

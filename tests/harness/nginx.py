@@ -17,6 +17,8 @@ from pathlib import Path
 from tests.harness.processes import ServiceProcess, free_port, port_open
 
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
+"""Debian's ``libnginx-mod-stream``: nginx as a TCP proxy (``.ci/deps`` installs it)."""
 
 
 def nginx_binary() -> str:
@@ -126,3 +128,27 @@ class NginxProxy:
     def error_log(self) -> str:
         path = self.workdir / "error.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+def stream_proxy_conf(nginx: NginxProxy, upstream: str, *, proxy_protocol: bool = True) -> str:
+    """An ``nginx.conf`` making ``nginx`` a TCP proxy to ``upstream`` (``host:port``) that sends the PROXY
+    protocol header (as an NLB or HAProxy ``send-proxy`` in front of the workers would)."""
+    prefix = nginx.workdir
+    return "\n".join(
+        [
+            f"load_module {STREAM_MODULE};",
+            *(["user root root;"] if nginx.run_as_root else []),
+            "worker_processes 1;",
+            f"pid {prefix / 'nginx.pid'};",
+            f"error_log {prefix / 'error.log'} notice;",
+            "events { worker_connections 1024; }",
+            "stream {",
+            "  server {",
+            f"    listen {nginx.listen};",
+            f"    proxy_pass {upstream};",
+            f"    proxy_protocol {'on' if proxy_protocol else 'off'};",
+            "  }",
+            "}",
+            "",
+        ]
+    )

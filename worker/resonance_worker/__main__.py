@@ -26,6 +26,7 @@ from resonance_worker.tracing import configure_tracing
 from resonance_worker.transport.app import create_app
 from resonance_worker.transport.drain import DrainRequest
 from resonance_worker.transport.keys import DRAINER
+from resonance_worker.transport.proxyproto import ProxyProtocolSite
 
 
 def load_settings() -> tuple[WorkerSettings, bool]:
@@ -90,6 +91,20 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def _site(runner: web.AppRunner, settings: WorkerSettings, *, reuse_port: bool) -> web.BaseSite:
+    """The listener: aiohttp's own, or one that reads the PROXY protocol header of trusted proxies first."""
+    if settings.proxy_protocol:
+        return ProxyProtocolSite(
+            runner,
+            settings.host,
+            settings.port,
+            trusted_proxies=settings.trusted_proxies,
+            backlog=4096,
+            reuse_port=reuse_port,
+        )
+    return web.TCPSite(runner, settings.host, settings.port, backlog=4096, reuse_port=reuse_port)
+
+
 async def serve(
     settings: WorkerSettings, *, demo_token: bool = True, process_index: int | None = None
 ) -> None:
@@ -111,9 +126,7 @@ async def serve(
     tune_gc()
     # A deep accept queue: a reconnect wave brings thousands of handshakes at once;
     # the default of 128 resets them.
-    site = web.TCPSite(
-        runner, settings.host, settings.port, backlog=4096, reuse_port=process_index is not None
-    )
+    site = _site(runner, settings, reuse_port=process_index is not None)
     await site.start()
     port = runner.addresses[0][1] if runner.addresses else settings.port
     if not process_index:

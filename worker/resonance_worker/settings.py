@@ -157,6 +157,12 @@ class WorkerSettings(BaseSettings):
         description="CIDRs of the proxies whose `client_ip_header` is believed (JSON list). The client "
         "address is the rightmost header entry outside these networks; a peer outside them is the client.",
     )
+    proxy_protocol: bool = Field(
+        False,
+        description="Read a PROXY protocol header (v1 or v2) at the start of connections from "
+        "`trusted_proxies` (a TCP load balancer with proxy_protocol on) and count the client address it "
+        "names; a bad header closes the connection. Connections from other peers are never read for one.",
+    )
     ip_allow: list[str] = Field(
         default_factory=list,
         description="CIDRs that may connect (JSON list); empty: everyone not denied. Refused: HTTP 403.",
@@ -281,6 +287,8 @@ class WorkerSettings(BaseSettings):
             parse_networks(getattr(self, name))
         for origin in self.allowed_origins:
             check_entry(origin)
+        if self.proxy_protocol and not self.trusted_proxies:
+            raise ValueError("proxy_protocol needs trusted_proxies (the CIDRs of the proxies that send it)")
         if self.client_ip_header and not self.trusted_proxies:
             # Believing the header from anyone lets every client pick its own address.
             raise ValueError("client_ip_header needs trusted_proxies (the CIDRs of the proxies that set it)")

@@ -81,4 +81,8 @@ app.kubernetes.io/part-of: resonance-liminal
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
   verbs: [get, create, patch, delete]
+# Autoscaling on connections per pod, where KEDA is installed.
+- apiGroups: [keda.sh]
+  resources: [scaledobjects]
+  verbs: [get, create, patch, delete]
 {{- end }}

@@ -16,6 +16,8 @@ class ConditionType(enum.StrEnum):
     DEGRADED = "Degraded"
     MONITORING = "Monitoring"
     """The PodMonitor / ServiceMonitor the spec asks for exists (its CRD is served)."""
+    AUTOSCALING = "Autoscaling"
+    """How the workers are scaled (only while ``autoscaling.enabled``): the connections target needs KEDA."""
 
 
 class ConditionStatus(enum.StrEnum):
@@ -46,6 +48,10 @@ class Reason(enum.StrEnum):
     MONITORS_CREATED = "MonitorsCreated"
     MONITORING_NOT_REQUESTED = "NotRequested"
     MONITORING_CRD_MISSING = "MonitoringCRDMissing"
+    # Autoscaling
+    SCALED_BY_KEDA = "ScaledByKEDA"
+    SCALED_ON_CPU = "ScaledOnCPU"
+    KEDA_NOT_SERVED = "KEDANotServed"
 
 
 class ProgressingReason(enum.StrEnum):
@@ -87,6 +93,7 @@ class EventReason(enum.StrEnum):
     AUTOSCALING_HANDOVER = "AutoscalingHandover"
     REPLICAS_OWNED_BY_AUTOSCALER = "ReplicasOwnedByAutoscaler"
     DEFAULT_CPU_REQUEST = "DefaultCPURequest"
+    KEDA_NOT_SERVED = "KEDANotServed"
 
 
 class EventType(enum.StrEnum):

@@ -73,6 +73,8 @@ POD_DISRUPTION_BUDGET = child("policy/v1", "PodDisruptionBudget", "poddisruption
 SERVICE_MONITOR = child("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors", optional=True)
 POD_MONITOR = child("monitoring.coreos.com/v1", "PodMonitor", "podmonitors", optional=True)
 HTTP_ROUTE = child("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes", optional=True)
+# Scaling on connections per pod, where KEDA is installed (desired/keda.py).
+SCALED_OBJECT = child("keda.sh/v1alpha1", "ScaledObject", "scaledobjects", optional=True)
 
 CLUSTER = Kind(
     API_VERSION,
@@ -106,6 +108,7 @@ KINDS: tuple[Kind, ...] = (
     SERVICE_MONITOR,
     POD_MONITOR,
     HTTP_ROUTE,
+    SCALED_OBJECT,
     EVENT,
     POD,
 )

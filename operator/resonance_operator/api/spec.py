@@ -70,6 +70,8 @@ class Autoscaling(Model):
     max_replicas: int = 10
     target_cpu_utilization_percentage: int = Field(70, alias="targetCPUUtilizationPercentage")
     target_connections_per_pod: int | None = None
+    prometheus_address: str = "http://prometheus-operated.monitoring.svc:9090"
+    """Where KEDA's prometheus trigger reads the workers' connections (``desired/keda.py``)."""
 
 
 class WorkerLimits(Model):
@@ -103,6 +105,8 @@ class ClientAddress(Model):
 
     header: str = "X-Forwarded-For"
     trusted_proxies: list[str] = Field(default_factory=lambda: list(DEFAULT_TRUSTED_PROXIES))
+    proxy_protocol: bool = False
+    """A PROXY protocol header (v1 or v2) is read from connections of trusted proxies."""
 
 
 class TopologySpread(Model):

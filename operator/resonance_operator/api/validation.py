@@ -124,6 +124,7 @@ _DERIVED_EXTRAS = {
     "LIMITS__USER_PUBLISH_BURST": "spec.worker.limits.publishBurst",
     "CLIENT_IP_HEADER": "spec.worker.clientAddress.header",
     "TRUSTED_PROXIES": "spec.worker.clientAddress.trustedProxies",
+    "PROXY_PROTOCOL": "spec.worker.clientAddress.proxyProtocol",
 }
 
 
@@ -160,6 +161,10 @@ def semantic_errors(cluster: ResonanceCluster, secrets: Mapping[str, Mapping[str
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
             errors.append(f"spec.worker.clientAddress.trustedProxies: {cidr!r} is not a CIDR or IP address")
+    if spec.worker.client_address.proxy_protocol and not spec.worker.client_address.trusted_proxies:
+        errors.append(
+            "spec.worker.clientAddress.proxyProtocol needs trustedProxies: the header is read only from them"
+        )
     if spec.rollout.canary is not None:
         weights = [step.set_weight for step in spec.rollout.canary.steps if step.set_weight is not None]
         if weights != sorted(weights):

@@ -8,5 +8,6 @@ ready for server-side apply. No API calls, no clock, no randomness.
 its builder) from which what is observed, applied and pruned is derived. The
 builders live by tier: ``settings`` (the worker environment, generated Secrets),
 ``datastores`` (Redis, Neo4j, NetworkPolicy), ``worker`` (the rolling worker
-tier), ``revisions`` (the worker tier of a canary or blue-green).
+tier), ``revisions`` (the worker tier of a canary or blue-green), ``keda`` (the
+KEDA ScaledObject that scales on connections per pod where KEDA is installed).
 """

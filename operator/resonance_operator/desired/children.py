@@ -23,7 +23,7 @@ from resonance_operator.api import kinds
 from resonance_operator.api.kinds import Kind
 from resonance_operator.api.observed import ChildKey
 from resonance_operator.api.spec import ResonanceCluster
-from resonance_operator.desired import datastores, features, meta, revisions, secrets, settings, worker
+from resonance_operator.desired import datastores, features, keda, meta, revisions, secrets, settings, worker
 
 Body = Mapping[str, Any]
 
@@ -76,9 +76,28 @@ class ChildKind:
     build: Builder
     create_only: bool = False
     """Generated once (a Secret with a random value) and never rewritten."""
+    handed_over: Callable[[ResonanceCluster, Sequence[Kind]], Sequence[str]] = lambda _c, _s: ()
+    """Names another controller owns now, given the served optional kinds (the worker HPA, once KEDA's
+    ScaledObject scales the workers): neither built, observed nor pruned."""
 
-    def keys(self, cluster: ResonanceCluster) -> list[ChildKey]:
-        return [ChildKey(self.kind.api_version, self.kind.kind, name) for name in self.names(cluster)]
+    def keys(self, cluster: ResonanceCluster, served: Sequence[Kind] = ()) -> list[ChildKey]:
+        others = set(self.handed_over(cluster, served))
+        return [
+            ChildKey(self.kind.api_version, self.kind.kind, name)
+            for name in self.names(cluster)
+            if name not in others
+        ]
+
+    def bodies(
+        self, cluster: ResonanceCluster, inputs: Inputs, served: Sequence[Kind]
+    ) -> list[dict[str, Any]]:
+        """What the spec wants of this kind, without what is handed over."""
+        others = set(self.handed_over(cluster, served))
+        return [
+            body
+            for body in self.build(cluster, inputs)
+            if body is not None and body["metadata"]["name"] not in others
+        ]
 
 
 def _worker_tier(
@@ -116,6 +135,12 @@ def _generated_api_key(cluster: ResonanceCluster, inputs: Inputs) -> Bodies:
     return (
         [settings.api_key_secret(cluster, inputs.fresh.api_key)] if settings.uses_drain_api(cluster) else []
     )
+
+
+def _hpa_handed_to_keda(cluster: ResonanceCluster, served: Sequence[Kind]) -> list[str]:
+    """The worker HPA is KEDA's while its ScaledObject scales on connections: the operator neither
+    applies nor prunes it (KEDA takes it over: ``transfer-hpa-ownership``), so the two never fight."""
+    return [worker.name(cluster)] if kinds.SCALED_OBJECT in served and keda.by_connections(cluster) else []
 
 
 def _named(*names: Callable[[ResonanceCluster], str]) -> Callable[[ResonanceCluster], list[str]]:
@@ -182,6 +207,12 @@ CHILDREN: tuple[ChildKind, ...] = (
         kinds.HORIZONTAL_POD_AUTOSCALER,
         _named(worker.name, lambda c: revisions.track_name(c, revisions.CANARY)),
         _worker_tier(worker.horizontal_pod_autoscaler, lambda c, t, _: revisions.autoscalers(c, t)),
+        handed_over=_hpa_handed_to_keda,
+    ),
+    ChildKind(
+        kinds.SCALED_OBJECT,
+        _named(worker.name),
+        _worker_tier(keda.scaled_object, lambda c, t, _: revisions.scaled_objects(c, t)),
     ),
     ChildKind(kinds.POD_DISRUPTION_BUDGET, _named(worker.name), _one(worker.pod_disruption_budget)),
     ChildKind(
@@ -193,12 +224,15 @@ CHILDREN: tuple[ChildKind, ...] = (
 )
 
 
-def _served(*, service_monitor_crd: bool, gateway_crd: bool, pod_monitor_crd: bool) -> tuple[Kind, ...]:
+def _served(
+    *, service_monitor_crd: bool, gateway_crd: bool, pod_monitor_crd: bool, keda_crd: bool = False
+) -> tuple[Kind, ...]:
     """The optional kinds this cluster serves (their CRDs are installed)."""
     flags = (
         (kinds.SERVICE_MONITOR, service_monitor_crd),
         (kinds.HTTP_ROUTE, gateway_crd),
         (kinds.POD_MONITOR, pod_monitor_crd),
+        (kinds.SCALED_OBJECT, keda_crd),
     )
     return tuple(kind for kind, served in flags if served)
 
@@ -213,12 +247,16 @@ def possible_keys(
     service_monitor_crd: bool,
     gateway_crd: bool = False,
     pod_monitor_crd: bool = False,
+    keda_crd: bool = False,
 ) -> list[ChildKey]:
     """Every child this cluster could have, whatever its spec: what to observe and prune."""
     served = _served(
-        service_monitor_crd=service_monitor_crd, gateway_crd=gateway_crd, pod_monitor_crd=pod_monitor_crd
+        service_monitor_crd=service_monitor_crd,
+        gateway_crd=gateway_crd,
+        pod_monitor_crd=pod_monitor_crd,
+        keda_crd=keda_crd,
     )
-    return [key for child in CHILDREN if _present(child, served) for key in child.keys(cluster)]
+    return [key for child in CHILDREN if _present(child, served) for key in child.keys(cluster, served)]
 
 
 def desired_children(
@@ -233,6 +271,7 @@ def desired_children(
     live_secrets: Mapping[str, Body | None] | None = None,
     withhold: Collection[str] = (),
     held_secrets_hash: str | None = None,
+    keda_crd: bool = False,
 ) -> list[Child]:
     """The children the spec wants now, in dependency order (the order of :data:`CHILDREN`).
 
@@ -242,7 +281,10 @@ def desired_children(
     workers their Secrets' digest; generated Secrets named in ``withhold`` are left out.
     """
     served = _served(
-        service_monitor_crd=service_monitor_crd, gateway_crd=gateway_crd, pod_monitor_crd=pod_monitor_crd
+        service_monitor_crd=service_monitor_crd,
+        gateway_crd=gateway_crd,
+        pod_monitor_crd=pod_monitor_crd,
+        keda_crd=keda_crd,
     )
     digest = secrets_hash(cluster, fresh, live_secrets, withhold=withhold, held=held_secrets_hash)
     inputs = Inputs(fresh, topology, live_revisions or {}, digest)
@@ -250,8 +292,8 @@ def desired_children(
         Child(body, create_only=child.create_only)
         for child in CHILDREN
         if _present(child, served)
-        for body in child.build(cluster, inputs)
-        if body is not None and not (child.create_only and ChildKey.of(body).name in withhold)
+        for body in child.bodies(cluster, inputs, served)
+        if not (child.create_only and ChildKey.of(body).name in withhold)
     ]
 
 

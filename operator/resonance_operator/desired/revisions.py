@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from resonance_operator.api.spec import ResonanceCluster, RolloutStrategy
-from resonance_operator.desired import meta, worker
+from resonance_operator.desired import keda, meta, worker
 from resonance_operator.rollout import canary as replica_math
 from resonance_operator.rollout.state import RolloutState
 
@@ -395,6 +395,18 @@ def autoscalers(cluster: ResonanceCluster, topology: Topology) -> list[dict[str,
         if canary_hpa is not None:
             out.append(canary_hpa)
     return out
+
+
+def scaled_objects(cluster: ResonanceCluster, topology: Topology) -> list[dict[str, Any]]:
+    """KEDA's ScaledObject during a rollout: it scales the stable revision within its share of the range
+    (the canary keeps its own CPU HPA, :func:`autoscalers`)."""
+    if topology.hpa is None:
+        return []
+    stable_range = (topology.hpa.stable.min_replicas, topology.hpa.stable.max_replicas)
+    scaled = keda.scaled_object(
+        cluster, target=deployment_name(cluster, topology.stable), replica_range=stable_range
+    )
+    return [] if scaled is None else [scaled]
 
 
 def children(cluster: ResonanceCluster, topology: Topology, live: Mapping[str, Body]) -> list[dict[str, Any]]:

@@ -160,6 +160,8 @@ def worker_environment(cluster: ResonanceCluster) -> WorkerEnvironment:
     client_address = spec.worker.client_address
     plain["RESONANCE_CLIENT_IP_HEADER"] = client_address.header
     plain["RESONANCE_TRUSTED_PROXIES"] = json.dumps(client_address.trusted_proxies)
+    if client_address.proxy_protocol:
+        plain["RESONANCE_PROXY_PROTOCOL"] = "true"
 
     # The flags' file: the same path whatever the flags (they change the ConfigMap only, desired/features.py).
     plain["RESONANCE_FEATURES_FILE"] = features.FILE_PATH

@@ -26,6 +26,17 @@ NGINX_WEBSOCKET_ANNOTATIONS = {
 NGINX_BODY_SIZE = "nginx.ingress.kubernetes.io/proxy-body-size"
 
 
+def scale_down_slowly() -> dict[str, Any]:
+    """The autoscaler's behaviour (the HPA's, and the one KEDA's HPA gets): scale in slowly, since every
+    removed pod reconnects all its clients."""
+    return {
+        "scaleDown": {
+            "stabilizationWindowSeconds": 300,
+            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+        }
+    }
+
+
 def name(cluster: ResonanceCluster) -> str:
     return meta.child_name(cluster, meta.WORKER)
 
@@ -298,13 +309,7 @@ def horizontal_pod_autoscaler(
                 "minReplicas": min_replicas,
                 "maxReplicas": max_replicas,
                 "metrics": metrics,
-                # Scale in slowly: every removed pod reconnects all its clients.
-                "behavior": {
-                    "scaleDown": {
-                        "stabilizationWindowSeconds": 300,
-                        "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
-                    }
-                },
+                "behavior": scale_down_slowly(),
             },
         }
     )

@@ -3,7 +3,8 @@
 :func:`compute` gathers the :class:`~resonance_operator.status.facts.Facts` once and
 asks each condition module for its condition: :mod:`~resonance_operator.status.ready`,
 :mod:`~resonance_operator.status.progressing`, :mod:`~resonance_operator.status.degraded`
-and :mod:`~resonance_operator.status.monitoring` (one function each, each stamped with
+and :mod:`~resonance_operator.status.monitoring` (one function each; and
+:mod:`~resonance_operator.status.autoscaling`, present only while autoscaling is on, each stamped with
 ``observedGeneration``). To add a condition,
 add its type to ``api/conditions.py``, a module here with its ``condition(facts,
 stamp)``, and one line in :func:`compute`. :func:`changed` tells the caller whether
@@ -20,7 +21,7 @@ from resonance_operator.api.conditions import ConditionType, EventReason, EventT
 from resonance_operator.api.observed import ChildKey, Observed
 from resonance_operator.api.spec import ResonanceCluster
 from resonance_operator.desired import meta, worker
-from resonance_operator.status import conditions, degraded, monitoring, progressing, ready
+from resonance_operator.status import autoscaling, conditions, degraded, monitoring, progressing, ready
 from resonance_operator.status.facts import RolloutView, gather
 
 
@@ -45,6 +46,7 @@ def compute(
     previous: Mapping[str, Any] | None = None,
     unserved: Sequence[str] = (),
     withheld: Sequence[str] = (),
+    keda_served: bool = False,
 ) -> dict[str, Any]:
     """The full new status (the caller compares it with the old one before writing).
 
@@ -61,6 +63,7 @@ def compute(
         unserved=unserved,
         previous=cluster.status if previous is None else previous,
         withheld=withheld,
+        keda_served=keda_served,
     )
     generation = cluster.metadata.generation
     before = cluster.status if previous is None else previous
@@ -73,6 +76,7 @@ def compute(
             progressing.condition(facts, stamp),
             degraded.condition(facts, stamp),
             monitoring.condition(facts, stamp),
+            *autoscaling.conditions(facts, stamp),
         ],
         "replicas": workers.current,
         "readyReplicas": workers.ready,
@@ -143,4 +147,5 @@ def transitions(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Transiti
                 EventType.WARNING, EventReason.MONITORING_CRD_MISSING, str(monitoring_after["message"])
             )
         )
+    found += [Transition(*note) for note in autoscaling.transitions(before, after)]
     return found

@@ -15,7 +15,7 @@ from typing import Any
 
 from resonance_operator.api.conditions import DegradedReason, ProgressingReason, Reason
 from resonance_operator.api.observed import ChildKey, Observed
-from resonance_operator.api.spec import Neo4jMode, ResonanceCluster
+from resonance_operator.api.spec import Autoscaling, Neo4jMode, ResonanceCluster
 from resonance_operator.desired import meta, worker
 from resonance_operator.status.readiness import WorkerReadiness, stateful_readiness, worker_readiness
 
@@ -59,6 +59,10 @@ class Facts:
     """Those of them whose CRD the cluster does not serve (nothing was created for them)."""
     withheld: tuple[str, ...] = ()
     """Generated Secrets deleted while workloads run, not generated again (``desired/secrets.py``)."""
+    autoscaling: Autoscaling | None = None
+    """``spec.worker.autoscaling`` while enabled."""
+    keda_served: bool = False
+    """KEDA's ScaledObject is served (the connections target acts through it)."""
 
     @property
     def not_ready_message(self) -> str:
@@ -85,6 +89,7 @@ def gather(
     unserved: Sequence[str] = (),
     previous: Mapping[str, Any] | None = None,
     withheld: Sequence[str] = (),
+    keda_served: bool = False,
 ) -> Facts:
     """The facts of one reconcile: what was observed, what the spec lacked, what was applied.
 
@@ -143,6 +148,8 @@ def gather(
         monitors=requested_monitors(cluster),
         unserved=tuple(unserved),
         withheld=tuple(withheld),
+        autoscaling=cluster.spec.worker.autoscaling if cluster.spec.worker.autoscaling.enabled else None,
+        keda_served=keda_served,
     )
 
 

@@ -11,7 +11,12 @@ def test_children_are_read_applied_and_pruned_and_some_listed_or_watched() -> No
     assert kinds.DEPLOYMENT.verbs == {"get", "list", "watch", "create", "patch", "delete"}
     assert kinds.STATEFUL_SET.verbs == kinds.DEPLOYMENT.verbs
     assert kinds.WATCHED == (kinds.DEPLOYMENT, kinds.STATEFUL_SET)
-    assert {k.kind for k in kinds.KINDS if k.optional} == {"ServiceMonitor", "PodMonitor", "HTTPRoute"}
+    assert {k.kind for k in kinds.KINDS if k.optional} == {
+        "ServiceMonitor",
+        "PodMonitor",
+        "HTTPRoute",
+        "ScaledObject",
+    }
 
 
 def test_every_kind_has_one_path() -> None:

@@ -235,3 +235,25 @@ def test_allowed_origins_reach_the_worker_as_its_setting(monkeypatch: pytest.Mon
     monkeypatch.setenv("RESONANCE_ALLOWED_ORIGINS", plain["RESONANCE_ALLOWED_ORIGINS"])
     assert WorkerSettings(_env_file=None).allowed_origins == origins  # type: ignore[call-arg]
     assert "RESONANCE_ALLOWED_ORIGINS" not in settings.worker_environment(fixtures.cluster()).plain
+
+
+def test_proxy_protocol_is_rendered_for_the_worker_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from resonance_operator.api import validation
+    from resonance_worker.settings import WorkerSettings
+
+    assert "RESONANCE_PROXY_PROTOCOL" not in settings.worker_environment(fixtures.cluster()).plain
+    cluster = fixtures.cluster(fixtures.with_worker(clientAddress={"proxyProtocol": True}))
+    environment = settings.worker_environment(cluster)
+    assert environment.plain["RESONANCE_PROXY_PROTOCOL"] == "true"
+    for name, value in environment.plain.items():
+        monkeypatch.setenv(name, value)
+    parsed = WorkerSettings()
+    assert parsed.proxy_protocol and parsed.trusted_proxies == list(DEFAULT_TRUSTED_PROXIES)
+    # Without trusted proxies the header could come from anyone: refused, naming the field.
+    lonely = fixtures.cluster(
+        fixtures.with_worker(clientAddress={"proxyProtocol": True, "trustedProxies": []})
+    )
+    assert any(
+        "spec.worker.clientAddress.proxyProtocol needs trustedProxies" in error
+        for error in validation.semantic_errors(lonely, {})
+    )

@@ -12,6 +12,9 @@ Layers inside it, top to bottom (an import-linter contract keeps them):
 - ``http`` | ``background`` | ``timers`` | ``audit`` — the API key check, the error envelope and
   JSON responses; tasks that live with the app; the sessions' timers; the audit log.
 
+Outside the layers: ``proxyproto`` — the listener that reads a PROXY protocol header from trusted
+proxies before aiohttp sees a connection (``settings.proxy_protocol``; used by ``__main__``).
+
 A new API route takes its key check, body and error responses from ``http``; a new background
 task starts with ``background.run_in_background``; a new app key goes in ``keys``.
 """
