@@ -111,6 +111,15 @@ class Shards:
                 process.join(5)
 
 
+def _cpu_s(before: procstat.Sample | None, after: procstat.Sample | None) -> float | None:
+    """Server CPU seconds (user + system) between two samples."""
+    return None if before is None or after is None else after.cpu_s - before.cpu_s
+
+
+def _per(total: float | None, count: int, scale: float) -> float | None:
+    return None if total is None or count <= 0 else round(total * scale / count, 3)
+
+
 def _errors(replies: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "errors": sum(r["errors"] for r in replies),
@@ -160,7 +169,9 @@ def _run_phases(
     result: dict[str, Any],
 ) -> None:
     ready = shards.call("ready", timeout=120)
+    ramp_before = sampler.take()
     replies = shards.call("connect", timeout=scenario.connect_timeout_s + 60)
+    ramp_cpu = _cpu_s(ramp_before, sampler.take())
     ramp_wall = max(r["wall_s"] for r in replies)
     connected = sum(r["ok"] for r in replies)
     result["connect"] = {
@@ -171,6 +182,8 @@ def _run_phases(
         "wall_s": round(ramp_wall, 2),
         "connects_per_s": round(connected / ramp_wall, 1) if ramp_wall > 0 else None,
         "handshake_ms": _summary([r["handshake_ms"] for r in replies]),
+        # Server CPU (user + system, /proc) of one connect + subscribe: the ramp's CPU over its connects.
+        "server_cpu_ms_per_connect": _per(ramp_cpu, connected, 1e3),
         **_errors(replies),
     }
     idle_start = time.monotonic()
@@ -226,6 +239,9 @@ def _publish(scenario: Scenario, shards: Shards, sampler: Sampler, result: dict[
         "delivered_msgs_per_server_core_s": (
             round(delivered_per_s / server_cores, 1) if server_cores else None
         ),
+        "server_cpu_us_per_delivered": (
+            round(server_cores * 1e6 / delivered_per_s, 2) if server_cores and delivered_per_s else None
+        ),
         "server_rss_peak_mib": None if usage is None else round(usage[1] / 1024, 1),
         "client_cpu_s": round(sum(r["client_cpu_s"] for r in collected) - cpu_before, 2),
         "worst_publish_late_ms": round(max(r["worst_publish_late_ms"] for r in replies), 1),
@@ -245,9 +261,11 @@ def _storm(scenario: Scenario, shards: Shards, sampler: Sampler, result: dict[st
     dropped = shards.call("drop", timeout=120)
     gap = shards.call("gap", timeout=120, messages=scenario.gap_messages)
     storm_start = time.monotonic()
+    storm_before = sampler.take()
     replies = shards.call(
         "reconnect", timeout=scenario.connect_timeout_s + 60, messages=scenario.gap_messages
     )
+    storm_cpu = _cpu_s(storm_before, sampler.take())  # the ramp, and the 1 s wait for stragglers
     wall = time.monotonic() - storm_start - 1.0  # each shard waits 1 s for stragglers after its ramp
     usage = sampler.between(storm_start, storm_start + wall)
     reconnected = sum(r["ok"] for r in replies)
@@ -267,6 +285,8 @@ def _storm(scenario: Scenario, shards: Shards, sampler: Sampler, result: dict[st
         "clients_with_every_gap_message": sum(r["complete"] for r in replies),
         "missing_messages": sum(r["missing_messages"] for r in replies),
         "server_cores": None if usage is None else round(usage[0], 3),
+        # Server CPU of one reconnect with recovery (the whole phase's CPU over its reconnects).
+        "server_cpu_ms_per_reconnect": _per(storm_cpu, reconnected, 1e3),
         "server_rss_peak_mib": None if usage is None else round(usage[1] / 1024, 1),
         **_errors(replies),
     }

@@ -182,15 +182,26 @@ class Stack:
             server_pids=tuple(pids),
         )
 
-    def start_worker(self, engine: Engine, *, nodes: int = 1, redis_url: str | None = None) -> Target:
+    def start_worker(
+        self,
+        engine: Engine,
+        *,
+        nodes: int = 1,
+        redis_url: str | None = None,
+        source: Path | None = None,
+        name: str = "worker",
+    ) -> Target:
         """Our worker (``resonance-worker``), one process per node, with the server API enabled.
 
         Its connection limits are lifted (0 = unlimited) as Centrifugo has none by default: the load comes
-        from a few loopback addresses, far over the per-IP default."""
+        from a few loopback addresses, far over the per-IP default. ``source``: a checkout whose ``worker/``
+        is run instead of the installed package (another commit, measured in the same run)."""
         secret, api_key = secrets.token_hex(16), secrets.token_hex(16)
         if engine is Engine.REDIS and redis_url is None:
             redis_url = self.start_redis()
-        executable = Path(sys.executable).parent / "resonance-worker"
+        argv = [str(Path(sys.executable).parent / "resonance-worker")]
+        if source is not None:
+            argv = [sys.executable, "-m", "resonance_worker"]
         urls, pids, api_url = [], [], None
         for node in range(nodes):
             port = free_port()
@@ -208,9 +219,11 @@ class Stack:
             }
             if redis_url:
                 env["RESONANCE_REDIS_URL"] = redis_url
+            if source is not None:
+                env["PYTHONPATH"] = str(source / "worker")
             server = Server(
-                f"worker:{port}",
-                [str(executable)],
+                f"{name}:{port}",
+                argv,
                 log=self.workdir / f"worker-{port}.log",
                 env=env,
                 cpus=self.cpus,
@@ -226,7 +239,7 @@ class Stack:
                 api_url = f"http://127.0.0.1:{port}/api"
         suffix = f"-{nodes}nodes" if nodes > 1 else ""
         return Target(
-            name=f"worker-{engine.value}{suffix}",
+            name=f"{name}-{engine.value}{suffix}",
             ws_urls=tuple(urls),
             api_url=api_url,
             api_key=api_key,
