@@ -152,6 +152,7 @@ FIGURES: list[tuple[str, str, str]] = [
     # (section, key, label); latency, memory and CPU: lower is better; rates: higher is better.
     ("connect", "connects_per_s", "connects/s"),
     ("connect", "server_cpu_ms_per_connect", "server CPU ms/connect"),
+    ("connect", "engine_cpu_ms_per_connect", "Redis CPU ms/connect"),
     ("idle", "server_kib_per_connection", "server KiB/conn"),
     ("publish", "latency_ms.p50_ms", "p50 ms"),
     ("publish", "latency_ms.p99_ms", "p99 ms"),
@@ -161,8 +162,10 @@ FIGURES: list[tuple[str, str, str]] = [
     ("publish", "server_cores", "server cores"),
     ("publish", "delivered_msgs_per_server_core_s", "msgs per server core-s"),
     ("publish", "server_cpu_us_per_delivered", "server CPU µs/delivered"),
+    ("publish", "engine_cpu_us_per_delivered", "Redis CPU µs/delivered"),
     ("storm", "reconnects_per_s", "reconnects/s"),
     ("storm", "server_cpu_ms_per_reconnect", "server CPU ms/reconnect"),
+    ("storm", "engine_cpu_ms_per_reconnect", "Redis CPU ms/reconnect"),
     ("storm", "recovered_subscriptions", "recovered subs"),
     ("storm", "missing_messages", "missing msgs"),
 ]

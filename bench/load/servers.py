@@ -125,6 +125,7 @@ class Stack:
         self.cpus = cpus
         self.nice = nice
         self.servers: list[Server] = []
+        self.engine_pids: list[int] = []  # the Redis servers this stack started
         workdir.mkdir(parents=True, exist_ok=True)
 
     def start_redis(self) -> str:
@@ -138,6 +139,7 @@ class Stack:
             f"redis:{port}", argv, log=self.workdir / f"redis-{port}.log", cpus=self.cpus, nice=self.nice
         )
         self.servers.append(server)
+        self.engine_pids.append(server.pid)
         _wait_until(lambda: _port_open(port), 20, server.name, server.process)
         return f"redis://127.0.0.1:{port}/0"
 
@@ -180,6 +182,7 @@ class Stack:
             api_key=api_key,
             token_secret=secret,
             server_pids=tuple(pids),
+            engine_pids=tuple(self.engine_pids),
         )
 
     def start_worker(
@@ -245,6 +248,7 @@ class Stack:
             api_key=api_key,
             token_secret=secret,
             server_pids=tuple(pids),
+            engine_pids=tuple(self.engine_pids),
         )
 
     def stop(self) -> None:

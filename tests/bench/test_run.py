@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.load.scenario import Kind
 from bench.centrifugo.config import Engine
+from bench.load.scenario import Kind
 from bench.run import figure, machine, scenarios, summary, table
 
 
