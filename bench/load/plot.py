@@ -150,7 +150,7 @@ def plot_ratios(rows: Sequence[dict[str, Any]], path: Path, *, title: str = "") 
     """One small horizontal bar chart of the worker/Centrifugo ratio of every (scenario, figure) row of
     ``bench.run.summary`` (and worker/base when the run had a baseline worker); 1.0 is parity."""
     shown = [r for r in rows if r.get("worker_vs_centrifugo") is not None]
-    figure, axis = plt.subplots(figsize=(7, 0.22 * max(len(shown), 4) + 1))
+    figure, axis = plt.subplots(figsize=(8, 0.22 * max(len(shown), 4) + 1))
     labels = [f"{r['scenario']} N={r['connections']}: {r['figure']}" for r in shown]
     positions = range(len(shown))
     axis.barh([p + 0.2 for p in positions], [r["worker_vs_centrifugo"] for r in shown], height=0.4,
