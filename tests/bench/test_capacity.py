@@ -14,6 +14,7 @@ def row(connections: int) -> dict[str, Any]:
     delivery (each connection receives one message a second) would measure it."""
     idle = 0.01 + 2e-6 * connections
     return {
+        "connections": connections,
         "connected": connections,
         "rss_idle_mib": 150 + 18 * connections / 1024,
         "idle_cores": idle,
@@ -22,6 +23,7 @@ def row(connections: int) -> dict[str, Any]:
         "server_cpu_ms_per_connect": 1.5,
         "redis_cpu_ms_per_connect": None,
         "redis_cpu_us_per_publication": 40.0,
+        "delivery_ratio": 1.0,
     }
 
 
@@ -38,9 +40,20 @@ def test_the_model_recovers_the_unit_costs_and_predicts_a_size_it_did_not_see() 
     assert costs["process_rss_mib"] == pytest.approx(150, abs=0.1)
     assert costs["kib_per_connection"] == pytest.approx(18, abs=0.01)
     assert costs["idle_core_us_per_connection_s"] == pytest.approx(2, abs=0.001)
-    assert costs["cpu_us_per_delivered"] == pytest.approx(25, abs=0.01)
+    # One message a second per connection: the connections' upkeep (2 µs/s each) is folded into the message.
+    assert costs["cpu_us_per_delivered"] == pytest.approx(27, abs=0.01)
     assert costs["redis_cpu_ms_per_connect"] is None  # not measured is not zero
     check = row(3000)
     predicted = predict(costs, 3000, check["delivered_per_s"])
     assert predicted["rss_idle_mib"] == pytest.approx(check["rss_idle_mib"], abs=0.1)
     assert predicted["publish_cores"] == pytest.approx(check["publish_cores"], abs=0.001)
+
+
+def test_a_starved_size_counts_for_memory_but_not_for_cpu() -> None:
+    starved = {**row(10_000), "delivery_ratio": 0.39, "publish_cores": 0.29, "delivered_per_s": 3560.0}
+    costs = model([row(1000), row(5000), starved])
+    assert costs["cpu_fitted_on"] == [1000, 5000]
+    assert costs["cpu_us_per_delivered"] == pytest.approx(27, abs=0.01)
+    assert costs["kib_per_connection"] == pytest.approx(18, abs=0.01)
+    with pytest.raises(ValueError, match="no CPU fit"):
+        model([row(1000), starved])
