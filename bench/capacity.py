@@ -27,23 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.load import runner
-from bench.load.scenario import Target, chat_scenario
+from bench.load.scenario import Target
 from bench.load.servers import stack
-from bench.sizing import REPO, SOURCE_ADDRESSES, operator_environment, start_worker
+from bench.sizing import REPO, operator_environment, sizing_scenario, start_worker
 
 
 def measure(connections: int, seconds: float, workdir: Path) -> dict[str, Any]:
     """One size: the operator-profile worker on a fresh Redis under the chat scenario."""
-    scenario = chat_scenario(
-        connections,
-        source_addresses=SOURCE_ADDRESSES,
-        seconds=seconds,
-        processes=2,
-        connect_concurrency=200,
-        connect_timeout_s=300,
-        settle_s=5.0,
-        drain_s=2.0,
-    )
+    scenario = sizing_scenario(connections, seconds, settle_s=5.0)
     with stack(workdir / f"capacity-{connections}") as servers:
         env = operator_environment()
         env["RESONANCE_REDIS_URL"] = servers.start_redis()
