@@ -177,6 +177,8 @@ def test_a_verified_token_is_checked_once_and_still_expires_on_time(monkeypatch:
     assert verifier.verify_connect(token, NOW).user == "alice"
     assert verifier.verify_connect(token, NOW + 30).user == "alice"  # a reconnect with the same token
     assert len(calls) == 1
+    with pytest.raises(TypeError):  # the remembered claims cannot be changed through one connection
+        verifier.verify_connect(token, NOW).claims["sub"] = "mallory"  # type: ignore[index]
     with pytest.raises(TokenExpiredError):
         verifier.verify_connect(token, NOW + 60)
     with pytest.raises(InvalidTokenError):  # a remembered connection token is still no subscription token

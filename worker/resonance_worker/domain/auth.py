@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, cast
 
 import jwt
@@ -194,7 +195,7 @@ class TokenVerifier:
             info=_info(claims),
             channels=tuple(channels),
             tenant=_string_claim(claims, "tenant"),
-            claims=claims,
+            claims=MappingProxyType(claims),  # read-only: one dict serves every use of a remembered token
         )
 
     def verify_subscribe(self, token: str, now: float) -> SubscribeClaims:
