@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 from bench.load import runner
-from bench.load.scenario import Target, chat_scenario
+from bench.load.scenario import Scenario, Target, chat_scenario
 from bench.load.servers import Server, _http_ok, _wait_until, free_port, stack
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,17 +86,22 @@ def start_worker(
     return f"ws://127.0.0.1:{port}/connection/websocket", server.pid, secret
 
 
-def measure(profile: str, connections: int, seconds: float, workdir: Path) -> dict[str, Any]:
-    scenario = chat_scenario(
+def sizing_scenario(connections: int, seconds: float, *, settle_s: float = 3.0) -> Scenario:
+    """The chat scenario the sizing and capacity runs load a worker with (200 source addresses)."""
+    return chat_scenario(
         connections,
         source_addresses=SOURCE_ADDRESSES,
         seconds=seconds,
         processes=2,
         connect_concurrency=200,
         connect_timeout_s=300,
-        settle_s=3.0,
+        settle_s=settle_s,
         drain_s=2.0,
     )
+
+
+def measure(profile: str, connections: int, seconds: float, workdir: Path) -> dict[str, Any]:
+    scenario = sizing_scenario(connections, seconds)
     with stack(workdir / f"{profile}-{connections}") as servers:
         if profile == "operator":
             env = operator_environment()

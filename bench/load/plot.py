@@ -144,3 +144,27 @@ def plot_scenarios(results: Sequence[dict[str, Any]], directory: Path, *, stem: 
         plt.close(figure)
         written.append(path)
     return written
+
+
+def plot_ratios(rows: Sequence[dict[str, Any]], path: Path, *, title: str = "") -> Path:
+    """One small horizontal bar chart of the worker/Centrifugo ratio of every (scenario, figure) row of
+    ``bench.run.summary`` (and worker/base when the run had a baseline worker); 1.0 is parity."""
+    shown = [r for r in rows if r.get("worker_vs_centrifugo") is not None]
+    figure, axis = plt.subplots(figsize=(8, 0.22 * max(len(shown), 4) + 1))
+    labels = [f"{r['scenario']} N={r['connections']}: {r['figure']}" for r in shown]
+    positions = range(len(shown))
+    axis.barh([p + 0.2 for p in positions], [r["worker_vs_centrifugo"] for r in shown], height=0.4,
+              label="worker / centrifugo")  # fmt: skip
+    if any(r.get("worker_vs_base") is not None for r in shown):
+        axis.barh([p - 0.2 for p in positions], [r.get("worker_vs_base") or 0 for r in shown], height=0.4,
+                  label="worker / base ref")  # fmt: skip
+    axis.axvline(1.0, color="black", linewidth=0.8)
+    axis.set_yticks(list(positions), labels, fontsize=6)
+    axis.invert_yaxis()
+    axis.set_xlabel("ratio (rates: higher is better; ms, µs, KiB: lower is better)", fontsize=7)
+    axis.legend(fontsize=6)
+    axis.set_title(title, fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path

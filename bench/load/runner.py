@@ -25,22 +25,35 @@ class LoadError(Exception):
 class Sampler:
     """Samples the server processes' RSS and CPU every ``interval`` seconds in a thread."""
 
-    def __init__(self, pids: Sequence[int], interval: float = 0.5) -> None:
+    def __init__(self, pids: Sequence[int], interval: float = 0.5, engine_pids: Sequence[int] = ()) -> None:
         self.pids = tuple(pids)
+        self.engine_pids = tuple(engine_pids)
         self.interval = interval
         self.timeline: list[tuple[float, int, float]] = []  # (monotonic s, rss KiB, cpu s)
+        self.engine_cpu: list[tuple[float, float]] = []  # (monotonic s, the engine's cpu s)
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def take(self) -> procstat.Sample | None:
         if not self.pids:
             return None
-        try:
-            current = procstat.sample(self.pids)
-        except (OSError, ValueError):
-            return None
-        self.timeline.append((time.monotonic(), current.rss_kib, current.cpu_s))
+        with self._lock:
+            try:
+                current = procstat.sample(self.pids)
+                engine = procstat.sample(self.engine_pids) if self.engine_pids else None
+            except (OSError, ValueError):
+                return None
+            now = time.monotonic()
+            self.timeline.append((now, current.rss_kib, current.cpu_s))
+            if engine is not None:
+                self.engine_cpu.append((now, engine.cpu_s))
         return current
+
+    def engine_cpu_s(self, start: float, end: float) -> float | None:
+        """The engine's CPU seconds over [start, end] (None when no engine process is measured)."""
+        inside = [row for row in self.engine_cpu if start <= row[0] <= end]
+        return inside[-1][1] - inside[0][1] if len(inside) >= 2 else None
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -111,6 +124,15 @@ class Shards:
                 process.join(5)
 
 
+def _cpu_s(before: procstat.Sample | None, after: procstat.Sample | None) -> float | None:
+    """Server CPU seconds (user + system) between two samples."""
+    return None if before is None or after is None else after.cpu_s - before.cpu_s
+
+
+def _per(total: float | None, count: int, scale: float) -> float | None:
+    return None if total is None or count <= 0 else round(total * scale / count, 3)
+
+
 def _errors(replies: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "errors": sum(r["errors"] for r in replies),
@@ -137,7 +159,7 @@ def run(
         "nodes": len(target.ws_urls),
     }
     started = time.monotonic()
-    with Sampler(target.server_pids) as sampler:
+    with Sampler(target.server_pids, engine_pids=target.engine_pids) as sampler:
         base = sampler.take()
         shards = Shards(scenario, target, client_cpus, nice)
         try:
@@ -160,7 +182,11 @@ def _run_phases(
     result: dict[str, Any],
 ) -> None:
     ready = shards.call("ready", timeout=120)
+    ramp_start = time.monotonic()
+    ramp_before = sampler.take()
     replies = shards.call("connect", timeout=scenario.connect_timeout_s + 60)
+    ramp_cpu = _cpu_s(ramp_before, sampler.take())
+    ramp_engine_cpu = sampler.engine_cpu_s(ramp_start, time.monotonic())
     ramp_wall = max(r["wall_s"] for r in replies)
     connected = sum(r["ok"] for r in replies)
     result["connect"] = {
@@ -171,6 +197,10 @@ def _run_phases(
         "wall_s": round(ramp_wall, 2),
         "connects_per_s": round(connected / ramp_wall, 1) if ramp_wall > 0 else None,
         "handshake_ms": _summary([r["handshake_ms"] for r in replies]),
+        # Server CPU (user + system, /proc) of one connect + subscribe: the ramp's CPU over its connects.
+        "server_cpu_ms_per_connect": _per(ramp_cpu, connected, 1e3),
+        # The same for the engine's processes (Redis), when the target names them.
+        "engine_cpu_ms_per_connect": _per(ramp_engine_cpu, connected, 1e3),
         **_errors(replies),
     }
     idle_start = time.monotonic()
@@ -213,6 +243,7 @@ def _publish(scenario: Scenario, shards: Shards, sampler: Sampler, result: dict[
     window = max(1e-3, publish_end_s - start_s)
     usage = sampler.between(start_s, publish_end_s + scenario.drain_s)
     server_cores = None if usage is None else usage[0]
+    engine_cpu = sampler.engine_cpu_s(start_s, publish_end_s + scenario.drain_s)
     delivered_per_s = received / (window + min(scenario.drain_s, 1.0))
     result["publish"] = {
         "published": sum(r["published"] for r in replies),
@@ -226,6 +257,12 @@ def _publish(scenario: Scenario, shards: Shards, sampler: Sampler, result: dict[
         "delivered_msgs_per_server_core_s": (
             round(delivered_per_s / server_cores, 1) if server_cores else None
         ),
+        "server_cpu_us_per_delivered": (
+            round(server_cores * 1e6 / delivered_per_s, 2) if server_cores and delivered_per_s else None
+        ),
+        # The engine's (Redis) CPU over the publishing window, per publication and per delivery.
+        "engine_cpu_us_per_publication": _per(engine_cpu, sum(r["published"] for r in replies), 1e6),
+        "engine_cpu_us_per_delivered": _per(engine_cpu, received, 1e6),
         "server_rss_peak_mib": None if usage is None else round(usage[1] / 1024, 1),
         "client_cpu_s": round(sum(r["client_cpu_s"] for r in collected) - cpu_before, 2),
         "worst_publish_late_ms": round(max(r["worst_publish_late_ms"] for r in replies), 1),
@@ -245,9 +282,12 @@ def _storm(scenario: Scenario, shards: Shards, sampler: Sampler, result: dict[st
     dropped = shards.call("drop", timeout=120)
     gap = shards.call("gap", timeout=120, messages=scenario.gap_messages)
     storm_start = time.monotonic()
+    storm_before = sampler.take()
     replies = shards.call(
         "reconnect", timeout=scenario.connect_timeout_s + 60, messages=scenario.gap_messages
     )
+    storm_cpu = _cpu_s(storm_before, sampler.take())  # the ramp, and the 1 s wait for stragglers
+    storm_engine_cpu = sampler.engine_cpu_s(storm_start, time.monotonic())
     wall = time.monotonic() - storm_start - 1.0  # each shard waits 1 s for stragglers after its ramp
     usage = sampler.between(storm_start, storm_start + wall)
     reconnected = sum(r["ok"] for r in replies)
@@ -267,6 +307,9 @@ def _storm(scenario: Scenario, shards: Shards, sampler: Sampler, result: dict[st
         "clients_with_every_gap_message": sum(r["complete"] for r in replies),
         "missing_messages": sum(r["missing_messages"] for r in replies),
         "server_cores": None if usage is None else round(usage[0], 3),
+        # Server CPU of one reconnect with recovery (the whole phase's CPU over its reconnects).
+        "server_cpu_ms_per_reconnect": _per(storm_cpu, reconnected, 1e3),
+        "engine_cpu_ms_per_reconnect": _per(storm_engine_cpu, reconnected, 1e3),
         "server_rss_peak_mib": None if usage is None else round(usage[1] / 1024, 1),
         **_errors(replies),
     }

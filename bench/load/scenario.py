@@ -43,6 +43,9 @@ class Target(BaseModel):
     token_secret: str = Field(min_length=1, description="HS256 secret for connection tokens.")
     channel_prefix: str = Field("chat:", description="Namespace prefix of the rooms (history + recovery).")
     server_pids: tuple[int, ...] = Field((), description="Processes whose RSS and CPU are measured.")
+    engine_pids: tuple[int, ...] = Field(
+        (), description="The engine's processes (Redis), whose CPU is measured apart from the servers'."
+    )
     connect_to: str | None = Field(
         None,
         description="`address:port` to connect to instead of the URL's host (which still goes in the Host "

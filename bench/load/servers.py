@@ -125,6 +125,7 @@ class Stack:
         self.cpus = cpus
         self.nice = nice
         self.servers: list[Server] = []
+        self.engine_pids: list[int] = []  # the Redis servers this stack started
         workdir.mkdir(parents=True, exist_ok=True)
 
     def start_redis(self) -> str:
@@ -138,6 +139,7 @@ class Stack:
             f"redis:{port}", argv, log=self.workdir / f"redis-{port}.log", cpus=self.cpus, nice=self.nice
         )
         self.servers.append(server)
+        self.engine_pids.append(server.pid)
         _wait_until(lambda: _port_open(port), 20, server.name, server.process)
         return f"redis://127.0.0.1:{port}/0"
 
@@ -180,17 +182,29 @@ class Stack:
             api_key=api_key,
             token_secret=secret,
             server_pids=tuple(pids),
+            engine_pids=tuple(self.engine_pids),
         )
 
-    def start_worker(self, engine: Engine, *, nodes: int = 1, redis_url: str | None = None) -> Target:
+    def start_worker(
+        self,
+        engine: Engine,
+        *,
+        nodes: int = 1,
+        redis_url: str | None = None,
+        source: Path | None = None,
+        name: str = "worker",
+    ) -> Target:
         """Our worker (``resonance-worker``), one process per node, with the server API enabled.
 
         Its connection limits are lifted (0 = unlimited) as Centrifugo has none by default: the load comes
-        from a few loopback addresses, far over the per-IP default."""
+        from a few loopback addresses, far over the per-IP default. ``source``: a checkout whose ``worker/``
+        is run instead of the installed package (another commit, measured in the same run)."""
         secret, api_key = secrets.token_hex(16), secrets.token_hex(16)
         if engine is Engine.REDIS and redis_url is None:
             redis_url = self.start_redis()
-        executable = Path(sys.executable).parent / "resonance-worker"
+        argv = [str(Path(sys.executable).parent / "resonance-worker")]
+        if source is not None:
+            argv = [sys.executable, "-m", "resonance_worker"]
         urls, pids, api_url = [], [], None
         for node in range(nodes):
             port = free_port()
@@ -208,9 +222,11 @@ class Stack:
             }
             if redis_url:
                 env["RESONANCE_REDIS_URL"] = redis_url
+            if source is not None:
+                env["PYTHONPATH"] = str(source / "worker")
             server = Server(
-                f"worker:{port}",
-                [str(executable)],
+                f"{name}:{port}",
+                argv,
                 log=self.workdir / f"worker-{port}.log",
                 env=env,
                 cpus=self.cpus,
@@ -226,12 +242,13 @@ class Stack:
                 api_url = f"http://127.0.0.1:{port}/api"
         suffix = f"-{nodes}nodes" if nodes > 1 else ""
         return Target(
-            name=f"worker-{engine.value}{suffix}",
+            name=f"{name}-{engine.value}{suffix}",
             ws_urls=tuple(urls),
             api_url=api_url,
             api_key=api_key,
             token_secret=secret,
             server_pids=tuple(pids),
+            engine_pids=tuple(self.engine_pids),
         )
 
     def stop(self) -> None:

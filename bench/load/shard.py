@@ -64,6 +64,7 @@ class Conn(asyncio.Protocol):
         self.pong = False
         self.position: protocol.StreamPosition | None = None
         self.gap_seqs: set[int] = set()
+        self.token: str | None = None  # kept for reconnects, as the SDKs keep theirs until it expires
         self.closed = True
         self._key = ""
         self._head = b""
@@ -299,7 +300,9 @@ class Shard:
     # ---------------------------------------------------------------- phases
     async def _connect_one(self, conn: Conn, semaphore: asyncio.Semaphore, timings: list[float]) -> bool:
         url = self.target.ws_urls[conn.node]
-        token = protocol.mint_token(self.target.token_secret, f"bench-{conn.index}", now=time.time())
+        if conn.token is None:
+            conn.token = protocol.mint_token(self.target.token_secret, f"bench-{conn.index}", now=time.time())
+        token = conn.token
         source = source_address(conn.index, self.scenario.source_addresses)
         async with semaphore:
             started = time.perf_counter()

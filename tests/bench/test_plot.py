@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.load.plot import plot_results, plot_scenarios
+from bench.load.plot import plot_ratios, plot_results, plot_scenarios
+from bench.run import summary
 
 PNG = b"\x89PNG\r\n\x1a\n"
 SMALL_FIGURE_BYTES = 60_000
@@ -49,3 +50,11 @@ def test_one_small_png_per_scenario(tmp_path: Path) -> None:
 def test_the_whole_run_figure_is_still_drawn(tmp_path: Path) -> None:
     path = plot_results(_runs(), tmp_path / "run.png", title="run")
     assert path.read_bytes()[:8] == PNG
+
+
+def test_the_summary_figure_draws_the_ratios_small(tmp_path: Path) -> None:
+    rows = summary(_runs())
+    assert any(r["worker_vs_centrifugo"] == 1.0 for r in rows)
+    data = plot_ratios(rows, tmp_path / "summary.png", title="ratios").read_bytes()
+    assert data[:8] == PNG
+    assert len(data) < SMALL_FIGURE_BYTES

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.centrifugo.config import Engine
 from bench.load.scenario import Kind
-from bench.run import figure, machine, scenarios, table
+from bench.run import figure, machine, scenarios, summary, table
 
 
 def result(product: str, kind: str, p99: float, per_core: float | None, kib: float) -> dict[str, Any]:
@@ -41,11 +42,33 @@ def test_table_pairs_products_and_gives_worker_over_centrifugo() -> None:
     assert not any("broadcast N=100 | msgs per server core-s" in row for row in rows)
 
 
+def test_a_baseline_worker_gets_its_own_column_and_every_row_its_load() -> None:
+    runs = [
+        result("centrifugo", "chat", 10.0, 4000.0, 40.0),
+        result("worker", "chat", 20.0, 3000.0, 20.0),
+        result("base", "chat", 40.0, 1500.0, 20.0),
+    ]
+    for run, load in zip(runs, (0.5, 1.5, 2.5), strict=True):
+        run["load_average"] = {"start": [load, 1.0, 1.0], "end": [load + 0.1, 1.0, 1.0]}
+    rows = table(runs).splitlines()
+    assert rows[0].endswith("| base | worker / base |")
+    assert "| chat N=100 | msgs per server core-s | 4000 | 3000 | 0.75 | 1500 | 2.00 |" in rows
+    (per_core,) = [r for r in summary(runs) if r["figure"] == "msgs per server core-s"]
+    assert per_core["worker_vs_centrifugo"] == 0.75 and per_core["worker_vs_base"] == 2.0
+    assert per_core["load_1min"] == {"centrifugo": [0.5, 0.6], "worker": [1.5, 1.6], "base": [2.5, 2.6]}
+
+
 def test_both_plans_are_valid_and_cover_every_scenario() -> None:
     quick = scenarios(quick=True)
     full = scenarios(quick=False)
     assert {s.kind for s, _, _ in full} == set(Kind)
-    assert {s.kind for s, _, _ in quick} == set(Kind) - {Kind.IDLE}
+    # make bench: the memory engine on one node, Redis on two (cross-node), the reconnect storm (connects
+    # are every scenario's ramp); broadcast and idle only in the full set.
+    assert {(s.kind, e, n) for s, e, n in quick} == {
+        (Kind.CHAT, Engine.MEMORY, 1),
+        (Kind.CROSS_NODE, Engine.REDIS, 2),
+        (Kind.RECONNECT_STORM, Engine.REDIS, 1),
+    }
     assert max(s.connections for s, _, _ in quick) < max(s.connections for s, _, _ in full) == 10_000
     for scenario, _engine, nodes in full:
         assert (nodes == 2) == (scenario.kind is Kind.CROSS_NODE)

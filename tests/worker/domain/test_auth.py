@@ -161,3 +161,51 @@ def test_pem_of_the_wrong_kind_is_refused(rsa_key: Any, ec_key: Any) -> None:
         TokenVerifier(rsa_public_key_pem=_pem(ec_key))
     with pytest.raises(ValueError, match="EC"):
         TokenVerifier(ec_public_key_pem=_pem(rsa_key))
+
+
+def test_a_verified_token_is_checked_once_and_still_expires_on_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    decode = jwt.decode
+
+    def counting_decode(token: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(token)
+        return decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    verifier = TokenVerifier(hmac_secret=SECRET)
+    token = jwt.encode({"sub": "alice", "exp": NOW + 60}, SECRET, "HS256")
+    assert verifier.verify_connect(token, NOW).user == "alice"
+    assert verifier.verify_connect(token, NOW + 30).user == "alice"  # a reconnect with the same token
+    assert len(calls) == 1
+    with pytest.raises(TypeError):  # the remembered claims cannot be changed through one connection
+        verifier.verify_connect(token, NOW).claims["sub"] = "mallory"  # type: ignore[index]
+    with pytest.raises(TokenExpiredError):
+        verifier.verify_connect(token, NOW + 60)
+    with pytest.raises(InvalidTokenError):  # a remembered connection token is still no subscription token
+        verifier.verify_subscribe(token, NOW)
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    with pytest.raises(InvalidTokenError):
+        verifier.verify_connect(forged, NOW)
+
+
+def test_remembered_tokens_are_bounded_and_forgotten_when_the_keys_change(
+    rsa_key: Any, ec_key: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from resonance_worker.domain import auth
+
+    monkeypatch.setattr(auth, "VERIFIED_CACHE_SIZE", 3)
+    verifier = TokenVerifier(hmac_secret=SECRET)
+    tokens = [jwt.encode({"sub": f"u{i}", "exp": NOW + 60 + i}, SECRET, "HS256") for i in range(5)]
+    for token in tokens:
+        verifier.verify_connect(token, NOW)
+    assert len(verifier._verified) <= 3
+    assert [verifier.verify_connect(t, NOW).user for t in tokens] == [f"u{i}" for i in range(5)]
+
+    rsa_jwk = jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key(), as_dict=True)
+    assert verifier.set_jwks({"keys": [{**rsa_jwk, "kid": "k1", "alg": "RS256"}]}) == 1
+    signed = jwt.encode({"sub": "r"}, rsa_key, "RS256", headers={"kid": "k1"})
+    assert verifier.verify_connect(signed, NOW).user == "r"
+    ec_jwk = jwt.algorithms.ECAlgorithm.to_jwk(ec_key.public_key(), as_dict=True)
+    verifier.set_jwks({"keys": [{**ec_jwk, "kid": "k2", "alg": "ES256"}]})  # k1 rotated out
+    with pytest.raises(InvalidTokenError):
+        verifier.verify_connect(signed, NOW)

@@ -9,6 +9,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -493,3 +494,41 @@ async def test_a_pipelined_command_before_start_is_refused() -> None:
     engine = RedisEngine("redis://127.0.0.1:1/0")
     with pytest.raises(EngineError, match="before start"):
         await engine.publish_join("chat:x", ALICE)
+
+
+async def test_calls_issued_while_pipelines_are_out_go_together_in_the_next_one(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = RedisEngine(redis_server.url, prefix=unique_prefix())
+    await engine.start()
+    history = HistoryOptions(size=1000, ttl_seconds=60)
+    await engine.publish("warm-up", b"{}", history=history)  # the script is loaded (another test flushes)
+    pipeline = engine._pipeline
+    sizes: list[int] = []
+    out, most_out = 0, 0
+    execute = pipeline._execute
+
+    async def counting(batch: list[Any]) -> None:  # the real pipeline, counted
+        nonlocal out, most_out
+        sizes.append(len(batch))
+        out += 1
+        most_out = max(most_out, out)
+        try:
+            await execute(batch)
+        finally:
+            out -= 1
+
+    monkeypatch.setattr(pipeline, "_execute", counting)
+    try:
+        calls = []
+        for _wave in range(30):  # thirty loop iterations in a row, ten publishes each
+            wave = [engine.publish("waves", b"{}", history=history) for _ in range(10)]
+            calls += [asyncio.ensure_future(call) for call in wave]
+            await asyncio.sleep(0)
+        results = await asyncio.gather(*calls)
+        assert sorted(r.position.offset for r in results) == list(range(1, 301))
+        assert sum(sizes) == 300
+        assert most_out <= 2  # never more than two pipelines out at once …
+        assert len(sizes) < 30  # … so the waves issued meanwhile were sent together
+    finally:
+        await engine.close()

@@ -6,12 +6,20 @@ with an algorithm or key we do not hold, or carries wrong claims is *invalid*
 ``exp`` passed or whose ``nbf`` is still ahead is *expired* (error 109, on
 which the SDK fetches a new token and reconnects). Signature checking is
 pyjwt's; time checks are ours, against the ``now`` passed in.
+
+A token whose signature and claims were verified once is remembered by a
+hash of its text until its ``exp`` (a bounded cache, emptied when the keys
+change): a reconnecting client presents the token it already holds, so a
+reconnect storm checks each signature once. The time checks still run on
+every use, so a remembered token expires exactly as a fresh one would.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, cast
 
 import jwt
@@ -22,6 +30,9 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 RSA_ALGORITHMS = ("RS256", "RS384", "RS512")
 EC_ALGORITHMS = ("ES256", "ES384", "ES512")
+# Verified tokens remembered per verifier (16-byte digest -> claims dict, ≈ 0.4 KB each): ≈ 13 MB at the
+# bound, which is above the connections one worker process holds (docs/capacity.md).
+VERIFIED_CACHE_SIZE = 32_768
 
 
 class TokenError(Exception):
@@ -74,6 +85,7 @@ class TokenVerifier:
     def __post_init__(self) -> None:
         self._rsa_key: Any = None
         self._ec_key: Any = None
+        self._verified: dict[bytes, dict[str, Any]] = {}
         if self.rsa_public_key_pem:
             key = load_pem_public_key(self.rsa_public_key_pem.encode())
             if not isinstance(key, rsa.RSAPublicKey):
@@ -89,6 +101,7 @@ class TokenVerifier:
         """Replace the key set from a JWKS document; return how many keys were usable."""
         key_set = jwt.PyJWKSet.from_dict(dict(jwks_document))
         self.jwks = {key.key_id: key for key in key_set.keys if key.key_id}
+        self._verified.clear()  # a key that left the set must not keep its tokens valid
         return len(self.jwks)
 
     @property
@@ -114,6 +127,33 @@ class TokenVerifier:
         raise InvalidTokenError(f"no key for algorithm {alg}")
 
     def _decode(self, token: str, now: float) -> dict[str, Any]:
+        digest = hashlib.blake2b(token.encode(), digest_size=16).digest()
+        claims = self._verified.get(digest)
+        fresh = claims is None
+        if claims is None:
+            claims = self._verify_signature(token)
+        exp = _number_claim(claims, "exp")
+        nbf = _number_claim(claims, "nbf")
+        if exp is not None and now >= exp:
+            self._verified.pop(digest, None)
+            raise TokenExpiredError("token expired")
+        if nbf is not None and now < nbf:
+            raise TokenExpiredError("token not yet valid")
+        if fresh:
+            self._remember(digest, claims, now)
+        return claims
+
+    def _remember(self, digest: bytes, claims: dict[str, Any], now: float) -> None:
+        """Keep ``claims`` for their token's next use; when full, forget the expired, then the oldest."""
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            for key in [k for k, c in self._verified.items() if _expired(c, now)]:
+                del self._verified[key]
+            while len(self._verified) >= VERIFIED_CACHE_SIZE:
+                del self._verified[next(iter(self._verified))]
+        self._verified[digest] = claims
+
+    def _verify_signature(self, token: str) -> dict[str, Any]:
+        """The signature, algorithm, audience and issuer checks (pyjwt's); not the time window."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -139,12 +179,6 @@ class TokenVerifier:
             raise InvalidTokenError("bad signature") from None
         except jwt.PyJWTError as exc:
             raise InvalidTokenError(type(exc).__name__) from None
-        exp = _number_claim(claims, "exp")
-        nbf = _number_claim(claims, "nbf")
-        if exp is not None and now >= exp:
-            raise TokenExpiredError("token expired")
-        if nbf is not None and now < nbf:
-            raise TokenExpiredError("token not yet valid")
         return claims
 
     def verify_connect(self, token: str, now: float) -> ConnectClaims:
@@ -161,7 +195,7 @@ class TokenVerifier:
             info=_info(claims),
             channels=tuple(channels),
             tenant=_string_claim(claims, "tenant"),
-            claims=claims,
+            claims=MappingProxyType(claims),  # read-only: one dict serves every use of a remembered token
         )
 
     def verify_subscribe(self, token: str, now: float) -> SubscribeClaims:
@@ -184,6 +218,11 @@ def _number_claim(claims: Mapping[str, Any], name: str) -> float | None:
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise InvalidTokenError(f"{name} must be a number")
     return float(value)
+
+
+def _expired(claims: Mapping[str, Any], now: float) -> bool:
+    exp = claims.get("exp")
+    return isinstance(exp, int | float) and now >= exp
 
 
 def _string_claim(claims: Mapping[str, Any], name: str) -> str:

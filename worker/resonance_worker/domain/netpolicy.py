@@ -68,13 +68,10 @@ class AddressPolicy:
     def client_address(self, peer: str, forwarded: str | None) -> str:
         """The address a connection counts as: ``peer`` unless it is a trusted
         proxy that passed a forwarded-for value."""
+        if not self.header or not forwarded:
+            return peer  # the common case costs no address parsing (it is on every connect)
         peer_address = _address(peer)
-        if (
-            not self.header
-            or not forwarded
-            or peer_address is None
-            or not _within(peer_address, self.trusted_proxies)
-        ):
+        if peer_address is None or not _within(peer_address, self.trusted_proxies):
             return peer
         hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
         for hop in reversed(hops):

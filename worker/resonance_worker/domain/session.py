@@ -18,6 +18,7 @@ operations and feeds their outcomes back.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -116,7 +117,10 @@ class Session(SessionCore):
             self.observer.protocol_error("bad_frame", str(violation))
             self.close(Disconnects.BAD_REQUEST.because(str(violation)))
             return
-        self._queue.extend(commands)
+        if self._queue is None:
+            self._queue = deque(commands)
+        else:
+            self._queue.extend(commands)
         self._drain(now)
 
     def complete(self, op: Op, outcome: Outcome, now: float) -> bool:
@@ -226,8 +230,11 @@ class Session(SessionCore):
         # rest of the frame waits for its answer, so a subscribe batched after
         # a connect, or a publish after a subscribe, sees the new state.
         self._now = now
-        while self._queue and self._waiting is None and not self.closed:
-            self._handle(self._queue.popleft(), now)
+        queue = self._queue
+        while queue and self._waiting is None and not self.closed:
+            self._handle(queue.popleft(), now)
+        if queue is not None and not queue and self._queue is queue:
+            self._queue = None  # an idle session holds no queue (≈ 0.6 KiB a connection)
 
     def _handle(self, command: Command, now: float) -> None:
         if command.is_pong:

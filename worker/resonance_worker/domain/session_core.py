@@ -121,7 +121,7 @@ class SessionCore:
         self._outgoing: list[bytes] = []
         self._effects: list[Op] = []
         self._subs: dict[str, Subscription] = {}
-        self._queue: deque[Command] = deque()
+        self._queue: deque[Command] | None = None  # commands waiting their turn; made when some arrive
         self._waiting: Op | None = None  # the connect or subscribe the next commands wait for
         self._now = now
         self._unusable = False  # after a connect error, as Centrifuge

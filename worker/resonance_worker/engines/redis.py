@@ -197,6 +197,14 @@ return redis.call("hgetall", KEYS[1])
 """
 )
 
+# KEYS: data, users, expire. ARGV: client id. One client's entry gone, atomically.
+_REMOVE_PRESENCE = """
+redis.call("hdel", KEYS[1], ARGV[1])
+redis.call("hdel", KEYS[2], ARGV[1])
+redis.call("zrem", KEYS[3], ARGV[1])
+return 1
+"""
+
 # KEYS: data, users, expire.
 _PRESENCE_STATS = (
     _DROP_EXPIRED_PRESENCE
@@ -337,28 +345,46 @@ class _AutoPipeline:
     """Commands issued during one event-loop iteration go to Redis as one pipeline
     (one pool checkout, one write, one read), as Centrifugo's client pipelines: a burst
     of connects or publishes costs a few round trips instead of one per command. Each
-    caller gets its own reply or error; not a transaction."""
+    caller gets its own reply or error; not a transaction.
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    At most ``max_in_flight`` pipelines are out at once; what is issued meanwhile waits
+    for the next one, so under load the batches grow (fewer writes and reads per command)
+    while an idle worker still sends a lone command in the iteration it was issued."""
+
+    def __init__(self, client: aioredis.Redis, max_in_flight: int = 2) -> None:
         self._client = client
         self._queued: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self._running: set[asyncio.Task[None]] = set()
+        self._max_in_flight = max_in_flight
+        self._scheduled = False
 
     def call(self, *command: Any) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         # A caller that gave up (its deadline) never reads the error: mark it read.
         future.add_done_callback(_retrieve)
-        if not self._queued:
-            loop.call_soon(self._send)
         self._queued.append((command, future))
+        self._schedule(loop)
         return future
 
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._scheduled and self._queued and len(self._running) < self._max_in_flight:
+            self._scheduled = True
+            loop.call_soon(self._send)
+
     def _send(self) -> None:
+        self._scheduled = False
         batch, self._queued = self._queued, []
+        if not batch:
+            return
         task = asyncio.ensure_future(self._execute(batch))
         self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        if self._queued:
+            self._schedule(task.get_loop())
 
     async def _execute(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
         try:
@@ -491,6 +517,7 @@ class RedisEngine:
         self._publish_script = client.register_script(_PUBLISH)
         self._history_script = client.register_script(_HISTORY)
         self._add_presence_script = client.register_script(_ADD_PRESENCE)
+        self._remove_presence_script = client.register_script(_REMOVE_PRESENCE)
         self._presence_script = client.register_script(_PRESENCE)
         self._presence_stats_script = client.register_script(_PRESENCE_STATS)
         self._take_token_script = client.register_script(_TAKE_TOKEN)
@@ -565,11 +592,13 @@ class RedisEngine:
 
     async def _script(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         """EVALSHA through the pipeline; a Redis that lost its scripts (restarted) gets
-        them loaded again by the script object itself."""
+        them loaded again, through the pipeline too (after a restart every caller of the
+        moment gets NOSCRIPT at once: their loads go out together, not one connection each)."""
         try:
             return await self._pipeline.call("EVALSHA", script.sha, len(keys), *keys, *args)
         except NoScriptError:
-            return await script(keys=keys, args=args)
+            await self._pipeline.call("SCRIPT", "LOAD", script.script)
+            return await self._pipeline.call("EVALSHA", script.sha, len(keys), *keys, *args)
 
     def _key(self, kind: str, channel: str) -> str:
         return f"{self.prefix}.{kind}.{channel}"
@@ -825,12 +854,10 @@ class RedisEngine:
             )
 
     async def remove_presence(self, channel: str, client_id: str) -> None:
-        data, users, expire = self._presence_keys(channel)
-        async with self._guard("remove presence"), self.client.pipeline(transaction=True) as pipe:
-            pipe.hdel(data, client_id)
-            pipe.hdel(users, client_id)
-            pipe.zrem(expire, client_id)
-            await pipe.execute()
+        # A script through the shared pipeline: batched with the other connections' calls of the same
+        # loop iteration (a MULTI of its own cost a pool checkout and a round trip per leaving client).
+        async with self._guard("remove presence"):
+            await self._script(self._remove_presence_script, self._presence_keys(channel), [client_id])
 
     async def presence(self, channel: str) -> dict[str, ClientInfo]:
         async with self._guard("presence"):
