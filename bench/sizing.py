@@ -139,7 +139,7 @@ def person_cost(persons: int = 50, seconds: int = 90) -> dict[str, Any]:
     import tracemalloc
 
     from resonance_worker.domain.biometrics import BiometricStream
-    from resonance_worker.transport.living import _parse_batch, _push
+    from resonance_worker.living.biometrics import parse_batch, push
 
     from bench.living.bio_update import batches
 
@@ -150,7 +150,7 @@ def person_cost(persons: int = 50, seconds: int = 90) -> dict[str, Any]:
     for batch in feed:
         for stream in streams:
             started = time.thread_time()
-            _push(stream, _parse_batch(batch))
+            push(stream, parse_batch(batch))
             cpu.append(time.thread_time() - started)
     held, _peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
