@@ -57,9 +57,11 @@ def _attributes(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def parse_lines(text: str) -> list[Span]:
-    """Spans from the file exporter's JSON lines (one ExportTraceServiceRequest per line)."""
+    """Spans from the file exporter's JSON lines (one ExportTraceServiceRequest per line). A last line
+    without its newline is still being written by the collector: it is left for the next read."""
     spans: list[Span] = []
-    for line in text.splitlines():
+    complete = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
+    for line in complete.splitlines():
         if not line.strip():
             continue
         for resource_spans in json.loads(line).get("resourceSpans", []):
