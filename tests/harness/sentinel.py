@@ -231,6 +231,18 @@ class SentinelRedis:
     def resume(self, node: RedisServer) -> None:
         node.process.signal(signal.SIGCONT)
 
+    def pause_replicas(self) -> list[RedisServer]:
+        """SIGSTOP every replica: the primary keeps answering while its replication stream piles up.
+
+        With large enough writes the kernel's socket buffers fill and the rest waits in the primary's
+        own memory, which a SIGKILL of the primary then loses: a lagging replication link, on demand.
+        """
+        primary = self.primary_address()
+        paused = [n for n in self.nodes if n.process.alive() and n.address != primary]
+        for node in paused:
+            node.process.signal(signal.SIGSTOP)
+        return paused
+
     def restart(self, node: RedisServer, timeout: float = 30.0) -> None:
         """Start a killed node again; return once Sentinel has made it a linked replica of the primary."""
         if node.process.alive():
