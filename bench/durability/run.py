@@ -79,6 +79,7 @@ class Round:
     duplicates: int = 0
     failover_seconds: float = 0.0
     unavailable: str = ""
+    lost_span_seconds: float = 0.0  # from the first to the last acknowledgement of what was lost
     lost_offsets: list[int] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
 
@@ -134,6 +135,7 @@ async def measure(setting: str, scenario: str, publishers: int, lag: float, work
                 return result
         script = {"sha": await client.script_load(PUBLISH)}
         acked: dict[str, int] = {}
+        acked_at: dict[str, float] = {}
         failed: set[str] = set()
         ids = itertools.count()
         stop = asyncio.Event()
@@ -144,6 +146,7 @@ async def measure(setting: str, scenario: str, publishers: int, lag: float, work
                 payload = f"{body}|{padding}"
                 try:
                     acked[body] = await publish_once(client, setting, script["sha"], payload)
+                    acked_at[body] = time.monotonic()
                 except RefusedError as exc:
                     count_error(result, exc)
                     result.refused += 1
@@ -194,6 +197,9 @@ async def measure(setting: str, scenario: str, publishers: int, lag: float, work
         lost = [(offset, body) for body, offset in acked.items() if body not in seen]
         result.lost = len(lost)
         result.lost_offsets = sorted(offset for offset, _ in lost)[:20]
+        if lost:
+            times = [acked_at[body] for _, body in lost]
+            result.lost_span_seconds = round(max(times) - min(times), 2)
         result.offset_reused = sum(1 for offset, body in lost if stored.get(offset, body) != body)
         result.stored_unacked = sum(1 for body in failed if body in seen)
         return result
@@ -209,7 +215,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--publishers", type=int, default=16)
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--scenarios", default="kill,lag")
-    parser.add_argument("--lag", type=float, default=2.0, help="seconds the replicas are stopped (lag)")
+    parser.add_argument("--lag", type=float, default=4.0, help="seconds the replicas are stopped (lag)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     rounds: list[Round] = []
@@ -224,6 +230,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
                     f"{scenario:4} {setting:18} round {n + 1}: acked {o.acknowledged:6}  lost {o.lost:4}"
                     f"  reused {o.offset_reused:4}  stored-unacked {o.stored_unacked:3}  dup {o.duplicates}"
                     f"  refused {o.refused:5}  no-answer {o.failed_attempts:4}"
+                    f"  lost span {o.lost_span_seconds} s"
                     f"  failover {o.failover_seconds} s {o.unavailable}",
                     flush=True,
                 )
