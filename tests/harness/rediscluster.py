@@ -57,6 +57,10 @@ class RedisClusterNodes:
         """Start the nodes, create the Cluster with ``redis-cli --cluster create``, wait until it is whole."""
         for node in self.nodes:
             node.start()
+        if self.primaries_wanted < 3:
+            self._create_small()
+            self.wait_healthy(timeout=timeout)
+            return self
         argv = [redis_binary("redis-cli"), "--cluster", "create"]
         argv += [f"{n.host}:{n.port}" for n in self.nodes]
         argv += ["--cluster-replicas", str(self.replicas_per_primary), "--cluster-yes"]
@@ -68,6 +72,38 @@ class RedisClusterNodes:
             raise RuntimeError(f"redis-cli --cluster create failed ({result.returncode}):\n{output}")
         self.wait_healthy(timeout=timeout)
         return self
+
+    def _create_small(self) -> None:
+        """``redis-cli --cluster create`` wants three primaries; fewer (a one-shard baseline for
+        benchmarks) are joined by hand: slots split evenly with ``CLUSTER ADDSLOTSRANGE``, the other nodes
+        met and made replicas with ``CLUSTER MEET`` and ``CLUSTER REPLICATE``."""
+        primaries = self.nodes[: self.primaries_wanted]
+        step = 16384 // len(primaries)
+        for i, node in enumerate(primaries):
+            last = 16383 if i == len(primaries) - 1 else (i + 1) * step - 1
+            self.client(node).execute_command("CLUSTER ADDSLOTSRANGE", i * step, last)
+        first = self.client(self.nodes[0])
+        for node in self.nodes[1:]:
+            first.execute_command("CLUSTER MEET", node.host, node.port, self._bus_port(node))
+        ids = {n.port: self.client(n).execute_command("CLUSTER MYID") for n in primaries}
+        wait_for(
+            lambda: all(len(self.client(n).cluster("nodes")) == len(self.nodes) for n in self.nodes),
+            timeout=30,
+            what="every node meeting the others",
+        )
+        for i, node in enumerate(self.nodes[len(primaries) :]):
+            owner_id = ids[primaries[i % len(primaries)].port]
+            # Until gossip has told this node the primary's id, REPLICATE answers "Unknown node": retry.
+            wait_for(
+                lambda n=node, o=owner_id: bool(self.client(n).execute_command("CLUSTER REPLICATE", o)),
+                timeout=30,
+                what=f"{node.port} replicating {owner_id}",
+            )
+
+    @staticmethod
+    def _bus_port(node: RedisServer) -> int:
+        argv = node.process.argv
+        return int(argv[argv.index("--cluster-port") + 1])
 
     def stop(self) -> None:
         for node in self.nodes:
@@ -93,8 +129,10 @@ class RedisClusterNodes:
     def slot_owners(self) -> dict[Address, list[tuple[int, int]]]:
         """Primary address → the slot ranges it serves, as a live node sees the Cluster."""
         owners: dict[Address, list[tuple[int, int]]] = {}
-        for start, end, primary, *_replicas in self.client(self.live()[0]).execute_command("CLUSTER SLOTS"):
-            address = (str(primary[0]), int(primary[1]))
+        asked = self.live()[0]
+        for start, end, primary, *_replicas in self.client(asked).execute_command("CLUSTER SLOTS"):
+            # A node that never met another does not know its own IP and reports "".
+            address = (str(primary[0]) or asked.host, int(primary[1]))
             owners.setdefault(address, []).append((int(start), int(end)))
         return owners
 

@@ -69,3 +69,23 @@ async def test_cluster_hash_tags_sharded_pubsub_and_failover(tmp_path: Path) -> 
         await pubsub.aclose()
         await client.aclose()
         cluster.stop()
+
+
+async def test_a_one_shard_cluster_for_baselines(tmp_path: Path) -> None:
+    """Fewer than three primaries (``redis-cli --cluster create`` refuses them) are joined by hand."""
+    cluster = await asyncio.to_thread(
+        RedisClusterNodes(tmp_path / "one", primaries=1, replicas_per_primary=1).start
+    )
+    client = aioredis.RedisCluster(host=cluster.nodes[0].host, port=cluster.nodes[0].port)
+    try:
+        await client.initialize()
+        (primary,) = cluster.primaries()
+        assert cluster.slot_owners()[primary.address] == [(0, 16383)]
+        assert cluster.primary_for("{ch:a}") is primary and cluster.primary_for("{ch:b}") is primary
+        assert await client.spublish("{ch:a}", "nobody listens") == 0
+        await client.set("{ch:a}.k", "v")
+        replica = next(n for n in cluster.nodes if n is not primary)
+        assert cluster.client(replica).info("replication")["role"] == "slave"
+    finally:
+        await client.aclose()
+        cluster.stop()
