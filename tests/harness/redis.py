@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tests.harness.processes import ServiceProcess, free_port, port_open
+from tests.harness.tls import TlsFiles
 
 
 def redis_binary(name: str = "redis-server") -> str:
@@ -24,7 +25,8 @@ class RedisServer:
     ``extra_args`` are more ``--option value`` pairs (replication, cluster mode, auth). With
     ``config_file`` the server is started from a (first empty) ``redis.conf`` in ``workdir``, so that
     ``CONFIG REWRITE`` works: Sentinel rewrites the configuration of the nodes it reconfigures, and a
-    Cluster node keeps its own ``nodes.conf`` beside it.
+    Cluster node keeps its own ``nodes.conf`` beside it. With ``tls`` the server speaks only TLS (its
+    plain port is closed), clients need not present a certificate, and ``url`` is ``rediss://``.
     """
 
     def __init__(
@@ -36,12 +38,14 @@ class RedisServer:
         extra_args: Sequence[str] = (),
         config_file: bool = False,
         password: str | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         binary = redis_binary()
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.workdir = workdir
         self.password = password
+        self.tls = tls
         workdir.mkdir(parents=True, exist_ok=True)
         argv = [binary]
         if config_file:
@@ -49,9 +53,20 @@ class RedisServer:
             if not conf.exists():
                 conf.write_text("# written by CONFIG REWRITE; the command line sets the rest\n")
             argv.append(str(conf))
+        ports = ["--port", str(self.port)]
+        if tls is not None:
+            ports = [
+                "--port", "0",
+                "--tls-port", str(self.port),
+                "--tls-cert-file", str(tls.cert),
+                "--tls-key-file", str(tls.key),
+                "--tls-ca-cert-file", str(tls.ca),
+                "--tls-auth-clients", "no",
+                "--tls-replication", "yes",
+            ]  # fmt: skip
         argv += [
             "--bind", self.host,
-            "--port", str(self.port),
+            *ports,
             "--dir", str(workdir),
             "--save", "",
             "--appendonly", "yes" if persistence else "no",
@@ -66,7 +81,8 @@ class RedisServer:
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password is not None else ""
-        return f"redis://{auth}{self.host}:{self.port}/0"
+        scheme = "rediss" if self.tls is not None else "redis"
+        return f"{scheme}://{auth}{self.host}:{self.port}/0"
 
     @property
     def address(self) -> tuple[str, int]:
