@@ -28,6 +28,22 @@ class EngineKind(enum.StrEnum):
     REDIS = "redis"
 
 
+class RedisMode(enum.StrEnum):
+    """How the redis engine finds Redis (docs/reliability.md)."""
+
+    STANDALONE = "standalone"
+    SENTINEL = "sentinel"
+
+
+class Durability(enum.StrEnum):
+    """When a publication is acknowledged (docs/reliability.md says what each can lose)."""
+
+    NONE = "none"
+    """On the primary's answer: a primary crash loses what its replicas had not received yet."""
+    REPLICA = "replica"
+    """After ``WAIT 1``: at least one replica has the publication; only then is it delivered."""
+
+
 class LimitSettings(BaseModel):
     """Limits; 0 means unlimited. Each violation has a documented code (docs/protocol.md)."""
 
@@ -124,6 +140,37 @@ class WorkerSettings(BaseSettings):
         "the redis engine (it is what connects them) and a fixed port.",
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL used by the redis engine.")
+    redis_mode: RedisMode = Field(
+        RedisMode.STANDALONE,
+        description="`standalone`: `redis_url`; `sentinel`: the primary named by `redis_sentinels` for "
+        "`redis_sentinel_service` (password, database and TLS still from `redis_url`).",
+    )
+    redis_sentinels: list[str] = Field(
+        default_factory=list,
+        description="Sentinel addresses as `host:port` (JSON list), for `sentinel` mode.",
+    )
+    redis_sentinel_service: str = Field(
+        "resonance", description="The Sentinel service (master group) name of the primary."
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        None, description="Password of the Sentinels themselves, if they require one."
+    )
+    redis_durability: Durability = Field(
+        Durability.NONE,
+        description="`none`: a publication is acknowledged on the primary's answer; `replica`: only after "
+        "`WAIT 1` confirmed a replica has it (then delivered). What each loses: docs/reliability.md.",
+    )
+    redis_replica_wait_ms: int = Field(
+        500,
+        ge=1,
+        description="How long `replica` durability waits for a replica before refusing the publish.",
+    )
+    redis_failover_retry_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="How long idempotent Redis calls are retried (jittered backoff) across a broken "
+        "connection or a failover; a publish is retried only with an idempotency key (0: never).",
+    )
     redis_circuit_failures: int = Field(
         5,
         ge=0,
@@ -271,6 +318,12 @@ class WorkerSettings(BaseSettings):
             ("redis://", "rediss://", "unix://")
         ):
             raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+        return self
+
+    @model_validator(mode="after")
+    def _sentinels_given(self) -> WorkerSettings:
+        if self.redis_mode is RedisMode.SENTINEL and not self.redis_sentinels:
+            raise ValueError("redis_mode=sentinel needs redis_sentinels (a JSON list of host:port)")
         return self
 
     @model_validator(mode="after")

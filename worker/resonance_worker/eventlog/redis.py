@@ -46,6 +46,8 @@ from resonance_worker.eventlog.base import (
     check_window,
     decode_entry,
 )
+from resonance_worker.redis_client import RedisConnector
+from resonance_worker.settings import RedisMode
 
 T = TypeVar("T")
 _FIELD = b"e"
@@ -123,6 +125,16 @@ class RedisEventLog:
         timeout = float(options.get("timeout", 2.0))
         client = aioredis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=None)
         return cls(client, owns_client=True, **options)
+
+    @classmethod
+    def from_connector(cls, connector: RedisConnector, **options: Any) -> RedisEventLog:
+        """A log with a client of its own from ``connector`` (in Sentinel mode: the primary the
+        Sentinels name, found again after a failover). Nothing is retried under the caller: an
+        append that fails is the journal's to retry (``living.outbox``), in order."""
+        if connector.mode is RedisMode.STANDALONE:
+            return cls.from_url(connector.url, **options)
+        timeout = float(options.get("timeout", 2.0))
+        return cls(connector.client(timeout=timeout, socket_timeout=None), owns_client=True, **options)
 
     async def close(self) -> None:
         if self._owns_client:
