@@ -122,7 +122,7 @@ class RedisConnector:
     def _sentinel_client(
         self, options: dict[str, Any], timeout: float, max_connections: int | None
     ) -> aioredis.Redis:
-        kwargs = parse_url(self.url)
+        kwargs: dict[str, Any] = dict(parse_url(self.url))
         for ignored in ("host", "port", "path"):
             kwargs.pop(ignored, None)
         if kwargs.pop("connection_class", None) is SSLConnection:
@@ -131,9 +131,10 @@ class RedisConnector:
         if max_connections is not None:
             pool_class = _BlockingSentinelPool
             kwargs.update(max_connections=max_connections, timeout=timeout)
-        return self._sentinel(timeout).master_for(
+        client: aioredis.Redis = self._sentinel(timeout).master_for(
             self.service, connection_pool_class=pool_class, **kwargs, **options
         )
+        return client
 
     async def primary(self) -> Address | None:
         """Where the primary is now (Sentinel mode: asked of the Sentinels; else None)."""
@@ -148,7 +149,7 @@ class RedisConnector:
             options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
             if self._sentinel_password is not None:
                 options["password"] = self._sentinel_password
-            self._manager = Sentinel(list(self.sentinels), sentinel_kwargs=options)
+            self._manager = Sentinel(list(self.sentinels), sentinel_kwargs=options)  # type: ignore[no-untyped-call]
         return self._manager
 
     async def aclose(self) -> None:

@@ -119,6 +119,37 @@ class SentrySettings(BaseModel):
     sample_rate: float = Field(1.0, ge=0, le=1, description="Share of error events sent.")
 
 
+class DataSettings(BaseModel):
+    """Data rights for biometric and emotional data (docs/data-rights.md)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    consent_required: bool = Field(
+        True,
+        description="A token without a `consent` claim stores nothing biometric, emotional or in the graph "
+        "(false: a missing claim is consent to every kind; for development).",
+    )
+    retention_biometrics_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="Biometric readings older than this are removed from channel history (0: no limit).",
+    )
+    retention_emotions_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="Emotional states and questions older than this are removed from room history, the event "
+        "log and the graph (0: no limit).",
+    )
+    retention_graph_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="A person's graph nodes and relations older than this are removed (0: no limit).",
+    )
+    retention_check_seconds: float = Field(
+        300.0, gt=0, description="How often each worker removes what is past its retention."
+    )
+
+
 class WorkerSettings(BaseSettings):
     """All worker settings. Build once in ``main`` and pass down; never a global."""
 
@@ -306,6 +337,9 @@ class WorkerSettings(BaseSettings):
     features_poll_seconds: float = Field(
         1.0, gt=0, le=60, description="How often the feature-flag file is checked for a change."
     )
+    data: DataSettings = Field(
+        default_factory=DataSettings, description="Consent and retention of biometric and emotional data."
+    )
 
     @property
     def worker_name(self) -> str:
@@ -413,6 +447,12 @@ def render_settings_doc() -> str:
         "| Variable | Default | Meaning |",
         "|---|---|---|",
         *_rows(SentrySettings, "RESONANCE_SENTRY__"),
+        "",
+        "## Data rights (`RESONANCE_DATA__…`)",
+        "",
+        "| Variable | Default | Meaning |",
+        "|---|---|---|",
+        *_rows(DataSettings, "RESONANCE_DATA__"),
         "",
         "## Namespace options (JSON keys in `RESONANCE_NAMESPACES`)",
         "",

@@ -721,7 +721,7 @@ class RedisEngine:
             attempt += 1
 
     def _note_primary(self, pubsub: PubSub) -> None:
-        connection = pubsub.connection
+        connection: Any = pubsub.connection
         if connection is None:
             return
         address = (str(getattr(connection, "host", "")), int(getattr(connection, "port", 0) or 0))
@@ -994,7 +994,8 @@ class RedisEngine:
 
     async def take_token(self, key: str, *, rate_per_second: float, burst: int) -> float:
         validate_bucket(rate_per_second, burst)
-        keys, args = [self._key("bucket", key)], [repr(float(rate_per_second)), burst]
+        keys = [self._key("bucket", key)]
+        args: list[str | int] = [repr(float(rate_per_second)), burst]
         wait = await self._call("take token", lambda: self._take_token_script(keys=keys, args=args))
         return float(wait)
 

@@ -116,6 +116,7 @@ def build_worker(
             base_limits=base_limits,
             registry=metrics.registry,
             clock=clock,
+            data=settings.data,
         )
     else:
         rules = channel_rules(settings, {})
@@ -195,6 +196,9 @@ async def _storage_lifecycle(app: web.Application) -> AsyncIterator[None]:
     await storage.start(app[NODE])
     log.info("engine started", extra={"engine": storage.engine.name})
     yield
+    living = app.get(LIVING)
+    if living is not None:
+        await living.close()  # the journal's last events, before the log's client goes
     await storage.close()
 
 

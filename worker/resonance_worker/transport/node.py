@@ -752,7 +752,7 @@ class Node:
             self._count_outcome(conn, features, op.rpc_method)
         data = None if op.data is None else orjson.loads(op.data)
         try:
-            result = await handler(RpcCall(op.rpc_method, data, op.user, op.client))
+            result = await handler(RpcCall(op.rpc_method, data, op.user, op.client, op.consent))
         except RpcError as exc:
             return Failed(exc.code, exc.message)
         except Exception:
