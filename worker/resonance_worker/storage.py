@@ -27,10 +27,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from resonance_worker.engines import Engine, build_engine
-from resonance_worker.engines.base import EngineEventHandler
+from resonance_worker.engines.base import EngineEventHandler, PersonalStore
 from resonance_worker.engines.docs import DocStore, MemoryDocStore, RedisDocStore
 from resonance_worker.eventlog import EventLog, MemoryEventLog, Retention
 from resonance_worker.eventlog.redis import RedisEventLog
@@ -74,6 +74,15 @@ class GraphStore(Protocol):
     async def query(self, name: str, user: str, args: Mapping[str, Any]) -> Any:
         """Run query ``name`` for ``user``: a JSON-ready result."""
 
+    async def export_user(self, user: str) -> dict[str, Any]:
+        """The person's part of the graph (``graph.rights``), JSON-ready."""
+
+    async def erase_user(self, user: str) -> dict[str, int]:
+        """Delete it; how many of each went."""
+
+    async def expire(self, *, emotions_before: float | None, graph_before: float | None) -> int:
+        """Delete what is past its retention (epoch seconds; None: keep); how many went."""
+
     async def close(self) -> None:
         """Release the driver."""
 
@@ -93,6 +102,12 @@ class Storage:
     """What :meth:`close` releases besides the engine and the graph (the Redis log's client)."""
     docs: DocStore = field(default_factory=MemoryDocStore)
     """Shared Yjs documents (update logs, snapshots, awareness): next to the engine's keys."""
+
+    @property
+    def personal(self) -> PersonalStore:
+        """The engine's data-rights side (the engine under a degraded-mode wrapper)."""
+        engine: Any = getattr(self.engine, "inner", self.engine)
+        return cast(PersonalStore, engine)
 
     @classmethod
     def around(cls, engine: Engine) -> Storage:

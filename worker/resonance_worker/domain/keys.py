@@ -15,6 +15,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from resonance_worker.domain.consent import DataKind
+
 
 class DataClass(enum.StrEnum):
     """What a kind of person state is, for consent and retention."""
@@ -40,6 +42,13 @@ class UserKind:
     data_class: DataClass
     shape: Shape
 
+    @property
+    def data_kind(self) -> DataKind | None:
+        """Its kind for consent and retention (issue 18); membership is neither."""
+        return _DATA_KINDS.get(self.data_class)
+
+
+_DATA_KINDS = {DataClass.BIOMETRIC: DataKind.BIOMETRICS, DataClass.EMOTIONAL: DataKind.EMOTIONS}
 
 PERSON_STATE = UserKind(
     "person.state",

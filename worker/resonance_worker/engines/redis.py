@@ -81,11 +81,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from resonance_worker.domain import keys
 from resonance_worker.domain.backoff import Backoff
 from resonance_worker.domain.circuit import CircuitBreaker, CircuitState
-from resonance_worker.domain.keys import SlotScope, UserKind
+from resonance_worker.domain.datarights import publication_concerns
+from resonance_worker.domain.keys import USER_KINDS, SlotScope, UserKind, user_key
 from resonance_worker.engines.base import (
     ClientInfo,
     EngineEventHandler,
     HistoryOptions,
+    PersonalData,
     Publication,
     PublishResult,
     StreamPosition,
@@ -1072,3 +1074,112 @@ class RedisEngine:
     async def person_erase(self, user: str, kinds: Sequence[UserKind]) -> None:
         async with self._guard("person erase"):
             await self.client.delete(*(keys.user_key(self.prefix, user, kind) for kind in kinds))
+
+    # -- data rights (docs/data-rights.md) --------------------------------------------------
+
+    async def _entries(self, key: bytes) -> list[tuple[bytes, bytes]]:
+        """A stream's kept entries as (entry id, body)."""
+        reply: Any = await self.client.xrange(key)
+        return [(entry_id, fields[b"d"]) for entry_id, fields in reply]
+
+    async def _scan(self, pattern: str) -> list[bytes]:
+        keys: list[bytes] = []
+        async for key in self.client.scan_iter(match=pattern, count=1000):
+            keys.append(key)
+        return keys
+
+    async def _users_publications(self, user: str) -> dict[str, list[tuple[bytes, Publication]]]:
+        """Per channel, the kept publications that are ``user``'s (``domain.datarights``), with ids."""
+        stream_prefix = f"{self.prefix}.stream."
+        found: dict[str, list[tuple[bytes, Publication]]] = {}
+        for key in await self._scan(stream_prefix + "*"):
+            channel = key.decode()[len(stream_prefix) :]
+            for entry_id, body in await self._entries(key):
+                publication = decode_body(body, int(_as_str(entry_id).partition("-")[0]))
+                publisher = publication.info.user if publication.info is not None else None
+                if publication_concerns(channel, publisher, publication.data, user):
+                    found.setdefault(channel, []).append((entry_id, publication))
+        return found
+
+    async def _users_presence(self, user: str) -> dict[str, dict[str, ClientInfo]]:
+        users_prefix = f"{self.prefix}.presence.users."
+        client: Any = self.client
+        found: dict[str, dict[str, ClientInfo]] = {}
+        for key in await self._scan(users_prefix + "*"):
+            channel = key.decode()[len(users_prefix) :]
+            owners = await client.hgetall(key)
+            clients = [_as_str(c) for c, owner in owners.items() if _as_str(owner) == user]
+            if clients:
+                infos = await client.hmget(self._key("presence.data", channel), clients)
+                found[channel] = {c: decode_info(i) for c, i in zip(clients, infos, strict=True) if i}
+        return found
+
+    async def _person_state(self, user: str, kinds: Sequence[UserKind]) -> dict[str, Any]:
+        client: Any = self.client
+        found: dict[str, Any] = {}
+        for kind in kinds:
+            key = user_key(self.prefix, user, kind)
+            match _as_str(await client.type(key)):
+                case "string":
+                    value: Any = _as_str(await client.get(key))
+                case "hash":
+                    value = {_as_str(k): _as_str(v) for k, v in (await client.hgetall(key)).items()}
+                case "list":
+                    value = [_as_str(v) for v in await client.lrange(key, 0, -1)]
+                case "set":
+                    value = sorted(_as_str(v) for v in await client.smembers(key))
+                case "zset":
+                    value = [[_as_str(m), sc] for m, sc in await client.zrange(key, 0, -1, withscores=True)]
+                case _:
+                    continue
+            found[kind.name] = value
+        return found
+
+    async def personal_data(self, user: str, kinds: Sequence[UserKind] = USER_KINDS) -> PersonalData:
+        """Everything this engine keeps about ``user``: kept publications, presence, person state."""
+        async with self._guard("export"):
+            publications = await self._users_publications(user)
+            presence = await self._users_presence(user)
+            person = await self._person_state(user, kinds)
+        return PersonalData(
+            {channel: [p for _, p in entries] for channel, entries in publications.items()}, presence, person
+        )
+
+    async def erase_personal(self, user: str, kinds: Sequence[UserKind] = USER_KINDS) -> dict[str, int]:
+        """Remove what :meth:`personal_data` finds; how many publications, presence entries and person
+        keys went. Streams keep their offsets and epochs (XDEL): subscribers are not disturbed."""
+        async with self._guard("erase"):
+            publications = await self._users_publications(user)
+            removed = 0
+            for channel, entries in publications.items():
+                removed += int(await self.client.xdel(self._key("stream", channel), *[i for i, _ in entries]))
+            presence = await self._users_presence(user)
+            for channel, clients in presence.items():
+                data, users, expire = self._presence_keys(channel)
+                async with self.client.pipeline(transaction=True) as pipe:
+                    pipe.hdel(data, *clients)
+                    pipe.hdel(users, *clients)
+                    pipe.zrem(expire, *clients)
+                    await pipe.execute()
+            person_keys = [user_key(self.prefix, user, kind) for kind in kinds]
+            deleted_keys = int(await self.client.delete(*person_keys)) if person_keys else 0
+        return {
+            "publications": removed,
+            "presence": sum(len(c) for c in presence.values()),
+            "person_keys": deleted_keys,
+        }
+
+    async def expire_history(self, namespace: str, older_than_ms: int) -> int:
+        """Remove the kept publications of ``namespace`` published before ``older_than_ms`` (wall
+        clock, the header's ``t``); how many went."""
+        removed = 0
+        async with self._guard("expire history"):
+            for key in await self._scan(f"{self.prefix}.stream.{namespace}:*"):
+                old = [
+                    entry_id
+                    for entry_id, body in await self._entries(key)
+                    if decode_body(body, 0).time_ms < older_than_ms
+                ]
+                if old:
+                    removed += int(await self.client.xdel(key, *old))
+        return removed

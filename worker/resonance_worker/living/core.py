@@ -542,6 +542,20 @@ class Living:
             if now - since >= FORGET_AFTER_S:
                 self.forget(user)
 
+    async def erase(self, user: str) -> None:
+        """For an erasure: take ``user`` out of every room here without logging it (their shared room
+        entries go too), then forget what is kept of them in memory."""
+        for room_id, room in list(self.directory.rooms.items()):
+            for client in [c for c, member in room.members.items() if member == user]:
+                _, last_here = self.directory.leave(room_id, room, client)
+                if last_here:
+                    entry = self.directory.entry_client(user)
+                    try:
+                        await self.storage.engine.remove_presence(ROOM_STATE_PREFIX + room_id, entry)
+                    except EngineError as exc:  # the erasure's own presence sweep follows
+                        log.warning("room entry not removed", extra={"room": room_id, "error": str(exc)})
+        self.forget(user)
+
     def forget(self, user: str) -> None:
         """Drop everything this worker keeps of ``user`` (stream, states, reports, shared trail)."""
         self.bio.forget(user)

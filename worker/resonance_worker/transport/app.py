@@ -27,6 +27,7 @@ from resonance_worker.errors import ConfigError, EngineError
 from resonance_worker.living.core import Living, living_namespaces
 from resonance_worker.living.limits import FixedLimits, limits_from_settings
 from resonance_worker.living.pain import PainHooks
+from resonance_worker.living.rights import DataRights
 from resonance_worker.living.roster import Roster
 from resonance_worker.living.rpc import living_methods
 from resonance_worker.metrics import WorkerMetrics
@@ -46,6 +47,7 @@ from resonance_worker.transport.keys import (
     METRICS,
     NODE,
     POSITION_CHECKER,
+    RIGHTS,
     SETTINGS,
     STORAGE,
 )
@@ -171,6 +173,17 @@ def create_app(
     if living is not None:
         app[LIVING] = living
         install_living(app, living, node)
+    rights = DataRights(
+        storage,
+        settings.data,
+        journal=living.journal if living is not None else None,
+        forget=living.erase if living is not None else None,
+    )
+    app[RIGHTS] = rights
+    if rights.retains:
+        run_in_background(
+            app, "retention", lambda: _expire_forever(rights, settings.data.retention_check_seconds)
+        )
     if settings.jwt_jwks_url:
         run_in_background(app, "jwks-refresh", lambda: _refresh_jwks_forever(app))
     run_in_background(app, "connection-slots", lambda: _refresh_slots_forever(node))
@@ -189,6 +202,19 @@ def create_app(
 def cors_paths(settings: WorkerSettings) -> frozenset[str]:
     """The endpoints a browser app on an allowed origin reads (``POST /token`` in dev mode only)."""
     return frozenset({"/health", "/thyroid/status", *(("/token",) if settings.dev_mode else ())})
+
+
+async def _expire_forever(rights: DataRights, period: float) -> None:
+    """Retention: every ``period``, remove what is past its kind's retention (every worker does; the
+    removals are idempotent)."""
+    while True:
+        await asyncio.sleep(period)
+        try:
+            removed = await rights.expire()
+            if any(removed.values()):
+                log.info("retention removed expired data", extra=removed)
+        except EngineError as exc:
+            log.warning("retention step failed; next period", extra={"error": str(exc)})
 
 
 async def _storage_lifecycle(app: web.Application) -> AsyncIterator[None]:
