@@ -95,6 +95,7 @@ async def setup(
                 "RESONANCE_NEO4J__URI": neo4j_server.uri,
                 "RESONANCE_NEO4J__USER": neo4j_server.user,
                 "RESONANCE_NEO4J__PASSWORD": neo4j_server.password,
+                "RESONANCE_DATA__CONSENT_REQUIRED": "true",
                 **env,
             }
         )

@@ -23,7 +23,7 @@ from resonance_worker.living.pain import pain_of_disconnect, pain_of_error
 from resonance_worker.living.thyroid import PAIN_CHANNEL
 from resonance_worker.living_settings import LivingSettings
 from resonance_worker.rpc import RpcCall, RpcError
-from resonance_worker.settings import WorkerSettings
+from resonance_worker.settings import DataSettings, WorkerSettings
 from resonance_worker.storage import Storage
 from resonance_worker.transport.app import build_worker
 from resonance_worker.transport.node import Node
@@ -52,7 +52,10 @@ def make(
 ) -> tuple[Living, Node, Clock]:
     clock = clock or Clock()
     worker = build_worker(
-        WorkerSettings(node_name=name, living=settings or LivingSettings()),
+        # What the core stores is what these tests check; consent has its own tests (test_data_rights.py).
+        WorkerSettings(
+            node_name=name, living=settings or LivingSettings(), data=DataSettings(consent_required=False)
+        ),
         Storage.around(engine or MemoryEngine()),
         clock=clock,
     )

@@ -50,6 +50,7 @@ async def test_a_30_s_redis_outage_loses_no_reported_state_and_keeps_the_order(
                 "RESONANCE_NEO4J__URI": neo4j_server.uri,
                 "RESONANCE_NEO4J__USER": neo4j_server.user,
                 "RESONANCE_NEO4J__PASSWORD": neo4j_server.password,
+                "RESONANCE_DATA__CONSENT_REQUIRED": "true",
             }
         )
         client, _ = await clients.connected(worker.ws_url, worker.token(USER, consent=["emotions", "graph"]))
