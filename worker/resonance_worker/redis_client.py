@@ -30,8 +30,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from pydantic import SecretStr
 from redis.asyncio.connection import BlockingConnectionPool, SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
@@ -54,6 +56,16 @@ def parse_address(text: str) -> Address:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"a Sentinel address must be host:port, got {text!r}")
     return host, int(port)
+
+
+def with_password(url: str, password: SecretStr | None) -> str:
+    """``url`` with ``password`` in it, unless it has one already (or there is none to add)."""
+    parts = urlsplit(url)
+    if password is None or parts.password is not None or parts.scheme == "unix":
+        return url
+    user = quote(parts.username or "", safe="")
+    secret = quote(password.get_secret_value(), safe="")
+    return urlunsplit(parts._replace(netloc=f"{user}:{secret}@{parts.netloc.rpartition('@')[2]}"))
 
 
 class RedisConnector:
@@ -81,7 +93,7 @@ class RedisConnector:
     def from_settings(cls, settings: WorkerSettings) -> RedisConnector:
         password = settings.redis_sentinel_password
         return cls(
-            settings.redis_url,
+            with_password(settings.redis_url, settings.redis_password),
             mode=settings.redis_mode,
             sentinels=[parse_address(a) for a in settings.redis_sentinels],
             service=settings.redis_sentinel_service,
@@ -142,6 +154,14 @@ class RedisConnector:
             return None
         host, port = await self._sentinel(2.0).discover_master(self.service)
         return str(host), int(port)
+
+    async def replicas(self) -> list[Address]:
+        """The replicas the Sentinels know for the service (Sentinel mode; else empty): where a
+        backup takes its snapshot, so the primary's clients never wait on it."""
+        if self.mode is not RedisMode.SENTINEL:
+            return []
+        found = await self._sentinel(2.0).discover_slaves(self.service)
+        return [(str(host), int(port)) for host, port in found]
 
     def _sentinel(self, timeout: float) -> Sentinel:
         """The one Sentinel manager of this connector (its connections to the Sentinels are shared)."""

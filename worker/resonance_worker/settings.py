@@ -176,6 +176,11 @@ class WorkerSettings(BaseSettings):
         description="`standalone`: `redis_url`; `sentinel`: the primary named by `redis_sentinels` for "
         "`redis_sentinel_service` (password, database and TLS still from `redis_url`).",
     )
+    redis_password: SecretStr | None = Field(
+        None,
+        description="Redis password, when `redis_url` has none (the operator sets it from the managed "
+        "Redis's Secret); it also authenticates to the nodes Sentinel names.",
+    )
     redis_sentinels: list[str] = Field(
         default_factory=list,
         description="Sentinel addresses as `host:port` (JSON list), for `sentinel` mode.",

@@ -60,7 +60,8 @@ class Stores:
 
     async def graph_of(self, user: str) -> int:
         records, _, _ = await self.driver.execute_query(
-            'MATCH (n) WHERE n.id = $user OR n["user_id"] = $user OR n["subject"] = $user RETURN count(n) AS n',
+            'MATCH (n) WHERE n.id = $user OR n["user_id"] = $user OR n["subject"] = $user '
+            "RETURN count(n) AS n",
             user=user,
         )
         return int(records[0]["n"])
