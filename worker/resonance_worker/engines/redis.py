@@ -75,7 +75,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ReadOnlyError, RedisError
+from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from resonance_worker.domain import keys
@@ -98,7 +98,12 @@ from resonance_worker.engines.memory import (
     validate_bucket,
     validate_history,
 )
-from resonance_worker.errors import EngineCircuitOpenError, EngineError, EngineTimeoutError
+from resonance_worker.errors import (
+    EngineCircuitOpenError,
+    EngineError,
+    EngineOutOfMemoryError,
+    EngineTimeoutError,
+)
 from resonance_worker.redis_client import RedisConnector
 from resonance_worker.settings import Durability
 
@@ -463,6 +468,14 @@ class _AutoPipeline:
         self._queued = []
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """Redis's ``OOM command not allowed when used memory > 'maxmemory'`` (redis-py strips the ``OOM``
+    code into the class; from inside a script it may arrive as a plain error with the same text)."""
+    return isinstance(exc, OutOfMemoryError) or (
+        isinstance(exc, RedisError) and "command not allowed when used memory" in str(exc)
+    )
+
+
 def _retryable(exc: EngineError) -> bool:
     """A failure a failover explains: a broken or refused connection (no primary known yet), READONLY
     from a demoted primary, a timeout, an open circuit."""
@@ -512,6 +525,8 @@ class RedisEngine:
         self._circuit_params = (circuit_failures, circuit_reset_seconds)
         self._breaker = self._new_breaker()
         self.short_circuited = 0
+        self.out_of_memory = 0
+        """Writes Redis refused at ``maxmemory`` (``noeviction``): ``resonance_redis_oom_total``."""
         self._max_connections = max_connections
         self.prefix = prefix
         self._timeout = timeout
@@ -635,6 +650,12 @@ class RedisEngine:
         except (TimeoutError, RedisTimeoutError) as exc:
             raise EngineTimeoutError(f"redis {what} timed out after {self._timeout:g} s") from exc
         except (RedisError, OSError) as exc:
+            if _out_of_memory(exc):
+                # A full Redis is up: the call failed, the circuit is not the answer (reads still work).
+                succeeded = True
+                self.out_of_memory += 1
+                log.warning("redis is full (maxmemory, noeviction): %s refused", what)
+                raise EngineOutOfMemoryError(f"redis {what} refused: Redis is full ({exc})") from exc
             raise EngineError(f"redis {what} failed: {exc}") from exc
         finally:
             if breaker is not None:

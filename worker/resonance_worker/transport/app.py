@@ -104,6 +104,7 @@ def build_worker(
     node, given the living core's pain hooks, limits, namespaces and RPC methods. ``clock`` is the
     living core's (tests pass their own)."""
     metrics = WorkerMetrics()
+    metrics.watch_engine(storage.engine)
     roster: Roster[Connection] = Roster()
     base_limits = limits_from_settings(settings)
     living: Living | None = None
