@@ -71,11 +71,23 @@ def _data_volume(persistence: Persistence, claim_name: str) -> tuple[list[dict[s
     return [{"name": claim_name, "emptyDir": {}}], []
 
 
+def _find_primary(cluster: ResonanceCluster) -> list[str]:
+    """Shell lines setting ``SELF`` (this pod's stable DNS name) and ``PRIMARY`` (what the Sentinels
+    name; pod 0 when none answers, i.e. the first start)."""
+    service = f"{settings.redis_service_name(cluster)}.{cluster.namespace}.svc"
+    return [
+        f'SELF="$(hostname).{service}"',
+        f'PRIMARY="$(redis-cli -h {settings.redis_sentinel_service_name(cluster)} -p '
+        f"{settings.REDIS_SENTINEL_PORT} --raw sentinel get-master-addr-by-name "
+        f'{settings.REDIS_SENTINEL_SERVICE} 2>/dev/null | head -n1 || true)"',
+        f'[ -n "$PRIMARY" ] || PRIMARY="{meta.child_name(cluster, meta.REDIS)}-0.{service}"',
+    ]
+
+
 def _redis_start_script(cluster: ResonanceCluster) -> str:
     """The Redis container's start: primary or replica of the primary Sentinel names (pod 0 at first)."""
     managed = cluster.spec.redis.managed
     assert managed is not None
-    service = f"{settings.redis_service_name(cluster)}.{cluster.namespace}.svc"
     args = ["--dir /data", f"--appendonly {'yes' if managed.persistence.enabled else 'no'}"]
     if managed.maxmemory is not None:
         args += [f"--maxmemory {managed.maxmemory}", "--maxmemory-policy noeviction"]
@@ -84,11 +96,7 @@ def _redis_start_script(cluster: ResonanceCluster) -> str:
         lines.append('set -- "$@" --requirepass "$REDIS_PASSWORD" --masterauth "$REDIS_PASSWORD"')
     if managed.sentinel.enabled:
         lines += [
-            f'SELF="$(hostname).{service}"',
-            f'PRIMARY="$(redis-cli -h {settings.redis_sentinel_service_name(cluster)} -p '
-            f"{settings.REDIS_SENTINEL_PORT} --raw sentinel get-master-addr-by-name "
-            f'{settings.REDIS_SENTINEL_SERVICE} 2>/dev/null | head -n1 || true)"',
-            f'[ -n "$PRIMARY" ] || PRIMARY="{meta.child_name(cluster, meta.REDIS)}-0.{service}"',
+            *_find_primary(cluster),
             'set -- "$@" --replica-announce-ip "$SELF"',
             f'[ "$PRIMARY" = "$SELF" ] || set -- "$@" --replicaof "$PRIMARY" {settings.REDIS_PORT}',
         ]
@@ -100,18 +108,13 @@ def _sentinel_start_script(cluster: ResonanceCluster) -> str:
     """The Sentinel container's start: a fresh config monitoring the primary its peers name."""
     managed = cluster.spec.redis.managed
     assert managed is not None
-    service = f"{settings.redis_service_name(cluster)}.{cluster.namespace}.svc"
     group = settings.REDIS_SENTINEL_SERVICE
     sentinel = managed.sentinel
     return (
         "\n".join(
             [
                 "set -eu",
-                f'SELF="$(hostname).{service}"',
-                f'PRIMARY="$(redis-cli -h {settings.redis_sentinel_service_name(cluster)} -p '
-                f"{settings.REDIS_SENTINEL_PORT} --raw sentinel get-master-addr-by-name {group} 2>/dev/null "
-                '| head -n1 || true)"',
-                f'[ -n "$PRIMARY" ] || PRIMARY="{meta.child_name(cluster, meta.REDIS)}-0.{service}"',
+                *_find_primary(cluster),
                 "cat > /sentinel/sentinel.conf <<EOF",
                 f"port {settings.REDIS_SENTINEL_PORT}",
                 "sentinel resolve-hostnames yes",
