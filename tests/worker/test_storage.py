@@ -56,7 +56,7 @@ async def test_the_sentinel_mode_shares_one_connector_between_the_engine_and_the
     assert isinstance(engine, RedisEngine) and engine.durability is Durability.REPLICA
     connector = engine.connector
     assert connector.sentinels == (("127.0.0.1", 26379), ("::1", 26380)) and connector.service == "svc"
-    assert storage.owned == (storage.event_log, connector)
+    assert storage.owned == (storage.event_log, storage.docs, connector)  # the documents too, via Sentinel
     await storage.close()
 
 

@@ -12,7 +12,7 @@ from resonance_worker.domain.datarights import (
     people_of,
     publication_concerns,
 )
-from resonance_worker.domain.keys import user_key, user_tag
+from resonance_worker.domain.keys import PERSON_BODY, PERSON_ROOMS, PERSON_STATE, user_key, user_tag
 
 
 def test_an_absent_claim_is_no_consent_unless_the_worker_opts_out() -> None:
@@ -62,7 +62,8 @@ def test_events_out_of_the_graph_are_marked() -> None:
     assert events.kept_out_of_graph(events.presence_changed("r", 1.0, "ann", joined=False, graph=False))
 
 
-def test_a_persons_keys_share_one_hash_tag() -> None:
-    assert user_key("p", "ann", "person.state") == "p.{u:ann}.person.state"
-    odd = user_tag("a}b")
-    assert odd.startswith("{h:") and odd.count("}") == 1
+def test_a_persons_keys_share_one_hash_tag_and_have_a_data_kind() -> None:
+    assert user_key("p", "ann", PERSON_STATE) == "p.{u:ann}.person.state"
+    assert user_tag("ann") == "{u:ann}"
+    assert PERSON_STATE.data_kind is DataKind.EMOTIONS and PERSON_BODY.data_kind is DataKind.BIOMETRICS
+    assert PERSON_ROOMS.data_kind is None
