@@ -124,6 +124,11 @@ class EngineEventHandler(Protocol):
     def on_control(self, payload: bytes) -> None:
         """Node-to-node commands (disconnect a user everywhere, and so on)."""
 
+    def on_fanout_resumed(self) -> None:
+        """Fan-out came back after a break (the Redis engine's pub/sub connection reconnected, after a
+        restart or a failover): what was published meanwhile never reached this node, and a channel
+        that went quiet since will show no gap to its subscribers."""
+
 
 class Engine(Protocol):
     """Channel state shared by the clients of one node or of many pods."""

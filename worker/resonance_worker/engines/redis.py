@@ -724,9 +724,11 @@ class RedisEngine:
                     self.reconnects += 1
                     log.info("redis pub/sub reconnected", extra={"channels": len(self._wanted)})
                 self._note_primary(pubsub)
-                first = False
                 self._pubsub = pubsub
                 self._connected.set()
+                if not first:
+                    self._fanout_resumed()
+                first = False
                 attempt = 0
                 await self._read(pubsub)
             except (RedisError, OSError, TimeoutError, EngineError) as exc:
@@ -742,6 +744,17 @@ class RedisEngine:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             await asyncio.sleep(self._reconnect.delay(attempt, random.uniform))
             attempt += 1
+
+    def _fanout_resumed(self) -> None:
+        """Tell the handler that publications may have been missed while the connection was down
+        (the node checks its positioned subscriptions at once instead of at its next round)."""
+        handler = self._handler
+        if handler is None:
+            return
+        try:
+            handler.on_fanout_resumed()
+        except Exception:
+            log.exception("redis engine: fan-out resumption not handled")
 
     def _note_primary(self, pubsub: PubSub) -> None:
         connection: Any = pubsub.connection
