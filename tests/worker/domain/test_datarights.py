@@ -54,6 +54,23 @@ def test_a_publication_is_a_persons_by_publisher_channel_or_named_user() -> None
     assert channel_kind("chat:x") is None and channel_kind("plain") is None
 
 
+def test_a_user_id_with_braces_cannot_end_or_steer_its_hash_tag() -> None:
+    """Redis Cluster hashes the text between the first ``{`` and the next ``}``: a brace in a user id
+    would cut the tag short (``ann}x`` on ``ann``'s slot). Such ids are tagged by their SHA-1."""
+    from redis.crc import key_slot
+
+    for user in ("ann}x", "{ann}", "a{b", "}", "x}{y"):
+        tag = user_tag(user)
+        assert tag.count("{") == 1 and tag.count("}") == 1 and tag.startswith("{h:")
+        slots = {
+            key_slot(user_key("p", user, kind).encode()) for kind in (PERSON_STATE, PERSON_BODY, PERSON_ROOMS)
+        }
+        assert slots == {key_slot(f"p.{tag}.x".encode())}  # every key of the person on its tag's slot
+    assert user_tag("ann}x") != user_tag("ann") and user_tag("ann}x") != user_tag("ann}y")
+    assert user_tag("ann}x") == user_tag("ann}x")  # stable: the same person finds the same keys
+    assert user_tag("ann") == "{u:ann}" and user_tag("user:42") == "{u:user:42}"  # no brace: as it was
+
+
 def test_events_out_of_the_graph_are_marked() -> None:
     kept = events.state_changed("ann", 1.0, {"valence": 0.1, "arousal": 0.2})
     private = events.state_changed("ann", 1.0, {"valence": 0.1, "arousal": 0.2}, graph=False)
