@@ -236,6 +236,7 @@ def _fresh_secrets() -> children.FreshSecrets:
         jwt=secrets.token_urlsafe(32),
         neo4j_password=secrets.token_urlsafe(24),
         api_key=secrets.token_urlsafe(32),
+        redis_password=secrets.token_urlsafe(24),
     )
 
 

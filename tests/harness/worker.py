@@ -43,6 +43,9 @@ class WorkerProcess:
             # Every test client comes from 127.0.0.1.
             "RESONANCE_LIMITS__MAX_CONNECTIONS_PER_IP": "1000",
             "RESONANCE_LIMITS__MAX_CONNECTIONS": "1000",
+            # Tests of the living core store what they report; tests of consent turn this back on
+            # (tests/worker/transport/test_data_rights.py). The product default is true.
+            "RESONANCE_DATA__CONSENT_REQUIRED": "false",
             **(env or {}),
         }
         self.process = ServiceProcess(

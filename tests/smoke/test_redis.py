@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from tests.harness.redis import RedisServer
+from tests.harness.tls import make_tls
 
 pytestmark = pytest.mark.redis
 
@@ -64,5 +66,26 @@ async def test_server_without_persistence_forgets_on_restart(tmp_path: Path) -> 
         client = aioredis.Redis.from_url(server.url)
         assert await client.get("lost") is None
         await client.aclose()
+    finally:
+        server.stop()
+
+
+async def test_a_tls_only_server_verifies_and_refuses_plain_text(tmp_path: Path) -> None:
+    tls = make_tls(tmp_path / "tls")
+    server = RedisServer(tmp_path / "redis", tls=tls, password="tls-pw").start()
+    try:
+        assert server.url.startswith("rediss://")
+        client = aioredis.Redis.from_url(server.url, ssl_ca_certs=str(tls.ca))
+        await client.set("secret", "over tls")
+        assert await client.get("secret") == b"over tls"
+        await client.aclose()
+        plain = aioredis.Redis(host=server.host, port=server.port, password="tls-pw", socket_timeout=2)
+        with pytest.raises(RedisError):
+            await plain.ping()
+        await plain.aclose()
+        untrusted = aioredis.Redis.from_url(server.url)  # the system CAs do not know ours
+        with pytest.raises(RedisError, match="certificate verify failed"):
+            await untrusted.ping()
+        await untrusted.aclose()
     finally:
         server.stop()

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from resonance_worker.domain import events
 from resonance_worker.engines import LocalFallbackEngine, MemoryEngine, RedisEngine
 from resonance_worker.engines.docs import MemoryDocStore, RedisDocStore
+from resonance_worker.errors import EngineError
 from resonance_worker.eventlog import MemoryEventLog
 from resonance_worker.eventlog.redis import RedisEventLog
 from resonance_worker.graph.store import Neo4jGraphStore
 from resonance_worker.living_settings import LivingSettings, Neo4jSettings
-from resonance_worker.settings import EngineKind, WorkerSettings
+from resonance_worker.settings import Durability, EngineKind, RedisMode, WorkerSettings
 from resonance_worker.storage import MEMORY_LOG_RETENTION, REDIS_LOG_RETENTION, Storage, build_storage
+
+from tests.harness.redis import RedisServer
 
 
 async def test_the_memory_mode_keeps_everything_in_this_process() -> None:
@@ -29,8 +37,36 @@ async def test_the_redis_mode_logs_next_to_the_engines_keys_on_a_client_of_its_o
     assert isinstance(log, RedisEventLog) and log.key == "p7.events" and log.retention == REDIS_LOG_RETENTION
     docs = storage.docs  # shared documents: next to the engine's keys, on a client of their own
     assert isinstance(docs, RedisDocStore) and docs.prefix == "p7"
-    assert storage.owned == (log, docs)
+    connector = storage.engine.inner.connector
+    assert storage.owned == (log, docs, connector)  # the connector closes last
+    assert connector.mode is RedisMode.STANDALONE
     await storage.close()  # nothing was connected: closing is still clean
+
+
+async def test_the_sentinel_mode_shares_one_connector_between_the_engine_and_the_log() -> None:
+    settings = WorkerSettings(
+        engine=EngineKind.REDIS,
+        redis_mode=RedisMode.SENTINEL,
+        redis_sentinels=["127.0.0.1:26379", "[::1]:26380"],
+        redis_sentinel_service="svc",
+        redis_durability=Durability.REPLICA,
+    )
+    storage = build_storage(settings)
+    engine = storage.engine
+    assert isinstance(engine, RedisEngine) and engine.durability is Durability.REPLICA
+    connector = engine.connector
+    assert connector.sentinels == (("127.0.0.1", 26379), ("::1", 26380)) and connector.service == "svc"
+    assert storage.owned == (storage.event_log, storage.docs, connector)  # the documents too, via Sentinel
+    await storage.close()
+
+
+def test_sentinel_mode_needs_sentinel_addresses_that_parse() -> None:
+    with pytest.raises(ValueError, match="needs redis_sentinels"):
+        WorkerSettings(engine=EngineKind.REDIS, redis_mode=RedisMode.SENTINEL)
+    with pytest.raises(ValueError, match="host:port"):
+        build_storage(
+            WorkerSettings(engine=EngineKind.REDIS, redis_mode=RedisMode.SENTINEL, redis_sentinels=["nohost"])
+        )
 
 
 async def test_the_graph_comes_with_a_uri_and_the_living_core() -> None:
@@ -50,3 +86,29 @@ async def test_an_engine_of_ones_own_gets_a_bounded_memory_log() -> None:
     assert storage.engine is engine and isinstance(storage.event_log, MemoryEventLog)
     await storage.start(None)  # type: ignore[arg-type]
     await storage.close()
+
+
+@pytest.mark.redis
+async def test_a_password_from_its_own_setting_reaches_a_password_protected_redis(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis", password="s3cret/:@pw").start()
+    try:
+        plain_url = f"redis://{server.host}:{server.port}/0"
+        settings = WorkerSettings(
+            engine=EngineKind.REDIS, redis_url=plain_url, redis_password=SecretStr("s3cret/:@pw")
+        )
+        storage = build_storage(settings)
+        try:
+            await storage.engine.start()
+            await storage.engine.ping()
+            await storage.event_log.append(events.state_changed("ann", 1.0, {"valence": 0.0, "arousal": 0.5}))
+        finally:
+            await storage.close()
+        refused = build_storage(WorkerSettings(engine=EngineKind.REDIS, redis_url=plain_url))
+        try:
+            await refused.engine.start()
+            with pytest.raises(EngineError, match=r"(?i)auth"):
+                await refused.engine.ping()
+        finally:
+            await refused.close()
+    finally:
+        server.stop()

@@ -42,6 +42,10 @@ class EngineCircuitOpenError(EngineError):
     """Refused without trying: the engine's circuit breaker is open."""
 
 
+class EngineOutOfMemoryError(EngineError):
+    """Redis refused a write: it reached ``maxmemory`` with ``noeviction`` (nothing was evicted)."""
+
+
 class GraphError(EngineError):
     """Neo4j failed, timed out or is unreachable."""
 

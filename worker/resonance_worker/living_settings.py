@@ -94,6 +94,12 @@ class LivingSettings(BaseModel):
         description="Awareness updates one connection may announce per document and second (burst as many); "
         "past it a client's newer state replaces its held one, released within a second.",
     )
+    journal_capacity: int = Field(
+        10_000,
+        ge=1,
+        description="Events buffered in order while the event log (Redis) is away, ~1 KiB each; over it "
+        "new events are dropped (`resonance_eventlog_dropped_total`).",
+    )
 
 
 class Neo4jSettings(BaseModel):

@@ -3,9 +3,27 @@ default), so several workers in one test process never collide."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+
+class _EngineCounters(Collector):
+    """Counters the engine keeps itself (read at scrape time): ``resonance_redis_oom_total``."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = getattr(engine, "inner", engine)  # the Redis engine under a local fallback
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "resonance_redis_oom",
+            "Writes Redis refused at maxmemory (noeviction: nothing evicted; the call failed).",
+            value=getattr(self.engine, "out_of_memory", 0),
+        )
 
 
 @dataclass
@@ -80,6 +98,10 @@ class WorkerMetrics:
         self.feature_flags = Gauge(
             "resonance_feature_flags", "Flags in the feature set in force.", registry=r
         )
+
+    def watch_engine(self, engine: Any) -> None:
+        """Export the engine's own counters (any engine; those it does not keep read 0)."""
+        self.registry.register(_EngineCounters(engine))
 
     def render(self) -> bytes:
         """The exposition text format."""

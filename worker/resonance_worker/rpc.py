@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from resonance_worker.domain.codes import ErrorCode
+from resonance_worker.domain.consent import DataKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,8 @@ class RpcCall:
     data: Any
     user: str
     client: str
+    consent: frozenset[DataKind] | None = None
+    """The caller's token ``consent`` claim (None: absent); see ``domain.consent``."""
 
 
 class RpcError(Exception):

@@ -28,6 +28,22 @@ class EngineKind(enum.StrEnum):
     REDIS = "redis"
 
 
+class RedisMode(enum.StrEnum):
+    """How the redis engine finds Redis (docs/reliability.md)."""
+
+    STANDALONE = "standalone"
+    SENTINEL = "sentinel"
+
+
+class Durability(enum.StrEnum):
+    """When a publication is acknowledged (docs/reliability.md says what each can lose)."""
+
+    NONE = "none"
+    """On the primary's answer: a primary crash loses what its replicas had not received yet."""
+    REPLICA = "replica"
+    """After ``WAIT 1``: at least one replica has the publication; only then is it delivered."""
+
+
 class LimitSettings(BaseModel):
     """Limits; 0 means unlimited. Each violation has a documented code (docs/protocol.md)."""
 
@@ -103,6 +119,37 @@ class SentrySettings(BaseModel):
     sample_rate: float = Field(1.0, ge=0, le=1, description="Share of error events sent.")
 
 
+class DataSettings(BaseModel):
+    """Data rights for biometric and emotional data (docs/data-rights.md)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    consent_required: bool = Field(
+        True,
+        description="A token without a `consent` claim stores nothing biometric, emotional or in the graph "
+        "(false: a missing claim is consent to every kind; for development).",
+    )
+    retention_biometrics_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="Biometric readings older than this are removed from channel history (0: no limit).",
+    )
+    retention_emotions_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="Emotional states and questions older than this are removed from room history, the event "
+        "log and the graph (0: no limit).",
+    )
+    retention_graph_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="A person's graph nodes and relations older than this are removed (0: no limit).",
+    )
+    retention_check_seconds: float = Field(
+        300.0, gt=0, description="How often each worker removes what is past its retention."
+    )
+
+
 class WorkerSettings(BaseSettings):
     """All worker settings. Build once in ``main`` and pass down; never a global."""
 
@@ -124,6 +171,42 @@ class WorkerSettings(BaseSettings):
         "the redis engine (it is what connects them) and a fixed port.",
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL used by the redis engine.")
+    redis_mode: RedisMode = Field(
+        RedisMode.STANDALONE,
+        description="`standalone`: `redis_url`; `sentinel`: the primary named by `redis_sentinels` for "
+        "`redis_sentinel_service` (password, database and TLS still from `redis_url`).",
+    )
+    redis_password: SecretStr | None = Field(
+        None,
+        description="Redis password, when `redis_url` has none (the operator sets it from the managed "
+        "Redis's Secret); it also authenticates to the nodes Sentinel names.",
+    )
+    redis_sentinels: list[str] = Field(
+        default_factory=list,
+        description="Sentinel addresses as `host:port` (JSON list), for `sentinel` mode.",
+    )
+    redis_sentinel_service: str = Field(
+        "resonance", description="The Sentinel service (master group) name of the primary."
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        None, description="Password of the Sentinels themselves, if they require one."
+    )
+    redis_durability: Durability = Field(
+        Durability.NONE,
+        description="`none`: a publication is acknowledged on the primary's answer; `replica`: only after "
+        "`WAIT 1` confirmed a replica has it (then delivered). What each loses: docs/reliability.md.",
+    )
+    redis_replica_wait_ms: int = Field(
+        500,
+        ge=1,
+        description="How long `replica` durability waits for a replica before refusing the publish.",
+    )
+    redis_failover_retry_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="How long idempotent Redis calls are retried (jittered backoff) across a broken "
+        "connection or a failover; a publish is retried only with an idempotency key (0: never).",
+    )
     redis_circuit_failures: int = Field(
         5,
         ge=0,
@@ -259,6 +342,9 @@ class WorkerSettings(BaseSettings):
     features_poll_seconds: float = Field(
         1.0, gt=0, le=60, description="How often the feature-flag file is checked for a change."
     )
+    data: DataSettings = Field(
+        default_factory=DataSettings, description="Consent and retention of biometric and emotional data."
+    )
 
     @property
     def worker_name(self) -> str:
@@ -271,6 +357,12 @@ class WorkerSettings(BaseSettings):
             ("redis://", "rediss://", "unix://")
         ):
             raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+        return self
+
+    @model_validator(mode="after")
+    def _sentinels_given(self) -> WorkerSettings:
+        if self.redis_mode is RedisMode.SENTINEL and not self.redis_sentinels:
+            raise ValueError("redis_mode=sentinel needs redis_sentinels (a JSON list of host:port)")
         return self
 
     @model_validator(mode="after")
@@ -360,6 +452,12 @@ def render_settings_doc() -> str:
         "| Variable | Default | Meaning |",
         "|---|---|---|",
         *_rows(SentrySettings, "RESONANCE_SENTRY__"),
+        "",
+        "## Data rights (`RESONANCE_DATA__…`)",
+        "",
+        "| Variable | Default | Meaning |",
+        "|---|---|---|",
+        *_rows(DataSettings, "RESONANCE_DATA__"),
         "",
         "## Namespace options (JSON keys in `RESONANCE_NAMESPACES`)",
         "",

@@ -14,6 +14,9 @@ setting     engine                                event log
                                                   hold the engine's pool)
 ==========  ====================================  ============================================
 
+Both reach Redis through one :class:`~.redis_client.RedisConnector` (``RESONANCE_REDIS_MODE``:
+one server, or the primary a set of Sentinels names, found again after a failover).
+
 The graph (Neo4j) is there only when ``RESONANCE_NEO4J__URI`` is set and the living core is on:
 it is the living core's projection of the event log. Everything that needs a store asks
 :class:`Storage` for it rather than probing the engine's type, so a new backend (Redis Sentinel
@@ -24,13 +27,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from resonance_worker.engines import Engine, build_engine
-from resonance_worker.engines.base import EngineEventHandler
+from resonance_worker.engines.base import EngineEventHandler, PersonalStore
 from resonance_worker.engines.docs import DocStore, MemoryDocStore, RedisDocStore
 from resonance_worker.eventlog import EventLog, MemoryEventLog, Retention
 from resonance_worker.eventlog.redis import RedisEventLog
+from resonance_worker.redis_client import RedisConnector
 from resonance_worker.settings import EngineKind, WorkerSettings
 
 MEMORY_LOG_RETENTION = Retention(max_len=100_000)
@@ -70,6 +74,15 @@ class GraphStore(Protocol):
     async def query(self, name: str, user: str, args: Mapping[str, Any]) -> Any:
         """Run query ``name`` for ``user``: a JSON-ready result."""
 
+    async def export_user(self, user: str) -> dict[str, Any]:
+        """The person's part of the graph (``graph.rights``), JSON-ready."""
+
+    async def erase_user(self, user: str) -> dict[str, int]:
+        """Delete it; how many of each went."""
+
+    async def expire(self, *, emotions_before: float | None, graph_before: float | None) -> int:
+        """Delete what is past its retention (epoch seconds; None: keep); how many went."""
+
     async def close(self) -> None:
         """Release the driver."""
 
@@ -90,6 +103,12 @@ class Storage:
     docs: DocStore = field(default_factory=MemoryDocStore)
     """Shared Yjs documents (update logs, snapshots, awareness): next to the engine's keys."""
 
+    @property
+    def personal(self) -> PersonalStore:
+        """The engine's data-rights side (the engine under a degraded-mode wrapper)."""
+        engine: Any = getattr(self.engine, "inner", self.engine)
+        return cast(PersonalStore, engine)
+
     @classmethod
     def around(cls, engine: Engine) -> Storage:
         """An engine of the caller's (tests, embedding) with a bounded in-memory event log."""
@@ -109,15 +128,16 @@ class Storage:
 
 def build_storage(settings: WorkerSettings) -> Storage:
     """The stores the settings ask for, not yet started (nothing connects before :meth:`Storage.start`)."""
-    engine = build_engine(settings)
     graph = _build_graph(settings) if settings.living.enabled and settings.neo4j.uri else None
     if settings.engine is EngineKind.REDIS:
-        log = RedisEventLog.from_url(
-            settings.redis_url, prefix=settings.redis_prefix, retention=REDIS_LOG_RETENTION
+        connector = RedisConnector.from_settings(settings)
+        log = RedisEventLog.from_connector(
+            connector, prefix=settings.redis_prefix, retention=REDIS_LOG_RETENTION
         )
-        docs = RedisDocStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
-        return Storage(engine, log, graph, owned=(log, docs), docs=docs)
-    return Storage(engine, MemoryEventLog(retention=MEMORY_LOG_RETENTION), graph)
+        # Person documents (issue 15) on a client of the same connector: in Sentinel mode the primary too.
+        docs = RedisDocStore(connector.client(timeout=5.0, socket_timeout=None), prefix=settings.redis_prefix)
+        return Storage(build_engine(settings, connector), log, graph, owned=(log, docs, connector), docs=docs)
+    return Storage(build_engine(settings), MemoryEventLog(retention=MEMORY_LOG_RETENTION), graph)
 
 
 def _build_graph(settings: WorkerSettings) -> GraphStore:

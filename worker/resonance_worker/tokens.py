@@ -16,13 +16,17 @@ def mint_connection_token(
     ttl: float = 3600.0,
     info: Any = None,
     channels: list[str] | None = None,
+    consent: list[str] | None = None,
 ) -> str:
-    """An HS256 connection JWT for user ``sub`` valid for ``ttl`` seconds from ``now``."""
+    """An HS256 connection JWT for user ``sub`` valid for ``ttl`` seconds from ``now`` (``consent``:
+    the kinds of data that may be stored, see ``domain.consent``)."""
     claims: dict[str, Any] = {"sub": sub, "iat": int(now), "exp": int(now + ttl)}
     if info is not None:
         claims["info"] = info
     if channels:
         claims["channels"] = channels
+    if consent is not None:
+        claims["consent"] = consent
     return jwt.encode(claims, secret, algorithm="HS256")
 
 

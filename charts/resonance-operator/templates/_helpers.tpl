@@ -69,6 +69,10 @@ app.kubernetes.io/part-of: resonance-liminal
 - apiGroups: [apps]
   resources: [deployments, statefulsets]
   verbs: [get, list, watch, create, patch, delete]
+# Backups (spec.backup): the CronJob is watched, so a finished backup reaches status.backup at once.
+- apiGroups: [batch]
+  resources: [cronjobs]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

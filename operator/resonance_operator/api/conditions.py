@@ -18,6 +18,7 @@ class ConditionType(enum.StrEnum):
     """The PodMonitor / ServiceMonitor the spec asks for exists (its CRD is served)."""
     AUTOSCALING = "Autoscaling"
     """How the workers are scaled (only while ``autoscaling.enabled``): the connections target needs KEDA."""
+    BACKUP_SUCCEEDED = "BackupSucceeded"
 
 
 class ConditionStatus(enum.StrEnum):
@@ -52,6 +53,15 @@ class Reason(enum.StrEnum):
     SCALED_BY_KEDA = "ScaledByKEDA"
     SCALED_ON_CPU = "ScaledOnCPU"
     KEDA_NOT_SERVED = "KEDANotServed"
+
+
+class BackupReason(enum.StrEnum):
+    """``BackupSucceeded`` reasons (only with ``spec.backup``)."""
+
+    LAST_BACKUP_SUCCEEDED = "LastBackupSucceeded"
+    LAST_BACKUP_FAILED = "LastBackupFailed"
+    NO_BACKUP_YET = "NoBackupYet"
+    BACKUP_RUNNING = "BackupRunning"
 
 
 class ProgressingReason(enum.StrEnum):

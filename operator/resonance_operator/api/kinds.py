@@ -75,6 +75,8 @@ POD_MONITOR = child("monitoring.coreos.com/v1", "PodMonitor", "podmonitors", opt
 HTTP_ROUTE = child("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes", optional=True)
 # Scaling on connections per pod, where KEDA is installed (desired/keda.py).
 SCALED_OBJECT = child("keda.sh/v1alpha1", "ScaledObject", "scaledobjects", optional=True)
+# Backups (spec.backup): watched, so a backup Job's end reaches status.backup at once.
+CRON_JOB = child("batch/v1", "CronJob", "cronjobs", watched=True)
 
 CLUSTER = Kind(
     API_VERSION,
@@ -109,6 +111,7 @@ KINDS: tuple[Kind, ...] = (
     POD_MONITOR,
     HTTP_ROUTE,
     SCALED_OBJECT,
+    CRON_JOB,
     EVENT,
     POD,
 )

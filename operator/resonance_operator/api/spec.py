@@ -140,25 +140,90 @@ class Persistence(Model):
     storage_class_name: str | None = None
 
 
+class SentinelSpec(Model):
+    """Redis Sentinel beside each managed Redis pod: it watches the primary and promotes a replica."""
+
+    enabled: bool = False
+    quorum: int = 2
+    down_after_milliseconds: int = 5000
+
+
+class RedisPasswordSpec(Model):
+    """A password for managed Redis: from ``secret_ref``, or generated once into a Secret."""
+
+    generate: bool = False
+    secret_ref: SecretKeyRef | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.generate or self.secret_ref is not None
+
+
 class ManagedRedis(Model):
     image: str = "redis:7.4-alpine"
     persistence: Persistence = Field(default_factory=Persistence)
     resources: Resources = Field(default_factory=Resources)
     scheduling: Scheduling = Field(default_factory=Scheduling)
+    replicas: int = 1
+    """Redis pods: one primary and ``replicas - 1`` replicas (with Sentinel, at least 3)."""
+    sentinel: SentinelSpec = Field(default_factory=SentinelSpec)
+    password: RedisPasswordSpec = Field(default_factory=RedisPasswordSpec)
+    maxmemory: str | None = None
+    """``maxmemory`` of each Redis (e.g. ``512mb``), with ``noeviction``: a full Redis refuses writes
+    (the worker counts them as pain and in ``resonance_redis_oom_total``) and never drops a stream."""
+
+
+class ExternalSentinel(Model):
+    """An existing Sentinel deployment: workers ask it for the primary of ``service``."""
+
+    addresses: list[str]
+    service: str = "resonance"
 
 
 class ExternalRedis(Model):
     url: str | None = None
     url_secret_ref: SecretKeyRef | None = None
+    sentinel: ExternalSentinel | None = None
 
 
 class RedisSpec(Model):
     managed: ManagedRedis | None = None
     external: ExternalRedis | None = None
+    durability: str = "none"
+    """``none`` | ``replica`` (a publication is acknowledged once a replica has it): the workers'
+    RESONANCE_REDIS_DURABILITY; what each loses is in docs/reliability.md."""
 
     @property
     def is_managed(self) -> bool:
         return self.external is None
+
+
+class BackupPvc(Model):
+    claim_name: str
+
+
+class BackupS3(Model):
+    endpoint: str
+    bucket: str
+    prefix: str | None = None
+    region: str = "us-east-1"
+    credentials_secret_ref: str
+    """A Secret with ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY``."""
+
+
+class BackupDestination(Model):
+    pvc: BackupPvc | None = None
+    s3: BackupS3 | None = None
+
+
+class BackupSpec(Model):
+    """Scheduled backups of Redis (RDB) and the event log (a CronJob running the worker image's
+    ``python -m resonance_worker.backup backup``); restore: docs/operator.md."""
+
+    schedule: str = "0 3 * * *"
+    retention: str = "7d"
+    destination: BackupDestination
+    suspend: bool = False
 
 
 class ManagedNeo4j(Model):
@@ -380,6 +445,7 @@ class ClusterSpec(Model):
     pod_disruption_budget: PodDisruptionBudgetSpec = Field(default_factory=PodDisruptionBudgetSpec)
     network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec)
     features: list[FeatureFlag] = Field(default_factory=list)
+    backup: BackupSpec | None = None
 
 
 class ObjectMeta(BaseModel):

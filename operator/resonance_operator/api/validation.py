@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from resonance_operator.api import cron
 from resonance_operator.api.spec import ResonanceCluster, Resources, RolloutStrategy, SecretKeyRef
 
 MAX_NAME_LENGTH = 40
@@ -128,6 +129,46 @@ _DERIVED_EXTRAS = {
 }
 
 
+_PERIOD = re.compile(r"^[1-9][0-9]*[hdw]$")
+
+
+def _redis_and_backup_errors(cluster: ResonanceCluster) -> list[str]:
+    spec = cluster.spec
+    errors: list[str] = []
+    managed = spec.redis.managed if spec.redis.external is None else None
+    if spec.redis.durability not in ("none", "replica"):
+        errors.append(f"spec.redis.durability: {spec.redis.durability!r} is not none or replica")
+    if managed is not None:
+        if managed.replicas < 1:
+            errors.append("spec.redis.managed.replicas: at least 1")
+        if spec.redis.durability == "replica" and managed.replicas < 2:
+            errors.append("spec.redis.durability: replica needs spec.redis.managed.replicas of 2 or more")
+        sentinel = managed.sentinel
+        if sentinel.enabled and managed.replicas < 3:
+            errors.append("spec.redis.managed.sentinel: needs replicas of 3 or more (a Sentinel in each pod)")
+        if sentinel.enabled and not 1 <= sentinel.quorum <= managed.replicas:
+            errors.append(f"spec.redis.managed.sentinel.quorum: between 1 and replicas ({managed.replicas})")
+        if managed.replicas > 1 and not sentinel.enabled:
+            errors.append("spec.redis.managed.replicas: more than 1 needs sentinel.enabled (who is primary)")
+        if managed.password.generate and managed.password.secret_ref is not None:
+            errors.append("spec.redis.managed.password: generate or secretRef, not both")
+    external = spec.redis.external
+    if external is not None and external.sentinel is not None and not external.sentinel.addresses:
+        errors.append("spec.redis.external.sentinel.addresses: at least one host:port")
+    backup = spec.backup
+    if backup is not None:
+        destination = backup.destination
+        if (destination.pvc is None) == (destination.s3 is None):
+            errors.append("spec.backup.destination: exactly one of pvc or s3")
+        if not _PERIOD.match(backup.retention):
+            errors.append(f"spec.backup.retention: {backup.retention!r}: a number and h, d or w (e.g. 7d)")
+        try:
+            cron.Schedule.parse(backup.schedule)
+        except cron.CronError as exc:
+            errors.append(f"spec.backup.schedule: {exc}")
+    return errors
+
+
 def semantic_errors(cluster: ResonanceCluster, secrets: Mapping[str, Mapping[str, Any] | None]) -> list[str]:
     """Every semantic problem of the spec, as messages naming the field."""
     spec = cluster.spec
@@ -165,6 +206,7 @@ def semantic_errors(cluster: ResonanceCluster, secrets: Mapping[str, Mapping[str
         errors.append(
             "spec.worker.clientAddress.proxyProtocol needs trustedProxies: the header is read only from them"
         )
+    errors.extend(_redis_and_backup_errors(cluster))
     if spec.rollout.canary is not None:
         weights = [step.set_weight for step in spec.rollout.canary.steps if step.set_weight is not None]
         if weights != sorted(weights):

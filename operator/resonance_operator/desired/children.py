@@ -23,7 +23,17 @@ from resonance_operator.api import kinds
 from resonance_operator.api.kinds import Kind
 from resonance_operator.api.observed import ChildKey
 from resonance_operator.api.spec import ResonanceCluster
-from resonance_operator.desired import datastores, features, keda, meta, revisions, secrets, settings, worker
+from resonance_operator.desired import (
+    backup,
+    datastores,
+    features,
+    keda,
+    meta,
+    revisions,
+    secrets,
+    settings,
+    worker,
+)
 
 Body = Mapping[str, Any]
 
@@ -47,6 +57,7 @@ class FreshSecrets:
     jwt: str
     neo4j_password: str
     api_key: str = ""
+    redis_password: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,6 +154,13 @@ def _hpa_handed_to_keda(cluster: ResonanceCluster, served: Sequence[Kind]) -> li
     return [worker.name(cluster)] if kinds.SCALED_OBJECT in served and keda.by_connections(cluster) else []
 
 
+def _generated_redis_password(cluster: ResonanceCluster, inputs: Inputs) -> Bodies:
+    managed = cluster.spec.redis.managed
+    if cluster.spec.redis.external is not None or managed is None or not managed.password.generate:
+        return []
+    return [settings.redis_auth_secret(cluster, inputs.fresh.redis_password)]
+
+
 def _named(*names: Callable[[ResonanceCluster], str]) -> Callable[[ResonanceCluster], list[str]]:
     """The names a child can have, each from the cluster."""
     return lambda cluster: [name(cluster) for name in names]
@@ -161,11 +179,22 @@ CHILDREN: tuple[ChildKind, ...] = (
         kinds.SECRET, _named(settings.neo4j_auth_secret_name), _generated_neo4j_password, create_only=True
     ),
     ChildKind(kinds.SECRET, _named(settings.api_key_secret_name), _generated_api_key, create_only=True),
+    ChildKind(
+        kinds.SECRET, _named(settings.redis_auth_secret_name), _generated_redis_password, create_only=True
+    ),
     ChildKind(kinds.SERVICE, _named(settings.redis_service_name), _one(datastores.redis_service)),
+    ChildKind(
+        kinds.SERVICE, _named(settings.redis_sentinel_service_name), _one(datastores.redis_sentinel_service)
+    ),
     ChildKind(
         kinds.STATEFUL_SET,
         _named(lambda c: meta.child_name(c, meta.REDIS)),
         _one(datastores.redis_stateful_set),
+    ),
+    ChildKind(
+        kinds.POD_DISRUPTION_BUDGET,
+        _named(lambda c: meta.child_name(c, meta.REDIS)),
+        _one(datastores.redis_pod_disruption_budget),
     ),
     ChildKind(kinds.SERVICE, _named(settings.neo4j_service_name), _one(datastores.neo4j_service)),
     ChildKind(
@@ -215,6 +244,8 @@ CHILDREN: tuple[ChildKind, ...] = (
         _worker_tier(keda.scaled_object, lambda c, t, _: revisions.scaled_objects(c, t)),
     ),
     ChildKind(kinds.POD_DISRUPTION_BUDGET, _named(worker.name), _one(worker.pod_disruption_budget)),
+    # After the ConfigMap and Secrets it reads; its Jobs run on their own schedule.
+    ChildKind(kinds.CRON_JOB, _named(backup.name), _one(backup.cron_job)),
     ChildKind(
         kinds.SERVICE_MONITOR,
         _named(worker.name),

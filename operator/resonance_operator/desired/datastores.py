@@ -43,11 +43,12 @@ def _stateful_set(
     component: str,
     pod_spec: dict[str, Any],
     claims: list[dict[str, Any]],
+    replicas: int = 1,
 ) -> dict[str, Any]:
     name = meta.child_name(cluster, component)
     spec: dict[str, Any] = {
         "serviceName": name,
-        "replicas": 1,
+        "replicas": replicas,
         "selector": {"matchLabels": meta.selector_labels(cluster, component)},
         "template": {"metadata": {"labels": meta.labels(cluster, component)}, "spec": pod_spec},
     }
@@ -70,39 +71,193 @@ def _data_volume(persistence: Persistence, claim_name: str) -> tuple[list[dict[s
     return [{"name": claim_name, "emptyDir": {}}], []
 
 
+def _find_primary(cluster: ResonanceCluster) -> list[str]:
+    """Shell lines setting ``SELF`` (this pod's stable DNS name) and ``PRIMARY`` (what the Sentinels
+    name; pod 0 when none answers, i.e. the first start)."""
+    service = f"{settings.redis_service_name(cluster)}.{cluster.namespace}.svc"
+    return [
+        f'SELF="$(hostname).{service}"',
+        f'PRIMARY="$(redis-cli -h {settings.redis_sentinel_service_name(cluster)} -p '
+        f"{settings.REDIS_SENTINEL_PORT} --raw sentinel get-master-addr-by-name "
+        f'{settings.REDIS_SENTINEL_SERVICE} 2>/dev/null | head -n1 || true)"',
+        f'[ -n "$PRIMARY" ] || PRIMARY="{meta.child_name(cluster, meta.REDIS)}-0.{service}"',
+    ]
+
+
+def _redis_start_script(cluster: ResonanceCluster) -> str:
+    """The Redis container's start: primary or replica of the primary Sentinel names (pod 0 at first)."""
+    managed = cluster.spec.redis.managed
+    assert managed is not None
+    args = ["--dir /data", f"--appendonly {'yes' if managed.persistence.enabled else 'no'}"]
+    if managed.maxmemory is not None:
+        args += [f"--maxmemory {managed.maxmemory}", "--maxmemory-policy noeviction"]
+    lines = ["set -eu", f"set -- redis-server {' '.join(args)}"]
+    if managed.password.enabled:
+        lines.append('set -- "$@" --requirepass "$REDIS_PASSWORD" --masterauth "$REDIS_PASSWORD"')
+    if managed.sentinel.enabled:
+        lines += [
+            *_find_primary(cluster),
+            'set -- "$@" --replica-announce-ip "$SELF"',
+            f'[ "$PRIMARY" = "$SELF" ] || set -- "$@" --replicaof "$PRIMARY" {settings.REDIS_PORT}',
+        ]
+    lines.append('exec "$@"')
+    return "\n".join(lines) + "\n"
+
+
+def _sentinel_start_script(cluster: ResonanceCluster) -> str:
+    """The Sentinel container's start: a fresh config monitoring the primary its peers name."""
+    managed = cluster.spec.redis.managed
+    assert managed is not None
+    group = settings.REDIS_SENTINEL_SERVICE
+    sentinel = managed.sentinel
+    return (
+        "\n".join(
+            [
+                "set -eu",
+                *_find_primary(cluster),
+                "cat > /sentinel/sentinel.conf <<EOF",
+                f"port {settings.REDIS_SENTINEL_PORT}",
+                "sentinel resolve-hostnames yes",
+                "sentinel announce-hostnames yes",
+                "sentinel announce-ip $SELF",
+                f"sentinel monitor {group} $PRIMARY {settings.REDIS_PORT} {sentinel.quorum}",
+                f"sentinel down-after-milliseconds {group} {sentinel.down_after_milliseconds}",
+                f"sentinel failover-timeout {group} 60000",
+                f"sentinel parallel-syncs {group} 1",
+                "EOF",
+                f'[ -z "${{REDIS_PASSWORD:-}}" ] || echo "sentinel auth-pass {group} $REDIS_PASSWORD" '
+                ">> /sentinel/sentinel.conf",
+                "exec redis-sentinel /sentinel/sentinel.conf",
+            ]
+        )
+        + "\n"
+    )
+
+
+def _password_env(cluster: ResonanceCluster) -> list[dict[str, Any]]:
+    ref = settings.redis_password_ref(cluster)
+    if ref is None:
+        return []
+    return [{"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}]
+
+
 def redis_stateful_set(cluster: ResonanceCluster) -> dict[str, Any] | None:
     managed = cluster.spec.redis.managed
     if cluster.spec.redis.external is not None or managed is None:
         return None
     volumes, claims = _data_volume(managed.persistence, REDIS_DATA)
+    plain = not (managed.sentinel.enabled or managed.password.enabled or managed.maxmemory is not None)
+    ping = ["redis-cli", "ping"]
+    if managed.password.enabled:
+        ping = ["sh", "-c", 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli ping']
     container: dict[str, Any] = {
         "name": meta.REDIS,
         "image": managed.image,
-        "args": [
+        "ports": [{"name": "redis", "containerPort": settings.REDIS_PORT, "protocol": "TCP"}],
+        "volumeMounts": [{"name": REDIS_DATA, "mountPath": "/data"}],
+        "readinessProbe": {"exec": {"command": ping}, "periodSeconds": 5},
+        "livenessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 10},
+        "securityContext": workload.container_security_context(),
+    }
+    if plain:  # one Redis, no password, no limit: as before issue 18, so existing clusters keep their pods
+        container["args"] = [
             "redis-server",
             "--appendonly",
             "yes" if managed.persistence.enabled else "no",
             "--dir",
             "/data",
-        ],
-        "ports": [{"name": "redis", "containerPort": settings.REDIS_PORT, "protocol": "TCP"}],
-        "volumeMounts": [{"name": REDIS_DATA, "mountPath": "/data"}],
-        "readinessProbe": {"exec": {"command": ["redis-cli", "ping"]}, "periodSeconds": 5},
-        "livenessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 10},
-        "securityContext": workload.container_security_context(),
-    }
+        ]
+    else:
+        container["command"] = ["sh", "-c", _redis_start_script(cluster)]
+        if env := _password_env(cluster):
+            container["env"] = env
     if resources := workload.resources(managed.resources):
         container["resources"] = resources
+    containers = [container]
+    if managed.sentinel.enabled:
+        sentinel: dict[str, Any] = {
+            "name": "sentinel",
+            "image": managed.image,
+            "command": ["sh", "-c", _sentinel_start_script(cluster)],
+            "ports": [{"name": "sentinel", "containerPort": settings.REDIS_SENTINEL_PORT, "protocol": "TCP"}],
+            "volumeMounts": [{"name": "sentinel", "mountPath": "/sentinel"}],
+            "readinessProbe": {
+                "exec": {"command": ["redis-cli", "-p", str(settings.REDIS_SENTINEL_PORT), "ping"]},
+                "periodSeconds": 5,
+            },
+            "securityContext": workload.container_security_context(),
+        }
+        if env := _password_env(cluster):
+            sentinel["env"] = env
+        containers.append(sentinel)
+        volumes = [*volumes, {"name": "sentinel", "emptyDir": {}}]
     pod_spec: dict[str, Any] = {
-        "containers": [container],
+        "containers": containers,
         "securityContext": workload.pod_security_context(),
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
     }
     if volumes:
         pod_spec["volumes"] = volumes
+    if managed.replicas > 1:
+        pod_spec["affinity"] = {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "podAffinityTerm": {
+                            "labelSelector": {"matchLabels": meta.selector_labels(cluster, meta.REDIS)},
+                            "topologyKey": "kubernetes.io/hostname",
+                        },
+                    }
+                ]
+            }
+        }
     workload.apply_scheduling(pod_spec, managed.scheduling)
-    return _stateful_set(cluster, meta.REDIS, pod_spec, claims)
+    return _stateful_set(cluster, meta.REDIS, pod_spec, claims, managed.replicas)
+
+
+def redis_sentinel_service(cluster: ResonanceCluster) -> dict[str, Any] | None:
+    """A ClusterIP Service over every pod's Sentinel: what workers (and starting pods) ask."""
+    if not settings.managed_sentinel(cluster):
+        return None
+    return meta.with_spec_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta.metadata(cluster, settings.redis_sentinel_service_name(cluster), meta.REDIS),
+            "spec": {
+                "selector": meta.selector_labels(cluster, meta.REDIS),
+                "ports": [
+                    {
+                        "name": "sentinel",
+                        "port": settings.REDIS_SENTINEL_PORT,
+                        "targetPort": "sentinel",
+                        "protocol": "TCP",
+                    }
+                ],
+                "publishNotReadyAddresses": True,
+            },
+        }
+    )
+
+
+def redis_pod_disruption_budget(cluster: ResonanceCluster) -> dict[str, Any] | None:
+    """With replicas: at most one Redis pod voluntarily down at a time (a drain never takes the quorum)."""
+    managed = cluster.spec.redis.managed
+    if cluster.spec.redis.external is not None or managed is None or managed.replicas < 2:
+        return None
+    return meta.with_spec_hash(
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": meta.metadata(cluster, meta.child_name(cluster, meta.REDIS), meta.REDIS),
+            "spec": {
+                "selector": {"matchLabels": meta.selector_labels(cluster, meta.REDIS)},
+                "maxUnavailable": 1,
+            },
+        }
+    )
 
 
 def redis_service(cluster: ResonanceCluster) -> dict[str, Any] | None:
@@ -170,6 +325,18 @@ def neo4j_service(cluster: ResonanceCluster) -> dict[str, Any] | None:
     )
 
 
+def _datastore_clients(cluster: ResonanceCluster) -> list[dict[str, Any]]:
+    """Who may connect: the workers; with replicas, the Redis pods themselves (replication, Sentinel);
+    with backups, the backup Job's pods."""
+    clients = [{"podSelector": {"matchLabels": meta.selector_labels(cluster, meta.WORKER)}}]
+    managed = cluster.spec.redis.managed
+    if cluster.spec.redis.external is None and managed is not None and managed.replicas > 1:
+        clients.append({"podSelector": {"matchLabels": meta.selector_labels(cluster, meta.REDIS)}})
+    if cluster.spec.backup is not None:
+        clients.append({"podSelector": {"matchLabels": meta.selector_labels(cluster, meta.BACKUP)}})
+    return clients
+
+
 def network_policy(cluster: ResonanceCluster) -> dict[str, Any] | None:
     """Only this cluster's worker pods may open connections to its Redis and Neo4j."""
     managed = [
@@ -193,9 +360,7 @@ def network_policy(cluster: ResonanceCluster) -> dict[str, Any] | None:
                     "matchExpressions": [{"key": meta.COMPONENT_LABEL, "operator": "In", "values": managed}],
                 },
                 "policyTypes": ["Ingress"],
-                "ingress": [
-                    {"from": [{"podSelector": {"matchLabels": meta.selector_labels(cluster, meta.WORKER)}}]}
-                ],
+                "ingress": [{"from": _datastore_clients(cluster)}],
             },
         }
     )

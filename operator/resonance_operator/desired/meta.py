@@ -20,6 +20,7 @@ MANAGED_BY = "resonance-operator"
 WORKER = "worker"
 REDIS = "redis"
 NEO4J = "neo4j"
+BACKUP = "backup"
 
 # Children are named "<cluster>-<suffix>"; the longest suffix plus the
 # StatefulSet pod ordinal must still fit a 63-character DNS label.

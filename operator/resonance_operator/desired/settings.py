@@ -78,6 +78,54 @@ def neo4j_password_ref(cluster: ResonanceCluster) -> SecretKeyRef | None:
     return None
 
 
+REDIS_SENTINEL_PORT = 26379
+REDIS_SENTINEL_SERVICE = "resonance"
+"""The Sentinel service (master group) name of managed Redis."""
+REDIS_PASSWORD_KEY = "password"
+
+
+def redis_sentinel_service_name(cluster: ResonanceCluster) -> str:
+    return meta.child_name(cluster, meta.REDIS + "-sentinel")
+
+
+def redis_auth_secret_name(cluster: ResonanceCluster) -> str:
+    return meta.child_name(cluster, meta.REDIS + "-auth")
+
+
+def managed_sentinel(cluster: ResonanceCluster) -> bool:
+    managed = cluster.spec.redis.managed
+    return cluster.spec.redis.external is None and managed is not None and managed.sentinel.enabled
+
+
+def redis_password_ref(cluster: ResonanceCluster) -> SecretKeyRef | None:
+    """The managed Redis's password (given or generated); ``None`` without one, or for external Redis
+    (whose URL carries it)."""
+    managed = cluster.spec.redis.managed
+    if cluster.spec.redis.external is not None or managed is None or not managed.password.enabled:
+        return None
+    return managed.password.secret_ref or SecretKeyRef(
+        name=redis_auth_secret_name(cluster), key=REDIS_PASSWORD_KEY
+    )
+
+
+def redis_ha_environment(cluster: ResonanceCluster) -> dict[str, str]:
+    """Sentinel discovery and durability for the workers (and the backup Job)."""
+    redis = cluster.spec.redis
+    found: dict[str, str] = {}
+    if managed_sentinel(cluster):
+        address = f"{redis_sentinel_service_name(cluster)}.{cluster.namespace}.svc:{REDIS_SENTINEL_PORT}"
+        found["RESONANCE_REDIS_MODE"] = "sentinel"
+        found["RESONANCE_REDIS_SENTINELS"] = json.dumps([address])
+        found["RESONANCE_REDIS_SENTINEL_SERVICE"] = REDIS_SENTINEL_SERVICE
+    elif redis.external is not None and redis.external.sentinel is not None:
+        found["RESONANCE_REDIS_MODE"] = "sentinel"
+        found["RESONANCE_REDIS_SENTINELS"] = json.dumps(redis.external.sentinel.addresses)
+        found["RESONANCE_REDIS_SENTINEL_SERVICE"] = redis.external.sentinel.service
+    if redis.durability != "none":
+        found["RESONANCE_REDIS_DURABILITY"] = redis.durability
+    return found
+
+
 def worker_environment(cluster: ResonanceCluster) -> WorkerEnvironment:
     spec = cluster.spec
     settings = spec.worker.settings
@@ -102,6 +150,10 @@ def worker_environment(cluster: ResonanceCluster) -> WorkerEnvironment:
         from_secrets["RESONANCE_REDIS_URL"] = external_redis.url_secret_ref
     elif external_redis.url is not None:
         plain["RESONANCE_REDIS_URL"] = external_redis.url
+    plain.update(redis_ha_environment(cluster))
+    password = redis_password_ref(cluster)
+    if password is not None:
+        from_secrets["RESONANCE_REDIS_PASSWORD"] = password
 
     jwt_ref = jwt_secret_ref(cluster)
     if jwt_ref is not None:
@@ -204,6 +256,10 @@ def jwt_secret(cluster: ResonanceCluster, value: str) -> dict[str, Any]:
 
 def api_key_secret(cluster: ResonanceCluster, value: str) -> dict[str, Any]:
     return generated_secret(cluster, api_key_secret_name(cluster), API_KEY_KEY, value, meta.WORKER)
+
+
+def redis_auth_secret(cluster: ResonanceCluster, value: str) -> dict[str, Any]:
+    return generated_secret(cluster, redis_auth_secret_name(cluster), REDIS_PASSWORD_KEY, value, meta.REDIS)
 
 
 def neo4j_auth_secret(cluster: ResonanceCluster, value: str) -> dict[str, Any]:

@@ -21,7 +21,15 @@ from resonance_operator.api.conditions import ConditionType, EventReason, EventT
 from resonance_operator.api.observed import ChildKey, Observed
 from resonance_operator.api.spec import ResonanceCluster
 from resonance_operator.desired import meta, worker
-from resonance_operator.status import autoscaling, conditions, degraded, monitoring, progressing, ready
+from resonance_operator.status import (
+    autoscaling,
+    backup,
+    conditions,
+    degraded,
+    monitoring,
+    progressing,
+    ready,
+)
 from resonance_operator.status.facts import RolloutView, gather
 
 
@@ -69,15 +77,19 @@ def compute(
     before = cluster.status if previous is None else previous
     stamp = conditions.Stamp(list(before.get("conditions") or []), generation, now)
     workers = facts.workers
-    return {
+    found_conditions = [
+        ready.condition(facts, stamp),
+        progressing.condition(facts, stamp),
+        degraded.condition(facts, stamp),
+        monitoring.condition(facts, stamp),
+        *autoscaling.conditions(facts, stamp),
+    ]
+    backups = backup.status(cluster, observed, now)
+    if backups is not None:
+        found_conditions.append(backup.condition(backups, stamp))
+    result = {
         "observedGeneration": generation,
-        "conditions": [
-            ready.condition(facts, stamp),
-            progressing.condition(facts, stamp),
-            degraded.condition(facts, stamp),
-            monitoring.condition(facts, stamp),
-            *autoscaling.conditions(facts, stamp),
-        ],
+        "conditions": found_conditions,
         "replicas": workers.current,
         "readyReplicas": workers.ready,
         "selector": meta.selector_string(cluster, meta.WORKER),
@@ -88,6 +100,9 @@ def compute(
         if rollout is not None
         else {"strategy": cluster.spec.rollout.strategy.value},
     }
+    if backups is not None:
+        result["backup"] = backups
+    return result
 
 
 def _without_nulls(value: Any) -> Any:

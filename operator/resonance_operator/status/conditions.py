@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from resonance_operator.api.conditions import (
+    BackupReason,
     ConditionStatus,
     ConditionType,
     DegradedReason,
@@ -27,7 +28,7 @@ def make(
     previous: Sequence[Mapping[str, Any]],
     type_: ConditionType,
     status: ConditionStatus,
-    reason: Reason | ProgressingReason | DegradedReason,
+    reason: Reason | ProgressingReason | DegradedReason | BackupReason,
     message: str,
     *,
     generation: int,
@@ -65,7 +66,7 @@ class Stamp:
         self,
         type_: ConditionType,
         status: ConditionStatus,
-        reason: Reason | ProgressingReason | DegradedReason,
+        reason: Reason | ProgressingReason | DegradedReason | BackupReason,
         message: str,
     ) -> dict[str, Any]:
         return make(self.previous, type_, status, reason, message, generation=self.generation, now=self.now)

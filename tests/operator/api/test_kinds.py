@@ -10,7 +10,7 @@ def test_children_are_read_applied_and_pruned_and_some_listed_or_watched() -> No
     assert kinds.SERVICE.verbs == {"get", "create", "patch", "delete"}
     assert kinds.DEPLOYMENT.verbs == {"get", "list", "watch", "create", "patch", "delete"}
     assert kinds.STATEFUL_SET.verbs == kinds.DEPLOYMENT.verbs
-    assert kinds.WATCHED == (kinds.DEPLOYMENT, kinds.STATEFUL_SET)
+    assert kinds.WATCHED == (kinds.DEPLOYMENT, kinds.STATEFUL_SET, kinds.CRON_JOB)
     assert {k.kind for k in kinds.KINDS if k.optional} == {
         "ServiceMonitor",
         "PodMonitor",

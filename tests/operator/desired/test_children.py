@@ -32,6 +32,10 @@ def test_full_cluster_children_are_all_possible_keys() -> None:
             "neo4j": {"managed": {}},
             "ingress": {"enabled": True, "host": "a.example"},
             "observability": {"serviceMonitor": {"enabled": True}},
+            "redis": {
+                "managed": {"replicas": 3, "sentinel": {"enabled": True}, "password": {"generate": True}}
+            },
+            "backup": {"destination": {"pvc": {"claimName": "backups"}}},
         }
     )
     desired = children.desired_children(cluster, service_monitor_crd=True, fresh=FRESH)

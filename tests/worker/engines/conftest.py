@@ -18,7 +18,7 @@ from tests.harness.redis import RedisServer
 
 @dataclass
 class Event:
-    kind: str  # publication, join, leave, control
+    kind: str  # publication, join, leave, control, resumed
     channel: str = ""
     publication: Publication | None = None
     position: StreamPosition | None = None
@@ -48,6 +48,9 @@ class Recorder:
 
     def on_control(self, payload: bytes) -> None:
         self._add(Event("control", payload=payload))
+
+    def on_fanout_resumed(self) -> None:
+        self._add(Event("resumed"))
 
     def of(self, kind: str, channel: str | None = None) -> list[Event]:
         return [e for e in self.events if e.kind == kind and (channel is None or e.channel == channel)]

@@ -214,9 +214,13 @@ async def test_ping_fails_while_redis_is_stopped_and_recovers_after(
     with pytest.raises(EngineError):
         await engine.subscribe("chat:x")
 
+    assert not engine_on_own_redis.events.of("resumed")  # the first connect is no resumption
+
     own_redis.start()
     await until_ready(engine)
     assert engine.reconnects >= 1
+    # The handler hears that fan-out resumed (what was published meanwhile never reached it).
+    assert engine_on_own_redis.events.of("resumed")
 
 
 async def test_pubsub_resubscribes_after_a_restart_and_streams_get_a_new_epoch(

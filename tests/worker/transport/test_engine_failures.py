@@ -56,6 +56,43 @@ async def test_redis_down_makes_ready_503_and_commands_fail_temporarily(
         redis.stop()
 
 
+@pytest.mark.redis
+async def test_a_client_sent_away_with_3010_comes_back_while_the_worker_sheds(
+    tmp_path: Path, start_worker: StartWorker, clients: Clients
+) -> None:
+    """Redis restarts empty while the thyroid is overloaded by the outage: the position check sends
+    the client away with 3010 (its personal channel's stream is gone) and the worker, still shedding
+    new handshakes, lets exactly that client back in (a stranger is refused before and after)."""
+    redis = RedisServer(tmp_path / "own-redis").start()
+    try:
+        # A low threshold: one failed engine call overloads the thyroid (it then holds for its dwell).
+        worker = start_worker(
+            {
+                "RESONANCE_ENGINE": "redis",
+                "RESONANCE_REDIS_URL": redis.url,
+                "RESONANCE_LIVING__THYROID_THRESHOLD": "1",
+            }
+        )
+        client, events = await clients.connected(worker.ws_url, worker.token("phone"))
+        redis.kill()
+        with pytest.raises(centrifuge.ReplyError):
+            await client.presence("chat:outage")
+        for _ in range(100):
+            if (await asyncio.to_thread(worker.http, "GET", "/connection/websocket"))[0] == 503:
+                break
+            await asyncio.sleep(0.1)
+        assert (await asyncio.to_thread(worker.http, "GET", "/connection/websocket"))[0] == 503
+        redis.process.start()  # empty: the personal channel's epoch changes
+        await events.wait_code("connecting", 3010, timeout=20)
+        await events.wait_for("connected", timeout=20)
+        assert (await client.rpc("whoami", None)).data["user"] == "phone"
+        status, body = await asyncio.to_thread(worker.http, "GET", "/connection/websocket")
+        assert status == 503 and body["error"] == "overloaded"  # still shedding: its ticket was used
+        assert "resonance_thyroid_readmitted_total 1.0" in worker.metrics()
+    finally:
+        redis.stop()
+
+
 def test_unusable_key_material_stops_start_up_with_a_message(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "resonance_worker"],

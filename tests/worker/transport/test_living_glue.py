@@ -23,7 +23,7 @@ from resonance_worker.living.pain import pain_of_disconnect, pain_of_error
 from resonance_worker.living.thyroid import PAIN_CHANNEL
 from resonance_worker.living_settings import LivingSettings
 from resonance_worker.rpc import RpcCall, RpcError
-from resonance_worker.settings import WorkerSettings
+from resonance_worker.settings import DataSettings, WorkerSettings
 from resonance_worker.storage import Storage
 from resonance_worker.transport.app import build_worker
 from resonance_worker.transport.node import Node
@@ -52,7 +52,10 @@ def make(
 ) -> tuple[Living, Node, Clock]:
     clock = clock or Clock()
     worker = build_worker(
-        WorkerSettings(node_name=name, living=settings or LivingSettings()),
+        # What the core stores is what these tests check; consent has its own tests (test_data_rights.py).
+        WorkerSettings(
+            node_name=name, living=settings or LivingSettings(), data=DataSettings(consent_required=False)
+        ),
         Storage.around(engine or MemoryEngine()),
         clock=clock,
     )
@@ -157,6 +160,28 @@ async def test_disconnect_storms_hurt(living: tuple[Living, Node, Clock]) -> Non
     for _ in range(10):
         core.thyroid.disconnected(Disconnects.SHUTDOWN)
     assert core.thyroid.status(clock())["sources"]["disconnect_storm"] == 5.0
+
+
+async def test_clients_sent_away_to_reconnect_are_no_storm_and_are_readmitted_while_shedding(
+    living: tuple[Living, Node, Clock],
+) -> None:
+    from resonance_worker.living.origin import PainOrigin, charged_to
+
+    core, _, clock = living
+    for n in range(5):  # the position check sends everyone away at once after Redis came back empty
+        with charged_to(PainOrigin(f"198.51.100.{n}", None)):
+            core.thyroid.disconnected(Disconnects.INSUFFICIENT_STATE.because("stream gone"))
+    assert core.thyroid.status(clock())["sources"]["disconnect_storm"] == 0.0
+    assert core.thyroid.shed_retry_after("198.51.100.1") is None  # calm: nothing shed, no ticket used
+    for _ in range(4):
+        core.thyroid.feel(PainSource.SERVER_ERROR)  # overloaded: new handshakes are shed
+    assert core.thyroid.shed_retry_after("203.0.113.9") is not None  # a stranger
+    assert core.thyroid.shed_retry_after("198.51.100.1") is None  # one that was sent away, once
+    assert core.thyroid.shed_retry_after("198.51.100.1") is not None
+    assert core.thyroid.shed_retry_after() is not None  # no address known: shed
+    with charged_to(PainOrigin("198.51.100.7", None)):
+        core.thyroid.disconnected(Disconnects.SLOW)  # its own fault: no ticket
+    assert core.thyroid.shed_retry_after("198.51.100.7") is not None
 
 
 async def test_peer_pain_is_merged_and_malformed_peers_are_skipped(

@@ -184,6 +184,58 @@ async def test_a_gap_on_a_quiet_channel_is_found_and_recovered(
     assert checked.checker.lost == 1  # a subscriber that is up to date is left alone
 
 
+async def test_a_gap_left_by_a_pubsub_break_is_recovered_at_once_not_at_the_next_round(
+    redis_server: RedisServer, start_worker: StartWorker, clients: Clients
+) -> None:
+    """The check's rounds are 10 minutes apart here, yet a subscriber whose worker lost Redis while
+    the channel's last publication went out recovers within seconds: when the worker's pub/sub
+    connection comes back, the check looks at once (and again a moment later), as after a
+    Sentinel failover where the publishers are back on the new primary before this worker is."""
+    prefix = f"positions-{next(_prefixes)}"
+    proxy = await FaultProxy(redis_server.port).start()
+    publisher = start_worker(
+        {
+            "RESONANCE_ENGINE": "redis",
+            "RESONANCE_REDIS_URL": redis_server.url,
+            "RESONANCE_REDIS_PREFIX": prefix,
+            "RESONANCE_NAMESPACES": json.dumps({"stream": {"history_size": 10, "history_ttl_seconds": 600}}),
+            "RESONANCE_LIMITS__USER_PUBLISH_RATE": "0",
+        },
+        name="resumed-publisher",
+    )
+    worker = await InProcessWorker(
+        WorkerSettings(
+            host="127.0.0.1",
+            port=free_port(),
+            engine=EngineKind.REDIS,
+            redis_url=f"redis://127.0.0.1:{proxy.port}/0",
+            redis_prefix=prefix,
+            jwt_secret=JWT_SECRET,
+            namespaces=namespaces(),
+            living=LivingSettings(enabled=False),
+            position_check_seconds=600,
+        )
+    ).start()
+    try:
+        ledger = Ledger()
+        await subscribe(clients, worker.ws_url, ledger, "listener", publisher)
+        for n in (1, 2):
+            await publish(publisher, ledger, n)
+        assert await holds(ledger, "listener", [1, 2])
+
+        proxy.cut()
+        await publish(publisher, ledger, 3)
+        await asyncio.sleep(0.5)
+        proxy.admit()
+
+        assert await holds(ledger, "listener", [1, 2, 3], within_s=15.0), ledger.received
+        assert ledger.recoveries["listener"] == [True]
+        assert worker.checker is not None and worker.checker.lost == 1
+    finally:
+        await worker.stop()
+        await proxy.close()
+
+
 async def test_a_redis_that_lost_its_streams_is_told_on_a_quiet_channel(
     tmp_path: Path, start_worker: StartWorker, clients: Clients
 ) -> None:

@@ -27,6 +27,8 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from resonance_worker.domain.consent import ConsentError, DataKind, parse_claim
+
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 RSA_ALGORITHMS = ("RS256", "RS384", "RS512")
 EC_ALGORITHMS = ("ES256", "ES384", "ES512")
@@ -58,6 +60,7 @@ class ConnectClaims:
     tenant: str = ""  # see resonance_worker.domain.tenancy
     claims: Mapping[str, Any] = field(default_factory=dict)
     """Every claim of the token (feature-flag targeting reads them)."""
+    consent: frozenset[DataKind] | None = None  # the consent claim; None: absent (domain.consent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +199,7 @@ class TokenVerifier:
             channels=tuple(channels),
             tenant=_string_claim(claims, "tenant"),
             claims=MappingProxyType(claims),  # read-only: one dict serves every use of a remembered token
+            consent=_consent(claims),
         )
 
     def verify_subscribe(self, token: str, now: float) -> SubscribeClaims:
@@ -235,6 +239,13 @@ def _string_claim(claims: Mapping[str, Any], name: str) -> str:
 def _expire_at(claims: Mapping[str, Any]) -> int | None:
     exp = _number_claim(claims, "exp")
     return None if exp is None else int(exp)
+
+
+def _consent(claims: Mapping[str, Any]) -> frozenset[DataKind] | None:
+    try:
+        return parse_claim(claims.get("consent"))
+    except ConsentError as exc:
+        raise InvalidTokenError(str(exc)) from None
 
 
 def _info(claims: Mapping[str, Any]) -> bytes | None:

@@ -155,6 +155,9 @@ class Event:
 
 # ------------------------------------------------------------------ typed constructors
 
+NOT_IN_GRAPH = "not_in_graph"
+"""Payload flag: the person did not consent to the graph (``domain.consent``)."""
+
 
 def state_changed(
     person_id: str,
@@ -163,11 +166,15 @@ def state_changed(
     *,
     session_id: str | None = None,
     seq: int | None = None,
+    graph: bool = True,
 ) -> Event:
-    """A person's state changed. ``state`` is an EmotionalState.to_dict(); ``seq`` separates equal repeats."""
+    """A person's state changed. ``state`` is an EmotionalState.to_dict(); ``seq`` separates equal repeats;
+    ``graph=False``: the person did not consent to the graph (:func:`kept_out_of_graph`)."""
     payload: dict[str, Any] = {"state": dict(state), "session_id": session_id}
     if seq is not None:
         payload["seq"] = seq
+    if not graph:
+        payload[NOT_IN_GRAPH] = True
     return Event.create(EventType.STATE_CHANGED, person_id, at, payload)
 
 
@@ -177,10 +184,12 @@ def resonance_computed(room_id: str, at: float, resonance: Mapping[str, Any]) ->
 
 
 def presence_changed(
-    room_id: str, at: float, person_id: str, *, joined: bool, client_id: str | None = None
+    room_id: str, at: float, person_id: str, *, joined: bool, client_id: str | None = None, graph: bool = True
 ) -> Event:
     """Someone joined (``joined=True``) or left a room."""
-    payload = {"person_id": person_id, "joined": joined, "client_id": client_id}
+    payload: dict[str, Any] = {"person_id": person_id, "joined": joined, "client_id": client_id}
+    if not graph:
+        payload[NOT_IN_GRAPH] = True
     return Event.create(EventType.PRESENCE_CHANGED, room_id, at, payload)
 
 
@@ -189,9 +198,17 @@ def pattern_detected(room_id: str, at: float, pattern: Mapping[str, Any]) -> Eve
     return Event.create(EventType.PATTERN_DETECTED, room_id, at, {"pattern": dict(pattern)})
 
 
-def question_asked(person_id: str, at: float, question: Mapping[str, Any]) -> Event:
+def question_asked(person_id: str, at: float, question: Mapping[str, Any], *, graph: bool = True) -> Event:
     """A reflective question (ReflectiveQuestion.to_dict())."""
-    return Event.create(EventType.QUESTION_ASKED, person_id, at, {"question": dict(question)})
+    payload: dict[str, Any] = {"question": dict(question)}
+    if not graph:
+        payload[NOT_IN_GRAPH] = True
+    return Event.create(EventType.QUESTION_ASKED, person_id, at, payload)
+
+
+def kept_out_of_graph(event: Event) -> bool:
+    """Whether the person this event is about did not consent to the graph: logged, never projected."""
+    return NOT_IN_GRAPH in event.payload_json and event.payload.get(NOT_IN_GRAPH) is True
 
 
 def thyroid_released(worker_id: str, at: float, insight: Mapping[str, Any]) -> Event:

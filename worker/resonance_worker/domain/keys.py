@@ -13,7 +13,10 @@ and ``<prefix>.conns.user.{u:<user>}`` (sorted sets of connection ids scored by 
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass
+
+from resonance_worker.domain.consent import DataKind
 
 
 class DataClass(enum.StrEnum):
@@ -40,6 +43,13 @@ class UserKind:
     data_class: DataClass
     shape: Shape
 
+    @property
+    def data_kind(self) -> DataKind | None:
+        """Its kind for consent and retention (issue 18); membership is neither."""
+        return _DATA_KINDS.get(self.data_class)
+
+
+_DATA_KINDS = {DataClass.BIOMETRIC: DataKind.BIOMETRICS, DataClass.EMOTIONAL: DataKind.EMOTIONS}
 
 PERSON_STATE = UserKind(
     "person.state",
@@ -71,7 +81,15 @@ USER_KINDS: tuple[UserKind, ...] = (PERSON_STATE, PERSON_REPORTS, PERSON_BODY, P
 
 
 def user_tag(user: str) -> str:
-    """The hash tag of one person's keys (``{u:<user>}``)."""
+    """The hash tag of one person's keys (``{u:<user>}``): every key of one person on one Cluster slot.
+
+    Redis Cluster hashes the text between a key's first ``{`` and the first ``}`` after it, so a user
+    id holding a brace would end the tag early (``a}x`` would share the slot of ``a``, and anyone could
+    steer their keys onto another's shard): such an id is tagged by its SHA-1 (``{h:<hex>}``, which no
+    ``u:`` tag can equal) instead.
+    """
+    if "{" in user or "}" in user:
+        return "{h:" + hashlib.sha1(user.encode("utf-8")).hexdigest() + "}"
     return "{u:" + user + "}"
 
 

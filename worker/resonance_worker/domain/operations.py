@@ -20,6 +20,7 @@ from typing import ClassVar
 
 from resonance_worker.domain.channels import NamespaceOptions
 from resonance_worker.domain.codes import Disconnect, ErrorCode
+from resonance_worker.domain.consent import DataKind
 from resonance_worker.domain.positions import Position
 from resonance_worker.domain.results import PublicationLike, Result
 
@@ -135,6 +136,7 @@ class RpcOp(Op):
     data: bytes | None
     user: str
     client: str
+    consent: frozenset[DataKind] | None = None
 
 
 @dataclass(eq=False)

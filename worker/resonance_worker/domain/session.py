@@ -305,6 +305,7 @@ class Session(SessionCore):
             )
         self.user = claims.user
         self.tenant = claims.tenant
+        self.consent = claims.consent
         self.conn_info = claims.info
         self.claims = claims.claims
         self.platform = request.name
@@ -477,7 +478,9 @@ class Session(SessionCore):
         self._reply(cmd_id, PingResult())
 
     def _on_rpc(self, request: RpcRequest, cmd_id: int, now: float) -> None:
-        self._effects.append(RpcOp(cmd_id, request.method, request.data, self.user, self.client_id))
+        self._effects.append(
+            RpcOp(cmd_id, request.method, request.data, self.user, self.client_id, self.consent)
+        )
 
     def _on_send(self, request: SendRequest, cmd_id: int, now: float) -> None:
         self._effects.append(SendOp(0, request.data, self.user, self.client_id))

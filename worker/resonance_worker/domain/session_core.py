@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from resonance_worker.domain.auth import TokenVerifier
 from resonance_worker.domain.channels import ChannelRules
 from resonance_worker.domain.codes import Disconnect, Disconnects, ErrorCode, UnsubscribeCode
+from resonance_worker.domain.consent import DataKind
 from resonance_worker.domain.limits import LimitKind, TokenBucket
 from resonance_worker.domain.operations import Op, PeerInfo, PresenceRefreshOp, SubscribeOp, UnsubscribeOp
 from resonance_worker.domain.protocol import JSON_CODEC, Codec, UnencodableError
@@ -109,6 +110,8 @@ class SessionCore:
         self.state = SessionState.CONNECTING
         self.user = ""
         self.tenant = ""
+        self.consent: frozenset[DataKind] | None = None
+        """The token's consent claim (None: absent); what it allows: ``domain.consent.granted``."""
         self.conn_info: bytes | None = None
         self.claims: Mapping[str, Any] = {}
         """The connection token's claims (feature-flag targeting)."""

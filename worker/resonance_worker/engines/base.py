@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from resonance_worker.domain.channels import NamespaceOptions
 from resonance_worker.domain.keys import SlotScope, UserKind
@@ -83,6 +83,34 @@ class PublishResult:
     duplicate: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class PersonalData:
+    """What an engine keeps about one person (``user.export``; ``domain.datarights`` says whose)."""
+
+    publications: dict[str, list[Publication]]
+    """Kept publications by channel."""
+    presence: dict[str, dict[str, ClientInfo]]
+    """Presence entries by channel, by client id."""
+    person: dict[str, Any]
+    """Person state by registered kind (``domain.keys.USER_KINDS``)."""
+
+
+class PersonalStore(Protocol):
+    """The data-rights side of an engine (the Redis and the memory engine implement it)."""
+
+    async def personal_data(self, user: str) -> PersonalData:
+        """Everything kept about ``user``."""
+        ...
+
+    async def erase_personal(self, user: str) -> dict[str, int]:
+        """Remove it; how many of each went (``publications``, ``presence``, ``person_keys``)."""
+        ...
+
+    async def expire_history(self, namespace: str, older_than_ms: int) -> int:
+        """Remove ``namespace``'s kept publications published before ``older_than_ms`` (wall clock)."""
+        ...
+
+
 class EngineEventHandler(Protocol):
     """What the node does with events arriving from the engine (from any node,
     including itself). Called on the event loop; must not block."""
@@ -95,6 +123,11 @@ class EngineEventHandler(Protocol):
 
     def on_control(self, payload: bytes) -> None:
         """Node-to-node commands (disconnect a user everywhere, and so on)."""
+
+    def on_fanout_resumed(self) -> None:
+        """Fan-out came back after a break (the Redis engine's pub/sub connection reconnected, after a
+        restart or a failover): what was published meanwhile never reached this node, and a channel
+        that went quiet since will show no gap to its subscribers."""
 
 
 class Engine(Protocol):

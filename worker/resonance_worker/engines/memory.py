@@ -26,12 +26,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from resonance_worker.domain.keys import SlotScope, UserKind
+from resonance_worker.domain.datarights import publication_concerns
+from resonance_worker.domain.keys import USER_KINDS, SlotScope, UserKind
 from resonance_worker.engines.base import (
     ClientInfo,
     EngineEventHandler,
     HistoryOptions,
+    PersonalData,
     Publication,
     PublishResult,
     StreamPosition,
@@ -389,3 +392,64 @@ class MemoryEngine:
     async def person_erase(self, user: str, kinds: Sequence[UserKind]) -> None:
         for kind in kinds:
             self._person.pop((user, kind.name), None)
+
+    # -- data rights (docs/data-rights.md) --------------------------------------------------
+
+    def _users_publications(self, user: str) -> dict[str, list[Publication]]:
+        found: dict[str, list[Publication]] = {}
+        for channel, stream in self._streams.items():
+            mine = [
+                p
+                for p in stream.items or ()
+                if publication_concerns(channel, p.info.user if p.info else None, p.data, user)
+            ]
+            if mine:
+                found[channel] = mine
+        return found
+
+    def _users_presence(self, user: str) -> dict[str, dict[str, ClientInfo]]:
+        now = self._clock()
+        found: dict[str, dict[str, ClientInfo]] = {}
+        for channel in list(self._presence):
+            mine = {
+                c: info for c, (info, _) in self._live_presence(channel, now).items() if info.user == user
+            }
+            if mine:
+                found[channel] = mine
+        return found
+
+    async def personal_data(self, user: str) -> PersonalData:
+        """Everything kept about ``user``: kept publications, presence, person state (``USER_KINDS``)."""
+        person: dict[str, Any] = {
+            name: value.decode() if isinstance(value, bytes) else [item.decode() for item in value]
+            for name, value in (await self.person_read(user, USER_KINDS)).items()
+        }
+        return PersonalData(self._users_publications(user), self._users_presence(user), person)
+
+    async def erase_personal(self, user: str) -> dict[str, int]:
+        publications = self._users_publications(user)
+        for channel, mine in publications.items():
+            stream = self._streams[channel]
+            gone = {id(p) for p in mine}
+            stream.items = deque(p for p in stream.items or () if id(p) not in gone)
+        presence = self._users_presence(user)
+        for channel, clients in presence.items():
+            for client in clients:
+                self._presence[channel].pop(client, None)
+        person = await self.person_read(user, USER_KINDS)
+        await self.person_erase(user, USER_KINDS)
+        return {
+            "publications": sum(len(m) for m in publications.values()),
+            "presence": sum(len(c) for c in presence.values()),
+            "person_keys": len(person),
+        }
+
+    async def expire_history(self, namespace: str, older_than_ms: int) -> int:
+        removed = 0
+        for channel, stream in self._streams.items():
+            if not channel.startswith(namespace + ":") or not stream.items:
+                continue
+            kept = deque(p for p in stream.items if p.time_ms >= older_than_ms)
+            removed += len(stream.items) - len(kept)
+            stream.items = kept
+        return removed

@@ -17,6 +17,11 @@ Publishing is one Lua script: check the idempotency key, bump the offset, XADD
 with an exact MAXLEN, set TTLs, PUBLISH the body with its offset and epoch, and
 remember the idempotency key — atomically, so an acknowledged publication is
 stored, and offsets are gap-free and in the order subscribers receive them.
+With replica durability (``durability="replica"``) the script stores but does not PUBLISH: the
+engine sends ``WAIT 1`` in the same pipeline (same connection), and once a replica confirmed the
+write, a second script (``_RELEASE``) PUBLISHes every confirmed, unpublished publication of the
+channel in offset order (meta field ``p``), so subscribers never see a publication a failover can
+take back, and concurrent publishers on several pods still deliver in offset order.
 A stream's epoch is created when its meta hash is missing; a Redis restarted
 without persistence has lost every meta hash, so streams get new epochs and
 recovering clients are honestly told "not recovered". Presence, token buckets
@@ -45,6 +50,12 @@ and resubscribes to every channel it still needs; ``ping`` fails meanwhile so th
 pod reports not-ready (the delays: ``domain.backoff``). Events are delivered to the handler
 from that reader task.
 
+Where Redis is comes from a :class:`~resonance_worker.redis_client.RedisConnector` (one server
+or the primary a set of Sentinels names). Across a failover, idempotent calls (history, presence,
+joins, tokens) are retried with jittered backoff for up to ``failover_retry_seconds``; a publish
+only when it carries an idempotency key (the script answers a retry of a stored publication as a
+duplicate), so a publication is never stored twice.
+
 Why one module of about 800 lines: the Lua scripts, the key layout above and the pub/sub wire
 format are one contract that every pod must agree on; the engine's methods are thin callers of
 the scripts, and keeping them beside the scripts is what lets a reader check one against the other.
@@ -57,25 +68,26 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from resonance_worker.domain import keys
 from resonance_worker.domain.backoff import Backoff
 from resonance_worker.domain.circuit import CircuitBreaker, CircuitState
-from resonance_worker.domain.keys import SlotScope, UserKind
+from resonance_worker.domain.datarights import publication_concerns
+from resonance_worker.domain.keys import USER_KINDS, SlotScope, UserKind, user_key
 from resonance_worker.engines.base import (
     ClientInfo,
     EngineEventHandler,
     HistoryOptions,
+    PersonalData,
     Publication,
     PublishResult,
     StreamPosition,
@@ -86,9 +98,17 @@ from resonance_worker.engines.memory import (
     validate_bucket,
     validate_history,
 )
-from resonance_worker.errors import EngineCircuitOpenError, EngineError, EngineTimeoutError
+from resonance_worker.errors import (
+    EngineCircuitOpenError,
+    EngineError,
+    EngineOutOfMemoryError,
+    EngineTimeoutError,
+)
+from resonance_worker.redis_client import RedisConnector
+from resonance_worker.settings import Durability
 
 log = logging.getLogger("resonance.worker.engine")
+T = TypeVar("T")
 
 
 _DROP_EXPIRED_PRESENCE = """
@@ -110,17 +130,20 @@ end
 """
 
 # KEYS: stream, meta, idempotency. ARGV: body, size, ttl_ms, meta_ttl_ms, new epoch,
-# idempotency ttl_ms (0: no key), pub/sub channel.
+# idempotency ttl_ms (0: no key), pub/sub channel, "1" to PUBLISH now or "0" to leave it to _RELEASE.
 _PUBLISH = """
 local idempotency_ttl = tonumber(ARGV[6])
 if idempotency_ttl > 0 then
   local previous = redis.call("get", KEYS[3])
   if previous then
+    -- A write, so that a WAIT after this call also covers the original publication.
+    redis.call("pexpire", KEYS[3], idempotency_ttl)
     return {1, previous}
   end
 end
 local result = "0:"
 local size = tonumber(ARGV[2])
+local now = ARGV[8] == "1" or size == 0
 if size > 0 then
   local epoch = redis.call("hget", KEYS[2], "e")
   if not epoch then
@@ -134,13 +157,41 @@ if size > 0 then
   if redis.call("pttl", KEYS[2]) < tonumber(ARGV[4]) then
     redis.call("pexpire", KEYS[2], ARGV[4])
   end
+  if now then
+    redis.call("hset", KEYS[2], "p", offset)
+  end
   result = offset .. ":" .. epoch
 end
-redis.call("publish", ARGV[7], "p" .. result .. ":" .. ARGV[1])
+if now then
+  redis.call("publish", ARGV[7], "p" .. result .. ":" .. ARGV[1])
+end
 if idempotency_ttl > 0 then
   redis.call("set", KEYS[3], result, "px", idempotency_ttl)
 end
 return {0, result}
+"""
+
+# KEYS: stream, meta. ARGV: offset confirmed by a replica, pub/sub channel.
+# Replica durability: PUBLISH, in offset order, every kept publication up to the confirmed one not
+# published yet (meta field p = published up to). A replica that has offset n has every earlier
+# write too (one replication stream), so whoever releases first releases them all, in order, once.
+_RELEASE = """
+local upto = tonumber(ARGV[1])
+local epoch = redis.call("hget", KEYS[2], "e")
+if not epoch then
+  return 0
+end
+local done = tonumber(redis.call("hget", KEYS[2], "p") or (upto - 1))
+if done >= upto then
+  return 0
+end
+local entries = redis.call("xrange", KEYS[1], done + 1, upto)
+for _, entry in ipairs(entries) do
+  local offset = string.match(entry[1], "^(%d+)")
+  redis.call("publish", ARGV[2], "p" .. offset .. ":" .. epoch .. ":" .. entry[2][2])
+end
+redis.call("hset", KEYS[2], "p", upto)
+return #entries
 """
 
 # KEYS: stream, meta. ARGV: new epoch, meta_ttl_ms, refresh meta ttl (0/1), "=" .. since epoch or "",
@@ -417,6 +468,22 @@ class _AutoPipeline:
         self._queued = []
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """Redis's ``OOM command not allowed when used memory > 'maxmemory'`` (redis-py strips the ``OOM``
+    code into the class; from inside a script it may arrive as a plain error with the same text)."""
+    return isinstance(exc, OutOfMemoryError) or (
+        isinstance(exc, RedisError) and "command not allowed when used memory" in str(exc)
+    )
+
+
+def _retryable(exc: EngineError) -> bool:
+    """A failure a failover explains: a broken or refused connection (no primary known yet), READONLY
+    from a demoted primary, a timeout, an open circuit."""
+    if isinstance(exc, EngineCircuitOpenError | EngineTimeoutError):
+        return True
+    return isinstance(exc.__cause__, RedisConnectionError | ReadOnlyError | OSError)
+
+
 def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
@@ -429,7 +496,7 @@ class RedisEngine:
 
     def __init__(
         self,
-        url: str,
+        url: str | RedisConnector,
         *,
         prefix: str = "resonance",
         timeout: float = 2.0,
@@ -441,12 +508,25 @@ class RedisEngine:
         max_connections: int = 256,
         circuit_failures: int = 0,
         circuit_reset_seconds: float = 2.0,
+        durability: Durability = Durability.NONE,
+        replica_wait_ms: int = 500,
+        failover_retry_seconds: float = 0.0,
     ) -> None:
-        self._url = url
+        self.connector = url if isinstance(url, RedisConnector) else RedisConnector(url)
+        self.durability = durability
+        self._replica_wait_ms = replica_wait_ms
+        self._failover_retry_s = failover_retry_seconds
+        self._retry_delays = Backoff(first_s=0.05, cap_s=1.0)
+        self.retried = 0
+        """Calls retried after a broken connection or a failover, since start."""
+        self.unconfirmed = 0
+        """Publications refused because no replica confirmed them in time (replica durability)."""
         # Fail fast after repeated failures instead of each call waiting out its timeout.
         self._circuit_params = (circuit_failures, circuit_reset_seconds)
         self._breaker = self._new_breaker()
         self.short_circuited = 0
+        self.out_of_memory = 0
+        """Writes Redis refused at ``maxmemory`` (``noeviction``): ``resonance_redis_oom_total``."""
         self._max_connections = max_connections
         self.prefix = prefix
         self._timeout = timeout
@@ -466,6 +546,10 @@ class RedisEngine:
         self._connected = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
         self.reconnects = 0  # pub/sub reconnections after the first connect, for metrics and tests
+        self.primary: tuple[str, int] | None = None
+        """The Redis node this node's pub/sub connection last reached (the primary, in Sentinel mode)."""
+        self.failovers = 0
+        """Times the pub/sub connection came back to another node than before (a failover seen)."""
 
     def _new_breaker(self) -> CircuitBreaker | None:
         failures, reset = self._circuit_params
@@ -497,22 +581,16 @@ class RedisEngine:
         # One quick retry: a pooled connection can be stale after a Redis restart.
         # A blocking pool: under a burst of connects, commands wait (up to ``timeout``) for a pooled
         # connection instead of failing with "Too many connections" as the default pool does.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            self._url,
-            max_connections=self._max_connections,
+        # With failover retries on, redis-py retries nothing itself (a resent publish could be stored
+        # twice); the engine retries what is safe to retry (``_call``).
+        self._client = self.connector.client(
             timeout=self._timeout,
             socket_timeout=self._timeout,
-            socket_connect_timeout=self._timeout,
-            retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+            retries=0 if self._failover_retry_s else 1,
+            max_connections=self._max_connections,
         )
-        self._client = aioredis.Redis.from_pool(pool)  # the client owns (and closes) the pool
         # No hidden retries on the pub/sub connection: the reader loop owns reconnection.
-        self._pubsub_client = aioredis.Redis.from_url(
-            self._url,
-            socket_timeout=self._timeout,
-            socket_connect_timeout=self._timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
+        self._pubsub_client = self.connector.client(timeout=self._timeout, socket_timeout=self._timeout)
         client = self._client
         self._publish_script = client.register_script(_PUBLISH)
         self._history_script = client.register_script(_HISTORY)
@@ -523,6 +601,7 @@ class RedisEngine:
         self._take_token_script = client.register_script(_TAKE_TOKEN)
         self._take_slot_script = client.register_script(_TAKE_SLOT)
         self._refresh_slot_script = client.register_script(_REFRESH_SLOT)
+        self._release_script = client.register_script(_RELEASE)
         self._auto_pipeline = _AutoPipeline(client)
         self._reader = asyncio.create_task(self._pubsub_forever(), name="redis-engine-pubsub")
         # Serve ready when Redis is: wait (briefly) for the pub/sub connection. A Redis that is down
@@ -571,10 +650,37 @@ class RedisEngine:
         except (TimeoutError, RedisTimeoutError) as exc:
             raise EngineTimeoutError(f"redis {what} timed out after {self._timeout:g} s") from exc
         except (RedisError, OSError) as exc:
+            if _out_of_memory(exc):
+                # A full Redis is up: the call failed, the circuit is not the answer (reads still work).
+                succeeded = True
+                self.out_of_memory += 1
+                log.warning("redis is full (maxmemory, noeviction): %s refused", what)
+                raise EngineOutOfMemoryError(f"redis {what} refused: Redis is full ({exc})") from exc
             raise EngineError(f"redis {what} failed: {exc}") from exc
         finally:
             if breaker is not None:
                 self._record(breaker, succeeded, probe)
+
+    async def _call(self, what: str, call: Callable[[], Awaitable[T]], *, retry: bool = True) -> T:
+        """``call`` under :meth:`_guard`; when it fails on a broken connection, a timeout or an open
+        circuit (a failover under way) and ``retry``, again after a jittered delay, for up to
+        ``failover_retry_seconds`` in all (0: never)."""
+        deadline = time.monotonic() + self._failover_retry_s
+        attempt = 0
+        while True:
+            try:
+                async with self._guard(what):
+                    return await call()
+            except EngineError as exc:
+                if not (retry and self._failover_retry_s and _retryable(exc)):
+                    raise
+                delay = self._retry_delays.delay(attempt, random.uniform)
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.info("redis %s retried (%s)", what, exc)
+            self.retried += 1
+            attempt += 1
+            await asyncio.sleep(delay)
 
     def _record(self, breaker: CircuitBreaker, succeeded: bool, probe: bool) -> None:
         now = time.monotonic()
@@ -617,9 +723,12 @@ class RedisEngine:
                 if not first:
                     self.reconnects += 1
                     log.info("redis pub/sub reconnected", extra={"channels": len(self._wanted)})
-                first = False
+                self._note_primary(pubsub)
                 self._pubsub = pubsub
                 self._connected.set()
+                if not first:
+                    self._fanout_resumed()
+                first = False
                 attempt = 0
                 await self._read(pubsub)
             except (RedisError, OSError, TimeoutError, EngineError) as exc:
@@ -635,6 +744,27 @@ class RedisEngine:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             await asyncio.sleep(self._reconnect.delay(attempt, random.uniform))
             attempt += 1
+
+    def _fanout_resumed(self) -> None:
+        """Tell the handler that publications may have been missed while the connection was down
+        (the node checks its positioned subscriptions at once instead of at its next round)."""
+        handler = self._handler
+        if handler is None:
+            return
+        try:
+            handler.on_fanout_resumed()
+        except Exception:
+            log.exception("redis engine: fan-out resumption not handled")
+
+    def _note_primary(self, pubsub: PubSub) -> None:
+        connection: Any = pubsub.connection
+        if connection is None:
+            return
+        address = (str(getattr(connection, "host", "")), int(getattr(connection, "port", 0) or 0))
+        if self.primary is not None and address != self.primary:
+            self.failovers += 1
+            log.warning("redis primary changed", extra={"from": list(self.primary), "to": list(address)})
+        self.primary = address
 
     async def _subscribe_all(self, pubsub: PubSub) -> None:
         await pubsub.subscribe(self._control_channel)
@@ -763,34 +893,60 @@ class RedisEngine:
         idempotency_key_name = self._key("idem", f"{len(channel)}:{channel}:{idempotency_key or ''}")
         if idempotency_key is not None:
             idempotency_ttl_ms = max(1, int(idempotency_ttl_seconds * 1000))
-        async with self._guard("publish"):
-            duplicate, result = await self._script(
-                self._publish_script,
-                [self._key("stream", channel), self._key("meta", channel), idempotency_key_name],
-                [
-                    body,
-                    size,
-                    ttl_ms,
-                    meta_ttl_ms,
-                    new_epoch(),
-                    idempotency_ttl_ms,
-                    self._pubsub_channel(channel),
-                ],
+        keys = [self._key("stream", channel), self._key("meta", channel), idempotency_key_name]
+        pubsub_channel = self._pubsub_channel(channel)
+        args = [body, size, ttl_ms, meta_ttl_ms, new_epoch(), idempotency_ttl_ms, pubsub_channel]
+        retry = idempotency_key is not None  # the script answers a retry of a stored one as a duplicate
+        if self.durability is Durability.REPLICA and size > 0:
+            duplicate, result = await self._call(
+                "publish", lambda: self._publish_confirmed(keys, [*args, "0"], pubsub_channel), retry=retry
+            )
+        else:
+            duplicate, result = await self._call(
+                "publish", lambda: self._script(self._publish_script, keys, [*args, "1"]), retry=retry
             )
         offset, _, epoch = _as_str(result).partition(":")
         return PublishResult(StreamPosition(int(offset), epoch), duplicate=bool(duplicate))
 
+    async def _publish_confirmed(self, keys: list[str], args: list[Any], pubsub_channel: bytes) -> Any:
+        """Replica durability: the script (stores, does not PUBLISH) and ``WAIT 1`` in one pipeline, on
+        one connection, so the WAIT covers the write; then ``_RELEASE`` up to its offset. Refused
+        (nothing acknowledged, nothing delivered) when no replica confirmed it in time."""
+        script = self._publish_script
+        stored = self._pipeline.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        confirmed = self._pipeline.call("WAIT", 1, self._replica_wait_ms)
+        try:
+            reply = await stored
+        except NoScriptError:
+            await confirmed
+            await self.client.script_load(script.script)
+            stored = self._pipeline.call("EVALSHA", script.sha, len(keys), *keys, *args)
+            confirmed = self._pipeline.call("WAIT", 1, self._replica_wait_ms)
+            reply = await stored
+        if int(await confirmed) < 1:
+            self.unconfirmed += 1
+            raise EngineError(
+                f"publication not confirmed by a replica within {self._replica_wait_ms} ms "
+                "(stored on the primary, not acknowledged, not delivered yet)"
+            )
+        offset = _as_str(reply[1]).partition(":")[0]
+        await self._script(self._release_script, keys[:2], [offset, pubsub_channel])
+        return reply
+
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
-        async with self._guard("publish join"):
-            await self._pipeline.call("PUBLISH", self._pubsub_channel(channel), b"j" + encode_info(info))
+        message = b"j" + encode_info(info)
+        await self._call(
+            "publish join", lambda: self._pipeline.call("PUBLISH", self._pubsub_channel(channel), message)
+        )
 
     async def publish_leave(self, channel: str, info: ClientInfo) -> None:
-        async with self._guard("publish leave"):
-            await self._pipeline.call("PUBLISH", self._pubsub_channel(channel), b"l" + encode_info(info))
+        message = b"l" + encode_info(info)
+        await self._call(
+            "publish leave", lambda: self._pipeline.call("PUBLISH", self._pubsub_channel(channel), message)
+        )
 
     async def publish_control(self, payload: bytes) -> None:
-        async with self._guard("publish control"):
-            await self.client.publish(self._control_channel, payload)
+        await self._call("publish control", lambda: self.client.publish(self._control_channel, payload))
 
     # -- history ------------------------------------------------------------------------
 
@@ -812,8 +968,9 @@ class RedisEngine:
             elif since.offset > 1:
                 command, start, end = "xrevrange", str(since.offset - 1), "-"
         meta_ttl_ms = int((meta_ttl_seconds or self._default_meta_ttl) * 1000)
-        async with self._guard("history"):
-            top, epoch, entries = await self._script(
+        top, epoch, entries = await self._call(
+            "history",
+            lambda: self._script(
                 self._history_script,
                 [self._key("stream", channel), self._key("meta", channel)],
                 [
@@ -826,15 +983,16 @@ class RedisEngine:
                     end,
                     max(limit, 0),
                 ],
-            )
+            ),
+        )
         publications = [
             decode_body(fields[1], int(_as_str(entry_id).partition("-")[0])) for entry_id, fields in entries
         ]
         return publications, StreamPosition(int(top), _as_str(epoch))
 
     async def remove_history(self, channel: str) -> None:
-        async with self._guard("remove history"):
-            await self.client.delete(self._key("stream", channel), self._key("meta", channel))
+        keys = self._key("stream", channel), self._key("meta", channel)
+        await self._call("remove history", lambda: self.client.delete(*keys))
 
     # -- presence -----------------------------------------------------------------------
 
@@ -846,37 +1004,35 @@ class RedisEngine:
         ]
 
     async def add_presence(self, channel: str, info: ClientInfo, *, ttl_seconds: float) -> None:
-        async with self._guard("add presence"):
-            await self._script(
-                self._add_presence_script,
-                self._presence_keys(channel),
-                [info.client, encode_info(info), info.user, max(1, int(ttl_seconds * 1000))],
-            )
+        args = [info.client, encode_info(info), info.user, max(1, int(ttl_seconds * 1000))]
+        keys = self._presence_keys(channel)
+        await self._call("add presence", lambda: self._script(self._add_presence_script, keys, args))
 
     async def remove_presence(self, channel: str, client_id: str) -> None:
         # A script through the shared pipeline: batched with the other connections' calls of the same
         # loop iteration (a MULTI of its own cost a pool checkout and a round trip per leaving client).
-        async with self._guard("remove presence"):
-            await self._script(self._remove_presence_script, self._presence_keys(channel), [client_id])
+        keys = self._presence_keys(channel)
+        await self._call(
+            "remove presence", lambda: self._script(self._remove_presence_script, keys, [client_id])
+        )
 
     async def presence(self, channel: str) -> dict[str, ClientInfo]:
-        async with self._guard("presence"):
-            flat = await self._presence_script(keys=self._presence_keys(channel))
+        keys = self._presence_keys(channel)
+        flat = await self._call("presence", lambda: self._presence_script(keys=keys))
         return {_as_str(flat[i]): decode_info(flat[i + 1]) for i in range(0, len(flat), 2)}
 
     async def presence_stats(self, channel: str) -> tuple[int, int]:
-        async with self._guard("presence stats"):
-            clients, users = await self._presence_stats_script(keys=self._presence_keys(channel))
+        keys = self._presence_keys(channel)
+        clients, users = await self._call("presence stats", lambda: self._presence_stats_script(keys=keys))
         return int(clients), int(users)
 
     # -- cluster-wide limits ----------------------------------------------------------------
 
     async def take_token(self, key: str, *, rate_per_second: float, burst: int) -> float:
         validate_bucket(rate_per_second, burst)
-        async with self._guard("take token"):
-            wait = await self._take_token_script(
-                keys=[self._key("bucket", key)], args=[repr(float(rate_per_second)), burst]
-            )
+        keys = [self._key("bucket", key)]
+        args: list[str | int] = [repr(float(rate_per_second)), burst]
+        wait = await self._call("take token", lambda: self._take_token_script(keys=keys, args=args))
         return float(wait)
 
     # -- cluster-wide connection slots ---------------------------------------------------------
@@ -952,3 +1108,112 @@ class RedisEngine:
     async def person_erase(self, user: str, kinds: Sequence[UserKind]) -> None:
         async with self._guard("person erase"):
             await self.client.delete(*(keys.user_key(self.prefix, user, kind) for kind in kinds))
+
+    # -- data rights (docs/data-rights.md) --------------------------------------------------
+
+    async def _entries(self, key: bytes) -> list[tuple[bytes, bytes]]:
+        """A stream's kept entries as (entry id, body)."""
+        reply: Any = await self.client.xrange(key)
+        return [(entry_id, fields[b"d"]) for entry_id, fields in reply]
+
+    async def _scan(self, pattern: str) -> list[bytes]:
+        keys: list[bytes] = []
+        async for key in self.client.scan_iter(match=pattern, count=1000):
+            keys.append(key)
+        return keys
+
+    async def _users_publications(self, user: str) -> dict[str, list[tuple[bytes, Publication]]]:
+        """Per channel, the kept publications that are ``user``'s (``domain.datarights``), with ids."""
+        stream_prefix = f"{self.prefix}.stream."
+        found: dict[str, list[tuple[bytes, Publication]]] = {}
+        for key in await self._scan(stream_prefix + "*"):
+            channel = key.decode()[len(stream_prefix) :]
+            for entry_id, body in await self._entries(key):
+                publication = decode_body(body, int(_as_str(entry_id).partition("-")[0]))
+                publisher = publication.info.user if publication.info is not None else None
+                if publication_concerns(channel, publisher, publication.data, user):
+                    found.setdefault(channel, []).append((entry_id, publication))
+        return found
+
+    async def _users_presence(self, user: str) -> dict[str, dict[str, ClientInfo]]:
+        users_prefix = f"{self.prefix}.presence.users."
+        client: Any = self.client
+        found: dict[str, dict[str, ClientInfo]] = {}
+        for key in await self._scan(users_prefix + "*"):
+            channel = key.decode()[len(users_prefix) :]
+            owners = await client.hgetall(key)
+            clients = [_as_str(c) for c, owner in owners.items() if _as_str(owner) == user]
+            if clients:
+                infos = await client.hmget(self._key("presence.data", channel), clients)
+                found[channel] = {c: decode_info(i) for c, i in zip(clients, infos, strict=True) if i}
+        return found
+
+    async def _person_state(self, user: str, kinds: Sequence[UserKind]) -> dict[str, Any]:
+        client: Any = self.client
+        found: dict[str, Any] = {}
+        for kind in kinds:
+            key = user_key(self.prefix, user, kind)
+            match _as_str(await client.type(key)):
+                case "string":
+                    value: Any = _as_str(await client.get(key))
+                case "hash":
+                    value = {_as_str(k): _as_str(v) for k, v in (await client.hgetall(key)).items()}
+                case "list":
+                    value = [_as_str(v) for v in await client.lrange(key, 0, -1)]
+                case "set":
+                    value = sorted(_as_str(v) for v in await client.smembers(key))
+                case "zset":
+                    value = [[_as_str(m), sc] for m, sc in await client.zrange(key, 0, -1, withscores=True)]
+                case _:
+                    continue
+            found[kind.name] = value
+        return found
+
+    async def personal_data(self, user: str, kinds: Sequence[UserKind] = USER_KINDS) -> PersonalData:
+        """Everything this engine keeps about ``user``: kept publications, presence, person state."""
+        async with self._guard("export"):
+            publications = await self._users_publications(user)
+            presence = await self._users_presence(user)
+            person = await self._person_state(user, kinds)
+        return PersonalData(
+            {channel: [p for _, p in entries] for channel, entries in publications.items()}, presence, person
+        )
+
+    async def erase_personal(self, user: str, kinds: Sequence[UserKind] = USER_KINDS) -> dict[str, int]:
+        """Remove what :meth:`personal_data` finds; how many publications, presence entries and person
+        keys went. Streams keep their offsets and epochs (XDEL): subscribers are not disturbed."""
+        async with self._guard("erase"):
+            publications = await self._users_publications(user)
+            removed = 0
+            for channel, entries in publications.items():
+                removed += int(await self.client.xdel(self._key("stream", channel), *[i for i, _ in entries]))
+            presence = await self._users_presence(user)
+            for channel, clients in presence.items():
+                data, users, expire = self._presence_keys(channel)
+                async with self.client.pipeline(transaction=True) as pipe:
+                    pipe.hdel(data, *clients)
+                    pipe.hdel(users, *clients)
+                    pipe.zrem(expire, *clients)
+                    await pipe.execute()
+            person_keys = [user_key(self.prefix, user, kind) for kind in kinds]
+            deleted_keys = int(await self.client.delete(*person_keys)) if person_keys else 0
+        return {
+            "publications": removed,
+            "presence": sum(len(c) for c in presence.values()),
+            "person_keys": deleted_keys,
+        }
+
+    async def expire_history(self, namespace: str, older_than_ms: int) -> int:
+        """Remove the kept publications of ``namespace`` published before ``older_than_ms`` (wall
+        clock, the header's ``t``); how many went."""
+        removed = 0
+        async with self._guard("expire history"):
+            for key in await self._scan(f"{self.prefix}.stream.{namespace}:*"):
+                old = [
+                    entry_id
+                    for entry_id, body in await self._entries(key)
+                    if decode_body(body, 0).time_ms < older_than_ms
+                ]
+                if old:
+                    removed += int(await self.client.xdel(key, *old))
+        return removed

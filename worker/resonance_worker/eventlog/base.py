@@ -24,7 +24,7 @@ Errors::
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -148,6 +148,18 @@ class EventLog(Protocol):
 
     async def length(self) -> int:
         """Entries currently kept."""
+        ...
+
+    async def select(
+        self, match: Callable[[Event], bool], *, until_ms: int | None = None
+    ) -> list[tuple[str, Event]]:
+        """Every kept event (appended up to ``until_ms``, log clock) for which ``match`` holds, with its
+        log id, oldest first: a scan of the whole log (data rights and retention, not a hot path)."""
+        ...
+
+    async def delete(self, log_ids: Sequence[str]) -> int:
+        """Remove entries (``XDEL``); how many were there. An entry pending on a consumer is dropped
+        from its pending list too (a claim reports it as trimmed)."""
         ...
 
 

@@ -30,6 +30,7 @@ from resonance_worker.eventlog.base import (
     check_millis,
     check_trace,
     check_window,
+    parse_log_id,
 )
 
 
@@ -168,3 +169,22 @@ class MemoryEventLog:
 
     async def length(self) -> int:
         return len(self._keys)
+
+    async def select(
+        self, match: Callable[[Event], bool], *, until_ms: int | None = None
+    ) -> list[tuple[str, Event]]:
+        return [
+            (f"{ms}-{seq}", event)
+            for (ms, seq), event in zip(self._keys, self._events, strict=True)
+            if (until_ms is None or ms <= until_ms) and match(event)
+        ]
+
+    async def delete(self, log_ids: Sequence[str]) -> int:
+        gone = {parse_log_id(log_id) for log_id in check_log_ids(log_ids)}
+        kept = [(key, event) for key, event in zip(self._keys, self._events, strict=True) if key not in gone]
+        removed = len(self._keys) - len(kept)
+        self._keys = [key for key, _ in kept]
+        self._events = [event for _, event in kept]
+        for key in gone:
+            self._pending.pop(key, None)
+        return removed

@@ -21,6 +21,7 @@ server's persistence settings go: use AOF for a log that must survive a Redis cr
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -46,8 +47,12 @@ from resonance_worker.eventlog.base import (
     check_window,
     decode_entry,
 )
+from resonance_worker.redis_client import RedisConnector
+from resonance_worker.settings import RedisMode
 
 T = TypeVar("T")
+SELECT_BATCH = 1000
+"""Entries read per XRANGE (and deleted per XDEL) by ``select`` and ``delete``."""
 _FIELD = b"e"
 _TRACE_FIELD = b"t"
 
@@ -123,6 +128,16 @@ class RedisEventLog:
         timeout = float(options.get("timeout", 2.0))
         client = aioredis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=None)
         return cls(client, owns_client=True, **options)
+
+    @classmethod
+    def from_connector(cls, connector: RedisConnector, **options: Any) -> RedisEventLog:
+        """A log with a client of its own from ``connector`` (in Sentinel mode: the primary the
+        Sentinels name, found again after a failover). Nothing is retried under the caller: an
+        append that fails is the journal's to retry (``living.outbox``), in order."""
+        if connector.mode is RedisMode.STANDALONE:
+            return cls.from_url(connector.url, **options)
+        timeout = float(options.get("timeout", 2.0))
+        return cls(connector.client(timeout=timeout, socket_timeout=None), owns_client=True, **options)
 
     async def close(self) -> None:
         if self._owns_client:
@@ -249,3 +264,29 @@ class RedisEventLog:
 
     async def length(self) -> int:
         return int(await self._call("length", lambda: self._client.xlen(self.key)))
+
+    async def select(
+        self, match: Callable[[Event], bool], *, until_ms: int | None = None
+    ) -> list[tuple[str, Event]]:
+        found: list[tuple[str, Event]] = []
+        low, high = "-", "+" if until_ms is None else str(until_ms)
+        while True:
+            reply: Any = await self._call("select", functools.partial(self._xrange, low, high))
+            for log_id, fields in reply:
+                entry = decode_entry(_text(log_id), fields.get(_FIELD))
+                if entry.event is not None and match(entry.event):
+                    found.append((entry.log_id, entry.event))
+            if len(reply) < SELECT_BATCH:
+                return found
+            low = "(" + _text(reply[-1][0])
+
+    async def _xrange(self, low: str, high: str) -> Any:
+        return await self._client.xrange(self.key, low, high, count=SELECT_BATCH)
+
+    async def delete(self, log_ids: Sequence[str]) -> int:
+        ids = check_log_ids(log_ids)
+        removed = 0
+        for start in range(0, len(ids), SELECT_BATCH):
+            chunk = ids[start : start + SELECT_BATCH]
+            removed += int(await self._call("delete", functools.partial(self._client.xdel, self.key, *chunk)))
+        return removed

@@ -38,6 +38,7 @@ from opentelemetry.trace import StatusCode
 
 from resonance_worker.domain.backoff import Backoff
 from resonance_worker.domain.circuit import CircuitBreaker, CircuitState
+from resonance_worker.domain.events import kept_out_of_graph
 from resonance_worker.eventlog.base import EventLog, EventLogError, LogEntry, LogLag
 from resonance_worker.graph.errors import GraphError
 from resonance_worker.graph.projection import Plan, ProjectionInputError, plan
@@ -223,6 +224,8 @@ class Projector:
         plans: list[tuple[str, Plan]] = []
         for entry in entries:
             problem = entry.problem
+            if entry.event is not None and kept_out_of_graph(entry.event):
+                continue  # no consent to the graph: acknowledged, never written
             if entry.event is not None:
                 try:
                     plans.append((entry.event.subject, plan(entry.event)))

@@ -14,7 +14,7 @@ from typing import Any
 import neo4j
 
 from resonance_worker.eventlog.base import EventLog
-from resonance_worker.graph import queries
+from resonance_worker.graph import queries, rights
 from resonance_worker.graph.driver import open_driver, prepare
 from resonance_worker.graph.projector import Projector, ProjectorConfig
 from resonance_worker.living_settings import Neo4jSettings
@@ -100,6 +100,17 @@ class Neo4jGraphStore:
     async def query(self, name: str, user: str, args: Mapping[str, Any]) -> Any:
         """Query ``name`` for ``user``: ``KeyError`` for a name not in :attr:`queries`."""
         return await _QUERIES[name](self.driver, user, args, self.database)
+
+    async def export_user(self, user: str) -> dict[str, Any]:
+        return await rights.export_user(self.driver, user, database=self.database)
+
+    async def erase_user(self, user: str) -> dict[str, int]:
+        return await rights.erase_user(self.driver, user, database=self.database)
+
+    async def expire(self, *, emotions_before: float | None, graph_before: float | None) -> int:
+        return await rights.expire(
+            self.driver, emotions_before=emotions_before, graph_before=graph_before, database=self.database
+        )
 
     async def close(self) -> None:
         await self.driver.close()

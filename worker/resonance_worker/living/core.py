@@ -16,6 +16,7 @@ around them: engine round trips, publications, events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -28,6 +29,7 @@ from resonance_worker.domain import events
 from resonance_worker.domain.biometrics import ArousalReading, HeartRateReading, Reading
 from resonance_worker.domain.channels import ChannelRules, NamespaceOptions
 from resonance_worker.domain.codes import ErrorCode
+from resonance_worker.domain.consent import DataKind, granted
 from resonance_worker.domain.emotion import EmotionalState, EmotionReportError, SmoothedState, parse_report
 from resonance_worker.domain.insights import from_room_pattern
 from resonance_worker.domain.resonance import HeartRateSample, RoomTick
@@ -56,6 +58,7 @@ from resonance_worker.living.states import REFLECT_HISTORY, States, smoothed_dic
 from resonance_worker.living.thyroid import PAIN_CHANNEL, ThyroidService
 from resonance_worker.living_settings import LivingSettings
 from resonance_worker.rpc import RpcCall, RpcError
+from resonance_worker.settings import DataSettings
 from resonance_worker.storage import Storage
 
 log = logging.getLogger("resonance.worker.living")
@@ -120,13 +123,19 @@ class Living:
         base_limits: Limits,
         registry: CollectorRegistry,
         clock: Callable[[], float] = time.time,
+        data: DataSettings | None = None,
     ) -> None:
         self.settings = settings
+        self.data = data or DataSettings()
+        self._kinds: dict[str, frozenset[DataKind]] = {}
+        """What each person here consented to be stored, from their latest call (``domain.consent``)."""
         self.storage = storage
         self.origin = origin
         self.present = present
         self.clock = clock
-        self.journal = Journal(storage.event_log, on_failure=self._store_failed)
+        self.journal = Journal(
+            storage.event_log, on_failure=self._store_failed, capacity=settings.journal_capacity
+        )
         self.publisher = Publisher(storage.engine, rules, on_failure=self._store_failed)
         self.thyroid = ThyroidService(
             settings,
@@ -185,6 +194,16 @@ class Living:
         self.rooms_gauge = Gauge(
             "resonance_rooms", "Resonance rooms with members on this worker.", registry=registry
         )
+        Gauge(
+            "resonance_eventlog_buffered",
+            "Events waiting for the event log (Redis away), in order; bounded by the journal capacity.",
+            registry=registry,
+        ).set_function(lambda: self.journal.buffered)
+        Gauge(
+            "resonance_eventlog_dropped",
+            "Events dropped since start because the journal's buffer was full (a counter).",
+            registry=registry,
+        ).set_function(lambda: self.journal.dropped)
 
     @property
     def rooms(self) -> dict[str, Room]:
@@ -219,12 +238,34 @@ class Living:
     def event_log(self) -> EventLog:
         return self.storage.event_log
 
+    def consented(self, call: RpcCall) -> frozenset[DataKind]:
+        """What may be stored of the caller (and, until their next call, of them in the background)."""
+        kinds = granted(call.consent, required=self.data.consent_required)
+        if call.user:
+            self._kinds[call.user] = kinds
+        return kinds
+
+    def kinds_of(self, user: str) -> frozenset[DataKind]:
+        """What may be stored of ``user``, as their latest call here said (nothing known: no claim)."""
+        known = self._kinds.get(user)
+        return known if known is not None else granted(None, required=self.data.consent_required)
+
+    def _all_consent(self, users: Sequence[str], kind: DataKind) -> bool:
+        return all(kind in self.kinds_of(user) for user in users)
+
     def _store_failed(self) -> None:
         self.thyroid.feel(PainSource.ENGINE_TIMEOUT)
 
     async def settle(self) -> None:
         """Wait until every event handed to the log so far is appended."""
         await self.journal.settle()
+
+    async def close(self, flush_seconds: float = 2.0) -> None:
+        """Give the journal ``flush_seconds`` to append what it buffered, then stop it."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(flush_seconds):
+                await self.journal.settle()
+        await self.journal.close()
 
     # -- the thyroid across workers ----------
 
@@ -293,9 +334,11 @@ class Living:
             state = parse_report(call.data, now=self.clock())
         except EmotionReportError as exc:
             raise RpcError(ErrorCode.BAD_REQUEST, str(exc)) from None
-        smoothed = await self._take_state(user, state, call.client)
+        kinds = self.consented(call)
+        smoothed = await self._take_state(user, state, call.client, kinds)
         report = self.states.self_reported(user, call.client, state)
-        await self.people.report(user, call.client, report)
+        if DataKind.EMOTIONS in kinds:  # kept for the next worker (issue 15) only with consent
+            await self.people.report(user, call.client, report)
         return {"state": smoothed_dict(smoothed)}
 
     async def current_state(self, call: RpcCall) -> Any:
@@ -307,21 +350,39 @@ class Living:
         user = await self._person(call)
         now = self.clock()
         reflection = self.states.reflect(user, now)
+        kinds = self.consented(call)
         for question in reflection.questions:
-            self.journal.append(events.question_asked(user, now, question.to_dict()))
+            if DataKind.EMOTIONS in kinds:
+                graph = DataKind.GRAPH in kinds
+                self.journal.append(events.question_asked(user, now, question.to_dict(), graph=graph))
         return reflection.body
 
-    async def _take_state(self, user: str, state: EmotionalState, client: str | None) -> SmoothedState:
+    async def _take_state(
+        self, user: str, state: EmotionalState, client: str | None, kinds: frozenset[DataKind]
+    ) -> SmoothedState:
+        """Smooth ``state``; log it and keep it in room history only with consent to ``emotions``
+        (shared live with the rooms either way), project it only with consent to ``graph``."""
         smoothed = self.states.take(user, state)
-        self._seq += 1
-        self.journal.append(
-            events.state_changed(user, state.at, state.to_dict(), session_id=client, seq=self._seq)
-        )
+        keep = DataKind.EMOTIONS in kinds
+        if keep:
+            self._seq += 1
+            self.journal.append(
+                events.state_changed(
+                    user,
+                    state.at,
+                    state.to_dict(),
+                    session_id=client,
+                    seq=self._seq,
+                    graph=DataKind.GRAPH in kinds,
+                )
+            )
         member = self.states.member_state(user)
         if member is not None:
             for room_id in self.directory.state(user, member, state.at):
                 await self.publisher.publish(
-                    room_channel(room_id), {"type": "state", "user": user, "state": smoothed_dict(smoothed)}
+                    room_channel(room_id),
+                    {"type": "state", "user": user, "state": smoothed_dict(smoothed)},
+                    history=keep,
                 )
         return smoothed
 
@@ -330,6 +391,7 @@ class Living:
     async def join_room(self, call: RpcCall) -> Any:
         """``room.join``: the room's channel and everyone in it, on any worker."""
         user = await self._person(call)
+        self.consented(call)  # what _admit may log of them
         room_id = _room_id(call.data)
         room = await self._admit(room_id, call.client, user)
         rooms = self._person_rooms.setdefault(user, set())
@@ -348,7 +410,10 @@ class Living:
         except RoomFullError:
             raise RpcError(ErrorCode.LIMIT_EXCEEDED, f"room {room_id} is full") from None
         await self._share_room(room_id, room)  # the others see the new member now, not at the next tick
-        self.journal.append(events.presence_changed(room_id, now, user, joined=True, client_id=client))
+        graph = DataKind.GRAPH in self.kinds_of(user)
+        self.journal.append(
+            events.presence_changed(room_id, now, user, joined=True, client_id=client, graph=graph)
+        )
         self._set_gauges(now)
         return room
 
@@ -370,8 +435,9 @@ class Living:
 
     async def _drop_member(self, room_id: str, room: Room, client: str) -> None:
         user, last_here = self.directory.leave(room_id, room, client)
+        graph = DataKind.GRAPH in self.kinds_of(user)
         self.journal.append(
-            events.presence_changed(room_id, self.clock(), user, joined=False, client_id=client)
+            events.presence_changed(room_id, self.clock(), user, joined=False, client_id=client, graph=graph)
         )
         if not last_here:
             return
@@ -428,21 +494,35 @@ class Living:
         self._set_gauges(now)
 
     async def _tick_room(self, room_id: str, tick: RoomTick, room: Room) -> None:
+        """Publish what the room's monitor found; keep it (history, log) only when every member
+        consented to ``emotions``: it is computed from all their states and heart rates."""
         channel = room_channel(room_id)
+        members = room.users()
+        keep = self._all_consent(members, DataKind.EMOTIONS)
         if tick.publish is not None:
             result = tick.resonance.to_dict()
             await self.publisher.publish(
                 channel,
                 {"type": "resonance", "reason": tick.publish.value, **result, "computed_by": self.origin},
+                history=keep,
             )
-            self.journal.append(events.resonance_computed(room_id, tick.resonance.at, result))
-        members = room.users()
+            if keep:
+                self.journal.append(events.resonance_computed(room_id, tick.resonance.at, result))
         for pattern in tick.patterns:
-            await self.publisher.publish(channel, {"type": "pattern", **pattern.to_dict()})
-            self.journal.append(events.pattern_detected(room_id, pattern.at, pattern.to_dict()))
+            await self.publisher.publish(channel, {"type": "pattern", **pattern.to_dict()}, history=keep)
+            if keep:
+                self.journal.append(events.pattern_detected(room_id, pattern.at, pattern.to_dict()))
             for question in from_room_pattern(pattern, members):
-                await self.publisher.publish(channel, {"type": "question", **question.to_dict()})
-                self.journal.append(events.question_asked(question.subject, pattern.at, question.to_dict()))
+                await self.publisher.publish(
+                    channel, {"type": "question", **question.to_dict()}, history=keep
+                )
+                kinds = self.kinds_of(question.subject)
+                if DataKind.EMOTIONS in kinds:
+                    self.journal.append(
+                        events.question_asked(
+                            question.subject, pattern.at, question.to_dict(), graph=DataKind.GRAPH in kinds
+                        )
+                    )
 
     def _forget_absent(self, now: float) -> None:
         """Drop what is kept of people with no connection here for ``FORGET_AFTER_S`` (a reconnect
@@ -462,6 +542,20 @@ class Living:
             if now - since >= FORGET_AFTER_S:
                 self.forget(user)
 
+    async def erase(self, user: str) -> None:
+        """For an erasure: take ``user`` out of every room here without logging it (their shared room
+        entries go too), then forget what is kept of them in memory."""
+        for room_id, room in list(self.directory.rooms.items()):
+            for client in [c for c, member in room.members.items() if member == user]:
+                _, last_here = self.directory.leave(room_id, room, client)
+                if last_here:
+                    entry = self.directory.entry_client(user)
+                    try:
+                        await self.storage.engine.remove_presence(ROOM_STATE_PREFIX + room_id, entry)
+                    except EngineError as exc:  # the erasure's own presence sweep follows
+                        log.warning("room entry not removed", extra={"room": room_id, "error": str(exc)})
+        self.forget(user)
+
     def forget(self, user: str) -> None:
         """Drop everything this worker keeps of ``user`` (stream, states, reports, shared trail)."""
         self.bio.forget(user)
@@ -470,6 +564,7 @@ class Living:
         self._absent_since.pop(user, None)
         self._restored.pop(user, None)  # kept in the engine; read again if they come back
         self._person_rooms.pop(user, None)
+        self._kinds.pop(user, None)
 
     def _set_gauges(self, now: float) -> None:
         self.thyroid.set_gauges(now)
@@ -483,29 +578,34 @@ class Living:
         pushed = await self.bio.push(user, parse_batch(call.data), baseline=self._restored.get(user))
         self._restored[user] = None  # the stream holds it now
         self.bio_seconds.observe(pushed.cpu_seconds)
-        readings = await self.use_readings(user, call.client, pushed.readings)
+        kinds = self.consented(call)
+        readings = await self.use_readings(user, call.client, pushed.readings, kinds)
         baseline = self.bio.baseline(user)
-        if pushed.readings and baseline is not None:
+        if pushed.readings and baseline is not None and DataKind.BIOMETRICS in kinds:
             await self.people.baseline(user, baseline)
         return {"readings": readings, "channel": bio_channel(user)}
 
-    async def use_readings(self, user: str, client: str, readings: Sequence[Reading]) -> list[dict[str, Any]]:
-        """Publish each reading on ``bio:#<user>`` and feed it where it belongs: a heart rate to the
-        person's rooms, an arousal to their state. The readings as published."""
+    async def use_readings(
+        self, user: str, client: str, readings: Sequence[Reading], kinds: frozenset[DataKind] | None = None
+    ) -> list[dict[str, Any]]:
+        """Publish each reading on ``bio:#<user>`` (kept in its history only with consent to
+        ``biometrics``) and feed it where it belongs: a heart rate to the person's rooms, an arousal to
+        their state. The readings as published."""
+        kinds = self.kinds_of(user) if kinds is None else kinds
         now = self.clock()
         published = []
         for reading in readings:
             body = reading.to_dict()
             published.append(body)
-            await self.publisher.publish(bio_channel(user), body)
+            await self.publisher.publish(bio_channel(user), body, history=DataKind.BIOMETRICS in kinds)
             match reading:
                 case HeartRateReading(bpm=float() as bpm) if math.isfinite(bpm):
                     self.states.heart_rate(user, bpm)
                     self.directory.heart_rate(user, HeartRateSample(now, bpm))
                 case ArousalReading(index=float() as index) if math.isfinite(index):
-                    await self._take_state(user, self.states.aroused(user, index, now), client)
+                    await self._take_state(user, self.states.aroused(user, index, now), client, kinds)
                     sample = self.states.last_body(user)
-                    if sample is not None:
+                    if sample is not None and DataKind.BIOMETRICS in kinds:
                         await self.people.body(user, [sample])
         return published
 

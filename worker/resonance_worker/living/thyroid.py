@@ -6,7 +6,8 @@ with its :attr:`ThyroidService.limits` as its limits provider: a pain signal re-
 thyroid, and the adaptation it returns scales :class:`~resonance_worker.living.limits.AdaptiveLimits`
 (read by the node for each new connection and publish) and forces the ``redis`` and ``neo4j``
 circuits open. Nothing of the node is replaced. Shedding new connections is the transport's
-middleware asking :meth:`ThyroidService.shed_retry_after`.
+middleware asking :meth:`ThyroidService.shed_retry_after`; a client this worker itself sent away to
+come straight back (3010, 3011) is readmitted while it sheds (:mod:`resonance_worker.domain.readmission`).
 
 The cluster view: :meth:`ThyroidService.snapshot_entry` is what this worker shares (a presence
 entry of :data:`PAIN_CHANNEL`), :meth:`ThyroidService.merge_peers` takes the others' back. The
@@ -27,6 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from resonance_worker.domain import events
 from resonance_worker.domain.circuit import CircuitBreaker, CircuitState
 from resonance_worker.domain.codes import Disconnect, Disconnects
+from resonance_worker.domain.readmission import READMIT_CODES, Readmissions
 from resonance_worker.domain.thyroid import (
     Adaptations,
     DisconnectStormDetector,
@@ -91,6 +93,8 @@ class ThyroidService(PainHooks):
         self.circuits = {name: CircuitBreaker() for name in CIRCUITS}
         self.limits = AdaptiveLimits(base_limits)
         """What the node reads for new connections and publishes: scaled while the thyroid hurts."""
+        self.readmissions = Readmissions()
+        """Tickets of the addresses whose clients this worker sent away to reconnect (3010, 3011)."""
         self._last_published: tuple[Any, ...] | None = None
         self.pain_gauge = Gauge(
             "resonance_thyroid_pain", "Thyroid pain (this worker + peers).", registry=registry
@@ -107,6 +111,11 @@ class ThyroidService(PainHooks):
         self.refused_counter = Counter(
             "resonance_thyroid_pain_refused",
             "Pain not counted because its client, address or user had used up its budget.",
+            registry=registry,
+        )
+        self.readmitted = Counter(
+            "resonance_thyroid_readmitted",
+            "Handshakes admitted while shedding: clients this worker sent away to reconnect (3010, 3011).",
             registry=registry,
         )
         self.cut_offs = Counter(
@@ -143,10 +152,14 @@ class ThyroidService(PainHooks):
         """The body of ``GET /thyroid/status``, the ``thyroid.status`` RPC and ``system:thyroid``."""
         return self.core.status(now)
 
-    def shed_retry_after(self) -> float | None:
-        """Seconds a new connection should wait, while the thyroid sheds them (else None)."""
+    def shed_retry_after(self, address: str | None = None) -> float | None:
+        """Seconds a new connection (from ``address``) should wait, while the thyroid sheds them; None
+        to admit it: not shedding, or a client of ``address`` was sent away to reconnect (its ticket)."""
         adaptations = self.core.adaptations
         if not adaptations.shed_new_connections:
+            return None
+        if address and self.readmissions.take(address, self.clock()):
+            self.readmitted.inc()
             return None
         return adaptations.retry_after_s or 1.0
 
@@ -172,6 +185,11 @@ class ThyroidService(PainHooks):
         if self.present.draining:
             return  # our own shutdown closes every connection: that is not a storm
         origin = current_origin()
+        if reason is not None and reason.code in READMIT_CODES:
+            # We asked this client to come straight back: not a storm, and not refused when it does.
+            if origin is not None and origin.ip:
+                self.readmissions.grant(origin.ip, self.clock())
+            return
         if self.storms.record(self.clock(), origin.ip if origin is not None and origin.ip else None):
             with charged_to(None):  # a storm is the system's pain, not the last client's
                 self.feel(PainSource.DISCONNECT_STORM)

@@ -5,7 +5,8 @@ JSON body and ``Authorization: apikey <key>`` (Centrifugo's scheme; the
 Methods: ``publish`` {channel, data, idempotency_key?, tags?}, ``broadcast``
 {channels, data, idempotency_key?}, ``presence`` {channel}, ``presence_stats``
 {channel}, ``history`` {channel, limit?, since?, reverse?}, ``disconnect``
-{user, code?, reason?}, ``unsubscribe`` {user, channel}; for the web console's admin view, about the
+{user, code?, reason?}, ``unsubscribe`` {user, channel}, ``user.export`` {user} and
+``user.erase`` {user} (data rights: ``living.rights``); for the web console's admin view, about the
 worker that answers: ``info`` {} (``{"nodes": [...]}``), ``channels`` {pattern?} and ``connections``
 {user?} (at most ``LISTED`` of each, with the ``total``). Answers are
 ``{"result": {...}}``; bad input is HTTP 400 with ``{"error": {"code", "message"}}`` (the key
@@ -42,10 +43,13 @@ from resonance_worker.domain.requests.server import (
     ApiInfoRequest,
     ApiPublishRequest,
     ApiUnsubscribeRequest,
+    UserEraseRequest,
+    UserExportRequest,
     control_message,
 )
 from resonance_worker.engines.base import history_options
 from resonance_worker.errors import EngineError
+from resonance_worker.living.rights import DataRights
 from resonance_worker.tracing import TRACER, context_from_headers
 from resonance_worker.tracing import enabled as tracing_enabled
 from resonance_worker.transport import audit
@@ -56,7 +60,7 @@ from resonance_worker.transport.http import (
     read_json_object,
     response_for,
 )
-from resonance_worker.transport.keys import NODE
+from resonance_worker.transport.keys import NODE, RIGHTS
 from resonance_worker.transport.node import Node
 
 log = logging.getLogger("resonance.worker.api")
@@ -183,6 +187,25 @@ async def _connections(node: Node, request: ApiConnectionsRequest) -> dict[str, 
     return {"connections": listed, "total": len(conns), "node": name}
 
 
+async def _user_export(rights: DataRights, node: Node, request: UserExportRequest) -> dict[str, Any]:
+    return await rights.export(request.user)
+
+
+async def _user_erase(rights: DataRights, node: Node, request: UserEraseRequest) -> dict[str, Any]:
+    removed = await rights.erase(request.user)
+    # Every worker drops the person's connections (and, 300 s later, what it holds of them in memory).
+    await node.engine.publish_control(
+        control_message(ApiDisconnectRequest(request.user, reason="data erased"))
+    )
+    return {"removed": removed}
+
+
+_DATA_METHODS: dict[type, Callable[[DataRights, Node, Any], Awaitable[dict[str, Any]]]] = {
+    UserExportRequest: _user_export,
+    UserEraseRequest: _user_erase,
+}
+"""The data-rights methods (docs/data-rights.md): they reach every store, not only the engine."""
+
 _METHODS: dict[type, Callable[[Node, Any], Awaitable[dict[str, Any]]]] = {
     ApiPublishRequest: _publish,
     ApiBroadcastRequest: _broadcast,
@@ -198,12 +221,19 @@ _METHODS: dict[type, Callable[[Node, Any], Awaitable[dict[str, Any]]]] = {
 """What each server API request does (its body is parsed by ``SERVER_REQUESTS``)."""
 
 
-async def _call(node: Node, method: str, body: dict[str, Any]) -> dict[str, Any]:
+async def _call(
+    node: Node, method: str, body: dict[str, Any], rights: DataRights | None = None
+) -> dict[str, Any]:
     parse = SERVER_REQUESTS.get(method)
     if parse is None:
         raise ApiError(ErrorCode.METHOD_NOT_FOUND, f"unknown method {method!r}", status=404)
     try:
         request = parse(body)
+        data_method = _DATA_METHODS.get(type(request))
+        if data_method is not None:
+            if rights is None:
+                raise ApiError(ErrorCode.NOT_AVAILABLE, f"{method}: data rights are not served here", 503)
+            return await data_method(rights, node, request)
         return await _METHODS[type(request)](node, request)
     except RequestError as exc:
         raise ApiError(exc.code, exc.message) from None
@@ -235,7 +265,7 @@ async def _answer(request: web.Request) -> tuple[web.Response, Any]:
     try:
         check_api_key(request, node.settings.api_key)
         body = await read_json_object(request)
-        result = await _call(node, method, body)
+        result = await _call(request.app[NODE], method, body, request.app[RIGHTS])
     except ApiError as exc:
         return response_for(exc), body
     except EngineError as exc:

@@ -27,6 +27,7 @@ from resonance_worker.errors import ConfigError, EngineError
 from resonance_worker.living.core import Living, living_namespaces
 from resonance_worker.living.limits import FixedLimits, limits_from_settings
 from resonance_worker.living.pain import PainHooks
+from resonance_worker.living.rights import DataRights
 from resonance_worker.living.roster import Roster
 from resonance_worker.living.rpc import living_methods
 from resonance_worker.metrics import WorkerMetrics
@@ -46,6 +47,7 @@ from resonance_worker.transport.keys import (
     METRICS,
     NODE,
     POSITION_CHECKER,
+    RIGHTS,
     SETTINGS,
     STORAGE,
 )
@@ -102,6 +104,7 @@ def build_worker(
     node, given the living core's pain hooks, limits, namespaces and RPC methods. ``clock`` is the
     living core's (tests pass their own)."""
     metrics = WorkerMetrics()
+    metrics.watch_engine(storage.engine)
     roster: Roster[Connection] = Roster()
     base_limits = limits_from_settings(settings)
     living: Living | None = None
@@ -116,6 +119,7 @@ def build_worker(
             base_limits=base_limits,
             registry=metrics.registry,
             clock=clock,
+            data=settings.data,
         )
     else:
         rules = channel_rules(settings, {})
@@ -170,6 +174,17 @@ def create_app(
     if living is not None:
         app[LIVING] = living
         install_living(app, living, node)
+    rights = DataRights(
+        storage,
+        settings.data,
+        journal=living.journal if living is not None else None,
+        forget=living.erase if living is not None else None,
+    )
+    app[RIGHTS] = rights
+    if rights.retains:
+        run_in_background(
+            app, "retention", lambda: _expire_forever(rights, settings.data.retention_check_seconds)
+        )
     if settings.jwt_jwks_url:
         run_in_background(app, "jwks-refresh", lambda: _refresh_jwks_forever(app))
     run_in_background(app, "connection-slots", lambda: _refresh_slots_forever(node))
@@ -190,11 +205,27 @@ def cors_paths(settings: WorkerSettings) -> frozenset[str]:
     return frozenset({"/health", "/thyroid/status", *(("/token",) if settings.dev_mode else ())})
 
 
+async def _expire_forever(rights: DataRights, period: float) -> None:
+    """Retention: every ``period``, remove what is past its kind's retention (every worker does; the
+    removals are idempotent)."""
+    while True:
+        await asyncio.sleep(period)
+        try:
+            removed = await rights.expire()
+            if any(removed.values()):
+                log.info("retention removed expired data", extra=removed)
+        except EngineError as exc:
+            log.warning("retention step failed; next period", extra={"error": str(exc)})
+
+
 async def _storage_lifecycle(app: web.Application) -> AsyncIterator[None]:
     storage = app[STORAGE]
     await storage.start(app[NODE])
     log.info("engine started", extra={"engine": storage.engine.name})
     yield
+    living = app.get(LIVING)
+    if living is not None:
+        await living.close()  # the journal's last events, before the log's client goes
     await storage.close()
 
 

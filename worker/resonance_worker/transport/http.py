@@ -28,7 +28,7 @@ from pydantic import SecretStr
 from resonance_worker.domain.codes import ErrorCode
 from resonance_worker.domain.netpolicy import AddressPolicy
 from resonance_worker.domain.origins import OriginPolicy
-from resonance_worker.errors import EngineError
+from resonance_worker.errors import EngineError, EngineOutOfMemoryError
 from resonance_worker.rpc import RpcError
 
 
@@ -64,6 +64,10 @@ def response_for(error: ApiError | RpcError | EngineError) -> web.Response:
             return error_response(error.code, error.message, error.status)
         case RpcError():
             return error_response(error.code, error.message, RPC_ERROR_STATUS.get(error.code, 400))
+        case EngineOutOfMemoryError():
+            return error_response(
+                ErrorCode.INTERNAL, "storage full: Redis refused the write (maxmemory)", 507
+            )
         case EngineError():
             return error_response(ErrorCode.INTERNAL, "engine unavailable", 503)
 

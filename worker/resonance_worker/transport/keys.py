@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from resonance_worker.living.core import Living
+from resonance_worker.living.rights import DataRights
 from resonance_worker.metrics import WorkerMetrics
 from resonance_worker.settings import WorkerSettings
 from resonance_worker.storage import Storage
@@ -24,3 +25,5 @@ POSITION_CHECKER = web.AppKey("position_checker", PositionChecker)
 """Only when ``position_check_seconds`` > 0."""
 LIVING = web.AppKey("living", Living)
 """Only when the living core is on."""
+RIGHTS = web.AppKey("rights", DataRights)
+"""Export, erasure and retention of personal data (``user.export``, ``user.erase``)."""

@@ -4,8 +4,8 @@ The living core itself (thyroid, states, rooms, biometrics, the graph service) i
 ``resonance_worker.living``; ``create_app`` builds it before the node. This module adds to the app:
 
 - a middleware around ``/connection/websocket`` that sheds new connections with HTTP 503 +
-  ``Retry-After`` while the thyroid says so, and charges whatever a connection does that hurts
-  to its request (:class:`~resonance_worker.living.origin.PainOrigin`);
+  ``Retry-After`` while the thyroid says so (but a client it sent away to reconnect), and charges
+  whatever a connection does that hurts to its request (:class:`~resonance_worker.living.origin.PainOrigin`);
 - ``GET /thyroid/status``; ``POST /api/graph.<query>`` when the graph is configured;
 - the loops: the thyroid every ``thyroid_evaluate_seconds``, the rooms every
   ``room_tick_seconds``, and the graph's projector.
@@ -53,7 +53,8 @@ def install_living(app: web.Application, living: Living, node: Node) -> None:
     async def shed(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path != WEBSOCKET_PATH:
             return await handler(request)
-        retry = living.thyroid.shed_retry_after()
+        ip = client_ip(request, node.address_policy)
+        retry = living.thyroid.shed_retry_after(ip)
         if retry is not None:
             return web.json_response(
                 {"error": "overloaded", "retry_after": retry},
@@ -61,7 +62,7 @@ def install_living(app: web.Application, living: Living, node: Node) -> None:
                 headers={"Retry-After": str(math.ceil(retry))},
             )
         # Whatever hurts from here on (in this task and what it starts) is charged to this client.
-        with charged_to(PainOrigin(client_ip(request, node.address_policy), request.transport)):
+        with charged_to(PainOrigin(ip, request.transport)):
             return await handler(request)
 
     async def status(request: web.Request) -> web.Response:

@@ -191,6 +191,9 @@ class Node:
             max_per_ip=configured.max_connections_per_ip,
             max_per_user=configured.max_connections_per_user,
         )
+        self.fanout_resumed = asyncio.Event()
+        """Set when the engine's fan-out came back after a break (``on_fanout_resumed``): the position
+        check (``transport.positions``) looks at once, not at its next round."""
         self.slots: dict[str, list[tuple[SlotScope, str]]] = {}
         """The cluster-wide connection slots each connection holds (by client id): its address's, its
         user's. Counted in the engine, so a limit holds across every worker sharing it."""
@@ -317,6 +320,9 @@ class Node:
             session.deliver_join_leave(channel, frame)
             if session.queued_bytes != queued or session.closed:
                 conn.wake()
+
+    def on_fanout_resumed(self) -> None:
+        self.fanout_resumed.set()
 
     def on_control(self, payload: bytes) -> None:
         """A server API request relayed to every worker (``control_message``), done here."""
@@ -752,7 +758,7 @@ class Node:
             self._count_outcome(conn, features, op.rpc_method)
         data = None if op.data is None else orjson.loads(op.data)
         try:
-            result = await handler(RpcCall(op.rpc_method, data, op.user, op.client))
+            result = await handler(RpcCall(op.rpc_method, data, op.user, op.client, op.consent))
         except RpcError as exc:
             return Failed(exc.code, exc.message)
         except Exception:

@@ -11,11 +11,18 @@ disconnect 3010 for a server-side one), and the SDK resubscribes and recovers fr
 
 An engine failure skips the channel for this round: Redis being away is the readiness
 probe's and the engine's business, and the check runs again when it is back.
+
+When the engine's fan-out resumes after a break (the node's Redis pub/sub connection reconnected,
+say after a Sentinel failover), whatever was published meanwhile never reached this node: the
+check then runs at once and ``RESUMED_ROUNDS`` more times ``RESUMED_SETTLE_S`` apart (the two
+looks still apply), so a subscriber of a channel that went quiet during the break recovers within
+seconds rather than within two intervals.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Hashable
 
@@ -27,6 +34,11 @@ from resonance_worker.transport.background import run_in_background
 from resonance_worker.transport.node import Node
 
 log = logging.getLogger("resonance.worker.positions")
+
+RESUMED_ROUNDS = 3
+"""Rounds after the immediate one when fan-out resumed (one may find Redis still busy)."""
+RESUMED_SETTLE_S = 1.0
+"""Between those rounds: longer than a publication takes from the stream to a subscriber."""
 
 
 class PositionChecker:
@@ -87,8 +99,18 @@ class PositionChecker:
         return lost
 
     async def run(self) -> None:
+        resumed = self.node.fanout_resumed
+        quick = 0  # rounds left at RESUMED_SETTLE_S after fan-out resumed
         while True:
-            await asyncio.sleep(self.interval_s)
+            wait_s = min(self.interval_s, RESUMED_SETTLE_S) if quick else self.interval_s
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_s):
+                    await resumed.wait()
+            if resumed.is_set():
+                resumed.clear()
+                quick = RESUMED_ROUNDS
+            elif quick:
+                quick -= 1
             try:
                 await self.check_once()
             except Exception:

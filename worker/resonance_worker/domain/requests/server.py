@@ -75,6 +75,20 @@ class ApiConnectionsRequest:
     user: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class UserExportRequest:
+    """``user.export``: everything kept about ``user`` (docs/data-rights.md)."""
+
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserEraseRequest:
+    """``user.erase``: remove everything kept about ``user``; answers what was removed."""
+
+    user: str
+
+
 ServerRequest = (
     ApiPublishRequest
     | ApiBroadcastRequest
@@ -86,6 +100,8 @@ ServerRequest = (
     | ApiInfoRequest
     | ApiChannelsRequest
     | ApiConnectionsRequest
+    | UserExportRequest
+    | UserEraseRequest
 )
 
 
@@ -154,6 +170,14 @@ def parse_connections(body: Mapping[str, Any]) -> ApiConnectionsRequest:
     return ApiConnectionsRequest(None if user is None else rules.string(user, "user"))
 
 
+def parse_user_export(body: Mapping[str, Any]) -> UserExportRequest:
+    return UserExportRequest(_user(body))
+
+
+def parse_user_erase(body: Mapping[str, Any]) -> UserEraseRequest:
+    return UserEraseRequest(_user(body))
+
+
 SERVER_REQUESTS: Mapping[str, Callable[[Mapping[str, Any]], ServerRequest]] = {
     "publish": parse_publish,
     "broadcast": parse_broadcast,
@@ -165,6 +189,8 @@ SERVER_REQUESTS: Mapping[str, Callable[[Mapping[str, Any]], ServerRequest]] = {
     "info": parse_info,
     "channels": parse_channels,
     "connections": parse_connections,
+    "user.export": parse_user_export,
+    "user.erase": parse_user_erase,
 }
 """The parser of each server API method; a method not here is answered 404 (104)."""
 
