@@ -118,6 +118,10 @@ async def test_primary_killed_mid_stream_workers_fail_over_and_clients_recover(
             # The stream is read back whole (one history call): the default cap of 1000 per call would
             # cut it short on a machine fast enough to publish more than that.
             "RESONANCE_LIMITS__HISTORY_MAX_LIMIT": "20000",
+            # A gap is found within two position checks (docs/reliability.md): 2 x 5 s fits the 30 s the
+            # subscriber is given below; the default 20 s would let a gap the quick checks after the
+            # pub/sub reconnect missed (seen once in five runs, at load 10+) outlast the wait.
+            "RESONANCE_POSITION_CHECK_SECONDS": "5",
         }
         a = start_worker(env, name="worker-a")
         b = start_worker(env, name="worker-b")
