@@ -123,10 +123,16 @@ def live_children(namespace: str, cluster: str) -> dict[tuple[str, str, str], di
 def children_in_sync(namespace: str, body: dict[str, Any]) -> bool:
     """Whether the cluster's children are exactly the desired ones, each as the spec wants it."""
     cluster = parse(body)
+    # The workers' pod template carries a digest of their Secrets (desired/secrets.py): computed from the
+    # Secrets that live, as the operator does.
+    live_secrets = {
+        item["metadata"]["name"]: item for item in kubectl_json("get", "secrets", "-n", namespace)["items"]
+    }
     desired = desired_children.desired_children(
         cluster,
         service_monitor_crd=False,
         fresh=desired_children.FreshSecrets(jwt="unused", neo4j_password="unused"),
+        live_secrets=live_secrets,
     )
     live = live_children(namespace, cluster.name)
     wanted = {(c.key.api_version, c.key.kind, c.key.name): c for c in desired}
