@@ -192,7 +192,10 @@ class Protocol:
             f"ws://{ingress.connect_to}/connection/websocket", headers={"Host": ingress.host}
         )
         client = cls(ws, session)
-        token = jwt.encode({"sub": user}, secret, algorithm="HS256")
+        # A person whose baseline and self-understanding are kept has consented to it (docs/data-rights.md:
+        # without the claim nothing biometric, emotional or in the graph is stored).
+        claims = {"sub": user, "consent": ["biometrics", "emotions", "graph"]}
+        token = jwt.encode(claims, secret, algorithm="HS256")
         client.node = str((await client.call({"connect": {"token": token}}))["connect"].get("node", ""))
         return client
 
