@@ -55,6 +55,8 @@ def test_console_script_serves_probes_and_prints_demo_token(tmp_path: Path) -> N
         claims = jwt.decode(token.group(1), secret, algorithms=["HS256"])
         assert claims["sub"] == "demo"
         assert claims["exp"] > claims["iat"]
+        # The demo user consents to every kind of data, so the demo keeps what it shows.
+        assert sorted(claims["consent"]) == ["biometrics", "emotions", "graph"]
         # The console line opens the console signed in as the demo user (the fragment stays in the browser).
         assert f"console:   http://127.0.0.1:{port}/#token={token.group(1)}" in banner
     finally:

@@ -17,6 +17,7 @@ from aiohttp import web
 from pydantic import SecretStr, ValidationError
 
 from resonance_worker import __version__
+from resonance_worker.domain.consent import DataKind
 from resonance_worker.errors import ConfigError
 from resonance_worker.errortracking import configure_error_tracking
 from resonance_worker.log import configure_logging
@@ -44,7 +45,14 @@ def banner(settings: WorkerSettings, port: int, *, demo_token: bool = True) -> s
     """How to connect, with a demo token when allowed, printed once the server listens."""
     assert settings.jwt_secret is not None
     token = (
-        mint_connection_token(settings.jwt_secret.get_secret_value(), sub="demo", now=time.time())
+        # The person trying the demo consents to every kind, so the console shows what is kept about them
+        # (baseline, self-understanding, the graph); docs/data-rights.md.
+        mint_connection_token(
+            settings.jwt_secret.get_secret_value(),
+            sub="demo",
+            now=time.time(),
+            consent=[kind.value for kind in DataKind],
+        )
         if demo_token
         else "(set RESONANCE_DEV_MODE=true to print one)"
     )
