@@ -82,7 +82,14 @@ from resonance_worker.domain import keys
 from resonance_worker.domain.backoff import Backoff
 from resonance_worker.domain.circuit import CircuitBreaker, CircuitState
 from resonance_worker.domain.datarights import publication_concerns
-from resonance_worker.domain.keys import USER_KINDS, SlotScope, UserKind, user_key
+from resonance_worker.domain.keys import (
+    USER_KINDS,
+    SlotScope,
+    UserKind,
+    channel_of_part,
+    channel_part,
+    user_key,
+)
 from resonance_worker.engines.base import (
     ClientInfo,
     EngineEventHandler,
@@ -98,6 +105,7 @@ from resonance_worker.engines.memory import (
     validate_bucket,
     validate_history,
 )
+from resonance_worker.engines.shards import ShardedPubSub, SlotMapChangedError
 from resonance_worker.errors import (
     EngineCircuitOpenError,
     EngineError,
@@ -105,7 +113,7 @@ from resonance_worker.errors import (
     EngineTimeoutError,
 )
 from resonance_worker.redis_client import RedisConnector
-from resonance_worker.settings import Durability
+from resonance_worker.settings import Durability, RedisMode
 
 log = logging.getLogger("resonance.worker.engine")
 T = TypeVar("T")
@@ -130,7 +138,8 @@ end
 """
 
 # KEYS: stream, meta, idempotency. ARGV: body, size, ttl_ms, meta_ttl_ms, new epoch,
-# idempotency ttl_ms (0: no key), pub/sub channel, "1" to PUBLISH now or "0" to leave it to _RELEASE.
+# idempotency ttl_ms (0: no key), pub/sub channel, "1" to PUBLISH now or "0" to leave it to _RELEASE,
+# the publish command ("publish", or "spublish" on a Redis Cluster: the channel is on the keys' slot).
 _PUBLISH = """
 local idempotency_ttl = tonumber(ARGV[6])
 if idempotency_ttl > 0 then
@@ -163,7 +172,7 @@ if size > 0 then
   result = offset .. ":" .. epoch
 end
 if now then
-  redis.call("publish", ARGV[7], "p" .. result .. ":" .. ARGV[1])
+  redis.call(ARGV[9], ARGV[7], "p" .. result .. ":" .. ARGV[1])
 end
 if idempotency_ttl > 0 then
   redis.call("set", KEYS[3], result, "px", idempotency_ttl)
@@ -513,6 +522,12 @@ class RedisEngine:
         failover_retry_seconds: float = 0.0,
     ) -> None:
         self.connector = url if isinstance(url, RedisConnector) else RedisConnector(url)
+        self.cluster = self.connector.mode is RedisMode.CLUSTER
+        """Redis Cluster mode: hash-tagged channel keys, sharded pub/sub (module docstring)."""
+        if self.cluster and durability is Durability.REPLICA:
+            raise ValueError("replica durability is not supported on a Redis Cluster (WAIT has no key)")
+        self._publish_command = "spublish" if self.cluster else "publish"
+        self._shards: ShardedPubSub | None = None
         self.durability = durability
         self._replica_wait_ms = replica_wait_ms
         self._failover_retry_s = failover_retry_seconds
@@ -590,7 +605,8 @@ class RedisEngine:
             max_connections=self._max_connections,
         )
         # No hidden retries on the pub/sub connection: the reader loop owns reconnection.
-        self._pubsub_client = self.connector.client(timeout=self._timeout, socket_timeout=self._timeout)
+        if not self.cluster:  # on a Cluster, sharded pub/sub connects to each primary (engines.shards)
+            self._pubsub_client = self.connector.client(timeout=self._timeout, socket_timeout=self._timeout)
         client = self._client
         self._publish_script = client.register_script(_PUBLISH)
         self._history_script = client.register_script(_HISTORY)
@@ -703,11 +719,21 @@ class RedisEngine:
         try:
             return await self._pipeline.call("EVALSHA", script.sha, len(keys), *keys, *args)
         except NoScriptError:
+            if self.cluster:
+                # A keyless SCRIPT LOAD has no slot to be routed by: EVAL loads it on the keys' node.
+                return await self._pipeline.call("EVAL", script.script, len(keys), *keys, *args)
             await self._pipeline.call("SCRIPT", "LOAD", script.script)
             return await self._pipeline.call("EVALSHA", script.sha, len(keys), *keys, *args)
 
     def _key(self, kind: str, channel: str) -> str:
-        return f"{self.prefix}.{kind}.{channel}"
+        return f"{self.prefix}.{kind}.{self._channel_part(channel)}"
+
+    def _channel_part(self, channel: str) -> str:
+        """A channel's name in its keys: hash-tagged on a Cluster (``domain.keys.channel_part``)."""
+        return channel_part(channel) if self.cluster else channel
+
+    def _channel_of(self, part: str) -> str:
+        return channel_of_part(part) if self.cluster else part
 
     # -- pub/sub connection ---------------------------------------------------------------
 
@@ -715,22 +741,35 @@ class RedisEngine:
         attempt = 0
         first = True
         while True:
-            assert self._pubsub_client is not None
-            pubsub = self._pubsub_client.pubsub()
+            pubsub: PubSub | None = None
+            shards: ShardedPubSub | None = None
             try:
                 async with asyncio.timeout(self._timeout):
-                    await self._subscribe_all(pubsub)
+                    if self.cluster:
+                        shards = ShardedPubSub(
+                            self.client, self.connector, prefix=self.prefix, timeout=self._timeout
+                        )
+                        await shards.open()
+                        await shards.subscribe([self._control_channel, *self._wanted])
+                    else:
+                        assert self._pubsub_client is not None
+                        pubsub = self._pubsub_client.pubsub()
+                        await self._subscribe_all(pubsub)
                 if not first:
                     self.reconnects += 1
                     log.info("redis pub/sub reconnected", extra={"channels": len(self._wanted)})
-                self._note_primary(pubsub)
-                self._pubsub = pubsub
+                if pubsub is not None:
+                    self._note_primary(pubsub)
+                self._pubsub, self._shards = pubsub, shards
                 self._connected.set()
                 if not first:
                     self._fanout_resumed()
                 first = False
                 attempt = 0
-                await self._read(pubsub)
+                if shards is not None:
+                    await self._read_shards(shards)
+                elif pubsub is not None:
+                    await self._read(pubsub)
             except (RedisError, OSError, TimeoutError, EngineError) as exc:
                 log.warning("redis pub/sub connection lost (%s: %s)", type(exc).__name__, exc)
             except Exception:
@@ -738,12 +777,31 @@ class RedisEngine:
                 log.exception("redis pub/sub reader failed unexpectedly; reconnecting")
             finally:
                 self._connected.clear()
-                self._pubsub = None
+                self._pubsub = self._shards = None
                 self._fail_confirmations(EngineError("redis pub/sub connection lost"))
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                if shards is not None:
+                    await shards.aclose()
+                if pubsub is not None:
+                    with contextlib.suppress(RedisError, OSError):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             await asyncio.sleep(self._reconnect.delay(attempt, random.uniform))
             attempt += 1
+
+    async def _read_shards(self, shards: ShardedPubSub) -> None:
+        """Read every shard's connection at once; return (raise) when one fails or the slot map moved."""
+        tasks: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._read(p)) for p in shards.pubsubs]
+        tasks.append(asyncio.ensure_future(shards.stale.wait()))
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            error = task.exception()
+            if error is not None:
+                raise error
+        raise SlotMapChangedError("the Redis Cluster slot map changed")
 
     def _fanout_resumed(self) -> None:
         """Tell the handler that publications may have been missed while the connection was down
@@ -785,12 +843,24 @@ class RedisEngine:
                 continue
             last_heard = now
             kind = message["type"]
-            if kind == "message":
+            if kind in ("message", "smessage"):
                 self._dispatch(message["channel"], message["data"])
-            elif kind == "subscribe":
+            elif kind in ("subscribe", "ssubscribe"):
                 for future in self._confirmations.pop(message["channel"], []):
                     if not future.done():
                         future.set_result(None)
+            elif kind == "sunsubscribe" and self._still_wanted(message["channel"]):
+                # Pushed by the node: the channel's slot moved (a failover or a resharding).
+                raise SlotMapChangedError(f"a Redis Cluster node dropped {message['channel']!r}")
+
+    def _still_wanted(self, pubsub_channel: bytes) -> bool:
+        shards = self._shards
+        anchors = shards.anchors if shards is not None else set()
+        return (
+            pubsub_channel in self._wanted
+            or pubsub_channel == self._control_channel
+            or pubsub_channel in anchors
+        )
 
     def _fail_confirmations(self, error: EngineError) -> None:
         confirmations, self._confirmations = self._confirmations, {}
@@ -809,7 +879,7 @@ class RedisEngine:
                 return
             if pubsub_channel not in self._wanted:
                 return  # a late message for a channel this node just left
-            channel = pubsub_channel[len(self._channel_prefix) :].decode()
+            channel = self._channel_of(pubsub_channel[len(self._channel_prefix) :].decode())
             kind = body[:1]
             if kind == b"p":
                 publication, position = decode_publication(body)
@@ -826,8 +896,15 @@ class RedisEngine:
 
     # -- fan-out ------------------------------------------------------------------------
 
+    def _pubsub_for(self, pubsub_channel: bytes) -> PubSub | None:
+        """The pub/sub connection that carries ``pubsub_channel`` (None while reconnecting)."""
+        if self.cluster:
+            shards = self._shards
+            return None if shards is None else shards.pubsub_for(pubsub_channel)
+        return self._pubsub
+
     def _pubsub_channel(self, channel: str) -> bytes:
-        return self._channel_prefix + channel.encode()
+        return self._channel_prefix + self._channel_part(channel).encode()
 
     async def subscribe(self, channel: str) -> None:
         if self._reader is None:
@@ -838,11 +915,15 @@ class RedisEngine:
         try:
             async with self._guard("subscribe"):
                 await self._connected.wait()
-                pubsub = self._pubsub
-                assert pubsub is not None
+                pubsub = self._pubsub_for(pubsub_channel)
+                if pubsub is None:
+                    raise EngineError("redis pub/sub connection is reconnecting")
                 self._confirmations.setdefault(pubsub_channel, []).append(confirmed)
                 try:
-                    await pubsub.subscribe(pubsub_channel)
+                    if self.cluster:
+                        await pubsub.ssubscribe(pubsub_channel)
+                    else:
+                        await pubsub.subscribe(pubsub_channel)
                 except (AttributeError, RuntimeError) as exc:
                     # redis-py's way of saying the connection was dropped under us (or the event
                     # loop's, when the transport is already closed).
@@ -860,7 +941,9 @@ class RedisEngine:
     async def unsubscribe(self, channel: str) -> None:
         pubsub_channel = self._pubsub_channel(channel)
         self._wanted.discard(pubsub_channel)
-        pubsub = self._pubsub
+        pubsub: PubSub | None = None
+        with contextlib.suppress(EngineError):  # a stale slot map: the next generation will not have it
+            pubsub = self._pubsub_for(pubsub_channel)
         if pubsub is not None:
             # Failing here means the connection is broken: the reconnect will not resubscribe,
             # and late messages for the channel are dropped, so there is nothing to report.
@@ -868,7 +951,10 @@ class RedisEngine:
             # event loop RuntimeError when its transport is already closed.)
             with contextlib.suppress(RedisError, OSError, TimeoutError, AttributeError, RuntimeError):
                 async with asyncio.timeout(self._timeout):
-                    await pubsub.unsubscribe(pubsub_channel)
+                    if self.cluster:
+                        await pubsub.sunsubscribe(pubsub_channel)
+                    else:
+                        await pubsub.unsubscribe(pubsub_channel)
 
     async def publish(
         self,
@@ -890,7 +976,10 @@ class RedisEngine:
             meta_ttl = history.meta_ttl_seconds or self._default_meta_ttl
             meta_ttl_ms = max(ttl_ms, int(meta_ttl * 1000))
         idempotency_ttl_ms = 0
-        idempotency_key_name = self._key("idem", f"{len(channel)}:{channel}:{idempotency_key or ''}")
+        if self.cluster:  # on the channel's slot, beside its stream and meta
+            idempotency_key_name = f"{self.prefix}.idem.{channel_part(channel)}:{idempotency_key or ''}"
+        else:
+            idempotency_key_name = self._key("idem", f"{len(channel)}:{channel}:{idempotency_key or ''}")
         if idempotency_key is not None:
             idempotency_ttl_ms = max(1, int(idempotency_ttl_seconds * 1000))
         keys = [self._key("stream", channel), self._key("meta", channel), idempotency_key_name]
@@ -899,11 +988,15 @@ class RedisEngine:
         retry = idempotency_key is not None  # the script answers a retry of a stored one as a duplicate
         if self.durability is Durability.REPLICA and size > 0:
             duplicate, result = await self._call(
-                "publish", lambda: self._publish_confirmed(keys, [*args, "0"], pubsub_channel), retry=retry
+                "publish",
+                lambda: self._publish_confirmed(keys, [*args, "0", self._publish_command], pubsub_channel),
+                retry=retry,
             )
         else:
             duplicate, result = await self._call(
-                "publish", lambda: self._script(self._publish_script, keys, [*args, "1"]), retry=retry
+                "publish",
+                lambda: self._script(self._publish_script, keys, [*args, "1", self._publish_command]),
+                retry=retry,
             )
         offset, _, epoch = _as_str(result).partition(":")
         return PublishResult(StreamPosition(int(offset), epoch), duplicate=bool(duplicate))
@@ -936,17 +1029,21 @@ class RedisEngine:
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
         message = b"j" + encode_info(info)
         await self._call(
-            "publish join", lambda: self._pipeline.call("PUBLISH", self._pubsub_channel(channel), message)
+            "publish join",
+            lambda: self._pipeline.call(self._publish_command, self._pubsub_channel(channel), message),
         )
 
     async def publish_leave(self, channel: str, info: ClientInfo) -> None:
         message = b"l" + encode_info(info)
         await self._call(
-            "publish leave", lambda: self._pipeline.call("PUBLISH", self._pubsub_channel(channel), message)
+            "publish leave",
+            lambda: self._pipeline.call(self._publish_command, self._pubsub_channel(channel), message),
         )
 
     async def publish_control(self, payload: bytes) -> None:
-        await self._call("publish control", lambda: self.client.publish(self._control_channel, payload))
+        channel = self._control_channel
+        command = self._publish_command
+        await self._call("publish control", lambda: self._pipeline.call(command, channel, payload))
 
     # -- history ------------------------------------------------------------------------
 
