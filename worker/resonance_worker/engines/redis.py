@@ -13,6 +13,11 @@ Keys (``P`` is the ``prefix`` given to the constructor, ``C`` a channel name)::
     P.conns.user.{u:U}      clock) | of user U: cluster-wide connection slots (domain/keys.py)
     P.{u:U}.<kind>          a person's state, one key per kind of domain/keys.USER_KINDS, each with a TTL
 
+On a Redis Cluster (``RedisMode.CLUSTER``) ``C`` in every channel key above, and in its pub/sub
+channel, is ``domain.keys.channel_part(C)`` = ``{C}`` (the channel's hash tag), so a channel's stream,
+meta, presence and idempotency keys sit on one slot and each script touches one shard; the
+idempotency key is ``P.idem.{C}:K``.
+
 Publishing is one Lua script: check the idempotency key, bump the offset, XADD
 with an exact MAXLEN, set TTLs, PUBLISH the body with its offset and epoch, and
 remember the idempotency key — atomically, so an acknowledged publication is
@@ -43,18 +48,21 @@ history). The header is a JSON object with the optional keys ``t`` (time_ms),
 publication's data follows raw, never re-encoded. Stream entries hold the same
 ``<header JSON>\\n<data>`` body. ClientInfo JSON uses the same ``u``/``c``/``ci``/``hi`` keys.
 
-Each node holds one pub/sub connection: SUBSCRIBE when the first local client
-subscribes to a channel, UNSUBSCRIBE when the last leaves. If that connection
-breaks (a Redis restart), the node reconnects with jittered exponential backoff
+On a Redis Cluster the scripts and the join/leave/control messages use ``SPUBLISH`` (sharded pub/sub,
+Redis 7) on the same names, and each node holds one pub/sub connection per primary
+(``engines.shards``), SSUBSCRIBE-ing each channel on the primary of its slot; a slot map change is
+handled as a lost connection (below). Otherwise each node holds one pub/sub connection: SUBSCRIBE
+when the first local client subscribes to a channel, UNSUBSCRIBE when the last leaves. If that
+connection breaks (a Redis restart), the node reconnects with jittered exponential backoff
 and resubscribes to every channel it still needs; ``ping`` fails meanwhile so the
 pod reports not-ready (the delays: ``domain.backoff``). Events are delivered to the handler
 from that reader task.
 
-Where Redis is comes from a :class:`~resonance_worker.redis_client.RedisConnector` (one server
-or the primary a set of Sentinels names). Across a failover, idempotent calls (history, presence,
-joins, tokens) are retried with jittered backoff for up to ``failover_retry_seconds``; a publish
-only when it carries an idempotency key (the script answers a retry of a stored publication as a
-duplicate), so a publication is never stored twice.
+Where Redis is comes from a :class:`~resonance_worker.redis_client.RedisConnector` (one server,
+the primary a set of Sentinels names, or a Redis Cluster). Across a failover, idempotent calls
+(history, presence, joins, tokens) are retried with jittered backoff for up to
+``failover_retry_seconds``; a publish only when it carries an idempotency key (the script answers a
+retry of a stored publication as a duplicate), so a publication is never stored twice.
 
 Why one module of about 800 lines: the Lua scripts, the key layout above and the pub/sub wire
 format are one contract that every pod must agree on; the engine's methods are thin callers of
