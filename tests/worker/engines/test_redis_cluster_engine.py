@@ -146,3 +146,42 @@ async def test_two_engines_on_the_cluster_share_fanout_and_control(redis_cluster
         for node in nodes:
             await node.engine.close()
             await node.engine.connector.aclose()
+
+
+async def test_export_erase_and_retention_reach_every_shard(redis_cluster: RedisClusterNodes) -> None:
+    """The data-rights calls scan every primary: a person's publications and presence on channels of all
+    three shards are exported, then erased; retention drops a namespace's old publications everywhere."""
+    prefix = unique_prefix()
+    clock = [1_700_000_000.0]
+    engine = RedisEngine(cluster_connector(redis_cluster), prefix=prefix, wall_clock=lambda: clock[0])
+    await engine.start(Recorder())
+    ann, ben = ClientInfo(user="ann", client="a1"), ClientInfo(user="ben", client="b1")
+    channels = [f"chat:r{n}" for n in range(6)] + ["chat:{odd}"]
+    try:
+        for channel in channels:
+            await engine.publish(channel, b"from ann", info=ann, history=KEEP)
+            await engine.publish(channel, b"from ben", info=ben, history=KEEP)
+            await engine.add_presence(channel, ann, ttl_seconds=60)
+        shards = {redis_cluster.primary_for(f"{prefix}.stream.{channel_part(c)}").port for c in channels}
+        assert len(shards) == 3
+        exported = await engine.personal_data("ann")
+        assert exported.publications.keys() == set(channels)
+        assert all([p.data for p in kept] == [b"from ann"] for kept in exported.publications.values())
+        assert exported.presence.keys() == set(channels)
+        removed = await engine.erase_personal("ann")
+        assert removed["publications"] == len(channels) and removed["presence"] == len(channels)
+        after = await engine.personal_data("ann")
+        assert not after.publications and not after.presence
+        for channel in channels:  # ben's publications stay, at their offsets
+            kept, top = await engine.history(channel, limit=-1)
+            assert [(p.offset, p.data) for p in kept] == [(2, b"from ben")] and top.offset == 2
+        # Retention: everything of namespace chat published before the cut goes, on every shard.
+        clock[0] += 100
+        await engine.publish("chat:r0", b"new", info=ben, history=KEEP)
+        gone = await engine.expire_history("chat", older_than_ms=int((clock[0] - 50) * 1000))
+        assert gone == len(channels)
+        kept, _ = await engine.history("chat:r0", limit=-1)
+        assert [p.data for p in kept] == [b"new"]
+    finally:
+        await engine.close()
+        await engine.connector.aclose()

@@ -1222,6 +1222,7 @@ class RedisEngine:
         return [(entry_id, fields[b"d"]) for entry_id, fields in reply]
 
     async def _scan(self, pattern: str) -> list[bytes]:
+        """Keys matching ``pattern`` (on a Cluster, of every primary: redis-py scans each)."""
         keys: list[bytes] = []
         async for key in self.client.scan_iter(match=pattern, count=1000):
             keys.append(key)
@@ -1232,7 +1233,7 @@ class RedisEngine:
         stream_prefix = f"{self.prefix}.stream."
         found: dict[str, list[tuple[bytes, Publication]]] = {}
         for key in await self._scan(stream_prefix + "*"):
-            channel = key.decode()[len(stream_prefix) :]
+            channel = self._channel_of(key.decode()[len(stream_prefix) :])
             for entry_id, body in await self._entries(key):
                 publication = decode_body(body, int(_as_str(entry_id).partition("-")[0]))
                 publisher = publication.info.user if publication.info is not None else None
@@ -1245,7 +1246,7 @@ class RedisEngine:
         client: Any = self.client
         found: dict[str, dict[str, ClientInfo]] = {}
         for key in await self._scan(users_prefix + "*"):
-            channel = key.decode()[len(users_prefix) :]
+            channel = self._channel_of(key.decode()[len(users_prefix) :])
             owners = await client.hgetall(key)
             clients = [_as_str(c) for c, owner in owners.items() if _as_str(owner) == user]
             if clients:
@@ -1308,12 +1309,24 @@ class RedisEngine:
             "person_keys": deleted_keys,
         }
 
+    async def _namespace_streams(self, namespace: str) -> list[bytes]:
+        """The stream keys of ``namespace``'s channels (on a Cluster every stream is looked at: a
+        channel holding a brace is tagged by its SHA-1, so no pattern finds its namespace)."""
+        if not self.cluster:
+            return await self._scan(f"{self.prefix}.stream.{namespace}:*")
+        stream_prefix = f"{self.prefix}.stream."
+        return [
+            key
+            for key in await self._scan(stream_prefix + "*")
+            if self._channel_of(key.decode()[len(stream_prefix) :]).startswith(namespace + ":")
+        ]
+
     async def expire_history(self, namespace: str, older_than_ms: int) -> int:
         """Remove the kept publications of ``namespace`` published before ``older_than_ms`` (wall
         clock, the header's ``t``); how many went."""
         removed = 0
         async with self._guard("expire history"):
-            for key in await self._scan(f"{self.prefix}.stream.{namespace}:*"):
+            for key in await self._namespace_streams(namespace):
                 old = [
                     entry_id
                     for entry_id, body in await self._entries(key)
