@@ -97,6 +97,21 @@ async def test_subscriptions_follow_a_failover_of_their_shard(tmp_path: Path) ->
         owner = cluster.primary_for(shard_key)
         assert cluster.client(owner).wait(1, 2000) >= 1  # the replica has the publication
         killed = await asyncio.to_thread(cluster.kill_primary, shard_key)
+        # Issued together (one auto-pipeline batch): the dead shard's publish fails, the healthy
+        # shard's is stored and acknowledged - never failed because another shard is down.
+        healthy = next(
+            c for c in (f"chat:other-{n}" for n in range(50))
+            if cluster.primary_for(f"{prefix}.stream.{channel_part(c)}").port != killed.port
+        )  # fmt: skip
+        with pytest.raises(EngineError):  # its pooled connection breaks: the next one is refused
+            await publisher.publish("chat:failover", b"lost", history=KEEP)
+        on_dead, on_healthy = await asyncio.gather(
+            publisher.publish("chat:failover", b"lost", history=KEEP),
+            publisher.publish(healthy, b"kept", history=KEEP),
+            return_exceptions=True,
+        )
+        assert isinstance(on_dead, EngineError), on_dead
+        assert not isinstance(on_healthy, BaseException) and on_healthy.position.offset == 1
         await asyncio.to_thread(cluster.wait_for_failover, killed)
         await events.wait_for(lambda: bool(events.of("resumed")))
         assert subscriber.reconnects >= 1

@@ -82,8 +82,9 @@ from typing import Any, TypeVar
 import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, RedisError
+from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from resonance_worker.domain import keys
@@ -402,6 +403,10 @@ def decode_publication(message: bytes) -> tuple[Publication, StreamPosition]:
     return decode_body(message[epoch_end + 1 :], offset), StreamPosition(offset, epoch)
 
 
+def _as_bytes(value: bytes | str | int) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
 def _as_str(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -417,10 +422,21 @@ class _AutoPipeline:
 
     At most ``max_in_flight`` pipelines are out at once; what is issued meanwhile waits
     for the next one, so under load the batches grow (fewer writes and reads per command)
-    while an idle worker still sends a lone command in the iteration it was issued."""
+    while an idle worker still sends a lone command in the iteration it was issued.
 
-    def __init__(self, client: aioredis.Redis, max_in_flight: int = 2) -> None:
+    On a Redis Cluster (``node_of``: the node a command goes to) a batch is split by node into
+    pipelines of their own: redis-py's cluster pipeline fails every command of a batch when one
+    node's connection breaks, and a failover of one shard must not fail (or, worse, report as failed
+    what was stored) the commands of the others."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        max_in_flight: int = 2,
+        node_of: Callable[[tuple[Any, ...]], str] | None = None,
+    ) -> None:
         self._client = client
+        self._node_of = node_of
         self._queued: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self._running: set[asyncio.Task[None]] = set()
         self._max_in_flight = max_in_flight
@@ -455,6 +471,19 @@ class _AutoPipeline:
             self._schedule(task.get_loop())
 
     async def _execute(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        node_of = self._node_of
+        if node_of is None:
+            await self._execute_one(batch)
+            return
+        by_node: dict[str, list[tuple[tuple[Any, ...], asyncio.Future[Any]]]] = {}
+        for item in batch:
+            by_node.setdefault(node_of(item[0]), []).append(item)
+        if len(by_node) == 1:
+            await self._execute_one(batch)
+        else:
+            await asyncio.gather(*(self._execute_one(part) for part in by_node.values()))
+
+    async def _execute_one(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
         try:
             async with self._client.pipeline(transaction=False) as pipe:
                 for command, _ in batch:
@@ -626,7 +655,7 @@ class RedisEngine:
         self._take_slot_script = client.register_script(_TAKE_SLOT)
         self._refresh_slot_script = client.register_script(_REFRESH_SLOT)
         self._release_script = client.register_script(_RELEASE)
-        self._auto_pipeline = _AutoPipeline(client)
+        self._auto_pipeline = _AutoPipeline(client, node_of=self._node_of if self.cluster else None)
         self._reader = asyncio.create_task(self._pubsub_forever(), name="redis-engine-pubsub")
         # Serve ready when Redis is: wait (briefly) for the pub/sub connection. A Redis that is down
         # at start-up is not fatal: the pod stays not-ready until the reader connects.
@@ -735,6 +764,18 @@ class RedisEngine:
 
     def _key(self, kind: str, channel: str) -> str:
         return f"{self.prefix}.{kind}.{self._channel_part(channel)}"
+
+    def _node_of(self, command: tuple[Any, ...]) -> str:
+        """The Cluster node a pipelined command goes to (by its first key: a script's, or the
+        command's first argument); "" when the slot map does not say (redis-py then routes it)."""
+        name = str(command[0]).upper()
+        key = command[3] if name in ("EVALSHA", "EVAL") and int(command[2]) > 0 else command[1]
+        try:
+            cluster: Any = self.client  # a RedisCluster
+            node = cluster.nodes_manager.get_node_from_slot(key_slot(_as_bytes(key)))
+        except (RedisError, RedisClusterException, IndexError, ValueError):
+            return ""
+        return str(node.name)
 
     def _channel_part(self, channel: str) -> str:
         """A channel's name in its keys: hash-tagged on a Cluster (``domain.keys.channel_part``)."""
