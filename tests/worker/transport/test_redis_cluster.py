@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import json
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import centrifuge
 import pytest
@@ -156,3 +161,55 @@ async def test_history_and_presence_of_one_channel_are_read_on_the_other_worker(
         finally:
             await admin.aclose()
         assert len(found) == 1
+
+
+async def test_a_shard_failover_under_two_workers_loses_nothing_a_replica_had(
+    tmp_path: Path, start_worker: StartWorker, clients: Clients
+) -> None:
+    """The primary of a channel's slot is SIGKILL-ed between publications: its replica takes the slot over,
+    both workers follow the new slot map, the publishing worker publishes again (a publish refused during
+    the failover is retried with its idempotency key), and the SDK client subscribed on the other worker
+    ends with every acknowledged publication, in order, once."""
+    cluster = await asyncio.to_thread(RedisClusterNodes(tmp_path / "cluster").start)
+    try:
+        prefix = f"fo-{uuid.uuid4().hex[:8]}"
+        nodes = json.dumps([f"{host}:{port}" for host, port in cluster.startup_nodes[:2]])
+        env = {
+            "RESONANCE_ENGINE": "redis",
+            "RESONANCE_REDIS_MODE": "cluster",
+            "RESONANCE_REDIS_URL": cluster.url,
+            "RESONANCE_REDIS_CLUSTER_NODES": nodes,
+            "RESONANCE_REDIS_PREFIX": prefix,
+            "RESONANCE_LIMITS__USER_PUBLISH_RATE": "0",
+            "RESONANCE_POSITION_CHECK_SECONDS": "2",
+        }
+        a, b = start_worker(env, name="worker-a"), start_worker(env, name="worker-b")
+        subscriber, _ = await clients.connected(b.ws_url, b.token("sue"))
+        _, events = await subscribed(subscriber, "chat:failover")
+
+        async def publish(n: int) -> None:
+            body = {"channel": "chat:failover", "data": n, "idempotency_key": f"n{n}"}
+            async with asyncio.timeout(30):
+                for _ in itertools.count():
+                    if (await api_call(a, "publish", body))[0] == 200:
+                        return
+                    await asyncio.sleep(0.2)  # refused while the slot has no primary: retried, same key
+
+        for n in range(5):
+            await publish(n)
+        stream = f"{prefix}.stream.{{chat:failover}}"
+        owner = cluster.primary_for(stream)
+        assert cluster.client(owner).wait(1, 2000) >= 1  # its replica has all five
+        killed = await asyncio.to_thread(cluster.kill_primary, stream)
+        await asyncio.to_thread(cluster.wait_for_failover, killed)
+        for n in range(5, 10):
+            await publish(n)
+        received: list[int] = []
+        async with asyncio.timeout(30):
+            while received[-1:] != [9]:
+                received.append((await events.wait_for("publication", timeout=30)).pub.data)
+        assert received == list(range(10))
+        status, body = await api_call(b, "history", {"channel": "chat:failover", "limit": 100})
+        assert status == 200 and [p["data"] for p in body["result"]["publications"]] == list(range(10))
+    finally:
+        await asyncio.to_thread(cluster.stop)
