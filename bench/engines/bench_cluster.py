@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import platform
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from resonance_worker.engines.redis import RedisEngine
 from resonance_worker.redis_client import RedisConnector
 from resonance_worker.settings import RedisMode
 
-from bench.engines.bench_publish import DATA, HISTORY, INFO, Counter
+from bench.engines.bench_publish import DATA, HISTORY, INFO, Counter, write_results
 
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "cluster.json"
 
@@ -129,9 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{key:34} {results['one_shard'][key]:10,.1f} {results['three_shards'][key]:10,.1f}")
     ratio = results["ratio_busiest_shard_cpu_1_over_3"]
     print(f"busiest shard's CPU per publication, 1 / 3 shards: {ratio:.2f}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written to {args.output}")
+    write_results(args.output, results)
     return 0
 
 

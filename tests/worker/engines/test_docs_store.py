@@ -24,8 +24,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[DocStore]:
     client: aioredis.Redis | aioredis.RedisCluster
     if request.param == "cluster":
         cluster: RedisClusterNodes = request.getfixturevalue("redis_cluster")
-        host, port = cluster.startup_nodes[0]
-        client = aioredis.RedisCluster(host=host, port=port)
+        client = cluster.async_client()
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
         client = aioredis.Redis.from_url(server.url)

@@ -27,8 +27,7 @@ ALICE = ClientInfo(user="alice", client="c1")
 
 @pytest.fixture
 async def admin(redis_cluster: RedisClusterNodes) -> AsyncIterator[aioredis.RedisCluster]:
-    host, port = redis_cluster.startup_nodes[0]
-    client = aioredis.RedisCluster(host=host, port=port)
+    client = redis_cluster.async_client()
     try:
         yield client
     finally:

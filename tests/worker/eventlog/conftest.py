@@ -64,8 +64,7 @@ async def setup(request: pytest.FixtureRequest) -> AsyncIterator[LogSetup]:
     client: aioredis.Redis | aioredis.RedisCluster
     if request.param == "cluster":  # the worker's log in RESONANCE_REDIS_MODE=cluster: one stream, one shard
         cluster: RedisClusterNodes = request.getfixturevalue("redis_cluster")
-        host, port = cluster.startup_nodes[0]
-        client = aioredis.RedisCluster(host=host, port=port)
+        client = cluster.async_client()
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
         client = aioredis.Redis.from_url(server.url)

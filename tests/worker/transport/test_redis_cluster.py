@@ -12,7 +12,6 @@ from pathlib import Path
 
 import centrifuge
 import pytest
-import redis.asyncio as aioredis
 
 from tests.harness.redis import RedisServer
 from tests.harness.rediscluster import RedisClusterNodes
@@ -154,8 +153,7 @@ async def test_history_and_presence_of_one_channel_are_read_on_the_other_worker(
     if request.node.callspec.params["pair"] == "cluster":
         # Really on the Cluster: the channel's stream sits under its hash tag.
         cluster: RedisClusterNodes = request.getfixturevalue("redis_cluster")
-        host, port = cluster.startup_nodes[0]
-        admin = aioredis.RedisCluster(host=host, port=port)
+        admin = cluster.async_client()
         try:
             found = [key async for key in admin.scan_iter(match="test-*.stream.{chat:hist}")]
         finally:
