@@ -85,15 +85,17 @@ async def test_the_cluster_mode_finds_the_cluster_from_its_seed_nodes() -> None:
     await storage.close()
 
 
-def test_cluster_mode_needs_seed_nodes_a_brace_free_prefix_and_no_replica_wait() -> None:
+def test_cluster_mode_needs_seed_nodes_and_a_brace_free_prefix() -> None:
     cluster = {"engine": EngineKind.REDIS, "redis_mode": RedisMode.CLUSTER}
     with pytest.raises(ValueError, match="needs redis_cluster_nodes"):
         WorkerSettings(**cluster)
     nodes = {"redis_cluster_nodes": ["127.0.0.1:7000"]}
     with pytest.raises(ValueError, match=r"without \{ or \}"):
         WorkerSettings(**cluster, **nodes, redis_prefix="a{b}")
-    with pytest.raises(ValueError, match="replica is not supported"):
-        WorkerSettings(**cluster, **nodes, redis_durability=Durability.REPLICA)
+    assert (
+        WorkerSettings(**cluster, **nodes, redis_durability=Durability.REPLICA).redis_mode
+        is RedisMode.CLUSTER
+    )
     with pytest.raises(ValueError, match="host:port"):
         build_storage(WorkerSettings(**cluster, redis_cluster_nodes=["7000"]))
 

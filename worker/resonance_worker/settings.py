@@ -382,10 +382,6 @@ class WorkerSettings(BaseSettings):
             raise ValueError(
                 "redis_mode=cluster needs a redis_prefix without { or }: they would end hash tags"
             )
-        if self.redis_durability is Durability.REPLICA:
-            raise ValueError(
-                "redis_durability=replica is not supported with redis_mode=cluster (WAIT has no key)"
-            )
         return self
 
     @model_validator(mode="after")

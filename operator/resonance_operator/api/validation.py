@@ -160,8 +160,6 @@ def _redis_and_backup_errors(cluster: ResonanceCluster) -> list[str]:
             errors.append("spec.redis.external: sentinel or cluster, not both")
         if not external.cluster.nodes:
             errors.append("spec.redis.external.cluster.nodes: at least one host:port")
-        if spec.redis.durability == "replica":
-            errors.append("spec.redis.durability: replica is not supported with spec.redis.external.cluster")
         if spec.backup is not None:
             errors.append("spec.backup: a Redis Cluster is not backed up by the operator (use its own tools)")
     backup = spec.backup

@@ -97,11 +97,6 @@ def test_an_external_redis_cluster() -> None:
         ({"managed": {"replicas": 3, "sentinel": {"enabled": True, "quorum": 4}}}, None, "quorum"),
         ({"managed": {}, "durability": "replica"}, None, "replica needs"),
         (
-            {"external": {"url": "redis://x:1", "cluster": {"nodes": ["a:1"]}}, "durability": "replica"},
-            None,
-            "not supported with spec.redis.external.cluster",
-        ),
-        (
             {
                 "external": {
                     "url": "redis://x:1",

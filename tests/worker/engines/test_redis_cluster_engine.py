@@ -6,6 +6,7 @@ shards, and subscriptions that follow a failover. The engine contract itself run
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from resonance_worker.domain.keys import channel_part
 from resonance_worker.engines.base import ClientInfo, HistoryOptions
 from resonance_worker.engines.redis import RedisEngine
 from resonance_worker.errors import EngineError
+from resonance_worker.settings import Durability
 
 from tests.harness.rediscluster import RedisClusterNodes
 from tests.worker.engines.conftest import Node, Recorder, cluster_connector, unique_prefix
@@ -199,3 +201,62 @@ async def test_export_erase_and_retention_reach_every_shard(redis_cluster: Redis
     finally:
         await engine.close()
         await engine.connector.aclose()
+
+
+async def test_replica_durability_waits_for_the_replica_of_each_channels_shard(
+    redis_cluster: RedisClusterNodes,
+) -> None:
+    """``durability=replica`` on a Cluster: ``WAIT 1`` goes to the primary of the channel's slot on the
+    script's connection; a publication is acknowledged and delivered only once that shard's replica has
+    it. With the replica stopped the publish is refused and nothing is delivered; once it is back, the
+    next publication delivers both, in offset order."""
+    prefix = unique_prefix()
+    events = Recorder()
+    subscriber = RedisEngine(cluster_connector(redis_cluster), prefix=prefix)
+    publisher = RedisEngine(
+        cluster_connector(redis_cluster),
+        prefix=prefix,
+        durability=Durability.REPLICA,
+        replica_wait_ms=1000,
+        timeout=5.0,
+    )
+    await subscriber.start(events)
+    await publisher.start()
+    channels = [f"chat:sure-{n}" for n in range(6)]
+    try:
+        for channel in channels:
+            await subscriber.subscribe(channel)
+            result = await publisher.publish(channel, b"1", history=KEEP)
+            assert result.position.offset == 1
+        await events.wait_for(lambda: len(events.of("publication")) == len(channels))
+        assert publisher.unconfirmed == 0
+        shards = {redis_cluster.primary_for(f"{prefix}.stream.{channel_part(c)}").port for c in channels}
+        assert len(shards) >= 2  # WAIT reached more than one shard's primary
+
+        channel = channels[0]
+        owner = redis_cluster.primary_for(f"{prefix}.stream.{channel_part(channel)}")
+        roles = {n.port: redis_cluster.client(n).execute_command("ROLE") for n in redis_cluster.nodes}
+        replica = next(  # ROLE of a replica: ["slave", primary host, primary port, ...]
+            n
+            for n in redis_cluster.nodes
+            if roles[n.port][0] in ("slave", b"slave") and int(roles[n.port][2]) == owner.port
+        )
+        replica.process.signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(EngineError, match="not confirmed by a replica"):
+                await publisher.publish(channel, b"2", history=KEEP)
+        finally:
+            replica.process.signal(signal.SIGCONT)
+        assert publisher.unconfirmed == 1
+        await publisher.publish(channel, b"3", history=KEEP)
+        await events.wait_for(lambda: len(events.of("publication", channel)) == 3)
+        delivered = [
+            (e.position.offset, e.publication.data)
+            for e in events.of("publication", channel)
+            if e.position and e.publication
+        ]
+        assert delivered == [(1, b"1"), (2, b"2"), (3, b"3")]
+    finally:
+        for engine in (subscriber, publisher):
+            await engine.close()
+            await engine.connector.aclose()

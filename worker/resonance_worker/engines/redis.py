@@ -189,7 +189,7 @@ end
 return {0, result}
 """
 
-# KEYS: stream, meta. ARGV: offset confirmed by a replica, pub/sub channel.
+# KEYS: stream, meta. ARGV: offset confirmed by a replica, pub/sub channel, publish command.
 # Replica durability: PUBLISH, in offset order, every kept publication up to the confirmed one not
 # published yet (meta field p = published up to). A replica that has offset n has every earlier
 # write too (one replication stream), so whoever releases first releases them all, in order, once.
@@ -206,7 +206,7 @@ end
 local entries = redis.call("xrange", KEYS[1], done + 1, upto)
 for _, entry in ipairs(entries) do
   local offset = string.match(entry[1], "^(%d+)")
-  redis.call("publish", ARGV[2], "p" .. offset .. ":" .. epoch .. ":" .. entry[2][2])
+  redis.call(ARGV[3], ARGV[2], "p" .. offset .. ":" .. epoch .. ":" .. entry[2][2])
 end
 redis.call("hset", KEYS[2], "p", upto)
 return #entries
@@ -561,8 +561,6 @@ class RedisEngine:
         self.connector = url if isinstance(url, RedisConnector) else RedisConnector(url)
         self.cluster = self.connector.mode is RedisMode.CLUSTER
         """Redis Cluster mode: hash-tagged channel keys, sharded pub/sub (module docstring)."""
-        if self.cluster and durability is Durability.REPLICA:
-            raise ValueError("replica durability is not supported on a Redis Cluster (WAIT has no key)")
         self._publish_command = "spublish" if self.cluster else "publish"
         self._shards: ShardedPubSub | None = None
         self.durability = durability
@@ -1055,6 +1053,9 @@ class RedisEngine:
         one connection, so the WAIT covers the write; then ``_RELEASE`` up to its offset. Refused
         (nothing acknowledged, nothing delivered) when no replica confirmed it in time."""
         script = self._publish_script
+        if self.cluster:
+            reply, acknowledged = await self._store_and_wait_on_shard(script, keys, args)
+            return await self._release_confirmed(reply, acknowledged, keys, pubsub_channel)
         stored = self._pipeline.call("EVALSHA", script.sha, len(keys), *keys, *args)
         confirmed = self._pipeline.call("WAIT", 1, self._replica_wait_ms)
         try:
@@ -1065,14 +1066,39 @@ class RedisEngine:
             stored = self._pipeline.call("EVALSHA", script.sha, len(keys), *keys, *args)
             confirmed = self._pipeline.call("WAIT", 1, self._replica_wait_ms)
             reply = await stored
-        if int(await confirmed) < 1:
+        return await self._release_confirmed(reply, int(await confirmed), keys, pubsub_channel)
+
+    async def _store_and_wait_on_shard(
+        self, script: Any, keys: list[str], args: list[Any]
+    ) -> tuple[Any, int]:
+        """On a Cluster: the script and ``WAIT 1`` in one pipeline to the primary of the keys' slot (the
+        cluster pipeline sends one node's commands on one connection, in order), so the WAIT covers
+        the write; EVAL when that node lost its scripts."""
+        cluster: Any = self.client
+        node = cluster.get_node_from_key(keys[0])
+        for command, body in (("EVALSHA", script.sha), ("EVAL", script.script)):
+            async with cluster.pipeline(transaction=False) as pipe:
+                pipe.execute_command(command, body, len(keys), *keys, *args)
+                pipe.execute_command("WAIT", 1, self._replica_wait_ms, target_nodes=node)
+                reply, acknowledged = await pipe.execute(raise_on_error=False)
+            if not isinstance(reply, NoScriptError):
+                break
+        for result in (reply, acknowledged):
+            if isinstance(result, Exception):
+                raise result
+        return reply, int(acknowledged)
+
+    async def _release_confirmed(
+        self, reply: Any, acknowledged: int, keys: list[str], pubsub_channel: bytes
+    ) -> Any:
+        if acknowledged < 1:
             self.unconfirmed += 1
             raise EngineError(
                 f"publication not confirmed by a replica within {self._replica_wait_ms} ms "
                 "(stored on the primary, not acknowledged, not delivered yet)"
             )
         offset = _as_str(reply[1]).partition(":")[0]
-        await self._script(self._release_script, keys[:2], [offset, pubsub_channel])
+        await self._script(self._release_script, keys[:2], [offset, pubsub_channel, self._publish_command])
         return reply
 
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
