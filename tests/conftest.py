@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.harness.redis import RedisServer
+from tests.harness.rediscluster import RedisClusterNodes
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +27,17 @@ def redis_server(run_dir: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(run_dir: Path) -> Iterator[RedisClusterNodes]:
+    """A real six-node Redis Cluster (three primaries, three replicas), shared by the run; tests keep
+    apart by key prefix and never kill its nodes (a test that does starts its own)."""
+    cluster = RedisClusterNodes(run_dir / "cluster").start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

@@ -168,10 +168,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'operation':42} {'memory/s':>12} {'redis/s':>12} {'ratio':>8}")
     for key, ratio in results["ratio_memory_over_redis"].items():
         print(f"{key:42} {results['memory'][key]:12,.0f} {results['redis'][key]:12,.0f} {ratio:8.1f}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written to {args.output}")
+    write_results(args.output, results)
     return 0
+
+
+def write_results(path: Path, results: dict[str, Any]) -> None:
+    """``results`` as JSON at ``path`` (under the git-ignored bench/results/)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written to {path}")
 
 
 if __name__ == "__main__":

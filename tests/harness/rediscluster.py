@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import redis
+import redis.asyncio
 
 from tests.harness.processes import free_port
 from tests.harness.redis import RedisServer, redis_binary
@@ -113,6 +114,11 @@ class RedisClusterNodes:
 
     def client(self, node: RedisServer) -> redis.Redis:
         return admin(node.host, node.port, self.password)
+
+    def async_client(self) -> redis.asyncio.RedisCluster:
+        """An asyncio Cluster client (found from the first node), for tests that look at keys directly."""
+        host, port = self.startup_nodes[0]
+        return redis.asyncio.RedisCluster(host=host, port=port, password=self.password)
 
     @property
     def startup_nodes(self) -> list[Address]:

@@ -75,6 +75,7 @@ def test_cel_rules_for_exclusions_and_immutability() -> None:
     assert "has(self.managed) != has(self.external)" in rules  # redis: managed XOR external
     assert "!(has(self.managed) && has(self.external))" in rules  # neo4j: managed, external or neither
     assert "!(has(self.jwtSecretRef) && has(self.jwksUrl))" in rules  # auth
+    assert "!(has(self.sentinel) && has(self.cluster))" in rules  # external redis: one discovery at most
     assert rules.count("self == oldSelf") == 2  # the PVC-shaping persistence blocks
 
 

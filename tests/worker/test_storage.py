@@ -69,6 +69,37 @@ def test_sentinel_mode_needs_sentinel_addresses_that_parse() -> None:
         )
 
 
+async def test_the_cluster_mode_finds_the_cluster_from_its_seed_nodes() -> None:
+    settings = WorkerSettings(
+        engine=EngineKind.REDIS,
+        redis_mode=RedisMode.CLUSTER,
+        redis_url="redis://:pw@ignored:1/0",
+        redis_cluster_nodes=["127.0.0.1:7000", "[::1]:7001"],
+    )
+    storage = build_storage(settings)
+    engine = storage.engine
+    assert isinstance(engine, RedisEngine) and engine.cluster
+    assert engine.connector.cluster_nodes == (("127.0.0.1", 7000), ("::1", 7001))
+    assert repr(engine.connector) == "RedisConnector(cluster via 2 seed nodes)"
+    assert storage.owned == (storage.event_log, storage.docs, engine.connector)
+    await storage.close()
+
+
+def test_cluster_mode_needs_seed_nodes_and_a_brace_free_prefix() -> None:
+    cluster = {"engine": EngineKind.REDIS, "redis_mode": RedisMode.CLUSTER}
+    with pytest.raises(ValueError, match="needs redis_cluster_nodes"):
+        WorkerSettings(**cluster)
+    nodes = {"redis_cluster_nodes": ["127.0.0.1:7000"]}
+    with pytest.raises(ValueError, match=r"without \{ or \}"):
+        WorkerSettings(**cluster, **nodes, redis_prefix="a{b}")
+    assert (
+        WorkerSettings(**cluster, **nodes, redis_durability=Durability.REPLICA).redis_mode
+        is RedisMode.CLUSTER
+    )
+    with pytest.raises(ValueError, match="host:port"):
+        build_storage(WorkerSettings(**cluster, redis_cluster_nodes=["7000"]))
+
+
 async def test_the_graph_comes_with_a_uri_and_the_living_core() -> None:
     graphless = build_storage(
         WorkerSettings(living=LivingSettings(enabled=False), neo4j=Neo4jSettings(uri="bolt://x:1"))

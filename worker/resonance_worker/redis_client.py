@@ -13,6 +13,10 @@ mode            what a client connects to
                 ``RESONANCE_REDIS_SENTINEL_SERVICE``; password, database and TLS (``rediss://``
                 with ``ssl_ca_certs`` …) still come from ``RESONANCE_REDIS_URL``, whose host is
                 ignored
+``cluster``     a Redis Cluster (redis-py's ``RedisCluster``), found from the seed nodes
+                ``RESONANCE_REDIS_CLUSTER_NODES``; password and TLS from ``RESONANCE_REDIS_URL``,
+                whose host is ignored. :meth:`RedisConnector.node_client` reaches one node (the
+                engine's sharded pub/sub holds one connection per primary)
 ==============  ==========================================================================
 
 Failover, in Sentinel mode: each *new* connection asks the Sentinels where the primary is, so a
@@ -34,6 +38,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from pydantic import SecretStr
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import BlockingConnectionPool, SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
@@ -54,7 +59,7 @@ def parse_address(text: str) -> Address:
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"a Sentinel address must be host:port, got {text!r}")
+        raise ValueError(f"a Redis node or Sentinel address must be host:port, got {text!r}")
     return host, int(port)
 
 
@@ -79,9 +84,13 @@ class RedisConnector:
         sentinels: Sequence[Address] = (),
         service: str = "resonance",
         sentinel_password: str | None = None,
+        cluster_nodes: Sequence[Address] = (),
     ) -> None:
         if mode is RedisMode.SENTINEL and not sentinels:
             raise ValueError("sentinel mode needs at least one Sentinel address")
+        if mode is RedisMode.CLUSTER and not cluster_nodes:
+            raise ValueError("cluster mode needs at least one seed node address")
+        self.cluster_nodes = tuple(cluster_nodes)
         self.url = url
         self.mode = mode
         self.service = service
@@ -98,11 +107,14 @@ class RedisConnector:
             sentinels=[parse_address(a) for a in settings.redis_sentinels],
             service=settings.redis_sentinel_service,
             sentinel_password=None if password is None else password.get_secret_value(),
+            cluster_nodes=[parse_address(a) for a in settings.redis_cluster_nodes],
         )
 
     def __repr__(self) -> str:
         if self.mode is RedisMode.SENTINEL:
             return f"RedisConnector(sentinel {self.service!r} via {len(self.sentinels)} Sentinels)"
+        if self.mode is RedisMode.CLUSTER:
+            return f"RedisConnector(cluster via {len(self.cluster_nodes)} seed nodes)"
         return f"RedisConnector({self.mode.value})"
 
     def client(
@@ -124,6 +136,9 @@ class RedisConnector:
         }
         if self.mode is RedisMode.SENTINEL:
             return self._sentinel_client(options, timeout, max_connections)
+        if self.mode is RedisMode.CLUSTER:
+            cluster: aioredis.Redis = self._cluster_client(options, max_connections)
+            return cluster
         if max_connections is None:
             return aioredis.Redis.from_url(self.url, **options)
         pool = BlockingConnectionPool.from_url(
@@ -147,6 +162,35 @@ class RedisConnector:
             self.service, connection_pool_class=pool_class, **kwargs, **options
         )
         return client
+
+    def _url_options(self) -> dict[str, Any]:
+        """Password, user and TLS of ``url`` (its host, port and database are not used)."""
+        kwargs: dict[str, Any] = dict(parse_url(self.url))
+        for ignored in ("host", "port", "path", "db"):
+            kwargs.pop(ignored, None)
+        if kwargs.pop("connection_class", None) is SSLConnection:
+            kwargs["ssl"] = True
+        return kwargs
+
+    def _cluster_client(self, options: dict[str, Any], max_connections: int | None) -> Any:
+        """A ``RedisCluster`` (typed ``Any`` at the call sites: it serves the same commands as a
+        ``Redis`` but is not one). Its pools are per node; ``max_connections`` bounds each."""
+        nodes = [ClusterNode(host, port) for host, port in self.cluster_nodes]
+        kwargs = self._url_options() | options
+        if max_connections is not None:
+            kwargs["max_connections"] = max_connections
+        return RedisCluster(startup_nodes=nodes, **kwargs)
+
+    def node_client(self, host: str, port: int, *, timeout: float) -> aioredis.Redis:
+        """A plain client of one Cluster node (the engine's sharded pub/sub connection to it)."""
+        return aioredis.Redis(
+            host=host,
+            port=port,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            **self._url_options(),
+        )
 
     async def primary(self) -> Address | None:
         """Where the primary is now (Sentinel mode: asked of the Sentinels; else None)."""

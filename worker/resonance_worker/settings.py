@@ -33,6 +33,7 @@ class RedisMode(enum.StrEnum):
 
     STANDALONE = "standalone"
     SENTINEL = "sentinel"
+    CLUSTER = "cluster"
 
 
 class Durability(enum.StrEnum):
@@ -174,7 +175,8 @@ class WorkerSettings(BaseSettings):
     redis_mode: RedisMode = Field(
         RedisMode.STANDALONE,
         description="`standalone`: `redis_url`; `sentinel`: the primary named by `redis_sentinels` for "
-        "`redis_sentinel_service` (password, database and TLS still from `redis_url`).",
+        "`redis_sentinel_service` (password, database and TLS still from `redis_url`); `cluster`: a Redis "
+        "Cluster found from `redis_cluster_nodes` (password and TLS still from `redis_url`).",
     )
     redis_password: SecretStr | None = Field(
         None,
@@ -184,6 +186,11 @@ class WorkerSettings(BaseSettings):
     redis_sentinels: list[str] = Field(
         default_factory=list,
         description="Sentinel addresses as `host:port` (JSON list), for `sentinel` mode.",
+    )
+    redis_cluster_nodes: list[str] = Field(
+        default_factory=list,
+        description="Seed nodes of a Redis Cluster as `host:port` (JSON list), for `cluster` mode: the "
+        "client learns the other nodes and the slot map from any of them.",
     )
     redis_sentinel_service: str = Field(
         "resonance", description="The Sentinel service (master group) name of the primary."
@@ -363,6 +370,18 @@ class WorkerSettings(BaseSettings):
     def _sentinels_given(self) -> WorkerSettings:
         if self.redis_mode is RedisMode.SENTINEL and not self.redis_sentinels:
             raise ValueError("redis_mode=sentinel needs redis_sentinels (a JSON list of host:port)")
+        return self
+
+    @model_validator(mode="after")
+    def _cluster_nodes_given(self) -> WorkerSettings:
+        if self.redis_mode is not RedisMode.CLUSTER:
+            return self
+        if not self.redis_cluster_nodes:
+            raise ValueError("redis_mode=cluster needs redis_cluster_nodes (a JSON list of host:port)")
+        if "{" in self.redis_prefix or "}" in self.redis_prefix:
+            raise ValueError(
+                "redis_mode=cluster needs a redis_prefix without { or }: they would end hash tags"
+            )
         return self
 
     @model_validator(mode="after")

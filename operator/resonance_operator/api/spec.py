@@ -180,10 +180,17 @@ class ExternalSentinel(Model):
     service: str = "resonance"
 
 
+class ExternalCluster(Model):
+    """An existing Redis Cluster (Redis 7): workers find it from its seed ``nodes``."""
+
+    nodes: list[str]
+
+
 class ExternalRedis(Model):
     url: str | None = None
     url_secret_ref: SecretKeyRef | None = None
     sentinel: ExternalSentinel | None = None
+    cluster: ExternalCluster | None = None
 
 
 class RedisSpec(Model):

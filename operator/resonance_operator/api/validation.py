@@ -155,6 +155,13 @@ def _redis_and_backup_errors(cluster: ResonanceCluster) -> list[str]:
     external = spec.redis.external
     if external is not None and external.sentinel is not None and not external.sentinel.addresses:
         errors.append("spec.redis.external.sentinel.addresses: at least one host:port")
+    if external is not None and external.cluster is not None:
+        if external.sentinel is not None:
+            errors.append("spec.redis.external: sentinel or cluster, not both")
+        if not external.cluster.nodes:
+            errors.append("spec.redis.external.cluster.nodes: at least one host:port")
+        if spec.backup is not None:
+            errors.append("spec.backup: a Redis Cluster is not backed up by the operator (use its own tools)")
     backup = spec.backup
     if backup is not None:
         destination = backup.destination

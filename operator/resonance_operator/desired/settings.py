@@ -121,6 +121,9 @@ def redis_ha_environment(cluster: ResonanceCluster) -> dict[str, str]:
         found["RESONANCE_REDIS_MODE"] = "sentinel"
         found["RESONANCE_REDIS_SENTINELS"] = json.dumps(redis.external.sentinel.addresses)
         found["RESONANCE_REDIS_SENTINEL_SERVICE"] = redis.external.sentinel.service
+    elif redis.external is not None and redis.external.cluster is not None:
+        found["RESONANCE_REDIS_MODE"] = "cluster"
+        found["RESONANCE_REDIS_CLUSTER_NODES"] = json.dumps(redis.external.cluster.nodes)
     if redis.durability != "none":
         found["RESONANCE_REDIS_DURABILITY"] = redis.durability
     return found

@@ -78,6 +78,17 @@ def test_an_external_sentinel() -> None:
     ]
 
 
+def test_an_external_redis_cluster() -> None:
+    cluster = _cluster(
+        redis={"external": {"url": "redis://:pw@ignored:6379/0", "cluster": {"nodes": ["r1:7000"]}}}
+    )
+    plain = settings.worker_environment(cluster).plain
+    assert plain["RESONANCE_REDIS_MODE"] == "cluster"
+    assert json.loads(plain["RESONANCE_REDIS_CLUSTER_NODES"]) == ["r1:7000"]
+    assert "RESONANCE_REDIS_SENTINELS" not in plain
+    assert validation.semantic_errors(cluster, {}) == []
+
+
 @pytest.mark.parametrize(
     ("redis", "backup_spec", "message"),
     [
@@ -85,6 +96,22 @@ def test_an_external_sentinel() -> None:
         ({"managed": {"replicas": 2, "sentinel": {"enabled": True}}}, None, "needs replicas of 3"),
         ({"managed": {"replicas": 3, "sentinel": {"enabled": True, "quorum": 4}}}, None, "quorum"),
         ({"managed": {}, "durability": "replica"}, None, "replica needs"),
+        (
+            {
+                "external": {
+                    "url": "redis://x:1",
+                    "cluster": {"nodes": []},
+                    "sentinel": {"addresses": ["s:1"]},
+                }
+            },
+            None,
+            "sentinel or cluster, not both",
+        ),
+        (
+            {"external": {"url": "redis://x:1", "cluster": {"nodes": ["a:1"]}}},
+            {"destination": S3},
+            "not backed up",
+        ),
         ({"managed": {}}, {"destination": {}}, "exactly one of pvc or s3"),
         ({"managed": {}}, {"schedule": "61 * * * *", "destination": S3}, "spec.backup.schedule: minute"),
     ],

@@ -12,8 +12,11 @@ import pytest
 from resonance_worker.engines.base import ClientInfo, Engine, Publication, StreamPosition
 from resonance_worker.engines.memory import MemoryEngine
 from resonance_worker.engines.redis import RedisEngine
+from resonance_worker.redis_client import RedisConnector
+from resonance_worker.settings import RedisMode
 
 from tests.harness.redis import RedisServer
+from tests.harness.rediscluster import RedisClusterNodes
 
 
 @dataclass
@@ -112,9 +115,30 @@ def unique_prefix() -> str:
     return f"t{next(_prefixes)}"
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def cluster_connector(cluster: RedisClusterNodes) -> RedisConnector:
+    """Where the engine finds the run's Redis Cluster: its seed nodes (``redis_mode=cluster``)."""
+    return RedisConnector(cluster.url, mode=RedisMode.CLUSTER, cluster_nodes=cluster.startup_nodes)
+
+
+def redis_engine(request: pytest.FixtureRequest, kind: str, prefix: str) -> RedisEngine:
+    """A Redis engine on the run's single Redis (``redis``) or on its Redis Cluster (``cluster``)."""
+    if kind == "cluster":
+        cluster: RedisClusterNodes = request.getfixturevalue("redis_cluster")
+        return RedisEngine(cluster_connector(cluster), prefix=prefix)
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return RedisEngine(server.url, prefix=prefix)
+
+
+REDIS_KINDS = [
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("cluster", marks=pytest.mark.redis),
+]
+
+
+@pytest.fixture(params=["memory", *REDIS_KINDS])
 async def setup(request: pytest.FixtureRequest) -> AsyncIterator[EngineSetup]:
-    """One engine (``setup.engine``) of each kind; Redis ones get their own key prefix."""
+    """One engine (``setup.engine``) of each kind; Redis ones (one Redis, and a Redis Cluster) get
+    their own key prefix."""
     if request.param == "memory":
         clock = FakeClock()
 
@@ -129,21 +153,21 @@ async def setup(request: pytest.FixtureRequest) -> AsyncIterator[EngineSetup]:
         finally:
             await memory.close()
         return
-    server: RedisServer = request.getfixturevalue("redis_server")
-    engine = RedisEngine(server.url, prefix=unique_prefix())
+    engine = redis_engine(request, request.param, unique_prefix())
     node = Node(engine, Recorder())
     await engine.start(node.events)
     try:
-        yield EngineSetup("redis", [node], asyncio.sleep)
+        yield EngineSetup(request.param, [node], asyncio.sleep)
     finally:
         await engine.close()
+        await engine.connector.aclose()
 
 
-@pytest.fixture
-async def redis_nodes(redis_server: RedisServer) -> AsyncIterator[list[Node]]:
-    """Two Redis engines on one Redis, as two worker pods would have."""
+@pytest.fixture(params=REDIS_KINDS)
+async def redis_nodes(request: pytest.FixtureRequest) -> AsyncIterator[list[Node]]:
+    """Two Redis engines on one Redis (or one Redis Cluster), as two worker pods would have."""
     prefix = unique_prefix()
-    nodes = [Node(RedisEngine(redis_server.url, prefix=prefix), Recorder()) for _ in range(2)]
+    nodes = [Node(redis_engine(request, request.param, prefix), Recorder()) for _ in range(2)]
     for node in nodes:
         await node.engine.start(node.events)
     try:

@@ -1,5 +1,6 @@
-"""The document store's contract, on the in-memory store and on a real Redis: append with a size
-limit, load after a position (with the snapshot when older), compaction, awareness expiry."""
+"""The document store's contract, on the in-memory store, on a real Redis and on a real Redis Cluster
+(one hash tag per document): append with a size limit, load after a position (with the snapshot when
+older), compaction, awareness expiry."""
 
 from __future__ import annotations
 
@@ -12,15 +13,21 @@ import redis.asyncio as aioredis
 from resonance_worker.engines.docs import DocStore, DocTooLargeError, MemoryDocStore, RedisDocStore
 
 from tests.harness.redis import RedisServer
+from tests.harness.rediscluster import RedisClusterNodes
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[DocStore]:
     if request.param == "memory":
         yield MemoryDocStore()
         return
-    server: RedisServer = request.getfixturevalue("redis_server")
-    client = aioredis.Redis.from_url(server.url)
+    client: aioredis.Redis | aioredis.RedisCluster
+    if request.param == "cluster":
+        cluster: RedisClusterNodes = request.getfixturevalue("redis_cluster")
+        client = cluster.async_client()
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        client = aioredis.Redis.from_url(server.url)
     yield RedisDocStore(client, prefix=f"docs-{uuid.uuid4().hex[:8]}")
     await client.aclose()
 

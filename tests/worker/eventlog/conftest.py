@@ -1,5 +1,6 @@
 """Event-log fixtures: every contract test runs on the memory log and on a Redis Stream
-on the run's real redis-server (each Redis test gets its own key prefix)."""
+on the run's real redis-server, and on its real Redis Cluster (each Redis test gets its own key
+prefix)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from resonance_worker.eventlog.base import EventLog
 from resonance_worker.eventlog.redis import RedisEventLog
 
 from tests.harness.redis import RedisServer
+from tests.harness.rediscluster import RedisClusterNodes
 
 _prefixes = itertools.count()
 
@@ -36,29 +38,40 @@ class LogSetup:
     kind: str
     log: EventLog
     clock: DrivenClock
-    redis: aioredis.Redis | None = None
+    redis: aioredis.Redis | aioredis.RedisCluster | None = None
 
     def make(self, retention: Retention | None = None) -> EventLog:
         """Another log on the same store and key, with other retention."""
         if isinstance(self.log, RedisEventLog):
             assert self.redis is not None
             prefix = self.log.key.removesuffix(".events")
-            return RedisEventLog(self.redis, prefix=prefix, retention=retention)
+            return RedisEventLog(self.redis, prefix=prefix, retention=retention)  # type: ignore[arg-type]
         return MemoryEventLog(retention=retention, clock=self.clock)
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("cluster", marks=pytest.mark.redis),
+    ]
+)
 async def setup(request: pytest.FixtureRequest) -> AsyncIterator[LogSetup]:
     clock = DrivenClock()
     if request.param == "memory":
         yield LogSetup("memory", MemoryEventLog(clock=clock), clock)
         return
-    server: RedisServer = request.getfixturevalue("redis_server")
-    client = aioredis.Redis.from_url(server.url)
-    log = RedisEventLog(client, prefix=f"el{next(_prefixes)}")
+    client: aioredis.Redis | aioredis.RedisCluster
+    if request.param == "cluster":  # the worker's log in RESONANCE_REDIS_MODE=cluster: one stream, one shard
+        cluster: RedisClusterNodes = request.getfixturevalue("redis_cluster")
+        client = cluster.async_client()
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        client = aioredis.Redis.from_url(server.url)
+    log = RedisEventLog(client, prefix=f"el{next(_prefixes)}")  # type: ignore[arg-type]
     await log.setup()
     try:
-        yield LogSetup("redis", log, clock, client)
+        yield LogSetup(request.param, log, clock, client)
     finally:
         await client.aclose()
 

@@ -96,7 +96,7 @@ async def test_a_blocking_read_on_a_quiet_log_returns_nothing(setup: LogSetup) -
 async def test_replay_selects_a_window_of_append_time(setup: LogSetup) -> None:
     appended = []
     for i in range(6):
-        if setup.kind == "redis":
+        if setup.kind != "memory":
             await asyncio.sleep(0.003)  # Redis stamps ids with its own clock; separate the milliseconds
         setup.clock.now += 1.0
         event = state("ann", float(i))

@@ -1,14 +1,20 @@
-"""Two worker processes on one real Redis behave as one server, driven by
-real SDK clients."""
+"""Two worker processes on one real Redis - and on a real six-node Redis Cluster
+(``RESONANCE_REDIS_MODE=cluster``) - behave as one server, driven by real SDK clients."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import json
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import centrifuge
 import pytest
 
 from tests.harness.redis import RedisServer
+from tests.harness.rediscluster import RedisClusterNodes
 from tests.harness.worker import WorkerProcess, api_call
 from tests.worker.transport.conftest import Clients, SubRecorder
 from tests.worker.transport.test_sdk import subscribed
@@ -18,15 +24,27 @@ pytestmark = pytest.mark.redis
 StartWorker = Callable[..., WorkerProcess]
 
 
-@pytest.fixture
-def pair(redis_server: RedisServer, start_worker: StartWorker) -> tuple[WorkerProcess, WorkerProcess]:
+def redis_env(request: pytest.FixtureRequest, kind: str, prefix: str) -> dict[str, str]:
+    """A worker's settings for the run's one Redis (``redis``) or its Redis Cluster (``cluster``)."""
+    if kind == "cluster":
+        cluster: RedisClusterNodes = request.getfixturevalue("redis_cluster")
+        nodes = ",".join(f'"{host}:{port}"' for host, port in cluster.startup_nodes[:2])
+        return {
+            "RESONANCE_ENGINE": "redis",
+            "RESONANCE_REDIS_MODE": "cluster",
+            "RESONANCE_REDIS_URL": cluster.url,
+            "RESONANCE_REDIS_CLUSTER_NODES": f"[{nodes}]",
+            "RESONANCE_REDIS_PREFIX": prefix,
+        }
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return {"RESONANCE_ENGINE": "redis", "RESONANCE_REDIS_URL": server.url, "RESONANCE_REDIS_PREFIX": prefix}
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def pair(request: pytest.FixtureRequest, start_worker: StartWorker) -> tuple[WorkerProcess, WorkerProcess]:
     import uuid
 
-    env = {
-        "RESONANCE_ENGINE": "redis",
-        "RESONANCE_REDIS_URL": redis_server.url,
-        "RESONANCE_REDIS_PREFIX": f"test-{uuid.uuid4().hex[:8]}",
-    }
+    env = redis_env(request, request.param, f"test-{uuid.uuid4().hex[:8]}")
     return start_worker(env, name="worker-a"), start_worker(env, name="worker-b")
 
 
@@ -89,15 +107,13 @@ async def test_disconnect_through_the_api_of_the_other_worker(
     assert (await events.wait_for("disconnected")).code == 4500
 
 
+@pytest.mark.parametrize("kind", ["redis", "cluster"])
 async def test_user_publish_rate_is_shared_by_both_workers(
-    redis_server: RedisServer, start_worker: StartWorker, clients: Clients
+    request: pytest.FixtureRequest, kind: str, start_worker: StartWorker, clients: Clients
 ) -> None:
     import uuid
 
-    env = {
-        "RESONANCE_ENGINE": "redis",
-        "RESONANCE_REDIS_URL": redis_server.url,
-        "RESONANCE_REDIS_PREFIX": f"rate-{uuid.uuid4().hex[:8]}",
+    env = redis_env(request, kind, f"rate-{uuid.uuid4().hex[:8]}") | {
         "RESONANCE_LIMITS__USER_PUBLISH_RATE": "0.2",
         "RESONANCE_LIMITS__USER_PUBLISH_BURST": "2",
     }
@@ -111,3 +127,87 @@ async def test_user_publish_rate_is_shared_by_both_workers(
     with pytest.raises(centrifuge.ReplyError) as error:
         await sub_a.publish(3)
     assert error.value.code == 111
+
+
+async def test_history_and_presence_of_one_channel_are_read_on_the_other_worker(
+    request: pytest.FixtureRequest, pair: tuple[WorkerProcess, WorkerProcess], clients: Clients
+) -> None:
+    a, b = pair
+    on_a, _ = await clients.connected(a.ws_url, a.token("fay"))
+    on_b, _ = await clients.connected(b.ws_url, b.token("gus"))
+    a_sub, _ = await subscribed(on_a, "chat:hist")
+    b_sub, _ = await subscribed(on_b, "chat:hist")
+    for n in range(3):
+        await a_sub.publish({"n": n})
+    history = await b_sub.history(limit=10)
+    assert [p.data for p in history.publications] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert history.offset == 3 and history.epoch
+    newest = await b_sub.history(limit=1, reverse=True)
+    assert [p.data for p in newest.publications] == [{"n": 2}]
+    stats = await b_sub.presence_stats()
+    assert (stats.num_clients, stats.num_users) == (2, 2)
+    status, body = await api_call(b, "history", {"channel": "chat:hist", "limit": 10})
+    assert status == 200 and [p["data"] for p in body["result"]["publications"]] == [
+        {"n": n} for n in range(3)
+    ]
+    if request.node.callspec.params["pair"] == "cluster":
+        # Really on the Cluster: the channel's stream sits under its hash tag.
+        cluster: RedisClusterNodes = request.getfixturevalue("redis_cluster")
+        admin = cluster.async_client()
+        try:
+            found = [key async for key in admin.scan_iter(match="test-*.stream.{chat:hist}")]
+        finally:
+            await admin.aclose()
+        assert len(found) == 1
+
+
+async def test_a_shard_failover_under_two_workers_loses_nothing_a_replica_had(
+    tmp_path: Path, start_worker: StartWorker, clients: Clients
+) -> None:
+    """The primary of a channel's slot is SIGKILL-ed between publications: its replica takes the slot over,
+    both workers follow the new slot map, the publishing worker publishes again (a publish refused during
+    the failover is retried with its idempotency key), and the SDK client subscribed on the other worker
+    ends with every acknowledged publication, in order, once."""
+    cluster = await asyncio.to_thread(RedisClusterNodes(tmp_path / "cluster").start)
+    try:
+        prefix = f"fo-{uuid.uuid4().hex[:8]}"
+        nodes = json.dumps([f"{host}:{port}" for host, port in cluster.startup_nodes[:2]])
+        env = {
+            "RESONANCE_ENGINE": "redis",
+            "RESONANCE_REDIS_MODE": "cluster",
+            "RESONANCE_REDIS_URL": cluster.url,
+            "RESONANCE_REDIS_CLUSTER_NODES": nodes,
+            "RESONANCE_REDIS_PREFIX": prefix,
+            "RESONANCE_LIMITS__USER_PUBLISH_RATE": "0",
+            "RESONANCE_POSITION_CHECK_SECONDS": "2",
+        }
+        a, b = start_worker(env, name="worker-a"), start_worker(env, name="worker-b")
+        subscriber, _ = await clients.connected(b.ws_url, b.token("sue"))
+        _, events = await subscribed(subscriber, "chat:failover")
+
+        async def publish(n: int) -> None:
+            body = {"channel": "chat:failover", "data": n, "idempotency_key": f"n{n}"}
+            async with asyncio.timeout(30):
+                for _ in itertools.count():
+                    if (await api_call(a, "publish", body))[0] == 200:
+                        return
+                    await asyncio.sleep(0.2)  # refused while the slot has no primary: retried, same key
+
+        for n in range(5):
+            await publish(n)
+        stream = f"{prefix}.stream.{{chat:failover}}"
+        owner = cluster.primary_for(stream)
+        assert cluster.client(owner).wait(1, 2000) >= 1  # its replica has all five
+        killed = await asyncio.to_thread(cluster.kill_primary, stream)
+        await asyncio.to_thread(cluster.wait_for_failover, killed)
+        for n in range(5, 10):
+            await publish(n)
+        received: list[int] = []
+        async with asyncio.timeout(30):
+            while received[-1:] != [9]:
+                received.append((await events.wait_for("publication", timeout=30)).pub.data)
+        assert received == list(range(10))
+        status, body = await api_call(b, "history", {"channel": "chat:failover", "limit": 100})
+        assert status == 200 and [p["data"] for p in body["result"]["publications"]] == list(range(10))
+    finally:
+        await asyncio.to_thread(cluster.stop)

@@ -19,7 +19,7 @@ from resonance_worker.backup.jobs import backup, read_manifest, rebuild_graph, r
 from resonance_worker.backup.plan import BackupError, parse_period
 from resonance_worker.backup.settings import BackupSettings
 from resonance_worker.redis_client import RedisConnector
-from resonance_worker.settings import WorkerSettings
+from resonance_worker.settings import RedisMode, WorkerSettings
 
 
 async def _run(args: argparse.Namespace) -> dict[str, object]:
@@ -34,6 +34,11 @@ async def _run(args: argparse.Namespace) -> dict[str, object]:
         manifest = await restore_redis(destination, args.id, Path(args.data_dir))
         return {"restored": manifest.id, "into": str(Path(args.data_dir) / "dump.rdb")}
     worker = WorkerSettings()
+    if args.command == "backup" and worker.redis_mode is RedisMode.CLUSTER:
+        raise BackupError(
+            "a Redis Cluster is not backed up by this job (one RDB is one shard's): back its shards up with "
+            "the Cluster's own tools; rebuild-graph still replays the event log"
+        )
     connector = RedisConnector.from_settings(worker)
     try:
         if args.command == "rebuild-graph":

@@ -1,4 +1,4 @@
-"""Redis key names that are not a channel's: a person's state, cluster-wide connection slots. Sans I/O.
+"""Redis key names: a person's state, cluster-wide connection slots, a channel's hash tag. Sans I/O.
 
 Agreed between issues 15 and 18 (``/work/notes/18-keys.md``): per-person keys are hash-tagged by the
 user, ``<prefix>.{u:<user>}.<kind>``, so every key of one person sits on one Redis Cluster shard, and
@@ -8,6 +8,10 @@ kind of person state is found by them as soon as it is registered here.
 Connection slots (cluster-wide per-address and per-user connection limits) hold connection ids,
 not a person's data, and are gone within a minute of the last connection: ``<prefix>.conns.addr.{<a>}``
 and ``<prefix>.conns.user.{u:<user>}`` (sorted sets of connection ids scored by their expiry).
+
+In Redis Cluster mode every key of one channel (stream, meta, presence, idempotency keys) and its
+sharded pub/sub channel end in :func:`channel_part`, which carries the channel's hash tag: each of the
+engine's scripts touches one slot, and ``SPUBLISH`` from inside it is on that slot too.
 """
 
 from __future__ import annotations
@@ -109,3 +113,19 @@ def slot_key(prefix: str, scope: SlotScope, subject: str) -> str:
     """The sorted set of live connection ids of one client address or one user."""
     tag = user_tag(subject) if scope is SlotScope.USER else "{" + subject + "}"
     return f"{prefix}.conns.{scope.value}.{tag}"
+
+
+def channel_part(channel: str) -> str:
+    """A channel's name inside its Cluster keys: ``{<channel>}``, so all its keys share one slot. A
+    channel holding ``{`` or ``}`` would end that tag early: it is ``{#<sha1>}<channel>``, tagged by
+    its SHA-1, instead (so it still has exactly one slot, and :func:`channel_of_part` finds it back)."""
+    if "{" in channel or "}" in channel:
+        return "{#" + hashlib.sha1(channel.encode("utf-8")).hexdigest() + "}" + channel
+    return "{" + channel + "}"
+
+
+def channel_of_part(part: str) -> str:
+    """The channel whose :func:`channel_part` is ``part`` (a plain tag holds one ``}``, at its end)."""
+    if part.endswith("}") and part.count("}") == 1:
+        return part[1:-1]
+    return part[43:]  # "{#" + 40 hex digits + "}"

@@ -13,6 +13,11 @@ Keys (``P`` is the ``prefix`` given to the constructor, ``C`` a channel name)::
     P.conns.user.{u:U}      clock) | of user U: cluster-wide connection slots (domain/keys.py)
     P.{u:U}.<kind>          a person's state, one key per kind of domain/keys.USER_KINDS, each with a TTL
 
+On a Redis Cluster (``RedisMode.CLUSTER``) ``C`` in every channel key above, and in its pub/sub
+channel, is ``domain.keys.channel_part(C)`` = ``{C}`` (the channel's hash tag), so a channel's stream,
+meta, presence and idempotency keys sit on one slot and each script touches one shard; the
+idempotency key is ``P.idem.{C}:K``.
+
 Publishing is one Lua script: check the idempotency key, bump the offset, XADD
 with an exact MAXLEN, set TTLs, PUBLISH the body with its offset and epoch, and
 remember the idempotency key — atomically, so an acknowledged publication is
@@ -43,18 +48,21 @@ history). The header is a JSON object with the optional keys ``t`` (time_ms),
 publication's data follows raw, never re-encoded. Stream entries hold the same
 ``<header JSON>\\n<data>`` body. ClientInfo JSON uses the same ``u``/``c``/``ci``/``hi`` keys.
 
-Each node holds one pub/sub connection: SUBSCRIBE when the first local client
-subscribes to a channel, UNSUBSCRIBE when the last leaves. If that connection
-breaks (a Redis restart), the node reconnects with jittered exponential backoff
+On a Redis Cluster the scripts and the join/leave/control messages use ``SPUBLISH`` (sharded pub/sub,
+Redis 7) on the same names, and each node holds one pub/sub connection per primary
+(``engines.shards``), SSUBSCRIBE-ing each channel on the primary of its slot; a slot map change is
+handled as a lost connection (below). Otherwise each node holds one pub/sub connection: SUBSCRIBE
+when the first local client subscribes to a channel, UNSUBSCRIBE when the last leaves. If that
+connection breaks (a Redis restart), the node reconnects with jittered exponential backoff
 and resubscribes to every channel it still needs; ``ping`` fails meanwhile so the
 pod reports not-ready (the delays: ``domain.backoff``). Events are delivered to the handler
 from that reader task.
 
-Where Redis is comes from a :class:`~resonance_worker.redis_client.RedisConnector` (one server
-or the primary a set of Sentinels names). Across a failover, idempotent calls (history, presence,
-joins, tokens) are retried with jittered backoff for up to ``failover_retry_seconds``; a publish
-only when it carries an idempotency key (the script answers a retry of a stored publication as a
-duplicate), so a publication is never stored twice.
+Where Redis is comes from a :class:`~resonance_worker.redis_client.RedisConnector` (one server,
+the primary a set of Sentinels names, or a Redis Cluster). Across a failover, idempotent calls
+(history, presence, joins, tokens) are retried with jittered backoff for up to
+``failover_retry_seconds``; a publish only when it carries an idempotency key (the script answers a
+retry of a stored publication as a duplicate), so a publication is never stored twice.
 
 Why one module of about 800 lines: the Lua scripts, the key layout above and the pub/sub wire
 format are one contract that every pod must agree on; the engine's methods are thin callers of
@@ -74,15 +82,23 @@ from typing import Any, TypeVar
 import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, RedisError
+from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from resonance_worker.domain import keys
 from resonance_worker.domain.backoff import Backoff
 from resonance_worker.domain.circuit import CircuitBreaker, CircuitState
 from resonance_worker.domain.datarights import publication_concerns
-from resonance_worker.domain.keys import USER_KINDS, SlotScope, UserKind, user_key
+from resonance_worker.domain.keys import (
+    USER_KINDS,
+    SlotScope,
+    UserKind,
+    channel_of_part,
+    channel_part,
+    user_key,
+)
 from resonance_worker.engines.base import (
     ClientInfo,
     EngineEventHandler,
@@ -98,6 +114,7 @@ from resonance_worker.engines.memory import (
     validate_bucket,
     validate_history,
 )
+from resonance_worker.engines.shards import ShardedPubSub, SlotMapChangedError
 from resonance_worker.errors import (
     EngineCircuitOpenError,
     EngineError,
@@ -105,7 +122,7 @@ from resonance_worker.errors import (
     EngineTimeoutError,
 )
 from resonance_worker.redis_client import RedisConnector
-from resonance_worker.settings import Durability
+from resonance_worker.settings import Durability, RedisMode
 
 log = logging.getLogger("resonance.worker.engine")
 T = TypeVar("T")
@@ -130,7 +147,8 @@ end
 """
 
 # KEYS: stream, meta, idempotency. ARGV: body, size, ttl_ms, meta_ttl_ms, new epoch,
-# idempotency ttl_ms (0: no key), pub/sub channel, "1" to PUBLISH now or "0" to leave it to _RELEASE.
+# idempotency ttl_ms (0: no key), pub/sub channel, "1" to PUBLISH now or "0" to leave it to _RELEASE,
+# the publish command ("publish", or "spublish" on a Redis Cluster: the channel is on the keys' slot).
 _PUBLISH = """
 local idempotency_ttl = tonumber(ARGV[6])
 if idempotency_ttl > 0 then
@@ -163,7 +181,7 @@ if size > 0 then
   result = offset .. ":" .. epoch
 end
 if now then
-  redis.call("publish", ARGV[7], "p" .. result .. ":" .. ARGV[1])
+  redis.call(ARGV[9], ARGV[7], "p" .. result .. ":" .. ARGV[1])
 end
 if idempotency_ttl > 0 then
   redis.call("set", KEYS[3], result, "px", idempotency_ttl)
@@ -171,7 +189,7 @@ end
 return {0, result}
 """
 
-# KEYS: stream, meta. ARGV: offset confirmed by a replica, pub/sub channel.
+# KEYS: stream, meta. ARGV: offset confirmed by a replica, pub/sub channel, publish command.
 # Replica durability: PUBLISH, in offset order, every kept publication up to the confirmed one not
 # published yet (meta field p = published up to). A replica that has offset n has every earlier
 # write too (one replication stream), so whoever releases first releases them all, in order, once.
@@ -188,7 +206,7 @@ end
 local entries = redis.call("xrange", KEYS[1], done + 1, upto)
 for _, entry in ipairs(entries) do
   local offset = string.match(entry[1], "^(%d+)")
-  redis.call("publish", ARGV[2], "p" .. offset .. ":" .. epoch .. ":" .. entry[2][2])
+  redis.call(ARGV[3], ARGV[2], "p" .. offset .. ":" .. epoch .. ":" .. entry[2][2])
 end
 redis.call("hset", KEYS[2], "p", upto)
 return #entries
@@ -385,6 +403,10 @@ def decode_publication(message: bytes) -> tuple[Publication, StreamPosition]:
     return decode_body(message[epoch_end + 1 :], offset), StreamPosition(offset, epoch)
 
 
+def _as_bytes(value: bytes | str | int) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
 def _as_str(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -400,10 +422,21 @@ class _AutoPipeline:
 
     At most ``max_in_flight`` pipelines are out at once; what is issued meanwhile waits
     for the next one, so under load the batches grow (fewer writes and reads per command)
-    while an idle worker still sends a lone command in the iteration it was issued."""
+    while an idle worker still sends a lone command in the iteration it was issued.
 
-    def __init__(self, client: aioredis.Redis, max_in_flight: int = 2) -> None:
+    On a Redis Cluster (``node_of``: the node a command goes to) a batch is split by node into
+    pipelines of their own: redis-py's cluster pipeline fails every command of a batch when one
+    node's connection breaks, and a failover of one shard must not fail (or, worse, report as failed
+    what was stored) the commands of the others."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        max_in_flight: int = 2,
+        node_of: Callable[[tuple[Any, ...]], str] | None = None,
+    ) -> None:
         self._client = client
+        self._node_of = node_of
         self._queued: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self._running: set[asyncio.Task[None]] = set()
         self._max_in_flight = max_in_flight
@@ -438,6 +471,19 @@ class _AutoPipeline:
             self._schedule(task.get_loop())
 
     async def _execute(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        node_of = self._node_of
+        if node_of is None:
+            await self._execute_one(batch)
+            return
+        by_node: dict[str, list[tuple[tuple[Any, ...], asyncio.Future[Any]]]] = {}
+        for item in batch:
+            by_node.setdefault(node_of(item[0]), []).append(item)
+        if len(by_node) == 1:
+            await self._execute_one(batch)
+        else:
+            await asyncio.gather(*(self._execute_one(part) for part in by_node.values()))
+
+    async def _execute_one(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
         try:
             async with self._client.pipeline(transaction=False) as pipe:
                 for command, _ in batch:
@@ -513,6 +559,10 @@ class RedisEngine:
         failover_retry_seconds: float = 0.0,
     ) -> None:
         self.connector = url if isinstance(url, RedisConnector) else RedisConnector(url)
+        self.cluster = self.connector.mode is RedisMode.CLUSTER
+        """Redis Cluster mode: hash-tagged channel keys, sharded pub/sub (module docstring)."""
+        self._publish_command = "spublish" if self.cluster else "publish"
+        self._shards: ShardedPubSub | None = None
         self.durability = durability
         self._replica_wait_ms = replica_wait_ms
         self._failover_retry_s = failover_retry_seconds
@@ -590,7 +640,8 @@ class RedisEngine:
             max_connections=self._max_connections,
         )
         # No hidden retries on the pub/sub connection: the reader loop owns reconnection.
-        self._pubsub_client = self.connector.client(timeout=self._timeout, socket_timeout=self._timeout)
+        if not self.cluster:  # on a Cluster, sharded pub/sub connects to each primary (engines.shards)
+            self._pubsub_client = self.connector.client(timeout=self._timeout, socket_timeout=self._timeout)
         client = self._client
         self._publish_script = client.register_script(_PUBLISH)
         self._history_script = client.register_script(_HISTORY)
@@ -602,7 +653,7 @@ class RedisEngine:
         self._take_slot_script = client.register_script(_TAKE_SLOT)
         self._refresh_slot_script = client.register_script(_REFRESH_SLOT)
         self._release_script = client.register_script(_RELEASE)
-        self._auto_pipeline = _AutoPipeline(client)
+        self._auto_pipeline = _AutoPipeline(client, node_of=self._node_of if self.cluster else None)
         self._reader = asyncio.create_task(self._pubsub_forever(), name="redis-engine-pubsub")
         # Serve ready when Redis is: wait (briefly) for the pub/sub connection. A Redis that is down
         # at start-up is not fatal: the pod stays not-ready until the reader connects.
@@ -703,11 +754,33 @@ class RedisEngine:
         try:
             return await self._pipeline.call("EVALSHA", script.sha, len(keys), *keys, *args)
         except NoScriptError:
+            if self.cluster:
+                # A keyless SCRIPT LOAD has no slot to be routed by: EVAL loads it on the keys' node.
+                return await self._pipeline.call("EVAL", script.script, len(keys), *keys, *args)
             await self._pipeline.call("SCRIPT", "LOAD", script.script)
             return await self._pipeline.call("EVALSHA", script.sha, len(keys), *keys, *args)
 
     def _key(self, kind: str, channel: str) -> str:
-        return f"{self.prefix}.{kind}.{channel}"
+        return f"{self.prefix}.{kind}.{self._channel_part(channel)}"
+
+    def _node_of(self, command: tuple[Any, ...]) -> str:
+        """The Cluster node a pipelined command goes to (by its first key: a script's, or the
+        command's first argument); "" when the slot map does not say (redis-py then routes it)."""
+        name = str(command[0]).upper()
+        key = command[3] if name in ("EVALSHA", "EVAL") and int(command[2]) > 0 else command[1]
+        try:
+            cluster: Any = self.client  # a RedisCluster
+            node = cluster.nodes_manager.get_node_from_slot(key_slot(_as_bytes(key)))
+        except (RedisError, RedisClusterException, IndexError, ValueError):
+            return ""
+        return str(node.name)
+
+    def _channel_part(self, channel: str) -> str:
+        """A channel's name in its keys: hash-tagged on a Cluster (``domain.keys.channel_part``)."""
+        return channel_part(channel) if self.cluster else channel
+
+    def _channel_of(self, part: str) -> str:
+        return channel_of_part(part) if self.cluster else part
 
     # -- pub/sub connection ---------------------------------------------------------------
 
@@ -715,22 +788,35 @@ class RedisEngine:
         attempt = 0
         first = True
         while True:
-            assert self._pubsub_client is not None
-            pubsub = self._pubsub_client.pubsub()
+            pubsub: PubSub | None = None
+            shards: ShardedPubSub | None = None
             try:
                 async with asyncio.timeout(self._timeout):
-                    await self._subscribe_all(pubsub)
+                    if self.cluster:
+                        shards = ShardedPubSub(
+                            self.client, self.connector, prefix=self.prefix, timeout=self._timeout
+                        )
+                        await shards.open()
+                        await shards.subscribe([self._control_channel, *self._wanted])
+                    else:
+                        assert self._pubsub_client is not None
+                        pubsub = self._pubsub_client.pubsub()
+                        await self._subscribe_all(pubsub)
                 if not first:
                     self.reconnects += 1
                     log.info("redis pub/sub reconnected", extra={"channels": len(self._wanted)})
-                self._note_primary(pubsub)
-                self._pubsub = pubsub
+                if pubsub is not None:
+                    self._note_primary(pubsub)
+                self._pubsub, self._shards = pubsub, shards
                 self._connected.set()
                 if not first:
                     self._fanout_resumed()
                 first = False
                 attempt = 0
-                await self._read(pubsub)
+                if shards is not None:
+                    await self._read_shards(shards)
+                elif pubsub is not None:
+                    await self._read(pubsub)
             except (RedisError, OSError, TimeoutError, EngineError) as exc:
                 log.warning("redis pub/sub connection lost (%s: %s)", type(exc).__name__, exc)
             except Exception:
@@ -738,12 +824,31 @@ class RedisEngine:
                 log.exception("redis pub/sub reader failed unexpectedly; reconnecting")
             finally:
                 self._connected.clear()
-                self._pubsub = None
+                self._pubsub = self._shards = None
                 self._fail_confirmations(EngineError("redis pub/sub connection lost"))
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                if shards is not None:
+                    await shards.aclose()
+                if pubsub is not None:
+                    with contextlib.suppress(RedisError, OSError):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             await asyncio.sleep(self._reconnect.delay(attempt, random.uniform))
             attempt += 1
+
+    async def _read_shards(self, shards: ShardedPubSub) -> None:
+        """Read every shard's connection at once; return (raise) when one fails or the slot map moved."""
+        tasks: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._read(p)) for p in shards.pubsubs]
+        tasks.append(asyncio.ensure_future(shards.stale.wait()))
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            error = task.exception()
+            if error is not None:
+                raise error
+        raise SlotMapChangedError("the Redis Cluster slot map changed")
 
     def _fanout_resumed(self) -> None:
         """Tell the handler that publications may have been missed while the connection was down
@@ -785,12 +890,24 @@ class RedisEngine:
                 continue
             last_heard = now
             kind = message["type"]
-            if kind == "message":
+            if kind in ("message", "smessage"):
                 self._dispatch(message["channel"], message["data"])
-            elif kind == "subscribe":
+            elif kind in ("subscribe", "ssubscribe"):
                 for future in self._confirmations.pop(message["channel"], []):
                     if not future.done():
                         future.set_result(None)
+            elif kind == "sunsubscribe" and self._still_wanted(message["channel"]):
+                # Pushed by the node: the channel's slot moved (a failover or a resharding).
+                raise SlotMapChangedError(f"a Redis Cluster node dropped {message['channel']!r}")
+
+    def _still_wanted(self, pubsub_channel: bytes) -> bool:
+        shards = self._shards
+        anchors = shards.anchors if shards is not None else set()
+        return (
+            pubsub_channel in self._wanted
+            or pubsub_channel == self._control_channel
+            or pubsub_channel in anchors
+        )
 
     def _fail_confirmations(self, error: EngineError) -> None:
         confirmations, self._confirmations = self._confirmations, {}
@@ -809,7 +926,7 @@ class RedisEngine:
                 return
             if pubsub_channel not in self._wanted:
                 return  # a late message for a channel this node just left
-            channel = pubsub_channel[len(self._channel_prefix) :].decode()
+            channel = self._channel_of(pubsub_channel[len(self._channel_prefix) :].decode())
             kind = body[:1]
             if kind == b"p":
                 publication, position = decode_publication(body)
@@ -826,8 +943,15 @@ class RedisEngine:
 
     # -- fan-out ------------------------------------------------------------------------
 
+    def _pubsub_for(self, pubsub_channel: bytes) -> PubSub | None:
+        """The pub/sub connection that carries ``pubsub_channel`` (None while reconnecting)."""
+        if self.cluster:
+            shards = self._shards
+            return None if shards is None else shards.pubsub_for(pubsub_channel)
+        return self._pubsub
+
     def _pubsub_channel(self, channel: str) -> bytes:
-        return self._channel_prefix + channel.encode()
+        return self._channel_prefix + self._channel_part(channel).encode()
 
     async def subscribe(self, channel: str) -> None:
         if self._reader is None:
@@ -838,11 +962,15 @@ class RedisEngine:
         try:
             async with self._guard("subscribe"):
                 await self._connected.wait()
-                pubsub = self._pubsub
-                assert pubsub is not None
+                pubsub = self._pubsub_for(pubsub_channel)
+                if pubsub is None:
+                    raise EngineError("redis pub/sub connection is reconnecting")
                 self._confirmations.setdefault(pubsub_channel, []).append(confirmed)
                 try:
-                    await pubsub.subscribe(pubsub_channel)
+                    if self.cluster:
+                        await pubsub.ssubscribe(pubsub_channel)
+                    else:
+                        await pubsub.subscribe(pubsub_channel)
                 except (AttributeError, RuntimeError) as exc:
                     # redis-py's way of saying the connection was dropped under us (or the event
                     # loop's, when the transport is already closed).
@@ -860,7 +988,9 @@ class RedisEngine:
     async def unsubscribe(self, channel: str) -> None:
         pubsub_channel = self._pubsub_channel(channel)
         self._wanted.discard(pubsub_channel)
-        pubsub = self._pubsub
+        pubsub: PubSub | None = None
+        with contextlib.suppress(EngineError):  # a stale slot map: the next generation will not have it
+            pubsub = self._pubsub_for(pubsub_channel)
         if pubsub is not None:
             # Failing here means the connection is broken: the reconnect will not resubscribe,
             # and late messages for the channel are dropped, so there is nothing to report.
@@ -868,7 +998,10 @@ class RedisEngine:
             # event loop RuntimeError when its transport is already closed.)
             with contextlib.suppress(RedisError, OSError, TimeoutError, AttributeError, RuntimeError):
                 async with asyncio.timeout(self._timeout):
-                    await pubsub.unsubscribe(pubsub_channel)
+                    if self.cluster:
+                        await pubsub.sunsubscribe(pubsub_channel)
+                    else:
+                        await pubsub.unsubscribe(pubsub_channel)
 
     async def publish(
         self,
@@ -890,7 +1023,10 @@ class RedisEngine:
             meta_ttl = history.meta_ttl_seconds or self._default_meta_ttl
             meta_ttl_ms = max(ttl_ms, int(meta_ttl * 1000))
         idempotency_ttl_ms = 0
-        idempotency_key_name = self._key("idem", f"{len(channel)}:{channel}:{idempotency_key or ''}")
+        if self.cluster:  # on the channel's slot, beside its stream and meta
+            idempotency_key_name = f"{self.prefix}.idem.{channel_part(channel)}:{idempotency_key or ''}"
+        else:
+            idempotency_key_name = self._key("idem", f"{len(channel)}:{channel}:{idempotency_key or ''}")
         if idempotency_key is not None:
             idempotency_ttl_ms = max(1, int(idempotency_ttl_seconds * 1000))
         keys = [self._key("stream", channel), self._key("meta", channel), idempotency_key_name]
@@ -899,11 +1035,15 @@ class RedisEngine:
         retry = idempotency_key is not None  # the script answers a retry of a stored one as a duplicate
         if self.durability is Durability.REPLICA and size > 0:
             duplicate, result = await self._call(
-                "publish", lambda: self._publish_confirmed(keys, [*args, "0"], pubsub_channel), retry=retry
+                "publish",
+                lambda: self._publish_confirmed(keys, [*args, "0", self._publish_command], pubsub_channel),
+                retry=retry,
             )
         else:
             duplicate, result = await self._call(
-                "publish", lambda: self._script(self._publish_script, keys, [*args, "1"]), retry=retry
+                "publish",
+                lambda: self._script(self._publish_script, keys, [*args, "1", self._publish_command]),
+                retry=retry,
             )
         offset, _, epoch = _as_str(result).partition(":")
         return PublishResult(StreamPosition(int(offset), epoch), duplicate=bool(duplicate))
@@ -913,6 +1053,9 @@ class RedisEngine:
         one connection, so the WAIT covers the write; then ``_RELEASE`` up to its offset. Refused
         (nothing acknowledged, nothing delivered) when no replica confirmed it in time."""
         script = self._publish_script
+        if self.cluster:
+            reply, acknowledged = await self._store_and_wait_on_shard(script, keys, args)
+            return await self._release_confirmed(reply, acknowledged, keys, pubsub_channel)
         stored = self._pipeline.call("EVALSHA", script.sha, len(keys), *keys, *args)
         confirmed = self._pipeline.call("WAIT", 1, self._replica_wait_ms)
         try:
@@ -923,30 +1066,59 @@ class RedisEngine:
             stored = self._pipeline.call("EVALSHA", script.sha, len(keys), *keys, *args)
             confirmed = self._pipeline.call("WAIT", 1, self._replica_wait_ms)
             reply = await stored
-        if int(await confirmed) < 1:
+        return await self._release_confirmed(reply, int(await confirmed), keys, pubsub_channel)
+
+    async def _store_and_wait_on_shard(
+        self, script: Any, keys: list[str], args: list[Any]
+    ) -> tuple[Any, int]:
+        """On a Cluster: the script and ``WAIT 1`` in one pipeline to the primary of the keys' slot (the
+        cluster pipeline sends one node's commands on one connection, in order), so the WAIT covers
+        the write; EVAL when that node lost its scripts."""
+        cluster: Any = self.client
+        node = cluster.get_node_from_key(keys[0])
+        for command, body in (("EVALSHA", script.sha), ("EVAL", script.script)):
+            async with cluster.pipeline(transaction=False) as pipe:
+                pipe.execute_command(command, body, len(keys), *keys, *args)
+                pipe.execute_command("WAIT", 1, self._replica_wait_ms, target_nodes=node)
+                reply, acknowledged = await pipe.execute(raise_on_error=False)
+            if not isinstance(reply, NoScriptError):
+                break
+        for result in (reply, acknowledged):
+            if isinstance(result, Exception):
+                raise result
+        return reply, int(acknowledged)
+
+    async def _release_confirmed(
+        self, reply: Any, acknowledged: int, keys: list[str], pubsub_channel: bytes
+    ) -> Any:
+        if acknowledged < 1:
             self.unconfirmed += 1
             raise EngineError(
                 f"publication not confirmed by a replica within {self._replica_wait_ms} ms "
                 "(stored on the primary, not acknowledged, not delivered yet)"
             )
         offset = _as_str(reply[1]).partition(":")[0]
-        await self._script(self._release_script, keys[:2], [offset, pubsub_channel])
+        await self._script(self._release_script, keys[:2], [offset, pubsub_channel, self._publish_command])
         return reply
 
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
         message = b"j" + encode_info(info)
         await self._call(
-            "publish join", lambda: self._pipeline.call("PUBLISH", self._pubsub_channel(channel), message)
+            "publish join",
+            lambda: self._pipeline.call(self._publish_command, self._pubsub_channel(channel), message),
         )
 
     async def publish_leave(self, channel: str, info: ClientInfo) -> None:
         message = b"l" + encode_info(info)
         await self._call(
-            "publish leave", lambda: self._pipeline.call("PUBLISH", self._pubsub_channel(channel), message)
+            "publish leave",
+            lambda: self._pipeline.call(self._publish_command, self._pubsub_channel(channel), message),
         )
 
     async def publish_control(self, payload: bytes) -> None:
-        await self._call("publish control", lambda: self.client.publish(self._control_channel, payload))
+        channel = self._control_channel
+        command = self._publish_command
+        await self._call("publish control", lambda: self._pipeline.call(command, channel, payload))
 
     # -- history ------------------------------------------------------------------------
 
@@ -1117,6 +1289,7 @@ class RedisEngine:
         return [(entry_id, fields[b"d"]) for entry_id, fields in reply]
 
     async def _scan(self, pattern: str) -> list[bytes]:
+        """Keys matching ``pattern`` (on a Cluster, of every primary: redis-py scans each)."""
         keys: list[bytes] = []
         async for key in self.client.scan_iter(match=pattern, count=1000):
             keys.append(key)
@@ -1127,7 +1300,7 @@ class RedisEngine:
         stream_prefix = f"{self.prefix}.stream."
         found: dict[str, list[tuple[bytes, Publication]]] = {}
         for key in await self._scan(stream_prefix + "*"):
-            channel = key.decode()[len(stream_prefix) :]
+            channel = self._channel_of(key.decode()[len(stream_prefix) :])
             for entry_id, body in await self._entries(key):
                 publication = decode_body(body, int(_as_str(entry_id).partition("-")[0]))
                 publisher = publication.info.user if publication.info is not None else None
@@ -1140,7 +1313,7 @@ class RedisEngine:
         client: Any = self.client
         found: dict[str, dict[str, ClientInfo]] = {}
         for key in await self._scan(users_prefix + "*"):
-            channel = key.decode()[len(users_prefix) :]
+            channel = self._channel_of(key.decode()[len(users_prefix) :])
             owners = await client.hgetall(key)
             clients = [_as_str(c) for c, owner in owners.items() if _as_str(owner) == user]
             if clients:
@@ -1203,12 +1376,24 @@ class RedisEngine:
             "person_keys": deleted_keys,
         }
 
+    async def _namespace_streams(self, namespace: str) -> list[bytes]:
+        """The stream keys of ``namespace``'s channels (on a Cluster every stream is looked at: a
+        channel holding a brace is tagged by its SHA-1, so no pattern finds its namespace)."""
+        if not self.cluster:
+            return await self._scan(f"{self.prefix}.stream.{namespace}:*")
+        stream_prefix = f"{self.prefix}.stream."
+        return [
+            key
+            for key in await self._scan(stream_prefix + "*")
+            if self._channel_of(key.decode()[len(stream_prefix) :]).startswith(namespace + ":")
+        ]
+
     async def expire_history(self, namespace: str, older_than_ms: int) -> int:
         """Remove the kept publications of ``namespace`` published before ``older_than_ms`` (wall
         clock, the header's ``t``); how many went."""
         removed = 0
         async with self._guard("expire history"):
-            for key in await self._scan(f"{self.prefix}.stream.{namespace}:*"):
+            for key in await self._namespace_streams(namespace):
                 old = [
                     entry_id
                     for entry_id, body in await self._entries(key)
