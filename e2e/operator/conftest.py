@@ -211,6 +211,16 @@ def _nothing_terminating() -> bool:
     return not any(item["metadata"].get("deletionTimestamp") for item in items)
 
 
+def resonance_cluster(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A ResonanceCluster manifest: the one envelope every test wraps its spec in."""
+    return {
+        "apiVersion": "resonance.liminal.dev/v1alpha1",
+        "kind": "ResonanceCluster",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
 def scrape(url: str) -> str:
     with urllib.request.urlopen(url, timeout=10) as response:
         return str(response.read().decode())

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from e2e.kube import apply, kubectl, kubectl_json, wait_until
-from e2e.operator.conftest import RunningOperator, condition, get_cluster, wait_ready
+from e2e.operator.conftest import RunningOperator, condition, get_cluster, resonance_cluster, wait_ready
 
 pytestmark = pytest.mark.k8s
 
@@ -25,11 +25,10 @@ NAME = "guarded"
 
 
 def _cluster() -> dict[str, Any]:
-    return {
-        "apiVersion": "resonance.liminal.dev/v1alpha1",
-        "kind": "ResonanceCluster",
-        "metadata": {"name": NAME},
-        "spec": {
+    s3 = {"endpoint": "http://s3.storage:9000", "bucket": "backups", "credentialsSecretRef": "backup-s3"}
+    return resonance_cluster(
+        NAME,
+        {
             "worker": {"image": "ghcr.io/liminal/resonance-worker:0.1.0", "replicas": 1},
             "redis": {
                 "managed": {
@@ -41,19 +40,9 @@ def _cluster() -> dict[str, Any]:
                 },
                 "durability": "replica",
             },
-            "backup": {
-                "schedule": "* * * * *",
-                "retention": "3d",
-                "destination": {
-                    "s3": {
-                        "endpoint": "http://s3.storage:9000",
-                        "bucket": "backups",
-                        "credentialsSecretRef": "backup-s3",
-                    }
-                },
-            },
+            "backup": {"schedule": "* * * * *", "retention": "3d", "destination": {"s3": s3}},
         },
-    }
+    )
 
 
 def test_sentinel_managed_redis_and_a_backup_schedule_from_a_cr(

@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from e2e.kube import apply, kubectl_json, tool, wait_until
-from e2e.operator.conftest import RunningOperator, condition, wait_ready
+from e2e.operator.conftest import RunningOperator, condition, resonance_cluster, wait_ready
 from e2e.operator.test_faults import children_in_sync, live_children
 
 pytestmark = pytest.mark.k8s
@@ -206,12 +206,7 @@ _VERBOSE_CODE = re.compile(r'verb="POST" url="[^"]+" status="(\d{3})')
 
 def create(namespace: str, name: str, spec: Spec) -> tuple[int, str]:
     """POST the cluster through kubectl; the HTTP status (read from its -v=6 log) and its output."""
-    manifest = {
-        "apiVersion": "resonance.liminal.dev/v1alpha1",
-        "kind": "ResonanceCluster",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
+    manifest = resonance_cluster(name, spec)
     proc = subprocess.run(
         [tool("kubectl"), "create", "-n", namespace, "-f", "-", "-v=6"],
         input=json.dumps(manifest), capture_output=True, text=True, timeout=60,
@@ -325,9 +320,5 @@ def test_fuzzed_specs_are_refused_or_reported(
     assert crashes == [], crashes[:5]
     assert operator.error is None
     # Still reconciling: a valid cluster created after all of that becomes Ready.
-    apply(
-        {"apiVersion": "resonance.liminal.dev/v1alpha1", "kind": "ResonanceCluster",
-         "metadata": {"name": "after-fuzz"}, "spec": BASE},
-        namespace=namespace,
-    )  # fmt: skip
+    apply(resonance_cluster("after-fuzz", BASE), namespace=namespace)
     wait_ready("after-fuzz", namespace)

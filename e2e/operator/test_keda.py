@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from e2e.kube import KubectlError, apply, kubectl, kubectl_json, wait_until
-from e2e.operator.conftest import RunningOperator, condition, get_cluster
+from e2e.operator.conftest import RunningOperator, condition, get_cluster, resonance_cluster
 from tests.harness.prometheus import BIN
 
 CRD_FILE = BIN / "keda.sh_scaledobjects.yaml"
@@ -24,22 +24,8 @@ TARGET = 1500
 
 
 def cluster(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "resonance.liminal.dev/v1alpha1",
-        "kind": "ResonanceCluster",
-        "metadata": {"name": name},
-        "spec": {
-            "worker": {
-                "image": "resonance-worker:e2e",
-                "autoscaling": {
-                    "enabled": True,
-                    "minReplicas": 2,
-                    "maxReplicas": 6,
-                    "targetConnectionsPerPod": TARGET,
-                },
-            }
-        },
-    }
+    autoscaling = {"enabled": True, "minReplicas": 2, "maxReplicas": 6, "targetConnectionsPerPod": TARGET}
+    return resonance_cluster(name, {"worker": {"image": "resonance-worker:e2e", "autoscaling": autoscaling}})
 
 
 @pytest.fixture

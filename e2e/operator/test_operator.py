@@ -35,6 +35,7 @@ from e2e.operator.conftest import (
     get_cluster,
     is_ready,
     operator_settings,
+    resonance_cluster,
     scrape,
     wait_ready,
 )
@@ -372,14 +373,8 @@ def test_a_status_from_a_stale_read_is_refused_and_rendered_again(
 
 def test_schema_and_cel_refuse_bad_specs(operator: RunningOperator, namespace: str) -> None:
     def refused(spec: dict[str, Any], name: str = "bad") -> str:
-        manifest = {
-            "apiVersion": "resonance.liminal.dev/v1alpha1",
-            "kind": "ResonanceCluster",
-            "metadata": {"name": name},
-            "spec": spec,
-        }
         with pytest.raises(KubectlError) as caught:
-            apply(manifest, namespace=namespace)
+            apply(resonance_cluster(name, spec), namespace=namespace)
         return caught.value.stderr
 
     worker = {"image": "registry.example/w:1"}

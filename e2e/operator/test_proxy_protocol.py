@@ -14,7 +14,7 @@ import pytest
 
 from e2e.crowd import address_probe
 from e2e.kube import apply, kubectl_json
-from e2e.operator.conftest import RunningOperator, wait_ready
+from e2e.operator.conftest import RunningOperator, resonance_cluster, wait_ready
 from e2e.podrunner import LoopbackKubelet
 from tests.harness.nginx import STREAM_MODULE, NginxProxy, stream_proxy_conf
 
@@ -28,11 +28,9 @@ def test_the_cr_turns_on_the_proxy_protocol_and_each_client_behind_nginx_counts_
         pytest.fail("nginx's stream module is missing: run `make deps` (libnginx-mod-stream)")
     name = "proxied"
     apply(
-        {
-            "apiVersion": "resonance.liminal.dev/v1alpha1",
-            "kind": "ResonanceCluster",
-            "metadata": {"name": name},
-            "spec": {
+        resonance_cluster(
+            name,
+            {
                 "worker": {
                     "image": "resonance-worker:e2e",
                     "replicas": 1,
@@ -41,7 +39,7 @@ def test_the_cr_turns_on_the_proxy_protocol_and_each_client_behind_nginx_counts_
                 },
                 "redis": {"managed": {"persistence": {"enabled": False}}},
             },
-        },
+        ),
         namespace=namespace,
     )
     wait_ready(name, namespace)

@@ -27,6 +27,7 @@ from e2e.operator.conftest import (
     get_cluster,
     operator_settings,
     reconciles_by_trigger,
+    resonance_cluster,
     wait_ready,
 )
 from e2e.operator.rollout_load import ServiceLoad
@@ -40,11 +41,9 @@ REVISION_LABEL = "resonance.liminal.dev/revision"
 def cluster_manifest(
     name: str, rollout: dict[str, Any], *, replicas: int = 2, **worker: Any
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": "resonance.liminal.dev/v1alpha1",
-        "kind": "ResonanceCluster",
-        "metadata": {"name": name},
-        "spec": {
+    return resonance_cluster(
+        name,
+        {
             "worker": {
                 "image": "ghcr.io/liminal/resonance-worker:0.1.0",
                 "replicas": replicas,
@@ -54,7 +53,7 @@ def cluster_manifest(
             "redis": {"managed": {"persistence": {"enabled": False}}},
             "rollout": rollout,
         },
-    }
+    )
 
 
 def patch_spec(name: str, namespace: str, patch: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from e2e.kube import apply, kubectl, kubectl_json, wait_until
-from e2e.operator.conftest import RunningOperator, get_cluster, wait_ready
+from e2e.operator.conftest import RunningOperator, get_cluster, resonance_cluster, wait_ready
 
 pytestmark = pytest.mark.k8s
 
@@ -17,15 +17,13 @@ WORKER_LIMITS = {"connectionsPerAddress": 10000, "connectionsPerUser": 10000}
 
 
 def manifest(name: str, **worker: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "resonance.liminal.dev/v1alpha1",
-        "kind": "ResonanceCluster",
-        "metadata": {"name": name},
-        "spec": {
+    return resonance_cluster(
+        name,
+        {
             "worker": {"image": "ghcr.io/liminal/resonance-worker:0.1.0", "limits": WORKER_LIMITS, **worker},
             "redis": {"managed": {"persistence": {"enabled": False}}},
         },
-    }
+    )
 
 
 def events(name: str, namespace: str, reason: str) -> list[dict[str, Any]]:
