@@ -164,11 +164,11 @@ def test_the_rendered_start_script_runs_a_tls_only_redis(tmp_path: Path) -> None
         )
 
     env = {**os.environ, "REDIS_PASSWORD": "pw"}
-    process = subprocess.Popen(["sh", "-c", local(container["command"][2])], env=env)  # noqa: S603
+    process = subprocess.Popen(["sh", "-c", local(container["command"][2])], env=env)
     try:
         wait_for(lambda: port_open("127.0.0.1", port), timeout=20, what="the TLS port")
         probe = container["readinessProbe"]["exec"]["command"]
-        answer = subprocess.run(  # noqa: S603
+        answer = subprocess.run(
             [*probe[:2], local(probe[2]).replace(" ping", f" -p {port} ping")],
             env=env,
             capture_output=True,
