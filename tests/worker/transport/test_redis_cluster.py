@@ -19,7 +19,7 @@ from tests.harness.redis import RedisServer
 from tests.harness.rediscluster import RedisClusterNodes
 from tests.harness.worker import WorkerProcess, api_call
 from tests.worker.transport.conftest import Clients, SubRecorder
-from tests.worker.transport.test_sdk import subscribed
+from tests.worker.transport.test_sdk import metric, subscribed
 
 pytestmark = pytest.mark.redis
 
@@ -245,5 +245,11 @@ async def test_a_shard_failover_under_two_workers_loses_nothing_a_replica_had(
         assert received == list(range(10))
         status, body = await api_call(b, "history", {"channel": "chat:failover", "limit": 100})
         assert status == 200 and [p["data"] for p in body["result"]["publications"]] == list(range(10))
+        # Both workers saw the shard's new primary (their sharded pub/sub reconnected to it), once.
+        for worker in (a, b):
+            async with asyncio.timeout(30):
+                while not metric(text := worker.metrics(), "resonance_redis_failovers_total", mode="cluster"):  # noqa: ASYNC110 - polling /metrics
+                    await asyncio.sleep(0.2)
+            assert metric(text, "resonance_redis_failovers_total", mode="cluster") == 1, text
     finally:
         await asyncio.to_thread(cluster.stop)
