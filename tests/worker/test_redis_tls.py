@@ -1,12 +1,13 @@
 """TLS to Redis from the settings (``RESONANCE_REDIS_TLS*``), on the run's real TLS-only redis-server.
 
 The engine contract runs over TLS too (``tests/worker/engines``, kind ``tls``); here: the other clients
-the worker builds (event log, person documents, the backup's snapshot), a wrong CA, a plain-text server
-and settings that cannot work.
+the worker builds (event log, person documents, the backup's snapshot), a wrong CA, a plain-text server,
+settings that cannot work, and Sentinel over TLS through a failover.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 from pathlib import Path
@@ -22,11 +23,13 @@ from resonance_worker.engines.base import HistoryOptions
 from resonance_worker.engines.redis import RedisEngine
 from resonance_worker.errors import EngineError
 from resonance_worker.eventlog.redis import RedisEventLog
+from resonance_worker.metrics import WorkerMetrics
 from resonance_worker.redis_client import RedisConnector
-from resonance_worker.settings import EngineKind, WorkerSettings
+from resonance_worker.settings import EngineKind, RedisMode, WorkerSettings
 from resonance_worker.storage import build_storage
 
 from tests.harness.redis import RedisServer
+from tests.harness.sentinel import SentinelRedis
 from tests.harness.tls import make_tls
 from tests.worker.eventlog.conftest import burst
 
@@ -150,3 +153,52 @@ def test_tls_settings_that_cannot_work_are_refused() -> None:
     assert WorkerSettings(redis_url="rediss://r:6379/0", redis_tls_ca_file="/ca.crt").redis_tls_enabled
     with pytest.raises(ValueError, match="not a unix socket"):
         RedisConnector.from_settings(WorkerSettings(redis_url="unix:///tmp/r.sock", redis_tls=True))
+
+
+async def test_sentinel_over_tls_fails_over_and_the_worker_counts_it(tmp_path: Path) -> None:
+    """Three Redis nodes and three Sentinels speaking TLS alone (as the operator renders them): the engine
+    finds the primary through the Sentinels over TLS, follows a SIGKILL failover, and counts it."""
+    files = make_tls(tmp_path / "tls")
+    deployment = SentinelRedis(tmp_path / "ha", password="ha-tls", tls=files)
+    await asyncio.to_thread(deployment.start)
+    connector = RedisConnector.from_settings(
+        WorkerSettings(
+            engine=EngineKind.REDIS,
+            redis_mode=RedisMode.SENTINEL,
+            redis_sentinels=[f"{host}:{port}" for host, port in deployment.sentinel_addresses],
+            redis_sentinel_service=deployment.service,
+            redis_url="redis://:ha-tls@sentinel-named-primary/0",
+            redis_tls=True,
+            redis_tls_ca_file=str(files.ca),
+        )
+    )
+    engine = RedisEngine(connector, prefix="ha-tls")
+    metrics = WorkerMetrics()
+    metrics.watch_engine(engine)
+    keep = HistoryOptions(10, 60)
+    try:
+        await engine.start()
+        first = await engine.publish("room", b"before", history=keep)
+        old = deployment.primary_address()
+        assert await connector.primary() == old  # asked of the Sentinels, over TLS
+        assert deployment.node_client(deployment.primary()).wait(2, 2000) == 2  # both replicas have it
+        await asyncio.to_thread(deployment.kill_primary)
+        new = await asyncio.to_thread(deployment.wait_for_failover, old)
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    second = await engine.publish("room", b"after", history=keep)
+                    break
+                except EngineError:  # refused while the old connections break: retried
+                    await asyncio.sleep(0.2)
+            while engine.failovers == 0:  # noqa: ASYNC110 - the pub/sub connection comes back on the new primary
+                await asyncio.sleep(0.1)
+        assert (second.position.epoch, second.position.offset) == (first.position.epoch, 2)
+        assert engine.primary == new
+        text = metrics.render().decode()
+        assert 'resonance_redis_failovers_total{mode="sentinel"} 1.0' in text, text
+        assert "resonance_redis_seconds_since_failover " in text
+    finally:
+        await engine.close()
+        await connector.aclose()
+        await asyncio.to_thread(deployment.stop)
