@@ -29,8 +29,10 @@ from resonance_worker.settings import EngineKind, RedisMode, WorkerSettings
 from resonance_worker.storage import build_storage
 
 from tests.harness.redis import RedisServer
+from tests.harness.rediscluster import RedisClusterNodes
 from tests.harness.sentinel import SentinelRedis
 from tests.harness.tls import make_tls
+from tests.worker.engines.conftest import Node, Recorder
 from tests.worker.eventlog.conftest import burst
 
 pytestmark = pytest.mark.redis
@@ -202,3 +204,44 @@ async def test_sentinel_over_tls_fails_over_and_the_worker_counts_it(tmp_path: P
         await engine.close()
         await connector.aclose()
         await asyncio.to_thread(deployment.stop)
+
+
+async def test_a_tls_only_redis_cluster_serves_two_engines(tmp_path: Path) -> None:
+    """Six Cluster nodes speaking TLS alone (clients and the cluster bus): two engines with the TLS
+    settings find the slot map, and the sharded pub/sub connection to each primary is TLS too."""
+    files = make_tls(tmp_path / "tls")
+    cluster = await asyncio.to_thread(
+        RedisClusterNodes(tmp_path / "cluster", password="c-tls", tls=files).start
+    )
+    settings = WorkerSettings(
+        engine=EngineKind.REDIS,
+        redis_mode=RedisMode.CLUSTER,
+        redis_cluster_nodes=[f"{host}:{port}" for host, port in cluster.startup_nodes[:2]],
+        redis_url="redis://:c-tls@seed-nodes-above/0",
+        redis_tls=True,
+        redis_tls_ca_file=str(files.ca),
+        redis_prefix="c-tls",
+    )
+    nodes = [
+        Node(RedisEngine(RedisConnector.from_settings(settings), prefix="c-tls"), Recorder())
+        for _ in range(2)
+    ]
+    try:
+        for node in nodes:
+            await node.engine.start(node.events)
+        a, b = nodes
+        channels = [f"chat:{n}" for n in range(6)]  # spread over the three primaries
+        for channel in channels:
+            await b.engine.subscribe(channel)
+        for channel in channels:
+            await a.engine.publish(channel, channel.encode(), history=HistoryOptions(10, 60))
+        await b.events.wait_for(lambda: len(b.events.of("publication")) == len(channels))
+        kept, top = await b.engine.history("chat:5", limit=-1)
+        assert [p.data for p in kept] == [b"chat:5"] and top.offset == 1
+        owners = {cluster.primary_for(f"c-tls.stream.{{{channel}}}").port for channel in channels}
+        assert len(owners) > 1
+    finally:
+        for node in nodes:
+            await node.engine.close()
+            await node.engine.connector.aclose()
+        await asyncio.to_thread(cluster.stop)
