@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from e2e.kube import apply, kubectl, kubectl_json, wait_until
-from e2e.operator.conftest import RunningOperator, condition, get_cluster, wait_ready
+from e2e.operator.conftest import RunningOperator, condition, get_cluster, resonance_cluster, wait_ready
 from tests.harness.tls import make_tls
 
 pytestmark = pytest.mark.k8s
@@ -25,23 +25,15 @@ SECRET = f"{NAME}-redis-tls"
 
 
 def _cluster() -> dict[str, Any]:
-    return {
-        "apiVersion": "resonance.liminal.dev/v1alpha1",
-        "kind": "ResonanceCluster",
-        "metadata": {"name": NAME},
-        "spec": {
-            "worker": {"image": "ghcr.io/liminal/resonance-worker:0.1.0", "replicas": 1},
-            "redis": {
-                "managed": {
-                    "replicas": 3,
-                    "persistence": {"enabled": False},
-                    "sentinel": {"enabled": True},
-                    "password": {"generate": True},
-                    "tls": {"secretName": SECRET},
-                }
-            },
-        },
+    managed = {
+        "replicas": 3,
+        "persistence": {"enabled": False},
+        "sentinel": {"enabled": True},
+        "password": {"generate": True},
+        "tls": {"secretName": SECRET},
     }
+    worker = {"image": "ghcr.io/liminal/resonance-worker:0.1.0", "replicas": 1}
+    return resonance_cluster(NAME, {"worker": worker, "redis": {"managed": managed}})
 
 
 def test_managed_redis_tls_from_a_cr(operator: RunningOperator, namespace: str, tmp_path: Path) -> None:
