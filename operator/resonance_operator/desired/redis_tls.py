@@ -56,6 +56,23 @@ def environment(cluster: ResonanceCluster) -> dict[str, str]:
     return found
 
 
+def rolling_refs(cluster: ResonanceCluster) -> list[tuple[str, str | None]]:
+    """What rolls the workers when it changes (``desired/secrets.py`` digest): (Secret, key) of a CA,
+    counted by value (public; a managed Secret's renewed ``tls.crt`` alone rolls nothing), and
+    (Secret, None) of a client certificate, counted by version. Open clients keep what they loaded."""
+    if (secret := managed_secret(cluster)) is not None:
+        return [(secret, CA_FILE)]
+    external = cluster.spec.redis.external
+    if external is None or external.tls is None:
+        return []
+    refs: list[tuple[str, str | None]] = []
+    if (ca := external.tls.ca_secret_ref) is not None:
+        refs.append((ca.name, ca.key))
+    if external.tls.client_secret_name is not None:
+        refs.append((external.tls.client_secret_name, None))
+    return refs
+
+
 def _secret_items(name: str, *keys: tuple[str, str]) -> dict[str, Any]:
     return {"secret": {"name": name, "items": [{"key": key, "path": path} for key, path in keys]}}
 

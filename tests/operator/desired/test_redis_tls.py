@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 from resonance_operator.api import validation
-from resonance_operator.desired import backup, datastores, redis_tls, settings, worker
+from resonance_operator.desired import backup, datastores, redis_tls, secrets, settings, worker
 
 from tests.harness.processes import free_port, port_open
 from tests.harness.sentinel import wait_for
@@ -118,6 +118,21 @@ def test_an_external_redis_with_a_ca_a_client_certificate_and_sentinels() -> Non
     assert settings.worker_environment(unverified).plain["RESONANCE_REDIS_TLS_VERIFY"] == "false"
     ok = {"corp-ca": _secret("ca.crt"), "worker-cert": _secret("tls.crt", "tls.key")}
     assert validation.semantic_errors(cluster, ok) == []
+
+
+def test_a_new_ca_rolls_the_workers_a_renewed_server_certificate_does_not() -> None:
+    cluster = _cluster(redis={"managed": HA})
+
+    def digest(ca: bytes, crt: bytes) -> str:
+        data = {"ca.crt": base64.b64encode(ca).decode(), "tls.crt": base64.b64encode(crt).decode()}
+        body = {"metadata": {"uid": "u", "resourceVersion": crt.decode()}, "data": data}
+        return secrets.digest(cluster, {"demo-redis-tls": body}, ())
+
+    assert digest(b"ca-1", b"server-1") == digest(b"ca-1", b"server-2")
+    assert digest(b"ca-1", b"server-1") != digest(b"ca-2", b"server-1")
+    external = _cluster(redis={"external": {"url": "redis://r:6379/0", "tls": {"clientSecretName": "cert"}}})
+    renewed = [{"cert": {"metadata": {"uid": "u", "resourceVersion": v}}} for v in ("1", "2")]
+    assert secrets.digest(external, renewed[0], ()) != secrets.digest(external, renewed[1], ())
 
 
 def test_a_missing_or_incomplete_tls_secret_is_named() -> None:
