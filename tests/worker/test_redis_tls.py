@@ -245,3 +245,37 @@ async def test_a_tls_only_redis_cluster_serves_two_engines(tmp_path: Path) -> No
             await node.engine.close()
             await node.engine.connector.aclose()
         await asyncio.to_thread(cluster.stop)
+
+
+async def test_a_client_certificate_when_redis_asks_for_one_and_verification_off(tmp_path: Path) -> None:
+    """A Redis with ``tls-auth-clients yes`` (external Redis, ``clientSecretName``): refused without a
+    client certificate, served with one. ``redis_tls_verify=false`` accepts a certificate no CA given
+    vouches for (testing only)."""
+    files = make_tls(tmp_path / "tls")
+    server = RedisServer(tmp_path / "mtls", tls=files, extra_args=["--tls-auth-clients", "yes"]).start()
+    url = f"redis://{server.host}:{server.port}/0"
+    try:
+
+        async def ping(**settings: object) -> bool:
+            values: dict[str, object] = {"engine": EngineKind.REDIS, "redis_url": url, "redis_tls": True}
+            connector = RedisConnector.from_settings(WorkerSettings(**(values | settings)))  # type: ignore[arg-type]
+            client = connector.client(timeout=2.0, socket_timeout=2.0)
+            try:
+                return bool(await client.ping())
+            finally:
+                await client.aclose()
+
+        with pytest.raises(RedisError):
+            await ping(redis_tls_ca_file=str(files.ca))  # no client certificate
+        assert await ping(
+            redis_tls_ca_file=str(files.ca),
+            redis_tls_cert_file=str(files.cert),
+            redis_tls_key_file=str(files.key),
+        )
+        with pytest.raises(RedisError, match="certificate verify failed"):  # the system CAs do not know it
+            await ping(redis_tls_cert_file=str(files.cert), redis_tls_key_file=str(files.key))
+        assert await ping(
+            redis_tls_verify=False, redis_tls_cert_file=str(files.cert), redis_tls_key_file=str(files.key)
+        )
+    finally:
+        server.stop()
