@@ -27,14 +27,13 @@ class _EngineCounters(Collector):
             value=getattr(self.engine, "out_of_memory", 0),
         )
         connector = getattr(self.engine, "connector", None)
-        if connector is None:  # the memory engine: no Redis
-            return
         failovers = CounterMetricFamily(
             "resonance_redis_failovers",
             "Redis primary changes this worker saw (a Sentinel failover; a Cluster shard's new primary).",
             labels=["mode"],
         )
-        failovers.add_metric([connector.mode.value], getattr(self.engine, "failovers", 0))
+        if connector is not None:  # declared without a series on the memory engine (no Redis)
+            failovers.add_metric([connector.mode.value], getattr(self.engine, "failovers", 0))
         yield failovers
         last = getattr(self.engine, "last_failover", None)
         if last is not None:
