@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 
 from tests.harness.redis import RedisServer
 from tests.harness.rediscluster import RedisClusterNodes
+from tests.harness.tls import make_tls
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +39,17 @@ def redis_cluster(run_dir: Path) -> Iterator[RedisClusterNodes]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_tls_server(run_dir: Path) -> Iterator[RedisServer]:
+    """A real TLS-only redis-server with a password, its certificate signed by a throw-away CA
+    (``server.tls.ca``), fresh for this test run; ``server.url`` is ``rediss://`` without the CA."""
+    server = RedisServer(run_dir / "redis-tls", tls=make_tls(run_dir / "tls"), password="tls-secret").start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

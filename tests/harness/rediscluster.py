@@ -20,6 +20,7 @@ import redis.asyncio
 from tests.harness.processes import free_port
 from tests.harness.redis import RedisServer, redis_binary
 from tests.harness.sentinel import Address, admin, wait_for
+from tests.harness.tls import TlsFiles
 
 
 class RedisClusterNodes:
@@ -33,9 +34,11 @@ class RedisClusterNodes:
         replicas_per_primary: int = 1,
         node_timeout_ms: int = 2000,
         password: str | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.workdir = workdir
         self.password = password
+        self.tls = tls
         self.primaries_wanted = primaries
         self.replicas_per_primary = replicas_per_primary
         self.nodes: list[RedisServer] = []
@@ -50,7 +53,11 @@ class RedisClusterNodes:
                 "--cluster-replica-validity-factor", "0",
                 "--repl-diskless-sync-delay", "0",
             ]  # fmt: skip
-            self.nodes.append(RedisServer(node_dir, config_file=True, password=password, extra_args=args))
+            if tls is not None:
+                args += ["--tls-cluster", "yes"]  # the cluster bus over TLS too
+            self.nodes.append(
+                RedisServer(node_dir, config_file=True, password=password, extra_args=args, tls=tls)
+            )
 
     # --- life cycle --------------------------------------------------------------------------------------
 
@@ -65,6 +72,8 @@ class RedisClusterNodes:
         argv = [redis_binary("redis-cli"), "--cluster", "create"]
         argv += [f"{n.host}:{n.port}" for n in self.nodes]
         argv += ["--cluster-replicas", str(self.replicas_per_primary), "--cluster-yes"]
+        if self.tls is not None:
+            argv += ["--tls", "--cacert", str(self.tls.ca)]
         env = {"REDISCLI_AUTH": self.password} if self.password is not None else None
         result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, check=False)
         (self.workdir / "create.log").write_text(result.stdout + result.stderr)
@@ -113,7 +122,7 @@ class RedisClusterNodes:
     # --- what the nodes say ------------------------------------------------------------------------------
 
     def client(self, node: RedisServer) -> redis.Redis:
-        return admin(node.host, node.port, self.password)
+        return admin(node.host, node.port, self.password, self.tls)
 
     def async_client(self) -> redis.asyncio.RedisCluster:
         """An asyncio Cluster client (found from the first node), for tests that look at keys directly."""

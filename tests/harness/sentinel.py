@@ -25,12 +25,15 @@ import redis
 
 from tests.harness.processes import ServiceProcess, free_port, port_open
 from tests.harness.redis import RedisServer, redis_binary
+from tests.harness.tls import TlsFiles
 
 Address = tuple[str, int]
 
 
-def admin(host: str, port: int, password: str | None = None) -> redis.Redis:
-    """A short-lived synchronous client with tight timeouts, for probing a node or a Sentinel."""
+def admin(host: str, port: int, password: str | None = None, tls: TlsFiles | None = None) -> redis.Redis:
+    """A short-lived synchronous client with tight timeouts, for probing a node or a Sentinel (over TLS,
+    verified by ``tls.ca``, when the deployment speaks TLS)."""
+    options: dict[str, object] = {} if tls is None else {"ssl": True, "ssl_ca_certs": str(tls.ca)}
     return redis.Redis(
         host=host,
         port=port,
@@ -38,6 +41,7 @@ def admin(host: str, port: int, password: str | None = None) -> redis.Redis:
         socket_timeout=1.0,
         socket_connect_timeout=1.0,
         decode_responses=True,
+        **options,  # type: ignore[arg-type]
     )
 
 
@@ -69,15 +73,29 @@ class SentinelServer:
         down_after_ms: int,
         failover_timeout_ms: int,
         password: str | None,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.host = "127.0.0.1"
         self.port = free_port()
         self.workdir = workdir
+        self.tls = tls
         workdir.mkdir(parents=True, exist_ok=True)
         conf = workdir / "sentinel.conf"
         lines = [
             f"bind {self.host}",
-            f"port {self.port}",
+            *(
+                [f"port {self.port}"]
+                if tls is None
+                else [
+                    "port 0",
+                    f"tls-port {self.port}",
+                    f"tls-cert-file {tls.cert}",
+                    f"tls-key-file {tls.key}",
+                    f"tls-ca-cert-file {tls.ca}",
+                    "tls-auth-clients no",
+                    "tls-replication yes",  # reach the Redis nodes (and the other Sentinels) over TLS
+                ]
+            ),
             f"dir {workdir}",
             "protected-mode no",
             "daemonize no",
@@ -105,7 +123,7 @@ class SentinelServer:
         self.process.stop()
 
     def client(self) -> redis.Redis:
-        return admin(self.host, self.port)
+        return admin(self.host, self.port, tls=self.tls)
 
 
 class SentinelRedis:
@@ -129,16 +147,19 @@ class SentinelRedis:
         password: str | None = None,
         persistence: bool = False,
         node_args: Sequence[str] = (),
+        tls: TlsFiles | None = None,
     ) -> None:
         self.workdir = workdir
         self.service = service
         self.password = password
+        self.tls = tls
         self.nodes = [
             RedisServer(
                 workdir / f"node{i}",
                 persistence=persistence,
                 config_file=True,
                 password=password,
+                tls=tls,
                 # A replica's full sync starts at once rather than after Redis' default 5 s wait for others.
                 extra_args=["--repl-diskless-sync-delay", "0", *node_args],
             )
@@ -156,6 +177,7 @@ class SentinelRedis:
                 down_after_ms=down_after_ms,
                 failover_timeout_ms=failover_timeout_ms,
                 password=password,
+                tls=tls,
             )
             for i in range(sentinels)
         ]
@@ -185,7 +207,7 @@ class SentinelRedis:
         return [s.address for s in self.sentinels]
 
     def node_client(self, node: RedisServer) -> redis.Redis:
-        return admin(node.host, node.port, self.password)
+        return admin(node.host, node.port, self.password, self.tls)
 
     def primary_address(self) -> Address:
         """The primary most live Sentinels name right now."""

@@ -3,27 +3,45 @@ default), so several workers in one test process never collide."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 
 class _EngineCounters(Collector):
-    """Counters the engine keeps itself (read at scrape time): ``resonance_redis_oom_total``."""
+    """Counters the engine keeps itself (read at scrape time): ``resonance_redis_oom_total``,
+    ``resonance_redis_failovers_total{mode}`` and ``resonance_redis_seconds_since_failover``."""
 
     def __init__(self, engine: Any) -> None:
         self.engine = getattr(engine, "inner", engine)  # the Redis engine under a local fallback
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         yield CounterMetricFamily(
             "resonance_redis_oom",
             "Writes Redis refused at maxmemory (noeviction: nothing evicted; the call failed).",
             value=getattr(self.engine, "out_of_memory", 0),
         )
+        connector = getattr(self.engine, "connector", None)
+        failovers = CounterMetricFamily(
+            "resonance_redis_failovers",
+            "Redis primary changes this worker saw (a Sentinel failover; a Cluster shard's new primary).",
+            labels=["mode"],
+        )
+        if connector is not None:  # declared without a series on the memory engine (no Redis)
+            failovers.add_metric([connector.mode.value], getattr(self.engine, "failovers", 0))
+        yield failovers
+        last = getattr(self.engine, "last_failover", None)
+        if last is not None:
+            yield GaugeMetricFamily(
+                "resonance_redis_seconds_since_failover",
+                "Seconds since the last Redis primary change this worker saw (absent: none yet).",
+                value=time.monotonic() - last,
+            )
 
 
 @dataclass

@@ -19,6 +19,12 @@ mode            what a client connects to
                 engine's sharded pub/sub holds one connection per primary)
 ==============  ==========================================================================
 
+TLS (``RESONANCE_REDIS_TLS`` and ``RESONANCE_REDIS_TLS_*``, or a ``rediss://`` URL): every client
+of the connector — the engine's, its pub/sub and sharded pub/sub connections, the event log's, the
+person documents', the backup's snapshot — and its Sentinel manager speak TLS with the same
+:class:`RedisTls`. With TLS asked for, a handshake that fails (an unknown CA, a wrong host name, a
+plain-text server) is a connection error like any other: there is no fallback to plain text.
+
 Failover, in Sentinel mode: each *new* connection asks the Sentinels where the primary is, so a
 client finds the new primary once its connection to the old one broke. A connection to a primary
 that was demoted gets ``READONLY`` on its next write; redis-py closes it and raises a connection
@@ -32,7 +38,9 @@ Sits below the engines and the event log (import-linter), above the domain.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -52,6 +60,61 @@ Address = tuple[str, int]
 class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
     """A Sentinel-managed pool that waits for a free connection (up to its ``timeout``) instead of
     failing with "Too many connections", as the standalone engine's ``BlockingConnectionPool``."""
+
+
+@dataclass(frozen=True)
+class RedisTls:
+    """How a TLS connection to Redis is verified (and, with a client certificate, authenticated)."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify: bool = True
+    sentinels: bool = True
+    """The Sentinels speak TLS too (the data nodes always do)."""
+
+    @classmethod
+    def from_settings(cls, settings: WorkerSettings) -> RedisTls | None:
+        if not settings.redis_tls_enabled:
+            return None
+        return cls(
+            ca_file=settings.redis_tls_ca_file,
+            cert_file=settings.redis_tls_cert_file,
+            key_file=settings.redis_tls_key_file,
+            verify=settings.redis_tls_verify,
+            sentinels=settings.redis_sentinel_tls,
+        )
+
+    def client_options(self) -> dict[str, Any]:
+        """redis-py's ``ssl_*`` arguments of a client (the TLS connection class comes separately)."""
+        options: dict[str, Any] = {
+            "ssl_cert_reqs": "required" if self.verify else "none",
+            "ssl_check_hostname": self.verify,
+        }
+        if self.ca_file is not None:
+            options["ssl_ca_certs"] = self.ca_file
+        if self.cert_file is not None:
+            options.update(ssl_certfile=self.cert_file, ssl_keyfile=self.key_file)
+        return options
+
+    def context(self) -> ssl.SSLContext:
+        """The same verification as an ``ssl`` context (the backup's snapshot connection)."""
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if self.cert_file is not None:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        return context
+
+
+def _tls_url(url: str) -> str:
+    """``url`` with the ``rediss`` scheme (TLS asked for by settings rather than by the URL)."""
+    if url.startswith("redis://"):
+        return "rediss://" + url.removeprefix("redis://")
+    if url.startswith("unix://"):
+        raise ValueError("TLS to Redis needs a redis:// or rediss:// URL, not a unix socket")
+    return url
 
 
 def parse_address(text: str) -> Address:
@@ -85,13 +148,15 @@ class RedisConnector:
         service: str = "resonance",
         sentinel_password: str | None = None,
         cluster_nodes: Sequence[Address] = (),
+        tls: RedisTls | None = None,
     ) -> None:
         if mode is RedisMode.SENTINEL and not sentinels:
             raise ValueError("sentinel mode needs at least one Sentinel address")
         if mode is RedisMode.CLUSTER and not cluster_nodes:
             raise ValueError("cluster mode needs at least one seed node address")
         self.cluster_nodes = tuple(cluster_nodes)
-        self.url = url
+        self.tls = tls
+        self.url = url if tls is None else _tls_url(url)
         self.mode = mode
         self.service = service
         self.sentinels = tuple(sentinels)
@@ -108,6 +173,7 @@ class RedisConnector:
             service=settings.redis_sentinel_service,
             sentinel_password=None if password is None else password.get_secret_value(),
             cluster_nodes=[parse_address(a) for a in settings.redis_cluster_nodes],
+            tls=RedisTls.from_settings(settings),
         )
 
     def __repr__(self) -> str:
@@ -116,6 +182,15 @@ class RedisConnector:
         if self.mode is RedisMode.CLUSTER:
             return f"RedisConnector(cluster via {len(self.cluster_nodes)} seed nodes)"
         return f"RedisConnector({self.mode.value})"
+
+    def tls_options(self) -> dict[str, Any]:
+        """The ``ssl_*`` arguments every client of this connector is built with (none without TLS
+        settings; a ``rediss://`` URL's own query still applies)."""
+        return {} if self.tls is None else self.tls.client_options()
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS settings as an ``ssl`` context (None: none given; the URL decides)."""
+        return None if self.tls is None else self.tls.context()
 
     def client(
         self,
@@ -133,6 +208,7 @@ class RedisConnector:
             "socket_timeout": socket_timeout,
             "socket_connect_timeout": timeout,
             "retry": retry,
+            **self.tls_options(),
         }
         if self.mode is RedisMode.SENTINEL:
             return self._sentinel_client(options, timeout, max_connections)
@@ -190,6 +266,7 @@ class RedisConnector:
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
             **self._url_options(),
+            **self.tls_options(),
         )
 
     async def primary(self) -> Address | None:
@@ -213,6 +290,8 @@ class RedisConnector:
             options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
             if self._sentinel_password is not None:
                 options["password"] = self._sentinel_password
+            if self.tls is not None and self.tls.sentinels:
+                options.update(ssl=True, **self.tls.client_options())
             self._manager = Sentinel(list(self.sentinels), sentinel_kwargs=options)  # type: ignore[no-untyped-call]
         return self._manager
 

@@ -228,6 +228,29 @@ class WorkerSettings(BaseSettings):
         "(acknowledged at offset 0: not stored, not recoverable); see docs/reliability.md.",
     )
     redis_prefix: str = Field("resonance", description="Key prefix, so several clusters can share a Redis.")
+    redis_tls: bool = Field(
+        False,
+        description="Reach Redis over TLS (as a `rediss://` `redis_url` does), in every mode and for every "
+        "client (engine, event log, person documents, backups); verified against `redis_tls_ca_file` or the "
+        "system CAs. A TLS failure is an error, never a fallback to plain text.",
+    )
+    redis_tls_ca_file: str | None = Field(
+        None, description="PEM file of the CA(s) that sign Redis's certificate (unset: the system CAs)."
+    )
+    redis_tls_cert_file: str | None = Field(
+        None, description="PEM client certificate, for a Redis that asks for one (`tls-auth-clients yes`)."
+    )
+    redis_tls_key_file: str | None = Field(None, description="PEM key of `redis_tls_cert_file`.")
+    redis_tls_verify: bool = Field(
+        True,
+        description="Verify Redis's certificate and host name. Off lets anyone on the path read and change "
+        "the data: only for testing.",
+    )
+    redis_sentinel_tls: bool = Field(
+        True,
+        description="With TLS on: reach the Sentinels over TLS too (false: plain-text Sentinels that "
+        "name TLS data nodes).",
+    )
     jwt_secret: SecretStr | None = Field(
         None, description="HS256 secret for connection tokens. Unset: a random one is generated at start."
     )
@@ -365,6 +388,24 @@ class WorkerSettings(BaseSettings):
         ):
             raise ValueError("redis_url must start with redis://, rediss:// or unix://")
         return self
+
+    @model_validator(mode="after")
+    def _redis_tls_files(self) -> WorkerSettings:
+        if (self.redis_tls_cert_file is None) != (self.redis_tls_key_file is None):
+            raise ValueError("redis_tls_cert_file and redis_tls_key_file go together (a client certificate)")
+        given = [
+            name
+            for name in ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file")
+            if getattr(self, name) is not None
+        ]
+        if given and not self.redis_tls_enabled:
+            raise ValueError(f"{given[0]} needs redis_tls=true (or a rediss:// redis_url)")
+        return self
+
+    @property
+    def redis_tls_enabled(self) -> bool:
+        """TLS to Redis: asked for by ``redis_tls`` or by a ``rediss://`` URL."""
+        return self.redis_tls or self.redis_url.startswith("rediss://")
 
     @model_validator(mode="after")
     def _sentinels_given(self) -> WorkerSettings:

@@ -159,6 +159,28 @@ class RedisPasswordSpec(Model):
         return self.generate or self.secret_ref is not None
 
 
+class ManagedRedisTls(Model):
+    """TLS for managed Redis and its Sentinels: the server certificate from a Secret of type
+    ``kubernetes.io/tls`` with ``tls.crt``, ``tls.key`` and ``ca.crt`` (what cert-manager writes)."""
+
+    secret_name: str
+
+
+class CaSecretRef(SecretKeyRef):
+    key: str = "ca.crt"
+
+
+class ExternalRedisTls(Model):
+    """TLS to an external Redis: the CA to verify it (else the system CAs), an optional client
+    certificate (a ``kubernetes.io/tls`` Secret), verification on by default."""
+
+    ca_secret_ref: CaSecretRef | None = None
+    client_secret_name: str | None = None
+    verify: bool = True
+    sentinels: bool = True
+    """The external Sentinels speak TLS too."""
+
+
 class ManagedRedis(Model):
     image: str = "redis:7.4-alpine"
     persistence: Persistence = Field(default_factory=Persistence)
@@ -171,6 +193,7 @@ class ManagedRedis(Model):
     maxmemory: str | None = None
     """``maxmemory`` of each Redis (e.g. ``512mb``), with ``noeviction``: a full Redis refuses writes
     (the worker counts them as pain and in ``resonance_redis_oom_total``) and never drops a stream."""
+    tls: ManagedRedisTls | None = None
 
 
 class ExternalSentinel(Model):
@@ -191,6 +214,7 @@ class ExternalRedis(Model):
     url_secret_ref: SecretKeyRef | None = None
     sentinel: ExternalSentinel | None = None
     cluster: ExternalCluster | None = None
+    tls: ExternalRedisTls | None = None
 
 
 class RedisSpec(Model):

@@ -96,7 +96,31 @@ def _secret_refs(cluster: ResonanceCluster) -> list[tuple[str, SecretKeyRef | No
             spec.neo4j.external.password_secret_ref if spec.neo4j.external else None,
         ),
         ("spec.observability.sentry.dsnSecretRef", spec.observability.sentry.dsn_secret_ref),
+        *_tls_secret_refs(cluster),
     ]
+
+
+def _tls_secret_refs(cluster: ResonanceCluster) -> list[tuple[str, SecretKeyRef | None]]:
+    """The keys Redis TLS reads: the managed server Secret's three (``kubernetes.io/tls`` plus the
+    CA, as cert-manager writes them), an external Redis's CA and client certificate."""
+    redis = cluster.spec.redis
+    refs: list[tuple[str, SecretKeyRef | None]] = []
+    if redis.external is None and redis.managed is not None and redis.managed.tls is not None:
+        name = redis.managed.tls.secret_name
+        for key in ("tls.crt", "tls.key", "ca.crt"):
+            refs.append(("spec.redis.managed.tls.secretName", SecretKeyRef(name=name, key=key)))
+    if redis.external is not None and redis.external.tls is not None:
+        tls = redis.external.tls
+        refs.append(("spec.redis.external.tls.caSecretRef", tls.ca_secret_ref))
+        if tls.client_secret_name is not None:
+            for key in ("tls.crt", "tls.key"):
+                refs.append(
+                    (
+                        "spec.redis.external.tls.clientSecretName",
+                        SecretKeyRef(name=tls.client_secret_name, key=key),
+                    )
+                )
+    return refs
 
 
 # Variables the operator derives from the spec; setting them in worker.env would
@@ -191,7 +215,7 @@ def semantic_errors(cluster: ResonanceCluster, secrets: Mapping[str, Mapping[str
     if spec.neo4j.managed is not None:
         errors.extend(_resource_errors("spec.neo4j.managed", spec.neo4j.managed.resources))
     for where, ref in _secret_refs(cluster):
-        errors.extend(_secret_errors(where, ref, secrets))
+        errors.extend(error for error in _secret_errors(where, ref, secrets) if error not in errors)
     for item in spec.worker.env:
         name = str(item.get("name", ""))
         if name in _DERIVED_VARIABLES:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from resonance_operator.api.spec import ResonanceCluster
-from resonance_operator.desired import meta, settings, workload
+from resonance_operator.desired import meta, redis_tls, settings, workload
 
 BACKUP_MOUNT = "/backup"
 
@@ -75,6 +75,9 @@ def cron_job(cluster: ResonanceCluster) -> dict[str, Any] | None:
         "securityContext": workload.container_security_context(),
     }
     volumes: list[dict[str, Any]] = [{"name": "work", "emptyDir": {}}]
+    if (tls := redis_tls.client_volume(cluster)) is not None:  # the CA (and client certificate) for Redis
+        volumes.append(tls[0])
+        container["volumeMounts"].append(tls[1])
     if backup.destination.pvc is not None:
         container["volumeMounts"].append({"name": "destination", "mountPath": BACKUP_MOUNT})
         volumes.append(

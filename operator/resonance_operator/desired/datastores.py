@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from resonance_operator.api.spec import Persistence, ResonanceCluster
-from resonance_operator.desired import meta, settings, workload
+from resonance_operator.desired import meta, redis_tls, settings, workload
 
 REDIS_DATA = "data"
 NEO4J_DATA = "data"
@@ -75,10 +75,11 @@ def _find_primary(cluster: ResonanceCluster) -> list[str]:
     """Shell lines setting ``SELF`` (this pod's stable DNS name) and ``PRIMARY`` (what the Sentinels
     name; pod 0 when none answers, i.e. the first start)."""
     service = f"{settings.redis_service_name(cluster)}.{cluster.namespace}.svc"
+    tls = f" {redis_tls.CLI_FLAGS}" if redis_tls.managed_secret(cluster) is not None else ""
     return [
         f'SELF="$(hostname).{service}"',
         f'PRIMARY="$(redis-cli -h {settings.redis_sentinel_service_name(cluster)} -p '
-        f"{settings.REDIS_SENTINEL_PORT} --raw sentinel get-master-addr-by-name "
+        f"{settings.REDIS_SENTINEL_PORT}{tls} --raw sentinel get-master-addr-by-name "
         f'{settings.REDIS_SENTINEL_SERVICE} 2>/dev/null | head -n1 || true)"',
         f'[ -n "$PRIMARY" ] || PRIMARY="{meta.child_name(cluster, meta.REDIS)}-0.{service}"',
     ]
@@ -91,6 +92,8 @@ def _redis_start_script(cluster: ResonanceCluster) -> str:
     args = ["--dir /data", f"--appendonly {'yes' if managed.persistence.enabled else 'no'}"]
     if managed.maxmemory is not None:
         args += [f"--maxmemory {managed.maxmemory}", "--maxmemory-policy noeviction"]
+    if managed.tls is not None:
+        args += redis_tls.server_args(settings.REDIS_PORT)
     lines = ["set -eu", f"set -- redis-server {' '.join(args)}"]
     if managed.password.enabled:
         lines.append('set -- "$@" --requirepass "$REDIS_PASSWORD" --masterauth "$REDIS_PASSWORD"')
@@ -116,7 +119,11 @@ def _sentinel_start_script(cluster: ResonanceCluster) -> str:
                 "set -eu",
                 *_find_primary(cluster),
                 "cat > /sentinel/sentinel.conf <<EOF",
-                f"port {settings.REDIS_SENTINEL_PORT}",
+                *(
+                    redis_tls.sentinel_conf(settings.REDIS_SENTINEL_PORT)
+                    if managed.tls is not None
+                    else [f"port {settings.REDIS_SENTINEL_PORT}"]
+                ),
                 "sentinel resolve-hostnames yes",
                 "sentinel announce-hostnames yes",
                 "sentinel announce-ip $SELF",
@@ -146,15 +153,25 @@ def redis_stateful_set(cluster: ResonanceCluster) -> dict[str, Any] | None:
     if cluster.spec.redis.external is not None or managed is None:
         return None
     volumes, claims = _data_volume(managed.persistence, REDIS_DATA)
-    plain = not (managed.sentinel.enabled or managed.password.enabled or managed.maxmemory is not None)
-    ping = ["redis-cli", "ping"]
+    plain = not (
+        managed.sentinel.enabled
+        or managed.password.enabled
+        or managed.maxmemory is not None
+        or managed.tls is not None
+    )
+    cli = f"redis-cli {redis_tls.CLI_FLAGS}" if managed.tls is not None else "redis-cli"
+    ping = [*cli.split(), "ping"]
     if managed.password.enabled:
-        ping = ["sh", "-c", 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli ping']
+        ping = ["sh", "-c", f'REDISCLI_AUTH="$REDIS_PASSWORD" {cli} ping']
+    tls_volume = None if managed.tls is None else redis_tls.server_volume(managed.tls.secret_name)
     container: dict[str, Any] = {
         "name": meta.REDIS,
         "image": managed.image,
         "ports": [{"name": "redis", "containerPort": settings.REDIS_PORT, "protocol": "TCP"}],
-        "volumeMounts": [{"name": REDIS_DATA, "mountPath": "/data"}],
+        "volumeMounts": [
+            {"name": REDIS_DATA, "mountPath": "/data"},
+            *([tls_volume[1]] if tls_volume else []),
+        ],
         "readinessProbe": {"exec": {"command": ping}, "periodSeconds": 5},
         "livenessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 10},
         "securityContext": workload.container_security_context(),
@@ -180,9 +197,12 @@ def redis_stateful_set(cluster: ResonanceCluster) -> dict[str, Any] | None:
             "image": managed.image,
             "command": ["sh", "-c", _sentinel_start_script(cluster)],
             "ports": [{"name": "sentinel", "containerPort": settings.REDIS_SENTINEL_PORT, "protocol": "TCP"}],
-            "volumeMounts": [{"name": "sentinel", "mountPath": "/sentinel"}],
+            "volumeMounts": [
+                {"name": "sentinel", "mountPath": "/sentinel"},
+                *([tls_volume[1]] if tls_volume else []),
+            ],
             "readinessProbe": {
-                "exec": {"command": ["redis-cli", "-p", str(settings.REDIS_SENTINEL_PORT), "ping"]},
+                "exec": {"command": [*cli.split(), "-p", str(settings.REDIS_SENTINEL_PORT), "ping"]},
                 "periodSeconds": 5,
             },
             "securityContext": workload.container_security_context(),
@@ -191,6 +211,8 @@ def redis_stateful_set(cluster: ResonanceCluster) -> dict[str, Any] | None:
             sentinel["env"] = env
         containers.append(sentinel)
         volumes = [*volumes, {"name": "sentinel", "emptyDir": {}}]
+    if tls_volume is not None:
+        volumes = [*volumes, tls_volume[0]]
     pod_spec: dict[str, Any] = {
         "containers": containers,
         "securityContext": workload.pod_security_context(),

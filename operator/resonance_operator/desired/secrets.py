@@ -25,7 +25,7 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from resonance_operator.api.spec import ResonanceCluster
-from resonance_operator.desired import meta, settings
+from resonance_operator.desired import meta, redis_tls, settings
 
 SECRETS_HASH_ANNOTATION = "resonance.liminal.dev/secrets-hash"
 REGENERATE_ANNOTATION = "resonance.liminal.dev/regenerate-secrets"
@@ -61,6 +61,13 @@ def digest(cluster: ResonanceCluster, secrets: Mapping[str, Body | None], genera
                 ref.key,
                 version and [version.get("uid"), version.get("resourceVersion")],
             ]
+    for name, key in redis_tls.rolling_refs(cluster):  # mounted, not in the environment
+        secret = secrets.get(name)
+        if key is not None:  # a CA: public, by value
+            parts[f"redis-tls {name} {key}"] = [value_of(secret, key)]
+        else:
+            version = None if secret is None else secret.get("metadata", {})
+            parts[f"redis-tls {name}"] = [version and [version.get("uid"), version.get("resourceVersion")]]
     return meta.content_hash(parts)
 
 

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from resonance_operator.api.spec import Neo4jMode, ResonanceCluster, RolloutStrategy, SecretKeyRef
-from resonance_operator.desired import features, meta, sizing
+from resonance_operator.desired import features, meta, redis_tls, sizing
 
 REDIS_PORT = 6379
 NEO4J_BOLT_PORT = 7687
@@ -146,14 +146,16 @@ def worker_environment(cluster: ResonanceCluster) -> WorkerEnvironment:
 
     external_redis = spec.redis.external
     if external_redis is None:
+        scheme = "rediss" if redis_tls.managed_secret(cluster) is not None else "redis"
         plain["RESONANCE_REDIS_URL"] = (
-            f"redis://{redis_service_name(cluster)}.{cluster.namespace}.svc:{REDIS_PORT}/0"
+            f"{scheme}://{redis_service_name(cluster)}.{cluster.namespace}.svc:{REDIS_PORT}/0"
         )
     elif external_redis.url_secret_ref is not None:
         from_secrets["RESONANCE_REDIS_URL"] = external_redis.url_secret_ref
     elif external_redis.url is not None:
         plain["RESONANCE_REDIS_URL"] = external_redis.url
     plain.update(redis_ha_environment(cluster))
+    plain.update(redis_tls.environment(cluster))
     password = redis_password_ref(cluster)
     if password is not None:
         from_secrets["RESONANCE_REDIS_PASSWORD"] = password

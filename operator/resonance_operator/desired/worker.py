@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from resonance_operator.api.spec import ResonanceCluster
-from resonance_operator.desired import features, meta, secrets, settings, sizing, workload
+from resonance_operator.desired import features, meta, redis_tls, secrets, settings, sizing, workload
 
 HTTP_PORT_NAME = "http"
 SERVICE_PORT = 80
@@ -104,9 +104,13 @@ def pod_template(
     if resources := workload.resources(sizing.worker_resources(worker.resources)):
         container["resources"] = resources
     container["volumeMounts"] = [features.volume_mount()]
+    volumes = [features.volume(cluster)]
+    if (tls := redis_tls.client_volume(cluster)) is not None:  # the CA (and client certificate) for Redis
+        volumes.append(tls[0])
+        container["volumeMounts"].append(tls[1])
     pod_spec: dict[str, Any] = {
         "containers": [container],
-        "volumes": [features.volume(cluster)],
+        "volumes": volumes,
         "terminationGracePeriodSeconds": termination_grace_seconds(cluster),
         "securityContext": workload.pod_security_context(),
         "automountServiceAccountToken": False,

@@ -13,7 +13,7 @@ from resonance_worker.engines.base import ClientInfo, Engine, Publication, Strea
 from resonance_worker.engines.memory import MemoryEngine
 from resonance_worker.engines.redis import RedisEngine
 from resonance_worker.redis_client import RedisConnector
-from resonance_worker.settings import RedisMode
+from resonance_worker.settings import EngineKind, RedisMode, WorkerSettings
 
 from tests.harness.redis import RedisServer
 from tests.harness.rediscluster import RedisClusterNodes
@@ -120,11 +120,27 @@ def cluster_connector(cluster: RedisClusterNodes) -> RedisConnector:
     return RedisConnector(cluster.url, mode=RedisMode.CLUSTER, cluster_nodes=cluster.startup_nodes)
 
 
+def tls_connector(server: RedisServer) -> RedisConnector:
+    """Where the engine finds the run's TLS-only Redis: a ``redis://`` URL and the TLS settings, as
+    the operator gives them (``RESONANCE_REDIS_TLS``, ``RESONANCE_REDIS_TLS_CA_FILE``)."""
+    assert server.tls is not None
+    settings = WorkerSettings(
+        engine=EngineKind.REDIS,
+        redis_url=server.url.replace("rediss://", "redis://"),
+        redis_tls=True,
+        redis_tls_ca_file=str(server.tls.ca),
+    )
+    return RedisConnector.from_settings(settings)
+
+
 def redis_engine(request: pytest.FixtureRequest, kind: str, prefix: str) -> RedisEngine:
-    """A Redis engine on the run's single Redis (``redis``) or on its Redis Cluster (``cluster``)."""
+    """A Redis engine on the run's single Redis (``redis``), on its TLS-only Redis (``tls``) or on
+    its Redis Cluster (``cluster``)."""
     if kind == "cluster":
         cluster: RedisClusterNodes = request.getfixturevalue("redis_cluster")
         return RedisEngine(cluster_connector(cluster), prefix=prefix)
+    if kind == "tls":
+        return RedisEngine(tls_connector(request.getfixturevalue("redis_tls_server")), prefix=prefix)
     server: RedisServer = request.getfixturevalue("redis_server")
     return RedisEngine(server.url, prefix=prefix)
 
@@ -132,6 +148,7 @@ def redis_engine(request: pytest.FixtureRequest, kind: str, prefix: str) -> Redi
 REDIS_KINDS = [
     pytest.param("redis", marks=pytest.mark.redis),
     pytest.param("cluster", marks=pytest.mark.redis),
+    pytest.param("tls", marks=pytest.mark.redis),
 ]
 
 

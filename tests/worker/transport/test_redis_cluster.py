@@ -1,5 +1,6 @@
-"""Two worker processes on one real Redis - and on a real six-node Redis Cluster
-(``RESONANCE_REDIS_MODE=cluster``) - behave as one server, driven by real SDK clients."""
+"""Two worker processes on one real Redis - on a real six-node Redis Cluster
+(``RESONANCE_REDIS_MODE=cluster``), and on a TLS-only Redis - behave as one server, driven by real SDK
+clients."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from pathlib import Path
 
 import centrifuge
 import pytest
+import redis.asyncio as aioredis
 
 from tests.harness.redis import RedisServer
 from tests.harness.rediscluster import RedisClusterNodes
 from tests.harness.worker import WorkerProcess, api_call
 from tests.worker.transport.conftest import Clients, SubRecorder
-from tests.worker.transport.test_sdk import subscribed
+from tests.worker.transport.test_sdk import metric, subscribed
 
 pytestmark = pytest.mark.redis
 
@@ -25,7 +27,8 @@ StartWorker = Callable[..., WorkerProcess]
 
 
 def redis_env(request: pytest.FixtureRequest, kind: str, prefix: str) -> dict[str, str]:
-    """A worker's settings for the run's one Redis (``redis``) or its Redis Cluster (``cluster``)."""
+    """A worker's settings for the run's one Redis (``redis``), its TLS-only Redis (``tls``: a
+    ``redis://`` URL and ``RESONANCE_REDIS_TLS*``, as the operator sets them) or its Redis Cluster."""
     if kind == "cluster":
         cluster: RedisClusterNodes = request.getfixturevalue("redis_cluster")
         nodes = ",".join(f'"{host}:{port}"' for host, port in cluster.startup_nodes[:2])
@@ -34,6 +37,17 @@ def redis_env(request: pytest.FixtureRequest, kind: str, prefix: str) -> dict[st
             "RESONANCE_REDIS_MODE": "cluster",
             "RESONANCE_REDIS_URL": cluster.url,
             "RESONANCE_REDIS_CLUSTER_NODES": f"[{nodes}]",
+            "RESONANCE_REDIS_PREFIX": prefix,
+        }
+    if kind == "tls":
+        secure: RedisServer = request.getfixturevalue("redis_tls_server")
+        assert secure.tls is not None
+        return {
+            "RESONANCE_ENGINE": "redis",
+            "RESONANCE_REDIS_URL": f"redis://{secure.host}:{secure.port}/0",
+            "RESONANCE_REDIS_PASSWORD": secure.password or "",
+            "RESONANCE_REDIS_TLS": "true",
+            "RESONANCE_REDIS_TLS_CA_FILE": str(secure.tls.ca),
             "RESONANCE_REDIS_PREFIX": prefix,
         }
     server: RedisServer = request.getfixturevalue("redis_server")
@@ -161,6 +175,28 @@ async def test_history_and_presence_of_one_channel_are_read_on_the_other_worker(
         assert len(found) == 1
 
 
+async def test_two_workers_on_a_tls_only_redis_are_one_server(
+    request: pytest.FixtureRequest, start_worker: StartWorker, clients: Clients
+) -> None:
+    """The SDK flows above, once, on two workers that reach a TLS-only Redis with the settings the
+    operator gives them (``RESONANCE_REDIS_TLS``, the CA file): fan-out, join/leave, presence,
+    recovery on the other worker, a disconnect through the other's API, history read back."""
+    env = redis_env(request, "tls", f"tls-{uuid.uuid4().hex[:8]}")
+    both = start_worker(env, name="tls-a"), start_worker(env, name="tls-b")
+    await test_publication_on_one_worker_reaches_clients_of_the_other(both, clients)
+    await test_recovery_after_reconnecting_to_the_other_worker(both, clients)
+    await test_disconnect_through_the_api_of_the_other_worker(both, clients)
+    status, body = await api_call(both[1], "history", {"channel": "chat:move", "limit": 10})
+    assert status == 200 and [p["data"] for p in body["result"]["publications"]] == [1, 2, 3]
+    secure: RedisServer = request.getfixturevalue("redis_tls_server")
+    assert secure.tls is not None
+    check = aioredis.Redis.from_url(secure.url, ssl_ca_certs=str(secure.tls.ca))
+    try:  # really stored on the TLS server
+        assert [key async for key in check.scan_iter(match=f"{env['RESONANCE_REDIS_PREFIX']}.stream.*")]
+    finally:
+        await check.aclose()
+
+
 async def test_a_shard_failover_under_two_workers_loses_nothing_a_replica_had(
     tmp_path: Path, start_worker: StartWorker, clients: Clients
 ) -> None:
@@ -209,5 +245,11 @@ async def test_a_shard_failover_under_two_workers_loses_nothing_a_replica_had(
         assert received == list(range(10))
         status, body = await api_call(b, "history", {"channel": "chat:failover", "limit": 100})
         assert status == 200 and [p["data"] for p in body["result"]["publications"]] == list(range(10))
+        # Both workers saw the shard's new primary (their sharded pub/sub reconnected to it), once.
+        for worker in (a, b):
+            async with asyncio.timeout(30):
+                while not metric(text := worker.metrics(), "resonance_redis_failovers_total", mode="cluster"):  # noqa: ASYNC110 - polling /metrics
+                    await asyncio.sleep(0.2)
+            assert metric(text, "resonance_redis_failovers_total", mode="cluster") == 1, text
     finally:
         await asyncio.to_thread(cluster.stop)

@@ -32,7 +32,7 @@ import pytest
 from tests.harness.sentinel import SentinelRedis
 from tests.harness.worker import API_KEY, WorkerProcess
 from tests.worker.transport.conftest import Clients
-from tests.worker.transport.test_sdk import subscribed
+from tests.worker.transport.test_sdk import metric, subscribed
 
 pytestmark = pytest.mark.redis
 
@@ -203,5 +203,12 @@ async def test_primary_killed_mid_stream_workers_fail_over_and_clients_recover(
             while (status := worker.http("GET", "/ready")[0]) != 200 and time.monotonic() < ready_by:  # noqa: ASYNC110 - polling an HTTP probe
                 await asyncio.sleep(0.2)
             assert status == 200, f"{worker.name} not ready after the failover"
+            # The worker counted the primary change it saw (its pub/sub connection came back elsewhere).
+            counted_by = time.monotonic() + 30
+            while not metric(text := worker.metrics(), "resonance_redis_failovers_total", mode="sentinel"):
+                assert time.monotonic() < counted_by, f"{worker.name} counted no failover: {text}"
+                await asyncio.sleep(0.2)
+            assert metric(text, "resonance_redis_failovers_total", mode="sentinel") == 1, text
+            assert 0 <= metric(text, "resonance_redis_seconds_since_failover") < 600
     finally:
         await asyncio.to_thread(deployment.stop)

@@ -94,7 +94,9 @@ async def backup(
         host, port = await connector.primary() or (None, None)
     with tempfile.TemporaryDirectory(prefix="resonance-backup-") as work:
         rdb, events = Path(work) / RDB, Path(work) / EVENTS
-        size, digest = await take_snapshot(connector.url, rdb, host=host, port=port)
+        size, digest = await take_snapshot(
+            connector.url, rdb, host=host, port=port, tls=connector.tls_context()
+        )
         event_log = await _export_events(connector, f"{prefix}.events", events)
         files = {RDB: FileEntry(size, digest), EVENTS: FileEntry(events.stat().st_size, file_sha256(events))}
         manifest = Manifest(ident, cluster, started.isoformat(), files, event_log)

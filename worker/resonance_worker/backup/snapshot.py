@@ -41,15 +41,23 @@ def _tls_context(url: str) -> ssl.SSLContext | None:
 
 
 async def take_snapshot(
-    url: str, target: Path, *, host: str | None = None, port: int | None = None, deadline_s: float = 600.0
+    url: str,
+    target: Path,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    deadline_s: float = 600.0,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[int, str]:
     """Write the node's RDB to ``target``; returns (bytes, SHA-256). ``url`` gives the password and
-    TLS (``rediss://``); ``host``/``port`` override its address (a replica found through Sentinel)."""
+    TLS (``rediss://``); ``host``/``port`` override its address (a replica found through Sentinel);
+    ``tls`` the TLS settings (the connector's), over the URL's."""
     parts = urlsplit(url)
     address = (host or parts.hostname or "127.0.0.1", port or parts.port or 6379)
+    context = tls if tls is not None else _tls_context(url)
     try:
         async with asyncio.timeout(deadline_s):
-            return await _sync(address, parts.username, parts.password, _tls_context(url), target)
+            return await _sync(address, parts.username, parts.password, context, target)
     except TimeoutError:
         raise BackupError(
             f"the snapshot from {address[0]}:{address[1]} took over {deadline_s:.0f} s"

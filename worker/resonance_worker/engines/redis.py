@@ -599,7 +599,13 @@ class RedisEngine:
         self.primary: tuple[str, int] | None = None
         """The Redis node this node's pub/sub connection last reached (the primary, in Sentinel mode)."""
         self.failovers = 0
-        """Times the pub/sub connection came back to another node than before (a failover seen)."""
+        """Primary changes this node saw (``resonance_redis_failovers_total``): in Sentinel mode the
+        pub/sub connection came back to another node than before; on a Cluster, the next generation
+        of sharded pub/sub found another set of primaries (a shard failed over; a slot moving between
+        the same primaries is no failover)."""
+        self.last_failover: float | None = None
+        """``time.monotonic()`` of the last failover seen (None: none yet)."""
+        self._primaries: frozenset[str] | None = None  # a Cluster's primaries at the last generation
 
     def _new_breaker(self) -> CircuitBreaker | None:
         failures, reset = self._circuit_params
@@ -798,6 +804,7 @@ class RedisEngine:
                         )
                         await shards.open()
                         await shards.subscribe([self._control_channel, *self._wanted])
+                        self._note_primaries(shards.primaries)
                     else:
                         assert self._pubsub_client is not None
                         pubsub = self._pubsub_client.pubsub()
@@ -867,9 +874,26 @@ class RedisEngine:
             return
         address = (str(getattr(connection, "host", "")), int(getattr(connection, "port", 0) or 0))
         if self.primary is not None and address != self.primary:
-            self.failovers += 1
+            self._failed_over()
             log.warning("redis primary changed", extra={"from": list(self.primary), "to": list(address)})
         self.primary = address
+
+    def _note_primaries(self, primaries: frozenset[str]) -> None:
+        """A Cluster's primaries, as a new generation of sharded pub/sub found them."""
+        if self._primaries is not None and primaries != self._primaries:
+            self._failed_over()
+            log.warning(
+                "redis cluster primaries changed",
+                extra={
+                    "gone": sorted(self._primaries - primaries),
+                    "new": sorted(primaries - self._primaries),
+                },
+            )
+        self._primaries = primaries
+
+    def _failed_over(self) -> None:
+        self.failovers += 1
+        self.last_failover = time.monotonic()
 
     async def _subscribe_all(self, pubsub: PubSub) -> None:
         await pubsub.subscribe(self._control_channel)

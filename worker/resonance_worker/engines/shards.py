@@ -59,6 +59,11 @@ class ShardedPubSub:
     def pubsubs(self) -> list[PubSub]:
         return list(self._pubsubs.values())
 
+    @property
+    def primaries(self) -> frozenset[str]:
+        """The primaries (``host:port``) this generation connected to."""
+        return frozenset(self._pubsubs)
+
     async def open(self) -> None:
         """Refresh the slot map and connect to every primary, each subscribed to its anchor."""
         await self._cluster.initialize()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -122,11 +122,14 @@ class RedisEventLog:
         self._owns_client = owns_client
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> RedisEventLog:
-        """A log with a client of its own. No socket read timeout: each call has its own deadline,
-        and a blocking read may legitimately wait longer than ``timeout``."""
+    def from_url(cls, url: str, *, tls: Mapping[str, Any] | None = None, **options: Any) -> RedisEventLog:
+        """A log with a client of its own (``tls``: redis-py's ``ssl_*`` arguments). No socket read
+        timeout: each call has its own deadline, and a blocking read may legitimately wait longer
+        than ``timeout``."""
         timeout = float(options.get("timeout", 2.0))
-        client = aioredis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=None)
+        client = aioredis.Redis.from_url(
+            url, socket_connect_timeout=timeout, socket_timeout=None, **dict(tls or {})
+        )
         return cls(client, owns_client=True, **options)
 
     @classmethod
@@ -135,7 +138,7 @@ class RedisEventLog:
         Sentinels name, found again after a failover). Nothing is retried under the caller: an
         append that fails is the journal's to retry (``living.outbox``), in order."""
         if connector.mode is RedisMode.STANDALONE:
-            return cls.from_url(connector.url, **options)
+            return cls.from_url(connector.url, tls=connector.tls_options(), **options)
         timeout = float(options.get("timeout", 2.0))
         return cls(connector.client(timeout=timeout, socket_timeout=None), owns_client=True, **options)
 
