@@ -30,6 +30,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,7 @@ async def run_editors(
             "seconds": args.seconds,
             "mode": mode,
             "observers": observers,
+            "provider": provider_from(variant["provider"]),
         }
         nice = ["nice", "-n", str(variant["nice"])] if variant["nice"] else []
         proc = await asyncio.create_subprocess_exec(
@@ -143,6 +145,8 @@ async def run_editors(
             "apply_cores": round(sum(out["applySeconds"] for out in outs) / window, 2),
             "queued_ms": [out.get("queuedMs") for out in outs],
             "loop_delay_ms": [out.get("loopDelayMs") for out in outs],
+            "gc_ms": [out.get("gcMs") for out in outs],
+            "heap_mib": [out.get("heapMiB") for out in outs],
         }
     sent = sum(out["sent"] for out in outs)
     watching = variant["observers"] or args.editors  # each sees the others' edits
@@ -171,18 +175,35 @@ async def run_editors(
 
 
 def parse_variant(spec: str, args: argparse.Namespace) -> dict[str, Any]:
-    """``yjs`` or ``plain``, optionally with ``/p<n>`` Node processes, ``/n<k>`` their niceness and
-    ``/o<k>`` observers (editors that apply what they receive): ``yjs/p10/o4``."""
+    """``yjs`` or ``plain``, optionally with ``/p<n>`` Node processes, ``/n<k>`` their niceness,
+    ``/o<k>`` observers (editors that apply what they receive) and ``/main`` (the provider as on the
+    ``main`` branch, beside this checkout's): ``yjs/p10/o4``."""
     mode, *options = spec.split("/")
     if mode not in ("yjs", "plain"):
         raise SystemExit(f"unknown mode {mode!r} in {spec!r}")
     variant = {"mode": mode, "procs": args.procs, "nice": args.nice, "observers": args.observers}
+    variant["provider"] = "this"
     names = {"p": "procs", "n": "nice", "o": "observers"}
     for option in options:
+        if option == "main":
+            variant["provider"] = "main"
+            continue
         if option[:1] not in names or not option[1:].isdigit():
             raise SystemExit(f"unknown option {option!r} in {spec!r} (p<procs>, n<nice>, o<observers>)")
         variant[names[option[0]]] = int(option[1:])
     return variant
+
+
+def provider_from(which: str) -> str | None:
+    """The provider module for the editors: None for this checkout's, or main's written beside them."""
+    if which == "this":
+        return None
+    source = subprocess.run(
+        ["git", "show", "main:clients/yjs-provider/index.mjs"], cwd=ROOT, check=True, capture_output=True
+    ).stdout
+    path = JS / ".bench-provider-main.mjs"  # in tests/js: it resolves yjs from the same node_modules
+    path.write_bytes(source)
+    return str(path)
 
 
 async def scrape(ws_url: str) -> dict[str, float]:
@@ -264,6 +285,18 @@ async def memory_per_document(state_bytes: int, count: int = 300) -> dict[str, A
     }
 
 
+async def receive_cost(args: argparse.Namespace) -> dict[str, Any]:
+    """An editor's CPU per update received (frame parsed, base64, Y.applyUpdate), in one quiet Node
+    process, no server (tests/js/bench-apply.mjs): the client's share, whatever the machine's load."""
+    edits = int(args.editors * args.rate * args.seconds)
+    cfg = json.dumps({"editors": args.editors, "edits": edits, "rate": args.rate})
+    proc = await asyncio.create_subprocess_exec(
+        "node", "--preserve-symlinks", "bench-apply.mjs", cfg, cwd=JS, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    return dict(json.loads(out))
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--editors", type=int, default=50)
@@ -278,6 +311,7 @@ async def main() -> None:
     parser.add_argument("--modes", default="plain,yjs,plain,yjs", help="runs, in order (alternated)")
     parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--out", default="docs.json", help="file name under bench/results/")
+    parser.add_argument("--receive-cost", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
     workdir = RESULTS / "docs-run"
     with stack(workdir) as servers:
@@ -290,6 +324,8 @@ async def main() -> None:
             print(json.dumps(runs[-1]), flush=True)
     doc_bytes = max(r["doc_bytes"] for r in runs)
     memory = await memory_per_document(doc_bytes) if args.memory else None
+    cost = await receive_cost(args) if args.receive_cost else None
+    print(json.dumps({"receive_cost": cost}), flush=True)
     result = {
         "editors": args.editors,
         "rate_per_editor": args.rate,
@@ -298,6 +334,7 @@ async def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},
         "runs": runs,
         "memory": memory,
+        "receive_cost": cost,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / args.out).write_text(json.dumps(result, indent=2))

@@ -3,26 +3,30 @@
 // publications, the baseline. Run with `node --preserve-symlinks bench-editors.mjs '<json>'`.
 //
 // Config: {urls: [ws url per editor], tokens: [...], ids: [editor numbers], channel, rate, seconds, mode,
-// observers: [editor numbers that apply what they receive; absent: all]}.
+// observers: [editor numbers that apply what they receive; absent: all], provider: [module path]}.
 // Prints {"ready": n} once every editor is synced, waits for "go <wall ms>" on stdin, edits at
 // `rate` per editor per second from then for `seconds`, then prints {"latencies": [...], "received",
 // "sent", "docBytes"} (latency: wall ms from an edit to its arrival at another editor here).
 //
 // Where the time goes (documents): `atReceipt` is the delay from the edit to the publication's event
-// on the receiving editor's socket (before Y.applyUpdate; it includes this process's event-loop wait),
-// `applyMs` the time the provider took to apply one publication, `queuedMs` how long an edit waited in
+// on the receiving editor's socket (before Y.applyUpdate; it includes this process's event-loop wait;
+// the earliest receipt of the batch it was applied in), `applyMs` the time the provider took to apply
+// one batch (the publications of one turn of the event loop, `batch`), `queuedMs` how long an edit waited in
 // the provider (one doc.send in flight at a time) before its doc.send, `rpcMs` each doc.send's round
-// trip, `loopDelayMs` this process's event-loop delay (perf_hooks). An editor not in `observers`
+// trip, `loopDelayMs` this process's event-loop delay (perf_hooks), `gcMs` V8's collections (each
+// stops the process's JavaScript), `heapMiB` the heap at the end. An editor not in `observers`
 // edits and receives every publication but applies none (its document diverges; the server's work is
 // the same): the client's cost falls on the observers only.
 import { Centrifuge } from 'centrifuge';
 import WebSocket from 'ws';
 import readline from 'node:readline';
 import { readdirSync, readFileSync } from 'node:fs';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { ResonanceYjsProvider, Y } from 'resonance-yjs';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
+import { Y } from 'resonance-yjs';
 
 const cfg = JSON.parse(process.argv[2]);
+// `provider`: another build of the provider (a file here, e.g. main's), measured beside this one.
+const { ResonanceYjsProvider } = await import(cfg.provider ?? 'resonance-yjs');
 const now = () => performance.timeOrigin + performance.now();
 const latencies = [];
 let received = 0;
@@ -31,6 +35,7 @@ const errors = {};
 const rpcTimes = [];
 const atReceipt = [];
 const applyTimes = [];
+const batches = [];
 const queued = [];
 const observers = cfg.observers ? new Set(cfg.observers) : null;
 
@@ -55,13 +60,21 @@ const editors = await Promise.all(cfg.ids.map(async (id, k) => {
     try { return await rpc(...a); } finally { rpcTimes.push(now() - t0); }
   };
   const doc = new Y.Doc();
-  doc.on('update', (_update, origin) => { if (origin === null) edits.push(now()); }); // before the provider's
-  // The socket's receipt: a listener before the provider's (centrifuge-js calls them in order), one after.
+  // The socket's receipt: a listener before the provider's (centrifuge-js calls them in order). The
+  // provider applies what arrived in one turn of the event loop in one transaction: `receivedAt` is the
+  // earliest receipt of the batch, `applyTimes` each batch's transaction (and its size).
   const sub = client.newSubscription(cfg.channel);
   let receivedAt = null;
-  sub.on('publication', () => { receivedAt = now(); });
+  let batch = 0;
+  let applyingSince = null;
+  sub.on('publication', () => { if (receivedAt === null) receivedAt = now(); batch += 1; });
   const provider = new ResonanceYjsProvider(client, cfg.channel, doc);
-  sub.on('publication', () => { if (receivedAt !== null) applyTimes.push(now() - receivedAt); receivedAt = null; });
+  doc.on('beforeTransaction', (tr) => { if (tr.origin === provider) applyingSince = now(); });
+  doc.on('afterTransaction', (tr) => {
+    if (tr.origin !== provider || applyingSince === null) return;
+    if (receivedAt !== null) { applyTimes.push(now() - applyingSince); batches.push(batch); }
+    receivedAt = null; batch = 0; applyingSince = null;
+  });
   provider.on('error', (error) => { const key = `${error?.code ?? ''} ${error?.message ?? error}`; errors[key] = (errors[key] ?? 0) + 1; });
   const map = doc.getMap('m');
   const text = doc.getText('t');
@@ -81,10 +94,13 @@ const editors = await Promise.all(cfg.ids.map(async (id, k) => {
   if (observers && !observers.has(id)) sub.off('publication', provider._listeners.publication); // edits, applies nothing
   return {
     id, doc, provider,
-    edit: (seq) => doc.transact(() => {
-      text.insert(Math.floor(Math.random() * (text.length + 1)), 'k');
-      map.set(`e${id}`, [id, seq, now()]);
-    }),
+    edit: (seq) => {
+      edits.push(now());
+      doc.transact(() => {
+        text.insert(Math.floor(Math.random() * (text.length + 1)), 'k');
+        map.set(`e${id}`, [id, seq, now()]);
+      });
+    },
   };
 }));
 process.stdout.write(JSON.stringify({ ready: editors.length }) + '\n');
@@ -100,6 +116,8 @@ const runDelay = () => {
     }, 0);
   } catch { return 0; }
 };
+const gcPauses = []; // V8's collections in the window (each stops this process's JavaScript)
+new PerformanceObserver((list) => { for (const e of list.getEntries()) gcPauses.push(e.duration); }).observe({ entryTypes: ['gc'] });
 const loopDelay = monitorEventLoopDelay({ resolution: 5 });
 loopDelay.enable();
 const cpuAtStart = process.cpuUsage();
@@ -125,8 +143,11 @@ const rounded = latencies.map((l) => Math.round(l * 100) / 100);
 const split = {
   atReceipt: atReceipt.map((l) => Math.round(l * 100) / 100),
   applyMs: pct(applyTimes),
+  batch: { mean: batches.length ? Math.round(batches.reduce((a, b) => a + b, 0) / batches.length * 100) / 100 : 0, ...pct(batches) },
   applySeconds: applyTimes.reduce((a, b) => a + b, 0) / 1000,
   queuedMs: pct(queued),
+  gcMs: { count: gcPauses.length, total: Math.round(gcPauses.reduce((a, b) => a + b, 0)), max: Math.round(Math.max(0, ...gcPauses)) },
+  heapMiB: Math.round(process.memoryUsage().heapUsed / 2 ** 20),
   loopDelayMs: { p50: loopDelay.percentile(50) / 1e6, p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 },
 };
 // A pipe is written asynchronously: exit once the whole line is out.
