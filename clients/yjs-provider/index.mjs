@@ -21,8 +21,15 @@ const MSG_SYNC = 0;
 const MSG_AWARENESS = 1;
 const MSG_QUERY_AWARENESS = 3;
 const RETRY_MS = 1000;
-// After the I/O of this turn of the event loop (Node: setImmediate), else as soon as the browser can.
-const afterIo = typeof setImmediate === 'function' ? setImmediate : (f) => setTimeout(f, 0);
+// After the I/O of this turn of the event loop: Node's setImmediate; in a browser a MessageChannel task
+// (a timer would wait up to a second in a background tab).
+const afterIo = typeof setImmediate === 'function' ? setImmediate : (() => {
+  if (typeof MessageChannel !== 'function') return (f) => setTimeout(f, 0);
+  const due = [];
+  const channel = new MessageChannel();
+  channel.port1.onmessage = () => due.shift()();
+  return (f) => { due.push(f); channel.port2.postMessage(null); };
+})();
 
 const toB64 = (bytes) => Buffer.from(bytes).toString('base64');
 const fromB64 = (text) => new Uint8Array(Buffer.from(text, 'base64'));
@@ -147,9 +154,14 @@ export class ResonanceYjsProvider extends ObservableV2 {
   _received(message) {
     this._incoming.push(message);
     if (this._incoming.length === 1) {
-      this._applying = afterIo(() => {
-        const messages = this._incoming.splice(0);
-        Y.transact(this.doc, () => { for (const m of messages) this._receive(m); }, this);
+      afterIo(() => {
+        const messages = this._incoming.splice(0); // none after destroy()
+        if (!messages.length) return;
+        Y.transact(this.doc, () => {
+          for (const m of messages) {
+            try { this._receive(m); } catch (error) { this.emit('error', [error]); } // the others still apply
+          }
+        }, this);
       });
     }
   }
@@ -181,7 +193,6 @@ export class ResonanceYjsProvider extends ObservableV2 {
 
   destroy() {
     clearTimeout(this._retry);
-    if (this._incoming.length) (typeof clearImmediate === 'function' ? clearImmediate : clearTimeout)(this._applying);
     this._incoming = [];
     awarenessProtocol.removeAwarenessStates(this.awareness, [this.doc.clientID], 'local');
     this.doc.off('beforeTransaction', this._onBeforeTransaction);
