@@ -17,6 +17,13 @@ through the same workers: the price of the document path (RPC, the log in Redis,
 the ratio. Delivered/expected counts map entries seen (two updates of one editor applied in one
 batch count once, so it is under 1 for documents when the provider merges).
 
+Where the time goes: each run also reports the workers' histograms over the run (scraped before and
+after: ``resonance_doc_update_fanout_seconds``, ``resonance_delivery_latency_seconds``), the editors'
+delay at the socket's receipt beside the apply, the provider's queue, Node's event-loop delay and V8's
+pauses. ``--modes`` takes variants (``parse_variant``): more Node processes, their niceness, only a few
+editors applying (the server's work unchanged), ``main``'s provider beside this one. The editors' own
+receive cost in CPU time comes from tests/js/bench-apply.mjs (no server).
+
 Memory per open document: this process opens 300 documents as a worker holds them (``OpenDoc``,
 pycrdt), each holding the benchmark's final document state, and reports the RSS growth per document beside the
 document's encoded size.
