@@ -17,6 +17,13 @@ through the same workers: the price of the document path (RPC, the log in Redis,
 the ratio. Delivered/expected counts map entries seen (two updates of one editor applied in one
 batch count once, so it is under 1 for documents when the provider merges).
 
+Where the time goes: each run also reports the workers' histograms over the run (scraped before and
+after: ``resonance_doc_update_fanout_seconds``, ``resonance_delivery_latency_seconds``), the editors'
+delay at the socket's receipt beside the apply, the provider's queue, Node's event-loop delay and V8's
+pauses. ``--modes`` takes variants (``parse_variant``): more Node processes, their niceness, only a few
+editors applying (the server's work unchanged), ``main``'s provider beside this one. The editors' own
+receive cost in CPU time comes from tests/js/bench-apply.mjs (no server).
+
 Memory per open document: this process opens 300 documents as a worker holds them (``OpenDoc``,
 pycrdt), each holding the benchmark's final document state, and reports the RSS growth per document beside the
 document's encoded size.
@@ -30,6 +37,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -68,21 +76,27 @@ def cpu_seconds(pid: int) -> float:
 async def run_editors(
     urls: tuple[str, ...], secret: str, mode: str, args: argparse.Namespace, server_pids: tuple[int, ...]
 ) -> dict[str, Any]:
-    channel = f"{'doc' if mode == 'yjs' else 'typing'}:bench-{mode}-{int(time.time())}"
+    variant = parse_variant(mode, args)
+    mode = variant["mode"]
+    channel = f"{'doc' if mode == 'yjs' else 'typing'}:bench-{mode}-{int(time.time() * 1000)}"
+    observers = list(range(variant["observers"])) if variant["observers"] else None  # both workers
     procs = []
-    for half in range(2):
-        ids = list(range(half, args.editors, 2))
+    for part in range(variant["procs"]):
+        ids = list(range(part, args.editors, variant["procs"]))
         cfg = {
-            "urls": [urls[half]] * len(ids),
+            "urls": [urls[i % 2] for i in ids],  # editor i on worker i mod 2
             "tokens": [mint_token(secret, f"ed{i}", now=time.time()) for i in ids],
             "ids": ids,
             "channel": channel,
             "rate": args.rate,
             "seconds": args.seconds,
             "mode": mode,
+            "observers": observers,
+            "provider": provider_from(variant["provider"]),
         }
+        nice = ["nice", "-n", str(variant["nice"])] if variant["nice"] else []
         proc = await asyncio.create_subprocess_exec(
-            "node", "--preserve-symlinks", "bench-editors.mjs", json.dumps(cfg), cwd=JS,
+            *nice, "node", "--preserve-symlinks", "bench-editors.mjs", json.dumps(cfg), cwd=JS,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26,
         )  # fmt: skip
         procs.append(proc)
@@ -91,6 +105,8 @@ async def run_editors(
         ready = json.loads(await asyncio.wait_for(proc.stdout.readline(), 120))
         assert ready.get("ready"), ready
     start_ms = time.time() * 1000 + 500
+    metrics_before = [await scrape(u) for u in urls]
+    load_before = os.getloadavg()[0]
     workers_cpu = sum(cpu_seconds(p) for p in server_pids)
     workers_waited = sum(run_delay_seconds(p) for p in server_pids)
     for proc in procs:
@@ -114,11 +130,36 @@ async def run_editors(
     }
     for proc in procs:
         await proc.wait()
+    metrics_after = [await scrape(u) for u in urls]
+    server = {
+        name: histogram_quantiles(
+            [merge(a, b, metric) for a, b in zip(metrics_before, metrics_after, strict=True)], (50, 99)
+        )
+        for name, metric in (
+            ("doc_update_fanout_ms", "resonance_doc_update_fanout_seconds"),
+            ("delivery_ms", "resonance_delivery_latency_seconds"),
+        )
+    }
     latencies = [lat for out in outs for lat in out["latencies"]]
+    at_receipt = [lat for out in outs for lat in out.get("atReceipt", [])]
+    client = {}
+    if mode == "yjs":
+        applied = [out["applyMs"] for out in outs if out.get("applyMs")]
+        client = {
+            "at_receipt_p50_ms": round(percentile(at_receipt, 50), 2) if at_receipt else None,
+            "at_receipt_p99_ms": round(percentile(at_receipt, 99), 2) if at_receipt else None,
+            "apply_ms": [{k: round(v, 3) for k, v in a.items()} for a in applied],
+            "apply_cores": round(sum(out["applySeconds"] for out in outs) / window, 2),
+            "queued_ms": [out.get("queuedMs") for out in outs],
+            "loop_delay_ms": [out.get("loopDelayMs") for out in outs],
+            "gc_ms": [out.get("gcMs") for out in outs],
+            "heap_mib": [out.get("heapMiB") for out in outs],
+        }
     sent = sum(out["sent"] for out in outs)
-    expected = sent * (args.editors - 1)
+    watching = variant["observers"] or args.editors  # each sees the others' edits
+    expected = round(sent * watching * (args.editors - 1) / args.editors)
     return {
-        "mode": mode,
+        **variant,
         "sent": sent,
         "delivered": len(latencies),
         "delivered_ratio": round(len(latencies) / expected, 4) if expected else 0.0,
@@ -128,7 +169,9 @@ async def run_editors(
         "doc_bytes": max(out["docBytes"] for out in outs),
         "cores": cores,
         "waited_cores": waited,
-        "load": os.getloadavg()[0],
+        "load": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "server": server,
+        "client": client,
         "rpc_ms": [out.get("rpcMs") for out in outs],
         "errors": {
             k: sum(out.get("errors", {}).get(k, 0) for out in outs)
@@ -136,6 +179,77 @@ async def run_editors(
             for k in out.get("errors", {})
         },
     }
+
+
+def parse_variant(spec: str, args: argparse.Namespace) -> dict[str, Any]:
+    """``yjs`` or ``plain``, optionally with ``/p<n>`` Node processes, ``/n<k>`` their niceness,
+    ``/o<k>`` observers (editors that apply what they receive) and ``/main`` (the provider as on the
+    ``main`` branch, beside this checkout's): ``yjs/p10/o4``."""
+    mode, *options = spec.split("/")
+    if mode not in ("yjs", "plain"):
+        raise SystemExit(f"unknown mode {mode!r} in {spec!r}")
+    variant = {"mode": mode, "procs": args.procs, "nice": args.nice, "observers": args.observers}
+    variant["provider"] = "this"
+    names = {"p": "procs", "n": "nice", "o": "observers"}
+    for option in options:
+        if option == "main":
+            variant["provider"] = "main"
+            continue
+        if option[:1] not in names or not option[1:].isdigit():
+            raise SystemExit(f"unknown option {option!r} in {spec!r} (p<procs>, n<nice>, o<observers>)")
+        variant[names[option[0]]] = int(option[1:])
+    return variant
+
+
+def provider_from(which: str) -> str | None:
+    """The provider module for the editors: None for this checkout's, or main's written beside them."""
+    if which == "this":
+        return None
+    source = subprocess.run(
+        ["git", "show", "main:clients/yjs-provider/index.mjs"], cwd=ROOT, check=True, capture_output=True
+    ).stdout
+    path = JS / ".bench-provider-main.mjs"  # in tests/js: it resolves yjs from the same node_modules
+    path.write_bytes(source)
+    return str(path)
+
+
+async def scrape(ws_url: str) -> dict[str, float]:
+    """A worker's /metrics samples (name with labels → value)."""
+    import aiohttp
+
+    url = ws_url.replace("ws://", "http://").replace("/connection/websocket", "/metrics")
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        text = await response.text()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def merge(before: dict[str, float], after: dict[str, float], metric: str) -> dict[float, float]:
+    """A histogram's cumulative bucket counts gained between two scrapes (upper bound → count)."""
+    prefix = f'{metric}_bucket{{le="'
+    return {
+        float(name[len(prefix) : -2]): value - before.get(name, 0.0)
+        for name, value in after.items()
+        if name.startswith(prefix)
+    }
+
+
+def histogram_quantiles(parts: list[dict[float, float]], qs: tuple[float, ...]) -> dict[str, Any]:
+    """Quantiles (the upper bound of the bucket holding them, ms) of histograms summed over workers."""
+    buckets: dict[float, float] = {}
+    for part in parts:
+        for bound, count in part.items():
+            buckets[bound] = buckets.get(bound, 0.0) + count
+    total = buckets.get(math.inf, 0.0)
+    out: dict[str, Any] = {"n": int(total)}
+    for q in qs:
+        bound = next((b for b in sorted(buckets) if total and buckets[b] >= q / 100 * total), None)
+        out[f"p{q:g}_le"] = None if bound is None else round(bound * 1000, 1) if bound != math.inf else "inf"
+    return out
 
 
 def rss_kib() -> int:
@@ -178,23 +292,47 @@ async def memory_per_document(state_bytes: int, count: int = 300) -> dict[str, A
     }
 
 
+async def receive_cost(args: argparse.Namespace) -> dict[str, Any]:
+    """An editor's CPU per update received (frame parsed, base64, Y.applyUpdate), in one quiet Node
+    process, no server (tests/js/bench-apply.mjs): the client's share, whatever the machine's load."""
+    edits = int(args.editors * args.rate * args.seconds)
+    cfg = json.dumps({"editors": args.editors, "edits": edits, "rate": args.rate})
+    proc = await asyncio.create_subprocess_exec(
+        "node", "--preserve-symlinks", "bench-apply.mjs", cfg, cwd=JS, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    return dict(json.loads(out))
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--editors", type=int, default=50)
     parser.add_argument("--rate", type=float, default=5.0)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--procs", type=int, default=2, help="Node processes holding the editors")
+    parser.add_argument("--nice", type=int, default=0, help="niceness of the Node processes")
+    parser.add_argument(
+        "--observers", type=int, default=0,
+        help="only this many editors apply what they receive (0: all); the others edit and receive",
+    )  # fmt: skip
+    parser.add_argument("--modes", default="plain,yjs,plain,yjs", help="runs, in order (alternated)")
+    parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--out", default="docs.json", help="file name under bench/results/")
+    parser.add_argument("--receive-cost", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
     workdir = RESULTS / "docs-run"
     with stack(workdir) as servers:
         redis_url = servers.start_redis()
         target = servers.start_worker(Engine.REDIS, nodes=2, redis_url=redis_url)
         runs = []
-        for mode in ("plain", "yjs", "plain", "yjs"):  # alternated: machine load falls on both alike
+        for mode in args.modes.split(","):  # alternated: machine load falls on both alike
             run = await run_editors(target.ws_urls, target.token_secret, mode, args, target.server_pids)
             runs.append(run)
             print(json.dumps(runs[-1]), flush=True)
     doc_bytes = max(r["doc_bytes"] for r in runs)
-    memory = await memory_per_document(doc_bytes)
+    memory = await memory_per_document(doc_bytes) if args.memory else None
+    cost = await receive_cost(args) if args.receive_cost else None
+    print(json.dumps({"receive_cost": cost}), flush=True)
     result = {
         "editors": args.editors,
         "rate_per_editor": args.rate,
@@ -203,9 +341,10 @@ async def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},
         "runs": runs,
         "memory": memory,
+        "receive_cost": cost,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "docs.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / args.out).write_text(json.dumps(result, indent=2))
     print(json.dumps(memory))
 
 

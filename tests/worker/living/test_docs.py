@@ -4,6 +4,7 @@ workers with real npm yjs clients: tests/worker/transport/test_yjs_docs.py."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Mapping, Set
 from typing import Any
@@ -97,6 +98,7 @@ async def test_a_client_syncs_writes_and_a_second_reads_it_after_compaction() ->
     docs, store, _, _ = make(doc_compact_updates=3)
     for word in ("a", "b", "c", "d"):
         assert await send(docs, "doc:x", sync_message(SyncKind.UPDATE, text_update(word))) == []
+    await docs.settle()  # the compaction runs off the writer's call
     reader: pycrdt.Doc = pycrdt.Doc()
     step2, step1 = await send(docs, "doc:x", sync_message(SyncKind.STEP1, reader.get_state()), user="ben")
     assert isinstance(step2, SyncMessage) and step2.kind is SyncKind.STEP2
@@ -105,6 +107,39 @@ async def test_a_client_syncs_writes_and_a_second_reads_it_after_compaction() ->
     assert sorted(str(reader.get("t", type=pycrdt.Text))) == ["a", "b", "c", "d"]
     assert store.docs["doc:x"].snapshot is not None  # folded: the log was past doc_compact_updates
     assert set(docs.memory()) == {"doc:x"}
+
+
+class GatedStore(MemoryDocStore):
+    """The in-memory store whose compactions wait until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.compacting = asyncio.Event()
+
+    async def compact(self, doc: str, snapshot: bytes, position: int, *, ttl_seconds: float) -> bool:
+        self.compacting.set()
+        await self.gate.wait()
+        return await super().compact(doc, snapshot, position, ttl_seconds=ttl_seconds)
+
+
+async def test_a_writers_call_is_answered_and_published_without_waiting_for_the_compaction() -> None:
+    docs, _, _, _ = make(doc_compact_updates=2)
+    docs.store = store = GatedStore()
+    docs.publisher = recording = Recording()
+    await send(docs, "doc:x", sync_message(SyncKind.STEP1, b"\x00"))  # the writer synced: the doc is open
+    updates = [text_update(word) for word in ("a", "b", "c")]
+    for update in updates:  # the second reaches doc_compact_updates: the compaction starts, gated
+        answer = await asyncio.wait_for(send(docs, "doc:x", sync_message(SyncKind.UPDATE, update)), 30)
+        assert answer == []
+    await asyncio.wait_for(store.compacting.wait(), 30)
+    assert [m.payload for _, m in recording.sent] == updates
+    assert store.docs["doc:x"].snapshot is None  # still compacting
+    store.gate.set()
+    await docs.settle()
+    kept = store.docs["doc:x"]
+    assert kept.snapshot is not None and kept.base == 2 and len(kept.log) == 1
+    assert docs.registry.get_sample_value("resonance_doc_update_fanout_seconds_count") == 3
 
 
 async def test_permissions_per_namespace() -> None:
@@ -193,6 +228,8 @@ async def test_writers_on_two_workers_keep_the_log_compacted_without_anyone_join
         await send(docs, "doc:x", sync_message(SyncKind.STEP1, b"\x00"))
     for i in range(20):
         await send(first if i % 2 else second, "doc:x", sync_message(SyncKind.UPDATE, text_update(f"{i},")))
+    await first.settle()
+    await second.settle()
     kept = store.docs["doc:x"]
     assert kept.snapshot is not None and kept.base >= 12 and len(kept.log) < 8
     chunk = await store.load("doc:x", -1)
@@ -226,6 +263,7 @@ async def test_awareness_past_the_rate_is_held_and_only_the_latest_state_goes_ou
     await docs.step()  # the held state is released: the newest one, the 24 between are dropped
     assert [m.entries[0].clock for _, m in recording.sent[5:]] == [30]
     assert docs.awareness_rate.superseded == 24
+    assert docs.registry.get_sample_value("resonance_doc_awareness_superseded_total") == 24  # exported
     stored = await store.awareness("doc:x", int(clock.now * 1000))
     assert decode_entry(stored[7]).clock == 30  # a late joiner reads the latest too
     clock.now += 1.0  # a second later the bucket lets the next one through at once

@@ -157,6 +157,7 @@ class Living:
             present=present,
             writes_notes=self._writes_notes,
             clock=clock,
+            registry=registry,
         )
         self.people = PersonStore(
             storage.engine,
@@ -261,10 +262,12 @@ class Living:
         await self.journal.settle()
 
     async def close(self, flush_seconds: float = 2.0) -> None:
-        """Give the journal ``flush_seconds`` to append what it buffered, then stop it."""
+        """Give the journal ``flush_seconds`` to append what it buffered (and the shared documents to
+        finish their compactions), then stop it."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(flush_seconds):
                 await self.journal.settle()
+                await self.docs.settle()
         await self.journal.close()
 
     # -- the thyroid across workers ----------

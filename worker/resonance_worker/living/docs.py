@@ -23,11 +23,14 @@ import base64
 import binascii
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pycrdt
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from resonance_worker.domain.channels import ChannelRules
 from resonance_worker.domain.codes import ErrorCode
@@ -80,6 +83,21 @@ class OpenDoc:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
+class _Superseded(Collector):
+    """``resonance_doc_awareness_superseded_total``: read from the awareness rate at scrape time."""
+
+    def __init__(self, rate: AwarenessRate) -> None:
+        self.rate = rate
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "resonance_doc_awareness_superseded",
+            "Awareness states held back by the per-connection rate (doc_awareness_per_second) and "
+            "dropped because a newer state of the same Yjs client replaced them before they went out.",
+            value=self.rate.superseded,
+        )
+
+
 def _decode(data: object) -> list[bytes]:
     if not isinstance(data, dict):
         raise RpcError(ErrorCode.BAD_REQUEST, "doc.send takes a JSON object")
@@ -118,6 +136,7 @@ class SharedDocs:
         present: Present,
         writes_notes: Callable[[RpcCall, str], Awaitable[bool]],
         clock: Callable[[], float] = time.time,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -129,14 +148,28 @@ class SharedDocs:
         self.clock = clock
         self.open: dict[str, OpenDoc] = {}
         self._aware: dict[str, dict[str, set[int]]] = {}
+        """connection → document → the Yjs client ids it announced (withdrawn when it goes)."""
         self.awareness_rate = AwarenessRate(settings.doc_awareness_per_second)
         """Each connection's awareness per document, bounded; superseded states dropped."""
-        """connection → document → the Yjs client ids it announced (withdrawn when it goes)."""
+        self.registry = registry if registry is not None else CollectorRegistry()
+        """Where the documents' metrics are (the worker's registry)."""
+        self.registry.register(_Superseded(self.awareness_rate))
+        self._folding: dict[str, asyncio.Task[object]] = {}
+        """Documents with a read and compaction running in the background (one at a time each)."""
+        self.fanout_seconds = Histogram(
+            "resonance_doc_update_fanout_seconds",
+            "From a doc.send call's start on this worker to its document update handed to the engine "
+            "for fan-out (decoded, appended to the log, published); the fan-out on each worker after "
+            "that is resonance_delivery_latency_seconds.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
 
     # -- doc.send ----------
 
     async def send(self, call: RpcCall) -> Any:
         """``doc.send``: y-protocols messages for one document; the answers (base64) in order."""
+        started = time.perf_counter()
         channel = doc_channel_of(call.data)
         if channel is None:
             raise RpcError(
@@ -162,7 +195,7 @@ class SharedDocs:
             if allowed is Access.NONE:
                 raise RpcError(ErrorCode.PERMISSION_DENIED, f"no access to {channel}")
             for message in messages:
-                replies += await self._handle(channel, message, allowed, call.client)
+                replies += await self._handle(channel, message, allowed, call.client, started)
         except DocMessageError as exc:
             raise RpcError(ErrorCode.BAD_REQUEST, f"doc.send: {exc}") from None
         except EngineError as exc:
@@ -170,7 +203,9 @@ class SharedDocs:
             raise RpcError(ErrorCode.INTERNAL, "document store unavailable, retry") from None
         return {"messages": [_b64(r) for r in replies]}
 
-    async def _handle(self, channel: str, message: Any, allowed: Access, client: str) -> list[bytes]:
+    async def _handle(
+        self, channel: str, message: Any, allowed: Access, client: str, started: float
+    ) -> list[bytes]:
         match message:
             case SyncMessage(kind=SyncKind.STEP1, payload=vector):
                 opened = await self._caught_up(channel)
@@ -187,7 +222,7 @@ class SharedDocs:
             case SyncMessage(payload=update):  # step 2 or update: both are updates
                 if allowed is not Access.WRITE:
                     raise RpcError(ErrorCode.PERMISSION_DENIED, f"{channel} is read-only for you")
-                await self._update(channel, update, client)
+                await self._update(channel, update, client, started)
                 return []
             case AwarenessMessage(entries=entries):
                 now_announced = self.awareness_rate.offer(client, channel, entries, self.clock())
@@ -198,7 +233,7 @@ class SharedDocs:
                 return [awareness_message(present)]
         raise DocMessageError("unhandled message")
 
-    async def _update(self, channel: str, update: bytes, client: str) -> None:
+    async def _update(self, channel: str, update: bytes, client: str, started: float) -> None:
         try:
             pycrdt.get_state(update)  # decodes it: a malformed update is refused before it is stored
         except ValueError:
@@ -213,20 +248,49 @@ class SharedDocs:
                 f"{channel} would exceed its size limit of {exc.limit} bytes (has {exc.size}): refused",
             ) from None
         await self._publish(channel, sync_message(SyncKind.UPDATE, update), client)
-        # Keep the log short while people only write (no one joins to trigger a read): fold it in
-        # once it is doc_compact_updates ahead of what this worker holds, and compact.
-        threshold = self.settings.doc_compact_updates
+        self.fanout_seconds.observe(time.perf_counter() - started)
+        self._fold(channel, update, position)
+
+    def _fold(self, channel: str, update: bytes, position: int) -> None:
+        """Keep the log short while people only write (no one joins to trigger a read): fold an update
+        in when it is the next one in the log; once the log is ``doc_compact_updates`` ahead of what
+        this worker holds, read what other workers wrote and compact. The reads and the compaction run
+        in a task of the document's own, off the path of the call that wrote (its reply and the next
+        updates do not wait for them)."""
         opened = self.open.get(channel)
         if opened is not None and opened.position == position - 1 and not opened.lock.locked():
             opened.doc.apply_update(update)  # the next in the log: folded in without a read
             opened.position = position
             opened.updates_since_snapshot += 1
             opened.touched = self.clock()
-            if opened.updates_since_snapshot >= threshold:
-                async with opened.lock:
-                    await self._compact(channel, opened)
-        elif opened is None or position - opened.position >= threshold:
-            await self._caught_up(channel)  # other workers wrote meanwhile: read, fold in, compact
+            if opened.updates_since_snapshot >= self.settings.doc_compact_updates:
+                self._in_background(channel, self._compact_held(channel, opened))
+        elif opened is None or position - opened.position >= self.settings.doc_compact_updates:
+            self._in_background(channel, self._caught_up(channel))  # others wrote: read, fold, compact
+
+    def _in_background(self, channel: str, work: Coroutine[Any, Any, object]) -> None:
+        """Run ``work`` for ``channel`` unless a task of the document's is running (it does the same)."""
+        if channel in self._folding:
+            work.close()
+            return
+        task = asyncio.get_running_loop().create_task(work)
+        self._folding[channel] = task
+        task.add_done_callback(lambda done: self._folded(channel, done))
+
+    def _folded(self, channel: str, task: asyncio.Task[object]) -> None:
+        self._folding.pop(channel, None)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("document not compacted", extra={"channel": channel, "error": str(exc)})
+
+    async def _compact_held(self, channel: str, opened: OpenDoc) -> None:
+        async with opened.lock:
+            if opened.updates_since_snapshot >= self.settings.doc_compact_updates:
+                await self._compact(channel, opened)
+
+    async def settle(self) -> None:
+        """Wait until the documents' reads and compactions started so far are done."""
+        while self._folding:
+            await asyncio.wait(list(self._folding.values()))
 
     async def _caught_up(self, channel: str) -> OpenDoc:
         """The open document, with everything the log holds folded in (compacted when it is long)."""
