@@ -5,7 +5,9 @@ The node is built with this service as its :class:`~resonance_worker.living.pain
 with its :attr:`ThyroidService.limits` as its limits provider: a pain signal re-evaluates the
 thyroid, and the adaptation it returns scales :class:`~resonance_worker.living.limits.AdaptiveLimits`
 (read by the node for each new connection and publish) and forces the ``redis`` and ``neo4j``
-circuits open. Nothing of the node is replaced. Shedding new connections is the transport's
+circuits open. A failed engine call hurts by Redis's health, not by how often it is retried
+(:meth:`ThyroidService.engine_failed`, :meth:`ThyroidService.engine_answered`). Nothing of the node is
+replaced. Shedding new connections is the transport's
 middleware asking :meth:`ThyroidService.shed_retry_after`; a client this worker itself sent away to
 come straight back (3010, 3011) is readmitted while it sheds (:mod:`resonance_worker.domain.readmission`).
 
@@ -40,6 +42,7 @@ from resonance_worker.domain.thyroid import (
     ThyroidState,
     ThyroidUpdate,
 )
+from resonance_worker.errors import EngineCircuitOpenError
 from resonance_worker.living.limits import AdaptiveLimits, Limits
 from resonance_worker.living.origin import PainOrigin, charged_to, current_origin
 from resonance_worker.living.pain import PainHooks, pain_of_disconnect, pain_of_error
@@ -63,6 +66,8 @@ def thyroid_config(settings: LivingSettings) -> ThyroidConfig:
         identity_share=settings.thyroid_identity_share,
         flood_factor=settings.thyroid_flood_factor,
         circuit_only=frozenset(PainSource(name) for name in settings.thyroid_circuit_only_sources),
+        # The thyroid's step is Redis's probe (its snapshot written and read): one failure per step counts.
+        dependency_window_s=settings.thyroid_evaluate_seconds,
     )
 
 
@@ -172,6 +177,21 @@ class ThyroidService(PainHooks):
         if update.flooding and origin is not None:
             self._cut_off(origin, update.flooding)
         self._after(update)
+
+    def engine_failed(self, error: BaseException | None = None) -> None:
+        """Engine pain by Redis's health, not the retry rate: nothing for a call refused by the open
+        circuit, one signal per probe window at most (``DependencyWatch``)."""
+        refused = isinstance(error, EngineCircuitOpenError)
+        update = self.core.dependency_failed(PainSource.ENGINE_TIMEOUT, self.clock(), refused=refused)
+        if update is not None:
+            self._after(update)
+
+    def engine_answered(self) -> None:
+        """The probe reached Redis: after an outage, its pain is dropped (and shedding may stop)."""
+        update = self.core.dependency_recovered(PainSource.ENGINE_TIMEOUT, self.clock())
+        if update is not None:
+            log.info("redis answers again: its pain is dropped", extra={"state": update.state.value})
+            self._after(update)
 
     def error_reply(self, code: int) -> None:
         source = pain_of_error(code)
