@@ -44,3 +44,36 @@ def test_bad_parameters_are_refused() -> None:
         Readmissions(window_s=0)
     with pytest.raises(ValueError, match="max_tickets"):
         Readmissions(max_tickets=0)
+
+
+def test_a_workers_tickets_are_shared_newest_first_and_bounded() -> None:
+    tickets = Readmissions(window_s=10.0)
+    for at, address in ((0.0, "a"), (1.0, "b"), (2.0, "a"), (3.0, "c")):
+        tickets.grant(address, now=at)
+    assert tickets.take("a", now=4.0)  # a's oldest (expiring at 10) is used: not shared
+    assert tickets.shared(4.0) == [("b", 11.0), ("a", 12.0), ("c", 13.0)]
+    assert tickets.shared(4.0, limit=2) == [("a", 12.0), ("c", 13.0)]
+    assert tickets.shared(11.5) == [("a", 12.0), ("c", 13.0)]
+    assert Readmissions().shared(0.0) == []
+
+
+def test_a_peers_ticket_admits_one_handshake_here_and_expires() -> None:
+    here = Readmissions(window_s=10.0)
+    here.set_peers({"w2": [("10.0.0.1", 50.0), ("10.0.0.1", 51.0)], "w3": [("10.0.0.2", 5.0)]}, now=40.0)
+    assert here.peer_tickets(40.0) == 2  # w3's expired
+    assert not here.take("10.0.0.2", now=40.0)
+    assert here.take("10.0.0.1", now=41.0) and here.take("10.0.0.1", now=41.0)
+    assert not here.take("10.0.0.1", now=41.0)  # two clients sent away: two handshakes
+    # The peer shares the same tickets again at its next step: used here, they stay used.
+    here.set_peers({"w2": [("10.0.0.1", 50.0), ("10.0.0.1", 51.0)]}, now=42.0)
+    assert not here.take("10.0.0.1", now=42.0) and here.peer_tickets(42.0) == 0
+    here.set_peers({"w2": [("10.0.0.1", 60.0)]}, now=45.0)  # a new one
+    assert not here.take("10.0.0.1", now=60.0)  # expired with its window
+
+
+def test_own_tickets_are_used_before_a_peers() -> None:
+    here = Readmissions(window_s=10.0)
+    here.grant("nat", now=0.0)
+    here.set_peers({"w2": [("nat", 9.0)]}, now=0.0)
+    assert here.take("nat", now=1.0) and here.held(1.0) == 0 and here.peer_tickets(1.0) == 1
+    assert here.take("nat", now=1.0) and not here.take("nat", now=1.0)

@@ -9,7 +9,8 @@ circuits open. A failed engine call hurts by Redis's health, not by how often it
 (:meth:`ThyroidService.engine_failed`, :meth:`ThyroidService.engine_answered`). Nothing of the node is
 replaced. Shedding new connections is the transport's
 middleware asking :meth:`ThyroidService.shed_retry_after`; a client this worker itself sent away to
-come straight back (3010, 3011) is readmitted while it sheds (:mod:`resonance_worker.domain.readmission`).
+come straight back (3010, 3011) is readmitted while it sheds (:mod:`resonance_worker.domain.readmission`),
+by this worker or, through the tickets shared in the snapshots, by any other.
 
 The cluster view: :meth:`ThyroidService.snapshot_entry` is what this worker shares (a presence
 entry of :data:`PAIN_CHANNEL`), :meth:`ThyroidService.merge_peers` takes the others' back. The
@@ -30,7 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from resonance_worker.domain import events
 from resonance_worker.domain.circuit import CircuitBreaker, CircuitState
 from resonance_worker.domain.codes import Disconnect, Disconnects
-from resonance_worker.domain.readmission import READMIT_CODES, Readmissions
+from resonance_worker.domain.readmission import READMIT_CODES, Readmissions, Ticket
 from resonance_worker.domain.thyroid import (
     Adaptations,
     DisconnectStormDetector,
@@ -52,7 +53,8 @@ from resonance_worker.living_settings import LivingSettings
 log = logging.getLogger("resonance.worker.living")
 
 PAIN_CHANNEL = "__living:thyroid"
-"""Internal channel whose presence entries carry each worker's pain snapshot (no client can name it)."""
+"""Internal channel whose presence entries carry each worker's pain snapshot and readmission tickets
+(no client can name it)."""
 CIRCUITS = ("redis", "neo4j")
 """The dependencies whose circuits the thyroid may force open."""
 
@@ -240,8 +242,13 @@ class ThyroidService(PainHooks):
         self.flooding_gauge.set(len(self.core.budget.flooding(now)))
 
     def snapshot_entry(self, now: float) -> bytes:
-        """This worker's pain, as the presence entry it shares in :data:`PAIN_CHANNEL`."""
-        return orjson.dumps(self.core.snapshot(now).to_dict())
+        """This worker's pain, as the presence entry it shares in :data:`PAIN_CHANNEL`; with its unused
+        readmission tickets (``tickets``: [address, expiry] pairs) when it holds any."""
+        entry = self.core.snapshot(now).to_dict()
+        tickets = self.readmissions.shared(now)
+        if tickets:
+            entry["tickets"] = tickets
+        return orjson.dumps(entry)
 
     def merge_peers(self, entries: Iterable[tuple[str, bytes | None]] | None, now: float) -> None:
         """Re-evaluate with the other workers' entries (client id, JSON) of :data:`PAIN_CHANNEL`;
@@ -250,13 +257,17 @@ class ThyroidService(PainHooks):
             self._after(self.core.evaluate(now))
             return
         peers = []
+        tickets: dict[str, list[Ticket]] = {}
         for client, raw in entries:
             if client == self.origin or raw is None:
                 continue
             try:
-                peers.append(PainSnapshot.from_dict(orjson.loads(raw)))
-            except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+                entry = orjson.loads(raw)
+                peers.append(PainSnapshot.from_dict(entry))
+                tickets[client] = _tickets(entry.get("tickets", []))
+            except (ValueError, AttributeError) as exc:  # orjson.JSONDecodeError is a ValueError
                 log.warning("malformed peer pain snapshot", extra={"peer": client, "error": str(exc)})
+        self.readmissions.set_peers(tickets, now)
         self._after(self.core.set_peers(peers, now))
 
     def status_to_publish(self, now: float) -> dict[str, Any] | None:
@@ -309,3 +320,21 @@ class ThyroidService(PainHooks):
         budget = self.core.budget
         self.refused_counter.inc(budget.refused - self._refused_reported)
         self._refused_reported = budget.refused
+
+
+def _tickets(raw: object) -> list[Ticket]:
+    """A peer's shared tickets: a list of [address, expiry]; ValueError on anything else."""
+    if not isinstance(raw, list):
+        raise ValueError("tickets must be a list")
+    tickets = []
+    for item in raw:
+        if not (
+            isinstance(item, list)
+            and len(item) == 2
+            and isinstance(item[0], str)
+            and isinstance(item[1], int | float)
+            and not isinstance(item[1], bool)
+        ):
+            raise ValueError("a ticket must be [address, expiry]")
+        tickets.append((item[0], float(item[1])))
+    return tickets
