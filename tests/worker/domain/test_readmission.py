@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from resonance_worker.domain.readmission import Readmissions
 
 
@@ -77,3 +79,28 @@ def test_own_tickets_are_used_before_a_peers() -> None:
     here.set_peers({"w2": [("nat", 9.0)]}, now=0.0)
     assert here.take("nat", now=1.0) and here.held(1.0) == 0 and here.peer_tickets(1.0) == 1
     assert here.take("nat", now=1.0) and not here.take("nat", now=1.0)
+
+
+@settings(max_examples=400)
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["grant", "take_a", "take_b", "share"]), st.sampled_from(["x", "x", "y"])),
+        max_size=60,
+    )
+)
+def test_shared_tickets_admit_at_most_one_handshake_per_worker_each(steps: list[tuple[str, str]]) -> None:
+    """Worker a sends clients away, a and b both admit; b learns a's tickets whenever a shares them."""
+    a, b = Readmissions(window_s=1_000.0), Readmissions(window_s=1_000.0)
+    granted = {"x": 0, "y": 0}
+    admitted = {("a", "x"): 0, ("a", "y"): 0, ("b", "x"): 0, ("b", "y"): 0}
+    for now, (step, address) in enumerate(steps):
+        if step == "grant":
+            a.grant(address, float(now))
+            granted[address] += 1
+        elif step == "share":
+            b.set_peers({"a": a.shared(float(now))}, float(now))
+        else:
+            worker, tickets = ("a", a) if step == "take_a" else ("b", b)
+            admitted[worker, address] += tickets.take(address, float(now))
+    for address, count in granted.items():
+        assert admitted["a", address] <= count and admitted["b", address] <= count
