@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from resonance_worker.domain.readmission import Readmissions
 
 
@@ -44,3 +46,61 @@ def test_bad_parameters_are_refused() -> None:
         Readmissions(window_s=0)
     with pytest.raises(ValueError, match="max_tickets"):
         Readmissions(max_tickets=0)
+
+
+def test_a_workers_tickets_are_shared_newest_first_and_bounded() -> None:
+    tickets = Readmissions(window_s=10.0)
+    for at, address in ((0.0, "a"), (1.0, "b"), (2.0, "a"), (3.0, "c")):
+        tickets.grant(address, now=at)
+    assert tickets.take("a", now=4.0)  # a's oldest (expiring at 10) is used: not shared
+    assert tickets.shared(4.0) == [("b", 11.0), ("a", 12.0), ("c", 13.0)]
+    assert tickets.shared(4.0, limit=2) == [("a", 12.0), ("c", 13.0)]
+    assert tickets.shared(11.5) == [("a", 12.0), ("c", 13.0)]
+    assert Readmissions().shared(0.0) == []
+
+
+def test_a_peers_ticket_admits_one_handshake_here_and_expires() -> None:
+    here = Readmissions(window_s=10.0)
+    here.set_peers({"w2": [("10.0.0.1", 50.0), ("10.0.0.1", 51.0)], "w3": [("10.0.0.2", 5.0)]}, now=40.0)
+    assert here.peer_tickets(40.0) == 2  # w3's expired
+    assert not here.take("10.0.0.2", now=40.0)
+    assert here.take("10.0.0.1", now=41.0) and here.take("10.0.0.1", now=41.0)
+    assert not here.take("10.0.0.1", now=41.0)  # two clients sent away: two handshakes
+    # The peer shares the same tickets again at its next step: used here, they stay used.
+    here.set_peers({"w2": [("10.0.0.1", 50.0), ("10.0.0.1", 51.0)]}, now=42.0)
+    assert not here.take("10.0.0.1", now=42.0) and here.peer_tickets(42.0) == 0
+    here.set_peers({"w2": [("10.0.0.1", 60.0)]}, now=45.0)  # a new one
+    assert not here.take("10.0.0.1", now=60.0)  # expired with its window
+
+
+def test_own_tickets_are_used_before_a_peers() -> None:
+    here = Readmissions(window_s=10.0)
+    here.grant("nat", now=0.0)
+    here.set_peers({"w2": [("nat", 9.0)]}, now=0.0)
+    assert here.take("nat", now=1.0) and here.held(1.0) == 0 and here.peer_tickets(1.0) == 1
+    assert here.take("nat", now=1.0) and not here.take("nat", now=1.0)
+
+
+@settings(max_examples=400)
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["grant", "take_a", "take_b", "share"]), st.sampled_from(["x", "x", "y"])),
+        max_size=60,
+    )
+)
+def test_shared_tickets_admit_at_most_one_handshake_per_worker_each(steps: list[tuple[str, str]]) -> None:
+    """Worker a sends clients away, a and b both admit; b learns a's tickets whenever a shares them."""
+    a, b = Readmissions(window_s=1_000.0), Readmissions(window_s=1_000.0)
+    granted = {"x": 0, "y": 0}
+    admitted = {("a", "x"): 0, ("a", "y"): 0, ("b", "x"): 0, ("b", "y"): 0}
+    for now, (step, address) in enumerate(steps):
+        if step == "grant":
+            a.grant(address, float(now))
+            granted[address] += 1
+        elif step == "share":
+            b.set_peers({"a": a.shared(float(now))}, float(now))
+        else:
+            worker, tickets = ("a", a) if step == "take_a" else ("b", b)
+            admitted[worker, address] += tickets.take(address, float(now))
+    for address, count in granted.items():
+        assert admitted["a", address] <= count and admitted["b", address] <= count

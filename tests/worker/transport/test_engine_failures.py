@@ -66,17 +66,24 @@ async def test_a_client_sent_away_with_3010_comes_back_while_the_worker_sheds(
     redis = RedisServer(tmp_path / "own-redis").start()
     try:
         # A low threshold: one failed engine call overloads the thyroid (it then holds for its dwell).
+        # The thyroid's probe of Redis once a minute: it ran at start-up and does not run again within
+        # the test, so nothing tells the thyroid Redis is back and its engine pain stays (with a probe
+        # every second it would be dropped soon after Redis returns: the next test).
         worker = start_worker(
             {
                 "RESONANCE_ENGINE": "redis",
                 "RESONANCE_REDIS_URL": redis.url,
                 "RESONANCE_LIVING__THYROID_THRESHOLD": "1",
+                "RESONANCE_LIVING__THYROID_EVALUATE_SECONDS": "60",
+                "RESONANCE_REDIS_FAILOVER_RETRY_SECONDS": "0",  # fail at once, not after 10 s of retries
             }
         )
         client, events = await clients.connected(worker.ws_url, worker.token("phone"))
+        sub, _ = await subscribed(client, "chat:outage")
         redis.kill()
-        with pytest.raises(centrifuge.ReplyError):
-            await client.presence("chat:outage")
+        with pytest.raises(centrifuge.ReplyError) as error:
+            await sub.publish({"lost": True})
+        assert error.value.code == 100  # the engine failed: pain
         for _ in range(100):
             if (await asyncio.to_thread(worker.http, "GET", "/connection/websocket"))[0] == 503:
                 break
@@ -89,6 +96,66 @@ async def test_a_client_sent_away_with_3010_comes_back_while_the_worker_sheds(
         status, body = await asyncio.to_thread(worker.http, "GET", "/connection/websocket")
         assert status == 503 and body["error"] == "overloaded"  # still shedding: its ticket was used
         assert "resonance_thyroid_readmitted_total 1.0" in worker.metrics()
+    finally:
+        redis.stop()
+
+
+OUTAGE_S = 10.0
+ADMIT_BOUND_S = 15.0
+"""docs/living-core.md, "Dependency pain": after an outage the worker admits new handshakes this soon
+(with the defaults it takes about the circuit's reset plus two probe periods, ≈ 4 s)."""
+
+
+@pytest.mark.redis
+async def test_after_a_10_s_redis_outage_the_worker_admits_new_clients_within_the_bound(
+    tmp_path: Path, start_worker: StartWorker, clients: Clients
+) -> None:
+    """Clients retry into a 10 s outage as fast as they get errors (dozens of failed calls). Engine
+    pain follows Redis's health, not that rate: while Redis is down it stays within one signal per probe
+    window (still enough to overload this worker, threshold 5, while Redis is down), and once Redis is
+    back the worker admits a new client within ADMIT_BOUND_S instead of after its 30 s dwell. (Every
+    failed call used to be 3 pain: the worker shed new handshakes for minutes.)"""
+    redis = RedisServer(tmp_path / "own-redis").start()
+    try:
+        worker = start_worker(
+            {
+                "RESONANCE_ENGINE": "redis",
+                "RESONANCE_REDIS_URL": redis.url,
+                "RESONANCE_REDIS_FAILOVER_RETRY_SECONDS": "0",  # errors at once: the fastest retry rate
+                # Overloaded at 15: even Redis's health alone (≈ 3 per second of outage) sheds while it
+                # is down, so the test shows the shedding end, not only never start.
+                "RESONANCE_LIVING__THYROID_THRESHOLD": "5",
+            }
+        )
+        client, _ = await clients.connected(worker.ws_url, worker.token("busy"))
+        loop = asyncio.get_running_loop()
+        redis.kill()
+        outage_ends = loop.time() + OUTAGE_S
+        failed = 0
+        while loop.time() < outage_ends:
+            results = await asyncio.gather(
+                *(client.presence("chat:outage") for _ in range(10)), return_exceptions=True
+            )
+            failed += sum(isinstance(result, centrifuge.ReplyError) for result in results)
+            await asyncio.sleep(0.02)
+        _, during = await asyncio.to_thread(worker.http, "GET", "/thyroid/status")
+        # Counting each in full (3) would have overloaded the worker (15) several times over...
+        assert failed >= 15
+        # ...but it is at most one signal (3) per 1 s probe window of the outage, plus the one before it.
+        assert during["sources"]["engine_timeout"] <= 3.0 * (OUTAGE_S + 2)
+        assert during["state"] == "overloaded"
+        assert (await asyncio.to_thread(worker.http, "GET", "/connection/websocket"))[0] == 503
+        redis.process.start()  # same port, empty
+        back = loop.time()
+        while True:  # admitting, and the engine's pain dropped when the probe found Redis back
+            status, body = await asyncio.to_thread(worker.http, "GET", "/connection/websocket")
+            _, thyroid = await asyncio.to_thread(worker.http, "GET", "/thyroid/status")
+            if status != 503 and thyroid["sources"]["engine_timeout"] == 0.0:
+                break
+            assert loop.time() - back < ADMIT_BOUND_S, f"{ADMIT_BOUND_S:g} s after Redis: {body}, {thyroid}"
+            await asyncio.sleep(0.2)
+        newcomer, _ = await clients.connected(worker.ws_url, worker.token("newcomer"))
+        assert (await newcomer.rpc("whoami", None)).data["user"] == "newcomer"
     finally:
         redis.stop()
 

@@ -441,3 +441,59 @@ async def test_a_room_spans_workers_and_each_resonance_is_published_once(
     assert (await bob.rpc("room.leave", {"room": "duo"})).data == {"left": "duo"}
     solo = await next_data(alice_room, lambda d: d["type"] == "resonance" and d["members"] == 1)
     assert solo["computed_by"] == "rooms-b"
+
+
+@pytest.mark.redis
+async def test_a_client_sent_away_by_one_worker_is_readmitted_by_another_that_sheds(
+    redis_server: RedisServer, start_worker: StartWorker, clients: Clients
+) -> None:
+    """Readmission tickets travel in the workers' pain snapshots: worker a sends a client away with
+    3011 while the cluster is overloaded; the client comes back through worker b (a load balancer
+    picks any), which sheds every stranger but lets it in — once."""
+    import aiohttp
+
+    env = {
+        "RESONANCE_ENGINE": "redis",
+        "RESONANCE_REDIS_URL": redis_server.url,
+        "RESONANCE_REDIS_PREFIX": "living-tickets",
+        **BEHIND_PROXY,
+        "RESONANCE_LIVING__THYROID_THRESHOLD": "1",  # 5 protocol errors overload the cluster (≥ 3 × 1)
+        "RESONANCE_LIVING__THYROID_IDENTITY_SHARE": "1000",  # one noisy client may do it
+        "RESONANCE_LIVING__THYROID_EVALUATE_SECONDS": "0.2",
+    }
+    a = start_worker(env, name="worker-a")
+    b = start_worker(env, name="worker-b")
+    phone = {"X-Forwarded-For": "198.51.100.7"}
+    stranger = {"X-Forwarded-For": "198.51.100.9"}
+    async with aiohttp.ClientSession() as session:
+        # A client without reconnects (the SDK would come back to a and use a's own ticket there).
+        ws = await session.ws_connect(a.ws_url, headers=phone)
+        await ws.send_json({"id": 1, "connect": {"token": a.token("phone")}})
+        assert "connect" in await ws.receive_json(timeout=10)
+        noisy, _ = await clients.connected(
+            a.ws_url, a.token("noisy"), headers={"X-Forwarded-For": "198.51.100.8"}
+        )
+        for _ in range(5):
+            with pytest.raises(centrifuge.ReplyError):
+                await noisy.rpc("nope", None)
+
+        async def shed_by(worker: WorkerProcess, headers: dict[str, str]) -> int:
+            return (await asyncio.to_thread(worker.http, "GET", "/connection/websocket", None, headers))[0]
+
+        async def until_b_sheds() -> None:
+            while True:  # a's pain, felt by b through Redis
+                if await shed_by(b, stranger) == 503:
+                    return
+                await asyncio.sleep(0.1)
+
+        await asyncio.wait_for(until_b_sheds(), 15)
+        code, body = await asyncio.to_thread(a.api, "disconnect", {"user": "phone", "code": 3011})
+        assert code == 200, body
+        closed = await ws.receive(timeout=10)
+        assert closed.type is aiohttp.WSMsgType.CLOSE and closed.data == 3011
+        # Back through b (the SDK retries a refused handshake): admitted with a's ticket.
+        back, _ = await clients.connected(b.ws_url, b.token("phone"), headers=phone)
+        assert (await back.rpc("whoami", None)).data["user"] == "phone"
+        assert await shed_by(b, phone) == 503  # b used the ticket once
+        assert await shed_by(b, stranger) == 503
+        assert "resonance_thyroid_readmitted_total 1.0" in await asyncio.to_thread(b.metrics)

@@ -210,6 +210,25 @@ async def test_peer_pain_is_merged_and_malformed_peers_are_skipped(
     assert core.thyroid._last_published is not None
 
 
+async def test_readmission_tickets_travel_in_the_snapshots(living: tuple[Living, Node, Clock]) -> None:
+    core, node, clock = living
+    core.thyroid.readmissions.grant("10.0.0.1", clock())
+    empty = PainSnapshot("p", clock(), 10.0, {}, {}, {}).to_dict()
+    for name, tickets in (("peer", [["10.0.0.2", clock() + 30]]), ("bad", [["10.0.0.3"]]), ("odd", {})):
+        entry = orjson.dumps({**empty, "origin": name, "tickets": tickets})
+        await node.engine.add_presence(
+            PAIN_CHANNEL, ClientInfo("thyroid", name, conn_info=entry), ttl_seconds=60
+        )
+    await core.thyroid_step()
+    own = (await node.engine.presence(PAIN_CHANNEL))["glue"]
+    assert own.conn_info is not None and orjson.loads(own.conn_info)["tickets"] == [
+        ["10.0.0.1", clock() + 60]
+    ]
+    tickets = core.thyroid.readmissions
+    assert tickets.peer_tickets(clock()) == 1  # the malformed lists are skipped (logged)
+    assert tickets.take("10.0.0.2", clock()) and not tickets.take("10.0.0.3", clock())
+
+
 async def test_an_unreachable_engine_is_pain_not_a_crash() -> None:
     from tests.harness.processes import free_port
 
@@ -217,8 +236,11 @@ async def test_an_unreachable_engine_is_pain_not_a_crash() -> None:
     core, node, clock = make(LivingSettings(thyroid_threshold=1.0), engine=engine)
     await engine.start(node)
     await core.thyroid_step()  # nothing listens there: sharing the pain snapshot fails
-    await core.publisher.publish("room:x", {"type": "state"})  # and so does a publication
-    assert core.thyroid.status(clock())["sources"]["engine_timeout"] >= 6.0
+    await core.publisher.publish("room:x", {"type": "state"})  # and so does a publication...
+    assert core.thyroid.status(clock())["sources"]["engine_timeout"] == 3.0  # ...in the same probe window
+    clock.now += 1.0  # the next window (thyroid_evaluate_seconds): it counts again
+    await core.publisher.publish("room:x", {"type": "state"})
+    assert core.thyroid.status(clock())["sources"]["engine_timeout"] >= 5.9
     assert core.thyroid.state is not ThyroidState.CALM
     await engine.close()
 
@@ -506,7 +528,8 @@ async def test_rooms_carry_on_alone_when_the_engine_is_unreachable() -> None:
     assert (await core.join_room(call({"room": "r"})))["members"] == ["ann"]
     assert core.rooms["r"].workers == {"glue"}  # alone: this worker leads
     await core.leave_room(call({"room": "r"}))  # the entry is left to expire
-    assert core.thyroid.status(clock())["sources"]["engine_timeout"] >= 9.0
+    # Every failed call of one moment (one probe window) is one signal: Redis's health, not the call count.
+    assert core.thyroid.status(clock())["sources"]["engine_timeout"] == 3.0
     await engine.close()
 
 

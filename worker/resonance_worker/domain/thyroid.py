@@ -21,6 +21,11 @@ caps what any one *identity* (a connection, an IP address, a user) can add to
 the pain, and names the identities that flood far beyond their cap so the
 wiring can cut them off instead of shedding everyone.
 
+A failing dependency (Redis, Neo4j) must hurt by how long it fails, not by how often clients retry
+into it: a :class:`DependencyWatch` counts no call refused by an open circuit, at most one failure
+per probe window, and when a probe succeeds again the thyroid drops that pain
+(:meth:`Thyroid.dependency_recovered`).
+
 Everything is pure: time is passed in as ``now`` (seconds). See docs/living-core.md. The
 circuit breakers the adaptations open are :mod:`resonance_worker.domain.circuit`.
 
@@ -249,6 +254,12 @@ class PainLedger:
         self._slow[source] = self._slow.get(source, 0.0) + severity
         self._fast[source] = self._fast.get(source, 0.0) + severity
 
+    def relieve(self, source: PainSource, now: float) -> None:
+        """Drop ``source``'s pain and onset (its cause is gone: a dependency answers again)."""
+        self._advance(now)
+        for sums in (self._slow, self._fast, self._since):
+            sums.pop(source, None)
+
     def snapshot(self, now: float) -> PainSnapshot:
         """The ledger as of ``now``; sources decayed below the noise floor lose their onset."""
         self._advance(now)
@@ -358,6 +369,52 @@ class PainBudget:
             del self._levels[next(iter(self._levels))]  # the least recently charged
 
 
+# --------------------------------------------------------------------------- dependency health
+
+
+@dataclass(slots=True)
+class DependencyWatch:
+    """Turns a dependency's failed calls into pain by its health over time, not by its call rate.
+
+    A Redis outage is one fact however many clients retry into it, so:
+
+    - a call *refused* because the dependency's circuit is open adds nothing (the open circuit already
+      says the dependency is down);
+    - a real failure counts at most once per ``window_s`` (the thyroid's probe period): N calls failing
+      within one window are one signal;
+    - the dependency has *recovered* when a probe succeeds at least ``window_s`` after its last real
+      failure, following failures that counted: the thyroid then drops that source's pain.
+
+    Pure: time is passed in as ``now`` (seconds).
+    """
+
+    window_s: float
+    counted_at: float | None = None
+    """When a failure last counted."""
+    failed_at: float | None = None
+    """The last real failure (counted or not)."""
+    failing: bool = False
+    """A failure counted since the last recovery."""
+
+    def failed(self, now: float, *, refused: bool = False) -> bool:
+        """One failed call at ``now`` (``refused``: by an open circuit); True when it counts as pain."""
+        if refused:
+            return False
+        self.failed_at = now if self.failed_at is None else max(self.failed_at, now)
+        if self.counted_at is not None and now - self.counted_at < self.window_s:
+            return False
+        self.counted_at = now
+        self.failing = True
+        return True
+
+    def answered(self, now: float) -> bool:
+        """A probe succeeded at ``now``; True when that ends an outage (a clean window after failures)."""
+        if not self.failing or self.failed_at is None or now - self.failed_at < self.window_s:
+            return False
+        self.failing = False
+        return True
+
+
 # --------------------------------------------------------------------------- state machine
 
 
@@ -404,12 +461,15 @@ class ThyroidConfig:
     """An identity that offered this × its cap (decayed) is flooding: the wiring cuts it off."""
     max_identities: int = 100_000
     """Identities tracked at once (memory bound); the oldest is forgotten first."""
+    dependency_window_s: float = 1.0
+    """A dependency's failures count at most once per this window (the wiring: its probe period), so its
+    pain follows how long it fails, not how often it is called (:class:`DependencyWatch`)."""
     circuit_only: frozenset[PainSource] = frozenset()
     """Dependency sources (of DEPENDENCY_OF) whose pain only opens their circuit: it is shown, but never
     moves the state, so a failing optional dependency (Neo4j) cannot throttle or shed clients."""
 
     def __post_init__(self) -> None:
-        for name in ("threshold", "half_life_s", "retry_min_s", "retry_max_s"):
+        for name in ("threshold", "half_life_s", "retry_min_s", "retry_max_s", "dependency_window_s"):
             _positive(getattr(self, name), name)
         if not (math.isfinite(self.min_dwell_s) and self.min_dwell_s >= 0):
             raise ValueError("min_dwell_s must be ≥ 0")
@@ -575,6 +635,8 @@ class Thyroid:
         self._adaptations = CALM_ADAPTATIONS
         self._insights: deque[ThyroidInsight] = deque(maxlen=config.max_insights)
         self._updated_at = now
+        self.dependencies = {source: DependencyWatch(config.dependency_window_s) for source in DEPENDENCY_OF}
+        """How each dependency's failures become pain (``dependency_failed``, ``dependency_recovered``)."""
         self.budget = PainBudget(
             config.identity_cap,
             config.half_life_s,
@@ -618,6 +680,29 @@ class Thyroid:
         if admission.flooding:
             update = replace(update, flooding=admission.flooding)
         return update
+
+    def dependency_failed(
+        self, source: PainSource, now: float, *, refused: bool = False
+    ) -> ThyroidUpdate | None:
+        """A call to a dependency (a source of :data:`DEPENDENCY_OF`) failed at ``now``; ``refused``: its
+        circuit was open. Felt as ``source`` only when its :class:`DependencyWatch` counts it; None when
+        it does not (nothing changed)."""
+        if not self.dependencies[PainSource(source)].failed(now, refused=refused):
+            return None
+        return self.feel(source, now)
+
+    def dependency_recovered(self, source: PainSource, now: float) -> ThyroidUpdate | None:
+        """A probe of the dependency behind ``source`` succeeded at ``now``. When that ends an outage
+        (:meth:`DependencyWatch.answered`) this worker's pain of ``source`` is dropped and the state may
+        step down at once, without waiting out its dwell: the cause is gone, it does not fluctuate. Other
+        pain still holds the state by the usual rules. None when it ends no outage."""
+        source = PainSource(source)
+        if not self.dependencies[source].answered(now):
+            return None
+        self._ledger.relieve(source, now)
+        self._entered_at = min(self._entered_at, now - self.config.min_dwell_s)
+        self._updated_at = max(self._updated_at, now)
+        return self.evaluate(now)
 
     def set_peers(self, snapshots: Iterable[PainSnapshot], now: float) -> ThyroidUpdate:
         """Replace the peers' view with ``snapshots`` (own origin ignored) and re-evaluate."""

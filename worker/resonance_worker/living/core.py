@@ -33,7 +33,6 @@ from resonance_worker.domain.consent import DataKind, granted
 from resonance_worker.domain.emotion import EmotionalState, EmotionReportError, SmoothedState, parse_report
 from resonance_worker.domain.insights import from_room_pattern
 from resonance_worker.domain.resonance import HeartRateSample, RoomTick
-from resonance_worker.domain.thyroid import PainSource
 from resonance_worker.domain.ydocs import DOC_NAMESPACE, NOTES_NAMESPACE
 from resonance_worker.engines.base import ClientInfo
 from resonance_worker.errors import EngineError
@@ -255,7 +254,7 @@ class Living:
         return all(kind in self.kinds_of(user) for user in users)
 
     def _store_failed(self) -> None:
-        self.thyroid.feel(PainSource.ENGINE_TIMEOUT)
+        self.thyroid.engine_failed()
 
     async def settle(self) -> None:
         """Wait until every event handed to the log so far is appended."""
@@ -291,8 +290,10 @@ class Living:
             ]
         except EngineError as exc:
             log.warning("pain snapshots not shared", extra={"error": str(exc)})
-            self.thyroid.feel(PainSource.ENGINE_TIMEOUT)
+            self.thyroid.engine_failed(exc)
             entries = None
+        else:  # the probe of Redis's health: it answered
+            self.thyroid.engine_answered()
         self.thyroid.merge_peers(entries, self.clock())
         await self.publish_status()
 
@@ -450,7 +451,7 @@ class Living:
             )
         except EngineError as exc:  # the entry expires with its TTL
             log.warning("room entry not removed", extra={"room": room_id, "error": str(exc)})
-            self.thyroid.feel(PainSource.ENGINE_TIMEOUT)
+            self.thyroid.engine_failed(exc)
 
     async def _share_room(self, room_id: str, room: Room) -> None:
         """Write our members' entries into the room's shared presence (TTL: a worker that dies stops
@@ -468,7 +469,7 @@ class Living:
             entries = await engine.presence(channel)
         except EngineError as exc:
             log.warning("room not shared", extra={"room": room_id, "error": str(exc)})
-            self.thyroid.feel(PainSource.ENGINE_TIMEOUT)
+            self.thyroid.engine_failed(exc)
             self.directory.alone(room)
             return
         malformed = self.directory.merge(room, ((client, info.conn_info) for client, info in entries.items()))

@@ -19,6 +19,12 @@ class PainHooks:
     def feel(self, source: PainSource) -> None:
         """One pain signal (an engine failure, a limit hit, a failing RPC handler)."""
 
+    def engine_failed(self, error: BaseException | None = None) -> None:
+        """An engine (Redis) call failed with ``error`` (an open circuit's refusal is told apart)."""
+
+    def engine_answered(self) -> None:
+        """The engine answered the thyroid's probe (its periodic snapshot write and read)."""
+
     def error_reply(self, code: int) -> None:
         """An error reply was sent to a client."""
 

@@ -5,9 +5,12 @@ The node is built with this service as its :class:`~resonance_worker.living.pain
 with its :attr:`ThyroidService.limits` as its limits provider: a pain signal re-evaluates the
 thyroid, and the adaptation it returns scales :class:`~resonance_worker.living.limits.AdaptiveLimits`
 (read by the node for each new connection and publish) and forces the ``redis`` and ``neo4j``
-circuits open. Nothing of the node is replaced. Shedding new connections is the transport's
+circuits open. A failed engine call hurts by Redis's health, not by how often it is retried
+(:meth:`ThyroidService.engine_failed`, :meth:`ThyroidService.engine_answered`). Nothing of the node is
+replaced. Shedding new connections is the transport's
 middleware asking :meth:`ThyroidService.shed_retry_after`; a client this worker itself sent away to
-come straight back (3010, 3011) is readmitted while it sheds (:mod:`resonance_worker.domain.readmission`).
+come straight back (3010, 3011) is readmitted while it sheds (:mod:`resonance_worker.domain.readmission`),
+by this worker or, through the tickets shared in the snapshots, by any other.
 
 The cluster view: :meth:`ThyroidService.snapshot_entry` is what this worker shares (a presence
 entry of :data:`PAIN_CHANNEL`), :meth:`ThyroidService.merge_peers` takes the others' back. The
@@ -28,7 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from resonance_worker.domain import events
 from resonance_worker.domain.circuit import CircuitBreaker, CircuitState
 from resonance_worker.domain.codes import Disconnect, Disconnects
-from resonance_worker.domain.readmission import READMIT_CODES, Readmissions
+from resonance_worker.domain.readmission import READMIT_CODES, Readmissions, Ticket
 from resonance_worker.domain.thyroid import (
     Adaptations,
     DisconnectStormDetector,
@@ -40,6 +43,7 @@ from resonance_worker.domain.thyroid import (
     ThyroidState,
     ThyroidUpdate,
 )
+from resonance_worker.errors import EngineCircuitOpenError
 from resonance_worker.living.limits import AdaptiveLimits, Limits
 from resonance_worker.living.origin import PainOrigin, charged_to, current_origin
 from resonance_worker.living.pain import PainHooks, pain_of_disconnect, pain_of_error
@@ -49,7 +53,8 @@ from resonance_worker.living_settings import LivingSettings
 log = logging.getLogger("resonance.worker.living")
 
 PAIN_CHANNEL = "__living:thyroid"
-"""Internal channel whose presence entries carry each worker's pain snapshot (no client can name it)."""
+"""Internal channel whose presence entries carry each worker's pain snapshot and readmission tickets
+(no client can name it)."""
 CIRCUITS = ("redis", "neo4j")
 """The dependencies whose circuits the thyroid may force open."""
 
@@ -63,6 +68,8 @@ def thyroid_config(settings: LivingSettings) -> ThyroidConfig:
         identity_share=settings.thyroid_identity_share,
         flood_factor=settings.thyroid_flood_factor,
         circuit_only=frozenset(PainSource(name) for name in settings.thyroid_circuit_only_sources),
+        # The thyroid's step is Redis's probe (its snapshot written and read): one failure per step counts.
+        dependency_window_s=settings.thyroid_evaluate_seconds,
     )
 
 
@@ -173,6 +180,21 @@ class ThyroidService(PainHooks):
             self._cut_off(origin, update.flooding)
         self._after(update)
 
+    def engine_failed(self, error: BaseException | None = None) -> None:
+        """Engine pain by Redis's health, not the retry rate: nothing for a call refused by the open
+        circuit, one signal per probe window at most (``DependencyWatch``)."""
+        refused = isinstance(error, EngineCircuitOpenError)
+        update = self.core.dependency_failed(PainSource.ENGINE_TIMEOUT, self.clock(), refused=refused)
+        if update is not None:
+            self._after(update)
+
+    def engine_answered(self) -> None:
+        """The probe reached Redis: after an outage, its pain is dropped (and shedding may stop)."""
+        update = self.core.dependency_recovered(PainSource.ENGINE_TIMEOUT, self.clock())
+        if update is not None:
+            log.info("redis answers again: its pain is dropped", extra={"state": update.state.value})
+            self._after(update)
+
     def error_reply(self, code: int) -> None:
         source = pain_of_error(code)
         if source is not None:
@@ -220,8 +242,13 @@ class ThyroidService(PainHooks):
         self.flooding_gauge.set(len(self.core.budget.flooding(now)))
 
     def snapshot_entry(self, now: float) -> bytes:
-        """This worker's pain, as the presence entry it shares in :data:`PAIN_CHANNEL`."""
-        return orjson.dumps(self.core.snapshot(now).to_dict())
+        """This worker's pain, as the presence entry it shares in :data:`PAIN_CHANNEL`; with its unused
+        readmission tickets (``tickets``: [address, expiry] pairs) when it holds any."""
+        entry = self.core.snapshot(now).to_dict()
+        tickets = self.readmissions.shared(now)
+        if tickets:
+            entry["tickets"] = tickets
+        return orjson.dumps(entry)
 
     def merge_peers(self, entries: Iterable[tuple[str, bytes | None]] | None, now: float) -> None:
         """Re-evaluate with the other workers' entries (client id, JSON) of :data:`PAIN_CHANNEL`;
@@ -230,13 +257,17 @@ class ThyroidService(PainHooks):
             self._after(self.core.evaluate(now))
             return
         peers = []
+        tickets: dict[str, list[Ticket]] = {}
         for client, raw in entries:
             if client == self.origin or raw is None:
                 continue
             try:
-                peers.append(PainSnapshot.from_dict(orjson.loads(raw)))
-            except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+                entry = orjson.loads(raw)
+                peers.append(PainSnapshot.from_dict(entry))
+                tickets[client] = _tickets(entry.get("tickets", []))
+            except (ValueError, AttributeError) as exc:  # orjson.JSONDecodeError is a ValueError
                 log.warning("malformed peer pain snapshot", extra={"peer": client, "error": str(exc)})
+        self.readmissions.set_peers(tickets, now)
         self._after(self.core.set_peers(peers, now))
 
     def status_to_publish(self, now: float) -> dict[str, Any] | None:
@@ -289,3 +320,21 @@ class ThyroidService(PainHooks):
         budget = self.core.budget
         self.refused_counter.inc(budget.refused - self._refused_reported)
         self._refused_reported = budget.refused
+
+
+def _tickets(raw: object) -> list[Ticket]:
+    """A peer's shared tickets: a list of [address, expiry]; ValueError on anything else."""
+    if not isinstance(raw, list):
+        raise ValueError("tickets must be a list")
+    tickets = []
+    for item in raw:
+        if not (
+            isinstance(item, list)
+            and len(item) == 2
+            and isinstance(item[0], str)
+            and isinstance(item[1], int | float)
+            and not isinstance(item[1], bool)
+        ):
+            raise ValueError("a ticket must be [address, expiry]")
+        tickets.append((item[0], float(item[1])))
+    return tickets

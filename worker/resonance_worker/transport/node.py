@@ -517,7 +517,7 @@ class Node:
             )
         except EngineError as exc:
             log.warning("connection slot not counted", extra={"scope": scope.value, "error": str(exc)})
-            self.pain.feel(PainSource.ENGINE_TIMEOUT)
+            self.pain.engine_failed(exc)
             return True
         if held:
             self.slots.setdefault(conn.client_id, []).append((scope, subject))
@@ -582,7 +582,7 @@ class Node:
                 extra={"op": op.method, "client": conn.client_id, "error": str(exc)},
             )
             session.complete(op, Failed(ErrorCode.INTERNAL), time.time())
-            self.pain.feel(PainSource.ENGINE_TIMEOUT)
+            self.pain.engine_failed(exc)
         conn.wake()
 
     # Reads shared with the server API.
