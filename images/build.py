@@ -36,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -267,27 +266,18 @@ class Builder:
         target = self.cache / "tools" / f"uv-{version}" / "uv"
         if target.exists():
             return target
+        # uv installs its own wheel: the venv uv builds has no pip (`pip download` failed on a fresh machine).
+        uv = shutil.which("uv")
+        if uv is None:
+            raise BuildError("uv is missing: run `make deps` (it installs uv)")
         with tempfile.TemporaryDirectory() as tmp:
             subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "download",
-                    "--quiet",
-                    "--no-deps",
-                    "--only-binary=:all:",
-                    "--dest",
-                    tmp,
-                    f"uv=={version}",
-                ],
+                [uv, "pip", "install", "--quiet", "--python", sys.executable, "--no-deps",
+                 "--only-binary", ":all:", "--target", tmp, f"uv=={version}"],
                 check=True,
-            )
-            wheel = next(Path(tmp).glob("uv-*.whl"))
-            with zipfile.ZipFile(wheel) as zf:
-                name = next(n for n in zf.namelist() if n.endswith(".data/scripts/uv"))
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(zf.read(name))
+            )  # fmt: skip
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(tmp) / "bin" / "uv", target)
         target.chmod(0o755)
         return target
 
