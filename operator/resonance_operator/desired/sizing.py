@@ -1,16 +1,16 @@
 """How big a worker pod is and how many connections it takes, from the capacity model. Pure.
 
-Every number here is a named constant of ``docs/capacity.md`` ("The model": ``python -m bench.capacity``, one
-worker process on the Redis engine with the environment the operator renders, fitted at 1k/5k/10k connections
-and checked at 3k): a worker starts at 161 MiB and grows by 21.3 KiB per open connection, and spends 38.8 µs of
-CPU per delivered message on top of 0.054 of a core. From it:
+Every number here is a named constant of ``docs/capacity.md`` ("The model": ``python -m bench.capacity``,
+one worker process on the Redis engine with the environment the operator renders, fitted at 1k/5k/10k
+connections and checked at 3k): a worker starts at 161 MiB and grows by 21.3 KiB per open connection, and
+spends 38.8 µs of CPU per delivered message on top of 0.054 of a core. From it:
 
-- a memory limit ``L`` fits ``floor((0.8 L - 161 MiB) / 22 KiB)`` connections (:func:`memory_fits`), a fifth of
-  the limit kept for garbage-collector swings, queued bursts and the living core;
-- a spec that names no memory gets capacity.md's pod, :data:`DEFAULT_MEMORY` as request and limit (11,571
-  connections);
-- a spec that names no CPU gets :data:`DEFAULT_CPU_REQUEST`, sized so the HorizontalPodAutoscaler's CPU target is
-  reached at half the connections the default memory fits, each receiving a message a second.
+- a memory limit ``L`` fits ``floor((0.8 L - 161 MiB) / 22 KiB)`` connections (:func:`memory_fits`), a
+  fifth of the limit kept for garbage-collector swings, queued bursts and the living core;
+- a spec that names no memory gets capacity.md's pod, :data:`DEFAULT_MEMORY` as request and limit
+  (11,571 connections);
+- a spec that names no CPU gets :data:`DEFAULT_CPU_REQUEST`, sized so the HorizontalPodAutoscaler's CPU
+  target is reached at half the connections the default memory fits, each receiving a message a second.
 """
 
 from __future__ import annotations
@@ -31,23 +31,25 @@ WITHOUT_MEMORY_LIMIT = 10_000
 """Connections per pod when nothing bounds them (a memory request but no limit, no autoscaling target)."""
 
 DEFAULT_MEMORY = "512Mi"
-"""The workers' memory request and limit when ``spec.worker.resources`` names no memory: docs/capacity.md's pod
-(one worker process, one core, 512 MiB), which the sizing rule fills with 11,571 connections."""
+"""The workers' memory request and limit when ``spec.worker.resources`` names no memory: docs/capacity.md's
+pod (one worker process, one core, 512 MiB), which the sizing rule fills with 11,571 connections."""
 
 CPU_PER_MESSAGE_SECONDS = Decimal("38.8e-6")
-"""Worker CPU per delivered message, the connections' upkeep included: docs/capacity.md, "The model" (measured on
-a loaded machine: pessimistic by 1.5-3x, which is why the request below aims at half the memory's connections)."""
+"""Worker CPU per delivered message, the connections' upkeep included: docs/capacity.md, "The model"
+(measured on a loaded machine: pessimistic by 1.5-3x, which is why the request below aims at half the
+memory's connections)."""
 CPU_FIXED_CORES = Decimal("0.054")
 """Worker CPU while publishing, the fixed part: docs/capacity.md, "The model"."""
 SIZING_MESSAGES_PER_SECOND = 1
 """Messages a connection receives per second in the sizing (docs/capacity.md's chat: a publication a second to
 each room)."""
 SCALE_OUT_SHARE = Decimal("0.5")
-"""Share of the default pod's memory-bound connections at which the HPA's CPU target is reached: the model's CPU
-is up to 2x pessimistic, so on a free core the target is still reached before the connection limit refuses."""
+"""Share of the default pod's memory-bound connections at which the HPA's CPU target is reached: the
+model's CPU is up to 2x pessimistic, so on a free core the target is still reached before the connection
+limit refuses."""
 HPA_CPU_TARGET_PERCENT = Autoscaling().target_cpu_utilization_percentage
-"""``autoscaling.targetCPUUtilizationPercentage``'s default (70): 30 % of a core kept for a rollout's reconnects
-(docs/capacity.md, "Where the first bottleneck is")."""
+"""``autoscaling.targetCPUUtilizationPercentage``'s default (70): 30 % of a core kept for a rollout's
+reconnects (docs/capacity.md, "Where the first bottleneck is")."""
 
 
 def names_cpu(resources: Resources) -> bool:
