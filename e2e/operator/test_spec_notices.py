@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from resonance_operator.desired import sizing
 
 from e2e.kube import apply, kubectl, kubectl_json, wait_until
 from e2e.operator.conftest import RunningOperator, get_cluster, resonance_cluster, wait_ready
@@ -46,11 +47,13 @@ def test_kubectl_scale_under_an_hpa_and_a_missing_cpu_request_get_events(
     apply(manifest("noticed", autoscaling=autoscaling), namespace=namespace)
     wait_ready("noticed", namespace)
     # No CPU in spec.worker.resources: the workers get the default request, and an Event says so.
-    assert worker_container("noticed", namespace)["resources"]["requests"]["cpu"] == "250m"
+    requests = worker_container("noticed", namespace)["resources"]["requests"]
+    assert (requests["cpu"], requests["memory"]) == (sizing.DEFAULT_CPU_REQUEST, sizing.DEFAULT_MEMORY)
     defaulted = wait_until(
         lambda: events("noticed", namespace, "DefaultCPURequest"), timeout=30, what="DefaultCPURequest"
     )
-    assert "250m" in defaulted[0]["message"] and "70% CPU target" in defaulted[0]["message"]
+    message = defaulted[0]["message"]
+    assert sizing.DEFAULT_CPU_REQUEST in message and "70% CPU target" in message
 
     kubectl("scale", "resonancecluster", "noticed", "-n", namespace, "--replicas=7")
     warned = wait_until(

@@ -39,14 +39,20 @@ def test_deployment_from_the_minimal_spec() -> None:
     } in container["env"]
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    # No CPU in the spec: the default request (an HPA's CPU target is a share of it).
-    assert container["resources"] == {"requests": {"cpu": "250m"}}
+    # No CPU or memory in the spec: the capacity model's pod (desired/sizing.py, docs/capacity.md).
+    assert container["resources"] == {
+        "requests": {"cpu": "400m", "memory": "512Mi"},
+        "limits": {"memory": "512Mi"},
+    }
 
 
-def test_a_cpu_request_or_limit_in_the_spec_replaces_the_default() -> None:
+def test_a_cpu_or_memory_in_the_spec_replaces_its_default() -> None:
+    memory = {"memory": "512Mi"}
     for resources, expected in (
-        ({"limits": {"cpu": "2"}}, {"limits": {"cpu": "2"}}),  # Kubernetes copies the limit into the request
-        ({"limits": {"memory": "512Mi"}}, {"requests": {"cpu": "250m"}, "limits": {"memory": "512Mi"}}),
+        # Kubernetes copies a CPU limit into the request.
+        ({"limits": {"cpu": "2"}}, {"requests": memory, "limits": {"cpu": "2", **memory}}),
+        ({"requests": {"cpu": "1"}}, {"requests": {"cpu": "1", **memory}, "limits": memory}),
+        ({"limits": {"memory": "1Gi"}}, {"requests": {"cpu": "400m"}, "limits": {"memory": "1Gi"}}),
         ({"requests": {"cpu": "1", "memory": "1Gi"}}, {"requests": {"cpu": "1", "memory": "1Gi"}}),
     ):
         deployment = worker.deployment(fixtures.cluster(fixtures.with_worker(resources=resources)))

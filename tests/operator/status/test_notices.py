@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from resonance_operator.api.conditions import EventReason, EventType
+from resonance_operator.desired import sizing
 from resonance_operator.status.notices import spec_notices
 
 from tests.operator import fixtures
@@ -41,7 +42,7 @@ def test_a_missing_cpu_request_under_autoscaling_is_said_once() -> None:
     assert reasons(worker(autoscaling=AUTOSCALING, resources={"limits": {"cpu": "2"}}), None) == []
     assert reasons(worker(), None) == []  # no HPA: the default request is given, nothing measured against it
     message = spec_notices(fixtures.cluster({"worker": bare}), None)[0][2]
-    assert "default 250m" in message and "70% CPU target" in message
+    assert f"default {sizing.DEFAULT_CPU_REQUEST}," in message and "70% CPU target" in message
 
 
 def test_a_previous_spec_that_no_longer_parses_counts_as_none() -> None:

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 
-@dataclass
+@dataclass(slots=True)
 class TokenBucket:
     """A token bucket: ``burst`` tokens, refilled at ``rate`` per second."""
 

@@ -94,6 +94,8 @@ def _ttl(expire_at: int | None, now: float) -> int | None:
 class Session(SessionCore):
     """One connection: the client protocol's rules over ``SessionCore``'s state."""
 
+    __slots__ = ()  # every attribute is ``SessionCore``'s (slotted: a connection's memory)
+
     _HANDLERS: ClassVar[dict[type, Callable[[Session, Any, int, float], None]]]
     """The handler of each request type (filled in below the class)."""
     _COMPLETIONS: ClassVar[dict[type, Callable[[Session, Any, Any, float], bool]]]

@@ -87,7 +87,43 @@ class _NullObserver:
 
 
 class SessionCore:
-    """The state of one connection and its output queues."""
+    """The state of one connection and its output queues.
+
+    Slotted: an instance ``__dict__`` of these 30 attributes outgrows CPython's shared keys and costs
+    about 1.2 KiB a connection (``docs/benchmarks.md``, idle memory)."""
+
+    __slots__ = (
+        "_bucket",
+        "_created",
+        "_effects",
+        "_next_ping",
+        "_next_presence",
+        "_now",
+        "_outgoing",
+        "_pong_deadline",
+        "_queue",
+        "_rate_violations",
+        "_subs",
+        "_unusable",
+        "_url_token",
+        "_waiting",
+        "claims",
+        "client_id",
+        "close_reason",
+        "codec",
+        "config",
+        "conn_info",
+        "consent",
+        "expire_at",
+        "observer",
+        "platform",
+        "queued_bytes",
+        "rules",
+        "state",
+        "tenant",
+        "user",
+        "verifier",
+    )
 
     def __init__(
         self,

@@ -10,16 +10,17 @@ loops, the server API) has no origin and is never capped.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import itertools
-from collections.abc import Iterator, Reversible
+from collections.abc import Reversible
 
 from resonance_worker.living.roster import Client, Present
 
 
 class PainOrigin:
     """One WebSocket request: its identities (``conn:<n>``, ``ip:<address>``, ``user:<id>``)."""
+
+    __slots__ = ("_conn", "_looked", "cut_off", "ip", "number", "transport")  # one per connection
 
     _ids = itertools.count(1)
 
@@ -62,11 +63,23 @@ def current_origin() -> PainOrigin | None:
     return _ORIGIN.get()
 
 
-@contextlib.contextmanager
-def charged_to(origin: PainOrigin | None) -> Iterator[None]:
-    """Within the block (and the tasks it starts), pain is charged to ``origin`` (None: to nobody)."""
-    token = _ORIGIN.set(origin)
-    try:
-        yield
-    finally:
-        _ORIGIN.reset(token)
+class charged_to:  # noqa: N801 - used as a function: ``with charged_to(origin):``
+    """Within the block (and the tasks it starts), pain is charged to ``origin`` (None: to nobody).
+
+    A class, not a generator-based context manager: the middleware holds one for a WebSocket's whole
+    life, and a slotted object is ~0.4 KiB a connection smaller than a suspended generator and its
+    wrapper (``docs/benchmarks.md``, idle memory)."""
+
+    __slots__ = ("_origin", "_token")
+
+    def __init__(self, origin: PainOrigin | None) -> None:
+        self._origin = origin
+        self._token: contextvars.Token[PainOrigin | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _ORIGIN.set(self._origin)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _ORIGIN.reset(self._token)
+            self._token = None

@@ -50,9 +50,13 @@ def install_living(app: web.Application, living: Living, node: Node) -> None:
     """Serve ``living`` from ``app``: middleware, routes and loops (it runs until the app's cleanup)."""
 
     @web.middleware
-    async def shed(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def shed(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+        # Not a coroutine: other paths go straight on, holding no frame of this middleware.
         if request.path != WEBSOCKET_PATH:
-            return await handler(request)
+            return handler(request)
+        return shed_or_charge(request, handler)
+
+    async def shed_or_charge(request: web.Request, handler: Handler) -> web.StreamResponse:
         ip = client_ip(request, node.address_policy)
         retry = living.thyroid.shed_retry_after(ip)
         if retry is not None:

@@ -38,7 +38,9 @@ ABORT_AFTER_SECONDS = 2.0
 
 
 class _Observer:
-    """Turns session decisions into metrics and log lines."""
+    """Turns session decisions into metrics and log lines (one per connection: slotted)."""
+
+    __slots__ = ("client", "encoding", "ip", "metrics", "node")
 
     def __init__(self, node: Node, ip: str, client: str, encoding: str) -> None:
         self.metrics: WorkerMetrics = node.metrics
