@@ -67,7 +67,7 @@ async def test_a_channels_keys_and_shard_channel_share_its_slot_and_channels_spr
             assert numsub == [(shard_channel.encode(), 0)], channel
         assert len(owners) == 3  # nine channels, three shards: each serves some
         # One pub/sub connection per primary (each holding its anchor channel), whatever the channel count.
-        assert engine._shards is not None and len(engine._shards.pubsubs) == 3
+        assert engine._shards is not None and engine._shards.live == 3
     finally:
         await engine.close()
         await engine.connector.aclose()
@@ -235,12 +235,7 @@ async def test_replica_durability_waits_for_the_replica_of_each_channels_shard(
 
         channel = channels[0]
         owner = redis_cluster.primary_for(f"{prefix}.stream.{channel_part(channel)}")
-        roles = {n.port: redis_cluster.client(n).execute_command("ROLE") for n in redis_cluster.nodes}
-        replica = next(  # ROLE of a replica: ["slave", primary host, primary port, ...]
-            n
-            for n in redis_cluster.nodes
-            if roles[n.port][0] in ("slave", b"slave") and int(roles[n.port][2]) == owner.port
-        )
+        replica = redis_cluster.replica_of(owner)
         replica.process.signal(signal.SIGSTOP)
         try:
             with pytest.raises(EngineError, match="not confirmed by a replica"):

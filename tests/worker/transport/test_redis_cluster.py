@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import signal
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -251,5 +252,96 @@ async def test_a_shard_failover_under_two_workers_loses_nothing_a_replica_had(
                 while not metric(text := worker.metrics(), "resonance_redis_failovers_total", mode="cluster"):  # noqa: ASYNC110 - polling /metrics
                     await asyncio.sleep(0.2)
             assert metric(text, "resonance_redis_failovers_total", mode="cluster") == 1, text
+    finally:
+        await asyncio.to_thread(cluster.stop)
+
+
+async def test_a_shard_without_a_primary_stops_only_its_own_channels(
+    tmp_path: Path, start_worker: StartWorker, clients: Clients
+) -> None:
+    """One shard's primary is SIGKILL-ed while its replica is SIGSTOP-ped, so its slots have no primary
+    for as long as the test likes (the Cluster runs with ``cluster-require-full-coverage no``). Meanwhile
+    a channel on a healthy shard keeps delivering, live and without a gap, to an SDK client on the other
+    worker, and that worker stays ready, naming the shard that is down. The replica is let go, takes the
+    slots over, and the same client ends with every acknowledged publication of the dead shard's channel,
+    in order, once (recovered from history), and the healthy channel's, in order, once."""
+    cluster = await asyncio.to_thread(
+        RedisClusterNodes(tmp_path / "cluster", require_full_coverage=False).start
+    )
+    try:
+        prefix = f"sd-{uuid.uuid4().hex[:8]}"
+        nodes = json.dumps([f"{host}:{port}" for host, port in cluster.startup_nodes])
+        env = {
+            "RESONANCE_ENGINE": "redis",
+            "RESONANCE_REDIS_MODE": "cluster",
+            "RESONANCE_REDIS_URL": cluster.url,
+            "RESONANCE_REDIS_CLUSTER_NODES": nodes,
+            "RESONANCE_REDIS_PREFIX": prefix,
+            "RESONANCE_LIMITS__USER_PUBLISH_RATE": "0",
+            "RESONANCE_POSITION_CHECK_SECONDS": "2",
+        }
+        a, b = start_worker(env, name="worker-a"), start_worker(env, name="worker-b")
+        down = "chat:down"
+        owner = cluster.primary_for(f"{prefix}.stream.{{{down}}}")
+        healthy = next(
+            c for c in (f"chat:up-{n}" for n in range(50))
+            if cluster.primary_for(f"{prefix}.stream.{{{c}}}").port != owner.port
+        )  # fmt: skip
+        subscriber, _ = await clients.connected(b.ws_url, b.token("sue"))
+        _, down_events = await subscribed(subscriber, down)
+        _, up_events = await subscribed(subscriber, healthy)
+
+        async def publish(channel: str, n: int) -> None:
+            body = {"channel": channel, "data": n, "idempotency_key": f"{channel}-{n}"}
+            async with asyncio.timeout(40):
+                for _ in itertools.count():
+                    if (await api_call(a, "publish", body))[0] == 200:
+                        return
+                    await asyncio.sleep(0.2)  # refused while the slot has no primary: retried, same key
+
+        async def received(events: SubRecorder, last: int) -> list[int]:
+            got: list[int] = []
+            while got[-1:] != [last]:
+                got.append((await events.wait_for("publication", timeout=40)).pub.data)
+            return got
+
+        for n in range(3):
+            await publish(down, n)
+            await publish(healthy, n)
+        assert await received(down_events, 2) == [0, 1, 2]
+        assert await received(up_events, 2) == [0, 1, 2]
+        assert cluster.client(owner).wait(1, 2000) >= 1  # its replica has all three
+        replica = cluster.replica_of(owner)
+        replica.process.signal(signal.SIGSTOP)
+        try:
+            owner.kill()
+            # The subscriber's worker notices the shard is gone, and stays ready for the others.
+            async with asyncio.timeout(30):
+                while not (ready := await asyncio.to_thread(b.http, "GET", "/ready"))[1].get("shards_down"):
+                    assert ready[0] == 200, ready
+                    await asyncio.sleep(0.2)
+            assert ready[0] == 200 and ready[1]["shards_down"] == [f"{owner.host}:{owner.port}"], ready
+            status, _ = await api_call(a, "publish", {"channel": down, "data": "refused"})
+            assert status != 200  # no primary: the publication is refused, never acknowledged
+            for n in range(3, 10):  # the healthy shard delivers, each publication live, in order
+                await publish(healthy, n)
+                assert (await up_events.wait_for("publication", timeout=15)).pub.data == n
+            assert cluster.primary_for(f"{prefix}.stream.{{{down}}}").port == owner.port  # still no primary
+        finally:
+            replica.process.signal(signal.SIGCONT)
+        await asyncio.to_thread(cluster.wait_for_failover, owner)
+        for n in range(3, 6):
+            await publish(down, n)
+        assert await received(down_events, 5) == [3, 4, 5]
+        status, body = await api_call(b, "history", {"channel": down, "limit": 100})
+        assert status == 200 and [p["data"] for p in body["result"]["publications"]] == list(range(6))
+        await publish(healthy, 10)
+        assert await received(up_events, 10) == [10]
+        async with asyncio.timeout(30):  # whole again: ready, no shard down
+            while True:
+                status, body = await asyncio.to_thread(b.http, "GET", "/ready")
+                if status == 200 and "shards_down" not in body:
+                    break
+                await asyncio.sleep(0.2)
     finally:
         await asyncio.to_thread(cluster.stop)
