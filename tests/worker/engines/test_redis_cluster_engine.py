@@ -6,6 +6,7 @@ shards, and subscriptions that follow a failover. The engine contract itself run
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -131,6 +132,67 @@ async def test_subscriptions_follow_a_failover_of_their_shard(tmp_path: Path) ->
         assert second.position.epoch == first.position.epoch and second.position.offset == 2
         kept, top = await subscriber.history("chat:failover", limit=-1)
         assert [p.data for p in kept] == [b"1", b"2"] and top == second.position
+    finally:
+        for engine in (subscriber, publisher):
+            await engine.close()
+            await engine.connector.aclose()
+        await asyncio.to_thread(cluster.stop)
+
+
+async def test_a_hung_shard_is_taken_out_alone_and_comes_back(tmp_path: Path) -> None:
+    """A primary and its replica SIGSTOP-ped (a hung shard: connections accepted, nothing answered). The
+    subscribing engine finds that shard's connection silent and takes it out alone (``shards_down``), is
+    still ready, keeps receiving a channel on another shard, and cannot count the hung node as back merely
+    because it accepts a connection (its anchor subscription must be confirmed). Let go, the shard is
+    connected again, fan-out resumed is said, and its channel delivers."""
+    cluster = await asyncio.to_thread(
+        RedisClusterNodes(tmp_path / "cluster", require_full_coverage=False).start
+    )
+    prefix = unique_prefix()
+    events = Recorder()
+    subscriber = RedisEngine(
+        cluster_connector(cluster),
+        prefix=prefix,
+        timeout=1.0,
+        pubsub_ping_interval=1.0,
+        reconnect_min_delay=0.05,
+        reconnect_max_delay=0.5,
+    )
+    publisher = RedisEngine(cluster_connector(cluster), prefix=prefix, timeout=1.0)
+    await subscriber.start(events)
+    await publisher.start()
+    hung, owner = "chat:hung", cluster.primary_for(f"{prefix}.stream.{channel_part('chat:hung')}")
+    healthy = next(
+        c for c in (f"chat:fine-{n}" for n in range(50))
+        if cluster.primary_for(f"{prefix}.stream.{channel_part(c)}").port != owner.port
+    )  # fmt: skip
+    paused = [owner, cluster.replica_of(owner)]
+    try:
+        for channel in (hung, healthy):
+            await subscriber.subscribe(channel)
+        for node in paused:
+            node.process.signal(signal.SIGSTOP)
+        try:
+            async with asyncio.timeout(30):
+                for _ in itertools.count():  # polled: nothing signals it
+                    if subscriber.shards_down == [f"{owner.host}:{owner.port}"]:
+                        break
+                    await asyncio.sleep(0.1)
+            await subscriber.ping()  # ready: the other shards are up
+            for n in range(3):
+                await publisher.publish(healthy, str(n).encode(), history=KEEP)
+            await events.wait_for(lambda: len(events.of("publication", healthy)) == 3)
+            reconnects = subscriber.reconnects
+            await asyncio.sleep(1.5)  # several repair attempts at the hung node (backoff ≤ 0.5 s)
+            assert subscriber.shards_down == [f"{owner.host}:{owner.port}"]
+            assert subscriber.reconnects == reconnects  # never "whole" while it hangs
+        finally:
+            for node in paused:
+                node.process.signal(signal.SIGCONT)
+        await events.wait_for(lambda: bool(events.of("resumed")))
+        assert subscriber.shards_down == []
+        await publisher.publish(hung, b"back", history=KEEP)
+        await events.wait_for(lambda: len(events.of("publication", hung)) == 1)
     finally:
         for engine in (subscriber, publisher):
             await engine.close()

@@ -711,7 +711,9 @@ class RedisEngine:
 
     async def _ping_any_primary(self) -> None:
         cluster: Any = self.client
-        pings = [asyncio.ensure_future(cluster.ping(target_nodes=node)) for node in cluster.get_primaries()]
+        # Straight to each node (``ClusterNode.execute_command``): the cluster client's own path may first
+        # refresh its slot map through whichever node it picks - a hung one included.
+        pings = [asyncio.ensure_future(node.execute_command("PING")) for node in cluster.get_primaries()]
         errors: list[BaseException] = []
         try:
             for answered in asyncio.as_completed(pings):
