@@ -158,7 +158,7 @@ async def test_a_hung_shard_is_taken_out_alone_and_comes_back(tmp_path: Path) ->
         reconnect_min_delay=0.05,
         reconnect_max_delay=0.5,
     )
-    publisher = RedisEngine(cluster_connector(cluster), prefix=prefix, timeout=1.0)
+    publisher = RedisEngine(cluster_connector(cluster), prefix=prefix)
     await subscriber.start(events)
     await publisher.start()
     hung, owner = "chat:hung", cluster.primary_for(f"{prefix}.stream.{channel_part('chat:hung')}")
