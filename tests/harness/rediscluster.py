@@ -35,6 +35,7 @@ class RedisClusterNodes:
         node_timeout_ms: int = 2000,
         password: str | None = None,
         tls: TlsFiles | None = None,
+        require_full_coverage: bool = True,
     ) -> None:
         self.workdir = workdir
         self.password = password
@@ -52,6 +53,9 @@ class RedisClusterNodes:
                 # A replica takes over however long it was cut off: tests kill primaries on purpose.
                 "--cluster-replica-validity-factor", "0",
                 "--repl-diskless-sync-delay", "0",
+                # "no": the other shards keep serving while one slot has no primary (Redis's default
+                # "yes" refuses every command cluster-wide then; docs/reliability.md, "Redis Cluster").
+                "--cluster-require-full-coverage", "yes" if require_full_coverage else "no",
             ]  # fmt: skip
             if tls is not None:
                 args += ["--tls-cluster", "yes"]  # the cluster bus over TLS too
@@ -161,6 +165,16 @@ class RedisClusterNodes:
             if any(start <= slot <= end for start, end in ranges):
                 return self._node_at(address)
         raise RuntimeError(f"slot {slot} of {key!r} is not served")
+
+    def replica_of(self, primary: RedisServer) -> RedisServer:
+        """A replica of ``primary`` (by ``ROLE``: ``["slave", primary host, primary port, ...]``)."""
+        for node in self.live():
+            if node is primary:
+                continue
+            role = self.client(node).execute_command("ROLE")
+            if role[0] in ("slave", b"slave") and int(role[2]) == primary.port:
+                return node
+        raise RuntimeError(f"{primary.port} has no replica")
 
     def _node_at(self, address: Address) -> RedisServer:
         return next(n for n in self.nodes if n.address == address)

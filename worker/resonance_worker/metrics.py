@@ -14,8 +14,9 @@ from prometheus_client.registry import Collector
 
 
 class _EngineCounters(Collector):
-    """Counters the engine keeps itself (read at scrape time): ``resonance_redis_oom_total``,
-    ``resonance_redis_failovers_total{mode}`` and ``resonance_redis_seconds_since_failover``."""
+    """Figures the engine keeps itself (read at scrape time): ``resonance_redis_oom_total``,
+    ``resonance_redis_failovers_total{mode}``, ``resonance_redis_seconds_since_failover`` and
+    ``resonance_redis_shards_down``."""
 
     def __init__(self, engine: Any) -> None:
         self.engine = getattr(engine, "inner", engine)  # the Redis engine under a local fallback
@@ -42,6 +43,11 @@ class _EngineCounters(Collector):
                 "Seconds since the last Redis primary change this worker saw (absent: none yet).",
                 value=time.monotonic() - last,
             )
+        yield GaugeMetricFamily(
+            "resonance_redis_shards_down",
+            "Redis Cluster primaries this worker's pub/sub cannot reach now (their channels wait).",
+            value=len(getattr(self.engine, "shards_down", ())),
+        )
 
 
 @dataclass

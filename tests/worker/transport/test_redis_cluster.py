@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
+import signal
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -197,6 +199,33 @@ async def test_two_workers_on_a_tls_only_redis_are_one_server(
         await check.aclose()
 
 
+def failover_env(cluster: RedisClusterNodes, prefix: str) -> dict[str, str]:
+    """A worker's settings for a failover on ``cluster``: every node a seed, no publish rate limit, and
+    positions checked every 2 s (so a gap is found within the tests' waits)."""
+    return {
+        "RESONANCE_ENGINE": "redis",
+        "RESONANCE_REDIS_MODE": "cluster",
+        "RESONANCE_REDIS_URL": cluster.url,
+        "RESONANCE_REDIS_CLUSTER_NODES": json.dumps(
+            [f"{host}:{port}" for host, port in cluster.startup_nodes]
+        ),
+        "RESONANCE_REDIS_PREFIX": prefix,
+        "RESONANCE_LIMITS__USER_PUBLISH_RATE": "0",
+        "RESONANCE_POSITION_CHECK_SECONDS": "2",
+    }
+
+
+async def publish_until_stored(worker: WorkerProcess, channel: str, n: int) -> None:
+    """Publish ``n`` on ``channel`` through ``worker``'s server API until acknowledged: refused while the
+    slot has no primary, retried with the same idempotency key (so stored once)."""
+    body = {"channel": channel, "data": n, "idempotency_key": f"{channel}-{n}"}
+    async with asyncio.timeout(40):
+        for _ in itertools.count():
+            if (await api_call(worker, "publish", body))[0] == 200:
+                return
+            await asyncio.sleep(0.2)
+
+
 async def test_a_shard_failover_under_two_workers_loses_nothing_a_replica_had(
     tmp_path: Path, start_worker: StartWorker, clients: Clients
 ) -> None:
@@ -207,37 +236,20 @@ async def test_a_shard_failover_under_two_workers_loses_nothing_a_replica_had(
     cluster = await asyncio.to_thread(RedisClusterNodes(tmp_path / "cluster").start)
     try:
         prefix = f"fo-{uuid.uuid4().hex[:8]}"
-        nodes = json.dumps([f"{host}:{port}" for host, port in cluster.startup_nodes[:2]])
-        env = {
-            "RESONANCE_ENGINE": "redis",
-            "RESONANCE_REDIS_MODE": "cluster",
-            "RESONANCE_REDIS_URL": cluster.url,
-            "RESONANCE_REDIS_CLUSTER_NODES": nodes,
-            "RESONANCE_REDIS_PREFIX": prefix,
-            "RESONANCE_LIMITS__USER_PUBLISH_RATE": "0",
-            "RESONANCE_POSITION_CHECK_SECONDS": "2",
-        }
+        env = failover_env(cluster, prefix)
         a, b = start_worker(env, name="worker-a"), start_worker(env, name="worker-b")
         subscriber, _ = await clients.connected(b.ws_url, b.token("sue"))
         _, events = await subscribed(subscriber, "chat:failover")
 
-        async def publish(n: int) -> None:
-            body = {"channel": "chat:failover", "data": n, "idempotency_key": f"n{n}"}
-            async with asyncio.timeout(30):
-                for _ in itertools.count():
-                    if (await api_call(a, "publish", body))[0] == 200:
-                        return
-                    await asyncio.sleep(0.2)  # refused while the slot has no primary: retried, same key
-
         for n in range(5):
-            await publish(n)
+            await publish_until_stored(a, "chat:failover", n)
         stream = f"{prefix}.stream.{{chat:failover}}"
         owner = cluster.primary_for(stream)
         assert cluster.client(owner).wait(1, 2000) >= 1  # its replica has all five
         killed = await asyncio.to_thread(cluster.kill_primary, stream)
         await asyncio.to_thread(cluster.wait_for_failover, killed)
         for n in range(5, 10):
-            await publish(n)
+            await publish_until_stored(a, "chat:failover", n)
         received: list[int] = []
         async with asyncio.timeout(30):
             while received[-1:] != [9]:
@@ -251,5 +263,80 @@ async def test_a_shard_failover_under_two_workers_loses_nothing_a_replica_had(
                 while not metric(text := worker.metrics(), "resonance_redis_failovers_total", mode="cluster"):  # noqa: ASYNC110 - polling /metrics
                     await asyncio.sleep(0.2)
             assert metric(text, "resonance_redis_failovers_total", mode="cluster") == 1, text
+    finally:
+        await asyncio.to_thread(cluster.stop)
+
+
+async def test_a_shard_without_a_primary_stops_only_its_own_channels(
+    tmp_path: Path, start_worker: StartWorker, clients: Clients
+) -> None:
+    """One shard's primary is SIGKILL-ed while its replica is SIGSTOP-ped, so its slots have no primary
+    for as long as the test likes (the Cluster runs with ``cluster-require-full-coverage no``). Meanwhile
+    a channel on a healthy shard keeps delivering, live and without a gap, to an SDK client on the other
+    worker, and that worker stays ready, naming the shard that is down. The replica is let go, takes the
+    slots over, and the same client ends with every acknowledged publication of the dead shard's channel,
+    in order, once (recovered from history), and the healthy channel's, in order, once."""
+    cluster = await asyncio.to_thread(
+        RedisClusterNodes(tmp_path / "cluster", require_full_coverage=False).start
+    )
+    try:
+        prefix = f"sd-{uuid.uuid4().hex[:8]}"
+        env = failover_env(cluster, prefix)
+        a, b = start_worker(env, name="worker-a"), start_worker(env, name="worker-b")
+        down = "chat:down"
+        owner = cluster.primary_for(f"{prefix}.stream.{{{down}}}")
+        healthy = next(
+            c for c in (f"chat:up-{n}" for n in range(50))
+            if cluster.primary_for(f"{prefix}.stream.{{{c}}}").port != owner.port
+        )  # fmt: skip
+        subscriber, _ = await clients.connected(b.ws_url, b.token("sue"))
+        _, down_events = await subscribed(subscriber, down)
+        _, up_events = await subscribed(subscriber, healthy)
+
+        async def received(events: SubRecorder, last: int) -> list[int]:
+            got: list[int] = []
+            while got[-1:] != [last]:
+                got.append((await events.wait_for("publication", timeout=40)).pub.data)
+            return got
+
+        for n in range(3):
+            await publish_until_stored(a, down, n)
+            await publish_until_stored(a, healthy, n)
+        assert await received(down_events, 2) == [0, 1, 2]
+        assert await received(up_events, 2) == [0, 1, 2]
+        assert cluster.client(owner).wait(1, 2000) >= 1  # its replica has all three
+        replica = cluster.replica_of(owner)
+        replica.process.signal(signal.SIGSTOP)
+        try:
+            owner.kill()
+            # The subscriber's worker notices the shard is gone, and stays ready for the others.
+            async with asyncio.timeout(30):
+                while not (ready := await asyncio.to_thread(b.http, "GET", "/ready"))[1].get("shards_down"):
+                    assert ready[0] == 200, ready
+                    await asyncio.sleep(0.2)
+            assert ready[0] == 200 and ready[1]["shards_down"] == [f"{owner.host}:{owner.port}"], ready
+            assert re.search(r"^resonance_redis_shards_down 1\.0$", b.metrics(), re.MULTILINE)
+            status, _ = await api_call(a, "publish", {"channel": down, "data": "refused"})
+            assert status != 200  # no primary: the publication is refused, never acknowledged
+            for n in range(3, 10):  # the healthy shard delivers, each publication live, in order
+                await publish_until_stored(a, healthy, n)
+                assert (await up_events.wait_for("publication", timeout=15)).pub.data == n
+            assert cluster.primary_for(f"{prefix}.stream.{{{down}}}").port == owner.port  # still no primary
+        finally:
+            replica.process.signal(signal.SIGCONT)
+        await asyncio.to_thread(cluster.wait_for_failover, owner)
+        for n in range(3, 6):
+            await publish_until_stored(a, down, n)
+        assert await received(down_events, 5) == [3, 4, 5]
+        status, body = await api_call(b, "history", {"channel": down, "limit": 100})
+        assert status == 200 and [p["data"] for p in body["result"]["publications"]] == list(range(6))
+        await publish_until_stored(a, healthy, 10)
+        assert await received(up_events, 10) == [10]
+        async with asyncio.timeout(30):  # whole again: ready, no shard down
+            while True:
+                status, body = await asyncio.to_thread(b.http, "GET", "/ready")
+                if status == 200 and "shards_down" not in body:
+                    break
+                await asyncio.sleep(0.2)
     finally:
         await asyncio.to_thread(cluster.stop)

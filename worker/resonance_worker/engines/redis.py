@@ -50,8 +50,9 @@ publication's data follows raw, never re-encoded. Stream entries hold the same
 
 On a Redis Cluster the scripts and the join/leave/control messages use ``SPUBLISH`` (sharded pub/sub,
 Redis 7) on the same names, and each node holds one pub/sub connection per primary
-(``engines.shards``), SSUBSCRIBE-ing each channel on the primary of its slot; a slot map change is
-handled as a lost connection (below). Otherwise each node holds one pub/sub connection: SUBSCRIBE
+(``engines.shards``), SSUBSCRIBE-ing each channel on the primary of its slot; each shard's connection
+breaks and reconnects alone (its channels wait; the others keep fanning out), and ``ping`` fails only
+when no shard is reachable. Otherwise each node holds one pub/sub connection: SUBSCRIBE
 when the first local client subscribes to a channel, UNSUBSCRIBE when the last leaves. If that
 connection breaks (a Redis restart), the node reconnects with jittered exponential backoff
 and resubscribes to every channel it still needs; ``ping`` fails meanwhile so the
@@ -114,7 +115,7 @@ from resonance_worker.engines.memory import (
     validate_bucket,
     validate_history,
 )
-from resonance_worker.engines.shards import ShardedPubSub, SlotMapChangedError
+from resonance_worker.engines.shards import ShardDownError, ShardedPubSub
 from resonance_worker.errors import (
     EngineCircuitOpenError,
     EngineError,
@@ -600,9 +601,9 @@ class RedisEngine:
         """The Redis node this node's pub/sub connection last reached (the primary, in Sentinel mode)."""
         self.failovers = 0
         """Primary changes this node saw (``resonance_redis_failovers_total``): in Sentinel mode the
-        pub/sub connection came back to another node than before; on a Cluster, the next generation
-        of sharded pub/sub found another set of primaries (a shard failed over; a slot moving between
-        the same primaries is no failover)."""
+        pub/sub connection came back to another node than before; on a Cluster, sharded pub/sub was
+        whole again with another set of primaries (a shard failed over; a slot moving between the
+        same primaries is no failover)."""
         self.last_failover: float | None = None
         """``time.monotonic()`` of the last failover seen (None: none yet)."""
         self._primaries: frozenset[str] | None = None  # a Cluster's primaries at the last generation
@@ -646,7 +647,20 @@ class RedisEngine:
             max_connections=self._max_connections,
         )
         # No hidden retries on the pub/sub connection: the reader loop owns reconnection.
-        if not self.cluster:  # on a Cluster, sharded pub/sub connects to each primary (engines.shards)
+        if self.cluster:  # sharded pub/sub: an independent connection to each primary (engines.shards)
+            self._shards = ShardedPubSub(
+                self._client,
+                self.connector,
+                prefix=self.prefix,
+                timeout=self._timeout,
+                read=self._read,
+                wanted=lambda: [self._control_channel, *self._wanted],
+                on_lost=self._shard_lost,
+                on_whole=self._shards_whole,
+                backoff=self._reconnect,
+            )
+            self._connected = self._shards.connected
+        else:
             self._pubsub_client = self.connector.client(timeout=self._timeout, socket_timeout=self._timeout)
         client = self._client
         self._publish_script = client.register_script(_PUBLISH)
@@ -660,7 +674,8 @@ class RedisEngine:
         self._refresh_slot_script = client.register_script(_REFRESH_SLOT)
         self._release_script = client.register_script(_RELEASE)
         self._auto_pipeline = _AutoPipeline(client, node_of=self._node_of if self.cluster else None)
-        self._reader = asyncio.create_task(self._pubsub_forever(), name="redis-engine-pubsub")
+        pubsub_forever = self._shards.run() if self._shards is not None else self._pubsub_forever()
+        self._reader = asyncio.create_task(pubsub_forever, name="redis-engine-pubsub")
         # Serve ready when Redis is: wait (briefly) for the pub/sub connection. A Redis that is down
         # at start-up is not fatal: the pod stays not-ready until the reader connects.
         with contextlib.suppress(TimeoutError):
@@ -683,10 +698,41 @@ class RedisEngine:
                 await client.aclose()
 
     async def ping(self) -> None:
+        """Redis answers and fan-out reaches this node. On a Cluster: some primary answers and at least
+        one shard's pub/sub connection is up - a shard without a primary does not make the node
+        unready (docs/reliability.md, "Redis Cluster"; :attr:`shards_down` says which)."""
         async with self._guard("ping"):
-            await self.client.ping()
+            if self.cluster:
+                await self._ping_any_primary()
+            else:
+                await self.client.ping()
         if not self._connected.is_set():
             raise EngineError("redis pub/sub connection is down (reconnecting)")
+
+    async def _ping_any_primary(self) -> None:
+        cluster: Any = self.client
+        # Straight to each node (``ClusterNode.execute_command``): the cluster client's own path may first
+        # refresh its slot map through whichever node it picks - a hung one included.
+        pings = [asyncio.ensure_future(node.execute_command("PING")) for node in cluster.get_primaries()]
+        errors: list[BaseException] = []
+        try:
+            for answered in asyncio.as_completed(pings):
+                try:
+                    await answered
+                    return
+                except (RedisError, OSError) as exc:
+                    errors.append(exc)
+        finally:
+            for ping in pings:
+                ping.cancel()
+            await asyncio.gather(*pings, return_exceptions=True)
+        raise errors[0] if errors else RedisClusterException("the Redis Cluster slot map has no primary")
+
+    @property
+    def shards_down(self) -> list[str]:
+        """On a Cluster, the primaries (``host:port``) this node's pub/sub cannot reach now: their
+        channels wait (and are recovered from history) until they, or their promoted replicas, are back."""
+        return sorted(self._shards.down) if self._shards is not None else []
 
     @contextlib.asynccontextmanager
     async def _guard(self, what: str) -> AsyncIterator[None]:
@@ -700,10 +746,14 @@ class RedisEngine:
             wait = breaker.retry_after(time.monotonic())
             raise EngineCircuitOpenError(f"redis circuit open; next trial in {wait:.1f} s")
         succeeded = False
+        counted = True
         try:
             async with asyncio.timeout(self._timeout):
                 yield
             succeeded = True
+        except ShardDownError:
+            counted = False  # known already (one shard reconnecting): no news about Redis
+            raise
         except (TimeoutError, RedisTimeoutError) as exc:
             raise EngineTimeoutError(f"redis {what} timed out after {self._timeout:g} s") from exc
         except (RedisError, OSError) as exc:
@@ -715,7 +765,7 @@ class RedisEngine:
                 raise EngineOutOfMemoryError(f"redis {what} refused: Redis is full ({exc})") from exc
             raise EngineError(f"redis {what} failed: {exc}") from exc
         finally:
-            if breaker is not None:
+            if breaker is not None and counted:
                 self._record(breaker, succeeded, probe)
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]], *, retry: bool = True) -> T:
@@ -795,35 +845,22 @@ class RedisEngine:
         first = True
         while True:
             pubsub: PubSub | None = None
-            shards: ShardedPubSub | None = None
             try:
                 async with asyncio.timeout(self._timeout):
-                    if self.cluster:
-                        shards = ShardedPubSub(
-                            self.client, self.connector, prefix=self.prefix, timeout=self._timeout
-                        )
-                        await shards.open()
-                        await shards.subscribe([self._control_channel, *self._wanted])
-                        self._note_primaries(shards.primaries)
-                    else:
-                        assert self._pubsub_client is not None
-                        pubsub = self._pubsub_client.pubsub()
-                        await self._subscribe_all(pubsub)
+                    assert self._pubsub_client is not None
+                    pubsub = self._pubsub_client.pubsub()
+                    await self._subscribe_all(pubsub)
                 if not first:
                     self.reconnects += 1
                     log.info("redis pub/sub reconnected", extra={"channels": len(self._wanted)})
-                if pubsub is not None:
-                    self._note_primary(pubsub)
-                self._pubsub, self._shards = pubsub, shards
+                self._note_primary(pubsub)
+                self._pubsub = pubsub
                 self._connected.set()
                 if not first:
                     self._fanout_resumed()
                 first = False
                 attempt = 0
-                if shards is not None:
-                    await self._read_shards(shards)
-                elif pubsub is not None:
-                    await self._read(pubsub)
+                await self._read(pubsub)
             except (RedisError, OSError, TimeoutError, EngineError) as exc:
                 log.warning("redis pub/sub connection lost (%s: %s)", type(exc).__name__, exc)
             except Exception:
@@ -831,31 +868,25 @@ class RedisEngine:
                 log.exception("redis pub/sub reader failed unexpectedly; reconnecting")
             finally:
                 self._connected.clear()
-                self._pubsub = self._shards = None
+                self._pubsub = None
                 self._fail_confirmations(EngineError("redis pub/sub connection lost"))
-                if shards is not None:
-                    await shards.aclose()
                 if pubsub is not None:
                     with contextlib.suppress(RedisError, OSError):
                         await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             await asyncio.sleep(self._reconnect.delay(attempt, random.uniform))
             attempt += 1
 
-    async def _read_shards(self, shards: ShardedPubSub) -> None:
-        """Read every shard's connection at once; return (raise) when one fails or the slot map moved."""
-        tasks: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._read(p)) for p in shards.pubsubs]
-        tasks.append(asyncio.ensure_future(shards.stale.wait()))
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for task in done:
-            error = task.exception()
-            if error is not None:
-                raise error
-        raise SlotMapChangedError("the Redis Cluster slot map changed")
+    def _shard_lost(self, channels: set[bytes]) -> None:
+        """A Cluster shard's connection broke (or a channel moved): its subscribes in flight fail."""
+        self._fail_confirmations(EngineError("redis cluster shard connection lost"), channels)
+
+    def _shards_whole(self, after_loss: bool) -> None:
+        """Every primary connected and every channel placed (again, ``after_loss``: look for gaps)."""
+        assert self._shards is not None
+        self._note_primaries(self._shards.primaries)
+        if after_loss:
+            self.reconnects += 1
+            self._fanout_resumed()
 
     def _fanout_resumed(self) -> None:
         """Tell the handler that publications may have been missed while the connection was down
@@ -879,7 +910,7 @@ class RedisEngine:
         self.primary = address
 
     def _note_primaries(self, primaries: frozenset[str]) -> None:
-        """A Cluster's primaries, as a new generation of sharded pub/sub found them."""
+        """A Cluster's primaries, as sharded pub/sub found them once whole."""
         if self._primaries is not None and primaries != self._primaries:
             self._failed_over()
             log.warning(
@@ -901,7 +932,9 @@ class RedisEngine:
         for start in range(0, len(wanted), 512):
             await pubsub.subscribe(*wanted[start : start + 512])
 
-    async def _read(self, pubsub: PubSub) -> None:
+    async def _read(self, pubsub: PubSub, moved: Callable[[bytes], None] | None = None) -> None:
+        """Read one connection until it fails or goes silent; a wanted channel a Cluster node drops (its
+        slot moved) goes to ``moved``, or fails the connection when there is none."""
         loop = asyncio.get_running_loop()
         last_heard = loop.time()
         while True:
@@ -922,7 +955,9 @@ class RedisEngine:
                         future.set_result(None)
             elif kind == "sunsubscribe" and self._still_wanted(message["channel"]):
                 # Pushed by the node: the channel's slot moved (a failover or a resharding).
-                raise SlotMapChangedError(f"a Redis Cluster node dropped {message['channel']!r}")
+                if moved is None:
+                    raise EngineError(f"a Redis Cluster node dropped {message['channel']!r}")
+                moved(message["channel"])
 
     def _still_wanted(self, pubsub_channel: bytes) -> bool:
         shards = self._shards
@@ -933,8 +968,12 @@ class RedisEngine:
             or pubsub_channel in anchors
         )
 
-    def _fail_confirmations(self, error: EngineError) -> None:
-        confirmations, self._confirmations = self._confirmations, {}
+    def _fail_confirmations(self, error: EngineError, channels: set[bytes] | None = None) -> None:
+        """Fail the subscribes waiting for confirmation: of ``channels``, or all of them."""
+        if channels is None:
+            confirmations, self._confirmations = self._confirmations, {}
+        else:
+            confirmations = {c: self._confirmations.pop(c) for c in channels if c in self._confirmations}
         for futures in confirmations.values():
             for future in futures:
                 if not future.done():
@@ -968,10 +1007,10 @@ class RedisEngine:
     # -- fan-out ------------------------------------------------------------------------
 
     def _pubsub_for(self, pubsub_channel: bytes) -> PubSub | None:
-        """The pub/sub connection that carries ``pubsub_channel`` (None while reconnecting)."""
-        if self.cluster:
-            shards = self._shards
-            return None if shards is None else shards.pubsub_for(pubsub_channel)
+        """The pub/sub connection to carry ``pubsub_channel`` (None while reconnecting); on a Cluster the
+        channel is placed on its shard's (``ShardDownError`` while that shard reconnects)."""
+        if self._shards is not None:
+            return self._shards.place(pubsub_channel)
         return self._pubsub
 
     def _pubsub_channel(self, channel: str) -> bytes:
@@ -1002,6 +1041,8 @@ class RedisEngine:
                 await confirmed
         except BaseException:
             self._wanted.discard(pubsub_channel)
+            if self._shards is not None:
+                self._shards.release(pubsub_channel)
             raise
         finally:
             confirmed.cancel()  # no-op once confirmed; else nobody is left to wait for it
@@ -1012,9 +1053,7 @@ class RedisEngine:
     async def unsubscribe(self, channel: str) -> None:
         pubsub_channel = self._pubsub_channel(channel)
         self._wanted.discard(pubsub_channel)
-        pubsub: PubSub | None = None
-        with contextlib.suppress(EngineError):  # a stale slot map: the next generation will not have it
-            pubsub = self._pubsub_for(pubsub_channel)
+        pubsub = self._shards.release(pubsub_channel) if self._shards is not None else self._pubsub
         if pubsub is not None:
             # Failing here means the connection is broken: the reconnect will not resubscribe,
             # and late messages for the channel are dropped, so there is nothing to report.
@@ -1038,6 +1077,46 @@ class RedisEngine:
         idempotency_key: str | None = None,
         idempotency_ttl_seconds: float = 300.0,
     ) -> PublishResult:
+        keys, args = self.publish_call(
+            channel,
+            data,
+            info=info,
+            tags=tags,
+            history=history,
+            idempotency_key=idempotency_key,
+            idempotency_ttl_seconds=idempotency_ttl_seconds,
+        )
+        size = int(args[1])
+        pubsub_channel = self._pubsub_channel(channel)
+        retry = idempotency_key is not None  # the script answers a retry of a stored one as a duplicate
+        if self.durability is Durability.REPLICA and size > 0:
+            duplicate, result = await self._call(
+                "publish",
+                lambda: self._publish_confirmed(keys, [*args, "0", self._publish_command], pubsub_channel),
+                retry=retry,
+            )
+        else:
+            duplicate, result = await self._call(
+                "publish",
+                lambda: self._script(self._publish_script, keys, [*args, "1", self._publish_command]),
+                retry=retry,
+            )
+        offset, _, epoch = _as_str(result).partition(":")
+        return PublishResult(StreamPosition(int(offset), epoch), duplicate=bool(duplicate))
+
+    def publish_call(
+        self,
+        channel: str,
+        data: bytes,
+        *,
+        info: ClientInfo | None = None,
+        tags: dict[str, str] | None = None,
+        history: HistoryOptions | None = None,
+        idempotency_key: str | None = None,
+        idempotency_ttl_seconds: float = 300.0,
+    ) -> tuple[list[str], list[Any]]:
+        """The publish script's keys and its first arguments for one publication (the wire contract
+        above; ``bench/engines/bench_cluster.py`` replays it pipelined to load Redis itself)."""
         validate_history(history)
         body = encode_body(data, info, tags, int(self._wall_clock() * 1000))
         size = history.size if history is not None else 0
@@ -1055,22 +1134,13 @@ class RedisEngine:
             idempotency_ttl_ms = max(1, int(idempotency_ttl_seconds * 1000))
         keys = [self._key("stream", channel), self._key("meta", channel), idempotency_key_name]
         pubsub_channel = self._pubsub_channel(channel)
-        args = [body, size, ttl_ms, meta_ttl_ms, new_epoch(), idempotency_ttl_ms, pubsub_channel]
-        retry = idempotency_key is not None  # the script answers a retry of a stored one as a duplicate
-        if self.durability is Durability.REPLICA and size > 0:
-            duplicate, result = await self._call(
-                "publish",
-                lambda: self._publish_confirmed(keys, [*args, "0", self._publish_command], pubsub_channel),
-                retry=retry,
-            )
-        else:
-            duplicate, result = await self._call(
-                "publish",
-                lambda: self._script(self._publish_script, keys, [*args, "1", self._publish_command]),
-                retry=retry,
-            )
-        offset, _, epoch = _as_str(result).partition(":")
-        return PublishResult(StreamPosition(int(offset), epoch), duplicate=bool(duplicate))
+        return keys, [body, size, ttl_ms, meta_ttl_ms, new_epoch(), idempotency_ttl_ms, pubsub_channel]
+
+    @property
+    def publish_script_sha(self) -> str:
+        """The SHA-1 of the publish script (``EVALSHA``): ``publish_call``'s keys and arguments, then
+        ``"1"`` (deliver now) and the publish command (``publish``/``spublish``)."""
+        return str(self._publish_script.sha)
 
     async def _publish_confirmed(self, keys: list[str], args: list[Any], pubsub_channel: bytes) -> Any:
         """Replica durability: the script (stores, does not PUBLISH) and ``WAIT 1`` in one pipeline, on

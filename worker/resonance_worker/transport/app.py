@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -281,7 +282,8 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Readiness: the engine is reachable and the worker is not draining."""
+    """Readiness: the engine is reachable and the worker is not draining. On a Redis Cluster, ready while
+    some shard is (``shards_down`` names the others; docs/reliability.md, "Redis Cluster")."""
     engine = request.app[STORAGE].engine
     metrics = request.app[METRICS]
     if request.app[NODE].draining:
@@ -295,7 +297,12 @@ async def ready(request: web.Request) -> web.Response:
             {"status": "unavailable", "engine": engine.name, "error": str(exc)}, status=503
         )
     metrics.ready.set(1)
-    return web.json_response({"status": "ready", "engine": engine.name})
+    body: dict[str, Any] = {"status": "ready", "engine": engine.name}
+    # A Redis Cluster shard without a primary leaves the node ready for the channels of the other shards.
+    shards_down = getattr(getattr(engine, "inner", engine), "shards_down", [])
+    if shards_down:
+        body["shards_down"] = shards_down
+    return web.json_response(body)
 
 
 async def metrics_text(request: web.Request) -> web.Response:
