@@ -89,9 +89,8 @@ images: venv  ## Build the worker and operator images without Docker (root, mmde
 	$(PY) -m images.build worker operator
 
 .PHONY: test
-test: deps venv lint binaries  ## Lint, build the images, then unit, integration and e2e tests, with coverage
-	@if [ "$$(id -u)" = 0 ] && command -v mmdebstrap >/dev/null; then $(MAKE) --no-print-directory images; \
-	else echo "images: skipped (the daemonless build needs root and mmdebstrap)"; fi
+test: deps venv  ## Lint, build the binaries and the images (side by side), then unit, integration and e2e tests, with coverage
+	@scripts/test-setup
 	@scripts/test-all
 
 .PHONY: e2e
