@@ -15,6 +15,8 @@ import pytest
 
 from bench.load import wsframes
 from tests.harness.worker import API_KEY, WorkerProcess, api_call
+from tests.worker.transport.conftest import Clients
+from tests.worker.transport.test_sdk import subscribed
 
 StartWorker = Callable[..., WorkerProcess]
 
@@ -215,6 +217,28 @@ async def test_the_server_api_disconnect_reaches_a_raw_socket_with_its_code(
     sock.close()
 
 
+async def test_the_sdk_chats_and_recovers_through_either_shell(
+    shell_worker: WorkerProcess, clients: Clients
+) -> None:
+    """centrifuge-python: connect, subscribe, publish, a forced reconnect with recovery (the other SDKs run
+    through the default shell in test_js_sdk.py and test_official_sdks.py)."""
+    alice, alice_client = await clients.connected(shell_worker.ws_url, shell_worker.token("alice-shell"))
+    bob, _ = await clients.connected(shell_worker.ws_url, shell_worker.token("bob-shell"))
+    _, alice_events = await subscribed(alice, "chat:shells")
+    bob_sub, _ = await subscribed(bob, "chat:shells")
+    await bob_sub.publish({"n": 1})
+    assert (await alice_events.wait_for("publication")).pub.data == {"n": 1}
+    status, _ = await api_call(
+        shell_worker, "disconnect", {"user": "alice-shell", "code": 3011, "reason": "x"}
+    )
+    assert status == 200
+    await alice_client.wait_code("connecting", 3011)
+    await alice_client.wait_for("connected")
+    await alice_events.wait_for("subscribed")  # subscribed again after the reconnect
+    await bob_sub.publish({"n": 2})
+    assert (await alice_events.wait_for("publication")).pub.data == {"n": 2}
+
+
 async def test_while_draining_a_handshake_gets_503(shell_worker: WorkerProcess) -> None:
     """Last for each shell: the worker drains."""
     status, _ = await asyncio.to_thread(
@@ -252,8 +276,8 @@ def _odd_requests(port: int) -> list[bytes]:
 async def test_what_the_native_listener_does_not_serve_is_answered_as_aiohttp_answers(
     start_worker: StartWorker,
 ) -> None:
-    native = start_worker({"RESONANCE_WEBSOCKET_SERVER": "native"}, name="native")
-    reference = start_worker({"RESONANCE_WEBSOCKET_SERVER": "aiohttp"}, name="aiohttp")
+    native = start_worker({"RESONANCE_WEBSOCKET_SERVER": "native"}, name="native", timeout=60)
+    reference = start_worker({"RESONANCE_WEBSOCKET_SERVER": "aiohttp"}, name="aiohttp", timeout=60)
     for native_request, reference_request in zip(
         _odd_requests(native.port), _odd_requests(reference.port), strict=True
     ):
