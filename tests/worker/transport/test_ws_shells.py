@@ -182,6 +182,21 @@ async def test_a_fragmented_command_pings_and_a_clean_close(shell_worker: Worker
     sock.close()
 
 
+async def test_frames_sent_with_the_upgrade_request_are_read(shell_worker: WorkerProcess) -> None:
+    key = base64.b64encode(os.urandom(16)).decode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", shell_worker.port)
+    connect = {"id": 1, "connect": {"token": shell_worker.token("eager")}}
+    request = upgrade_request(shell_worker.port, key=key, headers="X-Forwarded-For: 10.5.0.1\r\n")
+    writer.write(request + wsframes.encode_frame(0x1, json.dumps(connect).encode()))  # one write
+    head = b""
+    while (length := wsframes.parse_handshake_response(head, key)) is None:
+        head += await asyncio.wait_for(reader.read(4096), 5)
+    sock = RawSocket(reader, writer, head[length:])
+    opcode, payload = await sock.next()
+    assert opcode == 0x1 and "connect" in json.loads(payload)
+    sock.close()
+
+
 @pytest.mark.parametrize(
     ("frame", "code"),
     [

@@ -210,8 +210,8 @@ class NativeConnection(Connection, asyncio.Protocol):
                 self._runner = self._task(self._take_slot(limit))
             else:
                 self._register()
-        if rest:
-            self.data_received(rest)
+        if rest and self._reader is not None:  # already in the connection's context
+            self._received(rest)
 
     def _refuse(self, kind: str) -> None:
         reason = refuse_over_limit(self.node, self.ip, kind)  # counted here, as the aiohttp shell does
@@ -263,7 +263,9 @@ class NativeConnection(Connection, asyncio.Protocol):
             transport.write(data)
 
     def _task(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(coro, context=self._context)
+        # A copy each, as a task started from the aiohttp shell's handler task gets: what one operation
+        # sets (its tracing span) is not seen by the others running beside it.
+        task = asyncio.get_running_loop().create_task(coro, context=self._context.copy())
         if self._tasks is None:
             self._tasks = set()
         self._tasks.add(task)
@@ -402,7 +404,7 @@ class NativeConnection(Connection, asyncio.Protocol):
         self._reader = None
         self._stop_timers()
         if self._registered or self._counted:
-            task = asyncio.get_running_loop().create_task(self._forget(), context=self._context)
+            task = asyncio.get_running_loop().create_task(self._forget(), context=self._context.copy())
             _forgetting.add(task)
             task.add_done_callback(_forgetting.discard)
 
