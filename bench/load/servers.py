@@ -233,8 +233,9 @@ class Stack:
                 nice=self.nice,
             )
             self.servers.append(server)
+            # 90 s: on a loaded shared machine a worker on the Redis engine took 30-35 s to be ready.
             _wait_until(
-                functools.partial(_http_ok, f"http://127.0.0.1:{port}/ready"), 30, server.name, server.process
+                functools.partial(_http_ok, f"http://127.0.0.1:{port}/ready"), 90, server.name, server.process
             )
             urls.append(f"ws://127.0.0.1:{port}/connection/websocket")
             pids.append(server.pid)

@@ -21,13 +21,14 @@ from resonance_worker.domain.consent import DataKind
 from resonance_worker.errors import ConfigError
 from resonance_worker.errortracking import configure_error_tracking
 from resonance_worker.log import configure_logging
-from resonance_worker.settings import WorkerSettings
+from resonance_worker.settings import WebSocketServer, WorkerSettings
 from resonance_worker.tokens import mint_connection_token
 from resonance_worker.tracing import configure_tracing
 from resonance_worker.transport.app import create_app
 from resonance_worker.transport.drain import DrainRequest
-from resonance_worker.transport.keys import DRAINER
+from resonance_worker.transport.keys import DRAINER, LIVING, NODE
 from resonance_worker.transport.proxyproto import ProxyProtocolSite
+from resonance_worker.transport.wsnative import NativeSite, native_protocol_factory
 
 
 def load_settings() -> tuple[WorkerSettings, bool]:
@@ -100,7 +101,10 @@ def tune_gc() -> None:
 
 
 def _site(runner: web.AppRunner, settings: WorkerSettings, *, reuse_port: bool) -> web.BaseSite:
-    """The listener: aiohttp's own, or one that reads the PROXY protocol header of trusted proxies first."""
+    """The listener: aiohttp's own, or one that reads the PROXY protocol header of trusted proxies first;
+    either with the native WebSocket shell in front of aiohttp (``websocket_server``)."""
+    native = settings.websocket_server is WebSocketServer.NATIVE
+    node, living = runner.app[NODE], runner.app.get(LIVING)
     if settings.proxy_protocol:
         return ProxyProtocolSite(
             runner,
@@ -109,6 +113,11 @@ def _site(runner: web.AppRunner, settings: WorkerSettings, *, reuse_port: bool) 
             trusted_proxies=settings.trusted_proxies,
             backlog=4096,
             reuse_port=reuse_port,
+            make_protocol=(lambda server: native_protocol_factory(server, node, living)) if native else None,
+        )
+    if native:
+        return NativeSite(
+            runner, node, living, settings.host, settings.port, backlog=4096, reuse_port=reuse_port
         )
     return web.TCPSite(runner, settings.host, settings.port, backlog=4096, reuse_port=reuse_port)
 

@@ -45,6 +45,13 @@ class Durability(enum.StrEnum):
     """After ``WAIT 1``: at least one replica has the publication; only then is it delivered."""
 
 
+class WebSocketServer(enum.StrEnum):
+    """Which shell serves ``/connection/websocket`` (``transport/wsnative.py``, ``transport/ws.py``)."""
+
+    NATIVE = "native"
+    AIOHTTP = "aiohttp"
+
+
 class LimitSettings(BaseModel):
     """Limits; 0 means unlimited. Each violation has a documented code (docs/protocol.md)."""
 
@@ -275,6 +282,13 @@ class WorkerSettings(BaseSettings):
         description="Read a PROXY protocol header (v1 or v2) at the start of connections from "
         "`trusted_proxies` (a TCP load balancer with proxy_protocol on) and count the client address it "
         "names; a bad header closes the connection. Connections from other peers are never read for one.",
+    )
+    websocket_server: WebSocketServer = Field(
+        WebSocketServer.NATIVE,
+        description="Which shell serves `/connection/websocket`: `native` reads the upgrade itself and keeps "
+        "no task or request per idle connection (every other request, and any upgrade it does not serve, "
+        "goes to aiohttp); `aiohttp` is aiohttp's WebSocket handler, the reference. Same checks, codes "
+        "and protocol either way (docs/benchmarks.md for the cost).",
     )
     ip_allow: list[str] = Field(
         default_factory=list,

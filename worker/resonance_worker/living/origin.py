@@ -63,6 +63,12 @@ def current_origin() -> PainOrigin | None:
     return _ORIGIN.get()
 
 
+def charge_to(origin: PainOrigin | None) -> None:
+    """From here on in the current context, pain is charged to ``origin``: for a context made for one
+    connection and never left (the native WebSocket shell's, ``transport/wsnative.py``)."""
+    _ORIGIN.set(origin)
+
+
 class charged_to:  # noqa: N801 - used as a function: ``with charged_to(origin):``
     """Within the block (and the tasks it starts), pain is charged to ``origin`` (None: to nobody).
 

@@ -6,6 +6,8 @@ The living core itself (thyroid, states, rooms, biometrics, the graph service) i
 - a middleware around ``/connection/websocket`` that sheds new connections with HTTP 503 +
   ``Retry-After`` while the thyroid says so (but a client it sent away to reconnect), and charges
   whatever a connection does that hurts to its request (:class:`~resonance_worker.living.origin.PainOrigin`);
+  the native WebSocket shell, which serves the upgrades it reads without aiohttp, does both itself
+  (``transport/wsnative.py``, ``UpgradeReader._upgrade``);
 - ``GET /thyroid/status``; ``POST /api/graph.<query>`` when the graph is configured;
 - the loops: the thyroid every ``thyroid_evaluate_seconds``, the rooms every
   ``room_tick_seconds``, and the graph's projector.

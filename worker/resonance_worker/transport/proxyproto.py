@@ -60,6 +60,17 @@ def _trusted(peername: Any, networks: tuple[Network, ...]) -> bool:
     return any(address.version == net.version and address in net for net in networks)
 
 
+def hand_over(
+    transport: asyncio.Transport | ProxiedTransport, protocol: asyncio.Protocol, received: bytes
+) -> None:
+    """Give the connection to ``protocol`` as if it had been its own from the start (``received``:
+    the bytes read so far that are its)."""
+    transport.set_protocol(protocol)
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    if received:
+        protocol.data_received(received)
+
+
 class HeaderReader(asyncio.Protocol):
     """One connection until its PROXY header is read; then aiohttp's protocol has it."""
 
@@ -120,12 +131,7 @@ class HeaderReader(asyncio.Protocol):
 
     def _hand_over(self, transport: asyncio.Transport | ProxiedTransport, rest: bytes) -> None:
         self._settle()
-        assert self._transport is not None
-        protocol = self._make_protocol()
-        self._transport.set_protocol(protocol)
-        protocol.connection_made(transport)  # type: ignore[arg-type]
-        if rest:
-            protocol.data_received(rest)
+        hand_over(transport, self._make_protocol(), rest)
 
     def _too_slow(self) -> None:
         self._deadline = None
@@ -152,7 +158,7 @@ class HeaderReader(asyncio.Protocol):
 class ProxyProtocolSite(web.BaseSite):
     """``web.TCPSite`` with a :class:`HeaderReader` in front of each connection."""
 
-    __slots__ = ("_host", "_pending", "_port", "_reuse_port", "_trusted")
+    __slots__ = ("_host", "_make_protocol", "_pending", "_port", "_reuse_port", "_trusted")
 
     def __init__(
         self,
@@ -163,8 +169,10 @@ class ProxyProtocolSite(web.BaseSite):
         trusted_proxies: list[str],
         backlog: int = 128,
         reuse_port: bool = False,
+        make_protocol: Callable[[web.Server], Callable[[], asyncio.Protocol]] | None = None,
     ) -> None:
         super().__init__(runner, backlog=backlog)
+        self._make_protocol = make_protocol
         self._host = host
         self._port = port
         self._trusted = parse_networks(trusted_proxies)
@@ -180,8 +188,11 @@ class ProxyProtocolSite(web.BaseSite):
         server = self._runner.server
         assert server is not None
         loop = asyncio.get_running_loop()
+        # After the header: aiohttp's protocol, or what ``make_protocol`` makes (the native WebSocket
+        # listener, which hands everything but an upgrade to aiohttp in turn).
+        after = server if self._make_protocol is None else self._make_protocol(server)
         self._server = await loop.create_server(
-            lambda: HeaderReader(server, self._trusted, self._pending),
+            lambda: HeaderReader(after, self._trusted, self._pending),
             self._host,
             self._port,
             backlog=self._backlog,
