@@ -128,6 +128,25 @@ class LocalFallbackEngine:
             channel, since=since, limit=limit, reverse=reverse, meta_ttl_seconds=meta_ttl_seconds
         )
 
+    async def history_with_presence(
+        self,
+        channel: str,
+        info: ClientInfo,
+        *,
+        presence_ttl_seconds: float,
+        since: StreamPosition | None = None,
+        limit: int = 0,
+        meta_ttl_seconds: float = 0.0,
+    ) -> tuple[list[Publication], StreamPosition]:
+        return await self.inner.history_with_presence(
+            channel,
+            info,
+            presence_ttl_seconds=presence_ttl_seconds,
+            since=since,
+            limit=limit,
+            meta_ttl_seconds=meta_ttl_seconds,
+        )
+
     async def remove_history(self, channel: str) -> None:
         await self.inner.remove_history(channel)
 

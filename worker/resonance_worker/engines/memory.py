@@ -284,6 +284,19 @@ class MemoryEngine:
             items = items[:limit]
         return items, top
 
+    async def history_with_presence(
+        self,
+        channel: str,
+        info: ClientInfo,
+        *,
+        presence_ttl_seconds: float,
+        since: StreamPosition | None = None,
+        limit: int = 0,
+        meta_ttl_seconds: float = 0.0,
+    ) -> tuple[list[Publication], StreamPosition]:
+        await self.add_presence(channel, info, ttl_seconds=presence_ttl_seconds)
+        return await self.history(channel, since=since, limit=limit, meta_ttl_seconds=meta_ttl_seconds)
+
     async def remove_history(self, channel: str) -> None:
         self._streams.pop(channel, None)
 
