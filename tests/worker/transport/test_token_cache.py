@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
 from collections.abc import Callable
@@ -16,20 +15,11 @@ import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.harness.processes import free_port
+from tests.harness.jwks import rsa_jwks, serving_jwks
 from tests.harness.worker import WorkerProcess
 
 StartWorker = Callable[..., WorkerProcess]
 STORM = 24
-
-
-def _jwks(key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
-    numbers = key.public_key().public_numbers()
-
-    def b64(n: int) -> str:
-        return base64.urlsafe_b64encode(n.to_bytes((n.bit_length() + 7) // 8, "big")).rstrip(b"=").decode()
-
-    return {"keys": [{"kty": "RSA", "kid": kid, "alg": "RS256", "n": b64(numbers.n), "e": b64(numbers.e)}]}
 
 
 async def _connect(http: aiohttp.ClientSession, url: str, token: str) -> tuple[str, Any]:
@@ -61,22 +51,16 @@ async def test_a_reconnect_storm_with_remembered_tokens_still_refuses_revoked_an
     start_worker: StartWorker,
 ) -> None:
     old_key, new_key = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(2))
-    served = {"document": _jwks(old_key, "old")}
+    served = {"document": rsa_jwks(old_key, "old")}
 
     async def serve(request: web.Request) -> web.Response:
         return web.json_response(served["document"])
 
-    app = web.Application()
-    app.router.add_get("/jwks.json", serve)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serving_jwks(serve) as jwks_url:
         worker = await asyncio.to_thread(
             start_worker,
             {
-                "RESONANCE_JWT_JWKS_URL": f"http://127.0.0.1:{port}/jwks.json",
+                "RESONANCE_JWT_JWKS_URL": jwks_url,
                 "RESONANCE_JWKS_REFRESH_SECONDS": "0.2",
             },
         )
@@ -96,7 +80,7 @@ async def test_a_reconnect_storm_with_remembered_tokens_still_refuses_revoked_an
 
             # The key that signed a remembered token leaves the JWKS: the token is refused at once.
             loads = sum(r.get("msg") == "JWKS loaded" for r in worker.log_records())
-            served["document"] = _jwks(new_key, "new")
+            served["document"] = rsa_jwks(new_key, "new")
             await _wait_for_loads(worker, loads + 1)
             assert await _connect(http, worker.ws_url, signed_by_old) == ("closed", 3500)
             signed_by_new = jwt.encode(
@@ -111,5 +95,3 @@ async def test_a_reconnect_storm_with_remembered_tokens_still_refuses_revoked_an
             storm = await _storm(http, worker.ws_url, [short, *others])
             assert storm[0] == ("error", 109)
             assert [outcome for outcome, _ in storm[1:]] == ["ok"] * (STORM - 2)
-    finally:
-        await runner.cleanup()
