@@ -279,6 +279,18 @@ async def test_join_leave_and_control_are_delivered(setup: EngineSetup) -> None:
     ]
 
 
+async def test_a_leave_removes_presence_and_is_published_in_one_call(setup: EngineSetup) -> None:
+    engine = setup.engine
+    await engine.subscribe("chat:bye")
+    await engine.add_presence("chat:bye", ALICE, ttl_seconds=60)
+    await engine.add_presence("chat:bye", BOB, ttl_seconds=60)
+    await engine.leave_with_presence("chat:bye", ALICE)
+    await setup.events.wait_for(lambda: len(setup.events.of("leave", "chat:bye")) == 1)
+    (left,) = setup.events.of("leave", "chat:bye")
+    assert left.info == ALICE
+    assert await engine.presence("chat:bye") == {BOB.client: BOB}
+
+
 async def test_ping_answers_while_serving(setup: EngineSetup) -> None:
     await setup.engine.ping()
 

@@ -226,6 +226,10 @@ class Engine(Protocol):
     async def remove_presence(self, channel: str, client_id: str) -> None:
         """Remove a client from a channel's presence."""
 
+    async def leave_with_presence(self, channel: str, info: ClientInfo) -> None:
+        """``remove_presence(channel, info.client)`` and ``publish_leave(channel, info)`` in one call
+        (one round trip on a remote engine)."""
+
     async def presence(self, channel: str) -> dict[str, ClientInfo]:
         """Clients present in a channel, by client id (expired ones excluded)."""
         ...

@@ -157,6 +157,12 @@ class LocalFallbackEngine:
         with contextlib.suppress(EngineError):  # the entry expires with its TTL
             await self.inner.remove_presence(channel, client_id)
 
+    async def leave_with_presence(self, channel: str, info: ClientInfo) -> None:
+        try:
+            await self.inner.leave_with_presence(channel, info)
+        except EngineError as exc:  # the presence entry expires with its TTL; the leave goes out here
+            self._fallback("leave", exc).on_leave(channel, info)
+
     async def presence(self, channel: str) -> dict[str, ClientInfo]:
         return await self.inner.presence(channel)
 

@@ -315,6 +315,10 @@ class MemoryEngine:
     async def add_presence(self, channel: str, info: ClientInfo, *, ttl_seconds: float) -> None:
         self._presence.setdefault(channel, {})[info.client] = (info, self._clock() + ttl_seconds)
 
+    async def leave_with_presence(self, channel: str, info: ClientInfo) -> None:
+        await self.remove_presence(channel, info.client)
+        await self.publish_leave(channel, info)
+
     async def remove_presence(self, channel: str, client_id: str) -> None:
         clients = self._presence.get(channel)
         if clients is not None:

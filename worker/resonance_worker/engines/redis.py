@@ -302,11 +302,15 @@ return redis.call("hgetall", KEYS[1])
 """
 )
 
-# KEYS: data, users, expire. ARGV: client id. One client's entry gone, atomically.
+# KEYS: data, users, expire. ARGV: client id [, pub/sub channel, leave message, publish command]. One
+# client's entry gone, atomically; with the last three, its leave published too (one script for both).
 _REMOVE_PRESENCE = """
 redis.call("hdel", KEYS[1], ARGV[1])
 redis.call("hdel", KEYS[2], ARGV[1])
 redis.call("zrem", KEYS[3], ARGV[1])
+if ARGV[2] then
+  redis.call(ARGV[4], ARGV[2], ARGV[3])
+end
 return 1
 """
 
@@ -1340,6 +1344,12 @@ class RedisEngine:
         await self._call(
             "remove presence", lambda: self._script(self._remove_presence_script, keys, [client_id])
         )
+
+    async def leave_with_presence(self, channel: str, info: ClientInfo) -> None:
+        """``remove_presence`` and ``publish_leave`` as one script (one round trip, one command)."""
+        keys = self._presence_keys(channel)
+        args = [info.client, self._pubsub_channel(channel), b"l" + encode_info(info), self._publish_command]
+        await self._call("leave", lambda: self._script(self._remove_presence_script, keys, args))
 
     async def presence(self, channel: str) -> dict[str, ClientInfo]:
         keys = self._presence_keys(channel)

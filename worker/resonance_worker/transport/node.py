@@ -685,9 +685,12 @@ class Node:
 
     async def _unsubscribe(self, conn: Connection, op: UnsubscribeOp) -> None:
         await self.remove_local(op.channel, conn)
-        if op.options.presence:
+        if op.options.presence and op.options.join_leave:
+            # Presence removed and the leave published in one engine call: one script on Redis.
+            await self.engine.leave_with_presence(op.channel, engine_info(op.info))
+        elif op.options.presence:
             await self.engine.remove_presence(op.channel, op.info.client)
-        if op.options.join_leave:
+        elif op.options.join_leave:
             await self.engine.publish_leave(op.channel, engine_info(op.info))
 
     async def _refresh_presence(self, conn: Connection, op: PresenceRefreshOp) -> None:
