@@ -96,12 +96,13 @@ def _target(result: dict[str, Any]) -> str:
 
 
 def plot_scenarios(results: Sequence[dict[str, Any]], directory: Path, *, stem: str = "") -> list[Path]:
-    """Write one small PNG per scenario kind (``<stem><kind>.png``): the targets side by side, with the
+    """Write one small PNG per scenario kind, or plan entry of its own name (``<stem><kind>.png``; the
+    ``plan`` of a result from ``bench.run``): the targets side by side, with the
     figure that scenario is judged by - latency percentiles and messages per server core for traffic,
     memory per connection for idle, recovered reconnects for a storm. Returns the paths written."""
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for result in results:
-        by_kind.setdefault(result["scenario"]["kind"], []).append(result)
+        by_kind.setdefault(result.get("plan", result["scenario"]["kind"]), []).append(result)
     written = []
     for kind, group in by_kind.items():
         figure, (left, right) = plt.subplots(1, 2, figsize=SMALL_FIGURE_INCHES)

@@ -54,6 +54,30 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def listening_sockets(port: int, tcp_table: str) -> int:
+    """How many sockets listen on ``port`` in the text of /proc/net/tcp (several with ``SO_REUSEPORT``)."""
+    count = 0
+    for line in tcp_table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 3 and fields[3] == "0A" and int(fields[1].rpartition(":")[2], 16) == port:
+            count += 1
+    return count
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            return [int(child) for child in children.read().split()]
+    except OSError:
+        return []
+
+
+def _forked_and_listening(pid: int, port: int, processes: int) -> bool:
+    """``processes`` children of ``pid``, each listening on ``port``."""
+    with open("/proc/net/tcp") as table:
+        return listening_sockets(port, table.read()) >= processes and len(_children(pid)) == processes
+
+
 def _port_open(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
         return True
@@ -193,8 +217,11 @@ class Stack:
         redis_url: str | None = None,
         source: Path | None = None,
         name: str = "worker",
+        processes: int = 1,
     ) -> Target:
-        """Our worker (``resonance-worker``), one process per node, with the server API enabled.
+        """Our worker (``resonance-worker``), one process per node, with the server API enabled;
+        ``processes`` > 1: that many forked processes per node sharing its port (``RESONANCE_PROCESSES``,
+        the Redis engine only), measured as the forked processes (not their supervisor).
 
         Its connection limits are lifted (0 = unlimited) as Centrifugo has none by default: the load comes
         from a few loopback addresses, far over the per-IP default. ``source``: a checkout whose ``worker/``
@@ -222,6 +249,8 @@ class Stack:
             }
             if redis_url:
                 env["RESONANCE_REDIS_URL"] = redis_url
+            if processes > 1:
+                env["RESONANCE_PROCESSES"] = str(processes)
             if source is not None:
                 env["PYTHONPATH"] = str(source / "worker")
             server = Server(
@@ -233,15 +262,29 @@ class Stack:
                 nice=self.nice,
             )
             self.servers.append(server)
-            # 90 s: on a loaded shared machine a worker on the Redis engine took 30-35 s to be ready.
+            # 120 s: on a loaded shared machine a worker on the Redis engine took 30-35 s to be ready.
             _wait_until(
-                functools.partial(_http_ok, f"http://127.0.0.1:{port}/ready"), 90, server.name, server.process
+                functools.partial(_http_ok, f"http://127.0.0.1:{port}/ready"),
+                120,
+                server.name,
+                server.process,
             )
             urls.append(f"ws://127.0.0.1:{port}/connection/websocket")
-            pids.append(server.pid)
+            if processes > 1:
+                # Every forked process listens (the kernel spreads connections over the listeners).
+                _wait_until(
+                    functools.partial(_forked_and_listening, server.pid, port, processes),
+                    30,
+                    server.name,
+                    server.process,
+                )
+                pids.extend(_children(server.pid))
+            else:
+                pids.append(server.pid)
             if node == 0:
                 api_url = f"http://127.0.0.1:{port}/api"
         suffix = f"-{nodes}nodes" if nodes > 1 else ""
+        suffix += f"-{processes}processes" if processes > 1 else ""
         return Target(
             name=f"{name}-{engine.value}{suffix}",
             ws_urls=tuple(urls),

@@ -6,7 +6,7 @@ from typing import Any
 
 from bench.centrifugo.config import Engine
 from bench.load.scenario import Kind
-from bench.run import figure, machine, scenarios, summary, table
+from bench.run import MULTI_PROCESS, figure, machine, scenarios, summary, table
 
 
 def result(product: str, kind: str, p99: float, per_core: float | None, kib: float) -> dict[str, Any]:
@@ -61,17 +61,37 @@ def test_a_baseline_worker_gets_its_own_column_and_every_row_its_load() -> None:
 def test_both_plans_are_valid_and_cover_every_scenario() -> None:
     quick = scenarios(quick=True)
     full = scenarios(quick=False)
-    assert {s.kind for s, _, _ in full} == set(Kind)
+    assert {p.scenario.kind for p in full} == set(Kind)
     # make bench: the memory engine on one node, Redis on two (cross-node), the reconnect storm (connects
-    # are every scenario's ramp); broadcast and idle only in the full set.
-    assert {(s.kind, e, n) for s, e, n in quick} == {
-        (Kind.CHAT, Engine.MEMORY, 1),
-        (Kind.CROSS_NODE, Engine.REDIS, 2),
-        (Kind.RECONNECT_STORM, Engine.REDIS, 1),
+    # are every scenario's ramp), chat on Redis over two worker processes; broadcast and idle only in the
+    # full set.
+    assert {(p.scenario.kind, p.engine, p.nodes, p.processes) for p in quick} == {
+        (Kind.CHAT, Engine.MEMORY, 1, 1),
+        (Kind.CROSS_NODE, Engine.REDIS, 2, 1),
+        (Kind.RECONNECT_STORM, Engine.REDIS, 1, 1),
+        (Kind.CHAT, Engine.REDIS, 1, 2),
     }
-    assert max(s.connections for s, _, _ in quick) < max(s.connections for s, _, _ in full) == 10_000
-    for scenario, _engine, nodes in full:
-        assert (nodes == 2) == (scenario.kind is Kind.CROSS_NODE)
+    assert max(p.scenario.connections for p in quick) < max(p.scenario.connections for p in full) == 10_000
+    for planned in full:
+        assert (planned.nodes == 2) == (planned.scenario.kind is Kind.CROSS_NODE)
+    # Issue 19: 10,000 connections on the Redis engine across two worker processes, with its own name.
+    (processes,) = [p for p in full if p.processes > 1]
+    assert (processes.engine, processes.scenario.connections, processes.name) == (
+        Engine.REDIS,
+        10_000,
+        MULTI_PROCESS,
+    )
+    assert len({p.name for p in full if p.scenario.encoding.value == "json"}) == len(Kind) + 1
+
+
+def test_a_plan_entry_of_its_own_name_gets_rows_of_its_own() -> None:
+    memory = [result("centrifugo", "chat", 10.0, 4000.0, 40.0), result("worker", "chat", 20.0, 3000.0, 20.0)]
+    redis = [result("centrifugo", "chat", 30.0, 2000.0, 40.0), result("worker", "chat", 15.0, 3000.0, 20.0)]
+    for run in redis:
+        run["plan"] = MULTI_PROCESS
+    rows = table(memory + redis).splitlines()
+    assert "| chat N=100 | p99 ms | 10 | 20 | 2.00 |" in rows
+    assert f"| {MULTI_PROCESS} N=100 | p99 ms | 30 | 15 | 0.50 |" in rows
 
 
 def test_machine_description_names_versions() -> None:

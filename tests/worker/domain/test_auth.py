@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from typing import Any
 
 import jwt
@@ -209,3 +210,23 @@ def test_remembered_tokens_are_bounded_and_forgotten_when_the_keys_change(
     verifier.set_jwks({"keys": [{**ec_jwk, "kid": "k2", "alg": "ES256"}]})  # k1 rotated out
     with pytest.raises(InvalidTokenError):
         verifier.verify_connect(signed, NOW)
+
+
+def test_the_least_recently_used_token_is_forgotten_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    from resonance_worker.domain import auth
+
+    monkeypatch.setattr(auth, "VERIFIED_CACHE_SIZE", 2)
+    verifier = TokenVerifier(hmac_secret=SECRET)
+    first, second, third = (jwt.encode({"sub": u, "exp": NOW + 60}, SECRET, "HS256") for u in "abc")
+    verifier.verify_connect(first, NOW)
+    verifier.verify_connect(second, NOW)
+    verifier.verify_connect(first, NOW + 1)  # a reconnect: `first` is the most recently used now
+    verifier.verify_connect(third, NOW + 2)  # full: `second` goes
+    digest = {t: hashlib.blake2b(t.encode(), digest_size=16).digest() for t in (first, second, third)}
+    assert list(verifier._verified) == [digest[first], digest[third]]
+    # An expired token is refused from the cache too, and forgotten then.
+    expiring = jwt.encode({"sub": "d", "exp": NOW + 5}, SECRET, "HS256")
+    verifier.verify_connect(expiring, NOW)
+    with pytest.raises(TokenExpiredError):
+        verifier.verify_connect(expiring, NOW + 5)
+    assert digest[third] in verifier._verified and len(verifier._verified) == 1

@@ -279,6 +279,18 @@ async def test_join_leave_and_control_are_delivered(setup: EngineSetup) -> None:
     ]
 
 
+async def test_a_leave_removes_presence_and_is_published_in_one_call(setup: EngineSetup) -> None:
+    engine = setup.engine
+    await engine.subscribe("chat:bye")
+    await engine.add_presence("chat:bye", ALICE, ttl_seconds=60)
+    await engine.add_presence("chat:bye", BOB, ttl_seconds=60)
+    await engine.leave_with_presence("chat:bye", ALICE)
+    await setup.events.wait_for(lambda: len(setup.events.of("leave", "chat:bye")) == 1)
+    (left,) = setup.events.of("leave", "chat:bye")
+    assert left.info == ALICE
+    assert await engine.presence("chat:bye") == {BOB.client: BOB}
+
+
 async def test_ping_answers_while_serving(setup: EngineSetup) -> None:
     await setup.engine.ping()
 
@@ -312,6 +324,32 @@ async def test_presence_add_refresh_remove_and_stats(setup: EngineSetup) -> None
     await engine.remove_presence("chat:p", ALICE.client)
     await engine.remove_presence("chat:p", BOB.client)
     assert await engine.presence("chat:p") == {}
+
+
+async def test_a_subscribes_presence_and_stream_state_in_one_call(setup: EngineSetup) -> None:
+    """``history_with_presence`` = ``add_presence`` then ``history`` (one script on Redis): the client is
+    present (with its TTL), and the stream's state and recovered publications are history's."""
+    engine = setup.engine
+    first = await engine.history_with_presence("chat:s", ALICE, presence_ttl_seconds=60)
+    assert first == await engine.history("chat:s")  # an empty channel's epoch, fixed by the read
+    assert first[1].offset == 0 and first[1].epoch
+    published = [await engine.publish("chat:s", f'{{"n":{n}}}'.encode(), history=KEEP) for n in range(3)]
+
+    since = StreamPosition(1, first[1].epoch)
+    pubs, top = await engine.history_with_presence(
+        "chat:s", BOB, presence_ttl_seconds=1.0, since=since, limit=-1
+    )
+    assert top == published[-1].position
+    assert [p.offset for p in pubs] == [2, 3] and pubs[0].data == b'{"n":1}'
+    assert await engine.presence("chat:s") == {ALICE.client: ALICE, BOB.client: BOB}
+
+    other_epoch = StreamPosition(1, "another")
+    pubs, top = await engine.history_with_presence(
+        "chat:s", ALICE_2, presence_ttl_seconds=60, since=other_epoch, limit=-1
+    )
+    assert pubs == [] and top == published[-1].position  # not recovered, as history says
+    await setup.let_pass(1.3)
+    assert set(await engine.presence("chat:s")) == {ALICE.client, ALICE_2.client}  # BOB's 1 s is over
 
 
 async def test_presence_expires_unless_refreshed(setup: EngineSetup) -> None:

@@ -236,6 +236,12 @@ async def test_two_engines_on_the_cluster_share_fanout_and_control(redis_cluster
         await a.engine.publish("chat:one", b"next", history=KEEP)
         await b.events.wait_for(lambda: len(b.events.of("publication")) == 4)
         assert b.events.of("publication")[-1].channel == "chat:one"  # nothing more on chat:two
+        # A subscribe's and a leave's scripts touch presence and stream keys and the shard channel of
+        # one slot: they run on its shard.
+        await a.engine.history_with_presence("chat:three", ALICE, presence_ttl_seconds=30)
+        await a.engine.leave_with_presence("chat:three", ALICE)
+        await b.events.wait_for(lambda: bool(b.events.of("leave", "chat:three")))
+        assert await a.engine.presence("chat:three") == {}
     finally:
         for node in nodes:
             await node.engine.close()

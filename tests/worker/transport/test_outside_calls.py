@@ -4,7 +4,6 @@ against an identity provider that fails its first answers."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from collections.abc import Callable
 
@@ -12,7 +11,7 @@ import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.harness.processes import free_port
+from tests.harness.jwks import rsa_jwks, serving_jwks
 from tests.harness.worker import WorkerProcess
 from tests.worker.transport.conftest import Clients
 
@@ -24,14 +23,7 @@ async def test_a_failed_jwks_fetch_is_retried_soon_with_jittered_backoff(
     start_worker: StartWorker, clients: Clients
 ) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    numbers = key.public_key().public_numbers()
-
-    def b64(n: int) -> str:
-        return base64.urlsafe_b64encode(n.to_bytes((n.bit_length() + 7) // 8, "big")).rstrip(b"=").decode()
-
-    document = {
-        "keys": [{"kty": "RSA", "kid": "idp", "alg": "RS256", "n": b64(numbers.n), "e": b64(numbers.e)}]
-    }
+    document = rsa_jwks(key, "idp")
     requests = 0
 
     async def serve(request: web.Request) -> web.Response:
@@ -41,18 +33,12 @@ async def test_a_failed_jwks_fetch_is_retried_soon_with_jittered_backoff(
             return web.json_response({"error": "unavailable"}, status=503)
         return web.json_response(document)
 
-    app = web.Application()
-    app.router.add_get("/jwks.json", serve)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serving_jwks(serve) as jwks_url:
         # The refresh period is an hour: only the retries can load the keys within this test.
         worker = await asyncio.to_thread(
             start_worker,
             {
-                "RESONANCE_JWT_JWKS_URL": f"http://127.0.0.1:{port}/jwks.json",
+                "RESONANCE_JWT_JWKS_URL": jwks_url,
                 "RESONANCE_JWKS_REFRESH_SECONDS": "3600",
             },
         )
@@ -69,5 +55,3 @@ async def test_a_failed_jwks_fetch_is_retried_soon_with_jittered_backoff(
         token = jwt.encode({"sub": "sso", "exp": int(time.time()) + 60}, key, "RS256", headers={"kid": "idp"})
         client, _ = await clients.connected(worker.ws_url, token)
         assert (await client.rpc("whoami", None)).data["user"] == "sso"
-    finally:
-        await runner.cleanup()

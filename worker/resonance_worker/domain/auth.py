@@ -8,15 +8,20 @@ which the SDK fetches a new token and reconnects). Signature checking is
 pyjwt's; time checks are ours, against the ``now`` passed in.
 
 A token whose signature and claims were verified once is remembered by a
-hash of its text until its ``exp`` (a bounded cache, emptied when the keys
+hash of its text (a bounded least-recently-used cache, emptied when the keys
 change): a reconnecting client presents the token it already holds, so a
 reconnect storm checks each signature once. The time checks still run on
-every use, so a remembered token expires exactly as a fresh one would.
+every use, so a remembered token expires exactly as a fresh one would (and is
+forgotten then). Revocation is by key: a key that leaves the JWKS takes its
+tokens with it (``set_jwks``); the worker keeps no per-token or per-user deny
+list (neither does Centrifugo's open-source server), so a user the server API
+disconnects may come back with a token that is still valid, cached or not.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -88,7 +93,7 @@ class TokenVerifier:
     def __post_init__(self) -> None:
         self._rsa_key: Any = None
         self._ec_key: Any = None
-        self._verified: dict[bytes, dict[str, Any]] = {}
+        self._verified: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
         if self.rsa_public_key_pem:
             key = load_pem_public_key(self.rsa_public_key_pem.encode())
             if not isinstance(key, rsa.RSAPublicKey):
@@ -131,29 +136,31 @@ class TokenVerifier:
 
     def _decode(self, token: str, now: float) -> dict[str, Any]:
         digest = hashlib.blake2b(token.encode(), digest_size=16).digest()
-        claims = self._verified.get(digest)
+        verified = self._verified
+        claims = verified.get(digest)
         fresh = claims is None
         if claims is None:
             claims = self._verify_signature(token)
+        else:
+            verified.move_to_end(digest)  # the most recently used now
         exp = _number_claim(claims, "exp")
         nbf = _number_claim(claims, "nbf")
         if exp is not None and now >= exp:
-            self._verified.pop(digest, None)
+            verified.pop(digest, None)
             raise TokenExpiredError("token expired")
         if nbf is not None and now < nbf:
             raise TokenExpiredError("token not yet valid")
         if fresh:
-            self._remember(digest, claims, now)
+            self._remember(digest, claims)
         return claims
 
-    def _remember(self, digest: bytes, claims: dict[str, Any], now: float) -> None:
-        """Keep ``claims`` for their token's next use; when full, forget the expired, then the oldest."""
-        if len(self._verified) >= VERIFIED_CACHE_SIZE:
-            for key in [k for k, c in self._verified.items() if _expired(c, now)]:
-                del self._verified[key]
-            while len(self._verified) >= VERIFIED_CACHE_SIZE:
-                del self._verified[next(iter(self._verified))]
-        self._verified[digest] = claims
+    def _remember(self, digest: bytes, claims: dict[str, Any]) -> None:
+        """Keep ``claims`` for their token's next use; when full, forget the least recently used token
+        (in constant time: an expired one still held is refused by the time checks, and forgotten then)."""
+        verified = self._verified
+        while len(verified) >= VERIFIED_CACHE_SIZE:
+            verified.popitem(last=False)
+        verified[digest] = claims
 
     def _verify_signature(self, token: str) -> dict[str, Any]:
         """The signature, algorithm, audience and issuer checks (pyjwt's); not the time window."""
@@ -222,11 +229,6 @@ def _number_claim(claims: Mapping[str, Any], name: str) -> float | None:
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise InvalidTokenError(f"{name} must be a number")
     return float(value)
-
-
-def _expired(claims: Mapping[str, Any], now: float) -> bool:
-    exp = claims.get("exp")
-    return isinstance(exp, int | float) and now >= exp
 
 
 def _string_claim(claims: Mapping[str, Any], name: str) -> str:

@@ -201,6 +201,20 @@ class Engine(Protocol):
         """
         ...
 
+    async def history_with_presence(
+        self,
+        channel: str,
+        info: ClientInfo,
+        *,
+        presence_ttl_seconds: float,
+        since: StreamPosition | None = None,
+        limit: int = 0,
+        meta_ttl_seconds: float = 0.0,
+    ) -> tuple[list[Publication], StreamPosition]:
+        """A subscribe's engine work in one call: ``add_presence(channel, info, ttl_seconds=
+        presence_ttl_seconds)``, then ``history`` (oldest first) - one round trip on a remote engine."""
+        ...
+
     async def remove_history(self, channel: str) -> None:
         """Drop a channel's stream (its next publication starts a new epoch)."""
 
@@ -211,6 +225,10 @@ class Engine(Protocol):
 
     async def remove_presence(self, channel: str, client_id: str) -> None:
         """Remove a client from a channel's presence."""
+
+    async def leave_with_presence(self, channel: str, info: ClientInfo) -> None:
+        """``remove_presence(channel, info.client)`` and ``publish_leave(channel, info)`` in one call
+        (one round trip on a remote engine)."""
 
     async def presence(self, channel: str) -> dict[str, ClientInfo]:
         """Clients present in a channel, by client id (expired ones excluded)."""

@@ -128,6 +128,25 @@ class LocalFallbackEngine:
             channel, since=since, limit=limit, reverse=reverse, meta_ttl_seconds=meta_ttl_seconds
         )
 
+    async def history_with_presence(
+        self,
+        channel: str,
+        info: ClientInfo,
+        *,
+        presence_ttl_seconds: float,
+        since: StreamPosition | None = None,
+        limit: int = 0,
+        meta_ttl_seconds: float = 0.0,
+    ) -> tuple[list[Publication], StreamPosition]:
+        return await self.inner.history_with_presence(
+            channel,
+            info,
+            presence_ttl_seconds=presence_ttl_seconds,
+            since=since,
+            limit=limit,
+            meta_ttl_seconds=meta_ttl_seconds,
+        )
+
     async def remove_history(self, channel: str) -> None:
         await self.inner.remove_history(channel)
 
@@ -137,6 +156,12 @@ class LocalFallbackEngine:
     async def remove_presence(self, channel: str, client_id: str) -> None:
         with contextlib.suppress(EngineError):  # the entry expires with its TTL
             await self.inner.remove_presence(channel, client_id)
+
+    async def leave_with_presence(self, channel: str, info: ClientInfo) -> None:
+        try:
+            await self.inner.leave_with_presence(channel, info)
+        except EngineError as exc:  # the presence entry expires with its TTL; the leave goes out here
+            self._fallback("leave", exc).on_leave(channel, info)
 
     async def presence(self, channel: str) -> dict[str, ClientInfo]:
         return await self.inner.presence(channel)

@@ -284,6 +284,19 @@ class MemoryEngine:
             items = items[:limit]
         return items, top
 
+    async def history_with_presence(
+        self,
+        channel: str,
+        info: ClientInfo,
+        *,
+        presence_ttl_seconds: float,
+        since: StreamPosition | None = None,
+        limit: int = 0,
+        meta_ttl_seconds: float = 0.0,
+    ) -> tuple[list[Publication], StreamPosition]:
+        await self.add_presence(channel, info, ttl_seconds=presence_ttl_seconds)
+        return await self.history(channel, since=since, limit=limit, meta_ttl_seconds=meta_ttl_seconds)
+
     async def remove_history(self, channel: str) -> None:
         self._streams.pop(channel, None)
 
@@ -301,6 +314,10 @@ class MemoryEngine:
 
     async def add_presence(self, channel: str, info: ClientInfo, *, ttl_seconds: float) -> None:
         self._presence.setdefault(channel, {})[info.client] = (info, self._clock() + ttl_seconds)
+
+    async def leave_with_presence(self, channel: str, info: ClientInfo) -> None:
+        await self.remove_presence(channel, info.client)
+        await self.publish_leave(channel, info)
 
     async def remove_presence(self, channel: str, client_id: str) -> None:
         clients = self._presence.get(channel)

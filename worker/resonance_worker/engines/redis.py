@@ -213,48 +213,83 @@ redis.call("hset", KEYS[2], "p", upto)
 return #entries
 """
 
-# KEYS: stream, meta. ARGV: new epoch, meta_ttl_ms, refresh meta ttl (0/1), "=" .. since epoch or "",
-# range command ("" for none), start, end, count (0: all).
-_HISTORY = """
-local epoch = redis.call("hget", KEYS[2], "e")
-local meta_ttl = tonumber(ARGV[2])
-if not epoch then
-  epoch = ARGV[1]
-  redis.call("del", KEYS[1])
-  redis.call("hset", KEYS[2], "e", epoch)
-  redis.call("pexpire", KEYS[2], meta_ttl)
-elseif ARGV[3] == "1" and redis.call("pttl", KEYS[2]) < meta_ttl then
-  redis.call("pexpire", KEYS[2], meta_ttl)
+# The stream's state (its top, and its epoch, made when absent) and, asked for, its publications in a
+# range. ARGV from ``first`` + 1: new epoch, meta_ttl_ms, refresh meta ttl (0/1), "=" .. since epoch
+# or "", range command ("" for none), start, end, count (0: all).
+_STREAM_STATE_FUNCTION = """
+local function stream_state(stream_key, meta_key, argv, first)
+  local function a(i) return argv[first + i] end
+  local epoch = redis.call("hget", meta_key, "e")
+  local meta_ttl = tonumber(a(2))
+  if not epoch then
+    epoch = a(1)
+    redis.call("del", stream_key)
+    redis.call("hset", meta_key, "e", epoch)
+    redis.call("pexpire", meta_key, meta_ttl)
+  elseif a(3) == "1" and redis.call("pttl", meta_key) < meta_ttl then
+    redis.call("pexpire", meta_key, meta_ttl)
+  end
+  local top = redis.call("hget", meta_key, "s") or "0"
+  if a(5) == "" or (a(4) ~= "" and a(4) ~= "=" .. epoch) then
+    return {top, epoch, {}}
+  end
+  local entries
+  if a(8) ~= "0" then
+    entries = redis.call(a(5), stream_key, a(6), a(7), "COUNT", a(8))
+  else
+    entries = redis.call(a(5), stream_key, a(6), a(7))
+  end
+  return {top, epoch, entries}
 end
-local top = redis.call("hget", KEYS[2], "s") or "0"
-if ARGV[5] == "" or (ARGV[4] ~= "" and ARGV[4] ~= "=" .. epoch) then
-  return {top, epoch, {}}
-end
-local entries
-if ARGV[8] ~= "0" then
-  entries = redis.call(ARGV[5], KEYS[1], ARGV[6], ARGV[7], "COUNT", ARGV[8])
-else
-  entries = redis.call(ARGV[5], KEYS[1], ARGV[6], ARGV[7])
-end
-return {top, epoch, entries}
 """
+
+# KEYS: stream, meta. ARGV: as stream_state's.
+_HISTORY = (
+    _STREAM_STATE_FUNCTION
+    + """
+return stream_state(KEYS[1], KEYS[2], ARGV, 0)
+"""
+)
+
+# One client in a channel's presence (or refreshed there) for ttl_ms.
+_ADD_PRESENCE_FUNCTION = (
+    _DROP_EXPIRED_PRESENCE
+    + """
+local function add_presence(data_key, users_key, expire_key, client, info, user, ttl_ms)
+  local now = now_ms()
+  drop_expired(data_key, users_key, expire_key, now)
+  local ttl = tonumber(ttl_ms)
+  redis.call("hset", data_key, client, info)
+  redis.call("hset", users_key, client, user)
+  redis.call("zadd", expire_key, now + ttl, client)
+  for _, key in ipairs({data_key, users_key, expire_key}) do
+    if redis.call("pttl", key) < ttl then
+      redis.call("pexpire", key, ttl)
+    end
+  end
+end
+"""
+)
 
 # KEYS: data, users, expire. ARGV: client, encoded info, user, ttl_ms.
 _ADD_PRESENCE = (
-    _DROP_EXPIRED_PRESENCE
+    _ADD_PRESENCE_FUNCTION
     + """
-local now = now_ms()
-drop_expired(KEYS[1], KEYS[2], KEYS[3], now)
-local ttl = tonumber(ARGV[4])
-redis.call("hset", KEYS[1], ARGV[1], ARGV[2])
-redis.call("hset", KEYS[2], ARGV[1], ARGV[3])
-redis.call("zadd", KEYS[3], now + ttl, ARGV[1])
-for i = 1, 3 do
-  if redis.call("pttl", KEYS[i]) < ttl then
-    redis.call("pexpire", KEYS[i], ttl)
-  end
-end
+add_presence(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 return 1
+"""
+)
+
+# A subscribe's engine work as one script (one command to pack, one reply, one script run in Redis
+# instead of two): the client in the channel's presence, then the stream's state as _HISTORY gives it.
+# KEYS: stream, meta, presence data, users, expire. ARGV: stream_state's eight, then client, encoded
+# info, user, ttl_ms.
+_HISTORY_WITH_PRESENCE = (
+    _ADD_PRESENCE_FUNCTION
+    + _STREAM_STATE_FUNCTION
+    + """
+add_presence(KEYS[3], KEYS[4], KEYS[5], ARGV[9], ARGV[10], ARGV[11], ARGV[12])
+return stream_state(KEYS[1], KEYS[2], ARGV, 0)
 """
 )
 
@@ -267,11 +302,15 @@ return redis.call("hgetall", KEYS[1])
 """
 )
 
-# KEYS: data, users, expire. ARGV: client id. One client's entry gone, atomically.
+# KEYS: data, users, expire. ARGV: client id [, pub/sub channel, leave message, publish command]. One
+# client's entry gone, atomically; with the last three, its leave published too (one script for both).
 _REMOVE_PRESENCE = """
 redis.call("hdel", KEYS[1], ARGV[1])
 redis.call("hdel", KEYS[2], ARGV[1])
 redis.call("zrem", KEYS[3], ARGV[1])
+if ARGV[2] then
+  redis.call(ARGV[4], ARGV[2], ARGV[3])
+end
 return 1
 """
 
@@ -666,6 +705,7 @@ class RedisEngine:
         self._publish_script = client.register_script(_PUBLISH)
         self._history_script = client.register_script(_HISTORY)
         self._add_presence_script = client.register_script(_ADD_PRESENCE)
+        self._history_with_presence_script = client.register_script(_HISTORY_WITH_PRESENCE)
         self._remove_presence_script = client.register_script(_REMOVE_PRESENCE)
         self._presence_script = client.register_script(_PRESENCE)
         self._presence_stats_script = client.register_script(_PRESENCE_STATS)
@@ -1224,7 +1264,9 @@ class RedisEngine:
         limit: int = 0,
         reverse: bool = False,
         meta_ttl_seconds: float = 0.0,
+        presence: tuple[ClientInfo, float] | None = None,
     ) -> tuple[list[Publication], StreamPosition]:
+        """``presence``: (info, ttl seconds) to add to the channel's presence in the same script."""
         command, start, end = "", "", ""
         if limit != 0:
             if not reverse:
@@ -1234,27 +1276,48 @@ class RedisEngine:
             elif since.offset > 1:
                 command, start, end = "xrevrange", str(since.offset - 1), "-"
         meta_ttl_ms = int((meta_ttl_seconds or self._default_meta_ttl) * 1000)
-        top, epoch, entries = await self._call(
-            "history",
-            lambda: self._script(
-                self._history_script,
-                [self._key("stream", channel), self._key("meta", channel)],
-                [
-                    new_epoch(),
-                    meta_ttl_ms,
-                    1 if meta_ttl_seconds > 0 else 0,
-                    "" if since is None else "=" + since.epoch,
-                    command,
-                    start,
-                    end,
-                    max(limit, 0),
-                ],
-            ),
-        )
+        keys = [self._key("stream", channel), self._key("meta", channel)]
+        args: list[Any] = [
+            new_epoch(),
+            meta_ttl_ms,
+            1 if meta_ttl_seconds > 0 else 0,
+            "" if since is None else "=" + since.epoch,
+            command,
+            start,
+            end,
+            max(limit, 0),
+        ]
+        script, what = self._history_script, "history"
+        if presence is not None:
+            info, ttl_seconds = presence
+            script, what = self._history_with_presence_script, "history with presence"
+            keys += self._presence_keys(channel)
+            args += [info.client, encode_info(info), info.user, max(1, int(ttl_seconds * 1000))]
+        top, epoch, entries = await self._call(what, lambda: self._script(script, keys, args))
         publications = [
             decode_body(fields[1], int(_as_str(entry_id).partition("-")[0])) for entry_id, fields in entries
         ]
         return publications, StreamPosition(int(top), _as_str(epoch))
+
+    async def history_with_presence(
+        self,
+        channel: str,
+        info: ClientInfo,
+        *,
+        presence_ttl_seconds: float,
+        since: StreamPosition | None = None,
+        limit: int = 0,
+        meta_ttl_seconds: float = 0.0,
+    ) -> tuple[list[Publication], StreamPosition]:
+        """A subscribe's engine work as one script: ``add_presence`` then ``history`` (one round trip,
+        one command to pack and one reply to parse, one script run in Redis)."""
+        return await self.history(
+            channel,
+            since=since,
+            limit=limit,
+            meta_ttl_seconds=meta_ttl_seconds,
+            presence=(info, presence_ttl_seconds),
+        )
 
     async def remove_history(self, channel: str) -> None:
         keys = self._key("stream", channel), self._key("meta", channel)
@@ -1281,6 +1344,12 @@ class RedisEngine:
         await self._call(
             "remove presence", lambda: self._script(self._remove_presence_script, keys, [client_id])
         )
+
+    async def leave_with_presence(self, channel: str, info: ClientInfo) -> None:
+        """``remove_presence`` and ``publish_leave`` as one script (one round trip, one command)."""
+        keys = self._presence_keys(channel)
+        args = [info.client, self._pubsub_channel(channel), b"l" + encode_info(info), self._publish_command]
+        await self._call("leave", lambda: self._script(self._remove_presence_script, keys, args))
 
     async def presence(self, channel: str) -> dict[str, ClientInfo]:
         keys = self._presence_keys(channel)

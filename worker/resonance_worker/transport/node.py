@@ -124,12 +124,6 @@ class Connection(Protocol):
         """The session's deadline has come (called by the node's timers)."""
 
 
-def _retrieved(task: asyncio.Future[Any]) -> None:
-    """Mark a task's outcome read (nobody awaits it any more)."""
-    if not task.cancelled():
-        task.exception()
-
-
 def engine_info(info: PeerInfo) -> ClientInfo:
     return ClientInfo(user=info.user, client=info.client, conn_info=info.conn_info, chan_info=info.chan_info)
 
@@ -607,35 +601,28 @@ class Node:
 
     async def _stream_state(self, conn: Connection, op: SubscribeOp) -> StreamState:
         await self.add_local(op.channel, conn)
-        streamed = op.positioned or op.recoverable
-        presence = None
-        if op.options.presence:
-            adding = self.engine.add_presence(
-                op.channel, engine_info(op.info), ttl_seconds=self.settings.presence_ttl_seconds
-            )
-            if not streamed:
-                await adding
-                return StreamState(0, "")
-            # Presence and the stream's state are asked for together: on the Redis engine both go out in
-            # one pipelined round trip instead of two in a row.
-            presence = asyncio.ensure_future(adding)
-        elif not streamed:
+        presence_ttl = self.settings.presence_ttl_seconds
+        if not (op.positioned or op.recoverable):
+            if op.options.presence:
+                await self.engine.add_presence(op.channel, engine_info(op.info), ttl_seconds=presence_ttl)
             return StreamState(0, "")
+        since = StreamPosition(*op.since) if op.since is not None else None
+        limit = 0 if since is None else -1
         meta_ttl = op.options.history_meta_ttl_seconds
-        try:
-            if op.since is not None:
-                pubs, top = await self.engine.history(
-                    op.channel, since=StreamPosition(*op.since), limit=-1, meta_ttl_seconds=meta_ttl
-                )
-            else:
-                pubs, top = await self.engine.history(op.channel, limit=0, meta_ttl_seconds=meta_ttl)
-        except BaseException:
-            if presence is not None:  # the subscribe fails with history's error (its undo removes presence)
-                presence.add_done_callback(_retrieved)
-                presence.cancel()
-            raise
-        if presence is not None:
-            await presence  # its failure is the subscribe's failure, as before
+        if op.options.presence:
+            # Presence and the stream's state in one engine call: one script on the Redis engine.
+            pubs, top = await self.engine.history_with_presence(
+                op.channel,
+                engine_info(op.info),
+                presence_ttl_seconds=presence_ttl,
+                since=since,
+                limit=limit,
+                meta_ttl_seconds=meta_ttl,
+            )
+        else:
+            pubs, top = await self.engine.history(
+                op.channel, since=since, limit=limit, meta_ttl_seconds=meta_ttl
+            )
         return StreamState(top.offset, top.epoch, pubs)
 
     async def _undo_subscribe(self, conn: Connection, op: SubscribeOp) -> None:
@@ -698,9 +685,12 @@ class Node:
 
     async def _unsubscribe(self, conn: Connection, op: UnsubscribeOp) -> None:
         await self.remove_local(op.channel, conn)
-        if op.options.presence:
+        if op.options.presence and op.options.join_leave:
+            # Presence removed and the leave published in one engine call: one script on Redis.
+            await self.engine.leave_with_presence(op.channel, engine_info(op.info))
+        elif op.options.presence:
             await self.engine.remove_presence(op.channel, op.info.client)
-        if op.options.join_leave:
+        elif op.options.join_leave:
             await self.engine.publish_leave(op.channel, engine_info(op.info))
 
     async def _refresh_presence(self, conn: Connection, op: PresenceRefreshOp) -> None:
