@@ -8,7 +8,7 @@ npm ``yjs`` documents with the ``resonance-yjs`` provider on centrifuge-js (test
 half of them on each worker, in two Node processes. Each edit inserts a character into a shared
 text and sets the editor's entry in a shared map to ``[editor, seq, wall ms]``; every other editor
 records, when the update is applied, the delay from the edit (one machine, one clock). The
-provider merges the updates made while its previous ``doc.send`` is in flight, and a map entry
+provider merges the updates made while its window of ``doc.send`` calls is full, and a map entry
 overwritten twice in one merged update is seen once, so under backlog "delivered" counts fewer
 than were made; the latency of what arrives is what an editor saw. ``rpc_ms`` is each editor's
 ``doc.send`` round trip. The

@@ -12,7 +12,7 @@
 // on the receiving editor's socket (before Y.applyUpdate; it includes this process's event-loop wait;
 // the earliest receipt of the batch it was applied in), `applyMs` the time the provider took to apply
 // one batch (the publications of one turn of the event loop, `batch`), `queuedMs` how long an edit waited in
-// the provider (one doc.send in flight at a time) before its doc.send, `rpcMs` each doc.send's round
+// the provider (past its window of doc.send calls in flight) before its doc.send, `rpcMs` each doc.send's round
 // trip, `loopDelayMs` this process's event-loop delay (perf_hooks), `gcMs` V8's collections (each
 // stops the process's JavaScript), `heapMiB` the heap at the end. An editor not in `observers`
 // edits and receives every publication but applies none (its document diverges; the server's work is

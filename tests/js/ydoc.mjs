@@ -4,7 +4,8 @@
 //
 // stdin: {"id", "op", ...}; stdout: replies {"id", "ok", "result"|"error"} and events.
 // Ops: hello {} (answered once the driver is ready), connect {url, token, encoding?: json|protobuf}, open {channel, name?}, edit {channel, ops: [[kind, pos, text]...]},
-// read {channel}, peers {channel}, disconnect {}, reconnect {}, close {}.
+// read {channel}, peers {channel}, calls {} (doc.send calls since the last `calls`: how many, and the most
+// unanswered at once), disconnect {}, reconnect {}, close {}.
 // An edit op is ["ins", pos, text] | ["app", 0, text] | ["del", pos, len] | ["set", key, value] on the text "t" / map "m";
 // positions are taken modulo the current length, so random schedules are always valid.
 import { Centrifuge } from 'centrifuge';
@@ -17,6 +18,7 @@ const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
 let client = null;
 let protobuf = false;
 const docs = new Map();
+const calls = { total: 0, inFlight: 0, max: 0 }; // this client's doc.send calls
 
 function contentOf(channel) {
   const { doc, provider } = docs.get(channel);
@@ -39,6 +41,14 @@ const ops = {
     client = new Sdk(cmd.url, { websocket: WebSocket, token: cmd.token, minReconnectDelay: 100, maxReconnectDelay: 500 });
     client.on('connected', (ctx) => out({ event: 'connected', client: ctx.client }));
     client.on('disconnected', (ctx) => out({ event: 'disconnected', code: ctx.code }));
+    const rpc = client.rpc.bind(client);
+    client.rpc = async (method, data) => {
+      if (method !== 'doc.send') return rpc(method, data);
+      calls.total += 1;
+      calls.inFlight += 1;
+      calls.max = Math.max(calls.max, calls.inFlight);
+      try { return await rpc(method, data); } finally { calls.inFlight -= 1; }
+    };
     client.connect();
     await client.ready(10000);
     return {};
@@ -72,6 +82,12 @@ const ops = {
   async peers(cmd) {
     const { provider } = docs.get(cmd.channel);
     return [...provider.awareness.getStates().entries()].map(([id, s]) => ({ id, name: s.user?.name ?? null }));
+  },
+  async calls() {
+    const seen = { total: calls.total, max: calls.max };
+    calls.total = 0;
+    calls.max = calls.inFlight;
+    return seen;
   },
   async disconnect() { client.disconnect(); return {}; },
   async reconnect() { client.connect(); await client.ready(10000); return {}; },

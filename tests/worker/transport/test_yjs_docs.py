@@ -205,6 +205,25 @@ async def test_offline_edits_merge_on_reconnect(
     assert final["map"] == {"by": "away", "other": 1}
 
 
+async def test_edits_go_at_once_up_to_a_window_of_calls_and_the_rest_merge(
+    pair: tuple[WorkerProcess, WorkerProcess], stack: AsyncExitStack
+) -> None:
+    """The provider sends an edit without waiting for the previous doc.send's answer, up to 4 calls
+    unanswered; what is made meanwhile waits and goes merged in one call. Eight edits made in one turn
+    of the writer's event loop: four calls at once, then one with the other four."""
+    a, b = pair
+    writer = await editor(stack, a, "quick")
+    reader = await editor(stack, b, "slow")
+    for js in (writer, reader):
+        await opened(js, "doc:window")
+    await writer.call("flush", channel="doc:window")
+    await writer.call("calls")  # the opening's calls are not counted
+    await writer.call("edit", channel="doc:window", ops=[["app", 0, str(i)] for i in range(8)])
+    assert await writer.call("calls") == {"total": 5, "max": 4}
+    final = await converged([writer, reader], "doc:window")
+    assert final["text"] == "01234567"
+
+
 async def test_size_limit_refuses_an_update_with_a_clear_error(
     pair: tuple[WorkerProcess, WorkerProcess], stack: AsyncExitStack
 ) -> None:
