@@ -21,12 +21,13 @@ def test_variants_name_processes_niceness_observers_mains_provider_and_the_basel
         "observers": 0,
         "provider": "this",
         "workers": "this",
+        "window": 0,
     }
     assert parse_variant("yjs/p10/n5/o4/main", ARGS) == {
-        "mode": "yjs", "procs": 10, "nice": 5, "observers": 4, "provider": "main", "workers": "this",
+        "mode": "yjs", "procs": 10, "nice": 5, "observers": 4, "provider": "main", "workers": "this", "window": 0,
     }  # fmt: skip
-    assert parse_variant("yjs/main/base", ARGS) == {
-        "mode": "yjs", "procs": 2, "nice": 0, "observers": 0, "provider": "main", "workers": "base",
+    assert parse_variant("yjs/main/base/w2", ARGS) == {
+        "mode": "yjs", "procs": 2, "nice": 0, "observers": 0, "provider": "main", "workers": "base", "window": 2,
     }  # fmt: skip
     for bad in ("yjs/x3", "yjs/p", "crdt"):
         with pytest.raises(SystemExit, match="unknown"):

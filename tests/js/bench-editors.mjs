@@ -3,7 +3,8 @@
 // publications, the baseline. Run with `node --preserve-symlinks bench-editors.mjs '<json>'`.
 //
 // Config: {urls: [ws url per editor], tokens: [...], ids: [editor numbers], channel, rate, seconds, mode,
-// observers: [editor numbers that apply what they receive; absent: all], provider: [module path]}.
+// observers: [editor numbers that apply what they receive; absent: all], provider: [module path],
+// window: [the provider's doc.send calls in flight; absent: its default]}.
 // Prints {"ready": n} once every editor is synced, waits for "go <wall ms>" on stdin, edits at
 // `rate` per editor per second from then for `seconds`, then prints {"latencies": [...], "received",
 // "sent", "docBytes"} (latency: wall ms from an edit to its arrival at another editor here).
@@ -68,7 +69,7 @@ const editors = await Promise.all(cfg.ids.map(async (id, k) => {
   let batch = 0;
   let applyingSince = null;
   sub.on('publication', () => { if (receivedAt === null) receivedAt = now(); batch += 1; });
-  const provider = new ResonanceYjsProvider(client, cfg.channel, doc);
+  const provider = new ResonanceYjsProvider(client, cfg.channel, doc, cfg.window ? { window: cfg.window } : {});
   doc.on('beforeTransaction', (tr) => { if (tr.origin === provider) applyingSince = now(); });
   doc.on('afterTransaction', (tr) => {
     if (tr.origin !== provider || applyingSince === null) return;
