@@ -100,6 +100,7 @@ async def run_editors(targets: dict[str, Any], mode: str, args: argparse.Namespa
             "observers": observers,
             "provider": provider_from(variant["provider"]),
             "window": variant["window"] or None,
+            "fastMs": variant["fast_ms"] or None,
         }
         nice = ["nice", "-n", str(variant["nice"])] if variant["nice"] else []
         proc = await asyncio.create_subprocess_exec(
@@ -191,22 +192,23 @@ async def run_editors(targets: dict[str, Any], mode: str, args: argparse.Namespa
 def parse_variant(spec: str, args: argparse.Namespace) -> dict[str, Any]:
     """``yjs`` or ``plain``, optionally with ``/p<n>`` Node processes, ``/n<k>`` their niceness,
     ``/o<k>`` observers (editors that apply what they receive), ``/w<n>`` the provider's window of
-    ``doc.send`` calls in flight (0: its default) and ``/main`` (the provider as on the
+    ``doc.send`` calls in flight and ``/f<ms>`` the round trip under which it opens (0: its defaults) and ``/main`` (the provider as on the
     ``main`` branch, beside this checkout's): ``yjs/p10/o4``."""
     mode, *options = spec.split("/")
     if mode not in ("yjs", "plain"):
         raise SystemExit(f"unknown mode {mode!r} in {spec!r}")
     variant = {"mode": mode, "procs": args.procs, "nice": args.nice, "observers": args.observers, "window": 0}
+    variant["fast_ms"] = 0
     variant["provider"] = "this"
     variant["workers"] = "this"
-    names = {"p": "procs", "n": "nice", "o": "observers", "w": "window"}
+    names = {"p": "procs", "n": "nice", "o": "observers", "w": "window", "f": "fast_ms"}
     for option in options:
         if option in ("main", "base"):
             variant["provider" if option == "main" else "workers"] = option
             continue
         if option[:1] not in names or not option[1:].isdigit():
             raise SystemExit(
-                f"unknown option {option!r} in {spec!r} (p<procs>, n<nice>, o<observers>, w<window>, main, base)"
+                f"unknown option {option!r} in {spec!r} (p<procs>, n<nice>, o<observers>, w<window>, f<fast ms>, main, base)"
             )
         variant[names[option[0]]] = int(option[1:])
     return variant

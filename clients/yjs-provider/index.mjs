@@ -5,7 +5,7 @@
 // with {messages: [b64...]}), from the server in the document channel's publications
 // ({m: b64, from: <client id>}). See docs/protocol.md, "Shared documents".
 //
-//   const provider = new ResonanceYjsProvider(centrifuge, 'doc:plan', ydoc)   // options: {awareness, codec, window}
+//   const provider = new ResonanceYjsProvider(centrifuge, 'doc:plan', ydoc)   // options: {awareness, codec, window, fastMs}
 //   provider.on('synced', () => ...); provider.awareness.setLocalStateField('user', {name})
 //
 // With centrifuge-js's protobuf build (centrifuge/build/protobuf) data crosses as bytes: pass
@@ -21,7 +21,8 @@ const MSG_SYNC = 0;
 const MSG_AWARENESS = 1;
 const MSG_QUERY_AWARENESS = 3;
 const RETRY_MS = 1000;
-const WINDOW = 4; // doc.send calls unanswered at once
+const WINDOW = 4; // doc.send calls unanswered at once, while round trips are fast:
+const FAST_MS = 100; // the smoothed round trip under which they are
 // After the I/O of this turn of the event loop: Node's setImmediate; in a browser a MessageChannel task
 // (a timer would wait up to a second in a background tab).
 const afterIo = typeof setImmediate === 'function' ? setImmediate : (() => {
@@ -53,7 +54,7 @@ export const JSON_BYTES = {
 const AS_IS = { encode: (value) => value, decode: (data) => data };
 
 export class ResonanceYjsProvider extends ObservableV2 {
-  constructor(centrifuge, channel, doc, { awareness = new awarenessProtocol.Awareness(doc), codec = AS_IS, window = WINDOW } = {}) {
+  constructor(centrifuge, channel, doc, { awareness = new awarenessProtocol.Awareness(doc), codec = AS_IS, window = WINDOW, fastMs = FAST_MS } = {}) {
     super();
     this.codec = codec;
     this.centrifuge = centrifuge;
@@ -61,10 +62,13 @@ export class ResonanceYjsProvider extends ObservableV2 {
     this.doc = doc;
     this.awareness = awareness;
     this.synced = false;
-    // Up to `window` doc.send calls unanswered at once (answers applied in order): an edit goes at
-    // once instead of waiting for the previous call's answer. Yjs updates commute and applying one
-    // twice changes nothing, so their order across the calls in flight does not matter.
+    // Up to `window` doc.send calls unanswered at once (answers applied in order) while the smoothed
+    // round trip is under `fastMs`: an edit goes at once instead of waiting for the previous call's
+    // answer. Yjs updates commute and applying one twice changes nothing, so their order across the
+    // calls in flight does not matter.
     this.window = Math.max(1, window);
+    this.fastMs = fastMs;
+    this._rtt = 0; // the smoothed doc.send round trip, ms
     this._inFlight = []; // {done, reply, error}, oldest first
     this._queue = Promise.resolve();
     this._idle = null;
@@ -106,7 +110,8 @@ export class ResonanceYjsProvider extends ObservableV2 {
   }
 
   /** Send y-protocols messages, in order: each `doc.send` goes at once while fewer than `window` are
-   * unanswered; past that the next ones wait and go together (local updates merged into one). The
+   * unanswered (one, while the smoothed round trip is `fastMs` or more); past that the next ones wait
+   * and go together (local updates merged into one). The
    * answers are applied in the order the calls were made. Offline, nothing is sent: the resync after
    * the next subscribe carries what changed meanwhile. Returns a promise of the moment nothing is
    * waiting or unanswered. */
@@ -118,7 +123,10 @@ export class ResonanceYjsProvider extends ObservableV2 {
   }
 
   _pump() {
-    while (!this._destroyed && (this._pending.length || this._pendingUpdates.length) && this._inFlight.length < this.window) {
+    // The whole window while round trips are fast; one call at a time once they are slow (a backlog: the
+    // server or this machine is behind, and more, smaller calls would add to it: what waits goes merged).
+    const open = this._rtt < this.fastMs ? this.window : 1;
+    while (!this._destroyed && (this._pending.length || this._pendingUpdates.length) && this._inFlight.length < open) {
       const messages = this._pending.splice(0, 31);
       const updates = this._pendingUpdates.splice(0);
       if (updates.length) messages.push(syncMessage(syncProtocol.writeUpdate, updates.length > 1 ? Y.mergeUpdates(updates) : updates[0]));
@@ -126,7 +134,7 @@ export class ResonanceYjsProvider extends ObservableV2 {
         this._setSynced(false);
         continue;
       }
-      const call = { done: false, reply: null, error: null };
+      const call = { done: false, reply: null, error: null, at: Date.now() };
       this._inFlight.push(call);
       let sent;
       try {
@@ -135,7 +143,11 @@ export class ResonanceYjsProvider extends ObservableV2 {
         sent = Promise.reject(error);
       }
       sent.then((reply) => { call.reply = reply; }, (error) => { call.error = error ?? new Error('doc.send failed'); })
-        .then(() => { call.done = true; this._answered(); });
+        .then(() => {
+          call.done = true;
+          this._rtt += (Date.now() - call.at - this._rtt) / 8; // smoothed as TCP smooths its round trip
+          this._answered();
+        });
     }
     if (this._inFlight.length && this._idle === null) {
       this._queue = new Promise((resolve) => { this._idle = resolve; });

@@ -4,7 +4,7 @@
 //
 // Config: {urls: [ws url per editor], tokens: [...], ids: [editor numbers], channel, rate, seconds, mode,
 // observers: [editor numbers that apply what they receive; absent: all], provider: [module path],
-// window: [the provider's doc.send calls in flight; absent: its default]}.
+// window, fastMs: [the provider's doc.send calls in flight, the round trip under which; absent: its defaults]}.
 // Prints {"ready": n} once every editor is synced, waits for "go <wall ms>" on stdin, edits at
 // `rate` per editor per second from then for `seconds`, then prints {"latencies": [...], "received",
 // "sent", "docBytes"} (latency: wall ms from an edit to its arrival at another editor here).
@@ -69,7 +69,7 @@ const editors = await Promise.all(cfg.ids.map(async (id, k) => {
   let batch = 0;
   let applyingSince = null;
   sub.on('publication', () => { if (receivedAt === null) receivedAt = now(); batch += 1; });
-  const provider = new ResonanceYjsProvider(client, cfg.channel, doc, cfg.window ? { window: cfg.window } : {});
+  const provider = new ResonanceYjsProvider(client, cfg.channel, doc, { ...(cfg.window ? { window: cfg.window } : {}), ...(cfg.fastMs ? { fastMs: cfg.fastMs } : {}) });
   doc.on('beforeTransaction', (tr) => { if (tr.origin === provider) applyingSince = now(); });
   doc.on('afterTransaction', (tr) => {
     if (tr.origin !== provider || applyingSince === null) return;

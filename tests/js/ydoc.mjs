@@ -3,7 +3,8 @@
 // Run with `node --preserve-symlinks` (the provider is linked from clients/, its yjs is ours).
 //
 // stdin: {"id", "op", ...}; stdout: replies {"id", "ok", "result"|"error"} and events.
-// Ops: hello {} (answered once the driver is ready), connect {url, token, encoding?: json|protobuf}, open {channel, name?}, edit {channel, ops: [[kind, pos, text]...]},
+// Ops: hello {} (answered once the driver is ready), connect {url, token, encoding?: json|protobuf}, open {channel, name?, fastMs?},
+// edit {channel, ops: [[kind, pos, text]...], drop?: disconnect right after them},
 // read {channel}, peers {channel}, calls {} (doc.send calls since the last `calls`: how many, and the most
 // unanswered at once), disconnect {}, reconnect {}, close {}.
 // An edit op is ["ins", pos, text] | ["app", 0, text] | ["del", pos, len] | ["set", key, value] on the text "t" / map "m";
@@ -55,7 +56,8 @@ const ops = {
   },
   async open(cmd) {
     const doc = new Y.Doc();
-    const provider = new ResonanceYjsProvider(client, cmd.channel, doc, protobuf ? { codec: JSON_BYTES } : {});
+    const options = { ...(protobuf ? { codec: JSON_BYTES } : {}), ...(cmd.fastMs != null ? { fastMs: cmd.fastMs } : {}) };
+    const provider = new ResonanceYjsProvider(client, cmd.channel, doc, options);
     provider.on('synced', (synced) => out({ event: 'synced', channel: cmd.channel, synced }));
     provider.on('error', (error) => out({ event: 'doc_error', channel: cmd.channel, code: error?.code ?? null, message: error?.message ?? String(error) }));
     provider.awareness.on('change', () => out({ event: 'awareness', channel: cmd.channel }));
@@ -74,6 +76,7 @@ const ops = {
       else if (kind === 'del' && text.length > 0) { const at = a % text.length; text.delete(at, Math.min(b, text.length - at)); }
       else if (kind === 'set') map.set(String(a), b);
     }
+    if (cmd.drop) client.disconnect(); // in the same turn: the doc.send calls just made go unanswered
     await provider._queue; // sent (or failed and queued for the resync)
     return contentOf(cmd.channel);
   },
