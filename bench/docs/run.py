@@ -21,10 +21,10 @@ Where the time goes: each run also reports the workers' histograms over the run 
 after: ``resonance_doc_update_fanout_seconds``, ``resonance_delivery_latency_seconds``), the editors'
 delay at the socket's receipt beside the apply, the provider's queue, Node's event-loop delay and V8's
 pauses. ``--modes`` takes variants (``parse_variant``): more Node processes, their niceness, only a few
-editors applying (the server's work unchanged), ``main``'s provider beside this one, and with
-``--baseline-ref main`` the workers of that commit beside this checkout's (two more workers on the same
-Redis, used by the variants marked ``/base``): ``--modes yjs/main/base,yjs`` is main against this branch. The editors' own
-receive cost in CPU time comes from tests/js/bench-apply.mjs (no server).
+editors applying (the server's work unchanged), the provider's window, ``main``'s provider beside this
+one, and with ``--baseline-ref main`` the workers of that commit beside this checkout's (two more workers
+on the same Redis, used by the variants marked ``/base``): ``--modes yjs/main/base,yjs`` is main against
+this branch. The editors' own receive cost in CPU time comes from tests/js/bench-apply.mjs (no server).
 
 Memory per open document: this process opens 300 documents as a worker holds them (``OpenDoc``,
 pycrdt), each holding the benchmark's final document state, and reports the RSS growth per document beside the
@@ -192,8 +192,9 @@ async def run_editors(targets: dict[str, Any], mode: str, args: argparse.Namespa
 def parse_variant(spec: str, args: argparse.Namespace) -> dict[str, Any]:
     """``yjs`` or ``plain``, optionally with ``/p<n>`` Node processes, ``/n<k>`` their niceness,
     ``/o<k>`` observers (editors that apply what they receive), ``/w<n>`` the provider's window of
-    ``doc.send`` calls in flight and ``/f<ms>`` the round trip under which it opens (0: its defaults) and ``/main`` (the provider as on the
-    ``main`` branch, beside this checkout's): ``yjs/p10/o4``."""
+    ``doc.send`` calls in flight and ``/f<ms>`` the round trip under which it opens (0: its defaults),
+    ``/main`` (the provider as on the ``main`` branch, beside this checkout's) and ``/base`` (the
+    workers of ``--baseline-ref``): ``yjs/p10/o4``."""
     mode, *options = spec.split("/")
     if mode not in ("yjs", "plain"):
         raise SystemExit(f"unknown mode {mode!r} in {spec!r}")
@@ -208,7 +209,8 @@ def parse_variant(spec: str, args: argparse.Namespace) -> dict[str, Any]:
             continue
         if option[:1] not in names or not option[1:].isdigit():
             raise SystemExit(
-                f"unknown option {option!r} in {spec!r} (p<procs>, n<nice>, o<observers>, w<window>, f<fast ms>, main, base)"
+                f"unknown option {option!r} in {spec!r} "
+                "(p<procs>, n<nice>, o<observers>, w<window>, f<fast ms>, main, base)"
             )
         variant[names[option[0]]] = int(option[1:])
     return variant

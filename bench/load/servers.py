@@ -233,8 +233,9 @@ class Stack:
                 nice=self.nice,
             )
             self.servers.append(server)
+            # 90 s: on a loaded machine a worker from a fresh checkout compiles its bytecode first.
             _wait_until(
-                functools.partial(_http_ok, f"http://127.0.0.1:{port}/ready"), 30, server.name, server.process
+                functools.partial(_http_ok, f"http://127.0.0.1:{port}/ready"), 90, server.name, server.process
             )
             urls.append(f"ws://127.0.0.1:{port}/connection/websocket")
             pids.append(server.pid)
