@@ -232,6 +232,7 @@ export class ResonanceYjsProvider extends ObservableV2 {
   destroy() {
     this._destroyed = true;
     this._inFlight = []; // answers arriving later are not applied
+    if (this._idle !== null) { this._idle(); this._idle = null; } // nobody waits for them either
     clearTimeout(this._retry);
     this._incoming = [];
     awarenessProtocol.removeAwarenessStates(this.awareness, [this.doc.clientID], 'local');
