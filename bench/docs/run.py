@@ -8,7 +8,7 @@ npm ``yjs`` documents with the ``resonance-yjs`` provider on centrifuge-js (test
 half of them on each worker, in two Node processes. Each edit inserts a character into a shared
 text and sets the editor's entry in a shared map to ``[editor, seq, wall ms]``; every other editor
 records, when the update is applied, the delay from the edit (one machine, one clock). The
-provider merges the updates made while its previous ``doc.send`` is in flight, and a map entry
+provider merges the updates made while its window of ``doc.send`` calls is full, and a map entry
 overwritten twice in one merged update is seen once, so under backlog "delivered" counts fewer
 than were made; the latency of what arrives is what an editor saw. ``rpc_ms`` is each editor's
 ``doc.send`` round trip. The
@@ -21,8 +21,10 @@ Where the time goes: each run also reports the workers' histograms over the run 
 after: ``resonance_doc_update_fanout_seconds``, ``resonance_delivery_latency_seconds``), the editors'
 delay at the socket's receipt beside the apply, the provider's queue, Node's event-loop delay and V8's
 pauses. ``--modes`` takes variants (``parse_variant``): more Node processes, their niceness, only a few
-editors applying (the server's work unchanged), ``main``'s provider beside this one. The editors' own
-receive cost in CPU time comes from tests/js/bench-apply.mjs (no server).
+editors applying (the server's work unchanged), the provider's window, ``main``'s provider beside this
+one, and with ``--baseline-ref main`` the workers of that commit beside this checkout's (two more workers
+on the same Redis, used by the variants marked ``/base``): ``--modes yjs/main/base,yjs`` is main against
+this branch. The editors' own receive cost in CPU time comes from tests/js/bench-apply.mjs (no server).
 
 Memory per open document: this process opens 300 documents as a worker holds them (``OpenDoc``,
 pycrdt), each holding the benchmark's final document state, and reports the RSS growth per document beside the
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -45,6 +48,7 @@ from typing import Any
 from bench.centrifugo.config import Engine
 from bench.load.protocol import mint_token
 from bench.load.servers import stack
+from bench.run import checkout
 
 ROOT = Path(__file__).resolve().parents[2]
 JS = ROOT / "tests" / "js"
@@ -73,11 +77,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-async def run_editors(
-    urls: tuple[str, ...], secret: str, mode: str, args: argparse.Namespace, server_pids: tuple[int, ...]
-) -> dict[str, Any]:
+async def run_editors(targets: dict[str, Any], mode: str, args: argparse.Namespace) -> dict[str, Any]:
     variant = parse_variant(mode, args)
     mode = variant["mode"]
+    target = targets["base" if variant["workers"] == "base" else "this"]
+    if target is None:
+        raise SystemExit(f"{variant}: /base needs --baseline-ref")
+    urls, secret, server_pids = target.ws_urls, target.token_secret, target.server_pids
     channel = f"{'doc' if mode == 'yjs' else 'typing'}:bench-{mode}-{int(time.time() * 1000)}"
     observers = list(range(variant["observers"])) if variant["observers"] else None  # both workers
     procs = []
@@ -93,6 +99,8 @@ async def run_editors(
             "mode": mode,
             "observers": observers,
             "provider": provider_from(variant["provider"]),
+            "window": variant["window"] or None,
+            "fastMs": variant["fast_ms"] or None,
         }
         nice = ["nice", "-n", str(variant["nice"])] if variant["nice"] else []
         proc = await asyncio.create_subprocess_exec(
@@ -183,20 +191,27 @@ async def run_editors(
 
 def parse_variant(spec: str, args: argparse.Namespace) -> dict[str, Any]:
     """``yjs`` or ``plain``, optionally with ``/p<n>`` Node processes, ``/n<k>`` their niceness,
-    ``/o<k>`` observers (editors that apply what they receive) and ``/main`` (the provider as on the
-    ``main`` branch, beside this checkout's): ``yjs/p10/o4``."""
+    ``/o<k>`` observers (editors that apply what they receive), ``/w<n>`` the provider's window of
+    ``doc.send`` calls in flight and ``/f<ms>`` the round trip under which it opens (0: its defaults),
+    ``/main`` (the provider as on the ``main`` branch, beside this checkout's) and ``/base`` (the
+    workers of ``--baseline-ref``): ``yjs/p10/o4``."""
     mode, *options = spec.split("/")
     if mode not in ("yjs", "plain"):
         raise SystemExit(f"unknown mode {mode!r} in {spec!r}")
-    variant = {"mode": mode, "procs": args.procs, "nice": args.nice, "observers": args.observers}
+    variant = {"mode": mode, "procs": args.procs, "nice": args.nice, "observers": args.observers, "window": 0}
+    variant["fast_ms"] = 0
     variant["provider"] = "this"
-    names = {"p": "procs", "n": "nice", "o": "observers"}
+    variant["workers"] = "this"
+    names = {"p": "procs", "n": "nice", "o": "observers", "w": "window", "f": "fast_ms"}
     for option in options:
-        if option == "main":
-            variant["provider"] = "main"
+        if option in ("main", "base"):
+            variant["provider" if option == "main" else "workers"] = option
             continue
         if option[:1] not in names or not option[1:].isdigit():
-            raise SystemExit(f"unknown option {option!r} in {spec!r} (p<procs>, n<nice>, o<observers>)")
+            raise SystemExit(
+                f"unknown option {option!r} in {spec!r} "
+                "(p<procs>, n<nice>, o<observers>, w<window>, f<fast ms>, main, base)"
+            )
         variant[names[option[0]]] = int(option[1:])
     return variant
 
@@ -319,14 +334,24 @@ async def main() -> None:
     parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--out", default="docs.json", help="file name under bench/results/")
     parser.add_argument("--receive-cost", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--baseline-ref", default=None,
+        help="also run two workers of this commit (git archive) on the same Redis, for the /base variants",
+    )  # fmt: skip
     args = parser.parse_args()
     workdir = RESULTS / "docs-run"
-    with stack(workdir) as servers:
+    with contextlib.ExitStack() as cleanup:
+        servers = cleanup.enter_context(stack(workdir))
         redis_url = servers.start_redis()
-        target = servers.start_worker(Engine.REDIS, nodes=2, redis_url=redis_url)
+        targets = {"this": servers.start_worker(Engine.REDIS, nodes=2, redis_url=redis_url), "base": None}
+        if args.baseline_ref:
+            source = cleanup.enter_context(checkout(args.baseline_ref))
+            targets["base"] = servers.start_worker(
+                Engine.REDIS, nodes=2, redis_url=redis_url, source=source, name="base"
+            )
         runs = []
         for mode in args.modes.split(","):  # alternated: machine load falls on both alike
-            run = await run_editors(target.ws_urls, target.token_secret, mode, args, target.server_pids)
+            run = await run_editors(targets, mode, args)
             runs.append(run)
             print(json.dumps(runs[-1]), flush=True)
     doc_bytes = max(r["doc_bytes"] for r in runs)
@@ -338,6 +363,7 @@ async def main() -> None:
         "rate_per_editor": args.rate,
         "seconds": args.seconds,
         "workers": 2,
+        "baseline_ref": args.baseline_ref,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},
         "runs": runs,
         "memory": memory,

@@ -262,7 +262,8 @@ class Stack:
                 nice=self.nice,
             )
             self.servers.append(server)
-            # 120 s: on a loaded shared machine a worker on the Redis engine took 30-35 s to be ready.
+            # 120 s: on a loaded shared machine a worker on the Redis engine took 30-35 s to be ready (and one
+            # from a fresh checkout compiles its bytecode first).
             _wait_until(
                 functools.partial(_http_ok, f"http://127.0.0.1:{port}/ready"),
                 120,

@@ -5,7 +5,7 @@
 // with {messages: [b64...]}), from the server in the document channel's publications
 // ({m: b64, from: <client id>}). See docs/protocol.md, "Shared documents".
 //
-//   const provider = new ResonanceYjsProvider(centrifuge, 'doc:plan', ydoc)
+//   const provider = new ResonanceYjsProvider(centrifuge, 'doc:plan', ydoc)   // options: {awareness, codec, window, fastMs}
 //   provider.on('synced', () => ...); provider.awareness.setLocalStateField('user', {name})
 //
 // With centrifuge-js's protobuf build (centrifuge/build/protobuf) data crosses as bytes: pass
@@ -21,6 +21,8 @@ const MSG_SYNC = 0;
 const MSG_AWARENESS = 1;
 const MSG_QUERY_AWARENESS = 3;
 const RETRY_MS = 1000;
+const WINDOW = 4; // doc.send calls unanswered at once, while round trips are fast:
+const FAST_MS = 100; // the smoothed round trip under which they are
 // After the I/O of this turn of the event loop: Node's setImmediate; in a browser a MessageChannel task
 // (a timer would wait up to a second in a background tab).
 const afterIo = typeof setImmediate === 'function' ? setImmediate : (() => {
@@ -52,7 +54,7 @@ export const JSON_BYTES = {
 const AS_IS = { encode: (value) => value, decode: (data) => data };
 
 export class ResonanceYjsProvider extends ObservableV2 {
-  constructor(centrifuge, channel, doc, { awareness = new awarenessProtocol.Awareness(doc), codec = AS_IS } = {}) {
+  constructor(centrifuge, channel, doc, { awareness = new awarenessProtocol.Awareness(doc), codec = AS_IS, window = WINDOW, fastMs = FAST_MS } = {}) {
     super();
     this.codec = codec;
     this.centrifuge = centrifuge;
@@ -60,10 +62,19 @@ export class ResonanceYjsProvider extends ObservableV2 {
     this.doc = doc;
     this.awareness = awareness;
     this.synced = false;
+    // Up to `window` doc.send calls unanswered at once (answers applied in order) while the smoothed
+    // round trip is under `fastMs`: an edit goes at once instead of waiting for the previous call's
+    // answer. Yjs updates commute and applying one twice changes nothing, so their order across the
+    // calls in flight does not matter.
+    this.window = Math.max(1, window);
+    this.fastMs = fastMs;
+    this._rtt = 0; // the smoothed doc.send round trip, ms
+    this._inFlight = []; // {done, reply, error}, oldest first
     this._queue = Promise.resolve();
+    this._idle = null;
+    this._destroyed = false;
     this._pending = [];
     this._pendingUpdates = [];
-    this._flushing = false;
     this._incoming = [];
     // Yjs encodes every transaction's update when anyone listens to 'update' — for the remote ones
     // too, which the provider only drops: it listens from the start of a local transaction until its
@@ -98,47 +109,74 @@ export class ResonanceYjsProvider extends ObservableV2 {
     this.sub.subscribe();
   }
 
-  /** Send y-protocols messages, in order, one `doc.send` at a time; while one is in flight the next
-   * ones wait and go together (local updates merged into one). The answers are applied. Offline,
-   * nothing is sent: the resync after the next subscribe carries what changed meanwhile. */
+  /** Send y-protocols messages, in order: each `doc.send` goes at once while fewer than `window` are
+   * unanswered (one, while the smoothed round trip is `fastMs` or more); past that the next ones wait
+   * and go together (local updates merged into one). The
+   * answers are applied in the order the calls were made. Offline, nothing is sent: the resync after
+   * the next subscribe carries what changed meanwhile. Returns a promise of the moment nothing is
+   * waiting or unanswered. */
   send(messages, updates = []) {
     this._pending.push(...messages);
     this._pendingUpdates.push(...updates);
-    if (!this._flushing) {
-      this._flushing = true;
-      this._queue = this._flush();
-    }
+    this._pump();
     return this._queue;
   }
 
-  async _flush() {
-    try {
-      while (this._pending.length || this._pendingUpdates.length) {
-        const messages = this._pending.splice(0, 31);
-        const updates = this._pendingUpdates.splice(0);
-        if (updates.length) messages.push(syncMessage(syncProtocol.writeUpdate, Y.mergeUpdates(updates)));
-        if (this.centrifuge.state !== 'connected' || this.sub.state !== 'subscribed') {
+  _pump() {
+    // The whole window while round trips are fast; one call at a time once they are slow (a backlog: the
+    // server or this machine is behind, and more, smaller calls would add to it: what waits goes merged).
+    const open = this._rtt < this.fastMs ? this.window : 1;
+    while (!this._destroyed && (this._pending.length || this._pendingUpdates.length) && this._inFlight.length < open) {
+      const messages = this._pending.splice(0, 31);
+      const updates = this._pendingUpdates.splice(0);
+      if (updates.length) messages.push(syncMessage(syncProtocol.writeUpdate, updates.length > 1 ? Y.mergeUpdates(updates) : updates[0]));
+      if (this.centrifuge.state !== 'connected' || this.sub.state !== 'subscribed') {
+        this._setSynced(false);
+        continue;
+      }
+      const call = { done: false, reply: null, error: null, at: Date.now() };
+      this._inFlight.push(call);
+      let sent;
+      try {
+        sent = this.centrifuge.rpc('doc.send', this.codec.encode({ channel: this.channel, messages: messages.map(b64.to) }));
+      } catch (error) {
+        sent = Promise.reject(error);
+      }
+      sent.then((reply) => { call.reply = reply; }, (error) => { call.error = error ?? new Error('doc.send failed'); })
+        .then(() => {
+          call.done = true;
+          this._rtt += (Date.now() - call.at - this._rtt) / 8; // smoothed as TCP smooths its round trip
+          this._answered();
+        });
+    }
+    if (this._inFlight.length && this._idle === null) {
+      this._queue = new Promise((resolve) => { this._idle = resolve; });
+    } else if (!this._inFlight.length && this._idle !== null) {
+      const idle = this._idle;
+      this._idle = null;
+      idle();
+    }
+  }
+
+  /** The answers at the head of the calls, in order; then what waited goes. */
+  _answered() {
+    while (this._inFlight.length && this._inFlight[0].done) {
+      const { reply, error } = this._inFlight.shift();
+      try {
+        if (error !== null) throw error;
+        for (const m of this.codec.decode(reply.data).messages) this._receive(b64.from(m));
+      } catch (failure) {
+        this.emit('error', [failure]);
+        // 103 (no access) and 106 (size limit) are answers; anything else (a timeout, 100 from a store
+        // that failed) lost what was sent: sync again soon, the exchange of steps carries it.
+        if (this.sub.state === 'subscribed' && failure && failure.code !== 106 && failure.code !== 103) {
           this._setSynced(false);
-          continue;
-        }
-        try {
-          const request = this.codec.encode({ channel: this.channel, messages: messages.map(b64.to) });
-          const reply = await this.centrifuge.rpc('doc.send', request);
-          for (const m of this.codec.decode(reply.data).messages) this._receive(b64.from(m));
-        } catch (error) {
-          this.emit('error', [error]);
-          // 103 (no access) and 106 (size limit) are answers; anything else (a timeout, 100 from a store
-          // that failed) lost what was sent: sync again soon, the exchange of steps carries it.
-          if (this.sub.state === 'subscribed' && error && error.code !== 106 && error.code !== 103) {
-            this._setSynced(false);
-            clearTimeout(this._retry);
-            this._retry = setTimeout(() => this.resync(), RETRY_MS);
-          }
+          clearTimeout(this._retry);
+          this._retry = setTimeout(() => this.resync(), RETRY_MS);
         }
       }
-    } finally {
-      this._flushing = false;
     }
+    this._pump();
   }
 
   resync() {
@@ -192,6 +230,9 @@ export class ResonanceYjsProvider extends ObservableV2 {
   }
 
   destroy() {
+    this._destroyed = true;
+    this._inFlight = []; // answers arriving later are not applied
+    if (this._idle !== null) { this._idle(); this._idle = null; } // nobody waits for them either
     clearTimeout(this._retry);
     this._incoming = [];
     awarenessProtocol.removeAwarenessStates(this.awareness, [this.doc.clientID], 'local');

@@ -13,16 +13,24 @@ from bench.docs.run import histogram_quantiles, merge, parse_variant
 ARGS = argparse.Namespace(procs=2, nice=0, observers=0)
 
 
-def test_variants_name_processes_niceness_observers_and_mains_provider() -> None:
+def test_variants_name_processes_niceness_observers_mains_provider_and_the_baseline_workers() -> None:
     assert parse_variant("yjs", ARGS) == {
         "mode": "yjs",
         "procs": 2,
         "nice": 0,
         "observers": 0,
         "provider": "this",
+        "workers": "this",
+        "window": 0,
+        "fast_ms": 0,
     }
     assert parse_variant("yjs/p10/n5/o4/main", ARGS) == {
-        "mode": "yjs", "procs": 10, "nice": 5, "observers": 4, "provider": "main",
+        "mode": "yjs", "procs": 10, "nice": 5, "observers": 4, "provider": "main", "workers": "this",
+        "window": 0, "fast_ms": 0,
+    }  # fmt: skip
+    assert parse_variant("yjs/main/base/w2/f500", ARGS) == {
+        "mode": "yjs", "procs": 2, "nice": 0, "observers": 0, "provider": "main", "workers": "base",
+        "window": 2, "fast_ms": 500,
     }  # fmt: skip
     for bad in ("yjs/x3", "yjs/p", "crdt"):
         with pytest.raises(SystemExit, match="unknown"):

@@ -3,7 +3,8 @@
 // publications, the baseline. Run with `node --preserve-symlinks bench-editors.mjs '<json>'`.
 //
 // Config: {urls: [ws url per editor], tokens: [...], ids: [editor numbers], channel, rate, seconds, mode,
-// observers: [editor numbers that apply what they receive; absent: all], provider: [module path]}.
+// observers: [editor numbers that apply what they receive; absent: all], provider: [module path],
+// window, fastMs: [the provider's doc.send calls in flight, the round trip under which; absent: its defaults]}.
 // Prints {"ready": n} once every editor is synced, waits for "go <wall ms>" on stdin, edits at
 // `rate` per editor per second from then for `seconds`, then prints {"latencies": [...], "received",
 // "sent", "docBytes"} (latency: wall ms from an edit to its arrival at another editor here).
@@ -12,7 +13,7 @@
 // on the receiving editor's socket (before Y.applyUpdate; it includes this process's event-loop wait;
 // the earliest receipt of the batch it was applied in), `applyMs` the time the provider took to apply
 // one batch (the publications of one turn of the event loop, `batch`), `queuedMs` how long an edit waited in
-// the provider (one doc.send in flight at a time) before its doc.send, `rpcMs` each doc.send's round
+// the provider (past its window of doc.send calls in flight) before its doc.send, `rpcMs` each doc.send's round
 // trip, `loopDelayMs` this process's event-loop delay (perf_hooks), `gcMs` V8's collections (each
 // stops the process's JavaScript), `heapMiB` the heap at the end. An editor not in `observers`
 // edits and receives every publication but applies none (its document diverges; the server's work is
@@ -68,7 +69,7 @@ const editors = await Promise.all(cfg.ids.map(async (id, k) => {
   let batch = 0;
   let applyingSince = null;
   sub.on('publication', () => { if (receivedAt === null) receivedAt = now(); batch += 1; });
-  const provider = new ResonanceYjsProvider(client, cfg.channel, doc);
+  const provider = new ResonanceYjsProvider(client, cfg.channel, doc, { ...(cfg.window ? { window: cfg.window } : {}), ...(cfg.fastMs ? { fastMs: cfg.fastMs } : {}) });
   doc.on('beforeTransaction', (tr) => { if (tr.origin === provider) applyingSince = now(); });
   doc.on('afterTransaction', (tr) => {
     if (tr.origin !== provider || applyingSince === null) return;

@@ -3,8 +3,10 @@
 // Run with `node --preserve-symlinks` (the provider is linked from clients/, its yjs is ours).
 //
 // stdin: {"id", "op", ...}; stdout: replies {"id", "ok", "result"|"error"} and events.
-// Ops: hello {} (answered once the driver is ready), connect {url, token, encoding?: json|protobuf}, open {channel, name?}, edit {channel, ops: [[kind, pos, text]...]},
-// read {channel}, peers {channel}, disconnect {}, reconnect {}, close {}.
+// Ops: hello {} (answered once the driver is ready), connect {url, token, encoding?: json|protobuf}, open {channel, name?, fastMs?},
+// edit {channel, ops: [[kind, pos, text]...], drop?: disconnect right after them},
+// read {channel}, peers {channel}, calls {} (doc.send calls since the last `calls`: how many, and the most
+// unanswered at once), disconnect {}, reconnect {}, close {}.
 // An edit op is ["ins", pos, text] | ["app", 0, text] | ["del", pos, len] | ["set", key, value] on the text "t" / map "m";
 // positions are taken modulo the current length, so random schedules are always valid.
 import { Centrifuge } from 'centrifuge';
@@ -17,6 +19,7 @@ const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
 let client = null;
 let protobuf = false;
 const docs = new Map();
+const calls = { total: 0, inFlight: 0, max: 0 }; // this client's doc.send calls
 
 function contentOf(channel) {
   const { doc, provider } = docs.get(channel);
@@ -39,13 +42,22 @@ const ops = {
     client = new Sdk(cmd.url, { websocket: WebSocket, token: cmd.token, minReconnectDelay: 100, maxReconnectDelay: 500 });
     client.on('connected', (ctx) => out({ event: 'connected', client: ctx.client }));
     client.on('disconnected', (ctx) => out({ event: 'disconnected', code: ctx.code }));
+    const rpc = client.rpc.bind(client);
+    client.rpc = async (method, data) => {
+      if (method !== 'doc.send') return rpc(method, data);
+      calls.total += 1;
+      calls.inFlight += 1;
+      calls.max = Math.max(calls.max, calls.inFlight);
+      try { return await rpc(method, data); } finally { calls.inFlight -= 1; }
+    };
     client.connect();
     await client.ready(10000);
     return {};
   },
   async open(cmd) {
     const doc = new Y.Doc();
-    const provider = new ResonanceYjsProvider(client, cmd.channel, doc, protobuf ? { codec: JSON_BYTES } : {});
+    const options = { ...(protobuf ? { codec: JSON_BYTES } : {}), ...(cmd.fastMs != null ? { fastMs: cmd.fastMs } : {}) };
+    const provider = new ResonanceYjsProvider(client, cmd.channel, doc, options);
     provider.on('synced', (synced) => out({ event: 'synced', channel: cmd.channel, synced }));
     provider.on('error', (error) => out({ event: 'doc_error', channel: cmd.channel, code: error?.code ?? null, message: error?.message ?? String(error) }));
     provider.awareness.on('change', () => out({ event: 'awareness', channel: cmd.channel }));
@@ -64,6 +76,7 @@ const ops = {
       else if (kind === 'del' && text.length > 0) { const at = a % text.length; text.delete(at, Math.min(b, text.length - at)); }
       else if (kind === 'set') map.set(String(a), b);
     }
+    if (cmd.drop) client.disconnect(); // in the same turn: the doc.send calls just made go unanswered
     await provider._queue; // sent (or failed and queued for the resync)
     return contentOf(cmd.channel);
   },
@@ -72,6 +85,12 @@ const ops = {
   async peers(cmd) {
     const { provider } = docs.get(cmd.channel);
     return [...provider.awareness.getStates().entries()].map(([id, s]) => ({ id, name: s.user?.name ?? null }));
+  },
+  async calls() {
+    const seen = { total: calls.total, max: calls.max };
+    calls.total = 0;
+    calls.max = calls.inFlight;
+    return seen;
   },
   async disconnect() { client.disconnect(); return {}; },
   async reconnect() { client.connect(); await client.ready(10000); return {}; },

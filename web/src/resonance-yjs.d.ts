@@ -12,7 +12,7 @@ declare module "resonance-yjs" {
   export const JSON_BYTES: Codec;
 
   export class ResonanceYjsProvider {
-    constructor(centrifuge: Centrifuge, channel: string, doc: Y.Doc, options?: { awareness?: Awareness; codec?: Codec });
+    constructor(centrifuge: Centrifuge, channel: string, doc: Y.Doc, options?: { awareness?: Awareness; codec?: Codec; window?: number; fastMs?: number });
     readonly channel: string;
     readonly doc: Y.Doc;
     readonly awareness: Awareness;

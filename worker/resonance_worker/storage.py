@@ -135,8 +135,15 @@ def build_storage(settings: WorkerSettings) -> Storage:
             connector, prefix=settings.redis_prefix, retention=REDIS_LOG_RETENTION
         )
         # Person documents (issue 15) on a client of the same connector: in Sentinel mode the primary too.
-        docs = RedisDocStore(connector.client(timeout=5.0, socket_timeout=None), prefix=settings.redis_prefix)
-        return Storage(build_engine(settings, connector), log, graph, owned=(log, docs, connector), docs=docs)
+        engine = build_engine(settings, connector)
+        redis: Any = getattr(engine, "inner", engine)  # under the degraded-mode wrapper
+        # An update's append publishes it too, in the same script (one round trip; engines.docs).
+        docs = RedisDocStore(
+            connector.client(timeout=5.0, socket_timeout=None),
+            prefix=settings.redis_prefix,
+            framer=redis.fanout_frame,
+        )
+        return Storage(engine, log, graph, owned=(log, docs, connector), docs=docs)
     return Storage(build_engine(settings), MemoryEventLog(retention=MEMORY_LOG_RETENTION), graph)
 
 

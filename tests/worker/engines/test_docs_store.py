@@ -1,11 +1,13 @@
 """The document store's contract, on the in-memory store, on a real Redis and on a real Redis Cluster
 (one hash tag per document): append with a size limit, load after a position (with the snapshot when
-older), compaction, awareness expiry."""
+older), compaction, awareness expiry; with the Redis engine's framer, an append that publishes in the
+same script (received by the engine's subscribers; a refused one never published)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pycrdt
 import pytest
@@ -14,6 +16,7 @@ from resonance_worker.engines.docs import DocStore, DocTooLargeError, MemoryDocS
 
 from tests.harness.redis import RedisServer
 from tests.harness.rediscluster import RedisClusterNodes
+from tests.worker.engines.conftest import Recorder, redis_engine
 
 
 @pytest.fixture(params=["memory", "redis", "cluster"])
@@ -88,3 +91,32 @@ async def test_awareness_expires_and_is_removed(store: DocStore) -> None:
     assert await store.awareness("doc:w", 2000) == {3: b"three"}
     await store.remove_awareness("doc:w", [3])
     assert await store.awareness("doc:w", 0) == {}
+
+
+@pytest.mark.parametrize("kind", ["redis", "cluster"])
+async def test_an_append_publishes_the_update_in_the_same_script(
+    request: pytest.FixtureRequest, kind: str
+) -> None:
+    """One round trip per update: the engine's subscribers get the publication the append carried (on a
+    Cluster the shard channel is on the document's slot, or the script would be refused), and an
+    update past the size limit is neither appended nor published."""
+    prefix = f"docs-{uuid.uuid4().hex[:8]}"
+    engine, events = redis_engine(request, kind, prefix), Recorder()
+    await engine.start(events)
+    client: Any = engine.connector.client(timeout=5.0, socket_timeout=None)
+    store = RedisDocStore(client, prefix=prefix, framer=engine.fanout_frame)
+    try:
+        assert store.publishes
+        await engine.subscribe("doc:pub")
+        assert await store.append("doc:pub", b"u1", limit=100, ttl_seconds=60, publish=b'{"m":"one"}') == 1
+        await events.wait_for(lambda: len(events.of("publication", "doc:pub")) == 1)
+        with pytest.raises(DocTooLargeError):
+            await store.append("doc:pub", b"x" * 100, limit=100, ttl_seconds=60, publish=b'{"m":"big"}')
+        assert await store.append("doc:pub", b"u3", limit=100, ttl_seconds=60, publish=b'{"m":"three"}') == 2
+        await events.wait_for(lambda: len(events.of("publication", "doc:pub")) == 2)
+        published = [e.publication for e in events.of("publication", "doc:pub")]
+        assert [p.data for p in published if p is not None] == [b'{"m":"one"}', b'{"m":"three"}']
+        assert (await store.load("doc:pub", -1)).updates == [b"u1", b"u3"]  # in the log, as published
+    finally:
+        await engine.close()
+        await client.aclose()

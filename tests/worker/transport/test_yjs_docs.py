@@ -62,8 +62,8 @@ async def editor(stack: AsyncExitStack, worker: WorkerProcess, user: str, encodi
     return js
 
 
-async def opened(js: JsClient, channel: str, name: str | None = None) -> None:
-    await js.call("open", channel=channel, name=name)
+async def opened(js: JsClient, channel: str, name: str | None = None, fast_ms: float | None = None) -> None:
+    await js.call("open", channel=channel, name=name, fastMs=fast_ms)
     await js.wait_for(
         lambda e: e.get("event") == "synced" and e["channel"] == channel and e["synced"], what="sync"
     )
@@ -203,6 +203,45 @@ async def test_offline_edits_merge_on_reconnect(
     final = await converged([away, home], "doc:offline")
     assert final["text"] == "online shared offline"
     assert final["map"] == {"by": "away", "other": 1}
+
+
+@pytest.mark.parametrize(("fast_ms", "calls"), [(10**9, {"total": 5, "max": 4}), (0, {"total": 2, "max": 1})])
+async def test_edits_go_at_once_up_to_a_window_of_calls_while_round_trips_are_fast(
+    pair: tuple[WorkerProcess, WorkerProcess], stack: AsyncExitStack, fast_ms: int, calls: dict[str, int]
+) -> None:
+    """The provider sends an edit without waiting for the previous doc.send's answer, up to 4 calls
+    unanswered; what is made meanwhile waits and goes merged in one call. Eight edits made in one turn
+    of the writer's event loop: four calls at once, then one with the other four. While the smoothed
+    round trip is not under ``fastMs`` (here: never), one call at a time: one, then seven merged."""
+    a, b = pair
+    channel = f"doc:window-{fast_ms}"
+    writer = await editor(stack, a, "quick")
+    reader = await editor(stack, b, "slow")
+    await opened(writer, channel, fast_ms=fast_ms)
+    await opened(reader, channel)
+    await writer.call("flush", channel=channel)
+    await writer.call("calls")  # the opening's calls are not counted
+    await writer.call("edit", channel=channel, ops=[["app", 0, str(i)] for i in range(8)])
+    assert await writer.call("calls") == calls
+    final = await converged([writer, reader], channel)
+    assert final["text"] == "01234567"
+
+
+async def test_edits_unanswered_when_the_connection_drops_arrive_after_the_reconnect(
+    pair: tuple[WorkerProcess, WorkerProcess], stack: AsyncExitStack
+) -> None:
+    """Calls in flight when the connection closes are failed, not answered: what they carried goes up
+    again in the sync after the resubscribe (whether the server had stored it or not)."""
+    a, b = pair
+    writer = await editor(stack, a, "dropped")
+    reader = await editor(stack, b, "steady")
+    await opened(writer, "doc:drop", fast_ms=10**9)  # the whole window, whatever the machine's load
+    await opened(reader, "doc:drop")
+    await writer.call("edit", channel="doc:drop", ops=[["app", 0, str(i)] for i in range(6)], drop=True)
+    assert not (await writer.call("read", channel="doc:drop"))["synced"]
+    await writer.call("reconnect")
+    final = await converged([writer, reader], "doc:drop")
+    assert final["text"] == "012345"
 
 
 async def test_size_limit_refuses_an_update_with_a_clear_error(

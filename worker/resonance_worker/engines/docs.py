@@ -14,6 +14,15 @@ checks the size limit and appends; ``load`` returns what follows a position (wit
 when the position is older than it); ``compact`` replaces the snapshot and trims the log only if
 its position is newer than the snapshot's. Every write renews the keys' TTL (idle documents
 expire from Redis). :class:`MemoryDocStore` does the same in one process.
+
+One round trip per update: given the engine's ``framer`` (:meth:`RedisEngine.fanout_frame
+<resonance_worker.engines.redis.RedisEngine.fanout_frame>`: the pub/sub channel, the frame of a
+publication without history, ``publish``/``spublish``), ``append`` also publishes the update's
+publication in the same script, on the same hash tag (a doc channel's name holds no braces, so
+``{<channel>}`` is the engine's tag for it too: one Cluster slot). A refused update (past the size
+limit) is never published, and one appended is published in the same atomic step, so a reader that
+loads after it finds it in the log and a subscriber of before it receives it. Without a framer the
+caller publishes after the append (:attr:`DocStore.publishes`).
 """
 
 from __future__ import annotations
@@ -51,9 +60,31 @@ class DocChunk:
     size: int
 
 
+@dataclass(frozen=True, slots=True)
+class Fanout:
+    """A publication as the engine sends it to every worker: ``command`` (``publish`` or ``spublish``)
+    ``frame`` on the pub/sub ``channel``."""
+
+    channel: bytes
+    frame: bytes
+    command: str
+
+
+Framer = Callable[[str, bytes], Fanout]
+"""The engine's fan-out of ``data`` on a channel, as one pub/sub message (no history kept)."""
+
+
 class DocStore(Protocol):
-    async def append(self, doc: str, update: bytes, *, limit: int, ttl_seconds: float) -> int:
-        """Append ``update``; its position. :class:`DocTooLargeError` past ``limit`` bytes."""
+    publishes: bool
+    """Whether :meth:`append` publishes its ``publish`` data on the document's channel itself (one
+    round trip); if not, the caller publishes it after the append."""
+
+    async def append(
+        self, doc: str, update: bytes, *, limit: int, ttl_seconds: float, publish: bytes | None = None
+    ) -> int:
+        """Append ``update``; its position. :class:`DocTooLargeError` past ``limit`` bytes (nothing
+        appended, nothing published). With :attr:`publishes`, ``publish`` (the publication's data)
+        goes to the channel's subscribers on every worker in the same step."""
 
     async def load(self, doc: str, after: int) -> DocChunk:
         """The snapshot (if ``after`` is older than it) and the updates after ``after``."""
@@ -86,10 +117,15 @@ class _MemoryDoc:
 class MemoryDocStore:
     """One process's documents (the memory engine's companion; TTLs are not kept)."""
 
+    publishes = False
+    """The memory engine fans out itself: the caller publishes."""
+
     def __init__(self) -> None:
         self.docs: dict[str, _MemoryDoc] = {}
 
-    async def append(self, doc: str, update: bytes, *, limit: int, ttl_seconds: float) -> int:
+    async def append(
+        self, doc: str, update: bytes, *, limit: int, ttl_seconds: float, publish: bytes | None = None
+    ) -> int:
         entry = self.docs.setdefault(doc, _MemoryDoc())
         if entry.size + len(update) > limit:
             raise DocTooLargeError(entry.size, limit)
@@ -137,7 +173,8 @@ class MemoryDocStore:
         return None
 
 
-# KEYS: log, meta. ARGV: update, limit, ttl ms. Returns the new position, or {-1, size}.
+# KEYS: log, meta. ARGV: update, limit, ttl ms[, publish command, pub/sub channel, frame].
+# Returns the new position, or {-1, size} (refused: nothing appended, nothing published).
 _APPEND = """
 local size = tonumber(redis.call("hget", KEYS[2], "size") or "0")
 if size + string.len(ARGV[1]) > tonumber(ARGV[2]) then return {-1, size} end
@@ -146,6 +183,9 @@ redis.call("hincrby", KEYS[2], "size", string.len(ARGV[1]))
 local base = tonumber(redis.call("hget", KEYS[2], "base") or "0")
 redis.call("pexpire", KEYS[1], ARGV[3])
 redis.call("pexpire", KEYS[2], ARGV[3])
+if ARGV[4] then
+  redis.call(ARGV[4], ARGV[5], ARGV[6])
+end
 return {base + n, size + string.len(ARGV[1])}
 """
 
@@ -183,12 +223,17 @@ return 1
 
 
 class RedisDocStore:
-    """Documents in Redis, on a client of their own; errors become :class:`EngineError`."""
+    """Documents in Redis, on a client of their own; errors become :class:`EngineError`. With the
+    engine's ``framer`` (on the same Redis) appends publish too (module docstring)."""
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str, timeout: float = 5.0) -> None:
+    def __init__(
+        self, client: aioredis.Redis, *, prefix: str, timeout: float = 5.0, framer: Framer | None = None
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.timeout = timeout
+        self.framer = framer
+        self.publishes = framer is not None
         self._append = client.register_script(_APPEND)
         self._load = client.register_script(_LOAD)
         self._compact = client.register_script(_COMPACT)
@@ -209,11 +254,15 @@ class RedisDocStore:
         except RedisError as exc:
             raise EngineError(f"Redis document store: {exc}") from exc
 
-    async def append(self, doc: str, update: bytes, *, limit: int, ttl_seconds: float) -> int:
+    async def append(
+        self, doc: str, update: bytes, *, limit: int, ttl_seconds: float, publish: bytes | None = None
+    ) -> int:
         log, meta, _ = self._keys(doc)
-        result: Any = await self._call(
-            lambda: self._append(keys=[log, meta], args=[update, limit, int(ttl_seconds * 1000)])
-        )
+        args: list[Any] = [update, limit, int(ttl_seconds * 1000)]
+        if publish is not None and self.framer is not None:
+            fanout = self.framer(doc, publish)
+            args += [fanout.command, fanout.channel, fanout.frame]
+        result: Any = await self._call(lambda: self._append(keys=[log, meta], args=args))
         if int(result[0]) < 0:
             raise DocTooLargeError(int(result[1]), limit)
         return int(result[0])

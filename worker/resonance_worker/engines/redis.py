@@ -109,6 +109,7 @@ from resonance_worker.engines.base import (
     PublishResult,
     StreamPosition,
 )
+from resonance_worker.engines.docs import Fanout
 from resonance_worker.engines.memory import (
     DEFAULT_META_TTL_SECONDS,
     new_epoch,
@@ -1175,6 +1176,15 @@ class RedisEngine:
         keys = [self._key("stream", channel), self._key("meta", channel), idempotency_key_name]
         pubsub_channel = self._pubsub_channel(channel)
         return keys, [body, size, ttl_ms, meta_ttl_ms, new_epoch(), idempotency_ttl_ms, pubsub_channel]
+
+    def fanout_frame(self, channel: str, data: bytes) -> Fanout:
+        """``data`` as one publication without history (offset 0, no epoch, no publisher info), the
+        pub/sub message the publish script would send for it: for a store on the same Redis that
+        publishes in a script of its own, on the channel's slot (``engines.docs``: a document's update
+        appended and published in one round trip). Such a publish skips this engine's circuit breaker
+        and degraded-mode fallback: it is part of the store's write, which fails or succeeds with it."""
+        frame = b"p0::" + encode_body(data, None, None, int(self._wall_clock() * 1000))
+        return Fanout(self._pubsub_channel(channel), frame, self._publish_command)
 
     @property
     def publish_script_sha(self) -> str:

@@ -5,7 +5,8 @@ sending the Yjs sync step 1 with ``doc.send``; the answer holds step 2 (what it 
 server's step 1 (so the client sends what the server lacks: offline edits merge) and everyone's
 awareness. Updates and awareness sent with ``doc.send`` are appended to the document's log in the
 store (:mod:`resonance_worker.engines.docs`) and published on the channel, through the engine, to
-the subscribers on every worker. The messages are parsed and permissions decided in
+the subscribers on every worker (on Redis, the append publishes in the same script: one round trip
+per update). The messages are parsed and permissions decided in
 :mod:`resonance_worker.domain.ydocs`.
 
 Any worker serves any document: an open document here is a pycrdt ``Doc`` plus the position in
@@ -27,6 +28,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import pycrdt
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily
@@ -121,6 +123,11 @@ def _writes(message: Any) -> bool:
 
 def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
+
+
+def _publication(message: bytes, client: str) -> dict[str, str]:
+    """A document channel's publication: ``{"m": <base64 message>, "from": <client id>}``."""
+    return {"m": _b64(message), "from": client}
 
 
 class SharedDocs:
@@ -238,16 +245,23 @@ class SharedDocs:
             pycrdt.get_state(update)  # decodes it: a malformed update is refused before it is stored
         except ValueError:
             raise DocMessageError("not a Yjs (V1) update") from None
+        message = sync_message(SyncKind.UPDATE, update)
+        together = self.store.publishes  # the append publishes too: one round trip to Redis
         try:
             position = await self.store.append(
-                channel, update, limit=self.settings.doc_max_bytes, ttl_seconds=self.settings.doc_ttl_seconds
+                channel,
+                update,
+                limit=self.settings.doc_max_bytes,
+                ttl_seconds=self.settings.doc_ttl_seconds,
+                publish=orjson.dumps(_publication(message, client)) if together else None,
             )
         except DocTooLargeError as exc:
             raise RpcError(
                 ErrorCode.LIMIT_EXCEEDED,
                 f"{channel} would exceed its size limit of {exc.limit} bytes (has {exc.size}): refused",
             ) from None
-        await self._publish(channel, sync_message(SyncKind.UPDATE, update), client)
+        if not together:
+            await self._publish(channel, message, client)
         self.fanout_seconds.observe(time.perf_counter() - started)
         self._fold(channel, update, position)
 
@@ -377,7 +391,7 @@ class SharedDocs:
         await self._publish(channel, awareness_message(gone), client)
 
     async def _publish(self, channel: str, message: bytes, client: str) -> None:
-        await self.publisher.publish(channel, {"m": _b64(message), "from": client}, history=False)
+        await self.publisher.publish(channel, _publication(message, client), history=False)
 
     def memory(self) -> dict[str, int]:
         """Open documents and the bytes of their encoded state (for the gauges and the benchmark)."""
