@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 
 class _EngineCounters(Collector):
     """Figures the engine keeps itself (read at scrape time): ``resonance_redis_oom_total``,
+    ``resonance_redis_deadlines_excused_total``, ``resonance_redis_starved_timeouts_total``,
     ``resonance_redis_failovers_total{mode}``, ``resonance_redis_seconds_since_failover`` and
     ``resonance_redis_shards_down``."""
 
@@ -26,6 +27,18 @@ class _EngineCounters(Collector):
             "resonance_redis_oom",
             "Writes Redis refused at maxmemory (noeviction: nothing evicted; the call failed).",
             value=getattr(self.engine, "out_of_memory", 0),
+        )
+        yield CounterMetricFamily(
+            "resonance_redis_deadlines_excused",
+            "Redis calls whose deadline came while this worker's event loop ran late, and that were given"
+            " that lag to finish (a starved worker, not a failing Redis).",
+            value=getattr(self.engine, "deadlines_excused", 0),
+        )
+        yield CounterMetricFamily(
+            "resonance_redis_starved_timeouts",
+            "Redis calls that timed out while this worker's event loop ran late for half their deadline or"
+            " more: failed, not counted against Redis by the circuit breaker.",
+            value=getattr(self.engine, "starved_timeouts", 0),
         )
         connector = getattr(self.engine, "connector", None)
         failovers = CounterMetricFamily(

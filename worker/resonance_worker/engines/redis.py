@@ -100,6 +100,7 @@ from resonance_worker.domain.keys import (
     channel_part,
     user_key,
 )
+from resonance_worker.domain.looplag import DeadlineExcuse
 from resonance_worker.engines.base import (
     ClientInfo,
     EngineEventHandler,
@@ -110,6 +111,7 @@ from resonance_worker.engines.base import (
     StreamPosition,
 )
 from resonance_worker.engines.docs import Fanout
+from resonance_worker.engines.loopwatch import LoopWatch
 from resonance_worker.engines.memory import (
     DEFAULT_META_TTL_SECONDS,
     new_epoch,
@@ -128,6 +130,10 @@ from resonance_worker.settings import Durability, RedisMode
 
 log = logging.getLogger("resonance.worker.engine")
 T = TypeVar("T")
+
+HARD_DEADLINE_FACTOR = 4.0
+"""A call's deadline moves on by the time this worker's event loop ran late while it waited (its answer
+may be sitting unread), up to this many times the timeout in all (``engines/loopwatch.py``)."""
 
 
 _DROP_EXPIRED_PRESENCE = """
@@ -618,6 +624,13 @@ class RedisEngine:
         self.short_circuited = 0
         self.out_of_memory = 0
         """Writes Redis refused at ``maxmemory`` (``noeviction``): ``resonance_redis_oom_total``."""
+        self.loop_watch = LoopWatch()
+        self.deadlines_excused = 0
+        """Calls whose deadline came while this worker's event loop ran late, and that were given that lag
+        to finish (``resonance_redis_deadlines_excused_total``): a starved worker, not a failing Redis."""
+        self.starved_timeouts = 0
+        """Calls that still timed out, with the loop late for half their deadline or more: failed, but not
+        counted against Redis by the circuit breaker."""
         self._max_connections = max_connections
         self.prefix = prefix
         self._timeout = timeout
@@ -675,14 +688,17 @@ class RedisEngine:
         """Connect, waiting up to ``timeout`` for the pub/sub connection, which is kept (and
         re-established) in the background from then on."""
         self._handler = handler
+        self.loop_watch.start()
         # One quick retry: a pooled connection can be stale after a Redis restart.
         # A blocking pool: under a burst of connects, commands wait (up to ``timeout``) for a pooled
         # connection instead of failing with "Too many connections" as the default pool does.
         # With failover retries on, redis-py retries nothing itself (a resent publish could be stored
         # twice); the engine retries what is safe to retry (``_call``).
+        # redis-py's own timers (waiting for a pooled connection, reading a reply) would fire in wall time
+        # too, and drop the connection: they are set to the hard end; each call's deadline is ``_guard``'s.
         self._client = self.connector.client(
-            timeout=self._timeout,
-            socket_timeout=self._timeout,
+            timeout=self._timeout * HARD_DEADLINE_FACTOR,
+            socket_timeout=self._timeout * HARD_DEADLINE_FACTOR,
             retries=0 if self._failover_retry_s else 1,
             max_connections=self._max_connections,
         )
@@ -724,6 +740,7 @@ class RedisEngine:
                 await self._connected.wait()
 
     async def close(self) -> None:
+        self.loop_watch.stop()
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.cancel()
@@ -788,15 +805,26 @@ class RedisEngine:
             raise EngineCircuitOpenError(f"redis circuit open; next trial in {wait:.1f} s")
         succeeded = False
         counted = True
+        loop = asyncio.get_running_loop()
+        excuse: DeadlineExcuse | None = None
         try:
-            async with asyncio.timeout(self._timeout):
+            async with self.loop_watch.deadline(
+                self._timeout, self._timeout * HARD_DEADLINE_FACTOR
+            ) as excuse:
                 yield
             succeeded = True
         except ShardDownError:
             counted = False  # known already (one shard reconnecting): no news about Redis
             raise
         except (TimeoutError, RedisTimeoutError) as exc:
-            raise EngineTimeoutError(f"redis {what} timed out after {self._timeout:g} s") from exc
+            late = ""
+            if excuse is not None and excuse.starved(loop.time()):
+                # This worker's loop, not Redis, is what ran late: fail the call, but the circuit
+                # (which refuses every call) is for a failing Redis.
+                counted = False
+                self.starved_timeouts += 1
+                late = " (this worker's event loop was running late: it is short of CPU)"
+            raise EngineTimeoutError(f"redis {what} timed out after {self._timeout:g} s{late}") from exc
         except (RedisError, OSError) as exc:
             if _out_of_memory(exc):
                 # A full Redis is up: the call failed, the circuit is not the answer (reads still work).
@@ -806,6 +834,8 @@ class RedisEngine:
                 raise EngineOutOfMemoryError(f"redis {what} refused: Redis is full ({exc})") from exc
             raise EngineError(f"redis {what} failed: {exc}") from exc
         finally:
+            if excuse is not None and excuse.excused:
+                self.deadlines_excused += 1
             if breaker is not None and counted:
                 self._record(breaker, succeeded, probe)
 
