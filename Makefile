@@ -84,6 +84,15 @@ cluster-up: binaries  ## Start the real control plane on loopback (prints KUBECO
 cluster-down:  ## Stop the control plane
 	$(CLUSTER)/down
 
+# What the tests start besides the binaries, built (or found cached) once before them: `make test` runs tests/
+# in two processes, which would otherwise both wait on the first cold build (Centrifugo's alone ~2 min).
+.PHONY: test-tools
+test-tools: venv  ## Build (or reuse cached) Centrifugo, Neo4j's and S3Proxy's jars and the console (.ci/deps: the Java driver)
+	bench/centrifugo/build
+	e2e/services/neo4j/build
+	e2e/services/s3proxy/build
+	@$(MAKE) --no-print-directory console
+
 .PHONY: images
 images: venv  ## Build the worker and operator images without Docker (root, mmdebstrap; cached OCI layouts)
 	$(PY) -m images.build worker operator

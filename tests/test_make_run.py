@@ -33,7 +33,7 @@ def test_the_run_environment_is_the_runtime_lock_and_serves(tmp_path: Path) -> N
         ["make", "--no-print-directory", "console"], cwd=ROOT, capture_output=True, text=True, timeout=600
     )
     assert console.returncode == 0, console.stdout + console.stderr
-    worker = WorkerProcess(tmp_path, name="runtime-only", python=str(python)).start(timeout=60)
+    worker = WorkerProcess(tmp_path, name="runtime-only", python=str(python)).start()
     try:
         assert worker.http("GET", "/health")[0] == 200
         status, page = worker.http("GET", "/")

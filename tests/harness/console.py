@@ -10,10 +10,13 @@ build info cached under ``~/.cache/resonance-liminal/web-tsc/`` (about 15 s cold
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,11 +80,25 @@ def source_hash(web: Path = WEB) -> str:
     return digest.hexdigest()
 
 
+@contextlib.contextmanager
+def _building(web: Path = WEB) -> Iterator[None]:
+    """Held while this checkout's packaged console is checked and (re)built: `make test` runs tests/ in two
+    processes, and a build replaces the assets the other one's worker may be serving."""
+    checkout = hashlib.sha256(str(web.resolve()).encode()).hexdigest()[:12]
+    lock = CACHE / "locks" / f"console-{checkout}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        yield
+
+
 def packaged_console() -> dict[str, object]:
-    """The build the worker serves by default, rebuilt unless it already comes from these sources (JSON)."""
+    """The build the worker serves by default, rebuilt unless it already comes from these sources (JSON).
+    ``make test``'s set-up builds it (``make test-tools``), so during the tests this only checks."""
     record = PACKAGED / "build.json"
-    if record.is_file():
-        info: dict[str, object] = json.loads(record.read_text())
-        if info.get("source_sha256") == source_hash() and info.get("encoding") == "json":
-            return info
-    return build_console(PACKAGED)
+    with _building():
+        if record.is_file():
+            info: dict[str, object] = json.loads(record.read_text())
+            if info.get("source_sha256") == source_hash() and info.get("encoding") == "json":
+                return info
+        return build_console(PACKAGED)

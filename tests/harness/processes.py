@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 # Listening ports come from below the kernel's ephemeral range (32768-60999 on Linux): a port the
@@ -18,18 +18,45 @@ from pathlib import Path
 LISTEN_PORTS = range(20000, 32768)
 
 
+def worker_ports(ports: range = LISTEN_PORTS, environ: Mapping[str, str] = os.environ) -> range:
+    """This test process's share of ``ports``.
+
+    Under pytest-xdist (``make test`` runs tests/ in two processes) each worker ``gwN`` of
+    ``PYTEST_XDIST_WORKER_COUNT`` draws from its own slice, so two workers never choose the same port
+    between one's choice and its server's bind. Outside xdist the whole range is ours.
+    """
+    worker, count = environ.get("PYTEST_XDIST_WORKER", ""), environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if not (worker.startswith("gw") and worker[2:].isdigit() and count.isdigit() and int(count) > 1):
+        return ports
+    index, total = int(worker[2:]), int(count)
+    size = len(ports) // total
+    return ports[index * size : (index + 1) * size]
+
+
+# Ports handed out by this process: a port chosen but not yet bound by its server still tests free, so
+# without this two services started one after the other could be given the same port.
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now, outside the ephemeral range."""
+    """A TCP port that is free on ``host`` right now, outside the ephemeral range, in this process's share
+    of it, and not handed out before by this process."""
     rng = random.Random()
+    ports = worker_ports()
+    if len(_handed_out) > len(ports) // 2:  # a very long run: start over rather than run dry
+        _handed_out.clear()
     for _ in range(200):
-        port = rng.choice(LISTEN_PORTS)
+        port = rng.choice(ports)
+        if port in _handed_out:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind((host, port))
             except OSError:
                 continue
-            return port
-    raise RuntimeError(f"no free port in {LISTEN_PORTS} on {host}")
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {ports} on {host}")
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

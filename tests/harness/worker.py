@@ -63,7 +63,10 @@ class WorkerProcess:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/connection/websocket"
 
-    def start(self, timeout: float = 60.0) -> WorkerProcess:
+    def start(self, timeout: float = 180.0) -> WorkerProcess:
+        """Start and wait for ``/ready``. The deadline is for a worker that is alive but never gets ready: one
+        that exits fails at once, and on two cores shared by two test processes (and whatever else runs)
+        importing the worker under coverage has taken over 30 s."""
         self.process.start()
         self.process.wait_until(lambda: self.http("GET", "/ready")[0] == 200, timeout=timeout, what="/ready")
         return self

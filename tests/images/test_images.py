@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import time
 import tomllib
 import urllib.request
@@ -25,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from images import build, dockerfile, oci, run
+from tests.harness.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ("worker", "operator")
@@ -144,17 +144,11 @@ def test_the_layout_config_is_the_dockerfiles(name: str, layouts: dict[str, Path
     assert len(image.layers) == 1 + len(filesystem)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def worker_image(
     layouts: dict[str, Path], rootfs: dict[str, Path]
 ) -> Iterator[tuple[int, run.subprocess.Popen[bytes]]]:
-    port = _free_port()
+    port = free_port()
     env = {"RESONANCE_HOST": "127.0.0.1", "RESONANCE_PORT": str(port), "RESONANCE_LOG_JSON": "true"}
     process = run.start(layouts["worker"], rootfs["worker"], env=env, read_only=True)
     try:

@@ -72,3 +72,23 @@ def test_free_ports_are_outside_the_ephemeral_range() -> None:
     ports = {free_port() for _ in range(20)}
     assert all(port in LISTEN_PORTS and port < low for port in ports), ports
     assert len(ports) > 1  # chosen at random, so concurrent runs rarely pick the same one
+
+
+def test_two_xdist_workers_draw_ports_from_disjoint_shares() -> None:
+    """Under `make test`'s two pytest processes, a port one worker chose but has not bound yet can never be
+    the other's choice: each draws from its own slice of the range (tests/harness/processes.py)."""
+    from tests.harness.processes import LISTEN_PORTS, worker_ports
+
+    shares = [
+        worker_ports(LISTEN_PORTS, {"PYTEST_XDIST_WORKER": f"gw{i}", "PYTEST_XDIST_WORKER_COUNT": "2"})
+        for i in range(2)
+    ]
+    assert not set(shares[0]) & set(shares[1])
+    assert all(len(share) > 5000 and set(share) <= set(LISTEN_PORTS) for share in shares)
+    assert worker_ports(LISTEN_PORTS, {}) == LISTEN_PORTS  # a plain pytest run has the whole range
+
+
+def test_a_port_is_handed_out_once_until_bound() -> None:
+    """Two services started one after the other, before either binds, get different ports."""
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)

@@ -170,7 +170,10 @@ async def test_a_lost_acknowledgement_writes_nothing_twice(
     try:
         items = mixed_burst(20)
         await log.append_many(items)
-        worker = projector(log, own_driver, ProjectorConfig(batch_size=50, block_ms=0))
+        # The first write after Neo4j's restart runs on a cold server: on loaded shared cores it outlasted the
+        # default 15 s transaction timeout. What is tested is the acknowledgement, not a deadline.
+        config = ProjectorConfig(batch_size=50, block_ms=0, transaction_timeout_s=120.0)
+        worker = projector(log, own_driver, config)
         await asyncio.to_thread(own_neo4j.stop)
         with pytest.raises(GraphError):
             await worker.step()  # read the batch; Neo4j is down

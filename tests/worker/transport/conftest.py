@@ -137,9 +137,10 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
     def start(
-        env: dict[str, str] | None = None, name: str = "worker", timeout: float = 30.0
+        env: dict[str, str] | None = None, name: str = "worker", timeout: float | None = None
     ) -> WorkerProcess:
-        worker = WorkerProcess(tmp_path, env, name=name).start(timeout=timeout)
+        made = WorkerProcess(tmp_path, env, name=name)
+        worker = made.start() if timeout is None else made.start(timeout=timeout)
         started.append(worker)
         return worker
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -32,6 +31,7 @@ from resonance_worker.transport import api
 from resonance_worker.transport.app import create_app
 from resonance_worker.transport.node import Node
 
+from tests.harness.processes import free_port
 from tests.harness.worker import API_KEY, JWT_SECRET, WorkerProcess, api_call
 from tests.worker.transport.conftest import Clients
 from tests.worker.transport.test_sdk import metric, subscribed
@@ -185,9 +185,7 @@ async def jwks_server() -> AsyncIterator[tuple[str, rsa.RSAPrivateKey]]:
     app.router.add_get("/jwks.json", serve)
     runner = web.AppRunner(app)
     await runner.setup()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     yield f"http://127.0.0.1:{port}/jwks.json", key
