@@ -30,7 +30,8 @@ from resonance_worker.domain.wsframes import (
 
 
 def client_frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bytes | None = None) -> bytes:
-    """A frame as a client sends it: masked (RFC 6455 5.3), with a random key unless one is given."""
+    """A frame as a client sends it: masked (RFC 6455 5.3), with a random key unless one is given (a
+    parametrized test of such frames names its cases: two xdist workers must collect the same test ids)."""
     key = os.urandom(4) if mask is None else mask
     first = (0x80 if fin else 0) | opcode
     size = len(payload)
@@ -93,6 +94,25 @@ def test_close_frames_carry_their_code_and_reason_or_1005() -> None:
         (client_frame(CLOSE, struct.pack("!H", 1000) + b"\xff"), 1007),
         (client_frame(BINARY, b"x" * 2000), 1009),
         (client_frame(TEXT, b"x" * 600, fin=False) + client_frame(CONTINUATION, b"x" * 600), 1009),
+    ],
+    # Named cases: the frames carry random masks, and two xdist workers must collect the same test ids.
+    ids=[
+        "unmasked",
+        "rsv1-set",
+        "reserved-data-opcode",
+        "reserved-control-opcode",
+        "fragmented-ping",
+        "ping-over-125-bytes",
+        "continuation-without-start",
+        "new-message-inside-fragments",
+        "close-one-byte",
+        "close-code-1005",
+        "close-code-999",
+        "bad-utf8-text",
+        "bad-utf8-across-fragments",
+        "bad-utf8-close-reason",
+        "message-too-big",
+        "fragments-too-big",
     ],
 )
 def test_what_a_client_may_not_send_names_its_close_code(data: bytes, code: int) -> None:
