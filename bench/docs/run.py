@@ -98,7 +98,7 @@ async def run_editors(targets: dict[str, Any], mode: str, args: argparse.Namespa
             "seconds": args.seconds,
             "mode": mode,
             "observers": observers,
-            "provider": provider_from(variant["provider"]),
+            "provider": provider_from(variant["provider"], args.baseline_ref or "main"),
             "window": variant["window"] or None,
             "fastMs": variant["fast_ms"] or None,
         }
@@ -193,7 +193,7 @@ def parse_variant(spec: str, args: argparse.Namespace) -> dict[str, Any]:
     """``yjs`` or ``plain``, optionally with ``/p<n>`` Node processes, ``/n<k>`` their niceness,
     ``/o<k>`` observers (editors that apply what they receive), ``/w<n>`` the provider's window of
     ``doc.send`` calls in flight and ``/f<ms>`` the round trip under which it opens (0: its defaults),
-    ``/main`` (the provider as on the ``main`` branch, beside this checkout's) and ``/base`` (the
+    ``/main`` (the provider of ``--baseline-ref``, else of ``main``, beside this checkout's) and ``/base`` (the
     workers of ``--baseline-ref``): ``yjs/p10/o4``."""
     mode, *options = spec.split("/")
     if mode not in ("yjs", "plain"):
@@ -216,12 +216,13 @@ def parse_variant(spec: str, args: argparse.Namespace) -> dict[str, Any]:
     return variant
 
 
-def provider_from(which: str) -> str | None:
-    """The provider module for the editors: None for this checkout's, or main's written beside them."""
+def provider_from(which: str, ref: str) -> str | None:
+    """The provider module for the editors: None for this checkout's, or ``ref``'s (``--baseline-ref``,
+    else ``main``) written beside them."""
     if which == "this":
         return None
     source = subprocess.run(
-        ["git", "show", "main:clients/yjs-provider/index.mjs"], cwd=ROOT, check=True, capture_output=True
+        ["git", "show", f"{ref}:clients/yjs-provider/index.mjs"], cwd=ROOT, check=True, capture_output=True
     ).stdout
     path = JS / ".bench-provider-main.mjs"  # in tests/js: it resolves yjs from the same node_modules
     path.write_bytes(source)
