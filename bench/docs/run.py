@@ -193,8 +193,8 @@ def parse_variant(spec: str, args: argparse.Namespace) -> dict[str, Any]:
     """``yjs`` or ``plain``, optionally with ``/p<n>`` Node processes, ``/n<k>`` their niceness,
     ``/o<k>`` observers (editors that apply what they receive), ``/w<n>`` the provider's window of
     ``doc.send`` calls in flight and ``/f<ms>`` the round trip under which it opens (0: its defaults),
-    ``/main`` (the provider of ``--baseline-ref``, else of ``main``, beside this checkout's) and ``/base`` (the
-    workers of ``--baseline-ref``): ``yjs/p10/o4``."""
+    ``/main`` (the provider of ``--baseline-ref``, else of ``main``, beside this checkout's) and
+    ``/base`` (the workers of ``--baseline-ref``): ``yjs/p10/o4``."""
     mode, *options = spec.split("/")
     if mode not in ("yjs", "plain"):
         raise SystemExit(f"unknown mode {mode!r} in {spec!r}")
