@@ -26,6 +26,13 @@ one, and with ``--baseline-ref main`` the workers of that commit beside this che
 on the same Redis, used by the variants marked ``/base``): ``--modes yjs/main/base,yjs`` is main against
 this branch. The editors' own receive cost in CPU time comes from tests/js/bench-apply.mjs (no server).
 
+Whose CPU: ``cores`` are the cores' worth each party used over the run (the workers, Redis, the editors'
+Node processes) and ``cpu_ms_per_edit`` the same as CPU milliseconds per edit made: on a loaded machine the
+ratios of these hold where wall-clock latencies do not. ``--server-cpus 0 --editor-cpus 1`` pins the workers
+and Redis to one CPU and the editors to another (taskset), so the simulated devices do not take the servers'
+CPU (other processes on the machine still may); ``--node-args`` passes options to the editors' node (e.g.
+``--cpu-prof --cpu-prof-dir=<dir>`` for a profile of each).
+
 Memory per open document: this process opens 300 documents as a worker holds them (``OpenDoc``,
 pycrdt), each holding the benchmark's final document state, and reports the RSS growth per document beside the
 document's encoded size.
@@ -84,6 +91,7 @@ async def run_editors(targets: dict[str, Any], mode: str, args: argparse.Namespa
     if target is None:
         raise SystemExit(f"{variant}: /base needs --baseline-ref")
     urls, secret, server_pids = target.ws_urls, target.token_secret, target.server_pids
+    redis_pids = target.engine_pids
     channel = f"{'doc' if mode == 'yjs' else 'typing'}:bench-{mode}-{int(time.time() * 1000)}"
     observers = list(range(variant["observers"])) if variant["observers"] else None  # both workers
     procs = []
@@ -103,8 +111,12 @@ async def run_editors(targets: dict[str, Any], mode: str, args: argparse.Namespa
             "fastMs": variant["fast_ms"] or None,
         }
         nice = ["nice", "-n", str(variant["nice"])] if variant["nice"] else []
+        pin = ["taskset", "-c", args.editor_cpus] if args.editor_cpus else []
+        heap = [f"--max-semi-space-size={variant['semi_space']}"] if variant["semi_space"] else []
+        heap += ["--single-threaded-gc"] if variant["single_gc"] else []
         proc = await asyncio.create_subprocess_exec(
-            *nice, "node", "--preserve-symlinks", "bench-editors.mjs", json.dumps(cfg), cwd=JS,
+            *pin, *nice, "node", *heap, *args.node_args.split(), "--preserve-symlinks", "bench-editors.mjs",
+            json.dumps(cfg), cwd=JS,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26,
         )  # fmt: skip
         procs.append(proc)
@@ -116,6 +128,7 @@ async def run_editors(targets: dict[str, Any], mode: str, args: argparse.Namespa
     metrics_before = [await scrape(u) for u in urls]
     load_before = os.getloadavg()[0]
     workers_cpu = sum(cpu_seconds(p) for p in server_pids)
+    redis_cpu = sum(cpu_seconds(p) for p in redis_pids)  # shared with /base's workers, if any
     workers_waited = sum(run_delay_seconds(p) for p in server_pids)
     for proc in procs:
         assert proc.stdin is not None
@@ -135,6 +148,7 @@ async def run_editors(targets: dict[str, Any], mode: str, args: argparse.Namespa
     cores = {
         "workers": round((sum(cpu_seconds(p) for p in server_pids) - workers_cpu) / window, 2),
         "editors": round(sum(out["cpuSeconds"] for out in outs) / window, 2),  # Node's own count
+        "redis": round((sum(cpu_seconds(p) for p in redis_pids) - redis_cpu) / window, 2),
     }
     for proc in procs:
         await proc.wait()
@@ -158,12 +172,15 @@ async def run_editors(targets: dict[str, Any], mode: str, args: argparse.Namespa
             "at_receipt_p99_ms": round(percentile(at_receipt, 99), 2) if at_receipt else None,
             "apply_ms": [{k: round(v, 3) for k, v in a.items()} for a in applied],
             "apply_cores": round(sum(out["applySeconds"] for out in outs) / window, 2),
+            "batch": [out.get("batch") for out in outs],  # publications applied per transaction
             "queued_ms": [out.get("queuedMs") for out in outs],
             "loop_delay_ms": [out.get("loopDelayMs") for out in outs],
             "gc_ms": [out.get("gcMs") for out in outs],
             "heap_mib": [out.get("heapMiB") for out in outs],
         }
     sent = sum(out["sent"] for out in outs)
+    # CPU per edit made (ms), whoever spent it: what the simulated devices cost beside the servers.
+    per_edit = {k: round(v * window * 1000 / sent, 3) if sent else None for k, v in cores.items()}
     watching = variant["observers"] or args.editors  # each sees the others' edits
     expected = round(sent * watching * (args.editors - 1) / args.editors)
     return {
@@ -176,6 +193,7 @@ async def run_editors(targets: dict[str, Any], mode: str, args: argparse.Namespa
         "max_ms": round(max(latencies), 2),
         "doc_bytes": max(out["docBytes"] for out in outs),
         "cores": cores,
+        "cpu_ms_per_edit": per_edit,
         "waited_cores": waited,
         "load": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "server": server,
@@ -190,7 +208,9 @@ async def run_editors(targets: dict[str, Any], mode: str, args: argparse.Namespa
 
 
 def parse_variant(spec: str, args: argparse.Namespace) -> dict[str, Any]:
-    """``yjs`` or ``plain``, optionally with ``/p<n>`` Node processes, ``/n<k>`` their niceness,
+    """``yjs`` or ``plain``, optionally with ``/p<n>`` Node processes, ``/n<k>`` their niceness, ``/s<MiB>``
+    V8's semi-space (node's ``--max-semi-space-size``: fewer scavenges), ``/g`` V8's collector on the
+    main thread only (``--single-threaded-gc``: a pause never waits for a helper thread to get a CPU),
     ``/o<k>`` observers (editors that apply what they receive), ``/w<n>`` the provider's window of
     ``doc.send`` calls in flight and ``/f<ms>`` the round trip under which it opens (0: its defaults),
     ``/main`` (the provider of ``--baseline-ref``, else of ``main``, beside this checkout's) and
@@ -200,20 +220,34 @@ def parse_variant(spec: str, args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"unknown mode {mode!r} in {spec!r}")
     variant = {"mode": mode, "procs": args.procs, "nice": args.nice, "observers": args.observers, "window": 0}
     variant["fast_ms"] = 0
+    variant["semi_space"] = 0
+    variant["single_gc"] = False
     variant["provider"] = "this"
     variant["workers"] = "this"
-    names = {"p": "procs", "n": "nice", "o": "observers", "w": "window", "f": "fast_ms"}
+    names = {"p": "procs", "n": "nice", "o": "observers", "w": "window", "f": "fast_ms", "s": "semi_space"}
     for option in options:
+        if option == "g":
+            variant["single_gc"] = True
+            continue
         if option in ("main", "base"):
             variant["provider" if option == "main" else "workers"] = option
             continue
         if option[:1] not in names or not option[1:].isdigit():
             raise SystemExit(
                 f"unknown option {option!r} in {spec!r} "
-                "(p<procs>, n<nice>, o<observers>, w<window>, f<fast ms>, main, base)"
+                "(p<procs>, n<nice>, o<observers>, w<window>, f<fast ms>, s<semi-space MiB>, g, main, base)"
             )
         variant[names[option[0]]] = int(option[1:])
     return variant
+
+
+def cpu_list(spec: str) -> list[int]:
+    """A taskset-style CPU list: ``0``, ``0,1``, ``0-3``."""
+    cpus: list[int] = []
+    for part in spec.split(","):
+        first, _, last = part.partition("-")
+        cpus.extend(range(int(first), int(last or first) + 1))
+    return cpus
 
 
 def provider_from(which: str, ref: str) -> str | None:
@@ -331,6 +365,16 @@ async def main() -> None:
         "--observers", type=int, default=0,
         help="only this many editors apply what they receive (0: all); the others edit and receive",
     )  # fmt: skip
+    parser.add_argument(
+        "--server-cpus", default="",
+        help="pin the workers and Redis to these CPUs (taskset list, e.g. 0): the servers measured apart",
+    )  # fmt: skip
+    parser.add_argument(
+        "--editor-cpus", default="", help="pin the editors' Node processes to these CPUs (e.g. 1)"
+    )
+    parser.add_argument(
+        "--node-args", default="", help="more options of the editors' node (--cpu-prof --cpu-prof-dir=<dir>)"
+    )
     parser.add_argument("--modes", default="plain,yjs,plain,yjs", help="runs, in order (alternated)")
     parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--out", default="docs.json", help="file name under bench/results/")
@@ -342,7 +386,8 @@ async def main() -> None:
     args = parser.parse_args()
     workdir = RESULTS / "docs-run"
     with contextlib.ExitStack() as cleanup:
-        servers = cleanup.enter_context(stack(workdir))
+        pinned = frozenset(cpu_list(args.server_cpus)) if args.server_cpus else None
+        servers = cleanup.enter_context(stack(workdir, cpus=pinned))
         redis_url = servers.start_redis()
         targets = {"this": servers.start_worker(Engine.REDIS, nodes=2, redis_url=redis_url), "base": None}
         if args.baseline_ref:
@@ -366,6 +411,7 @@ async def main() -> None:
         "workers": 2,
         "baseline_ref": args.baseline_ref,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},
+        "pinned": {"servers": args.server_cpus or None, "editors": args.editor_cpus or None},
         "runs": runs,
         "memory": memory,
         "receive_cost": cost,

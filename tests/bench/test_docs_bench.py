@@ -8,7 +8,7 @@ import math
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from bench.docs.run import histogram_quantiles, merge, parse_variant
+from bench.docs.run import cpu_list, histogram_quantiles, merge, parse_variant
 
 ARGS = argparse.Namespace(procs=2, nice=0, observers=0)
 
@@ -23,16 +23,21 @@ def test_variants_name_processes_niceness_observers_mains_provider_and_the_basel
         "workers": "this",
         "window": 0,
         "fast_ms": 0,
+        "semi_space": 0,
+        "single_gc": False,
     }
     assert parse_variant("yjs/p10/n5/o4/main", ARGS) == {
         "mode": "yjs", "procs": 10, "nice": 5, "observers": 4, "provider": "main", "workers": "this",
-        "window": 0, "fast_ms": 0,
+        "window": 0, "fast_ms": 0, "semi_space": 0, "single_gc": False,
     }  # fmt: skip
     assert parse_variant("yjs/main/base/w2/f500", ARGS) == {
         "mode": "yjs", "procs": 2, "nice": 0, "observers": 0, "provider": "main", "workers": "base",
-        "window": 2, "fast_ms": 500,
+        "window": 2, "fast_ms": 500, "semi_space": 0, "single_gc": False,
     }  # fmt: skip
-    for bad in ("yjs/x3", "yjs/p", "crdt"):
+    heap = parse_variant("yjs/s64/g", ARGS)
+    assert heap["semi_space"] == 64 and heap["single_gc"]
+    assert heap | {"semi_space": 0, "single_gc": False} == parse_variant("yjs", ARGS)
+    for bad in ("yjs/x3", "yjs/p", "yjs/g2", "crdt"):
         with pytest.raises(SystemExit, match="unknown"):
             parse_variant(bad, ARGS)
 
@@ -66,3 +71,8 @@ def test_quantiles_come_from_what_two_workers_histograms_gained_during_the_run()
         "p99_le": 100.0,
     }
     assert histogram_quantiles([{}], (99,)) == {"n": 0, "p99_le": None}
+
+
+def test_cpu_lists_are_read_as_taskset_reads_them() -> None:
+    assert cpu_list("0") == [0]
+    assert cpu_list("0,2-4") == [0, 2, 3, 4]
