@@ -142,8 +142,16 @@ def main(argv: list[str] | None = None) -> int:
                 row = measure(connections, args.seconds, Path(tmp))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"capacity-{time.strftime('%Y%m%dT%H%M%S')}.json"
     fitted, check = rows[:-1], rows[-1]
-    costs = model(fitted)
+    try:
+        costs = model(fitted)
+    except ValueError as refused:
+        # A starved run keeps its rows: memory is still measured well, and --refit can use them later.
+        path.write_text(json.dumps({"rows": rows, "model": None, "refused": str(refused)}, indent=2))
+        print(f"no fit ({refused}); rows in {path}", file=sys.stderr)
+        return 1
     predicted = predict(costs, check["connected"], check["delivered_per_s"])
     errors = {
         key: round((check[key] - value) / value, 3) if value else None for key, value in predicted.items()
@@ -154,8 +162,6 @@ def main(argv: list[str] | None = None) -> int:
         "model": costs,
         "check": {"connections": check["connections"], "predicted": predicted, "relative_error": errors},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"capacity-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(document, indent=2))
     print(json.dumps({"model": costs, "check": document["check"]}, indent=2))
     print(f"wrote {path}", file=sys.stderr)

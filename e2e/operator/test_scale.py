@@ -68,11 +68,11 @@ def test_full_example_serves_two_thousand_clients_through_the_ingress(
     ):
         endpoints = kubelet.wait_endpoints(3, timeout=120)
         ingress.wait_upstreams(3)
-        # The limits the workers run with are the operator's: 512Mi fits 11,571 connections by the capacity
+        # The limits the workers run with are the operator's: 384Mi fits 18,329 connections by the capacity
         # model (above the 2,000 target), 100 per client address, and the client is read from X-Forwarded-For
         # behind nginx.
         env = kubelet.env(endpoints[0].pod)
-        assert env["RESONANCE_LIMITS__MAX_CONNECTIONS"] == str(sizing.memory_fits("512Mi")) == "11571"
+        assert env["RESONANCE_LIMITS__MAX_CONNECTIONS"] == str(sizing.memory_fits("384Mi")) == "18329"
         assert env["RESONANCE_LIMITS__MAX_CONNECTIONS_PER_IP"] == "100"
         assert env["RESONANCE_CLIENT_IP_HEADER"] == "X-Forwarded-For"
         assert "127.0.0.1/32" in json.loads(env["RESONANCE_TRUSTED_PROXIES"])

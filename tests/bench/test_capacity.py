@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench.capacity import fit_line, model, predict
+from bench.capacity import fit_line, main, model, predict
 
 
 def row(connections: int) -> dict[str, Any]:
@@ -57,3 +59,16 @@ def test_a_starved_size_counts_for_memory_but_not_for_cpu() -> None:
     assert costs["kib_per_connection"] == pytest.approx(18, abs=0.01)
     with pytest.raises(ValueError, match="no CPU fit"):
         model([row(1000), starved])
+
+
+def test_a_run_without_a_cpu_fit_keeps_its_rows(tmp_path: Path) -> None:
+    starved = {**row(10_000), "delivery_ratio": 0.1, "publish_cores": 0.22, "delivered_per_s": 908.0}
+    earlier = tmp_path / "capacity-earlier.json"
+    earlier.write_text(json.dumps({"rows": [row(1000), starved, row(3000)]}))
+    out = tmp_path / "results"
+    assert main(["--refit", str(earlier), "--out", str(out)]) == 1
+    (written,) = out.glob("capacity-*.json")
+    document = json.loads(written.read_text())
+    # The rows stay for memory and a later --refit; no model is claimed.
+    assert document["rows"][1]["delivery_ratio"] == 0.1 and document["model"] is None
+    assert "no CPU fit" in document["refused"]

@@ -2,13 +2,16 @@
 
 Every number here is a named constant of ``docs/capacity.md`` ("The model": ``python -m bench.capacity``,
 one worker process on the Redis engine with the environment the operator renders, fitted at 1k/5k/10k
-connections and checked at 3k): a worker starts at 161 MiB and grows by 21.3 KiB per open connection, and
-spends 38.8 µs of CPU per delivered message on top of 0.054 of a core. From it:
+connections and checked at 3k): a worker starts at 163.6 MiB and grows by 7.4 KiB per open connection
+(the native WebSocket shell), and spends 49.8 µs of CPU per delivered message on top of 0.0155 of a core.
+From it:
 
-- a memory limit ``L`` fits ``floor((0.8 L - 161 MiB) / 22 KiB)`` connections (:func:`memory_fits`), a
+- a memory limit ``L`` fits ``floor((0.8 L - 164 MiB) / 8 KiB)`` connections (:func:`memory_fits`), a
   fifth of the limit kept for garbage-collector swings, queued bursts and the living core;
-- a spec that names no memory gets capacity.md's pod, :data:`DEFAULT_MEMORY` as request and limit
-  (11,571 connections);
+- a spec that names no memory gets :data:`DEFAULT_MEMORY` as request and limit: the largest multiple of
+  64 MiB whose connections one core still carries at a message a second each (a worker is one process, so
+  one core is all it can use; more memory would only admit connections the core cannot serve): 384Mi,
+  18,329 connections;
 - a spec that names no CPU gets :data:`DEFAULT_CPU_REQUEST`, sized so the HorizontalPodAutoscaler's CPU
   target is reached at half the connections the default memory fits, each receiving a message a second.
 """
@@ -21,24 +24,26 @@ from decimal import Decimal
 from resonance_operator.api.spec import Autoscaling, ResonanceCluster, Resources
 from resonance_operator.api.validation import parse_quantity
 
-PROCESS_BYTES = 161 * 2**20
-"""RSS of a started worker (Python, numpy/scipy, the drivers): docs/capacity.md, "The model"."""
-CONNECTION_BYTES = 22 * 2**10
-"""RSS per open connection subscribed to a room: 21.3 KiB fitted in docs/capacity.md, rounded up."""
+PROCESS_BYTES = 164 * 2**20
+"""RSS of a started worker (Python, numpy/scipy, the drivers): 163.6 MiB in docs/capacity.md, "The model",
+rounded up."""
+CONNECTION_BYTES = 8 * 2**10
+"""RSS per open connection subscribed to a room: 7.4 KiB fitted in docs/capacity.md, rounded up."""
 HEADROOM = Decimal("0.8")
 """Share of the memory limit given to connections; the rest absorbs swings."""
 WITHOUT_MEMORY_LIMIT = 10_000
 """Connections per pod when nothing bounds them (a memory request but no limit, no autoscaling target)."""
 
-DEFAULT_MEMORY = "512Mi"
-"""The workers' memory request and limit when ``spec.worker.resources`` names no memory: docs/capacity.md's
-pod (one worker process, one core, 512 MiB), which the sizing rule fills with 11,571 connections."""
+POD_CORES = 1
+"""Cores one worker pod can use: a worker is one Python process (docs/capacity.md's pod)."""
+MEMORY_STEP = 64 * 2**20
+"""The default memory is a multiple of this (a round number in a manifest)."""
 
-CPU_PER_MESSAGE_SECONDS = Decimal("38.8e-6")
+CPU_PER_MESSAGE_SECONDS = Decimal("49.8e-6")
 """Worker CPU per delivered message, the connections' upkeep included: docs/capacity.md, "The model"
-(measured on a loaded machine: pessimistic by 1.5-3x, which is why the request below aims at half the
-memory's connections)."""
-CPU_FIXED_CORES = Decimal("0.054")
+(measured on a loaded machine: pessimistic, which is why the request below aims at half the memory's
+connections)."""
+CPU_FIXED_CORES = Decimal("0.0155")
 """Worker CPU while publishing, the fixed part: docs/capacity.md, "The model"."""
 SIZING_MESSAGES_PER_SECOND = 1
 """Messages a connection receives per second in the sizing (docs/capacity.md's chat: a publication a second to
@@ -75,9 +80,27 @@ def cores(
     return CPU_FIXED_CORES + Decimal(connections) * Decimal(messages_per_second) * CPU_PER_MESSAGE_SECONDS
 
 
+def memory_for(connections: int) -> int:
+    """The smallest memory limit (bytes) that :func:`memory_fits` ``connections``."""
+    return math.ceil((PROCESS_BYTES + connections * CONNECTION_BYTES) / HEADROOM)
+
+
+def default_memory() -> str:
+    """The largest multiple of :data:`MEMORY_STEP` whose connections :data:`POD_CORES` still carries at
+    :data:`SIZING_MESSAGES_PER_SECOND` each: 384Mi."""
+    carried = int((POD_CORES - CPU_FIXED_CORES) / (SIZING_MESSAGES_PER_SECOND * CPU_PER_MESSAGE_SECONDS))
+    steps = memory_for(carried) // MEMORY_STEP
+    return f"{steps * MEMORY_STEP // 2**20}Mi"
+
+
+DEFAULT_MEMORY = default_memory()
+"""The workers' memory request and limit when ``spec.worker.resources`` names no memory: what one core's
+connections need (docs/capacity.md's pod), which the sizing rule fills with 18,329 connections."""
+
+
 def default_cpu_request() -> str:
     """The CPU request at which :data:`HPA_CPU_TARGET_PERCENT` is reached at :data:`SCALE_OUT_SHARE` of the
-    default pod's connections, rounded up to 50 millicores: 400m."""
+    default pod's connections, rounded up to 50 millicores: 700m."""
     busy = cores(SCALE_OUT_SHARE * memory_fits(DEFAULT_MEMORY))
     millicores = busy * 1000 * 100 / HPA_CPU_TARGET_PERCENT
     return f"{math.ceil(millicores / 50) * 50}m"

@@ -28,8 +28,8 @@ def test_defaults_map_onto_the_worker_settings(monkeypatch: pytest.MonkeyPatch) 
         "RESONANCE_LOG_JSON": "true",
         "RESONANCE_SHUTDOWN_DRAIN_DEADLINE_SECONDS": "300",
         "RESONANCE_SHUTDOWN_DRAIN_BUDGET_PER_SECOND": "200",
-        # Limits a deployment survives (no memory named: the default 512Mi fits 11,571 by desired/sizing.py).
-        "RESONANCE_LIMITS__MAX_CONNECTIONS": "11571",
+        # Limits a deployment survives (no memory named: the default 384Mi fits 18,329 by desired/sizing.py).
+        "RESONANCE_LIMITS__MAX_CONNECTIONS": "18329",
         "RESONANCE_LIMITS__MAX_CONNECTIONS_PER_IP": "100",
         "RESONANCE_LIMITS__MAX_CONNECTIONS_PER_USER": "20",
         "RESONANCE_LIMITS__MAX_MESSAGE_BYTES": "65536",
@@ -48,7 +48,7 @@ def test_defaults_map_onto_the_worker_settings(monkeypatch: pytest.MonkeyPatch) 
     for name, value in environment.plain.items():
         monkeypatch.setenv(name, value)
     parsed = WorkerSettings()
-    assert (parsed.limits.max_connections, parsed.limits.max_connections_per_ip) == (11571, 100)
+    assert (parsed.limits.max_connections, parsed.limits.max_connections_per_ip) == (18329, 100)
     assert parsed.trusted_proxies == list(DEFAULT_TRUSTED_PROXIES)
     assert parsed.client_ip_header == "X-Forwarded-For"
 
@@ -57,16 +57,16 @@ def test_limits_from_the_memory_limit_the_autoscaling_target_or_the_cr() -> None
     def plain(**worker: Any) -> dict[str, str]:
         return settings.worker_environment(fixtures.cluster(fixtures.with_worker(**worker))).plain
 
-    # examples/full.yaml: 512Mi fits floor((0.8 * 512 MiB - 161 MiB) / 22 KiB) = 11,571 > its target 2000
-    # (docs/capacity.md: 161 MiB + 21.3 KiB per connection, rounded up).
-    full = plain(resources={"limits": {"memory": "512Mi"}}, autoscaling={"targetConnectionsPerPod": 2000})
-    assert full["RESONANCE_LIMITS__MAX_CONNECTIONS"] == str(int((0.8 * 512 - 161) * 1024 / 22)) == "11571"
+    # examples/full.yaml: 384Mi fits floor((0.8 * 384 MiB - 164 MiB) / 8 KiB) = 18,329 > its target 2000
+    # (docs/capacity.md: 163.6 MiB + 7.4 KiB per connection, rounded up).
+    full = plain(resources={"limits": {"memory": "384Mi"}}, autoscaling={"targetConnectionsPerPod": 2000})
+    assert full["RESONANCE_LIMITS__MAX_CONNECTIONS"] == str(int((0.8 * 384 - 164) * 1024 / 8)) == "18329"
     # A target above what the memory fits wins: a pod accepts what the autoscaler aims to give it.
     assert (
-        plain(resources={"limits": {"memory": "256Mi"}}, autoscaling={"targetConnectionsPerPod": 5000})[
+        plain(resources={"limits": {"memory": "256Mi"}}, autoscaling={"targetConnectionsPerPod": 8000})[
             "RESONANCE_LIMITS__MAX_CONNECTIONS"
         ]
-        == "5000"
+        == "8000"
     )
     assert (
         plain(autoscaling={"targetConnectionsPerPod": 20000})["RESONANCE_LIMITS__MAX_CONNECTIONS"] == "20000"

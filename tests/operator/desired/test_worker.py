@@ -41,18 +41,18 @@ def test_deployment_from_the_minimal_spec() -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     # No CPU or memory in the spec: the capacity model's pod (desired/sizing.py, docs/capacity.md).
     assert container["resources"] == {
-        "requests": {"cpu": "400m", "memory": "512Mi"},
-        "limits": {"memory": "512Mi"},
+        "requests": {"cpu": "700m", "memory": "384Mi"},
+        "limits": {"memory": "384Mi"},
     }
 
 
 def test_a_cpu_or_memory_in_the_spec_replaces_its_default() -> None:
-    memory = {"memory": "512Mi"}
+    memory = {"memory": "384Mi"}
     for resources, expected in (
         # Kubernetes copies a CPU limit into the request.
         ({"limits": {"cpu": "2"}}, {"requests": memory, "limits": {"cpu": "2", **memory}}),
         ({"requests": {"cpu": "1"}}, {"requests": {"cpu": "1", **memory}, "limits": memory}),
-        ({"limits": {"memory": "1Gi"}}, {"requests": {"cpu": "400m"}, "limits": {"memory": "1Gi"}}),
+        ({"limits": {"memory": "1Gi"}}, {"requests": {"cpu": "700m"}, "limits": {"memory": "1Gi"}}),
         ({"requests": {"cpu": "1", "memory": "1Gi"}}, {"requests": {"cpu": "1", "memory": "1Gi"}}),
     ):
         deployment = worker.deployment(fixtures.cluster(fixtures.with_worker(resources=resources)))
