@@ -296,7 +296,19 @@ _claims = st.fixed_dictionaries(
         "tenant": st.text(max_size=3),
         "channel": st.just("chat:x"),
         "extra": _json,
+        "big": st.integers(2**63, 2**70) | st.integers(-(2**70), -(2**63)),  # orjson would read a float
     },
+)
+_plain_claims = st.fixed_dictionaries(  # tokens the short path takes (when signed right)
+    {"sub": st.text(max_size=6)},
+    optional={
+        "exp": st.just(NOW + 60),
+        "info": _json,
+        "big": st.integers(2**63, 2**70) | st.integers(-(2**70), -(2**63)),  # orjson would read a float
+    },
+)
+_plain_headers = st.fixed_dictionaries(
+    {"alg": st.sampled_from(["HS256", "HS384", "HS512"])}, optional={"typ": st.just("JWT")}
 )
 _headers = st.fixed_dictionaries(
     {"alg": st.sampled_from(["HS256", "HS384", "HS512", "none", "RS256", "hs256"])},
@@ -338,11 +350,11 @@ def _mutate(token: str, how: int, where: int) -> str:
 
 @settings(max_examples=400, deadline=None)
 @given(
-    header=_headers,
-    claims=_claims | _json,
+    header=_plain_headers | _headers,
+    claims=_plain_claims | _claims | _json,
     spelling=st.tuples(st.integers(0, 3), st.integers(0, 3)),
-    secret=st.sampled_from([SECRET, SECRET + "-other"]),
-    mutation=st.tuples(st.integers(0, 7), st.integers(0, 500)),
+    secret=st.sampled_from([SECRET, SECRET, SECRET + "-other"]),
+    mutation=st.tuples(st.integers(0, 14), st.integers(0, 500)),  # over 7: left as signed
 )
 def test_the_short_path_gives_pyjwts_verdict_on_any_token(
     header: dict[str, Any], claims: Any, spelling: tuple[int, int], secret: str, mutation: tuple[int, int]
