@@ -250,8 +250,19 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _signed(header: bytes, payload: bytes, secret: str, alg: str = "HS256") -> str:
-    signing_input = f"{_b64(header)}.{_b64(payload)}"
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _skewed(segment: str) -> str:
+    """``segment`` with the lowest bit of its last character flipped: where that bit is unused, the same
+    bytes in a spelling that is not canonical (pyjwt refuses it), else other bytes."""
+    return segment[:-1] + _ALPHABET[_ALPHABET.index(segment[-1]) ^ 1]
+
+
+def _signed(header: bytes, payload: bytes, secret: str, alg: str = "HS256", skew: int = 0) -> str:
+    head, body = _b64(header), _b64(payload)
+    head, body = (_skewed(head) if skew == 1 else head), (_skewed(body) if skew == 2 else body)
+    signing_input = f"{head}.{body}"
     digest = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}[alg]
     return f"{signing_input}.{_b64(hmac.new(secret.encode(), signing_input.encode(), digest).digest())}"
 
@@ -355,12 +366,18 @@ def _mutate(token: str, how: int, where: int) -> str:
     spelling=st.tuples(st.integers(0, 3), st.integers(0, 3)),
     secret=st.sampled_from([SECRET, SECRET, SECRET + "-other"]),
     mutation=st.tuples(st.integers(0, 14), st.integers(0, 500)),  # over 7: left as signed
+    skew=st.integers(0, 4),  # 1, 2: the header's or the payload's last character skewed, then signed
 )
 def test_the_short_path_gives_pyjwts_verdict_on_any_token(
-    header: dict[str, Any], claims: Any, spelling: tuple[int, int], secret: str, mutation: tuple[int, int]
+    header: dict[str, Any],
+    claims: Any,
+    spelling: tuple[int, int],
+    secret: str,
+    mutation: tuple[int, int],
+    skew: int,
 ) -> None:
     alg = header["alg"] if header["alg"] in ("HS256", "HS384", "HS512") else "HS256"
-    token = _signed(_document(header, spelling[0]), _document(claims, spelling[1]), secret, alg)
+    token = _signed(_document(header, spelling[0]), _document(claims, spelling[1]), secret, alg, skew)
     token = _mutate(token, *mutation)
     short, reference = _both(token)
     assert short == reference
