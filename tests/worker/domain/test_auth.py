@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
+import json
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from resonance_worker.domain.auth import (
     InvalidTokenError,
     TokenExpiredError,
@@ -165,14 +169,21 @@ def test_pem_of_the_wrong_kind_is_refused(rsa_key: Any, ec_key: Any) -> None:
 
 
 def test_a_verified_token_is_checked_once_and_still_expires_on_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    from resonance_worker.domain import auth
+
     calls: list[str] = []
-    decode = jwt.decode
+    decode, short = jwt.decode, auth._HmacShortPath.verify
 
     def counting_decode(token: str, *args: Any, **kwargs: Any) -> Any:
         calls.append(token)
         return decode(token, *args, **kwargs)
 
+    def counting_short(path: Any, token: str) -> Any:
+        calls.append(token)
+        return short(path, token)
+
     monkeypatch.setattr(jwt, "decode", counting_decode)
+    monkeypatch.setattr(auth._HmacShortPath, "verify", counting_short)
     verifier = TokenVerifier(hmac_secret=SECRET)
     token = jwt.encode({"sub": "alice", "exp": NOW + 60}, SECRET, "HS256")
     assert verifier.verify_connect(token, NOW).user == "alice"
@@ -230,3 +241,177 @@ def test_the_least_recently_used_token_is_forgotten_first(monkeypatch: pytest.Mo
     with pytest.raises(TokenExpiredError):
         verifier.verify_connect(expiring, NOW + 5)
     assert digest[third] in verifier._verified and len(verifier._verified) == 1
+
+
+# -- the HMAC short path against pyjwt (the reference) ---------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _skewed(segment: str) -> str:
+    """``segment`` with the lowest bit of its last character flipped: where that bit is unused, the same
+    bytes in a spelling that is not canonical (pyjwt refuses it), else other bytes."""
+    return segment[:-1] + _ALPHABET[_ALPHABET.index(segment[-1]) ^ 1]
+
+
+def _signed(header: bytes, payload: bytes, secret: str, alg: str = "HS256", skew: int = 0) -> str:
+    head, body = _b64(header), _b64(payload)
+    head, body = (_skewed(head) if skew == 1 else head), (_skewed(body) if skew == 2 else body)
+    signing_input = f"{head}.{body}"
+    digest = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}[alg]
+    return f"{signing_input}.{_b64(hmac.new(secret.encode(), signing_input.encode(), digest).digest())}"
+
+
+def _verdict(verifier: TokenVerifier, token: str) -> tuple[str, Any]:
+    verifier._verified.clear()
+    try:
+        claims = verifier.verify_connect(token, NOW)
+    except (InvalidTokenError, TokenExpiredError) as error:
+        return type(error).__name__, str(error)
+    return "ok", (
+        claims.user,
+        claims.expire_at,
+        claims.info,
+        claims.channels,
+        claims.tenant,
+        repr(dict(claims.claims)),
+    )
+
+
+def _both(token: str, **options: Any) -> tuple[tuple[str, Any], tuple[str, Any]]:
+    short = TokenVerifier(hmac_secret=SECRET, **options)
+    reference = TokenVerifier(hmac_secret=SECRET, **options)
+    reference._short = None  # pyjwt alone
+    return _verdict(short, token), _verdict(reference, token)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+_claims = st.fixed_dictionaries(
+    {},
+    optional={
+        "sub": st.text(max_size=6) | st.integers(0, 9),
+        "jti": st.text(max_size=4) | st.none(),
+        "exp": st.sampled_from([NOW - 1, NOW + 60, "soon", True]),
+        "nbf": st.sampled_from([NOW - 1, NOW + 60]),
+        "info": _json,
+        "channels": st.lists(st.text(max_size=4), max_size=2),
+        "tenant": st.text(max_size=3),
+        "channel": st.just("chat:x"),
+        "extra": _json,
+        "big": st.integers(2**63, 2**70) | st.integers(-(2**70), -(2**63)),  # orjson would read a float
+    },
+)
+_plain_claims = st.fixed_dictionaries(  # tokens the short path takes (when signed right)
+    {"sub": st.text(max_size=6)},
+    optional={
+        "exp": st.just(NOW + 60),
+        "info": _json,
+        "big": st.integers(2**63, 2**70) | st.integers(-(2**70), -(2**63)),  # orjson would read a float
+    },
+)
+_plain_headers = st.fixed_dictionaries(
+    {"alg": st.sampled_from(["HS256", "HS384", "HS512"])}, optional={"typ": st.just("JWT")}
+)
+_headers = st.fixed_dictionaries(
+    {"alg": st.sampled_from(["HS256", "HS384", "HS512", "none", "RS256", "hs256"])},
+    optional={
+        "typ": st.sampled_from(["JWT", 7]),
+        "kid": st.sampled_from(["k1", 5]),
+        "crit": st.just(["b64"]),
+        "b64": st.booleans(),
+        "x": _json,
+    },
+)
+
+
+def _document(value: Any, style: int) -> bytes:
+    """The JSON text of ``value`` in one of the spellings a token may carry."""
+    text = json.dumps(value, allow_nan=True)
+    return [text, text.replace(", ", ","), " " + text + "\n", "\ufeff" + text][style].encode()
+
+
+def _mutate(token: str, how: int, where: int) -> str:
+    """A bad spelling of ``token``: one character changed, padding, a segment too many or too few, ..."""
+    at = where % len(token)
+    if how == 1:
+        return token[:at] + ("A" if token[at] != "A" else "B") + token[at + 1 :]
+    if how == 2:  # the last character's unused bits set: a non-canonical signature (or garbage)
+        return token[:-1] + ("B" if token[-1] != "B" else "C")
+    if how == 3:
+        return token + "=="
+    if how == 4:
+        return token + ".e30"
+    if how == 5:
+        return token.rsplit(".", 1)[0]
+    if how == 6:
+        return token[:at] + "!" + token[at + 1 :]
+    if how == 7:
+        return token[:at] + "é" + token[at + 1 :]
+    return token
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    header=_plain_headers | _headers,
+    claims=_plain_claims | _claims | _json,
+    spelling=st.tuples(st.integers(0, 3), st.integers(0, 3)),
+    secret=st.sampled_from([SECRET, SECRET, SECRET + "-other"]),
+    mutation=st.tuples(st.integers(0, 14), st.integers(0, 500)),  # over 7: left as signed
+    skew=st.integers(0, 4),  # 1, 2: the header's or the payload's last character skewed, then signed
+)
+def test_the_short_path_gives_pyjwts_verdict_on_any_token(
+    header: dict[str, Any],
+    claims: Any,
+    spelling: tuple[int, int],
+    secret: str,
+    mutation: tuple[int, int],
+    skew: int,
+) -> None:
+    alg = header["alg"] if header["alg"] in ("HS256", "HS384", "HS512") else "HS256"
+    token = _signed(_document(header, spelling[0]), _document(claims, spelling[1]), secret, alg, skew)
+    token = _mutate(token, *mutation)
+    short, reference = _both(token)
+    assert short == reference
+
+
+def test_the_short_path_takes_the_plain_tokens_and_leaves_the_rest_to_pyjwt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from resonance_worker.domain import auth
+
+    decoded: list[str] = []
+    decode = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda token, *a, **k: decoded.append(token) or decode(token, *a, **k))
+    long_secret = SECRET * 2  # long enough for HS512 too: pyjwt warns about nothing
+    verifier = TokenVerifier(hmac_secret=long_secret)
+    plain = [
+        jwt.encode({"sub": f"u{i}", "exp": NOW + 60}, long_secret, alg) for i, alg in enumerate(auth._HASHES)
+    ]
+    assert [verifier.verify_connect(t, NOW).user for t in plain] == ["u0", "u1", "u2"]
+    assert decoded == []  # the short path took them
+    verifier = TokenVerifier(hmac_secret=SECRET)  # 43 bytes: HS384 and HS512 are pyjwt's (and its warning)
+    hs384 = jwt.encode({"sub": "h"}, SECRET, "HS384")
+    with pytest.warns(jwt.warnings.InsecureKeyLengthWarning):
+        assert verifier.verify_connect(hs384, NOW).user == "h"
+    assert decoded == [hs384]
+    decoded.clear()
+    forged = _signed(b'{"alg":"HS256"}', b'{"sub":"mallory"}', SECRET + "-other")
+    big = _signed(b'{"alg":"HS256"}', b'{"sub":"b","n":100000000000000000000}', SECRET)
+    with pytest.raises(InvalidTokenError, match="bad signature"):
+        verifier.verify_connect(forged, NOW)
+    assert type(verifier.verify_connect(big, NOW).claims["n"]) is int  # as json reads it (orjson: a float)
+    assert decoded == [forged]  # pyjwt's verdict
+    # With an audience or issuer configured, or a secret pyjwt warns about, every token is pyjwt's.
+    assert TokenVerifier(hmac_secret=SECRET, audience="a")._short is None
+    assert TokenVerifier(hmac_secret=SECRET, issuer="i")._short is None
+    assert TokenVerifier(hmac_secret="short")._short is None
+    assert TokenVerifier(hmac_secret='{"kty": "oct"}')._short is None
