@@ -572,7 +572,7 @@ class _AutoPipeline:
         place - what ``pipeline().execute(raise_on_error=False)`` does, without building a pipeline per
         batch (its pool wait, bookkeeping and observability hooks: a quarter of a call's CPU here)."""
         pool = self._client.connection_pool
-        connection = await pool.get_connection()
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
         try:
             replies: list[Any] = await connection.retry.call_with_retry(
                 lambda: self._exchange(connection, commands), lambda _error: connection.disconnect()
@@ -1103,7 +1103,7 @@ class RedisEngine:
             if type(response) is list and len(response) == 3 and response[0] in _MESSAGE_KINDS:
                 self._dispatch(response[1], response[2])
                 continue
-            message = await pubsub.handle_message(response)
+            message = await pubsub.handle_message(response)  # type: ignore[no-untyped-call]  # untyped in redis-py
             if message is None:
                 continue
             kind = message["type"]
