@@ -84,6 +84,15 @@ def test_both_plans_are_valid_and_cover_every_scenario() -> None:
     assert len({p.name for p in full if p.scenario.encoding.value == "json"}) == len(Kind) + 1
 
 
+def test_a_plan_can_be_sized_on_the_way_to_ten_thousand() -> None:
+    # --connections 5000: the same scenarios, chat at 5,000 and the two-node ones at half of it.
+    sized = {p.name: p.scenario.connections for p in scenarios(quick=False, connections=5000)}
+    assert sized[MULTI_PROCESS] == sized["chat"] == 5000
+    assert sized["cross_node"] == sized["reconnect_storm"] == 2500
+    quick = [p.name for p in scenarios(quick=True)]
+    assert [p.name for p in scenarios(quick=True, connections=5000)] == quick
+
+
 def test_a_plan_entry_of_its_own_name_gets_rows_of_its_own() -> None:
     memory = [result("centrifugo", "chat", 10.0, 4000.0, 40.0), result("worker", "chat", 20.0, 3000.0, 20.0)]
     redis = [result("centrifugo", "chat", 30.0, 2000.0, 40.0), result("worker", "chat", 15.0, 3000.0, 20.0)]

@@ -534,3 +534,68 @@ async def test_calls_issued_while_pipelines_are_out_go_together_in_the_next_one(
         assert len(sizes) < 30  # … so the waves issued meanwhile were sent together
     finally:
         await engine.close()
+
+
+async def test_a_burst_read_in_one_go_is_dispatched_in_order_beside_a_subscribe(
+    redis_server: RedisServer,
+) -> None:
+    # Three hundred publications (and joins between them) written by one pipelined client arrive in a
+    # few socket reads; the reader takes what hiredis parsed without a round of its own each, and a
+    # subscribe confirmed in the middle of the burst still completes.
+    node = Node(RedisEngine(redis_server.url, prefix=unique_prefix()), Recorder())
+    await node.engine.start(node.events)
+    raw = aioredis.Redis.from_url(redis_server.url)
+    try:
+        assert isinstance(node.engine, RedisEngine)
+        await node.engine.subscribe("chat:burst")
+        async with raw.pipeline(transaction=False) as pipe:
+            for n in range(300):
+                fanout = node.engine.fanout_frame("chat:burst", str(n).encode())
+                pipe.execute_command(fanout.command, fanout.channel, fanout.frame)
+                if n % 100 == 0:
+                    pipe.execute_command(fanout.command, fanout.channel, b"j" + encode_info(ALICE))
+            burst = asyncio.ensure_future(pipe.execute())
+            await node.engine.subscribe("chat:beside")
+            await burst
+        await node.engine.publish("chat:beside", b"{}")
+        events = node.events
+        await events.wait_for(lambda: len(events.of("publication")) == 301)
+        data = [e.publication.data for e in events.of("publication", "chat:burst") if e.publication]
+        assert data == [str(n).encode() for n in range(300)]
+        assert [e.info for e in events.of("join", "chat:burst")] == [ALICE] * 3
+        assert len(events.of("publication", "chat:beside")) == 1
+    finally:
+        await raw.aclose()
+        await node.engine.close()
+
+
+async def test_an_error_reply_answers_its_own_call_and_a_killed_connection_is_replaced(
+    own_redis: RedisServer,
+) -> None:
+    # The auto-pipeline writes a batch and reads its replies on a pooled connection itself: an error
+    # reply goes to its caller alone, the others of the batch get theirs, and a pooled connection the
+    # server closed meanwhile is replaced (the client's one quick retry, as redis-py's pipeline does).
+    engine = RedisEngine(own_redis.url, prefix=unique_prefix())
+    await engine.start()
+    try:
+        key = f"{engine.prefix}.plain"
+        await engine.client.set(key, "text")
+        pipeline = engine._pipeline
+        first, wrong, last = (
+            pipeline.call("PUBLISH", "nobody", "x"),
+            pipeline.call("INCR", key),  # not an integer: an error reply
+            pipeline.call("SCRIPT", "EXISTS", "0" * 40),
+        )
+        assert await first == 0
+        with pytest.raises(aioredis.ResponseError, match="not an integer"):
+            await wrong
+        assert await last == [0]
+        killer = aioredis.Redis.from_url(own_redis.url)
+        try:  # every other normal connection: the engine's pooled ones (its pub/sub is not "normal")
+            assert await killer.client_kill_filter(_type="normal", skipme=True) >= 1
+        finally:
+            await killer.aclose()
+        result = await engine.publish("chat:after-kill", b"{}", history=KEEP)
+        assert result.position.offset == 1
+    finally:
+        await engine.close()
