@@ -11,6 +11,10 @@ from typing import Generic, Protocol, TypeVar
 log = logging.getLogger("resonance.worker.node")
 
 TIMER_RESOLUTION_SECONDS = 0.1
+LATE_FIRE_SECONDS = 0.5
+"""A slot firing this late means the event loop itself ran late (a starved or stopped process)."""
+READ_FIRST_SECONDS = 0.001
+"""How far a late slot is put off: past this loop iteration's I/O poll (libuv runs timers before it)."""
 
 
 class Timed(Protocol):
@@ -32,6 +36,7 @@ class Timers(Generic[T]):
     def __init__(self, resolution: float = TIMER_RESOLUTION_SECONDS) -> None:
         self.resolution = resolution
         self._slots: dict[int, dict[T, None]] = {}
+        self._put_off: set[int] = set()  # slots whose deadlines wait for the sockets to be read first
 
     def _slot(self, deadline: float) -> int:
         return math.ceil(deadline / self.resolution)
@@ -51,6 +56,15 @@ class Timers(Generic[T]):
             conns.pop(conn, None)
 
     def _fire(self, slot: int) -> None:
+        if slot not in self._put_off and time.time() - slot * self.resolution > LATE_FIRE_SECONDS:
+            # The loop ran late, and libuv runs due timers before it reads the sockets: a pong (or a connect)
+            # that arrived long before its deadline may still sit unread. Judge the peers after one read, as a
+            # starved worker's Redis deadlines are excused (engines/loopwatch.py): the loop, not the client,
+            # was slow. Once per slot, so a loop that stays late still fires it.
+            self._put_off.add(slot)
+            asyncio.get_running_loop().call_later(READ_FIRST_SECONDS, self._fire, slot)
+            return
+        self._put_off.discard(slot)
         for conn in self._slots.pop(slot, {}):
             try:
                 conn.timer_due()
