@@ -23,13 +23,27 @@ from typing import Any
 LISTEN_PORTS = range(20000, 32768)
 
 
-def worker_ports(ports: range = LISTEN_PORTS, environ: Mapping[str, str] = os.environ) -> range:
-    """This test process's share of ``ports``.
+def _listen_ports(environ: Mapping[str, str] = os.environ) -> range:
+    """``LISTEN_PORTS``, or the part of it ``RESONANCE_TEST_PORTS=LOW-HIGH`` gives this run: ``make test``
+    runs e2e/ beside tests/ and gives each its own part, so the two runs never choose the same port."""
+    text = environ.get("RESONANCE_TEST_PORTS", "")
+    if not text:
+        return LISTEN_PORTS
+    low, _, high = text.partition("-")
+    ports = range(int(low), int(high) + 1)
+    if not (ports and LISTEN_PORTS.start <= ports.start and ports.stop <= LISTEN_PORTS.stop):
+        raise ValueError(f"RESONANCE_TEST_PORTS={text!r} is not a part of {LISTEN_PORTS}")
+    return ports
+
+
+def worker_ports(ports: range | None = None, environ: Mapping[str, str] = os.environ) -> range:
+    """This test process's share of ``ports`` (by default this run's part of ``LISTEN_PORTS``).
 
     Under pytest-xdist (``make test`` runs tests/ in two processes) each worker ``gwN`` of
     ``PYTEST_XDIST_WORKER_COUNT`` draws from its own slice, so two workers never choose the same port
     between one's choice and its server's bind. Outside xdist the whole range is ours.
     """
+    ports = _listen_ports(environ) if ports is None else ports
     worker, count = environ.get("PYTEST_XDIST_WORKER", ""), environ.get("PYTEST_XDIST_WORKER_COUNT", "")
     if not (worker.startswith("gw") and worker[2:].isdigit() and count.isdigit() and int(count) > 1):
         return ports
