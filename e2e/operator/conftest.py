@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
 import subprocess
 import threading
 import urllib.request
@@ -22,6 +21,7 @@ from resonance_operator.handlers.run import build_runtime, serve
 from resonance_operator.settings import OperatorSettings
 
 from e2e.kube import kubectl, kubectl_json, tool, wait_until
+from tests.harness.processes import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "resonance-operator"
@@ -29,13 +29,6 @@ CRD_NAME = "resonanceclusters.resonance.liminal.dev"
 RESYNC_SECONDS = 3.0
 PEERING = "resonance-operator"
 MAIN_PRIORITY = 100
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def helm(*args: str) -> str:

@@ -46,6 +46,7 @@ from e2e.operator.conftest import (
     reconciles_by_trigger,
     wait_ready,
 )
+from tests.harness.processes import die_with_parent
 
 pytestmark = pytest.mark.k8s
 
@@ -188,8 +189,9 @@ class OperatorProcess:
     def start(self) -> OperatorProcess:
         script = Path(sys.executable).parent / "resonance-operator"
         self.process = subprocess.Popen(
-            [str(script)], env=self.env, stdout=self.log, stderr=subprocess.STDOUT, text=True
-        )
+            [str(script)], env=self.env, stdout=self.log, stderr=subprocess.STDOUT, text=True,
+            preexec_fn=die_with_parent(),
+        )  # fmt: skip
 
         def healthy() -> bool:
             assert self.process is not None and self.process.poll() is None, "the operator exited"

@@ -39,6 +39,7 @@ from e2e.operator.conftest import (
     scrape,
     wait_ready,
 )
+from tests.harness.processes import die_with_parent
 
 pytestmark = pytest.mark.k8s
 
@@ -543,8 +544,9 @@ def test_console_script_serves_health_and_metrics_and_stops_on_sigterm(
     }
     script = Path(sys.executable).parent / "resonance-operator"
     process = subprocess.Popen(
-        [str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+        [str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=die_with_parent(),
+    )  # fmt: skip
     try:
         assert _served(health_port)
         assert "resonance_operator_reconciles" in scrape(f"http://127.0.0.1:{metrics_port}/metrics")

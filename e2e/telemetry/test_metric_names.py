@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from e2e.kube import kubectl, wait_until
-from tests.harness.processes import free_port
+from tests.harness.processes import die_with_parent, free_port
 from tests.harness.worker import WorkerProcess
 from tests.monitoring import names
 
@@ -51,8 +51,9 @@ def operator_metrics(kubeconfig: str, namespace: str) -> Iterator[str]:
     }
     script = Path(sys.executable).parent / "resonance-operator"
     process = subprocess.Popen(
-        [str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+        [str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=die_with_parent(),
+    )  # fmt: skip
     url = f"http://127.0.0.1:{port}/metrics"
 
     def served() -> str | None:

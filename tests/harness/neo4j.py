@@ -18,7 +18,7 @@ from pathlib import Path
 import neo4j
 from neo4j.exceptions import AuthError, DriverError, Neo4jError
 
-from tests.harness.processes import ServiceProcess, free_port, port_open
+from tests.harness.processes import ServiceProcess, free_port, port_open, tethered_popen
 
 SERVICE_DIR = Path(__file__).resolve().parents[2] / "e2e" / "services" / "neo4j"
 
@@ -107,13 +107,12 @@ class Neo4jServer:
 
 def build_server_classpath() -> Path:
     """Resolve (once per version, cached) the server's jars; return the cache dir holding classpath.txt."""
-    build = subprocess.Popen(
+    build = tethered_popen(
         [str(SERVICE_DIR / "build")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
-        start_new_session=True,
     )
     try:
         stdout, stderr = build.communicate(timeout=BUILD_TIMEOUT)

@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
+from tests.harness.processes import die_with_parent
+
 
 class SdkClientError(RuntimeError):
     """An SDK call rejected; ``code`` is the protocol error code when there is one."""
@@ -50,7 +52,7 @@ class SdkClient:
         self._proc = await asyncio.create_subprocess_exec(
             *argv, cwd=cwd,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            limit=2**24,
+            limit=2**24, preexec_fn=die_with_parent(),
         )  # fmt: skip
         self._reader = asyncio.create_task(self._read())
         # Returns once the runtime has started (a JVM or a browser takes seconds), so tokens minted after

@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import jwt
+import pytest
 
 from tests.harness.processes import ServiceProcess, free_port
 
@@ -86,6 +87,21 @@ def test_two_xdist_workers_draw_ports_from_disjoint_shares() -> None:
     assert not set(shares[0]) & set(shares[1])
     assert all(len(share) > 5000 and set(share) <= set(LISTEN_PORTS) for share in shares)
     assert worker_ports(LISTEN_PORTS, {}) == LISTEN_PORTS  # a plain pytest run has the whole range
+
+
+def test_e2e_beside_tests_draws_ports_from_its_own_part() -> None:
+    """`make test` runs e2e/ beside tests/ (scripts/test-all): RESONANCE_TEST_PORTS gives each run its own
+    part of the range, which tests/ then splits between its two xdist workers."""
+    from tests.harness.processes import LISTEN_PORTS, worker_ports
+
+    e2e = worker_ports(None, {"RESONANCE_TEST_PORTS": "30000-32767"})
+    xdist = {"RESONANCE_TEST_PORTS": "20000-29999", "PYTEST_XDIST_WORKER_COUNT": "2"}
+    tests = [worker_ports(None, {**xdist, "PYTEST_XDIST_WORKER": f"gw{i}"}) for i in range(2)]
+    assert e2e == range(30000, 32768)
+    assert not set(e2e) & set(tests[0]) and not set(e2e) & set(tests[1]) and not set(tests[0]) & set(tests[1])
+    assert all(set(share) <= set(LISTEN_PORTS) for share in [e2e, *tests])
+    with pytest.raises(ValueError, match="not a part of"):
+        worker_ports(None, {"RESONANCE_TEST_PORTS": "1000-2000"})
 
 
 def test_a_port_is_handed_out_once_until_bound() -> None:

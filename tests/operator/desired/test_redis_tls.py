@@ -15,7 +15,7 @@ import redis
 from resonance_operator.api import validation
 from resonance_operator.desired import backup, datastores, redis_tls, secrets, settings, worker
 
-from tests.harness.processes import free_port, port_open
+from tests.harness.processes import die_with_parent, free_port, port_open
 from tests.harness.sentinel import wait_for
 from tests.harness.tls import make_tls
 from tests.operator import fixtures
@@ -179,7 +179,9 @@ def test_the_rendered_start_script_runs_a_tls_only_redis(tmp_path: Path) -> None
         )
 
     env = {**os.environ, "REDIS_PASSWORD": "pw"}
-    process = subprocess.Popen(["sh", "-c", local(container["command"][2])], env=env)
+    process = subprocess.Popen(
+        ["sh", "-c", local(container["command"][2])], env=env, preexec_fn=die_with_parent()
+    )
     try:
         wait_for(lambda: port_open("127.0.0.1", port), timeout=20, what="the TLS port")
         probe = container["readinessProbe"]["exec"]["command"]

@@ -10,7 +10,7 @@ import json
 import re
 import signal
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import centrifuge
@@ -56,12 +56,23 @@ def redis_env(request: pytest.FixtureRequest, kind: str, prefix: str) -> dict[st
     return {"RESONANCE_ENGINE": "redis", "RESONANCE_REDIS_URL": server.url, "RESONANCE_REDIS_PREFIX": prefix}
 
 
-@pytest.fixture(params=["redis", "cluster"])
-def pair(request: pytest.FixtureRequest, start_worker: StartWorker) -> tuple[WorkerProcess, WorkerProcess]:
-    import uuid
-
+@pytest.fixture(scope="module", params=["redis", "cluster"])
+def pair(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[WorkerProcess, WorkerProcess]]:
+    """Two workers on the run's Redis (or its Cluster), shared by this module's tests of that kind: each test
+    has its own channels and users, and its clients leave when it ends (two worker starts per kind, not
+    two per test)."""
     env = redis_env(request, request.param, f"test-{uuid.uuid4().hex[:8]}")
-    return start_worker(env, name="worker-a"), start_worker(env, name="worker-b")
+    workdir = tmp_path_factory.mktemp(f"pair-{request.param}")
+    started: list[WorkerProcess] = []
+    try:
+        for name in ("worker-a", "worker-b"):
+            started.append(WorkerProcess(workdir, env, name=name).start())
+        yield started[0], started[1]
+    finally:
+        for worker in started:
+            worker.stop()
 
 
 async def test_publication_on_one_worker_reaches_clients_of_the_other(
