@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from tests.harness.worker import WorkerProcess
 from tests.worker.transport.conftest import Clients
@@ -49,6 +50,8 @@ async def test_a_worker_is_ready_and_connects_before_scipy_which_the_first_batch
     start_worker: StartWorker, clients: Clients
 ) -> None:
     worker = start_worker({"RESONANCE_LIVING__BIO_WARM_UP": "false"})  # ready: /ready answered 200
+    ready = {"status": "ready", "engine": "memory", "biometrics": "on first use"}
+    assert worker.http("GET", "/ready") == (200, ready)
     # The first batch imports SciPy: seconds of CPU, more on a loaded machine.
     client, _ = await clients.connected(worker.ws_url, worker.token("ada"), timeout=120)
     assert not scipy_loaded(worker)
@@ -59,9 +62,17 @@ async def test_a_worker_is_ready_and_connects_before_scipy_which_the_first_batch
     ]
     assert any(r["kind"] == "heart_rate" and r["bpm"] is not None for r in readings)
     assert scipy_loaded(worker)
+    assert worker.http("GET", "/ready")[1]["biometrics"] == "warm"
 
 
-def test_a_worker_warms_scipy_up_in_the_background_once_it_listens(start_worker: StartWorker) -> None:
-    worker = start_worker({"RESONANCE_LIVING__BIO_WARM_UP": "true"})
-    assert wait_until(lambda: scipy_loaded(worker)), "SciPy never imported"
-    assert wait_until(lambda: any(r.get("msg") == "biometrics warmed up" for r in worker.log_records()))
+def test_a_worker_is_ready_while_it_warms_scipy_up_in_the_background(tmp_path: Path) -> None:
+    worker = WorkerProcess(tmp_path, {"RESONANCE_LIVING__BIO_WARM_UP": "true"})
+    worker.process.start()
+    try:
+        # Ready (200) before or while warming; the harness's start() waits for "warm" too.
+        assert wait_until(lambda: worker.http("GET", "/ready")[0] == 200)
+        assert wait_until(lambda: worker.http("GET", "/ready")[1]["biometrics"] == "warm"), "never warm"
+        assert scipy_loaded(worker)  # no bio.push was sent: the warm-up imported it
+        assert wait_until(lambda: any(r.get("msg") == "biometrics warmed up" for r in worker.log_records()))
+    finally:
+        worker.stop()
