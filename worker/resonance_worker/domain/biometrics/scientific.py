@@ -2,7 +2,8 @@
 a worker accepts connections (and answers ``/ready``) without it. Only the biometric algorithms need
 it; they reach it through these functions, so the import happens when the first batch is computed
 (in a worker thread, see ``living.biometrics``) - or earlier, when the shell warms it up in the
-background once the worker listens (:func:`warm_up`; ``RESONANCE_LIVING__BIO_WARM_UP``; ``/ready`` says which).
+background once the worker listens (:func:`warm_up`; ``RESONANCE_LIVING__BIO_WARM_UP``; ``/ready``
+says which).
 
 Two threads asking at once is safe: Python's per-module import lock makes the second wait for the
 first, and each module is imported once.
