@@ -41,7 +41,7 @@ import yaml
 
 from bench.load import runner
 from bench.load.scenario import Scenario, Target, chat_scenario
-from bench.load.servers import Server, _http_ok, _wait_until, free_port, stack
+from bench.load.servers import Server, _wait_until, free_port, stack, worker_settled
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "full.yaml"
@@ -82,7 +82,7 @@ def start_worker(
     executable = str(Path(sys.executable).parent / "resonance-worker")
     server = Server(f"{name}:{port}", [executable], log=workdir / f"{name}-{port}.log", env=full)
     servers.append(server)
-    _wait_until(lambda: _http_ok(f"http://127.0.0.1:{port}/ready"), 60, server.name, server.process)
+    _wait_until(lambda: worker_settled(f"http://127.0.0.1:{port}/ready"), 60, server.name, server.process)
     return f"ws://127.0.0.1:{port}/connection/websocket", server.pid, secret
 
 

@@ -54,6 +54,17 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def worker_settled(url: str) -> bool:
+    """A worker's ``/ready`` (``url``) answers 200 and its background biometrics warm-up is over: SciPy adds
+    about 66 MiB and seconds of CPU, which a measurement taken while ``warming`` would miss or be charged."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            body = json.loads(response.read()) if response.status == 200 else None
+    except (OSError, ValueError):
+        return False
+    return isinstance(body, dict) and body.get("biometrics") != "warming"
+
+
 def listening_sockets(port: int, tcp_table: str) -> int:
     """How many sockets listen on ``port`` in the text of /proc/net/tcp (several with ``SO_REUSEPORT``)."""
     count = 0
@@ -265,7 +276,7 @@ class Stack:
             # 120 s: on a loaded shared machine a worker on the Redis engine took 30-35 s to be ready (and one
             # from a fresh checkout compiles its bytecode first).
             _wait_until(
-                functools.partial(_http_ok, f"http://127.0.0.1:{port}/ready"),
+                functools.partial(worker_settled, f"http://127.0.0.1:{port}/ready"),
                 120,
                 server.name,
                 server.process,

@@ -68,8 +68,15 @@ class WorkerProcess:
         that exits fails at once, and on two cores shared by two test processes (and whatever else runs)
         importing the worker under coverage has taken over 30 s."""
         self.process.start()
-        self.process.wait_until(lambda: self.http("GET", "/ready")[0] == 200, timeout=timeout, what="/ready")
+        self.process.wait_until(self.ready_and_warm, timeout=timeout, what="/ready")
         return self
+
+    def ready_and_warm(self) -> bool:
+        """``/ready`` answers 200 and the background biometrics warm-up is over (``warming``: the worker
+        is ready, but a test's first ``bio.push`` would wait for SciPy's import, seconds under load,
+        past the SDK's 5 s timeout; ``RESONANCE_LIVING__BIO_WARM_UP=false`` skips both)."""
+        status, body = self.http("GET", "/ready")
+        return status == 200 and not (isinstance(body, dict) and body.get("biometrics") == "warming")
 
     def stop(self) -> int | None:
         return self.process.stop()

@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import logging
 import os
 import secrets
 import signal
 import sys
+import threading
 import time
 import traceback
 
@@ -17,6 +19,7 @@ from aiohttp import web
 from pydantic import SecretStr, ValidationError
 
 from resonance_worker import __version__
+from resonance_worker.domain.biometrics import scientific
 from resonance_worker.domain.consent import DataKind
 from resonance_worker.errors import ConfigError
 from resonance_worker.errortracking import configure_error_tracking
@@ -29,6 +32,8 @@ from resonance_worker.transport.drain import DrainRequest
 from resonance_worker.transport.keys import DRAINER, LIVING, NODE
 from resonance_worker.transport.proxyproto import ProxyProtocolSite
 from resonance_worker.transport.wsnative import NativeSite, native_protocol_factory
+
+log = logging.getLogger("resonance.worker")
 
 
 def load_settings() -> tuple[WorkerSettings, bool]:
@@ -100,6 +105,32 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def wants_warm_up(settings: WorkerSettings) -> bool:
+    """Whether this worker imports the biometric algorithms' SciPy before the first ``bio.push``."""
+    return settings.living.enabled and settings.living.bio_warm_up
+
+
+def _warm_up() -> None:
+    started = time.perf_counter()
+    try:
+        scientific.warm_up()
+    except Exception:  # the first bio.push imports (and reports) it again
+        log.exception("biometrics warm-up failed")
+        return
+    log.info("biometrics warmed up", extra={"seconds": round(time.perf_counter() - started, 3)})
+
+
+def warm_up_in_background(settings: WorkerSettings) -> threading.Thread | None:
+    """Import SciPy for the biometric algorithms in a daemon thread (once the worker listens, so
+    ``/ready`` never waits for it). A ``bio.push`` arriving meanwhile imports in its executor
+    thread, where Python's module lock makes it wait for this import, off the event loop."""
+    if not wants_warm_up(settings) or scientific.warm():
+        return None
+    thread = threading.Thread(target=_warm_up, name="biometrics-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def _site(runner: web.AppRunner, settings: WorkerSettings, *, reuse_port: bool) -> web.BaseSite:
     """The listener: aiohttp's own, or one that reads the PROXY protocol header of trusted proxies first;
     either with the native WebSocket shell in front of aiohttp (``websocket_server``)."""
@@ -148,6 +179,7 @@ async def serve(
     port = runner.addresses[0][1] if runner.addresses else settings.port
     if not process_index:
         print(banner(settings, port, demo_token=demo_token), flush=True)
+    warm_up_in_background(settings)
     try:
         await stop.wait()
         # Hand the clients over within the reconnect budget (or follow the drain
@@ -224,6 +256,9 @@ def supervise(settings: WorkerSettings, demo_token: bool) -> int:
     kernel spreads connections over them; the Redis engine connects them), pass SIGTERM
     and SIGINT on, and return the first failing worker's exit code (0 when all ended
     cleanly). When one fails the others are stopped too, so the Pod restarts whole."""
+    if wants_warm_up(settings):
+        # Once, before the fork: the processes share its pages (as every module imported at start-up).
+        scientific.warm_up()
     children: dict[int, int] = {}
     for index in range(settings.processes):
         pid = os.fork()

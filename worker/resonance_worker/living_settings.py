@@ -76,6 +76,12 @@ class LivingSettings(BaseModel):
     )
     room_max_members: int = Field(50, ge=2, description="Members per room (over it: error 106).")
     bio_max_streams: int = Field(1000, ge=1, description="Biometric streams per worker (over it: error 106).")
+    bio_warm_up: bool = Field(
+        True,
+        description="Import what the biometric algorithms need (SciPy: seconds of CPU) in a background "
+        "thread once the worker listens, so the first `bio.push` does not wait for it; off: on the first "
+        "`bio.push` (in a worker thread, never on the event loop). Either way `/ready` does not wait for it.",
+    )
     doc_max_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="Size limit of a shared document (past it: error 106)."
     )

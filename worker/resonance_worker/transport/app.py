@@ -22,6 +22,7 @@ from aiohttp import web
 
 from resonance_worker.domain.auth import TokenVerifier
 from resonance_worker.domain.backoff import Backoff
+from resonance_worker.domain.biometrics import scientific
 from resonance_worker.domain.channels import ChannelRules, NamespaceOptions
 from resonance_worker.engines import Engine
 from resonance_worker.errors import ConfigError, EngineError
@@ -281,6 +282,15 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+def biometrics_state(app: web.Application) -> str:
+    """``warm`` (SciPy imported), ``warming`` (the background warm-up of ``resonance-worker`` will import
+    it) or ``on first use`` (the first ``bio.push`` will): the worker is ready in every case."""
+    if scientific.warm():
+        return "warm"
+    living = app[SETTINGS].living
+    return "warming" if living.enabled and living.bio_warm_up else "on first use"
+
+
 async def ready(request: web.Request) -> web.Response:
     """Readiness: the engine is reachable and the worker is not draining. On a Redis Cluster, ready while
     some shard is (``shards_down`` names the others; docs/reliability.md, "Redis Cluster")."""
@@ -297,7 +307,11 @@ async def ready(request: web.Request) -> web.Response:
             {"status": "unavailable", "engine": engine.name, "error": str(exc)}, status=503
         )
     metrics.ready.set(1)
-    body: dict[str, Any] = {"status": "ready", "engine": engine.name}
+    body: dict[str, Any] = {
+        "status": "ready",
+        "engine": engine.name,
+        "biometrics": biometrics_state(request.app),
+    }
     # A Redis Cluster shard without a primary leaves the node ready for the channels of the other shards.
     shards_down = getattr(getattr(engine, "inner", engine), "shards_down", [])
     if shards_down:

@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, signal
 
+from resonance_worker.domain.biometrics import scientific
 from resonance_worker.domain.biometrics.buffer import FloatArray
 from resonance_worker.domain.biometrics.dsp import PULSE_BAND_HZ, bandpass
 
@@ -85,7 +85,7 @@ def dominant_period(filtered: FloatArray, rate_hz: float) -> tuple[float | None,
     acf = np.fft.irfft(spectrum * np.conj(spectrum))[: max_lag + 2] / energy
     # Unbiased: divide by overlap so long lags are not penalised.
     acf = acf * n / (n - np.arange(acf.size))
-    candidates, _ = signal.find_peaks(acf[: max_lag + 1])
+    candidates, _ = scientific.signal().find_peaks(acf[: max_lag + 1])
     candidates = candidates[candidates >= min_lag]
     if candidates.size == 0:
         return None, 0.0
@@ -118,8 +118,9 @@ def detect_beats(pulse: FloatArray, rate_hz: float, start_time: float) -> Beats:
     # Prominence is judged against the local swing (max − min over about two beats), so a
     # burst of motion artefact does not raise the bar for the clean beats around it.
     reach = max(3, round(1.6 * (period or 0.8) * rate_hz))
+    ndimage = scientific.ndimage()
     swing = ndimage.maximum_filter1d(filtered, reach) - ndimage.minimum_filter1d(filtered, reach)
-    peaks, _ = signal.find_peaks(
+    peaks, _ = scientific.signal().find_peaks(
         filtered,
         distance=max(1, int(spacing * rate_hz)),
         prominence=LOCAL_PROMINENCE * swing,

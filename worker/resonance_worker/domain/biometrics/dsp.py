@@ -5,8 +5,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy import signal
 
+from resonance_worker.domain.biometrics import scientific
 from resonance_worker.domain.biometrics.buffer import FloatArray
 
 PULSE_BAND_HZ = (0.5, 4.0)
@@ -46,6 +46,7 @@ def _design(low: float, high: float, rate_hz: float, order: int) -> tuple[FloatA
     them costs more than filtering a 10 s window)."""
     nyquist = rate_hz / 2.0
     high = min(high, 0.9 * nyquist)
+    signal = scientific.signal()
     sos: FloatArray = signal.butter(order, [low, high], btype="band", fs=rate_hz, output="sos")
     initial: FloatArray = signal.sosfilt_zi(sos)
     return sos, initial
@@ -63,6 +64,7 @@ def bandpass(x: FloatArray, rate_hz: float, low: float, high: float, order: int 
     if pad < 1:
         return x
     extended = np.concatenate((2 * x[0] - x[pad:0:-1], x, 2 * x[-1] - x[-2 : -pad - 2 : -1]))
+    signal = scientific.signal()
     forward, _ = signal.sosfilt(sos, extended, zi=initial * extended[0])
     backward, _ = signal.sosfilt(sos, forward[::-1], zi=initial * forward[-1])
     filtered: FloatArray = backward[::-1][pad:-pad]

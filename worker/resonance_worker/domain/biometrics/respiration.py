@@ -32,8 +32,8 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import interpolate, signal
 
+from resonance_worker.domain.biometrics import scientific
 from resonance_worker.domain.biometrics.buffer import FloatArray
 from resonance_worker.domain.biometrics.dsp import bandpass
 
@@ -80,7 +80,7 @@ def breathing_series(
     # A cubic spline, not straight lines: at 20 breaths/min and 70 bpm there are only 3–4 beats
     # per breath, and linear interpolation flattens those peaks until counting misses them
     # (measured on the pyphysio recording: the amplitude series' spectrum lost its 20 /min peak).
-    series = interpolate.CubicSpline(times, values)(grid)
+    series = scientific.interpolate().CubicSpline(times, values)(grid)
     return grid, bandpass(series, series_rate_hz, *FILTER_HZ)
 
 
@@ -116,7 +116,7 @@ def counted_rates(grid: FloatArray, series: FloatArray, prominences: tuple[float
     min_distance = max(1, int(shortest_breath / float(grid[1] - grid[0])))
     # One search for all thresholds: find_peaks applies `distance` before `prominence`, so
     # filtering its prominences afterwards is the same as searching once per threshold.
-    peaks, properties = signal.find_peaks(series, distance=min_distance, prominence=0.0)
+    peaks, properties = scientific.signal().find_peaks(series, distance=min_distance, prominence=0.0)
     rates: list[float | None] = []
     for prominence in prominences:
         breaths = peaks[properties["prominences"] >= prominence * upper_swing]
