@@ -44,8 +44,18 @@ async def test_connections_per_ip(start_worker: StartWorker, clients: Clients) -
     await third.connect()
     disconnected = await events.wait_for("disconnected")
     assert (disconnected.code, disconnected.reason) == (3504, "connection limit")
-    assert metric(worker.metrics(), "resonance_limit_violations_total", kind="connections_per_ip") == 1
-    assert limit_logged(worker, "connections_per_ip")
+    # The close follows the 101 at once; the SDK's connect command can race it, and then it reads "transport
+    # closed" and tries once more before it gets the code. Every refusal is counted once and logged, and no
+    # connection over the limit was let in.
+    refusals = [
+        r
+        for r in worker.log_records()
+        if r.get("msg") == "limit exceeded" and r.get("limit") == "connections_per_ip"
+    ]
+    exposition = worker.metrics()
+    assert refusals
+    assert metric(exposition, "resonance_limit_violations_total", kind="connections_per_ip") == len(refusals)
+    assert metric(exposition, "resonance_connections") == 2
     assert (await first.rpc("echo", 1)).data == 1  # the others are still served
 
 
